@@ -1,0 +1,3 @@
+"""relcomm: validate, send and confirm release communications."""
+
+__version__ = "0.1.0"
