@@ -1,0 +1,445 @@
+"""Load a plan from TOML, with one precise error when it cannot be loaded.
+
+A `PlanError` names the file, the line and column where known, the key path
+(`communiques[2].audience`) and a hint. Nothing here lets a traceback reach the user.
+"""
+
+from __future__ import annotations
+
+import csv
+import difflib
+import hashlib
+import io
+import re
+import tomllib
+from email.utils import parseaddr
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ValidationError
+
+from . import schema
+from .locate import find_line, keypath_text
+from .model import Communique, Location, Plan, Recipient, Release, StakeholderGroup
+
+PLAN_NAMES = ("plan.toml", "relcomm.toml")
+
+# Words people reach for, mapped to the key the format uses.
+SYNONYMS = {
+    "audience": "to", "recipients": "to", "groups": "to", "targets": "to", "target": "to",
+    "type": "channel", "kind": "channel", "medium": "channel", "via": "channel",
+    "title": "subject", "topic": "subject",
+    "text": "body", "content": "body", "message": "body",
+    "file": "template", "template_file": "template",
+    "webhook": "url", "endpoint": "url", "link": "url",
+    "sender": "from", "from_address": "from", "return_path": "receipts_to", "bounce_to": "receipts_to",
+    "server": "host", "hostname": "host", "user": "username", "login": "username",
+    "pass": "password", "secret": "password", "tls": "security", "ssl": "security",
+    "stakeholder": "stakeholders", "communique": "communiques", "messages": "communiques",
+    "emails": "members", "people": "members", "list": "members",
+    "mandatory": "required", "must": "required",
+}
+
+
+class PlanError(Exception):
+    """A plan that cannot be loaded, with where and how to fix it."""
+
+    def __init__(self, message: str, file: Path | str, line: int | None = None, column: int | None = None,
+                 keypath: str = "", hint: str = "") -> None:
+        super().__init__(message)
+        self.message = message
+        self.location = Location(Path(file), line, column, keypath)
+        self.hint = hint
+
+    def __str__(self) -> str:
+        where = str(self.location.file)
+        if self.location.line is not None:
+            where += f":{self.location.line}"
+            if self.location.column is not None:
+                where += f":{self.location.column}"
+        text = f"{where}: "
+        if self.location.keypath:
+            text += f"{self.location.keypath}: "
+        text += self.message
+        if self.hint:
+            text += f"\n  hint: {self.hint}"
+        return text
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "file": str(self.location.file), "line": self.location.line, "column": self.location.column,
+            "keypath": self.location.keypath, "message": self.message, "hint": self.hint,
+        }
+
+
+def find_plan_file(path: Path) -> Path:
+    """The plan file for a path the user gave: the file itself or plan.toml in a folder."""
+    if not path.exists():
+        raise PlanError("no such file", path, hint="check the path; a plan is a .toml file or a folder holding plan.toml")
+    if path.is_dir():
+        for name in PLAN_NAMES:
+            if (path / name).is_file():
+                return path / name
+        raise PlanError(
+            "this is a folder with no plan in it", path,
+            hint=f"give the plan's .toml file, or put it in this folder as {' or '.join(PLAN_NAMES)}",
+        )
+    return path
+
+
+def read_text(path: Path, *, what: str = "file", keypath: str = "", plan_file: Path | None = None,
+              plan_source: str = "") -> str:
+    """Read a UTF-8 text file, turning every failure into a PlanError that points at it."""
+    def referenced_from() -> tuple[Path, int | None, str]:
+        if plan_file is None:
+            return path, None, ""
+        parts = tuple(int(p) if p.isdigit() else p for p in re.split(r"[.\[\]]+", keypath) if p)
+        return plan_file, find_line(plan_source, parts), keypath
+
+    if not path.exists():
+        file, line, key = referenced_from()
+        raise PlanError(f"{what} not found: {path}", file, line, None, key,
+                        hint="paths in a plan are relative to the plan file's folder")
+    if path.is_dir():
+        file, line, key = referenced_from()
+        raise PlanError(f"{what} is a folder, not a file: {path}", file, line, None, key, hint="name the file inside it")
+    try:
+        data = path.read_bytes()
+    except OSError as error:
+        raise PlanError(f"cannot read {what}: {error.strerror}", path, hint="check its permissions") from None
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as error:
+        before = data[: error.start]
+        line = before.count(b"\n") + 1
+        column = error.start - (before.rfind(b"\n") + 1) + 1
+        raise PlanError(
+            f"not UTF-8 text (byte 0x{data[error.start]:02x})", path, line, column,
+            hint="save the file as UTF-8 (e.g. iconv -f latin1 -t utf-8)",
+        ) from None
+
+
+def load_plan(path: str | Path) -> Plan:
+    """Load and check the structure of a plan. Raises PlanError."""
+    plan_file = find_plan_file(Path(path).expanduser()).resolve()
+    source = read_text(plan_file, what="plan file")
+    try:
+        data = tomllib.loads(source)
+    except tomllib.TOMLDecodeError as error:
+        raise _toml_error(error, plan_file) from None
+    _reject_literal_secrets(data, plan_file, source)
+    try:
+        table = schema.PlanFile.model_validate(data)
+    except ValidationError as error:
+        raise _schema_error(error, plan_file, source) from None
+    _check_channel_keys(data, table, plan_file, source)
+    _check_unique_ids(table, plan_file, source)
+    return _build(table, plan_file, source)
+
+
+def _toml_error(error: tomllib.TOMLDecodeError, file: Path) -> PlanError:
+    text = str(error)
+    found = re.search(r"\(at line (\d+), column (\d+)\)", text)
+    line = int(found.group(1)) if found else None
+    column = int(found.group(2)) if found else None
+    message = re.sub(r"\s*\(at line \d+, column \d+\)", "", text) or "invalid TOML"
+    hint = "check quotes, brackets and `key = value` syntax on that line"
+    if "Invalid value" in message or "Expected '=' after a key" in message:
+        hint = 'text values need quotes: key = "value"'
+    elif "Cannot overwrite" in message or "Cannot declare" in message:
+        hint = "a key or table is defined twice; use [[...]] for a list of tables"
+    return PlanError(f"TOML syntax error: {message[0].lower() + message[1:]}", file, line, column, hint=hint)
+
+
+SECRET_KEYS = {("transport", "smtp", "password"), ("communiques", "*", "routing_key"), ("receipts", "sources", "*", "password")}
+
+
+def _reject_literal_secrets(data: dict, file: Path, source: str) -> None:
+    """A password written into the plan is an error: secrets are references only."""
+    def walk(node: Any, parts: tuple) -> None:
+        if isinstance(node, dict):
+            for key, value in node.items():
+                walk(value, (*parts, key))
+        elif isinstance(node, list):
+            for index, value in enumerate(node):
+                walk(value, (*parts, index))
+        elif isinstance(node, str) and _is_secret_key(parts):
+            raise PlanError(
+                "a secret is written in the plan", file, find_line(source, parts), None, keypath_text(parts),
+                hint=f'remove it and use a reference: {parts[-1]} = {{ env = "RELCOMM_SMTP_PASSWORD" }}, '
+                     '{ keyring = "service:user" } or { command = "pass show smtp" }; then change the exposed secret',
+            )
+    walk(data, ())
+
+
+def _is_secret_key(parts: tuple) -> bool:
+    for pattern in SECRET_KEYS:
+        if len(pattern) == len(parts) and all(p == "*" or p == q for p, q in zip(pattern, parts)):
+            return True
+    return False
+
+
+def _schema_error(error: ValidationError, file: Path, source: str) -> PlanError:
+    problems = error.errors(include_url=False)
+    first = _most_useful(problems)
+    parts = _clean_loc(first["loc"])
+    line = find_line(source, parts)
+    kind = first["type"]
+    keypath = keypath_text(parts)
+    hint = ""
+    if kind == "extra_forbidden":
+        key = str(parts[-1])
+        message = f"unknown key `{key}`"
+        hint = _did_you_mean(key, _allowed_keys(parts[:-1]))
+    elif kind == "missing":
+        message = f"required key `{parts[-1]}` is missing"
+        hint = f"add `{parts[-1]} = ...`; see docs/plan-format.md"
+        line = find_line(source, parts[:-1]) or line
+    elif kind in ("literal_error", "enum"):
+        expected = first.get("ctx", {}).get("expected", "")
+        message = f"{first['input']!r} is not allowed here"
+        hint = f"use one of {expected}" if expected else ""
+        if parts and parts[-1] == "channel":
+            given = str(first["input"]).lower()
+            if given in ("slack", "teams", "mattermost", "googlechat", "chat"):
+                hint = f'chat posts use channel = "webhook" with preset = "{given}"'
+            elif given in ("pagerduty", "ntfy", "beeper"):
+                hint = 'use channel = "pager"'
+            elif given in ("phone", "call", "presentation", "meeting"):
+                hint = 'use channel = "manual" with instructions = "..."'
+            else:
+                close = difflib.get_close_matches(given, schema.CHANNELS, n=1)
+                hint = f'did you mean "{close[0]}"?' if close else f"use one of {expected}"
+    else:
+        message = first["msg"][0].lower() + first["msg"][1:]
+        given = first.get("input")
+        if kind.endswith("_type") and not isinstance(given, (dict, list)):
+            message = f"{message}, got {given!r}"
+        hint = _type_hint(parts, kind)
+    # A misnamed key also shows up as the missing one; count it once.
+    others = {
+        tuple(_clean_loc(p["loc"])) for p in problems
+        if not (kind == "extra_forbidden" and p["type"] == "missing" and tuple(_clean_loc(p["loc"]))[:-1] == parts[:-1])
+    }
+    more = len(others - {parts})
+    if more > 0:
+        hint = (hint + "; " if hint else "") + f"{more} more problem{'s' if more > 1 else ''} after this one"
+    return PlanError(message, file, line, None, keypath, hint)
+
+
+def _most_useful(problems: list[dict]) -> dict:
+    # Unions report one failure per alternative; an unknown key or a missing key says the most.
+    for wanted in ("extra_forbidden", "missing", "literal_error"):
+        for problem in problems:
+            if problem["type"] == wanted:
+                return problem
+    return problems[0]
+
+
+MODEL_NAMES = {
+    "KeyringSecret", "EnvSecret", "CommandSecret", "MaildirSourceTable", "MboxSourceTable",
+    "ImapSourceTable", "MemberTable", "str", "list[union[str,MemberTable]]",
+}
+
+
+def _clean_loc(loc: tuple) -> tuple:
+    # pydantic puts the union member's name into the path; the user never wrote it.
+    return tuple(p for p in loc if not (isinstance(p, str) and (p in MODEL_NAMES or p.startswith(("list[", "function-", "union[")))))
+
+
+def _allowed_keys(parts: tuple) -> set[str]:
+    model: Any = schema.PlanFile
+    for part in parts:
+        if isinstance(part, int) or model is None:
+            continue
+        model = _submodel(model, str(part))
+    if model is None:
+        return set()
+    return {f.alias or name for name, f in model.model_fields.items()}
+
+
+def _submodel(model: type[BaseModel], key: str) -> type[BaseModel] | None:
+    for name, field in model.model_fields.items():
+        if (field.alias or name) != key:
+            continue
+        for candidate in _models_in(field.annotation):
+            return candidate
+    return None
+
+
+def _models_in(annotation: Any) -> list[type[BaseModel]]:
+    found = []
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return [annotation]
+    for arg in getattr(annotation, "__args__", ()) or ():
+        found.extend(_models_in(arg))
+    return found
+
+
+def _did_you_mean(key: str, allowed: set[str]) -> str:
+    if not allowed:
+        return ""
+    synonym = SYNONYMS.get(key.lower())
+    if synonym in allowed:
+        return f"did you mean `{synonym}`?"
+    close = difflib.get_close_matches(key, sorted(allowed), n=1, cutoff=0.6)
+    if close:
+        return f"did you mean `{close[0]}`?"
+    return "allowed keys here: " + ", ".join(sorted(allowed))
+
+
+def _type_hint(parts: tuple, kind: str) -> str:
+    last = str(parts[-1]) if parts else ""
+    if last == "members":
+        return 'members is a CSV file name or a list like ["Ada <ada@example.com>"]'
+    if last == "to":
+        return 'to is a list of stakeholder group ids, e.g. to = ["customers"]'
+    if last == "date":
+        return "write a TOML date without quotes: date = 2026-11-26"
+    if last == "rate":
+        return 'write a rate like "120/min" or "5/s"'
+    if kind in ("int_type", "int_parsing"):
+        return "write a whole number without quotes"
+    if kind == "bool_type":
+        return "write true or false without quotes"
+    if kind == "string_type":
+        return 'write text in quotes: "..."'
+    return "see docs/plan-format.md"
+
+
+def _check_channel_keys(data: dict, table: schema.PlanFile, file: Path, source: str) -> None:
+    for index, (raw, communique) in enumerate(zip(data.get("communiques", []), table.communiques)):
+        allowed = schema.COMMON_KEYS | schema.CHANNEL_KEYS[communique.channel]
+        for key in raw:
+            if key in allowed:
+                continue
+            owners = [name for name, keys in schema.CHANNEL_KEYS.items() if key in keys]
+            parts = ("communiques", index, key)
+            raise PlanError(
+                f"`{key}` does not apply to a {communique.channel} communique", file, find_line(source, parts), None,
+                keypath_text(parts),
+                hint=(f"`{key}` is a setting of {' and '.join(owners)} communiques; remove it or change `channel`"
+                      if owners else ""),
+            )
+        if communique.template and communique.body:
+            parts = ("communiques", index, "body")
+            raise PlanError("both `template` and `body` are given", file, find_line(source, parts), None,
+                            keypath_text(parts), hint="keep one: a template file or an inline body")
+
+
+def _check_unique_ids(table: schema.PlanFile, file: Path, source: str) -> None:
+    for section, items in (("stakeholders", table.stakeholders), ("communiques", table.communiques)):
+        seen: dict[str, int] = {}
+        for index, item in enumerate(items):
+            if item.id in seen:
+                parts = (section, index, "id")
+                raise PlanError(
+                    f"id {item.id!r} is used twice (also {section}[{seen[item.id]}])", file,
+                    find_line(source, parts), None, keypath_text(parts), hint="give each one its own id",
+                )
+            seen[item.id] = index
+
+
+def _build(table: schema.PlanFile, plan_file: Path, source: str) -> Plan:
+    root = plan_file.parent
+    digest = hashlib.sha256(source.encode())
+
+    def where(*parts: str | int) -> Location:
+        return Location(plan_file, find_line(source, parts), None, keypath_text(parts))
+
+    def relative(name: str) -> Path:
+        return (root / Path(name).expanduser()).resolve()
+
+    groups = []
+    for index, group in enumerate(table.stakeholders):
+        members_file = None
+        if isinstance(group.members, str):
+            members_file = relative(group.members)
+            text = read_text(members_file, what="members file", keypath=f"stakeholders[{index}].members",
+                             plan_file=plan_file, plan_source=source)
+            digest.update(text.encode())
+            members = _members_from_csv(text, members_file, group.id)
+        else:
+            members = _inline_members(group.members, group.id, lambda i: where("stakeholders", index, "members", i))
+        groups.append(StakeholderGroup(
+            id=group.id, name=group.name or group.id, required=group.required, description=group.description,
+            members=tuple(members), members_file=members_file, location=where("stakeholders", index),
+        ))
+
+    communiques = []
+    for index, spec in enumerate(table.communiques):
+        template_file = relative(spec.template) if spec.template else None
+        if template_file is not None and template_file.is_file():
+            digest.update(template_file.read_bytes())
+        communiques.append(Communique(
+            id=spec.id, to=tuple(spec.to), channel=spec.channel, spec=spec, template_file=template_file,
+            location=where("communiques", index),
+        ))
+
+    notes_file = relative(table.release.notes) if table.release.notes else None
+    if notes_file is not None and notes_file.is_file():
+        digest.update(notes_file.read_bytes())
+    release = Release(
+        name=table.release.name, version=table.release.version, date=table.release.date, notes_file=notes_file,
+        gate=table.release.gate, gate_timeout=table.release.gate_timeout, location=where("release"),
+    )
+    return Plan(
+        path=plan_file, root=root, release=release, sender=table.sender, smtp=table.transport.smtp,
+        receipts=table.receipts, groups=tuple(groups), communiques=tuple(communiques),
+        digest=digest.hexdigest(), source=source,
+    )
+
+
+def _inline_members(entries: list, group_id: str, where) -> list[Recipient]:
+    members = []
+    for index, entry in enumerate(entries):
+        location = where(index)
+        if isinstance(entry, str):
+            name, address = parseaddr(entry)
+            if not address and "@" not in entry:
+                # A bare name: someone reached by phone or in person.
+                members.append(Recipient(entry.strip(), None, group_id, location))
+                continue
+            members.append(Recipient(name, address or entry.strip(), group_id, location))
+        else:
+            members.append(Recipient(entry.name, entry.email, group_id, location, phone=entry.phone, role=entry.role))
+    return members
+
+
+def _members_from_csv(text: str, path: Path, group_id: str) -> list[Recipient]:
+    reader = csv.reader(io.StringIO(text, newline=""))
+    try:
+        header = next(reader)
+    except StopIteration:
+        raise PlanError("the members file is empty", path, 1, hint="its first line must be a header: name,email") from None
+    except csv.Error as error:
+        raise PlanError(f"bad CSV: {error}", path, 1, hint="check quoting") from None
+    columns = [c.strip().lower() for c in header]
+    missing = [c for c in ("name", "email") if c not in columns]
+    if missing:
+        raise PlanError(
+            f"the header has no {' or '.join(repr(c) for c in missing)} column (it has: {', '.join(header) or 'nothing'})",
+            path, 1, hint="the first line must name the columns, at least: name,email",
+        )
+    if len(set(columns)) != len(columns):
+        raise PlanError("a column name appears twice in the header", path, 1, hint="give every column its own name")
+    members = []
+    try:
+        for row in reader:
+            if not any(cell.strip() for cell in row):
+                continue
+            line = reader.line_num
+            if len(row) != len(columns):
+                raise PlanError(
+                    f"this row has {len(row)} fields, the header has {len(columns)}", path, line,
+                    hint="quote values that contain commas: \"Smith, Ada\"",
+                )
+            values = {column: cell.strip() for column, cell in zip(columns, row)}
+            extra = {k: v for k, v in values.items() if k not in ("name", "email", "phone", "role")}
+            members.append(Recipient(
+                values["name"], values["email"] or None, group_id, Location(path, line),
+                phone=values.get("phone") or None, role=values.get("role") or None, fields=extra,
+            ))
+    except csv.Error as error:
+        raise PlanError(f"bad CSV: {error}", path, reader.line_num, hint="check the quotes on this line") from None
+    return members

@@ -1,0 +1,171 @@
+"""The loaded plan: the release, its stakeholder groups and the communiques that reach them.
+
+Plain frozen dataclasses built by `loader.load_plan`; every layer above reads these.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass, field
+from email.utils import formataddr
+from pathlib import Path
+from typing import Mapping
+
+from .schema import CommuniqueTable, ReceiptsTable, SenderTable, SmtpTable
+
+
+@dataclass(frozen=True)
+class Location:
+    """Where something was written: a file, maybe a line and column, and the plan key path."""
+
+    file: Path
+    line: int | None = None
+    column: int | None = None
+    keypath: str = ""
+
+    def __str__(self) -> str:
+        text = str(self.file)
+        if self.line is not None:
+            text += f":{self.line}"
+            if self.column is not None:
+                text += f":{self.column}"
+        if self.keypath:
+            text += f" ({self.keypath})"
+        return text
+
+
+@dataclass(frozen=True)
+class Recipient:
+    """One person in a stakeholder group."""
+
+    name: str
+    email: str | None
+    group_id: str
+    location: Location
+    phone: str | None = None
+    role: str | None = None
+    fields: Mapping[str, str] = field(default_factory=dict)
+
+    @property
+    def key(self) -> str:
+        """Identity within a communique: the address, case-folded, else the name."""
+        return (self.email or f"name:{self.name}").strip().lower()
+
+    @property
+    def display(self) -> str:
+        if self.email:
+            return formataddr((self.name, self.email)) if self.name else self.email
+        return self.name or "(unnamed)"
+
+    def __getitem__(self, item: str) -> str:
+        # Templates may use recipient.<csv column> for extra columns.
+        return self.fields[item]
+
+    def __getattr__(self, item: str) -> str:
+        fields = self.__dict__.get("fields") or {}
+        if item in fields:
+            return fields[item]
+        raise AttributeError(item)
+
+
+@dataclass(frozen=True)
+class StakeholderGroup:
+    id: str
+    name: str
+    required: bool
+    description: str | None
+    members: tuple[Recipient, ...]
+    members_file: Path | None
+    location: Location
+
+
+@dataclass(frozen=True)
+class Release:
+    name: str
+    version: str
+    date: dt.date | None
+    notes_file: Path | None
+    gate: str | None
+    gate_timeout: int
+    location: Location
+
+
+@dataclass(frozen=True)
+class Communique:
+    id: str
+    to: tuple[str, ...]
+    channel: str
+    spec: CommuniqueTable
+    template_file: Path | None
+    location: Location
+
+    @property
+    def subject(self) -> str | None:
+        return self.spec.subject
+
+    def template_source(self) -> str:
+        """The template text, read afresh so edits on disk show at once.
+
+        Raises OSError/UnicodeDecodeError; checks report those as findings.
+        """
+        if self.template_file is not None:
+            return self.template_file.read_text(encoding="utf-8")
+        if self.spec.body is not None:
+            return self.spec.body
+        if self.spec.instructions is not None:
+            return self.spec.instructions
+        return ""
+
+    @property
+    def per_recipient(self) -> bool:
+        """Email and manual steps go to each person; the other channels post once."""
+        return self.channel in ("email", "manual")
+
+
+@dataclass(frozen=True)
+class Plan:
+    path: Path
+    root: Path
+    release: Release
+    sender: SenderTable
+    smtp: SmtpTable
+    receipts: ReceiptsTable
+    groups: tuple[StakeholderGroup, ...]
+    communiques: tuple[Communique, ...]
+    digest: str
+    source: str  # the plan file's text, for locating findings
+
+    def group(self, group_id: str) -> StakeholderGroup | None:
+        for group in self.groups:
+            if group.id == group_id:
+                return group
+        return None
+
+    def communique(self, communique_id: str) -> Communique | None:
+        for communique in self.communiques:
+            if communique.id == communique_id:
+                return communique
+        return None
+
+    def audience(self, communique: Communique) -> list[tuple[StakeholderGroup, Recipient]]:
+        """Everyone a communique reaches, once each, in plan order (first group wins)."""
+        seen: set[str] = set()
+        people: list[tuple[StakeholderGroup, Recipient]] = []
+        for group_id in communique.to:
+            group = self.group(group_id)
+            if group is None:
+                continue
+            for member in group.members:
+                if member.key in seen:
+                    continue
+                seen.add(member.key)
+                people.append((group, member))
+        return people
+
+    def communiques_for(self, group_id: str) -> list[Communique]:
+        return [c for c in self.communiques if group_id in c.to]
+
+    @property
+    def state_dir(self) -> Path:
+        """Default folder for the ledger and review state, beside the plan."""
+        return self.root / ".relcomm"

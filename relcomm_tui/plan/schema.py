@@ -1,0 +1,168 @@
+"""The plan file's schema (format 1): strict pydantic models, one per TOML table.
+
+These models describe what a user writes. They forbid unknown keys so a typo is
+an error with a location, and they are the source of the published JSON Schema
+(`relcomm schema`). The loader turns them into the richer `Plan` (model.py).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Literal, Union
+
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, StrictStr
+
+CHANNELS = ("email", "webhook", "publish", "pager", "manual")
+
+# Which communique keys make sense on which channel; the loader reports the rest.
+CHANNEL_KEYS: dict[str, frozenset[str]] = {
+    "email": frozenset({"subject", "template", "body", "reply_to", "read_receipt", "headers"}),
+    "webhook": frozenset({"url", "method", "preset", "headers", "template", "body", "subject", "format"}),
+    "publish": frozenset({"path", "public_url", "put_url", "subject", "template", "body", "headers"}),
+    "pager": frozenset({"url", "preset", "routing_key", "severity", "subject", "template", "body", "headers"}),
+    "manual": frozenset({"instructions", "subject", "template", "body"}),
+}
+COMMON_KEYS = frozenset({"id", "to", "channel", "description", "reminder_for"})
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class KeyringSecret(Strict):
+    """A secret kept in the OS keyring, named "service:user"."""
+
+    keyring: StrictStr = Field(pattern=r"^[^:]+:.+$", description='"service:user" in the OS keyring')
+
+
+class EnvSecret(Strict):
+    """A secret read from an environment variable."""
+
+    env: StrictStr = Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$", description="environment variable name")
+
+
+class CommandSecret(Strict):
+    """A secret printed on stdout by a command such as `pass show smtp`."""
+
+    command: StrictStr = Field(min_length=1, description="command whose first output line is the secret")
+
+
+SecretRef = Union[KeyringSecret, EnvSecret, CommandSecret]
+
+
+class ReleaseTable(Strict):
+    name: StrictStr = Field(min_length=1, description="product or release name")
+    version: StrictStr = Field(min_length=1, description="the version being released")
+    date: dt.date | None = Field(None, description="release date (TOML date)")
+    notes: StrictStr | None = Field(None, description="release-notes file; its section for this version is `notes` in templates")
+    gate: StrictStr | None = Field(None, description="command that must exit 0 before sending (the release was declared a success)")
+    gate_timeout: StrictInt = Field(30, ge=1, le=3600, description="seconds the gate may run")
+
+
+class SenderTable(Strict):
+    from_: StrictStr = Field(alias="from", description='"Name <address>" the communiques come from')
+    reply_to: StrictStr | None = Field(None, description="Reply-To address")
+    receipts_to: StrictStr | None = Field(None, description="return path: where DSNs, read receipts and replies come back")
+    test_to: StrictStr | None = Field(None, description="the engineer's own address for test sends")
+    list_id: StrictStr | None = Field(None, description="List-Id header value, e.g. releases.example.com")
+
+
+class SmtpTable(Strict):
+    host: StrictStr = Field("127.0.0.1", min_length=1)
+    port: StrictInt = Field(587, ge=1, le=65535)
+    security: Literal["tls", "starttls", "none"] = Field("starttls", description='"none" only for loopback hosts')
+    username: StrictStr | None = None
+    password: SecretRef | StrictStr | None = Field(None, description="a secret reference; never the password itself")
+    concurrency: StrictInt = Field(4, ge=1, le=64, description="SMTP connections used at once")
+    rate: StrictStr | None = Field(None, pattern=r"^\s*\d+(\.\d+)?\s*/\s*(s|sec|second|m|min|minute|h|hour)\s*$", description='maximum messages per time, e.g. "120/min"')
+    timeout: StrictInt = Field(30, ge=1, le=600, description="seconds to wait for the server")
+    max_attempts: StrictInt = Field(5, ge=1, le=50, description="tries for a transient failure before it is deferred")
+
+
+class TransportTable(Strict):
+    smtp: SmtpTable = Field(default_factory=SmtpTable)
+
+
+class MaildirSourceTable(Strict):
+    maildir: StrictStr
+
+
+class MboxSourceTable(Strict):
+    mbox: StrictStr
+
+
+class ImapSourceTable(Strict):
+    imap: StrictStr = Field(pattern=r"^imaps?://", description="imaps://user@host[:port]/MAILBOX or imap://... (STARTTLS)")
+    password: SecretRef | StrictStr | None = None
+
+
+ReceiptSource = Union[MaildirSourceTable, MboxSourceTable, ImapSourceTable]
+
+
+class ReceiptsTable(Strict):
+    sources: list[ReceiptSource] = Field(default_factory=list)
+    dsn: StrictBool = Field(True, description="ask servers for delivery status notifications")
+    read_receipts: StrictBool = Field(False, description="ask mail clients for a read receipt")
+    refresh: StrictInt = Field(60, ge=5, description="seconds between automatic refreshes in the app")
+    archive: StrictStr | None = Field(None, description="move processed reports to this folder (never by default)")
+
+
+class MemberTable(Strict):
+    name: StrictStr = ""
+    email: StrictStr | None = None
+    phone: StrictStr | None = None
+    role: StrictStr | None = None
+
+
+class StakeholderTable(Strict):
+    id: StrictStr = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+    name: StrictStr | None = None
+    required: StrictBool = Field(False, description="must be reached by at least one communique")
+    description: StrictStr | None = None
+    members: StrictStr | list[StrictStr | MemberTable] = Field(default_factory=list, description='CSV file (name,email,...) or a list of "Name <addr>" / tables')
+
+
+class CommuniqueTable(Strict):
+    id: StrictStr = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+    to: list[StrictStr] = Field(min_length=1, description="stakeholder group ids")
+    channel: Literal["email", "webhook", "publish", "pager", "manual"] = "email"
+    description: StrictStr | None = None
+    reminder_for: StrictStr | None = Field(None, description="id of the communique this one follows up")
+    subject: StrictStr | None = None
+    template: StrictStr | None = Field(None, description="template file (Jinja2 + Markdown), relative to the plan")
+    body: StrictStr | None = Field(None, description="inline template, instead of `template`")
+    reply_to: StrictStr | None = None
+    read_receipt: StrictBool | None = None
+    headers: dict[str, StrictStr | SecretRef] = Field(default_factory=dict)
+    # webhook / pager
+    url: SecretRef | StrictStr | None = None
+    method: Literal["POST", "PUT"] = "POST"
+    preset: StrictStr | None = Field(None, description="slack, teams, mattermost, googlechat, json, text; pager: pagerduty, ntfy")
+    format: Literal["json", "text"] | None = None
+    routing_key: SecretRef | StrictStr | None = None
+    severity: Literal["critical", "error", "warning", "info"] = "info"
+    # publish
+    path: StrictStr | None = Field(None, description="file to write (templated), e.g. /srv/www/releases/{{ release.version }}.html")
+    public_url: StrictStr | None = None
+    put_url: SecretRef | StrictStr | None = None
+    # manual
+    instructions: StrictStr | None = None
+
+
+class PlanFile(Strict):
+    format: Literal[1] = Field(description="plan format version")
+    release: ReleaseTable
+    sender: SenderTable
+    transport: TransportTable = Field(default_factory=TransportTable)
+    receipts: ReceiptsTable = Field(default_factory=ReceiptsTable)
+    stakeholders: list[StakeholderTable] = Field(min_length=1)
+    communiques: list[CommuniqueTable] = Field(min_length=1)
+
+
+def json_schema() -> dict:
+    """The JSON Schema editors use to check a plan (taplo / Even Better TOML)."""
+    schema = PlanFile.model_json_schema(by_alias=True)
+    schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
+    schema["title"] = "relcomm release-communications plan (format 1)"
+    return schema
+

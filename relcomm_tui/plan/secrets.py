@@ -1,0 +1,98 @@
+"""Secret references: resolve a password from the keyring, the environment or a command.
+
+The plan only ever holds a reference; values are resolved when needed, kept in memory,
+and never written to disk, logs or the ledger. Errors say which reference failed and how
+to fix it, and never include the value.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import os
+import shlex
+import subprocess
+
+from .schema import CommandSecret, EnvSecret, KeyringSecret, SecretRef
+
+
+class SecretError(Exception):
+    """A secret reference that cannot be resolved; `hint` says what to do."""
+
+    def __init__(self, message: str, hint: str = "") -> None:
+        super().__init__(message)
+        self.message = message
+        self.hint = hint
+
+
+def is_reference(value: object) -> bool:
+    return isinstance(value, (KeyringSecret, EnvSecret, CommandSecret))
+
+
+def describe(ref: SecretRef) -> str:
+    """How the user wrote the reference, safe to print."""
+    if isinstance(ref, KeyringSecret):
+        return f"keyring {ref.keyring!r}"
+    if isinstance(ref, EnvSecret):
+        return f"environment variable {ref.env}"
+    return f"command {ref.command!r}"
+
+
+def resolve(ref: SecretRef, timeout: float = 10.0) -> str:
+    """The secret's value. Blocking: call it from a worker thread in the app."""
+    if isinstance(ref, EnvSecret):
+        value = os.environ.get(ref.env)
+        if not value:
+            raise SecretError(
+                f"environment variable {ref.env} is not set",
+                f"export {ref.env}=... in the shell that runs relcomm",
+            )
+        return value
+    if isinstance(ref, CommandSecret):
+        return _from_command(ref.command, timeout)
+    return _from_keyring(ref.keyring, timeout)
+
+
+def _from_command(command: str, timeout: float) -> str:
+    try:
+        done = subprocess.run(
+            shlex.split(command), capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL
+        )
+    except FileNotFoundError:
+        raise SecretError(f"password command not found: {command.split()[0]!r}", "install it or fix `command` in the plan") from None
+    except subprocess.TimeoutExpired:
+        raise SecretError(f"password command {command!r} did not finish within {timeout:g} s", "does it wait for input?") from None
+    if done.returncode != 0:
+        raise SecretError(
+            f"password command {command!r} failed (exit {done.returncode})",
+            (done.stderr.strip().splitlines() or ["run it by hand to see why"])[-1][:200],
+        )
+    value = done.stdout.splitlines()[0] if done.stdout else ""
+    if not value:
+        raise SecretError(f"password command {command!r} printed nothing", "it must print the secret on its first line")
+    return value
+
+
+def _from_keyring(name: str, timeout: float) -> str:
+    service, _, user = name.partition(":")
+
+    def lookup() -> str | None:
+        import keyring  # imported late: its backend discovery is slow and may fail
+
+        return keyring.get_password(service, user)
+
+    # A locked or absent keyring backend may block (D-Bus prompts over SSH); bound the wait.
+    pool = concurrent.futures.ThreadPoolExecutor(max_workers=1)
+    try:
+        value = pool.submit(lookup).result(timeout=timeout)
+    except concurrent.futures.TimeoutError:
+        raise SecretError(f"the OS keyring did not answer within {timeout:g} s for {name!r}", "it may be locked; use { env = ... } or { command = ... } over SSH") from None
+    except Exception as error:  # keyring raises backend-specific errors
+        raise SecretError(
+            f"no usable OS keyring for {name!r}: {type(error).__name__}: {error}".strip(),
+            "over SSH there is often no keyring: use { env = \"VAR\" } or { command = \"pass show ...\" }",
+        ) from None
+    finally:
+        pool.shutdown(wait=False)
+    if value is None:
+        raise SecretError(f"nothing stored in the OS keyring under {name!r}", f"store it with: keyring set {service} {user}")
+    return value
