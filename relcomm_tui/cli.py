@@ -1,0 +1,61 @@
+"""The `relcomm` command: open the app on a plan, or run a headless subcommand.
+
+Each subcommand lives in `relcomm_tui/commands/<name>.py` with `add_arguments(parser)` and
+`run(args) -> int`, imported only when used so `relcomm validate` starts fast.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+SUBCOMMANDS = {
+    "validate": "check a plan and list every finding",
+    "send": "send the plan's communiques (headless)",
+    "status": "show every delivery and its state",
+    "receipts": "show, refresh or parse receipts",
+    "report": "write the audit record of the release's communications",
+    "demo": "run the whole journey against a built-in mail server",
+    "schema": "print the plan format's JSON Schema",
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="relcomm",
+        description="Validate, send and confirm release communications.",
+        epilog="Open the app: relcomm PLAN.toml   |   Try it: relcomm demo",
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name, help_text in SUBCOMMANDS.items():
+        command = sub.add_parser(name, help=help_text, description=help_text)
+        _module(name).add_arguments(command)
+    return parser
+
+
+def _module(name: str):
+    return importlib.import_module(f"relcomm_tui.commands.{name}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    # `relcomm PLAN [--theme T]` opens the app; anything else is a subcommand.
+    if argv and argv[0] not in SUBCOMMANDS and argv[0] not in ("-h", "--help"):
+        from .commands import app as open_app
+
+        return open_app.main(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help()
+        return 2
+    try:
+        return _module(args.command).run(args)
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

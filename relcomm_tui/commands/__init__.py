@@ -1,0 +1,1 @@
+"""Headless subcommands of `relcomm`, one module each."""

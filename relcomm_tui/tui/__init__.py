@@ -1,0 +1,1 @@
+"""The Textual application. Only modules under this package import Textual or Rich."""
