@@ -1,0 +1,545 @@
+"""The ledger: the durable SQLite journal of runs, deliveries, sign-offs and receipts.
+
+Exactly-once delivery rests on this file. A delivery's `sending` row (with its Message-ID)
+is committed before the first byte of that message reaches a server and its outcome right
+after the reply, so whatever happens to the process, the ledger says who certainly got a
+message, who certainly did not, and who is *in doubt*.
+
+Durability: WAL mode with `synchronous=FULL`, so every commit is on disk (the WAL is
+fsynced) before `commit()` returns. NORMAL would let the last transactions vanish on power
+loss, and a vanished `sending` row is exactly how a message gets sent twice. Concurrent
+writers (the engine's connections) are group-committed (`apply`) so FULL costs one fsync
+per batch, not per message.
+
+Files are private: the folder is 0700 and the database 0600 (SQLite gives the -wal/-shm
+files the database's mode). Nothing here ever stores a password.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import getpass
+import hashlib
+import os
+import secrets
+import socket
+import sqlite3
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Iterable, Sequence
+
+LEDGER_NAME = "ledger.sqlite"
+
+# Delivery states. `in_doubt` is shown as "in doubt".
+QUEUED = "queued"
+SENDING = "sending"
+ACCEPTED = "accepted"
+DEFERRED = "deferred"
+REJECTED = "rejected"
+IN_DOUBT = "in_doubt"
+MARKED_DELIVERED = "marked_delivered"
+STATES = (QUEUED, SENDING, ACCEPTED, DEFERRED, REJECTED, IN_DOUBT, MARKED_DELIVERED)
+# A delivery in one of these is done: a re-run never sends it again.
+FINAL_STATES = frozenset({ACCEPTED, MARKED_DELIVERED})
+STATE_LABELS = {
+    QUEUED: "queued", SENDING: "sending", ACCEPTED: "accepted", DEFERRED: "deferred",
+    REJECTED: "rejected", IN_DOUBT: "in doubt", MARKED_DELIVERED: "marked delivered",
+}
+
+RUN_MODES = ("send", "dry-run", "test", "follow-up")
+
+
+class LedgerError(Exception):
+    """The ledger cannot be opened or used; `hint` says what to do."""
+
+    def __init__(self, message: str, hint: str = "") -> None:
+        super().__init__(message)
+        self.message = message
+        self.hint = hint
+
+
+def now() -> str:
+    """UTC timestamp text, sortable, with milliseconds."""
+    return dt.datetime.now(dt.timezone.utc).isoformat(timespec="milliseconds")
+
+
+def delivery_id(release_version: str, communique_id: str, recipient_key: str) -> str:
+    """Stable id of one (release, communique, recipient): also the DSN ENVID."""
+    text = f"{release_version}\x00{communique_id}\x00{recipient_key.strip().lower()}"
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:20]
+
+
+def new_message_id(delivery: str, domain: str) -> str:
+    # Random part so a new release of the same plan never reuses a Message-ID.
+    return f"<relcomm.{delivery}.{secrets.token_hex(4)}@{domain or 'relcomm.invalid'}>"
+
+
+def who_am_i() -> tuple[str, str]:
+    """(login, host) recorded with every run."""
+    try:
+        login = getpass.getuser()
+    except Exception:  # no login name in some containers
+        login = str(os.getuid())
+    return login, socket.gethostname()
+
+
+@dataclass(frozen=True, slots=True)
+class DeliveryRecord:
+    id: str
+    release_version: str
+    communique_id: str
+    recipient_key: str
+    recipient_display: str
+    group_id: str | None
+    channel: str
+    state: str
+    attempts: int
+    message_id: str | None
+    envelope_id: str | None
+    reply: str | None          # the server's words (or the error) for the last attempt
+    created: str
+    updated: str
+    accepted_at: str | None
+    run_id: int | None
+
+    @property
+    def state_label(self) -> str:
+        return STATE_LABELS.get(self.state, self.state)
+
+    def as_dict(self) -> dict:
+        return {name: getattr(self, name) for name in self.__slots__} | {"state_label": self.state_label}
+
+
+@dataclass(frozen=True, slots=True)
+class RunRecord:
+    id: int
+    started: str
+    finished: str | None
+    who: str
+    host: str
+    mode: str
+    release_version: str
+    plan_digest: str
+    outcome: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class DeliveryIntent:
+    """What the engine wants recorded for one delivery before it exists (ensure_deliveries)."""
+
+    communique_id: str
+    recipient_key: str
+    recipient_display: str
+    group_id: str | None
+    channel: str
+
+
+_DELIVERY_COLUMNS = (
+    "id, release_version, communique_id, recipient_key, recipient_display, group_id, channel, state, attempts, "
+    "message_id, envelope_id, reply, created, updated, accepted_at, run_id"
+)
+
+# Each migration takes the schema from version i to i+1. Never edit a released one; append.
+MIGRATIONS: list[str] = [
+    # 1: the first schema
+    """
+    CREATE TABLE runs (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        started TEXT NOT NULL,
+        finished TEXT,
+        who TEXT NOT NULL,
+        host TEXT NOT NULL,
+        mode TEXT NOT NULL CHECK (mode IN ('send', 'dry-run', 'test', 'follow-up')),
+        release_version TEXT NOT NULL,
+        plan_digest TEXT NOT NULL,
+        outcome TEXT
+    );
+    CREATE TABLE deliveries (
+        id TEXT PRIMARY KEY,
+        release_version TEXT NOT NULL,
+        communique_id TEXT NOT NULL,
+        recipient_key TEXT NOT NULL,
+        recipient_display TEXT NOT NULL,
+        group_id TEXT,
+        channel TEXT NOT NULL,
+        state TEXT NOT NULL,
+        attempts INTEGER NOT NULL DEFAULT 0,
+        message_id TEXT,
+        envelope_id TEXT,
+        reply TEXT,
+        created TEXT NOT NULL,
+        updated TEXT NOT NULL,
+        accepted_at TEXT,
+        run_id INTEGER REFERENCES runs(id),
+        UNIQUE (release_version, communique_id, recipient_key)
+    );
+    CREATE INDEX deliveries_by_state ON deliveries (release_version, state);
+    CREATE UNIQUE INDEX deliveries_by_message_id ON deliveries (message_id);
+    CREATE TABLE signoffs (
+        release_version TEXT NOT NULL,
+        plan_digest TEXT NOT NULL,
+        group_id TEXT NOT NULL,
+        reviewed INTEGER NOT NULL,
+        who TEXT NOT NULL,
+        at TEXT NOT NULL,
+        PRIMARY KEY (release_version, plan_digest, group_id)
+    );
+    CREATE TABLE receipts (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        delivery_id TEXT REFERENCES deliveries(id),
+        source_key TEXT NOT NULL UNIQUE,
+        kind TEXT NOT NULL,
+        action TEXT,
+        status TEXT,
+        diagnostic TEXT,
+        at TEXT NOT NULL,
+        raw_summary TEXT
+    );
+    CREATE INDEX receipts_by_delivery ON receipts (delivery_id);
+    CREATE TABLE seen_messages (
+        source TEXT NOT NULL,
+        key TEXT NOT NULL,
+        at TEXT NOT NULL,
+        PRIMARY KEY (source, key)
+    );
+    """,
+]
+
+
+class Ledger:
+    """One open ledger file. Thread-safe: one connection guarded by a lock."""
+
+    def __init__(self, path: Path, connection: sqlite3.Connection) -> None:
+        self.path = path
+        self._db = connection
+        self._lock = threading.RLock()
+
+    # -- opening -------------------------------------------------------------------------
+
+    @classmethod
+    def open(cls, state_dir: Path, *, recover: bool = True) -> "Ledger":
+        """Open (creating with private modes, migrating) `<state_dir>/ledger.sqlite`.
+
+        With `recover`, deliveries left in `sending` by a dead process become `in doubt`,
+        unless a live process holds the send lock (then they are really being sent).
+        """
+        state_dir = Path(state_dir).expanduser()
+        try:
+            state_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+            os.chmod(state_dir, 0o700)
+            path = state_dir / LEDGER_NAME
+            # Create the file ourselves so it is born 0600 (SQLite would use the umask).
+            fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+            os.close(fd)
+            os.chmod(path, 0o600)
+            connection = sqlite3.connect(path, timeout=30, check_same_thread=False, isolation_level=None)
+        except OSError as error:
+            raise LedgerError(f"cannot create the ledger in {state_dir}: {error.strerror}",
+                              "check the folder's permissions, or choose another with --state DIR") from None
+        except sqlite3.Error as error:
+            raise LedgerError(f"cannot open the ledger {state_dir / LEDGER_NAME}: {error}",
+                              "check the file's permissions, or choose another with --state DIR") from None
+        ledger = cls(path, connection)
+        try:
+            ledger._configure()
+            ledger._migrate()
+        except sqlite3.DatabaseError as error:
+            connection.close()
+            raise LedgerError(f"the ledger {path} is unreadable: {error}",
+                              "it is not a relcomm ledger or it is damaged; move it aside to start afresh") from None
+        if recover:
+            from .lock import lock_holder
+
+            if lock_holder(state_dir) is None:
+                ledger.recover_in_doubt()
+        return ledger
+
+    def _configure(self) -> None:
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=FULL")
+        self._db.execute("PRAGMA foreign_keys=ON")
+        self._db.execute("PRAGMA busy_timeout=30000")
+
+    def _migrate(self) -> None:
+        with self._lock:
+            version = self._db.execute("PRAGMA user_version").fetchone()[0]
+            if version > len(MIGRATIONS):
+                raise LedgerError(
+                    f"the ledger {self.path} was written by a newer relcomm (schema {version})",
+                    "upgrade relcomm to read it",
+                )
+            for number in range(version, len(MIGRATIONS)):
+                self._db.execute("BEGIN IMMEDIATE")
+                try:
+                    for statement in _statements(MIGRATIONS[number]):
+                        self._db.execute(statement)
+                    self._db.execute(f"PRAGMA user_version={number + 1}")
+                    self._db.execute("COMMIT")
+                except BaseException:
+                    self._db.execute("ROLLBACK")
+                    raise
+
+    @property
+    def schema_version(self) -> int:
+        with self._lock:
+            return self._db.execute("PRAGMA user_version").fetchone()[0]
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+
+    def __enter__(self) -> "Ledger":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def _write(self, work: Callable[[sqlite3.Connection], object]) -> object:
+        """Run `work` in one immediate transaction, committed (durably) before returning."""
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                result = work(self._db)
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+            self._db.execute("COMMIT")
+            return result
+
+    def apply(self, works: Sequence[Callable[[sqlite3.Connection], object]]) -> list[object]:
+        """Group commit: several writes in one transaction, one fsync. All or nothing."""
+        return self._write(lambda db: [work(db) for work in works])  # type: ignore[return-value]
+
+    # -- review / sign-off ---------------------------------------------------------------
+
+    def reviewed_groups(self, release_version: str, plan_digest: str) -> set[str]:
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT group_id FROM signoffs WHERE release_version=? AND plan_digest=? AND reviewed=1",
+                (release_version, plan_digest),
+            ).fetchall()
+        return {row[0] for row in rows}
+
+    def set_reviewed(self, release_version: str, plan_digest: str, group_id: str, reviewed: bool, who: str) -> None:
+        self._write(lambda db: db.execute(
+            "INSERT INTO signoffs (release_version, plan_digest, group_id, reviewed, who, at) VALUES (?,?,?,?,?,?) "
+            "ON CONFLICT (release_version, plan_digest, group_id) DO UPDATE SET reviewed=excluded.reviewed, "
+            "who=excluded.who, at=excluded.at",
+            (release_version, plan_digest, group_id, int(bool(reviewed)), who, now()),
+        ))
+
+    def signoffs(self, release_version: str) -> list[dict]:
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT plan_digest, group_id, reviewed, who, at FROM signoffs WHERE release_version=? ORDER BY at",
+                (release_version,),
+            ).fetchall()
+        return [dict(zip(("plan_digest", "group_id", "reviewed", "who", "at"), row)) for row in rows]
+
+    # -- runs ----------------------------------------------------------------------------
+
+    def start_run(self, mode: str, release_version: str, plan_digest: str,
+                  who: str | None = None, host: str | None = None) -> int:
+        if mode not in RUN_MODES:
+            raise ValueError(f"unknown run mode {mode!r}")
+        login, hostname = who_am_i()
+        return self._write(lambda db: db.execute(
+            "INSERT INTO runs (started, who, host, mode, release_version, plan_digest) VALUES (?,?,?,?,?,?)",
+            (now(), who or login, host or hostname, mode, release_version, plan_digest),
+        ).lastrowid)  # type: ignore[return-value]
+
+    def finish_run(self, run_id: int, outcome: str) -> None:
+        self._write(lambda db: db.execute("UPDATE runs SET finished=?, outcome=? WHERE id=?", (now(), outcome, run_id)))
+
+    def runs(self, release_version: str | None = None) -> list[RunRecord]:
+        query = "SELECT id, started, finished, who, host, mode, release_version, plan_digest, outcome FROM runs"
+        params: tuple = ()
+        if release_version is not None:
+            query += " WHERE release_version=?"
+            params = (release_version,)
+        with self._lock:
+            rows = self._db.execute(query + " ORDER BY id", params).fetchall()
+        return [RunRecord(*row) for row in rows]
+
+    # -- deliveries ----------------------------------------------------------------------
+
+    def ensure_deliveries(self, release_version: str, intents: Iterable[DeliveryIntent], *, domain: str) -> int:
+        """Create a `queued` delivery (with its Message-ID) for each intent not yet known.
+
+        Existing deliveries are left alone: their state and Message-ID are history.
+        Returns how many were created.
+        """
+        stamp = now()
+
+        def work(db: sqlite3.Connection) -> int:
+            before = db.total_changes
+            db.executemany(
+                "INSERT INTO deliveries (id, release_version, communique_id, recipient_key, recipient_display, "
+                "group_id, channel, state, attempts, message_id, envelope_id, created, updated) "
+                "VALUES (?,?,?,?,?,?,?,?,0,?,?,?,?) ON CONFLICT DO NOTHING",
+                (
+                    (
+                        (ident := delivery_id(release_version, i.communique_id, i.recipient_key)),
+                        release_version, i.communique_id, i.recipient_key.strip().lower(), i.recipient_display,
+                        i.group_id, i.channel, QUEUED, new_message_id(ident, domain), ident, stamp, stamp,
+                    )
+                    for i in intents
+                ),
+            )
+            return db.total_changes - before
+
+        return self._write(work)  # type: ignore[return-value]
+
+    def deliveries(self, release_version: str, communique_id: str | None = None) -> list[DeliveryRecord]:
+        query = f"SELECT {_DELIVERY_COLUMNS} FROM deliveries WHERE release_version=?"
+        params: tuple = (release_version,)
+        if communique_id is not None:
+            query += " AND communique_id=?"
+            params += (communique_id,)
+        with self._lock:
+            rows = self._db.execute(query + " ORDER BY rowid", params).fetchall()
+        return [DeliveryRecord(*row) for row in rows]
+
+    def delivery(self, ident: str) -> DeliveryRecord | None:
+        with self._lock:
+            row = self._db.execute(f"SELECT {_DELIVERY_COLUMNS} FROM deliveries WHERE id=?", (ident,)).fetchone()
+        return DeliveryRecord(*row) if row else None
+
+    def pending(self, release_version: str, communique_id: str,
+                states: Iterable[str]) -> list[tuple[str, str, str, int]]:
+        """(id, recipient_key, message_id, attempts) of a communique's deliveries in `states`.
+
+        Small tuples, not records: a 100,000-recipient send keeps only these in memory.
+        """
+        wanted = tuple(states)
+        marks = ",".join("?" * len(wanted))
+        with self._lock:
+            return self._db.execute(
+                f"SELECT id, recipient_key, message_id, attempts FROM deliveries WHERE release_version=? "
+                f"AND communique_id=? AND state IN ({marks}) ORDER BY rowid",
+                (release_version, communique_id, *wanted),
+            ).fetchall()
+
+    def counts(self, release_version: str, communique_id: str | None = None) -> dict[str, int]:
+        query = "SELECT state, COUNT(*) FROM deliveries WHERE release_version=?"
+        params: tuple = (release_version,)
+        if communique_id is not None:
+            query += " AND communique_id=?"
+            params += (communique_id,)
+        with self._lock:
+            rows = self._db.execute(query + " GROUP BY state", params).fetchall()
+        counts = {state: 0 for state in STATES}
+        counts.update(dict(rows))
+        return counts
+
+    # The engine's writes. Each returns a function for `apply`, so several connections'
+    # writes share one transaction; the plain methods commit at once.
+
+    @staticmethod
+    def sending_work(ident: str, run_id: int | None) -> Callable[[sqlite3.Connection], object]:
+        stamp = now()
+
+        def work(db: sqlite3.Connection) -> object:
+            cursor = db.execute(
+                "UPDATE deliveries SET state=?, attempts=attempts+1, updated=?, run_id=COALESCE(?, run_id) "
+                "WHERE id=? AND state NOT IN (?, ?)",
+                (SENDING, stamp, run_id, ident, ACCEPTED, MARKED_DELIVERED),
+            )
+            if cursor.rowcount != 1:
+                raise LedgerError(f"delivery {ident} is already delivered or unknown; not sending it again")
+            return None
+
+        return work
+
+    @staticmethod
+    def outcome_work(ident: str, state: str, reply: str | None) -> Callable[[sqlite3.Connection], object]:
+        if state not in STATES or state in (SENDING,):
+            raise ValueError(f"not an outcome: {state!r}")
+        stamp = now()
+        accepted_at = stamp if state == ACCEPTED else None
+        return lambda db: db.execute(
+            "UPDATE deliveries SET state=?, reply=?, updated=?, accepted_at=COALESCE(?, accepted_at) WHERE id=?",
+            (state, reply, stamp, accepted_at, ident),
+        )
+
+    def mark_sending(self, idents: Sequence[str], run_id: int | None = None) -> None:
+        """Record the intent to send, durably, before any byte goes out."""
+        self.apply([self.sending_work(ident, run_id) for ident in idents])
+
+    def mark_outcome(self, ident: str, state: str, reply: str | None = None) -> None:
+        self.apply([self.outcome_work(ident, state, reply)])
+
+    def mark_delivered(self, ident: str, who: str, note: str = "") -> None:
+        """The engineer says an in-doubt (or any unsent) delivery did arrive; never sent again."""
+        self.mark_outcome(ident, MARKED_DELIVERED, f"marked delivered by {who}" + (f": {note}" if note else ""))
+
+    def requeue(self, idents: Sequence[str]) -> int:
+        """Put deferred/rejected/in-doubt deliveries back in the queue (retry failed, resend in doubt).
+
+        The Message-ID is kept, so a mail client can drop a duplicate of an in-doubt message.
+        """
+        stamp = now()
+
+        def work(db: sqlite3.Connection) -> int:
+            before = db.total_changes
+            db.executemany(
+                "UPDATE deliveries SET state=?, updated=? WHERE id=? AND state IN (?, ?, ?)",
+                ((QUEUED, stamp, ident, DEFERRED, REJECTED, IN_DOUBT) for ident in idents),
+            )
+            return db.total_changes - before
+
+        return self._write(work)  # type: ignore[return-value]
+
+    def recover_in_doubt(self) -> int:
+        """Deliveries left in `sending` by a process that died become `in doubt`. Returns how many."""
+        stamp = now()
+        return self._write(lambda db: db.execute(
+            "UPDATE deliveries SET state=?, updated=?, reply=COALESCE(reply || ' | ', '') || ? WHERE state=?",
+            (IN_DOUBT, stamp, "the sending process stopped before the server's reply was recorded", SENDING),
+        ).rowcount)  # type: ignore[return-value]
+
+    # -- receipts (recorded by the receipts work) ----------------------------------------
+
+    def add_receipt(self, source_key: str, kind: str, *, delivery_id: str | None = None, action: str | None = None,
+                    status: str | None = None, diagnostic: str | None = None, at: str | None = None,
+                    raw_summary: str | None = None) -> bool:
+        """Record one receipt; False if this source key was already recorded (a re-read)."""
+        return bool(self._write(lambda db: db.execute(
+            "INSERT INTO receipts (delivery_id, source_key, kind, action, status, diagnostic, at, raw_summary) "
+            "VALUES (?,?,?,?,?,?,?,?) ON CONFLICT (source_key) DO NOTHING",
+            (delivery_id, source_key, kind, action, status, diagnostic, at or now(), raw_summary),
+        ).rowcount))
+
+    def receipts(self, delivery_id: str | None = None) -> list[dict]:
+        columns = ("id", "delivery_id", "source_key", "kind", "action", "status", "diagnostic", "at", "raw_summary")
+        query = f"SELECT {', '.join(columns)} FROM receipts"
+        params: tuple = ()
+        if delivery_id is not None:
+            query += " WHERE delivery_id=?"
+            params = (delivery_id,)
+        with self._lock:
+            rows = self._db.execute(query + " ORDER BY id", params).fetchall()
+        return [dict(zip(columns, row)) for row in rows]
+
+    def delivery_by_message_id(self, message_id: str) -> DeliveryRecord | None:
+        with self._lock:
+            row = self._db.execute(f"SELECT {_DELIVERY_COLUMNS} FROM deliveries WHERE message_id=?",
+                                   (message_id,)).fetchone()
+        return DeliveryRecord(*row) if row else None
+
+    def is_seen(self, source: str, key: str) -> bool:
+        with self._lock:
+            return self._db.execute("SELECT 1 FROM seen_messages WHERE source=? AND key=?", (source, key)).fetchone() is not None
+
+    def mark_seen(self, source: str, keys: Iterable[str]) -> None:
+        stamp = now()
+        self._write(lambda db: db.executemany(
+            "INSERT INTO seen_messages (source, key, at) VALUES (?,?,?) ON CONFLICT DO NOTHING",
+            ((source, key, stamp) for key in keys),
+        ))
+
+
+def _statements(script: str) -> list[str]:
+    """Split a migration into statements (executescript would commit behind our back)."""
+    return [part.strip() for part in script.split(";") if part.strip()]
