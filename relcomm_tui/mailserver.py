@@ -564,7 +564,8 @@ class _Handler:
             if isinstance(rule, (TempFail, PermFail)) and rule._consume():
                 return f"{rule.code} {rule.msg}"
         accepted = server._accept(envelope)
-        return f"250 2.0.0 OK: queued as {accepted.maildir_key}"
+        queue_id = accepted.maildir_key or f"mem{server.messages_accepted}"
+        return f"250 2.0.0 OK: queued as {queue_id}"
 
 
 # --------------------------------------------------------------------------
