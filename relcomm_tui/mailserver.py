@@ -48,7 +48,7 @@ import threading
 import time
 import weakref
 from dataclasses import dataclass, field
-from typing import Any, Iterable, Optional, Sequence, Union
+from typing import Any, Optional, Sequence, Union
 
 from aiosmtpd.smtp import MISSING, SMTP, AuthResult, Envelope, syntax
 
@@ -63,6 +63,7 @@ from relcomm_tui.mailserver_reports import (
 __all__ = [
     "AcceptedMessage",
     "BounceRule",
+    "DEFAULT_BOUNCE_RULES",
     "Delay",
     "DropConnection",
     "FaultTable",
@@ -223,9 +224,16 @@ class FaultTable(dict):
     def __delitem__(self, key: str) -> None:
         super().__delitem__(key.lower())
 
+    def get(self, key: str, default=None):
+        return super().get(key.lower(), default)
+
+    def update(self, *args, **kwargs) -> None:
+        for key, value in dict(*args, **kwargs).items():
+            self[key] = value
+
     def rules(self, address: str, at: str) -> list[FaultRule]:
         """The rules for ``address`` that act at stage ``at``."""
-        value = self.get(address.lower())
+        value = self.get(address)
         if value is None:
             return []
         rules = list(value) if isinstance(value, (list, tuple)) else [value]
@@ -629,9 +637,9 @@ class LoopbackMailServer:
         self.advertise_starttls = advertise_starttls
         self.max_size = max_size
         self.smtputf8 = smtputf8
+        #: ``{recipient: rule or [rules]}``; see :class:`FaultTable`
         self.faults = FaultTable()
-        for address, rule in (faults or {}).items():
-            self.faults[address] = rule
+        self.faults.update(faults or {})
         self.rcpt_delay = rcpt_delay
         self.data_delay = data_delay
         self.bounce_rules = tuple(bounce_rules)
