@@ -1,0 +1,434 @@
+"""Generic heuristics for non-standard bounces, auto-replies and complaints.
+
+Nothing here knows about particular files: only general signals that real MTAs
+put in their notifications (sender names, subjects, typical sentences, the
+``<address>: reason`` layouts, enhanced status codes, ...).
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import re
+from typing import Any
+
+# --------------------------------------------------------------------------- text utils
+
+_TAG_RE = re.compile(r"<(script|style)\b.*?</\1\s*>|<br\s*/?>|</?(p|div|tr|li|h\d|table)\b[^>]*>|<[^>]+>",
+                     re.I | re.S)
+
+
+def html_to_text(text: str) -> str:
+    def rep(m: re.Match) -> str:
+        tag = m.group(0).lower()
+        if tag.startswith("<br") or m.group(2):
+            return "\n"
+        if m.group(1):
+            return ""
+        return " "
+
+    # keep <addr@host> style addresses: html-escaped ones come back via unescape
+    text = re.sub(r"<(?=[^<>\s]+@[^<>\s]+>)", "&lt;", text)
+    text = _TAG_RE.sub(rep, text)
+    return html.unescape(text)
+
+
+ADDR_RE = re.compile(
+    r"(?<![A-Za-z0-9._%+\-=])"
+    r"([A-Za-z0-9!#$%&'*+/=?^_`{|}~\-]+(?:\.[A-Za-z0-9!#$%&'*+/=?^_`{|}~\-]+)*"
+    r"@(?:[A-Za-z0-9](?:[A-Za-z0-9\-]*[A-Za-z0-9])?\.)+[A-Za-z0-9\-]*[A-Za-z0-9]"
+    r"|[A-Za-z0-9!#$%&'*+/=?^_`{|}~\-]+(?:\.[A-Za-z0-9!#$%&'*+/=?^_`{|}~\-]+)*@[A-Za-z0-9\-]+)"
+)
+STATUS_RE = re.compile(r"(?<![\d.])([245])\.(\d{1,3})\.(\d{1,3})(?![\d]|\.\d)")
+SMTP_CODE_RE = re.compile(r"(?<![\d.\-])([245]\d\d)(?:[\s\-]|$)")
+
+SYSTEM_LOCALS = {
+    "mailer-daemon", "mailerdaemon", "mail-daemon", "postmaster", "mail.daemon", "maildaemon",
+    "mdaemon", "nobody", "root", "double-bounce", "bounce", "bounces", "mailer", "daemon",
+    "mail-delivery-system", "mail_delivery_system", "noreply", "no-reply", "abuse",
+}
+
+
+def find_status(text: str) -> str:
+    m = STATUS_RE.search(text or "")
+    return ".".join(m.groups()) if m else ""
+
+
+def trim(text: str, n: int = 300) -> str:
+    return " ".join((text or "").split())[:n]
+
+
+# --------------------------------------------------------------------------- DSN fields in text
+
+
+_DSN_FIELD_RE = re.compile(r"(?im)^\s*(Final-Recipient|Original-Recipient)\s*:\s*\S")
+_DSN_ACTION_RE = re.compile(r"(?im)^\s*(Action|Status)\s*:\s*\S")
+
+
+def has_dsn_fields(text: str) -> bool:
+    return bool(text and _DSN_FIELD_RE.search(text) and _DSN_ACTION_RE.search(text))
+
+
+def enrich_dsn_recipients(recips: list, bodytext: str, weak: set[int] | None = None) -> None:
+    """Fill a missing diagnostic from the human-readable part, and replace a status
+    that did not come from the remote server (no code in Diagnostic-Code) by the
+    remote server's code quoted in the human-readable part near the recipient."""
+    if not bodytext:
+        return
+    weak = weak or set()
+    text = cut_original(bodytext)
+    low = text.lower()
+    for idx, r in enumerate(recips):
+        if r.status and r.diagnostic and idx not in weak:
+            continue
+        i = low.find(r.address) if r.address else -1
+        if i < 0:
+            continue
+        ctx = text[i:i + 600]
+        if not r.status or idx in weak:
+            st = find_status(ctx)
+            if st and (not r.action or st[0] == {"delivered": "2"}.get(r.action, st[0])):
+                if not (r.action == "failed" and st[0] == "2"):
+                    r.status = st
+        if not r.diagnostic:
+            r.diagnostic = trim(ctx)
+
+
+# --------------------------------------------------------------------------- JSON notifications
+
+
+def _iter_json_objects(text: str, limit: int = 20):
+    if not text or "{" not in text:
+        return
+    dec = json.JSONDecoder()
+    pos = 0
+    tries = 0
+    while tries < limit:
+        i = text.find("{", pos)
+        if i < 0:
+            return
+        tries += 1
+        try:
+            obj, end = dec.raw_decode(text, i)
+        except ValueError:
+            pos = i + 1
+            continue
+        yield obj
+        pos = end
+
+
+def _unwrap_sns(obj: Any, depth: int = 0) -> Any:
+    if depth < 3 and isinstance(obj, dict) and isinstance(obj.get("Message"), str):
+        try:
+            return _unwrap_sns(json.loads(obj["Message"]), depth + 1)
+        except ValueError:
+            return obj
+    return obj
+
+
+def json_notification(text: str):
+    """Amazon SES style JSON bounce/complaint/delivery notifications.
+
+    Returns (kind, recipients-as-dicts, original_message_id) or None."""
+    for obj in _iter_json_objects(text):
+        obj = _unwrap_sns(obj)
+        if not isinstance(obj, dict):
+            continue
+        ntype = str(obj.get("notificationType") or obj.get("eventType") or "").lower()
+        if ntype not in ("bounce", "complaint", "delivery", "deliverydelay"):
+            continue
+        mail = obj.get("mail") if isinstance(obj.get("mail"), dict) else {}
+        omid = mail.get("messageId")
+        for h in mail.get("headers") or []:
+            if isinstance(h, dict) and str(h.get("name", "")).lower() == "message-id":
+                m = re.search(r"<([^<>]+)>", str(h.get("value", "")))
+                omid = m.group(1) if m else str(h.get("value", "")).strip("<> ")
+        recs = []
+        if ntype == "bounce":
+            b = obj.get("bounce") or {}
+            btype = str(b.get("bounceType", "")).lower()
+            for r in b.get("bouncedRecipients") or []:
+                if not isinstance(r, dict):
+                    continue
+                addr = _bare(r.get("emailAddress", ""))
+                diag = str(r.get("diagnosticCode", "") or "")
+                status = find_status(str(r.get("status", ""))) or find_status(diag)
+                action = str(r.get("action", "") or "").lower() or (
+                    "delayed" if btype == "transient" else "failed")
+                if action not in ("failed", "delayed"):
+                    action = "failed"
+                recs.append(dict(address=addr, final_recipient=addr, action=action, status=status,
+                                 diagnostic=trim(diag)))
+            return "dsn", recs, omid
+        if ntype == "deliverydelay":
+            d = obj.get("deliveryDelay") or {}
+            for r in d.get("delayedRecipients") or []:
+                if isinstance(r, dict):
+                    addr = _bare(r.get("emailAddress", ""))
+                    diag = str(r.get("diagnosticCode", "") or "")
+                    recs.append(dict(address=addr, final_recipient=addr, action="delayed",
+                                     status=find_status(str(r.get("status", ""))) or find_status(diag),
+                                     diagnostic=trim(diag)))
+            return "dsn", recs, omid
+        if ntype == "delivery":
+            d = obj.get("delivery") or {}
+            resp = str(d.get("smtpResponse", "") or "")
+            for a in d.get("recipients") or []:
+                addr = _bare(str(a))
+                recs.append(dict(address=addr, final_recipient=addr, action="delivered",
+                                 status=find_status(resp) or "2.0.0", diagnostic=trim(resp)))
+            return "dsn", recs, omid
+        c = obj.get("complaint") or {}
+        for r in c.get("complainedRecipients") or []:
+            if isinstance(r, dict):
+                addr = _bare(r.get("emailAddress", ""))
+                recs.append(dict(address=addr, final_recipient=addr, action="complained", status="",
+                                 diagnostic=trim(str(c.get("complaintFeedbackType", "abuse")))))
+        return "complaint", recs, omid
+    return None
+
+
+def _bare(value: str) -> str:
+    m = re.search(r"<([^<>]+@[^<>]+)>", value or "")
+    if m:
+        return m.group(1).strip().lower()
+    m = ADDR_RE.search(value or "")
+    return m.group(1).lower() if m else (value or "").strip().lower()
+
+
+# --------------------------------------------------------------------------- classification signals
+
+_BOUNCE_SUBJECT_RE = re.compile(
+    r"undeliver|undelivered|non[- ]?deliver|delivery (status|failure|failed|notification|problem|report)|"
+    r"returned mail|return(ed)? to sender|failure notice|mail delivery (failed|failure|subsystem|system)|"
+    r"delivery has failed|could not be delivered|couldn.t be delivered|not delivered|message not delivered|"
+    r"delivery error|mail system error|warning: could not send|delayed mail|delivery delay|"
+    r"delivery status|failed delivery|delivery unsuccessful|rejected|unable to deliver|"
+    r"mail failure|bounce|nondeliverable|permanent error|message delivery|error sending|"
+    r"Deliver(y|ed)? ?fail|ndr\b|mail could not|problem delivering|notification d.?.?tat de la remise|"
+    r"unzustellbar|onbestelbaar|non recapitabile|no se puede entregar|retour de courrier",
+    re.I,
+)
+
+_BOUNCE_BODY_RE = re.compile(
+    r"could not be delivered|couldn.t be delivered|was not delivered|permanent (fatal )?error|"
+    r"undeliverable|delivery (has )?failed|delivery to the following recipient|"
+    r"following address(es)?( had permanent fatal errors| failed)|wasn.t able to deliver|"
+    r"unable to deliver|user unknown|unknown user|no such user|mailbox (unavailable|full|not found)|"
+    r"message was not delivered|message could not be|returned to sender|delivery failure|"
+    r"failed to deliver|message you sent|rejected your message|delivery attempts|"
+    r"could not deliver|not be delivered|transcript of session|hasn.t been delivered|"
+    r"have not yet been delivered|delivery is delayed|has been delayed|delivery to .* delayed|"
+    r"recipient address rejected|address rejected|over quota|quota exceeded|"
+    r"the following (message|recipient|address)|below this line is a copy",
+    re.I,
+)
+
+
+def _local(addr: str) -> str:
+    return (addr or "").split("@", 1)[0].lower()
+
+
+def looks_like_bounce(headers: dict, subject: str, from_address: str, body: str, parts) -> bool:
+    score = 0
+    frm = headers.get("from", "").lower()
+    if _local(from_address) in ("mailer-daemon", "mailerdaemon", "mail-daemon", "postmaster", "maildaemon") \
+            or "mailer-daemon" in frm or "mail delivery" in frm or "postmaster" in frm \
+            or "mailer daemon" in frm or "delivery subsystem" in frm:
+        score += 2
+    if _BOUNCE_SUBJECT_RE.search(subject or ""):
+        score += 2
+    rp = headers.get("return-path", "")
+    if rp.strip() in ("<>", "") and "return-path" in headers:
+        score += 1
+    if _BOUNCE_BODY_RE.search((body or "")[:20000]):
+        score += 1
+    if STATUS_RE.search((body or "")[:20000]) or SMTP_CODE_RE.search((body or "")[:20000]):
+        score += 1
+    if parts.original_headers:
+        score += 1
+    if headers.get("x-failed-recipients"):
+        score += 3
+    return score >= 3
+
+
+_AUTO_SUBJECT_RE = re.compile(
+    r"^\s*(auto(matic)?[ _-]?(reply|response|antwort|answer)|auto:|out of (the )?office|"
+    r"away from (the |my )?(office|desk)|vacation|on leave|abwesenheit|absence|"
+    r"r[ée]ponse automatique|respuesta autom|risposta automatica|automatisch antwoord|"
+    r"autosvar|automaattinen|i am (currently )?(away|out)|away until|ooo\b|out-of-office)",
+    re.I,
+)
+
+
+def looks_like_auto_reply(headers: dict, subject: str) -> bool:
+    auto = headers.get("auto-submitted", "").lower()
+    if auto.startswith("auto-replied"):
+        return True
+    if headers.get("x-autoreply") or headers.get("x-autorespond") or headers.get("x-autoresponse"):
+        return True
+    prec = headers.get("precedence", "").lower()
+    if "auto_reply" in prec or "auto-reply" in prec:
+        return True
+    if headers.get("x-auto-response-suppress") and _AUTO_SUBJECT_RE.search(subject or ""):
+        return True
+    return bool(_AUTO_SUBJECT_RE.search(subject or ""))
+
+
+_COMPLAINT_SUBJECT_RE = re.compile(r"\b(complaint|abuse report|spam report|feedback loop|unsubscribe)\b", re.I)
+
+
+def looks_like_complaint(headers: dict, subject: str, body: str, parts) -> bool:
+    subj = subject or ""
+    if not _COMPLAINT_SUBJECT_RE.search(subj):
+        return False
+    low = (body or "")[:5000].lower()
+    if "unsubscribe" in subj.lower():
+        return "to unsubscribe from" in low or headers.get("auto-submitted", "").lower().startswith("auto")
+    # forwarded message marked as spam by a recipient (e.g. provider complaint feeds)
+    return bool(parts.original_headers) and ("complaint" in subj.lower() or "abuse" in subj.lower())
+
+
+# --------------------------------------------------------------------------- bounce body extraction
+
+_ORIGINAL_SEP_RE = re.compile(
+    r"(?im)^[ \t>]*(?:[-=_*#]{2,}[ \t]*)?(?:"
+    r"(?:this is a |a )?copy of (?:the |your )?(?:original )?message|"
+    r"below this line is a copy|"
+    r"original message|undelivered message|returned message|unsent message|"
+    r"the original message|message headers? follows?|headers of the original|"
+    r"original message (?:headers|follows)|forwarded message|"
+    r"the header of the original|original mail|"
+    r"content-type: message/rfc822"
+    r")"
+)
+
+_HEADER_LINE_RE = re.compile(
+    r"(?im)^(Return-Path|Received|Message-ID|From|Date|Subject|To|MIME-Version|Content-Type|"
+    r"DKIM-Signature|X-[A-Za-z-]+|Delivered-To|Reply-To|Cc)\s*:"
+)
+
+
+def cut_original(text: str) -> str:
+    """The notification part of a bounce body: everything before the returned message."""
+    m = _ORIGINAL_SEP_RE.search(text)
+    end = m.start() if m else len(text)
+    # a block of 3+ mail header lines in a row also starts the returned message
+    lines = text[:end].split("\n")
+    run = 0
+    pos = 0
+    start_of_run = 0
+    for line in lines:
+        if _HEADER_LINE_RE.match(line):
+            if run == 0:
+                start_of_run = pos
+            run += 1
+            if run >= 3:
+                end = start_of_run
+                break
+        elif line[:1] in (" ", "\t") and run:
+            pass
+        else:
+            run = 0
+        pos += len(line) + 1
+    return text[:end]
+
+
+_SKIP_CONTEXT_RE = re.compile(
+    r"(mail from|envelope-from|return-path|sender|reply-to|message-id|from:|from <|"
+    r"\bby\b|received:|smtp\.mailfrom|header\.from|header\.i|for <)\s*[:=]?\s*<?$",
+    re.I,
+)
+
+
+def _candidate_addresses(text: str) -> list[tuple[str, int]]:
+    out = []
+    for m in ADDR_RE.finditer(text):
+        addr = m.group(1).strip(".").lower()
+        if "." not in addr.split("@", 1)[1]:
+            continue
+        before = text[max(0, m.start() - 24):m.start()]
+        line_start = text.rfind("\n", 0, m.start()) + 1
+        line_prefix = text[line_start:m.start()]
+        if _SKIP_CONTEXT_RE.search(before.rstrip("<\"' ")) or _SKIP_CONTEXT_RE.search(before):
+            continue
+        if re.match(r"\s*(message-id|in-reply-to|references|received|return-path|from|sender|"
+                    r"reply-to|dkim|authentication-results|x-)", line_prefix, re.I):
+            continue
+        # inside a message-id <...@...> with no other context
+        if text[m.end():m.end() + 1] == ">" and re.search(r"message-?id", before, re.I):
+            continue
+        out.append((addr, m.start()))
+    return out
+
+
+def extract_bounce_recipients(body: str, headers: dict, parts, from_address: str) -> list[dict]:
+    text = cut_original(body or "")
+    excluded = set()
+    for k in ("from", "to", "return-path", "reply-to", "sender"):
+        for m in ADDR_RE.finditer(headers.get(k, "")):
+            excluded.add(m.group(1).lower())
+    for h in parts.original_headers:
+        for k in ("from", "return-path", "sender", "reply-to"):
+            for m in ADDR_RE.finditer(h.get(k, "")):
+                excluded.add(m.group(1).lower())
+
+    failed_hdr = headers.get("x-failed-recipients", "")
+    cands = _candidate_addresses(text)
+    addrs: list[str] = []
+    for a, _ in cands:
+        if a in excluded or _local(a) in SYSTEM_LOCALS:
+            continue
+        if a not in addrs:
+            addrs.append(a)
+    if failed_hdr:
+        hdr_addrs = [m.group(1).lower() for m in ADDR_RE.finditer(failed_hdr)]
+        if hdr_addrs:
+            addrs = hdr_addrs
+    if not addrs:
+        # last resort: the original message's recipients
+        for h in parts.original_headers:
+            for m in ADDR_RE.finditer(h.get("to", "")):
+                a = m.group(1).lower()
+                if a not in addrs and a not in excluded:
+                    addrs.append(a)
+    if not addrs:
+        return []
+
+    low = text.lower()
+    delayed = bool(re.search(r"delay|will (continue|keep) trying|not yet been delivered|temporar|"
+                             r"will retry|still trying", low))
+    permanent = bool(re.search(r"permanent|fatal|could not be delivered|undeliverable|failed|"
+                               r"rejected|unknown|not delivered|given up|giving up", low))
+    recs = []
+    for a in addrs:
+        positions = [p for c, p in cands if c == a]
+        start = positions[0] if positions else 0
+        # context: from the address to the next different candidate address
+        nxt = [p for c, p in cands if p > start and c != a]
+        end = min(nxt[0] if nxt else len(text), start + 1500)
+        ctx = text[start:end]
+        status = find_status(ctx)
+        if not status:
+            for p in positions[1:]:
+                status = find_status(text[p:p + 600])
+                if status:
+                    break
+        if not status:
+            status = find_status(text)
+        action = "failed"
+        if status.startswith("4") or (delayed and not permanent and not status.startswith("5")):
+            action = "delayed"
+        diag = _diagnostic(ctx, a) or _diagnostic(text, a)
+        recs.append(dict(address=a, final_recipient=a, action=action, status=status, diagnostic=diag))
+    return recs
+
+
+def _diagnostic(ctx: str, addr: str) -> str:
+    for line in ctx.split("\n"):
+        s = line.strip()
+        if SMTP_CODE_RE.search(s) or STATUS_RE.search(s) or re.search(
+                r"unknown|does not exist|full|quota|rejected|denied|refused|invalid|disabled|blocked", s, re.I):
+            return trim(s)
+    rest = ctx.replace(addr, "", 1)
+    return trim(rest)

@@ -1,0 +1,604 @@
+"""Inbound report parser: DSNs, MDNs, auto-replies, ARF complaints, replies and
+the non-standard bounce formats of real MTAs.
+
+``parse_message`` never raises: on trouble it returns a ``Report`` whose kind is
+"none" and whose ``problem`` says why.  All work is capped (message size, text
+part size, number of MIME parts) so hostile input stays cheap.
+"""
+
+from __future__ import annotations
+
+import email
+import email.policy
+import json
+import re
+from dataclasses import dataclass, field
+from email.header import decode_header, make_header
+from email.message import Message
+from email.utils import getaddresses, parseaddr
+from typing import Iterable
+
+from . import bounce_heuristics as bh
+
+__all__ = [
+    "Report",
+    "RecipientOutcome",
+    "parse_message",
+    "report_to_json",
+    "KINDS",
+]
+
+KINDS = ("dsn", "mdn", "auto-reply", "complaint", "reply", "none")
+
+MAX_RAW_BYTES = 8 * 1024 * 1024  # beyond this only the head of the message is parsed
+MAX_TEXT_BYTES = 256 * 1024  # per text part
+MAX_PARTS = 200
+DIAG_MAX = 300
+
+
+@dataclass
+class RecipientOutcome:
+    address: str
+    final_recipient: str = ""
+    original_recipient: str = ""
+    action: str = ""
+    status: str = ""
+    diagnostic: str = ""
+
+
+@dataclass
+class Report:
+    kind: str = "none"
+    recipients: list[RecipientOutcome] = field(default_factory=list)
+    original_message_id: str | None = None
+    envelope_id: str | None = None
+    in_reply_to: list[str] = field(default_factory=list)
+    message_id: str | None = None
+    subject: str = ""
+    from_address: str = ""
+    problem: str | None = None
+
+
+# --------------------------------------------------------------------------- helpers
+
+_ADDR_RE = re.compile(
+    r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~.\-]+@[A-Za-z0-9\-]+(?:\.[A-Za-z0-9\-]+)*\.?[A-Za-z0-9\-]*"
+)
+_MSGID_RE = re.compile(r"<([^<>\s]+@[^<>\s]+)>")
+_STATUS_RE = re.compile(r"(?<![\d.])([245])\.(\d{1,3})\.(\d{1,3})(?![\d]|\.\d)")
+
+
+def _strip_brackets(value: str | None) -> str | None:
+    if not value:
+        return None
+    value = value.strip()
+    m = _MSGID_RE.search(value)
+    if m:
+        return m.group(1)
+    value = value.strip("<> \t\r\n")
+    return value or None
+
+
+def _msgids(value: str | None) -> list[str]:
+    if not value:
+        return []
+    found = _MSGID_RE.findall(value)
+    if not found:
+        found = [t.strip("<>") for t in value.split() if "@" in t]
+    out: list[str] = []
+    for f in found:
+        if f not in out:
+            out.append(f)
+    return out
+
+
+def _header_str(msg: Message, name: str) -> str:
+    """Decoded header value as str (RFC 2047 decoded), never raising."""
+    try:
+        value = msg.get(name)
+    except Exception:
+        return ""
+    if value is None:
+        return ""
+    try:
+        if isinstance(value, str) and "=?" in value:
+            value = str(make_header(decode_header(value)))
+        else:
+            value = str(value)
+    except Exception:
+        value = str(value)
+    return " ".join(value.split())
+
+
+def _bare_address(value: str) -> str:
+    """Lowercased bare address out of 'rfc822; <a@b>' or 'Name <a@b>'."""
+    if not value:
+        return ""
+    v = value.strip()
+    if ";" in v:
+        typ, _, rest = v.partition(";")
+        if "@" in rest or typ.strip().lower() in ("rfc822", "utf-8", "x400", "unknown"):
+            v = rest.strip()
+    m = re.search(r"<([^<>]*@[^<>]*)>", v)
+    if m:
+        v = m.group(1)
+    else:
+        m = _ADDR_RE.search(v)
+        if m:
+            v = m.group(0)
+    v = v.strip().strip("<>\"'").rstrip(".,;:)")
+    return v.lower()
+
+
+def xtext_decode(value: str) -> str:
+    """RFC 3461 xtext: '+HH' encodes a byte."""
+
+    def rep(m: re.Match) -> str:
+        return chr(int(m.group(1), 16))
+
+    return re.sub(r"\+([0-9A-Fa-f]{2})", rep, value)
+
+
+def _decode_bytes(data: bytes, charset: str | None) -> str:
+    if len(data) > MAX_TEXT_BYTES:
+        data = data[:MAX_TEXT_BYTES]
+    for cs in (charset, "utf-8"):
+        if not cs:
+            continue
+        try:
+            return data.decode(cs)
+        except (LookupError, UnicodeDecodeError, TypeError, ValueError):
+            continue
+    return data.decode("latin-1", errors="replace")
+
+
+def _part_text(part: Message) -> str:
+    """Decoded text of a non-multipart part, capped."""
+    try:
+        payload = part.get_payload(decode=True)
+    except Exception:
+        payload = None
+    if payload is None:
+        raw = part.get_payload()
+        if isinstance(raw, list):
+            # message/* parsed into sub-messages: flatten their headers + bodies
+            chunks = []
+            for sub in raw:
+                if isinstance(sub, Message):
+                    chunks.append(_flatten(sub))
+            return "\n\n".join(chunks)[:MAX_TEXT_BYTES]
+        if isinstance(raw, str):
+            return raw[:MAX_TEXT_BYTES]
+        return ""
+    try:
+        charset = part.get_content_charset()
+    except Exception:
+        charset = None
+    return _decode_bytes(payload, charset)
+
+
+def _flatten(msg: Message) -> str:
+    """Headers (and a capped body) of a message as text."""
+    lines = []
+    try:
+        for k, v in msg.items():
+            lines.append(f"{k}: {v}")
+    except Exception:
+        pass
+    body = ""
+    try:
+        if not msg.is_multipart():
+            p = msg.get_payload()
+            if isinstance(p, str):
+                body = p[:MAX_TEXT_BYTES]
+    except Exception:
+        pass
+    return "\n".join(lines) + ("\n\n" + body if body else "")
+
+
+def _field_blocks(text: str) -> list[list[tuple[str, str]]]:
+    """Split RFC 822-style field groups separated by blank lines."""
+    blocks: list[list[tuple[str, str]]] = []
+    cur: list[tuple[str, str]] = []
+    for line in text.replace("\r\n", "\n").replace("\r", "\n").split("\n"):
+        if not line.strip():
+            if cur:
+                blocks.append(cur)
+                cur = []
+            continue
+        if line[0] in " \t" and cur:
+            k, v = cur[-1]
+            cur[-1] = (k, v + " " + line.strip())
+            continue
+        m = re.match(r"([A-Za-z][A-Za-z0-9\-]*)\s*:\s?(.*)$", line)
+        if m:
+            cur.append((m.group(1).lower(), m.group(2).strip()))
+    if cur:
+        blocks.append(cur)
+    return blocks
+
+
+def _parse_headers_text(text: str) -> dict[str, str]:
+    """First-occurrence header dict from a block of header text."""
+    out: dict[str, str] = {}
+    blocks = _field_blocks(text)
+    if blocks:
+        for k, v in blocks[0]:
+            out.setdefault(k, v)
+    return out
+
+
+def _norm_status(value: str) -> str:
+    m = _STATUS_RE.search(value or "")
+    return ".".join(m.groups()) if m else ""
+
+
+def _trim(text: str, n: int = DIAG_MAX) -> str:
+    text = " ".join((text or "").split())
+    return text[:n]
+
+
+# --------------------------------------------------------------------------- MIME walk
+
+
+@dataclass
+class _Parts:
+    dsn_texts: list[str] = field(default_factory=list)
+    mdn_texts: list[str] = field(default_factory=list)
+    arf_texts: list[str] = field(default_factory=list)
+    original_headers: list[dict[str, str]] = field(default_factory=list)
+    original_texts: list[str] = field(default_factory=list)
+    texts: list[str] = field(default_factory=list)  # human-readable text of the report
+    report_type: str = ""
+    count: int = 0
+
+
+def _walk(msg: Message, parts: _Parts, depth: int = 0, inside_original: bool = False) -> None:
+    if parts.count >= MAX_PARTS or depth > 20:
+        return
+    parts.count += 1
+    try:
+        ctype = msg.get_content_type().lower()
+    except Exception:
+        ctype = "text/plain"
+    if ctype == "multipart/report" and not parts.report_type:
+        parts.report_type = (msg.get_param("report-type") or "").lower() if hasattr(msg, "get_param") else ""
+    if ctype in ("message/delivery-status", "message/global-delivery-status", "text/delivery-status"):
+        if not inside_original:
+            parts.dsn_texts.append(_part_text(msg))
+        return
+    if ctype in ("message/disposition-notification", "message/global-disposition-notification"):
+        if not inside_original:
+            parts.mdn_texts.append(_part_text(msg))
+        return
+    if ctype == "message/feedback-report":
+        if not inside_original:
+            parts.arf_texts.append(_part_text(msg))
+        return
+    if ctype in ("message/rfc822", "message/global", "message/partial"):
+        payload = msg.get_payload()
+        sub = None
+        if isinstance(payload, list) and payload and isinstance(payload[0], Message):
+            sub = payload[0]
+        if sub is not None:
+            hdrs = {k.lower(): str(v) for k, v in reversed(list(sub.items()))}
+            parts.original_headers.append(hdrs)
+            parts.original_texts.append(_flatten(sub))
+            # the attached message may itself be a report in disguise; walk it only
+            # to find nested originals, never to collect report fields
+            _walk(sub, parts, depth + 1, True)
+        else:
+            text = _part_text(msg)
+            parts.original_headers.append(_parse_headers_text(text))
+            parts.original_texts.append(text)
+        return
+    if ctype in ("text/rfc822-headers", "text/rfc822-header", "message/rfc822-headers",
+                 "message/global-headers"):
+        text = _part_text(msg)
+        parts.original_headers.append(_parse_headers_text(text))
+        parts.original_texts.append(text)
+        return
+    if msg.is_multipart():
+        payload = msg.get_payload()
+        if not isinstance(payload, list):
+            return
+        for sub in payload:
+            if isinstance(sub, Message):
+                _walk(sub, parts, depth + 1, inside_original)
+        return
+    if inside_original:
+        return
+    if ctype.startswith("text/") or ctype == "application/json":
+        text = _part_text(msg)
+        if ctype == "text/html":
+            text = bh.html_to_text(text)
+        parts.texts.append(text)
+
+
+# --------------------------------------------------------------------------- report kinds
+
+
+def _dsn_from_fields(texts: Iterable[str], report: Report, weak: set[int] | None = None
+                     ) -> list[RecipientOutcome]:
+    """Recipients of DSN field groups. Indexes of recipients whose Diagnostic-Code carries
+    no enhanced status code are added to ``weak``."""
+    if weak is None:
+        weak = set()
+    recips: list[RecipientOutcome] = []
+    for text in texts:
+        blocks = _field_blocks(text)
+        for block in blocks:
+            d: dict[str, str] = {}
+            for k, v in block:
+                d.setdefault(k, v)
+            if "original-envelope-id" in d and not report.envelope_id:
+                report.envelope_id = xtext_decode(d["original-envelope-id"].strip()) or None
+            if "final-recipient" not in d and "original-recipient" not in d:
+                continue
+            final = d.get("final-recipient", "")
+            orig = d.get("original-recipient", "")
+            addr = ""
+            otyp = orig.partition(";")[0].strip().lower() if ";" in orig else "rfc822"
+            if orig and otyp in ("rfc822", "utf-8"):
+                addr = _bare_address(orig)
+            if not addr or "@" not in addr:
+                addr = _bare_address(final) or addr
+            if not addr:
+                continue
+            action = d.get("action", "").strip().lower().split()[0] if d.get("action", "").strip() else ""
+            status = _norm_status(d.get("status", ""))
+            diag = d.get("diagnostic-code", "")
+            if ";" in diag[:20]:
+                diag = diag.split(";", 1)[1]
+            # the remote server's own enhanced code (in Diagnostic-Code) is more precise
+            # than the reporting MTA's summary in Status
+            dstat = _status_in_diagnostic(diag)
+            if dstat and (not status or dstat[0] == status[0] or status.endswith(".0.0")
+                          or (dstat[0] in "45" and status[0] in "45")):
+                status = dstat
+            if action == "deliverable":  # address verification (sendmail -bv) result
+                action = "delivered"
+            if not action:
+                action = _action_from_status(status)
+            recips.append(
+                RecipientOutcome(
+                    address=addr,
+                    final_recipient=_bare_address(final),
+                    original_recipient=_bare_address(orig),
+                    action=action,
+                    status=status,
+                    diagnostic=_trim(diag),
+                )
+            )
+            if not dstat:
+                weak.add(len(recips) - 1)
+    return recips
+
+
+def _status_in_diagnostic(diag: str) -> str:
+    codes = [".".join(m.groups()) for m in _STATUS_RE.finditer(diag or "")]
+    return codes[-1] if codes else ""
+
+
+def _action_from_status(status: str) -> str:
+    if status.startswith("2"):
+        return "delivered"
+    if status.startswith("4"):
+        return "delayed"
+    return "failed"
+
+
+def _mdn_from_fields(texts: Iterable[str], report: Report) -> list[RecipientOutcome]:
+    out = []
+    for text in texts:
+        d: dict[str, str] = {}
+        for block in _field_blocks(text):
+            for k, v in block:
+                d.setdefault(k, v)
+        if d.get("original-message-id") and not report.original_message_id:
+            report.original_message_id = _strip_brackets(d["original-message-id"])
+        disp = d.get("disposition", "")
+        dtype = disp.split(";", 1)[1] if ";" in disp else disp
+        dtype = dtype.strip().split("/")[0].strip().lower()
+        final = d.get("final-recipient", "")
+        orig = d.get("original-recipient", "")
+        addr = _bare_address(orig) if orig else ""
+        if "@" not in addr:
+            addr = _bare_address(final)
+        out.append(
+            RecipientOutcome(
+                address=addr or report.from_address,
+                final_recipient=_bare_address(final),
+                original_recipient=_bare_address(orig),
+                action=dtype or "displayed",
+                status="",
+                diagnostic=_trim(disp),
+            )
+        )
+    return out
+
+
+def _arf_recipients(texts: list[str], parts: _Parts, report: Report) -> list[RecipientOutcome]:
+    addrs: list[str] = []
+    ftype = ""
+    for text in texts:
+        for block in _field_blocks(text):
+            for k, v in block:
+                if k in ("original-rcpt-to", "removal-recipient"):
+                    a = _bare_address(v)
+                    if a and a not in addrs:
+                        addrs.append(a)
+                elif k == "feedback-type" and not ftype:
+                    ftype = v.strip().lower()
+    if not addrs:
+        for hdrs in parts.original_headers:
+            for _, a in getaddresses([hdrs.get("to", "")]):
+                a = a.strip().lower()
+                if "@" in a and a not in addrs:
+                    addrs.append(a)
+    return [
+        RecipientOutcome(address=a, final_recipient=a, action="complained", diagnostic=ftype or "abuse")
+        for a in addrs
+    ]
+
+
+def _fill_original_ids(report: Report, parts: _Parts, bodytext: str) -> None:
+    for hdrs in parts.original_headers:
+        if not report.original_message_id and hdrs.get("message-id"):
+            report.original_message_id = _strip_brackets(hdrs["message-id"])
+        if not report.envelope_id:
+            for key in ("x-envelope-id", "envelope-id"):
+                if hdrs.get(key):
+                    report.envelope_id = xtext_decode(hdrs[key].strip())
+                    break
+    if not report.original_message_id and bodytext:
+        m = re.search(r"(?im)^\s*>?\s*Message-ID:\s*<([^<>\s]+@[^<>\s]+)>", bodytext)
+        if m:
+            report.original_message_id = m.group(1)
+    if not report.envelope_id and bodytext:
+        m = re.search(r"(?im)^\s*Original-Envelope-Id:\s*(\S+)", bodytext)
+        if m:
+            report.envelope_id = xtext_decode(m.group(1))
+
+
+# --------------------------------------------------------------------------- entry points
+
+
+def parse_message(raw: bytes) -> Report:
+    """Parse one inbound message. Never raises."""
+    try:
+        return _parse(raw)
+    except RecursionError:
+        return Report(kind="none", problem="message nesting too deep")
+    except MemoryError:
+        return Report(kind="none", problem="message too large")
+    except Exception as exc:  # pragma: no cover - defensive
+        return Report(kind="none", problem=f"unparseable message ({type(exc).__name__})")
+
+
+def _parse(raw: bytes) -> Report:
+    if not isinstance(raw, (bytes, bytearray, memoryview)):
+        return Report(kind="none", problem="input is not bytes")
+    raw = bytes(raw)
+    if not raw.strip():
+        return Report(kind="none", problem="empty message")
+    truncated = len(raw) > MAX_RAW_BYTES
+    if truncated:
+        raw = raw[:MAX_RAW_BYTES]
+    # mbox "From " line in front of the headers confuses the parser
+    if raw.startswith(b"From "):
+        nl = raw.find(b"\n")
+        raw = raw[nl + 1:] if nl >= 0 else b""
+    msg = email.message_from_bytes(raw, policy=email.policy.compat32)
+    if not msg.keys():
+        return Report(kind="none", problem="no headers found")
+
+    report = Report()
+    report.subject = _header_str(msg, "Subject")
+    report.from_address = _bare_address(_header_str(msg, "From"))
+    report.message_id = _strip_brackets(_header_str(msg, "Message-ID"))
+    irt = _msgids(_header_str(msg, "In-Reply-To")) + _msgids(_header_str(msg, "References"))
+    seen_ids: list[str] = []
+    for i in irt:
+        if i not in seen_ids:
+            seen_ids.append(i)
+    report.in_reply_to = seen_ids
+
+    parts = _Parts()
+    _walk(msg, parts)
+    bodytext = "\n".join(parts.texts)
+
+    # 1. ARF complaint
+    if parts.arf_texts:
+        report.kind = "complaint"
+        report.recipients = _arf_recipients(parts.arf_texts, parts, report)
+        _fill_original_ids(report, parts, bodytext)
+        return report
+
+    # 2. Standard DSN
+    weak: set[int] = set()
+    recips = _dsn_from_fields(parts.dsn_texts, report, weak) if parts.dsn_texts else []
+    if not recips and bh.has_dsn_fields(bodytext):
+        recips = _dsn_from_fields([bodytext], report, weak)
+    if recips:
+        report.kind = "dsn"
+        bh.enrich_dsn_recipients(recips, bodytext, weak)
+        report.recipients = recips
+        _fill_original_ids(report, parts, bodytext)
+        return report
+
+    # 3. MDN
+    if parts.mdn_texts:
+        report.kind = "mdn"
+        report.recipients = _mdn_from_fields(parts.mdn_texts, report)
+        if not report.original_message_id:
+            _fill_original_ids(report, parts, bodytext)
+        return report
+
+    # 4. JSON notifications (Amazon SES via SNS and similar)
+    js = bh.json_notification(bodytext)
+    if js is not None:
+        kind, recs, omid = js
+        report.kind = kind
+        report.recipients = [RecipientOutcome(**r) for r in recs]
+        report.original_message_id = omid
+        return report
+
+    headers = {k.lower(): _header_str(msg, k) for k in set(msg.keys())}
+    # 5. complaint in disguise (forwarded spam complaint, unsubscribe requests)
+    if bh.looks_like_complaint(headers, report.subject, bodytext, parts):
+        report.kind = "complaint"
+        report.recipients = _arf_recipients([], parts, report)
+        _fill_original_ids(report, parts, bodytext)
+        return report
+
+    # 6. Non-standard bounce
+    if bh.looks_like_bounce(headers, report.subject, report.from_address, bodytext, parts):
+        recs = bh.extract_bounce_recipients(bodytext, headers, parts, report.from_address)
+        if recs:
+            report.kind = "dsn"
+            report.recipients = [RecipientOutcome(**r) for r in recs]
+            _fill_original_ids(report, parts, bodytext)
+            return report
+
+    # 7. Auto reply
+    if bh.looks_like_auto_reply(headers, report.subject):
+        report.kind = "auto-reply"
+        addr = report.from_address
+        rp = _bare_address(headers.get("return-path", ""))
+        if not addr and rp:
+            addr = rp
+        report.recipients = [RecipientOutcome(address=addr, final_recipient=addr, action="auto-replied",
+                                              diagnostic=_trim(report.subject))]
+        report.original_message_id = report.in_reply_to[0] if report.in_reply_to else None
+        return report
+
+    # 8. Human reply
+    if report.in_reply_to:
+        report.kind = "reply"
+        report.recipients = [RecipientOutcome(address=report.from_address, final_recipient=report.from_address,
+                                              action="replied", diagnostic=_trim(report.subject))]
+        report.original_message_id = report.in_reply_to[0]
+        return report
+
+    report.kind = "none"
+    if truncated:
+        report.problem = "message truncated for parsing"
+    return report
+
+
+def report_to_json(file: str, report: Report) -> dict:
+    return {
+        "file": file,
+        "kind": report.kind,
+        "recipients": [
+            {"address": r.address, "action": r.action, "status": r.status, "diagnostic": r.diagnostic}
+            for r in report.recipients
+        ],
+        "original_message_id": report.original_message_id,
+        "envelope_id": report.envelope_id,
+    }
+
+
+def dumps(file: str, report: Report) -> str:
+    return json.dumps(report_to_json(file, report), ensure_ascii=False)

@@ -1,0 +1,120 @@
+"""Agreement of the receipts parser with the real bounce corpus (shared/corpora/bounces).
+
+Agreement is defined by the corpus README: same verdict (delivered / bounced /
+auto-reply / complaint / not a report); for delivered and bounced the same
+recipient set (case-insensitive) and every expected status code that appears
+literally in the message among the reported statuses.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+from relcomm_tui.receipts.parse import Report, parse_message
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+AGREEMENT_FLOOR = 0.90
+
+
+def corpus_dir() -> Path | None:
+    candidates = []
+    env = os.environ.get("RELCOMM_BOUNCE_CORPUS")
+    if env:
+        candidates.append(Path(env))
+    candidates.append(REPO_ROOT.parent / "shared" / "corpora" / "bounces")
+    candidates.append(Path("/work/shared/corpora/bounces"))
+    for c in candidates:
+        if (c / "expected.json").is_file() and (c / "emails").is_dir():
+            return c
+    return None
+
+
+def expected_verdict(entries: list[dict]) -> str:
+    if not entries:
+        return "not-a-report"
+    reasons = {e.get("reason", "") for e in entries}
+    if reasons == {"delivered"}:
+        return "delivered"
+    if reasons == {"vacation"}:
+        return "auto-reply"
+    if reasons == {"feedback"}:
+        return "complaint"
+    return "bounced"
+
+
+def report_verdict(report: Report) -> str:
+    if report.kind == "dsn":
+        actions = {r.action for r in report.recipients}
+        if "delivered" in actions:
+            return "delivered"
+        if actions & {"failed", "delayed"}:
+            return "bounced"
+        return "not-a-report"
+    if report.kind == "auto-reply":
+        return "auto-reply"
+    if report.kind == "complaint":
+        return "complaint"
+    return "not-a-report"
+
+
+def compare(raw: bytes, entries: list[dict], report: Report) -> str | None:
+    """None when the report agrees with the expected entries, else a short reason."""
+    want = expected_verdict(entries)
+    got = report_verdict(report)
+    if want != got:
+        return f"verdict {got} != {want}"
+    if want in ("delivered", "bounced"):
+        want_rcpts = {(e.get("recipient") or "").lower() for e in entries}
+        got_rcpts = {r.address.lower() for r in report.recipients}
+        if want_rcpts != got_rcpts:
+            return f"recipients {sorted(got_rcpts)} != {sorted(want_rcpts)}"
+        text = raw.decode("utf-8", "replace")
+        statuses = {r.status for r in report.recipients}
+        for e in entries:
+            st = e.get("status") or ""
+            if st and st in text and st not in statuses:
+                return f"status {st} not in {sorted(statuses)}"
+    return None
+
+
+def run_corpus(corpus: Path) -> tuple[float, list[tuple[str, str]], int]:
+    expected = json.loads((corpus / "expected.json").read_text())
+    bad: list[tuple[str, str]] = []
+    for name in sorted(expected):
+        raw = (corpus / "emails" / name).read_bytes()
+        report = parse_message(raw)
+        why = compare(raw, expected[name], report)
+        if why:
+            bad.append((name, why))
+    total = len(expected)
+    return (total - len(bad)) / total, bad, total
+
+
+def test_bounce_corpus_agreement(capsys):
+    corpus = corpus_dir()
+    if corpus is None:
+        pytest.fail(
+            "bounce corpus not found: set RELCOMM_BOUNCE_CORPUS, or place shared/corpora/bounces "
+            f"beside the repo ({REPO_ROOT.parent / 'shared'}), or at /work/shared/corpora/bounces"
+        )
+    rate, bad, total = run_corpus(corpus)
+    with capsys.disabled():
+        print(f"\nbounce corpus agreement: {rate:.2%} ({total - len(bad)}/{total}) from {corpus}")
+        for name, why in bad:
+            print(f"  DISAGREE {name}: {why}")
+    assert rate >= AGREEMENT_FLOOR, (
+        f"agreement {rate:.2%} below floor {AGREEMENT_FLOOR:.0%}; disagreeing: {[n for n, _ in bad]}"
+    )
+
+
+if __name__ == "__main__":  # pragma: no cover - handy for development
+    c = corpus_dir()
+    assert c is not None
+    r, b, t = run_corpus(c)
+    for n, w in b:
+        print(n, w)
+    print(f"{r:.2%} ({t - len(b)}/{t})")
