@@ -41,7 +41,6 @@ import email.policy
 import functools
 import hmac
 import logging
-import mailbox
 import os
 import re
 import threading
@@ -58,6 +57,7 @@ from relcomm_tui.mailserver_reports import (
     PendingReport,
     ReportGenerator,
     find_bounce_rule,
+    open_maildir,
 )
 
 __all__ = [
@@ -571,7 +571,11 @@ class _Handler:
         for _, rule in rules:
             if isinstance(rule, (TempFail, PermFail)) and rule._consume():
                 return f"{rule.code} {rule.msg}"
-        accepted = server._accept(envelope)
+        try:
+            accepted = server._accept(envelope)
+        except OSError:
+            log.exception("could not store message")
+            return "451 4.3.0 Local error in processing: could not store the message"
         queue_id = accepted.maildir_key or f"mem{server.messages_accepted}"
         return f"250 2.0.0 OK: queued as {queue_id}"
 
@@ -644,7 +648,7 @@ class LoopbackMailServer:
         self.data_delay = data_delay
         self.bounce_rules = tuple(bounce_rules)
         self.bounce_mode = bounce_mode
-        self.maildir = mailbox.Maildir(os.fspath(maildir), create=True) if maildir is not None else None
+        self.maildir = open_maildir(maildir) if maildir is not None else None
         self.reports: Optional[ReportGenerator] = None
         if write_reports_to is not None:
             self.reports = ReportGenerator(

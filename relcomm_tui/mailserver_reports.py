@@ -42,6 +42,7 @@ __all__ = [
     "build_dsn",
     "build_mdn",
     "find_bounce_rule",
+    "open_maildir",
 ]
 
 
@@ -253,6 +254,15 @@ def build_mdn(
 # generator
 
 
+def open_maildir(path: str | os.PathLike[str]) -> mailbox.Maildir:
+    """Open (creating if needed) a Maildir, also inside an existing empty
+    directory, which ``mailbox.Maildir(create=True)`` leaves incomplete."""
+    path = os.fspath(path)
+    for sub in ("tmp", "new", "cur"):
+        os.makedirs(os.path.join(path, sub), exist_ok=True)
+    return mailbox.Maildir(path, create=False)
+
+
 class ReportGenerator:
     """Decide which reports an accepted message produces and write them.
 
@@ -276,7 +286,7 @@ class ReportGenerator:
         bounce_rules: Sequence[BounceRule] = DEFAULT_BOUNCE_RULES,
         reporting_mta: str = "localhost",
     ) -> None:
-        self.maildir = mailbox.Maildir(os.fspath(maildir), create=True)
+        self.maildir = open_maildir(maildir)
         self.delay = delay
         self.mdn_fraction = mdn_fraction
         self.bounce_rules = tuple(bounce_rules)

@@ -515,3 +515,11 @@ async def test_bounce_mode_smtp_rejects_at_rcpt(tmp_path):
         await send(server, "unknown@example.com")  # default rules are replaced
         assert server.messages_accepted == 1
         assert server.flush_reports() == 0
+
+
+async def test_maildir_in_existing_empty_directory(tmp_path):
+    # mailbox.Maildir(create=True) would not add tmp/new/cur to an existing directory.
+    (tmp_path / "empty").mkdir()
+    with LoopbackMailServer(maildir=tmp_path / "empty") as server:
+        await send(server)
+    assert len(mailbox.Maildir(tmp_path / "empty", create=False)) == 1
