@@ -523,3 +523,31 @@ async def test_maildir_in_existing_empty_directory(tmp_path):
     with LoopbackMailServer(maildir=tmp_path / "empty") as server:
         await send(server)
     assert len(mailbox.Maildir(tmp_path / "empty", create=False)) == 1
+
+
+async def test_reports_in_async_mode_and_flush_after_stop(tmp_path):
+    server = LoopbackMailServer(write_reports_to=tmp_path / "receipts", report_delay=(0.01, 0.02), seed=3)
+    async with server:
+        await send(server, "bob@example.com", rcpt_options=["NOTIFY=SUCCESS"])
+        for _ in range(200):
+            if server.written_reports:
+                break
+            await asyncio.sleep(0.01)
+        assert len(server.written_reports) == 1
+    # Reports still pending when the server stops are kept until flushed.
+    server.reports.delay = (60, 60)
+    async with server:
+        await send(server, "carol@example.com", rcpt_options=["NOTIFY=SUCCESS"])
+    assert [r.recipient for r in server.pending_reports] == ["carol@example.com"]
+    assert server.flush_reports() == 1
+    assert len(receipts(tmp_path)) == 2
+
+
+async def test_delay_at_rcpt(mailserver):
+    mailserver.faults["bob@example.com"] = Delay(0.2, at="rcpt", times=1)
+    client = await connect(mailserver)
+    await client.mail(SENDER)
+    started = time.monotonic()
+    await client.rcpt("bob@example.com")
+    assert time.monotonic() - started >= 0.2
+    await client.quit()
