@@ -292,14 +292,16 @@ class _LoopbackSMTP(SMTP):
     def __init__(self, handler: "_Handler", *, auth_enabled: bool, advertise_starttls: bool, **kwargs: Any):
         super().__init__(handler, **kwargs)
         # Finish pipelined commands before acting on EOF (see eof_received).
-        self._reader_obj = self._stream_reader
-        if self._reader_obj is not None:
-            self._reader_obj.__class__ = _PipelineSafeReader
+        # aiosmtpd creates its StreamReader itself, so swap in the subclass.
+        reader = self._stream_reader
+        if reader is not None:
+            reader.__class__ = _PipelineSafeReader
         self._auth_enabled = auth_enabled
         self._auth_required = auth_enabled
         self._advertise_starttls = advertise_starttls
         # aiosmtpd keeps these limits on the class and grows them per EHLO.
         self.command_size_limits = collections.defaultdict(lambda: SMTP.command_size_limit)
+        # The command being answered, to pick enhanced status codes.
         self._command: Optional[str] = None
         self._smtp_methods = {name: self._tracked(name, method) for name, method in self._smtp_methods.items()}
         handler.server.connections_opened += 1
