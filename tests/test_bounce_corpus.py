@@ -69,7 +69,10 @@ def compare(raw: bytes, entries: list[dict], report: Report) -> str | None:
         return f"verdict {got} != {want}"
     if want in ("delivered", "bounced"):
         want_rcpts = {(e.get("recipient") or "").lower() for e in entries}
-        got_rcpts = {r.address.lower() for r in report.recipients}
+        # Sisimai names a DSN recipient by its Final-Recipient (the mailbox the reporting
+        # MTA last tried); our ``address`` prefers Original-Recipient for correlation,
+        # so compare on final_recipient when the report carries one.
+        got_rcpts = {(r.final_recipient or r.address).lower() for r in report.recipients}
         if want_rcpts != got_rcpts:
             return f"recipients {sorted(got_rcpts)} != {sorted(want_rcpts)}"
         text = raw.decode("utf-8", "replace")

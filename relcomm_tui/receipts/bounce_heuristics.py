@@ -79,13 +79,14 @@ def enrich_dsn_recipients(recips: list, bodytext: str, weak: set[int] | None = N
     text = cut_original(bodytext)
     low = text.lower()
     for idx, r in enumerate(recips):
-        if r.status and r.diagnostic and idx not in weak:
+        generic = not r.status or (idx in weak and r.status.endswith(".0.0"))
+        if not generic and r.diagnostic:
             continue
         i = low.find(r.address) if r.address else -1
         if i < 0:
             continue
         ctx = text[i:i + 600]
-        if not r.status or idx in weak:
+        if generic:
             st = find_status(ctx)
             if st and (not r.action or st[0] == {"delivered": "2"}.get(r.action, st[0])):
                 if not (r.action == "failed" and st[0] == "2"):
@@ -100,7 +101,7 @@ def enrich_dsn_recipients(recips: list, bodytext: str, weak: set[int] | None = N
 def _iter_json_objects(text: str, limit: int = 20):
     if not text or "{" not in text:
         return
-    dec = json.JSONDecoder()
+    dec = json.JSONDecoder(strict=False)
     pos = 0
     tries = 0
     while tries < limit:
@@ -130,6 +131,16 @@ def json_notification(text: str):
     """Amazon SES style JSON bounce/complaint/delivery notifications.
 
     Returns (kind, recipients-as-dicts, original_message_id) or None."""
+    if not text or '"' not in text or "{" not in text:
+        return None
+    res = _json_notification(text)
+    if res is None and "\n " in text:
+        # long lines folded by a relay ("!\n " sendmail style, or plain continuation)
+        res = _json_notification(re.sub(r"!?\r?\n ", "", text))
+    return res
+
+
+def _json_notification(text: str):
     for obj in _iter_json_objects(text):
         obj = _unwrap_sns(obj)
         if not isinstance(obj, dict):
@@ -292,15 +303,16 @@ def looks_like_complaint(headers: dict, subject: str, body: str, parts) -> bool:
 # --------------------------------------------------------------------------- bounce body extraction
 
 _ORIGINAL_SEP_RE = re.compile(
-    r"(?im)^[ \t>]*(?:[-=_*#]{2,}[ \t]*)?(?:"
-    r"(?:this is a |a )?copy of (?:the |your )?(?:original )?message|"
-    r"below this line is a copy|"
-    r"original message|undelivered message|returned message|unsent message|"
-    r"the original message|message headers? follows?|headers of the original|"
-    r"original message (?:headers|follows)|forwarded message|"
-    r"the header of the original|original mail|"
-    r"content-type: message/rfc822"
-    r")"
+    r"(?im)^[ \t>|]*(?:"
+    r"[-=_*#|]{2,}[^\n]*(?:original|returned|undelivered|unsent|copy of|message text|message body|"
+    r"headers? (?:of|follow)|header of)[^\n]*|"
+    r"[^\n]*(?:below this line is a copy|copy of the (?:original )?message|(?:this is a )?copy of your message|"
+    r"original message (?:follows|headers|is attached)|message headers? follows?|headers of the original message|"
+    r"header of the original message|(?:original|returned|undelivered|unsent) message (?:follows|below|headers)|"
+    r"original message header)[^\n]*|"
+    r"(?:original|returned|undelivered|unsent) message:?[ \t]*|"
+    r"content-type: message/rfc822[^\n]*"
+    r")\r?$"
 )
 
 _HEADER_LINE_RE = re.compile(
@@ -362,6 +374,15 @@ def _candidate_addresses(text: str) -> list[tuple[str, int]]:
     return out
 
 
+_STRONG_LINE_RE = re.compile(
+    r"(?m)^[ \t]*(?:RCPT TO:|Recipient:|To:|Address:|Original-Recipient:|Final-Recipient:)?[ \t]*(?:rfc822;)?[ \t]*"
+    r"<?" + ADDR_RE.pattern + r">?[ \t]*"
+    r"(:.*|\.\.\..*|\(expanded from[^\n]*|\(.*|;.*|,.*|[ \t]+[^@\n]*)?\r?$",
+    re.I,
+)
+_SENDER_LINE_RE = re.compile(r"sender ok|sender address|mail from|is the sender|from:", re.I)
+
+
 def extract_bounce_recipients(body: str, headers: dict, parts, from_address: str) -> list[dict]:
     text = cut_original(body or "")
     excluded = set()
@@ -375,12 +396,24 @@ def extract_bounce_recipients(body: str, headers: dict, parts, from_address: str
 
     failed_hdr = headers.get("x-failed-recipients", "")
     cands = _candidate_addresses(text)
+    bounce_from = {m.group(1).lower() for m in ADDR_RE.finditer(headers.get("from", ""))}
     addrs: list[str] = []
-    for a, _ in cands:
-        if a in excluded or _local(a) in SYSTEM_LOCALS:
+    # 1. addresses standing at the start of a line ("<a@b>:", "a@b", "<a@b>... User unknown")
+    for m in _STRONG_LINE_RE.finditer(text):
+        a = m.group(1).strip(".").lower()
+        if a in bounce_from or _local(a) in SYSTEM_LOCALS or "." not in a.split("@", 1)[1]:
+            continue
+        if _SENDER_LINE_RE.search(m.group(2) or ""):
             continue
         if a not in addrs:
             addrs.append(a)
+    # 2. any other address in the notification that is not one of the parties
+    if not addrs:
+        for a, _ in cands:
+            if a in excluded or _local(a) in SYSTEM_LOCALS:
+                continue
+            if a not in addrs:
+                addrs.append(a)
     if failed_hdr:
         hdr_addrs = [m.group(1).lower() for m in ADDR_RE.finditer(failed_hdr)]
         if hdr_addrs:

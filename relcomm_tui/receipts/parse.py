@@ -119,7 +119,10 @@ def _bare_address(value: str) -> str:
         typ, _, rest = v.partition(";")
         if "@" in rest or typ.strip().lower() in ("rfc822", "utf-8", "x400", "unknown"):
             v = rest.strip()
+    q = re.search(r'"[^"\r\n]{1,64}"@[A-Za-z0-9.\-\[\]:]+', v)
     m = re.search(r"<([^<>]*@[^<>]*)>", v)
+    if q and not m:
+        return q.group(0).lower()
     if m:
         v = m.group(1)
     else:
@@ -298,6 +301,18 @@ def _walk(msg: Message, parts: _Parts, depth: int = 0, inside_original: bool = F
         parts.original_headers.append(_parse_headers_text(text))
         parts.original_texts.append(text)
         return
+    if ctype.startswith("multipart/") and not msg.is_multipart():
+        # boundary missing or wrong: try the boundary the body really uses, else
+        # treat the whole payload as text
+        payload = msg.get_payload()
+        if isinstance(payload, str) and not inside_original:
+            payload = payload[:MAX_RAW_BYTES]
+            recovered = _recover_multipart(ctype, payload)
+            if recovered is not None:
+                _walk(recovered, parts, depth + 1, inside_original)
+            else:
+                parts.texts.append(payload[:MAX_TEXT_BYTES])
+        return
     if msg.is_multipart():
         payload = msg.get_payload()
         if not isinstance(payload, list):
@@ -315,6 +330,26 @@ def _walk(msg: Message, parts: _Parts, depth: int = 0, inside_original: bool = F
         parts.texts.append(text)
 
 
+def _recover_multipart(ctype: str, payload: str) -> Message | None:
+    counts: dict[str, int] = {}
+    for m in re.finditer(r"(?m)^--([^\s]{1,200}?)(--)?[ \t]*\r?$", payload[:MAX_TEXT_BYTES * 4]):
+        counts[m.group(1)] = counts.get(m.group(1), 0) + 1
+    if not counts:
+        return None
+    boundary = max(counts, key=lambda b: counts[b])
+    if counts[boundary] < 2 or '"' in boundary:
+        return None
+    try:
+        sub = email.message_from_string(
+            f'Content-Type: {ctype}; boundary="{boundary}"\n\n' + payload, policy=email.policy.compat32
+        )
+    except Exception:
+        return None
+    if not sub.is_multipart():
+        return None
+    return sub
+
+
 # --------------------------------------------------------------------------- report kinds
 
 
@@ -326,11 +361,7 @@ def _dsn_from_fields(texts: Iterable[str], report: Report, weak: set[int] | None
         weak = set()
     recips: list[RecipientOutcome] = []
     for text in texts:
-        blocks = _field_blocks(text)
-        for block in blocks:
-            d: dict[str, str] = {}
-            for k, v in block:
-                d.setdefault(k, v)
+        for d in _recipient_groups(_field_blocks(text)):
             if "original-envelope-id" in d and not report.envelope_id:
                 report.envelope_id = xtext_decode(d["original-envelope-id"].strip()) or None
             if "final-recipient" not in d and "original-recipient" not in d:
@@ -358,6 +389,9 @@ def _dsn_from_fields(texts: Iterable[str], report: Report, weak: set[int] | None
                 status = dstat
             if action == "deliverable":  # address verification (sendmail -bv) result
                 action = "delivered"
+            elif action not in _DSN_ACTIONS:
+                action = "delayed" if action in ("delay", "deferred", "retrying") else (
+                    _action_from_status(status) if status else "failed")
             if not action:
                 action = _action_from_status(status)
             recips.append(
@@ -373,6 +407,37 @@ def _dsn_from_fields(texts: Iterable[str], report: Report, weak: set[int] | None
             if not dstat:
                 weak.add(len(recips) - 1)
     return recips
+
+
+_DSN_ACTIONS = ("failed", "delayed", "delivered", "relayed", "expanded")
+_PER_RECIPIENT = {"final-recipient", "original-recipient", "action", "status", "diagnostic-code",
+                  "remote-mta", "last-attempt-date", "will-retry-until", "final-log-id"}
+
+
+def _recipient_groups(blocks: list[list[tuple[str, str]]]) -> Iterable[dict[str, str]]:
+    """Field groups, also splitting blocks where a per-recipient field repeats
+    (some MTAs forget the blank line between recipients)."""
+    for block in blocks:
+        d: dict[str, str] = {}
+        for k, v in block:
+            if k in d and k in _PER_RECIPIENT:
+                yield d
+                d = {}
+            d.setdefault(k, v)
+        if d:
+            yield d
+
+
+def _repair_local_less(recips: list[RecipientOutcome], parts: _Parts) -> None:
+    """Some MTAs report '@host' as recipient: use the returned message's single To."""
+    bad = [r for r in recips if not r.address or r.address.startswith("@") or "@" not in r.address]
+    if not bad or len(recips) != 1:
+        return
+    for hdrs in parts.original_headers:
+        tos = [a.lower() for _, a in getaddresses([hdrs.get("to", "")]) if "@" in a]
+        if len(tos) == 1:
+            bad[0].address = bad[0].final_recipient = tos[0]
+            return
 
 
 def _status_in_diagnostic(diag: str) -> str:
@@ -520,8 +585,15 @@ def _parse(raw: bytes) -> Report:
     recips = _dsn_from_fields(parts.dsn_texts, report, weak) if parts.dsn_texts else []
     if not recips and bh.has_dsn_fields(bodytext):
         recips = _dsn_from_fields([bodytext], report, weak)
+    if not recips and ">" in bodytext:
+        # a forwarded (quoted) bounce
+        unquoted = re.sub(r"(?m)^[ \t]*>[ \t>]?", "", bodytext)
+        if bh.has_dsn_fields(unquoted):
+            recips = _dsn_from_fields([unquoted], report, weak)
+            bodytext = unquoted
     if recips:
         report.kind = "dsn"
+        _repair_local_less(recips, parts)
         bh.enrich_dsn_recipients(recips, bodytext, weak)
         report.recipients = recips
         _fill_original_ids(report, parts, bodytext)
