@@ -1,0 +1,90 @@
+"""Channels: one module per way a communique goes out, behind one small async interface.
+
+The send engine owns the ledger; a channel only delivers. The contract that keeps delivery
+exactly-once is `DeliveryJob.commit_intent`: a channel awaits it right before the first
+byte of a delivery leaves the process (it records the delivery as `sending`, durably), and
+reports in its `Outcome` whether anything may have reached the other side.
+
+    class Channel(Protocol):
+        async def open(self) -> None            # connect, log in; raise ChannelStopped on config errors
+        async def deliver(self, job) -> Outcome  # many at once, up to `concurrency`
+        async def close(self) -> None
+
+Email is `channels.email.EmailChannel`. Webhook, publish, pager and manual channels will
+register here too; until they do, `channel_factory` returns None and the engine reports
+their communiques as not sent ("channel X not available yet") instead of failing the run.
+"""
+
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Awaitable, Callable, Literal, Protocol
+
+if TYPE_CHECKING:
+    from ..plan.model import Communique, Plan, Recipient, StakeholderGroup
+
+# What a channel can say about one attempt. The engine maps these onto ledger states:
+# "transient" is retried with backoff, then becomes `deferred`.
+OutcomeState = Literal["accepted", "rejected", "transient", "in_doubt"]
+
+
+@dataclass(frozen=True)
+class Outcome:
+    state: OutcomeState
+    reply: str = ""        # the other side's words (SMTP reply, HTTP status line)
+    detail: str = ""       # our explanation, e.g. "connection lost after the message was sent"
+    intent_committed: bool = False  # commit_intent was awaited: the ledger says `sending`
+
+
+class ChannelStopped(Exception):
+    """A failure that would fail every delivery the same way (auth, TLS, unreachable server):
+    the run stops at once with this one message instead of a row of failures each."""
+
+    def __init__(self, message: str, hint: str = "") -> None:
+        super().__init__(message)
+        self.message = message
+        self.hint = hint
+
+
+@dataclass
+class DeliveryJob:
+    """One delivery to attempt: who, what, and the ids it must carry."""
+
+    delivery_id: str
+    communique: "Communique"
+    group: "StakeholderGroup | None"
+    recipient: "Recipient | None"
+    message_id: str
+    envelope_id: str
+    attempt: int = 1                    # within this run
+    commit_intent: Callable[[], Awaitable[None]] = field(default=None, repr=False)  # type: ignore[assignment]
+
+
+class Channel(Protocol):
+    name: str
+
+    async def open(self) -> None: ...
+
+    async def deliver(self, job: DeliveryJob) -> Outcome: ...
+
+    async def close(self) -> None: ...
+
+
+# channel name -> "module:factory"; the factory takes (plan, **options) and returns a Channel.
+REGISTRY: dict[str, str] = {
+    "email": "relcomm_tui.channels.email:EmailChannel",
+}
+
+
+def channel_factory(name: str) -> Callable[..., Channel] | None:
+    """The factory for a channel, or None when that channel is not built yet."""
+    target = REGISTRY.get(name)
+    if target is None:
+        return None
+    module_name, _, attribute = target.partition(":")
+    try:
+        module = importlib.import_module(module_name)
+    except ModuleNotFoundError:
+        return None
+    return getattr(module, attribute, None)

@@ -1,0 +1,335 @@
+"""A small, careful SMTP client on asyncio streams, with RFC 2920 PIPELINING.
+
+Why not aiosmtplib for the transaction: it reads exactly one reply per command written,
+so MAIL+RCPT+DATA cannot go out in one write; over a 20 ms link that is the difference
+between two and four round trips per message. This client does only what the send engine
+needs: connect (implicit TLS or STARTTLS, certificates verified), EHLO, AUTH PLAIN/LOGIN,
+one transaction per message (pipelined when the server advertises it), RSET, QUIT.
+
+What matters for exactly-once is *where* a transaction stopped. `Transaction.end_sent` says
+whether the final "." of the message reached the socket: a connection lost before it can
+be retried safely (the server cannot have accepted a message it never saw end); after it,
+the message may have been accepted and the delivery is in doubt.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import re
+import ssl
+from dataclasses import dataclass, field
+
+_LINE_ENDS = re.compile(rb"\r\n|\r|\n")
+_LEADING_DOT = re.compile(rb"(?m)^\.")
+
+
+class SmtpError(Exception):
+    """Base: something went wrong talking to the server."""
+
+
+class SmtpConnectError(SmtpError):
+    """The server cannot be reached (refused, unknown host, timed out)."""
+
+
+class SmtpTlsError(SmtpError):
+    """TLS is required but not offered, or the certificate does not verify."""
+
+
+class SmtpAuthError(SmtpError):
+    """The server refused the credentials, or needs some we do not have."""
+
+    def __init__(self, message: str, reply: "Reply | None" = None) -> None:
+        super().__init__(message)
+        self.reply = reply
+
+
+class SmtpDisconnected(SmtpError):
+    """The connection was lost or timed out while waiting for the server."""
+
+
+@dataclass(frozen=True)
+class Reply:
+    code: int
+    text: str  # the reply's lines joined with "\n", without the codes
+
+    @property
+    def transient(self) -> bool:
+        return 400 <= self.code < 500
+
+    @property
+    def permanent(self) -> bool:
+        return self.code >= 500
+
+    def __str__(self) -> str:
+        return f"{self.code} {' '.join(self.text.split())}".strip()
+
+
+@dataclass
+class Transaction:
+    """How far one message got: the replies seen and whether its end was sent."""
+
+    mail: Reply | None = None
+    rcpt: Reply | None = None
+    data: Reply | None = None
+    end: Reply | None = None       # the reply to the final "."
+    end_sent: bool = False         # the final "." was handed to the socket
+    error: str | None = None       # set when the connection failed mid-transaction
+
+    @property
+    def accepted(self) -> bool:
+        return self.end is not None and 200 <= self.end.code < 300
+
+    @property
+    def failed_reply(self) -> Reply | None:
+        """The first non-success reply, the one that says why."""
+        for reply, ok in ((self.mail, 250), (self.rcpt, 250), (self.data, 354), (self.end, 250)):
+            if reply is not None and not (reply.code == ok or (ok == 250 and 200 <= reply.code < 300)):
+                return reply
+        return None
+
+
+def xtext(text: str) -> str:
+    """RFC 3461 xtext: printable ASCII except "+" and "=", the rest as +HH."""
+    return "".join(chr(b) if 33 <= b <= 126 and b not in (0x2B, 0x3D) else f"+{b:02X}" for b in text.encode("utf-8"))
+
+
+def dot_stuff(message: bytes) -> bytes:
+    """CRLF line ends, leading dots doubled, terminated by CRLF "." CRLF."""
+    body = _LINE_ENDS.sub(b"\r\n", message)
+    body = _LEADING_DOT.sub(b"..", body)
+    if not body.endswith(b"\r\n"):
+        body += b"\r\n"
+    return body + b".\r\n"
+
+
+@dataclass
+class SmtpConnection:
+    host: str
+    port: int
+    security: str = "starttls"         # "tls" | "starttls" | "none"
+    timeout: float = 30.0
+    local_hostname: str = "localhost"
+    tls_context: ssl.SSLContext | None = None
+    extensions: dict[str, str] = field(default_factory=dict)
+    round_trips: int = 0               # replies awaited after a write: what latency costs
+    messages: int = 0                  # transactions attempted on this connection
+
+    def __post_init__(self) -> None:
+        self._reader: asyncio.StreamReader | None = None
+        self._writer: asyncio.StreamWriter | None = None
+
+    # -- connection ------------------------------------------------------------------
+
+    @property
+    def connected(self) -> bool:
+        return self._writer is not None and not self._writer.is_closing()
+
+    @property
+    def pipelining(self) -> bool:
+        return "pipelining" in self.extensions
+
+    def supports(self, extension: str) -> bool:
+        return extension.lower() in self.extensions
+
+    def _context(self) -> ssl.SSLContext:
+        if self.tls_context is None:
+            self.tls_context = ssl.create_default_context()
+        return self.tls_context
+
+    async def connect(self) -> Reply:
+        """Connect, greet, EHLO and (when asked) STARTTLS. Raises SmtpConnectError / SmtpTlsError."""
+        where = f"{self.host}:{self.port}"
+        try:
+            self._reader, self._writer = await asyncio.wait_for(
+                asyncio.open_connection(
+                    self.host, self.port,
+                    ssl=self._context() if self.security == "tls" else None,
+                    server_hostname=self.host if self.security == "tls" else None,
+                ),
+                self.timeout,
+            )
+        except ssl.SSLCertVerificationError as error:
+            raise SmtpTlsError(f"the TLS certificate of {where} does not verify: {error.verify_message}") from None
+        except ssl.SSLError as error:
+            raise SmtpTlsError(f"TLS with {where} failed: {error.reason or error}") from None
+        except (asyncio.TimeoutError, TimeoutError):
+            raise SmtpConnectError(f"no answer from {where} within {self.timeout:g} s") from None
+        except ConnectionRefusedError:
+            raise SmtpConnectError(f"{where} refused the connection") from None
+        except OSError as error:
+            raise SmtpConnectError(f"cannot connect to {where}: {error.strerror or error}") from None
+        greeting = await self._read_reply()
+        if greeting.code != 220:
+            self.abort()
+            if greeting.transient:
+                raise SmtpDisconnected(f"{where} is busy: {greeting}")
+            raise SmtpConnectError(f"{where} refused the session: {greeting}")
+        await self._ehlo()
+        if self.security == "starttls":
+            if not self.supports("starttls"):
+                self.abort()
+                raise SmtpTlsError(f"{where} does not offer STARTTLS, and the plan requires it (security = \"starttls\")")
+            reply = await self.command("STARTTLS")
+            if reply.code != 220:
+                self.abort()
+                raise SmtpTlsError(f"{where} refused STARTTLS: {reply}")
+            try:
+                await asyncio.wait_for(self._writer.start_tls(self._context(), server_hostname=self.host), self.timeout)
+            except ssl.SSLCertVerificationError as error:
+                self.abort()
+                raise SmtpTlsError(f"the TLS certificate of {where} does not verify: {error.verify_message}") from None
+            except (ssl.SSLError, OSError, asyncio.TimeoutError) as error:
+                self.abort()
+                raise SmtpTlsError(f"TLS with {where} failed: {error}") from None
+            await self._ehlo()
+        return greeting
+
+    async def _ehlo(self) -> None:
+        reply = await self.command(f"EHLO {self.local_hostname}")
+        if reply.code != 250:
+            self.abort()
+            raise SmtpConnectError(f"{self.host}:{self.port} refused EHLO: {reply}")
+        extensions: dict[str, str] = {}
+        for line in reply.text.split("\n")[1:]:
+            name, _, params = line.strip().partition(" ")
+            if name:
+                extensions[name.lower()] = params
+        self.extensions = extensions
+
+    async def login(self, username: str, password: str) -> None:
+        """AUTH PLAIN (or LOGIN). Raises SmtpAuthError; never puts the password in a message."""
+        methods = set(self.extensions.get("auth", "").upper().split())
+        if not methods:
+            raise SmtpAuthError(f"{self.host}:{self.port} does not offer authentication (no AUTH in EHLO)")
+        if "PLAIN" in methods:
+            token = base64.b64encode(f"\0{username}\0{password}".encode("utf-8")).decode("ascii")
+            reply = await self.command(f"AUTH PLAIN {token}")
+            if reply.code == 334:  # servers that want the token on its own line
+                reply = await self.command(token)
+        elif "LOGIN" in methods:
+            reply = await self.command("AUTH LOGIN")
+            if reply.code == 334:
+                reply = await self.command(base64.b64encode(username.encode("utf-8")).decode("ascii"))
+            if reply.code == 334:
+                reply = await self.command(base64.b64encode(password.encode("utf-8")).decode("ascii"))
+        else:
+            raise SmtpAuthError(f"{self.host}:{self.port} offers only AUTH {' '.join(sorted(methods))}; relcomm speaks PLAIN and LOGIN")
+        if reply.code != 235:
+            raise SmtpAuthError(f"{self.host}:{self.port} refused the login for {username!r}: {reply}", reply)
+
+    async def quit(self) -> None:
+        if not self.connected:
+            return
+        try:
+            await asyncio.wait_for(self.command("QUIT"), min(self.timeout, 5))
+        except (SmtpError, asyncio.TimeoutError, OSError):
+            pass
+        self.abort()
+
+    def abort(self) -> None:
+        if self._writer is not None:
+            self._writer.close()
+        self._writer = None
+        self._reader = None
+
+    # -- wire ------------------------------------------------------------------------
+
+    async def _read_reply(self) -> Reply:
+        if self._reader is None:
+            raise SmtpDisconnected("not connected")
+        code = 0
+        lines: list[str] = []
+        try:
+            while True:
+                raw = await asyncio.wait_for(self._reader.readline(), self.timeout)
+                if not raw.endswith(b"\n"):
+                    raise SmtpDisconnected("the server closed the connection")
+                line = raw.decode("utf-8", "replace").rstrip("\r\n")
+                if len(line) < 3 or not line[:3].isdigit():
+                    raise SmtpDisconnected(f"the server sent a malformed reply: {line[:80]!r}")
+                code = int(line[:3])
+                lines.append(line[4:])
+                if line[3:4] != "-":
+                    return Reply(code, "\n".join(lines))
+        except (asyncio.TimeoutError, TimeoutError):
+            self.abort()
+            raise SmtpDisconnected(f"no reply from the server within {self.timeout:g} s") from None
+        except (ConnectionError, OSError, asyncio.IncompleteReadError, ValueError) as error:
+            self.abort()
+            raise SmtpDisconnected(f"the connection was lost: {error}") from None
+        except SmtpDisconnected:
+            self.abort()
+            raise
+
+    async def _write(self, data: bytes) -> None:
+        if self._writer is None or self._writer.is_closing():
+            raise SmtpDisconnected("the connection is closed")
+        try:
+            self._writer.write(data)
+            await asyncio.wait_for(self._writer.drain(), self.timeout)
+        except (asyncio.TimeoutError, TimeoutError):
+            self.abort()
+            raise SmtpDisconnected(f"the server did not take data within {self.timeout:g} s") from None
+        except (ConnectionError, OSError) as error:
+            self.abort()
+            raise SmtpDisconnected(f"the connection was lost: {error}") from None
+
+    async def command(self, line: str) -> Reply:
+        if "\r" in line or "\n" in line:
+            raise ValueError("an SMTP command may not contain a line break")
+        await self._write(line.encode("utf-8") + b"\r\n")
+        self.round_trips += 1
+        return await self._read_reply()
+
+    # -- one message -----------------------------------------------------------------
+
+    async def transaction(self, mail_from: str, mail_params: list[str], rcpt_to: str, rcpt_params: list[str],
+                          message: bytes) -> Transaction:
+        """Send one message to one recipient. Never raises for what the server said;
+        raises nothing for a lost connection either: see `Transaction.error`/`end_sent`."""
+        self.messages += 1
+        result = Transaction()
+        mail = " ".join([f"MAIL FROM:<{mail_from}>", *mail_params])
+        rcpt = " ".join([f"RCPT TO:<{rcpt_to}>", *rcpt_params])
+        for line in (mail, rcpt):
+            if "\r" in line or "\n" in line:
+                raise ValueError("an address may not contain a line break")
+        try:
+            if self.pipelining:
+                # RFC 2920: MAIL, RCPT and DATA in one write; DATA ends the group.
+                await self._write(f"{mail}\r\n{rcpt}\r\nDATA\r\n".encode("utf-8"))
+                self.round_trips += 1
+                result.mail = await self._read_reply()
+                result.rcpt = await self._read_reply()
+                result.data = await self._read_reply()
+            else:
+                result.mail = await self.command(mail)
+                if result.mail.code == 250:
+                    result.rcpt = await self.command(rcpt)
+                    if 200 <= result.rcpt.code < 300:
+                        result.data = await self.command("DATA")
+            if result.data is not None and result.data.code == 354:
+                ok = result.mail.code == 250 and result.rcpt is not None and 200 <= result.rcpt.code < 300
+                # A server that says 354 after refusing every recipient gets an empty message,
+                # which it must refuse (RFC 2920 section 3.1); we never send the real one.
+                payload = dot_stuff(message) if ok else b".\r\n"
+                await self._write(payload)
+                result.end_sent = ok
+                self.round_trips += 1
+                result.end = await self._read_reply()
+                if not ok:
+                    result.end = None
+            if not result.accepted:
+                await self._reset()
+        except SmtpDisconnected as error:
+            result.error = str(error)
+        return result
+
+    async def _reset(self) -> None:
+        try:
+            reply = await self.command("RSET")
+        except SmtpDisconnected:
+            return
+        if reply.code != 250:
+            self.abort()

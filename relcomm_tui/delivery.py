@@ -1,0 +1,714 @@
+"""The send engine: every delivery of the plan's communiques, exactly once or loudly in doubt.
+
+Headless: it reports progress as small frozen events (a callback and/or `events()`), and the
+send screen and `relcomm send` render them. One engine run holds the send lock beside the
+ledger, turns deliveries a dead process left in `sending` into `in doubt`, creates a `queued`
+delivery for each (communique, recipient) not yet known, and works through the queue with
+`concurrency` workers and at most `rate` messages per time.
+
+The exactly-once rule lives in two awaits per message:
+* before the first byte: the `sending` row (Message-ID already stored) is committed;
+* right after the reply: the outcome is committed.
+Writes from all workers are group-committed (one transaction, one fsync, for whatever the
+workers asked for meanwhile), so durability costs little and nothing is claimed early: at
+most `concurrency` deliveries can ever be in doubt after a crash.
+
+Transient failures (4xx, a connection lost before the message was complete) are retried
+with exponential backoff and jitter up to `max_attempts`, then left `deferred` (a later run
+tries again). A connection lost after the message was complete is `in doubt` and is never
+retried by itself. Failures that would fail every delivery alike (auth, TLS, unreachable
+server, sender refused) stop the run with one `RunStopped` and a `SendStopped` exception.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import mailbox
+import random
+import re
+import secrets
+import time
+from dataclasses import dataclass, field
+from email.utils import parseaddr
+from pathlib import Path
+from typing import AsyncIterator, Callable, Iterator, Mapping, Sequence
+
+from .channels import Channel, ChannelStopped, DeliveryJob, Outcome, channel_factory
+from .ledger import (
+    ACCEPTED, DEFERRED, FINAL_STATES, IN_DOUBT, MARKED_DELIVERED, QUEUED, REJECTED, SENDING, STATES,
+    DeliveryIntent, Ledger, LedgerError, new_message_id, who_am_i,
+)
+from .lock import SendLock, SendLockedError
+from .plan.model import Communique, Plan, Recipient, StakeholderGroup
+
+# -- events --------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class DeliveryChanged:
+    delivery_id: str
+    communique_id: str
+    recipient: str          # display form, "Name <addr>"
+    state: str              # a ledger state
+    detail: str = ""        # the server's words or our explanation
+
+
+@dataclass(frozen=True)
+class Progress:
+    counts: Mapping[str, int]                         # state -> deliveries, for this run's communiques
+    per_communique: Mapping[str, Mapping[str, int]]   # communique id -> state -> deliveries
+    total: int
+    done: int                                          # accepted, marked delivered, rejected, in doubt
+    rate: float                                        # messages finished per second, this run
+    paused: bool = False
+
+    @property
+    def eta_seconds(self) -> float | None:
+        left = self.total - self.done
+        return left / self.rate if self.rate > 0 and left > 0 else (0.0 if left <= 0 else None)
+
+
+@dataclass(frozen=True)
+class CommuniqueSkipped:
+    communique_id: str
+    channel: str
+    reason: str
+
+
+@dataclass(frozen=True)
+class RunStopped:
+    reason: str
+    hint: str = ""
+
+
+@dataclass(frozen=True)
+class RunSummary:
+    run_id: int | None
+    counts: Mapping[str, int]
+    per_communique: Mapping[str, Mapping[str, int]]
+    skipped: tuple[CommuniqueSkipped, ...] = ()
+    stopped: str | None = None
+    cancelled: bool = False
+    elapsed: float = 0.0
+    sent_this_run: int = 0
+
+    @property
+    def exit_code(self) -> int:
+        """0 when every delivery is accepted (or marked delivered); 1 otherwise."""
+        if self.stopped or self.cancelled:
+            return 1
+        unfinished = sum(n for state, n in self.counts.items() if state not in FINAL_STATES)
+        return 0 if unfinished == 0 else 1
+
+
+@dataclass(frozen=True)
+class RunFinished:
+    summary: RunSummary
+
+
+Event = DeliveryChanged | Progress | CommuniqueSkipped | RunStopped | RunFinished
+
+
+class SendError(Exception):
+    """Sending cannot start or go on; `hint` says what to do. Never a traceback for the user."""
+
+    def __init__(self, message: str, hint: str = "") -> None:
+        super().__init__(message)
+        self.message = message
+        self.hint = hint
+
+
+class SendStopped(SendError):
+    """The run stopped at once (auth, TLS, unreachable server...); see `summary`."""
+
+    def __init__(self, message: str, hint: str = "", summary: RunSummary | None = None) -> None:
+        super().__init__(message, hint)
+        self.summary = summary
+
+
+# -- helpers -------------------------------------------------------------------------------
+
+
+def parse_rate(text: str | None) -> float | None:
+    """Messages per second from "120/min", "2/s", "1000/hour"; None for no limit."""
+    if not text:
+        return None
+    found = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*/\s*(s|sec|second|m|min|minute|h|hour)\s*", text)
+    if not found:
+        raise SendError(f"rate {text!r} is not understood", 'write it like "120/min", "2/s" or "1000/hour"')
+    amount = float(found.group(1))
+    per = {"s": 1, "sec": 1, "second": 1, "m": 60, "min": 60, "minute": 60, "h": 3600, "hour": 3600}[found.group(2)]
+    return amount / per if amount > 0 else None
+
+
+def sender_domain(plan: Plan) -> str:
+    address = parseaddr(plan.sender.from_)[1]
+    return address.rpartition("@")[2] or "relcomm.invalid"
+
+
+def select_communiques(plan: Plan, only: Sequence[str] | None) -> list[Communique]:
+    """The communiques a send covers: all but follow-ups, or exactly those named by `only`."""
+    if only:
+        chosen = []
+        for ident in only:
+            communique = plan.communique(ident)
+            if communique is None:
+                known = ", ".join(c.id for c in plan.communiques)
+                raise SendError(f"no communique {ident!r} in the plan", f"the plan has: {known}")
+            if communique not in chosen:
+                chosen.append(communique)
+        return chosen
+    return [c for c in plan.communiques if c.spec.reminder_for is None]
+
+
+class _Committer:
+    """Group commit: writes asked for while a commit runs go together into the next one."""
+
+    def __init__(self, ledger: Ledger) -> None:
+        self.ledger = ledger
+        self._pending: list[tuple[list, asyncio.Future]] = []
+        self._wakeup = asyncio.Event()
+        self._task = asyncio.get_running_loop().create_task(self._run())
+        self.commits = 0
+
+    async def submit(self, works: list) -> None:
+        future = asyncio.get_running_loop().create_future()
+        self._pending.append((works, future))
+        self._wakeup.set()
+        await future
+
+    async def _run(self) -> None:
+        while True:
+            await self._wakeup.wait()
+            self._wakeup.clear()
+            batch, self._pending = self._pending, []
+            if not batch:
+                continue
+            try:
+                # In a thread: an fsync must not stall the event loop (and the other connections).
+                await asyncio.to_thread(self.ledger.apply, [w for works, _ in batch for w in works])
+                self.commits += 1
+                for _, future in batch:
+                    if not future.done():
+                        future.set_result(None)
+            except Exception:
+                # One bad write must not sink the others: redo them one by one.
+                for works, future in batch:
+                    try:
+                        await asyncio.to_thread(self.ledger.apply, works)
+                        self.commits += 1
+                        if not future.done():
+                            future.set_result(None)
+                    except Exception as error:
+                        if not future.done():
+                            future.set_exception(error)
+
+    async def close(self) -> None:
+        self._task.cancel()
+        try:
+            await self._task
+        except asyncio.CancelledError:
+            pass
+
+
+@dataclass
+class _Target:
+    communique: Communique
+    people: dict[str, tuple[StakeholderGroup, Recipient]]
+
+
+# -- the engine ----------------------------------------------------------------------------
+
+
+class SendEngine:
+    """One send of a plan. `await run()` once; `pause()`, `resume()`, `cancel()` from anywhere in the loop."""
+
+    def __init__(
+        self,
+        plan: Plan,
+        ledger: Ledger,
+        *,
+        only: Sequence[str] | None = None,
+        password: str | None = None,
+        resend_in_doubt: bool = False,
+        retry_failed: bool = False,
+        on_event: Callable[[Event], None] | None = None,
+        who: str | None = None,
+        host: str | None = None,
+        mode: str = "send",
+        backoff_base: float = 1.0,
+        backoff_max: float = 60.0,
+        channels: Mapping[str, Callable[..., Channel]] | None = None,
+        progress_interval: float = 0.1,
+        render: Callable[[DeliveryJob], object] | None = None,
+    ) -> None:
+        self.plan = plan
+        self.ledger = ledger
+        self.only = list(only or [])
+        self.password = password
+        self.resend_in_doubt = resend_in_doubt
+        self.retry_failed = retry_failed
+        self._on_event = on_event
+        self.who, self.host = who, host
+        self.mode = mode
+        self.backoff_base = backoff_base
+        self.backoff_max = backoff_max
+        self._channel_overrides = dict(channels or {})
+        self.progress_interval = progress_interval
+        self._render = render  # email messages; default: the compose layer
+        self.rate = parse_rate(plan.smtp.rate)
+        self.max_attempts = plan.smtp.max_attempts
+        self.concurrency = plan.smtp.concurrency
+        self.state_dir = ledger.path.parent
+        self._subscribers: list[asyncio.Queue] = []
+        self._running = asyncio.Event()
+        self._running.set()
+        self._cancel = asyncio.Event()
+        self._stopped: tuple[str, str] | None = None
+        self._counts: dict[str, int] = {}
+        self._per_communique: dict[str, dict[str, int]] = {}
+        self._states: dict[str, str] = {}
+        self._finished_this_run = 0
+        self._started = 0.0
+        self._last_progress = 0.0
+        self._next_slot = 0.0
+        self._retry_queue: asyncio.Queue[DeliveryJob] = asyncio.Queue()
+        self._retry_waiting: dict[str, tuple[DeliveryJob, str]] = {}
+        self._channels: dict[str, Channel] = {}
+        self.run_id: int | None = None
+        self.channel_stats: dict[str, object] = {}
+
+    # -- control ---------------------------------------------------------------------
+
+    def pause(self) -> None:
+        """No new message starts until `resume()`; messages already talking to the server finish."""
+        if self._running.is_set():
+            self._running.clear()
+            self._progress(force=True)
+
+    def resume(self) -> None:
+        if not self._running.is_set():
+            self._running.set()
+            self._progress(force=True)
+
+    def cancel(self) -> None:
+        """Stop starting messages; the run ends as soon as those in flight have their replies."""
+        self._cancel.set()
+        self._running.set()
+
+    @property
+    def paused(self) -> bool:
+        return not self._running.is_set()
+
+    # -- events ----------------------------------------------------------------------
+
+    def events(self) -> AsyncIterator[Event]:
+        """Every event of the run, ending after RunFinished. Subscribe before `run()`."""
+        queue: asyncio.Queue = asyncio.Queue()
+        self._subscribers.append(queue)
+
+        async def stream() -> AsyncIterator[Event]:
+            while True:
+                event = await queue.get()
+                yield event
+                if isinstance(event, RunFinished):
+                    return
+
+        return stream()
+
+    def _emit(self, event: Event) -> None:
+        if self._on_event is not None:
+            self._on_event(event)
+        for queue in self._subscribers:
+            queue.put_nowait(event)
+
+    def _set_state(self, job: DeliveryJob, state: str, detail: str = "") -> None:
+        before = self._states.get(job.delivery_id)
+        per = self._per_communique.setdefault(job.communique.id, {s: 0 for s in STATES})
+        if before is not None:
+            self._counts[before] -= 1
+            per[before] -= 1
+        self._counts[state] = self._counts.get(state, 0) + 1
+        per[state] += 1
+        self._states[job.delivery_id] = state
+        if state in (ACCEPTED, REJECTED, IN_DOUBT):
+            self._finished_this_run += 1
+        recipient = job.recipient.display if job.recipient else ""
+        self._emit(DeliveryChanged(job.delivery_id, job.communique.id, recipient, state, detail))
+        self._progress()
+
+    def _progress(self, force: bool = False) -> None:
+        now = time.monotonic()
+        if not force and now - self._last_progress < self.progress_interval:
+            return
+        self._last_progress = now
+        elapsed = max(now - self._started, 1e-6)
+        done = sum(self._counts.get(s, 0) for s in (ACCEPTED, MARKED_DELIVERED, REJECTED, IN_DOUBT))
+        self._emit(Progress(
+            counts=dict(self._counts), per_communique={k: dict(v) for k, v in self._per_communique.items()},
+            total=sum(self._counts.values()), done=done, rate=self._finished_this_run / elapsed, paused=self.paused,
+        ))
+
+    # -- the run ---------------------------------------------------------------------
+
+    async def run(self) -> RunSummary:
+        lock = SendLock(self.state_dir)
+        try:
+            lock.acquire()
+        except SendLockedError as error:
+            raise SendError(error.message, error.hint) from None
+        try:
+            return await self._run_locked()
+        finally:
+            lock.release()
+
+    async def _run_locked(self) -> RunSummary:
+        self._started = time.monotonic()
+        release = self.plan.release.version
+        ledger = self.ledger
+        # We hold the lock: a `sending` row now can only be a dead process's.
+        await asyncio.to_thread(ledger.recover_in_doubt)
+        communiques = select_communiques(self.plan, self.only)
+        skipped: list[CommuniqueSkipped] = []
+        targets: list[_Target] = []
+        for communique in communiques:
+            factory = self._channel_overrides.get(communique.channel) or channel_factory(communique.channel)
+            if factory is None:
+                note = CommuniqueSkipped(communique.id, communique.channel,
+                                         f"not sent: channel {communique.channel} not available yet")
+                skipped.append(note)
+                self._emit(note)
+                continue
+            audience = self.plan.audience(communique)
+            targets.append(_Target(communique, {r.key: (g, r) for g, r in audience}))
+        self.run_id = await asyncio.to_thread(
+            ledger.start_run, self.mode, release, self.plan.digest, self.who, self.host)
+        domain = sender_domain(self.plan)
+
+        def prepare() -> None:
+            for target in targets:
+                intents = (DeliveryIntent(target.communique.id, key, recipient.display, group.id, target.communique.channel)
+                           for key, (group, recipient) in target.people.items())
+                ledger.ensure_deliveries(release, intents, domain=domain)
+                again = []
+                if self.resend_in_doubt:
+                    again.append(IN_DOUBT)
+                if self.retry_failed:
+                    again.append(REJECTED)
+                if again:
+                    ledger.requeue([row[0] for row in ledger.pending(release, target.communique.id, again)])
+
+        await asyncio.to_thread(prepare)
+        for target in targets:
+            per = ledger.counts(release, target.communique.id)
+            self._per_communique[target.communique.id] = dict(per)
+            for state, n in per.items():
+                self._counts[state] = self._counts.get(state, 0) + n
+        self._progress(force=True)
+
+        committer = _Committer(ledger)
+        self._committer = committer
+        try:
+            await self._open_channels(targets)
+            if self._stopped is None:
+                jobs = self._jobs(targets)
+                workers = [asyncio.create_task(self._worker(jobs)) for _ in range(max(1, self.concurrency))]
+                await asyncio.gather(*workers)
+        finally:
+            await self._close_channels()
+            await self._settle_retries()
+            await committer.close()
+        summary = await self._summary(targets, skipped)
+        outcome = "stopped: " + self._stopped[0] if self._stopped else ("cancelled" if self._cancel.is_set() else "finished")
+        await asyncio.to_thread(ledger.finish_run, self.run_id, outcome)
+        self._progress(force=True)
+        if self._stopped:
+            self._emit(RunStopped(*self._stopped))
+        self._emit(RunFinished(summary))
+        if self._stopped:
+            raise SendStopped(self._stopped[0], self._stopped[1], summary)
+        return summary
+
+    async def _open_channels(self, targets: list[_Target]) -> None:
+        for name in dict.fromkeys(t.communique.channel for t in targets):
+            factory = self._channel_overrides.get(name) or channel_factory(name)
+            assert factory is not None
+            kwargs = {"password": self.password, "render": self._render} if name == "email" else {}
+            channel = factory(self.plan, **kwargs)
+            self._channels[name] = channel
+            try:
+                await channel.open()
+            except ChannelStopped as error:
+                self._stopped = (error.message, error.hint)
+                return
+
+    async def _close_channels(self) -> None:
+        for name, channel in self._channels.items():
+            self.channel_stats[name] = {"round_trips": getattr(channel, "round_trips", None)}
+            try:
+                await channel.close()
+            except Exception:
+                pass  # closing politely is best effort; every outcome is already recorded
+
+    def _jobs(self, targets: list[_Target]) -> Iterator[DeliveryJob]:
+        release = self.plan.release.version
+        for target in targets:
+            rows = self.ledger.pending(release, target.communique.id, (QUEUED, DEFERRED))
+            for ident, key, message_id, _attempts in rows:
+                group, recipient = target.people.get(key, (None, None))
+                if recipient is None:
+                    continue  # no longer in the plan's audience: leave the row as history
+                yield DeliveryJob(ident, target.communique, group, recipient, message_id, ident)
+
+    async def _worker(self, jobs: Iterator[DeliveryJob]) -> None:
+        while True:
+            job = await self._next_job(jobs)
+            if job is None:
+                return
+            if not await self._wait_for_slot():
+                self._retry_waiting.setdefault(job.delivery_id, (job, "not started: the run was cancelled"))
+                return
+            await self._attempt(job)
+
+    async def _next_job(self, jobs: Iterator[DeliveryJob]) -> DeliveryJob | None:
+        while True:
+            if self._cancel.is_set():
+                return None
+            if not self._running.is_set():
+                await self._wait_running()
+                continue
+            if not self._retry_queue.empty():
+                return self._retry_queue.get_nowait()
+            job = next(jobs, None)
+            if job is not None:
+                return job
+            if not self._retry_waiting:
+                return None
+            getter = asyncio.ensure_future(self._retry_queue.get())
+            cancelled = asyncio.ensure_future(self._cancel.wait())
+            done, _ = await asyncio.wait({getter, cancelled}, return_when=asyncio.FIRST_COMPLETED)
+            cancelled.cancel()
+            if getter in done:
+                return getter.result()
+            getter.cancel()
+            return None
+
+    async def _wait_running(self) -> None:
+        await self._running.wait()
+
+    async def _wait_for_slot(self) -> bool:
+        """Honour `rate`; False when cancelled meanwhile."""
+        if self.rate is None:
+            return not self._cancel.is_set()
+        now = time.monotonic()
+        start = max(now, self._next_slot)
+        self._next_slot = start + 1.0 / self.rate
+        if start > now:
+            try:
+                await asyncio.wait_for(self._cancel.wait(), start - now)
+                return False
+            except asyncio.TimeoutError:
+                pass
+        return not self._cancel.is_set()
+
+    async def _attempt(self, job: DeliveryJob) -> None:
+        committed = False
+        self._retry_waiting.pop(job.delivery_id, None)
+
+        async def commit_intent() -> None:
+            nonlocal committed
+            await self._committer.submit([Ledger.sending_work(job.delivery_id, self.run_id)])
+            committed = True
+            self._set_state(job, SENDING)
+
+        job.commit_intent = commit_intent
+        channel = self._channels[job.communique.channel]
+        try:
+            outcome = await channel.deliver(job)
+        except ChannelStopped as error:
+            if self._stopped is None:
+                self._stopped = (error.message, error.hint)
+            self.cancel()
+            if committed:  # refused before any message text went out
+                await self._record(job, DEFERRED, f"not sent: {error.message}")
+            return
+        except LedgerError as error:
+            # e.g. marked delivered meanwhile: the ledger refused the intent, nothing was sent.
+            self._emit(DeliveryChanged(job.delivery_id, job.communique.id, job.recipient.display if job.recipient else "",
+                                       self._states.get(job.delivery_id, QUEUED), error.message))
+            return
+        except Exception as error:  # a bug: be honest about what may have gone out, and stop
+            if self._stopped is None:
+                self._stopped = (f"internal error while sending: {type(error).__name__}: {error}",
+                                 "please report this; the ledger says exactly where the send stands")
+            self.cancel()
+            if committed:
+                await self._record(job, IN_DOUBT, f"internal error after the send started: {error}")
+            return
+        await self._handle(job, outcome)
+
+    async def _record(self, job: DeliveryJob, state: str, detail: str) -> None:
+        try:
+            await self._committer.submit([Ledger.outcome_work(job.delivery_id, state, detail)])
+        except Exception as error:
+            if self._stopped is None:
+                self._stopped = (f"cannot write the ledger: {error}", "check free disk space and the state folder")
+            self.cancel()
+            return
+        self._set_state(job, state, detail)
+
+    async def _handle(self, job: DeliveryJob, outcome: Outcome) -> None:
+        words = " ".join(p for p in (outcome.reply, outcome.detail) if p)
+        if outcome.state == "accepted":
+            await self._record(job, ACCEPTED, outcome.reply)
+        elif outcome.state == "rejected":
+            await self._record(job, REJECTED, words)
+        elif outcome.state == "in_doubt":
+            await self._record(job, IN_DOUBT, words)
+        else:
+            if job.attempt >= self.max_attempts or self._cancel.is_set():
+                await self._record(job, DEFERRED, f"gave up after {job.attempt} attempt(s): {words}")
+                return
+            delay = min(self.backoff_max, self.backoff_base * 2 ** (job.attempt - 1)) * random.uniform(0.5, 1.0)
+            await self._record(job, DEFERRED, f"retrying in {delay:.1f} s (attempt {job.attempt} of "
+                                              f"{self.max_attempts}): {words}")
+            job.attempt += 1
+            self._retry_waiting[job.delivery_id] = (job, words)
+            asyncio.get_running_loop().call_later(delay, self._retry_queue.put_nowait, job)
+
+    async def _settle_retries(self) -> None:
+        """Deliveries left waiting for a retry when the run ended say so (a later run retries them)."""
+        waiting, self._retry_waiting = self._retry_waiting, {}
+        for job, words in waiting.values():
+            if self._states.get(job.delivery_id) == DEFERRED:
+                await self._record(job, DEFERRED, f"not retried: the run ended ({words})")
+
+    async def _summary(self, targets: list[_Target], skipped: list[CommuniqueSkipped]) -> RunSummary:
+        release = self.plan.release.version
+
+        def read() -> tuple[dict, dict]:
+            per = {t.communique.id: self.ledger.counts(release, t.communique.id) for t in targets}
+            total = {state: sum(p[state] for p in per.values()) for state in STATES}
+            return total, per
+
+        total, per = await asyncio.to_thread(read)
+        return RunSummary(self.run_id, total, per, tuple(skipped),
+                          self._stopped[0] if self._stopped else None, self._cancel.is_set() and not self._stopped,
+                          time.monotonic() - self._started, self._finished_this_run)
+
+
+# -- dry run and test send -----------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class DryRunResult:
+    outbox: Path
+    written: int
+    skipped: tuple[CommuniqueSkipped, ...]
+    failures: tuple[str, ...] = ()
+
+
+def _default_render(plan: Plan) -> Callable[[DeliveryJob], "object"]:
+    from .channels.email import default_render
+
+    return default_render(plan)
+
+
+def dry_run(plan: Plan, ledger: Ledger, *, only: Sequence[str] | None = None,
+            render: Callable[[DeliveryJob], object] | None = None, who: str | None = None) -> DryRunResult:
+    """Render every message into `<state>/outbox` (a Maildir); nothing is recorded as sent."""
+    build = render or _default_render(plan)
+    outbox = ledger.path.parent / "outbox"
+    box = mailbox.Maildir(outbox, create=True)
+    run_id = ledger.start_run("dry-run", plan.release.version, plan.digest, who)
+    written, skipped, failures = 0, [], []
+    domain = sender_domain(plan)
+    for communique in select_communiques(plan, only):
+        if communique.channel != "email":
+            skipped.append(CommuniqueSkipped(communique.id, communique.channel,
+                                             f"not rendered: channel {communique.channel} is not email"))
+            continue
+        for group, recipient in plan.audience(communique):
+            from .ledger import delivery_id as make_id
+
+            ident = make_id(plan.release.version, communique.id, recipient.key)
+            job = DeliveryJob(ident, communique, group, recipient, new_message_id(ident, domain), ident)
+            try:
+                message = build(job)
+            except Exception as error:
+                failures.append(f"{communique.id} -> {recipient.display}: {getattr(error, 'message', None) or error}")
+                continue
+            del message["X-Relcomm-Dry-Run"]
+            message["X-Relcomm-Dry-Run"] = f"envelope to {recipient.email}; delivery {ident}"
+            box.add(message)
+            written += 1
+    ledger.finish_run(run_id, f"dry run: {written} message(s) in {outbox}")
+    return DryRunResult(outbox, written, tuple(skipped), tuple(failures))
+
+
+@dataclass(frozen=True)
+class SendTestResult:
+    to: str
+    subject: str
+    reply: str
+    message_id: str
+
+
+async def send_test_message(plan: Plan, ledger: Ledger, *, communique_id: str | None = None, to: str | None = None,
+                    password: str | None = None, render: Callable[[DeliveryJob], object] | None = None,
+                    who: str | None = None) -> SendTestResult:
+    """Send one communique to the engineer alone, "[TEST] " before the subject, outside the deliveries."""
+    from .channels.email import EmailChannel
+
+    address = to or plan.sender.test_to
+    if not address:
+        raise SendError("no address for a test send", "set [sender] test_to in the plan, or give the address")
+    emails = [c for c in plan.communiques if c.channel == "email"]
+    communique = plan.communique(communique_id) if communique_id else (emails[0] if emails else None)
+    if communique is None or communique.channel != "email":
+        raise SendError(f"no email communique {communique_id or ''} to test-send".replace("  ", " "),
+                        "name an email communique of the plan")
+    audience = plan.audience(communique)
+    group, sample = audience[0] if audience else (None, None)
+    build = render or _default_render(plan)
+    ident = "test-" + secrets.token_hex(6)
+    message_id = new_message_id(ident, sender_domain(plan))
+
+    subjects: list[str] = []
+
+    def test_message(job: DeliveryJob):
+        # Rendered for a real member of the audience, so the personalisation shows.
+        message = build(dataclasses.replace(job, recipient=sample))
+        subject = "[TEST] " + str(message["Subject"] or "")
+        subjects.append(subject)
+        del message["Subject"]
+        message["Subject"] = subject
+        del message["To"]
+        message["To"] = address
+        return message
+
+    test_recipient = Recipient(name="", email=parseaddr(address)[1], group_id=group.id if group else "",
+                               location=communique.location)
+    job = DeliveryJob(ident, communique, group, test_recipient, message_id, ident)
+
+    async def no_intent() -> None:
+        return None
+
+    job.commit_intent = no_intent
+    run_id = await asyncio.to_thread(ledger.start_run, "test", plan.release.version, plan.digest, who)
+    channel = EmailChannel(plan, password=password, render=test_message, concurrency=1)
+    try:
+        await channel.open()
+        outcome = await channel.deliver(job)
+    except ChannelStopped as error:
+        await asyncio.to_thread(ledger.finish_run, run_id, f"stopped: {error.message}")
+        raise SendStopped(error.message, error.hint) from None
+    finally:
+        await channel.close()
+    words = " ".join(p for p in (outcome.reply, outcome.detail) if p)
+    await asyncio.to_thread(ledger.finish_run, run_id, f"test send to {address}: {outcome.state} {words}")
+    if outcome.state != "accepted":
+        raise SendError(f"the test message to {address} was not accepted: {words}",
+                        "fix the problem and test again; nothing was sent to the stakeholders")
+    return SendTestResult(address, subjects[-1] if subjects else "", outcome.reply, message_id)
