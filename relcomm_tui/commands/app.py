@@ -1,0 +1,36 @@
+"""`relcomm PLAN [--theme NAME] [--state DIR]`: open the app on a plan.
+
+The plan is loaded before Textual starts, so a plan that cannot be loaded is one clear message on
+stderr and exit status 2, with no traceback and no half-drawn screen.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="relcomm", description="Open the release-communications app on a plan.")
+    parser.add_argument("plan", metavar="PLAN", help="the plan: a .toml file or a folder holding plan.toml")
+    parser.add_argument("--theme", metavar="NAME",
+                        help="colour theme: dark, light, high-contrast (or any Textual theme); remembered")
+    parser.add_argument("--state", metavar="DIR", help="folder for the ledger and review state (default: PLAN/.relcomm)")
+    return parser
+
+
+def main(argv: list[str]) -> int:
+    args = build_parser().parse_args(argv)
+    from ..plan import PlanError, load_plan
+
+    try:
+        plan = load_plan(args.plan)
+    except PlanError as error:
+        print(f"relcomm: the plan cannot be loaded\n{error}", file=sys.stderr)
+        return 2
+    # Textual is imported only now: a broken plan is reported without paying for it.
+    from ..tui.app import RelcommApp
+
+    app = RelcommApp(plan, theme=args.theme, state_dir=args.state)
+    app.run()
+    return app.return_code or 0

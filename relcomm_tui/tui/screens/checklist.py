@@ -1,0 +1,392 @@
+"""The checklist (home screen): the release, its stakeholder groups, every finding, and the send lock.
+
+Sending stays locked until there are no errors, every required group is marked reviewed, and the
+release gate passes. Review marks are stored in the ledger together with the plan's digest, so a
+plan edited after review must be reviewed again.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from textual import on, work
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Vertical
+from textual.content import Content
+from textual.message import Message
+from textual.reactive import reactive
+from textual.screen import Screen
+from textual.widgets import DataTable, Footer, OptionList, Static
+from textual.widgets.option_list import Option
+from textual.worker import Worker, WorkerState
+
+from ...checks import Finding, run_checks, run_gate
+from ...plan import Plan, PlanError
+from ...plan.model import Location
+
+COLUMNS = (("reviewed", "✓", 3), ("group", "Group", 20), ("required", "Req", 4), ("members", "Members", 8),
+           ("communiques", "Communiques", 12), ("channels", "Channels", 20))
+
+
+@dataclass(frozen=True)
+class GateStatus:
+    """What the checklist needs to know about the release gate (from checks.run_gate)."""
+
+    ok: bool
+    configured: bool
+    output: str
+
+
+def place(location: Location, root: Path) -> str:
+    """A location relative to the plan folder: short, and the same on every machine."""
+    try:
+        file = location.file.resolve().relative_to(root.resolve())
+    except (ValueError, OSError):
+        file = Path(location.file.name)
+    text = str(file)
+    if location.line is not None:
+        text += f":{location.line}"
+    if location.keypath:
+        text += f" {location.keypath}"
+    return text
+
+
+def plural(count: int, word: str) -> str:
+    return f"{count} {word}{'' if count == 1 else 's'}"
+
+
+class ChecklistScreen(Screen):
+    """Home: review every stakeholder group and clear every error before sending."""
+
+    CSS_PATH = "checklist.tcss"
+    HELP_TITLE = "Checklist"
+    AUTO_FOCUS = "#groups"
+    BINDINGS = [
+        Binding("space", "toggle_reviewed", "Review", id="toggle-reviewed",
+                tooltip="Mark the highlighted stakeholder group reviewed (or not)"),
+        Binding("p", "preview", "Preview", id="preview", tooltip="See each communique exactly as it will be sent"),
+        Binding("s", "send", "Send", id="send", tooltip="Send the communiques (locked until the checklist is clear)"),
+        Binding("r", "reload", "Reload", id="reload", tooltip="Load the plan again and re-run the checks"),
+        Binding("f", "focus_findings", "Findings", id="findings", show=False, tooltip="Go to the list of findings"),
+        Binding("g", "focus_groups", "Groups", id="groups", show=False, tooltip="Go to the stakeholder groups"),
+    ]
+
+    send_lock: reactive[str | None] = reactive("Send locked: checking the plan…", bindings=True)
+
+    class ChecksDone(Message):
+        """The checks worker finished for the plan with this digest."""
+
+        def __init__(self, digest: str, findings: list[Finding], gate: GateStatus) -> None:
+            super().__init__()
+            self.digest, self.findings, self.gate = digest, findings, gate
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.findings: list[Finding] | None = None
+        self.gate: GateStatus | None = None
+        self.checks_error: str | None = None
+        self.reviewed: set[str] = set()
+        self.shown_digest: str | None = None
+        self.load_error: PlanError | None = None
+
+    @property
+    def plan(self) -> Plan:
+        return self.app.plan
+
+    def compose(self) -> ComposeResult:
+        yield Static(id="release")
+        yield Static(id="review-note")
+        yield Static(id="problem")
+        table: DataTable = DataTable(id="groups", cursor_type="row", zebra_stripes=True)
+        table.border_title = "Stakeholder groups"
+        yield table
+        yield Static(id="group-detail")
+        with Vertical(id="findings-box"):
+            yield OptionList(id="findings")
+        yield Static(id="send-status")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        table = self.query_one("#groups", DataTable)
+        for key, label, width in COLUMNS:
+            table.add_column(label, key=key, width=width)
+        box = self.query_one("#findings-box")
+        box.border_title = "Findings"
+        box.border_subtitle = "f: go here · enter: jump to its place"
+        if self.app.ledger_problem:
+            self.show_problem(self.app.ledger_problem)
+        self.show_plan()
+
+    def on_screen_resume(self) -> None:
+        # The preview may have reloaded the plan; review state belongs to the new digest.
+        if self.plan.digest != self.shown_digest:
+            self.show_plan()
+
+    # -- plan, groups and review state ----------------------------------------------------
+
+    def show_plan(self) -> None:
+        plan = self.plan
+        self.shown_digest = plan.digest
+        self.findings, self.gate, self.checks_error = None, None, None
+        self.reviewed = self.load_reviews(plan)
+        self.fill_groups(plan)
+        self.show_release()
+        self.show_findings()
+        self.update_lock()
+        self.start_checks(plan)
+
+    def load_reviews(self, plan: Plan) -> set[str]:
+        ledger = self.app.ledger
+        note = self.query_one("#review-note", Static)
+        note.display = False
+        if ledger is None:
+            return set()
+        reviewed = ledger.reviewed_groups(plan.release.version, plan.digest)
+        earlier = {row["group_id"] for row in ledger.signoffs(plan.release.version)
+                   if row["reviewed"] and row["plan_digest"] != plan.digest}
+        if earlier - reviewed:
+            note.update("The plan changed since it was reviewed: review every group again.")
+            note.display = True
+        return reviewed
+
+    def fill_groups(self, plan: Plan) -> None:
+        table = self.query_one("#groups", DataTable)
+        wanted = [group.id for group in plan.groups]
+        current = [str(row.value) for row in table.rows]
+        if current != wanted:
+            # Groups were added, removed or reordered: rebuild, keeping the cursor on the same group.
+            keep = self.highlighted_group_id()
+            table.clear()
+            for group in plan.groups:
+                table.add_row(*self.group_cells(plan, group.id), key=group.id)
+            if keep in wanted:
+                table.move_cursor(row=wanted.index(keep))
+        else:
+            for group in plan.groups:
+                for (key, _, _), value in zip(COLUMNS, self.group_cells(plan, group.id)):
+                    table.update_cell(group.id, key, value)
+        self.show_group_detail()
+
+    def group_cells(self, plan: Plan, group_id: str) -> list:
+        group = plan.group(group_id)
+        assert group is not None
+        reaching = plan.communiques_for(group.id)
+        channels = sorted({c.channel for c in reaching})
+        mark = Content.styled("✓", "bold $success") if group.id in self.reviewed else Content.styled("·", "dim")
+        return [mark, group.name, "yes" if group.required else "", str(len(group.members)),
+                str(len(reaching)) if reaching else Content.styled("none", "bold $error"),
+                ", ".join(channels) or "—"]
+
+    def highlighted_group_id(self) -> str | None:
+        table = self.query_one("#groups", DataTable)
+        if not table.row_count:
+            return None
+        try:
+            return str(table.coordinate_to_cell_key(table.cursor_coordinate).row_key.value)
+        except Exception:  # cursor outside the table while it is being rebuilt
+            return None
+
+    @on(DataTable.RowHighlighted, "#groups")
+    def show_group_detail(self) -> None:
+        detail = self.query_one("#group-detail", Static)
+        group = self.plan.group(self.highlighted_group_id() or "")
+        if group is None:
+            detail.update("")
+            return
+        reaching = self.plan.communiques_for(group.id)
+        via = ", ".join(f"{c.id} ({c.channel})" for c in reaching) or "no communique reaches this group"
+        state = "reviewed" if group.id in self.reviewed else "not reviewed"
+        detail.update(Content.assemble((group.name, "bold"), f" · {state} · ", via))
+
+    def action_toggle_reviewed(self) -> None:
+        group_id = self.highlighted_group_id()
+        ledger = self.app.ledger
+        if group_id is None:
+            return
+        if ledger is None:
+            self.notify(self.app.ledger_problem or "Review state cannot be saved", severity="error")
+            return
+        reviewed = group_id not in self.reviewed
+        plan = self.plan
+        ledger.set_reviewed(plan.release.version, plan.digest, group_id, reviewed, self.app.reviewer)
+        (self.reviewed.add if reviewed else self.reviewed.discard)(group_id)
+        table = self.query_one("#groups", DataTable)
+        table.update_cell(group_id, "reviewed", self.group_cells(plan, group_id)[0])
+        self.show_group_detail()
+        self.update_lock()
+        if reviewed and table.cursor_row < table.row_count - 1:
+            table.move_cursor(row=table.cursor_row + 1)  # review top to bottom without extra keys
+
+    # -- checks ---------------------------------------------------------------------------
+
+    @work(thread=True, exclusive=True, exit_on_error=False, group="checks")
+    def start_checks(self, plan: Plan) -> None:
+        findings = run_checks(plan, gate=False)
+        result = run_gate(plan)
+        gate = GateStatus(ok=result.ok, configured=result.configured, output=result.output)
+        self.post_message(self.ChecksDone(plan.digest, findings, gate))
+
+    def on_checklist_screen_checks_done(self, message: ChecksDone) -> None:
+        if message.digest != self.plan.digest:
+            return  # results for a plan that has since been reloaded
+        self.findings, self.gate, self.checks_error = message.findings, message.gate, None
+        self.show_release()
+        self.show_findings()
+        self.update_lock()
+
+    def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
+        if event.worker.group != "checks" or event.state != WorkerState.ERROR:
+            return
+        error = event.worker.error
+        self.checks_error = f"{type(error).__name__}: {error}" if str(error) else type(error).__name__
+        self.show_findings()
+        self.update_lock()
+
+    def show_release(self) -> None:
+        release = self.plan.release
+        parts: list = [(f"{release.name} {release.version}", "bold")]
+        if release.date:
+            parts.append(f" · {release.date.isoformat()}")
+        parts.append(f" · {self.plan.path.name} · ")
+        gate = self.gate
+        if gate is None:
+            parts.append(("gate: checking…", "dim"))
+        elif not gate.configured:
+            parts.append(("gate: none configured", "bold $error"))
+        elif gate.ok:
+            parts.append(("gate ✓ passed", "bold $success"))
+        else:
+            parts.append(("gate ✗ not passed", "bold $error"))
+        line = Content.assemble(*parts)
+        widget = self.query_one("#release", Static)
+        widget.update(line)
+        widget.set_class(gate is not None and gate.configured and gate.ok, "-gate-ok")
+        widget.set_class(gate is not None and not (gate.configured and gate.ok), "-gate-bad")
+        widget.tooltip = gate.output if gate and gate.output else None
+
+    def show_findings(self) -> None:
+        options = self.query_one("#findings", OptionList)
+        box = self.query_one("#findings-box")
+        highlighted = options.highlighted
+        options.clear_options()
+        if self.checks_error:
+            box.border_title = "Findings: the checks could not run"
+            options.add_option(Option(Content.assemble(("✗ ", "bold $error"), self.checks_error,
+                                                        "\n  press r to try again"),
+                                      id="checks-error", disabled=True))
+            return
+        if self.findings is None:
+            box.border_title = "Findings: checking…"
+            return
+        errors = sum(f.severity == "error" for f in self.findings)
+        warnings = len(self.findings) - errors
+        box.border_title = f"Findings: {plural(errors, 'error')}, {plural(warnings, 'warning')}"
+        if not self.findings:
+            options.add_option(Option("No problems found.", id="clean", disabled=True))
+            return
+        for index, finding in enumerate(self.findings):
+            options.add_option(Option(self.finding_text(finding), id=f"finding-{index}"))
+        options.highlighted = min(highlighted or 0, options.option_count - 1)
+
+    def finding_text(self, finding: Finding) -> Content:
+        error = finding.severity == "error"
+        mark = ("✗ error  ", "bold $error") if error else ("! warning", "bold $warning")
+        parts: list = [mark, " ", (finding.id, "bold"), " ", finding.message,
+                       (f"\n  {place(finding.location, self.plan.root)}", "$text-muted")]
+        if finding.hint:
+            parts.append((f"\n  hint: {finding.hint}", "italic"))
+        return Content.assemble(*parts)
+
+    @on(OptionList.OptionSelected, "#findings")
+    def jump_to_finding(self, event: OptionList.OptionSelected) -> None:
+        option_id = event.option.id or ""
+        if not option_id.startswith("finding-") or self.findings is None:
+            return
+        finding = self.findings[int(option_id.removeprefix("finding-"))]
+        if finding.group_id and self.plan.group(finding.group_id):
+            self.select_group(finding.group_id)
+        elif finding.communique_id and self.plan.communique(finding.communique_id):
+            self.app.action_open_preview(finding.communique_id)
+        else:
+            self.notify(f"{place(finding.location, self.plan.root)}: edit the plan there, then press r",
+                        title=finding.id)
+
+    def select_group(self, group_id: str) -> None:
+        table = self.query_one("#groups", DataTable)
+        table.move_cursor(row=table.get_row_index(group_id))
+        table.focus()
+
+    # -- the send lock ---------------------------------------------------------------------
+
+    def lock_reasons(self) -> list[str]:
+        reasons: list[str] = []
+        if self.load_error:
+            reasons.append("the plan on disk does not load")
+        if self.checks_error:
+            reasons.append("the checks could not run")
+        elif self.findings is None:
+            reasons.append("checking the plan…")
+        else:
+            errors = sum(f.severity == "error" for f in self.findings)
+            if errors:
+                reasons.append(plural(errors, "error"))
+        unreviewed = [g for g in self.plan.groups if g.required and g.id not in self.reviewed]
+        if unreviewed:
+            reasons.append(f"{plural(len(unreviewed), 'required group')} not reviewed")
+        if self.gate is not None:
+            if not self.gate.configured:
+                reasons.append("no release gate configured")
+            elif not self.gate.ok:
+                reasons.append("gate not passed")
+        return reasons
+
+    def update_lock(self) -> None:
+        reasons = self.lock_reasons()
+        self.send_lock = f"Send locked: {' · '.join(reasons)}" if reasons else None
+
+    def watch_send_lock(self, lock: str | None) -> None:
+        status = self.query_one("#send-status", Static)
+        status.update(lock or "Ready to send: every group reviewed, no errors, gate passed. Press s.")
+        status.set_class(lock is None, "-ready")
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if action == "send" and self.send_lock is not None:
+            return None  # shown greyed in the Footer; the status line says why
+        return True
+
+    def disabled_reason(self, action: str) -> str:
+        return self.send_lock or "" if action == "send" else ""
+
+    def action_send(self) -> None:
+        if self.send_lock is None:
+            self.app.action_open_send()
+
+    # -- other keys -------------------------------------------------------------------------
+
+    def action_preview(self) -> None:
+        self.app.action_open_preview()
+
+    def action_reload(self) -> None:
+        result = self.app.reload_plan()
+        if isinstance(result, PlanError):
+            self.load_error = result
+            self.show_problem(f"The plan on disk does not load; still showing the last good one.\n{result}")
+            self.update_lock()
+            return
+        self.load_error = None
+        self.show_problem(self.app.ledger_problem)
+        self.show_plan()
+        self.notify("Plan reloaded; checking again.", timeout=2)
+
+    def show_problem(self, text: str | None) -> None:
+        problem = self.query_one("#problem", Static)
+        problem.update(text or "")
+        problem.display = bool(text)
+
+    def action_focus_findings(self) -> None:
+        self.query_one("#findings", OptionList).focus()
+
+    def action_focus_groups(self) -> None:
+        self.query_one("#groups", DataTable).focus()
