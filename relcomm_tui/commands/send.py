@@ -1,0 +1,278 @@
+"""`relcomm send PLAN --yes`: send the plan's communiques headless, exactly once.
+
+Validates first and refuses on any error finding (the release gate included). `--yes` stands
+in for typing the release version and for the group review; without it a terminal user is
+asked to type the version, and without a terminal the command refuses. A progress line on a
+terminal, one line per outcome otherwise. Exit 0 when every delivery is accepted, 1 when any
+is rejected, deferred or in doubt, 2 for plan or configuration errors.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import getpass
+import signal
+import sys
+from pathlib import Path
+from typing import TextIO
+
+from ..ledger import ACCEPTED, DEFERRED, IN_DOUBT, MARKED_DELIVERED, REJECTED, STATE_LABELS, who_am_i
+
+OUTCOME_STATES = (ACCEPTED, REJECTED, IN_DOUBT, DEFERRED, MARKED_DELIVERED)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("plan", metavar="PLAN", help="the plan: a .toml file or a folder holding plan.toml")
+    parser.add_argument("--yes", action="store_true",
+                        help="confirm without typing the version (stands in for the group review too)")
+    parser.add_argument("--only", metavar="ID", action="append", default=[],
+                        help="send only this communique (repeatable); names follow-ups explicitly")
+    parser.add_argument("--dry-run", action="store_true", help="render every message into STATE/outbox; send nothing")
+    parser.add_argument("--resend-in-doubt", action="store_true",
+                        help="send deliveries that are in doubt again (same Message-ID)")
+    parser.add_argument("--retry-failed", action="store_true", help="send rejected deliveries again")
+    parser.add_argument("--test", metavar="ADDRESS", nargs="?", const="",
+                        help="test send: one communique (the first, or --only) to ADDRESS or [sender] test_to")
+    parser.add_argument("--state", metavar="DIR", help="folder for the ledger (default: beside the plan, .relcomm)")
+    parser.add_argument("--password-stdin", action="store_true", help="read the SMTP password from standard input")
+
+
+def _fail(message: str, hint: str = "", stream: TextIO = sys.stderr) -> int:
+    print(f"relcomm send: {message}", file=stream)
+    if hint:
+        print(f"  hint: {hint}", file=stream)
+    return 2
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..ledger import Ledger, LedgerError
+    from ..plan import PlanError, load_plan
+
+    try:
+        plan = load_plan(args.plan)
+    except PlanError as error:
+        print(f"relcomm send: the plan cannot be loaded\n{error}", file=sys.stderr)
+        return 2
+
+    refused = _validate(plan)
+    if refused is not None:
+        return refused
+
+    password: str | None = None
+    if args.password_stdin:
+        if not args.yes and args.test is None and not args.dry_run:
+            return _fail("--password-stdin needs --yes", "standard input carries the password, not the confirmation")
+        password = sys.stdin.readline().rstrip("\r\n")
+        if not password:
+            return _fail("no password on standard input")
+    elif plan.smtp.username and not args.dry_run:
+        password = _password_or_prompt(plan)
+        if isinstance(password, int):
+            return password
+
+    state_dir = Path(args.state).expanduser() if args.state else plan.state_dir
+    try:
+        ledger = Ledger.open(state_dir)
+    except LedgerError as error:
+        return _fail(error.message, error.hint)
+    login, host = who_am_i()
+    try:
+        if args.dry_run:
+            return _dry_run(plan, ledger, args.only, login)
+        if args.test is not None:
+            return _test_send(plan, ledger, args, password, login)
+        if not args.yes and not _confirm(plan):
+            return 2
+        return asyncio.run(_send(plan, ledger, args, password, login, host))
+    finally:
+        ledger.close()
+
+
+def _validate(plan) -> int | None:
+    from ..checks import run_checks
+
+    try:
+        findings = run_checks(plan, gate=True, secrets=True)
+    except NotImplementedError:
+        return _fail("this build cannot validate plans yet, and relcomm never sends an unvalidated plan")
+    errors = [f for f in findings if f.blocks_sending]
+    if not errors:
+        return None
+    print(f"relcomm send: not sending: {len(errors)} error(s) in the plan", file=sys.stderr)
+    for finding in errors:
+        print(f"{finding.location}: error: {finding.message} [{finding.id}]", file=sys.stderr)
+        if finding.hint:
+            print(f"  hint: {finding.hint}", file=sys.stderr)
+    print("  fix them (relcomm validate PLAN lists every finding) and send again", file=sys.stderr)
+    return 2
+
+
+def _password_or_prompt(plan) -> str | int | None:
+    from ..plan.secrets import SecretError, is_reference, resolve
+
+    reference = plan.smtp.password
+    if reference is not None and is_reference(reference):
+        try:
+            return resolve(reference)
+        except SecretError as error:
+            if not sys.stdin.isatty():
+                return _fail(f"cannot get the SMTP password: {error.message}", error.hint or "use --password-stdin")
+            print(f"relcomm send: {error.message}", file=sys.stderr)
+    elif not sys.stdin.isatty():
+        return _fail(f"the SMTP login {plan.smtp.username!r} needs a password",
+                     "set password = { env = ... } in [transport.smtp] or use --password-stdin")
+    try:
+        return getpass.getpass(f"SMTP password for {plan.smtp.username}@{plan.smtp.host}: ") or None
+    except (EOFError, KeyboardInterrupt):
+        return _fail("no password given")
+
+
+def _confirm(plan) -> bool:
+    if not sys.stdin.isatty():
+        _fail("not confirmed: sending needs --yes when there is no terminal to ask on",
+              "review the plan (relcomm validate PLAN), then run again with --yes")
+        return False
+    version = plan.release.version
+    try:
+        typed = input(f"Send {plan.release.name} {version}'s communiques now? Type the version ({version}) to confirm: ")
+    except (EOFError, KeyboardInterrupt):
+        print()
+        typed = ""
+    if typed.strip() != version:
+        _fail("not confirmed: nothing was sent")
+        return False
+    return True
+
+
+def _dry_run(plan, ledger, only, login) -> int:
+    from ..delivery import SendError, dry_run
+
+    try:
+        result = dry_run(plan, ledger, only=only or None, who=login)
+    except SendError as error:
+        return _fail(error.message, error.hint)
+    for note in result.skipped:
+        print(f"skipped  {note.communique_id}: {note.reason}")
+    for failure in result.failures:
+        print(f"failed   {failure}")
+    print(f"dry run: {result.written} message(s) written to {result.outbox} (Maildir); nothing was sent")
+    return 1 if result.failures else 0
+
+
+def _test_send(plan, ledger, args, password, login) -> int:
+    from ..delivery import SendError, send_test_message
+
+    only = args.only[0] if args.only else None
+    try:
+        result = asyncio.run(send_test_message(plan, ledger, communique_id=only, to=args.test or None,
+                                               password=password, who=login))
+    except SendError as error:
+        return _fail(error.message, error.hint)
+    print(f"test message sent to {result.to}: {result.subject!r} ({result.reply})")
+    return 0
+
+
+class _Printer:
+    """Turns engine events into output: one rewritten line on a terminal, one line per outcome otherwise."""
+
+    def __init__(self, stream: TextIO) -> None:
+        self.stream = stream
+        self.tty = stream.isatty()
+        self._line = 0
+
+    def __call__(self, event) -> None:
+        from ..delivery import CommuniqueSkipped, DeliveryChanged, Progress, RunStopped
+
+        if isinstance(event, DeliveryChanged):
+            if not self.tty and event.state in OUTCOME_STATES:
+                label = STATE_LABELS.get(event.state, event.state)
+                print(f"{label:<9} {event.communique_id}  {event.recipient}  {event.detail}".rstrip(), file=self.stream,
+                      flush=True)
+            elif self.tty and event.state in (REJECTED, IN_DOUBT):
+                self._clear()
+                print(f"{STATE_LABELS[event.state]}: {event.communique_id} {event.recipient}: {event.detail}",
+                      file=self.stream)
+        elif isinstance(event, Progress) and self.tty:
+            counts = event.counts
+            eta = event.eta_seconds
+            text = (f"{event.done}/{event.total} done · {counts.get(ACCEPTED, 0)} accepted · "
+                    f"{counts.get(DEFERRED, 0)} deferred · {counts.get(REJECTED, 0)} rejected · "
+                    f"{counts.get(IN_DOUBT, 0)} in doubt · {event.rate:.1f} msg/s"
+                    + (f" · ETA {int(eta) // 60}:{int(eta) % 60:02d}" if eta else "")
+                    + (" · paused" if event.paused else ""))
+            self._clear()
+            self.stream.write(text)
+            self.stream.flush()
+            self._line = len(text)
+        elif isinstance(event, CommuniqueSkipped):
+            self._clear()
+            print(f"skipped   {event.communique_id}: {event.reason}", file=self.stream, flush=True)
+        elif isinstance(event, RunStopped):
+            self._clear()
+
+    def _clear(self) -> None:
+        if self.tty and self._line:
+            self.stream.write("\r" + " " * self._line + "\r")
+            self._line = 0
+
+    def done(self) -> None:
+        if self.tty and self._line:
+            self.stream.write("\n")
+            self._line = 0
+
+
+async def _send(plan, ledger, args, password, login, host) -> int:
+    from ..delivery import SendEngine, SendError, SendStopped
+
+    printer = _Printer(sys.stdout)
+    engine = SendEngine(plan, ledger, only=args.only or None, password=password,
+                        resend_in_doubt=args.resend_in_doubt, retry_failed=args.retry_failed,
+                        on_event=printer, who=login, host=host)
+    loop = asyncio.get_running_loop()
+    interrupted = []
+
+    def stop() -> None:
+        # First Ctrl-C stops cleanly (messages in flight get their replies recorded); a second one kills.
+        if interrupted:
+            raise KeyboardInterrupt
+        interrupted.append(True)
+        print("\nstopping: waiting for the messages in flight (Ctrl-C again to stop at once)", file=sys.stderr)
+        engine.cancel()
+
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        try:
+            loop.add_signal_handler(sig, stop)
+        except (NotImplementedError, RuntimeError):
+            pass
+    try:
+        summary = await engine.run()
+    except SendStopped as error:
+        printer.done()
+        _report(plan, error.summary)
+        return _fail(f"stopped: {error.message}", error.hint)
+    except SendError as error:
+        printer.done()
+        return _fail(error.message, error.hint)
+    printer.done()
+    _report(plan, summary)
+    return summary.exit_code
+
+
+def _report(plan, summary) -> None:
+    if summary is None:
+        return
+    counts = summary.counts
+    parts = [f"{counts.get(state, 0)} {STATE_LABELS[state]}" for state in (ACCEPTED, DEFERRED, REJECTED, IN_DOUBT)]
+    if counts.get(MARKED_DELIVERED):
+        parts.append(f"{counts[MARKED_DELIVERED]} marked delivered")
+    if counts.get("queued"):
+        parts.append(f"{counts['queued']} not sent yet")
+    ending = " (cancelled)" if summary.cancelled else ""
+    print(f"{plan.release.name} {plan.release.version}: {', '.join(parts)}; "
+          f"{summary.sent_this_run} finished in this run{ending}")
+    if counts.get(IN_DOUBT):
+        print(f"  {counts[IN_DOUBT]} in doubt: the server may have them. Check with the recipients or the relay, then "
+              "mark them delivered in the app, or send them again with --resend-in-doubt (same Message-ID)")
+    if counts.get(DEFERRED):
+        print("  deferred deliveries are tried again by the next `relcomm send`")

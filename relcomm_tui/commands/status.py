@@ -1,0 +1,84 @@
+"""`relcomm status PLAN [--json]`: every delivery of the plan's release and its state.
+
+Read-only in spirit: it never creates a ledger, and opening one while another process sends
+leaves that sender's `sending` rows alone (only a dead sender's become "in doubt").
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from ..ledger import LEDGER_NAME, STATE_LABELS, STATES
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("plan", metavar="PLAN", help="the plan: a .toml file or a folder holding plan.toml")
+    parser.add_argument("--json", action="store_true", help="machine-readable output")
+    parser.add_argument("--state", metavar="DIR", help="folder for the ledger (default: beside the plan, .relcomm)")
+    parser.add_argument("--only", metavar="ID", action="append", default=[], help="only this communique (repeatable)")
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..ledger import Ledger, LedgerError
+    from ..lock import lock_holder
+    from ..plan import PlanError, load_plan
+
+    try:
+        plan = load_plan(args.plan)
+    except PlanError as error:
+        print(f"relcomm status: the plan cannot be loaded\n{error}", file=sys.stderr)
+        return 2
+    state_dir = Path(args.state).expanduser() if args.state else plan.state_dir
+    version = plan.release.version
+    records = []
+    if (state_dir / LEDGER_NAME).exists():
+        try:
+            ledger = Ledger.open(state_dir)
+        except LedgerError as error:
+            print(f"relcomm status: {error.message}\n  hint: {error.hint}", file=sys.stderr)
+            return 2
+        try:
+            records = ledger.deliveries(version)
+            runs = ledger.runs(version)
+        finally:
+            ledger.close()
+    else:
+        runs = []
+    if args.only:
+        records = [r for r in records if r.communique_id in args.only]
+    counts = {state: 0 for state in STATES}
+    for record in records:
+        counts[record.state] += 1
+    holder = lock_holder(state_dir)
+    if args.json:
+        json.dump({
+            "release": {"name": plan.release.name, "version": version},
+            "ledger": str(state_dir / LEDGER_NAME),
+            "sending_now": holder.describe() if holder else None,
+            "counts": counts,
+            "deliveries": [r.as_dict() for r in records],
+            "runs": [{"id": r.id, "started": r.started, "finished": r.finished, "who": r.who, "host": r.host,
+                      "mode": r.mode, "outcome": r.outcome} for r in runs],
+        }, sys.stdout, indent=2)
+        print()
+        return 0
+    if not records:
+        print(f"{plan.release.name} {version}: nothing sent yet (no deliveries in {state_dir / LEDGER_NAME})")
+        return 0
+    if holder:
+        print(f"note: {holder.describe()}")
+    width = max(len(r.recipient_display) for r in records)
+    current = None
+    for record in records:
+        if record.communique_id != current:
+            current = record.communique_id
+            print(f"\n{current}")
+        reply = " ".join((record.reply or "").split())
+        print(f"  {record.state_label:<16} {record.recipient_display:<{width}}  "
+              f"{record.attempts} attempt(s)  {record.updated[:19]}  {reply}".rstrip())
+    summary = ", ".join(f"{n} {STATE_LABELS[s]}" for s, n in counts.items() if n)
+    print(f"\n{plan.release.name} {version}: {summary}")
+    return 0
