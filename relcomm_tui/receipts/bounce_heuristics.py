@@ -211,7 +211,7 @@ def _bare(value: str) -> str:
 
 _BOUNCE_SUBJECT_RE = re.compile(
     r"undeliver|undelivered|non[- ]?deliver|delivery (status|failure|failed|notification|problem|report)|"
-    r"returned mail|return(ed)? to sender|failure notice|mail delivery (failed|failure|subsystem|system)|"
+    r"returned mail|return(ed|ing)? to sender|failure notice|mail delivery (failed|failure|subsystem|system)|"
     r"delivery has failed|could not be delivered|couldn.t be delivered|not delivered|message not delivered|"
     r"delivery error|mail system error|warning: could not send|delayed mail|delivery delay|"
     r"delivery status|failed delivery|delivery unsuccessful|rejected|unable to deliver|"
@@ -346,6 +346,27 @@ def cut_original(text: str) -> str:
     return text[:end]
 
 
+def inline_original_headers(body: str, start: int) -> dict:
+    """Headers of a message returned inline (after the notification text)."""
+    out: dict = {}
+    last = None
+    seen_header = False
+    for line in body[start:start + 20000].split("\n"):
+        line = line.rstrip("\r")
+        m = re.match(r"[ \t>]*([A-Za-z][A-Za-z0-9\-]*):[ \t]*(.*)$", line)
+        if m and not line[:1].isspace():
+            k = m.group(1).lower()
+            last = k if k not in out else None
+            if last:
+                out[k] = m.group(2)
+            seen_header = True
+        elif line[:1] in (" ", "\t") and last:
+            out[last] += " " + line.strip()
+        elif not line.strip() and seen_header:
+            break
+    return out
+
+
 _SKIP_CONTEXT_RE = re.compile(
     r"(mail from|envelope-from|return-path|sender|reply-to|message-id|from:|from <|"
     r"\bby\b|received:|smtp\.mailfrom|header\.from|header\.i|for <)\s*[:=]?\s*<?$",
@@ -419,8 +440,8 @@ def extract_bounce_recipients(body: str, headers: dict, parts, from_address: str
         if hdr_addrs:
             addrs = hdr_addrs
     if not addrs:
-        # last resort: the original message's recipients
-        for h in parts.original_headers:
+        # last resort: the original message's recipients (attached or inline)
+        for h in list(parts.original_headers) + [inline_original_headers(body or "", len(text))]:
             for m in ADDR_RE.finditer(h.get("to", "")):
                 a = m.group(1).lower()
                 if a not in addrs and a not in excluded:

@@ -8,6 +8,7 @@ part size, number of MIME parts) so hostile input stays cheap.
 
 from __future__ import annotations
 
+import codecs
 import email
 import email.policy
 import json
@@ -61,9 +62,7 @@ class Report:
 
 # --------------------------------------------------------------------------- helpers
 
-_ADDR_RE = re.compile(
-    r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~.\-]+@[A-Za-z0-9\-]+(?:\.[A-Za-z0-9\-]+)*\.?[A-Za-z0-9\-]*"
-)
+_ADDR_RE = re.compile(r"[\w!#$%&'*+/=?^`{|}~.\-]+@[\w\-]+(?:\.[\w\-]+)*")
 _MSGID_RE = re.compile(r"<([^<>\s]+@[^<>\s]+)>")
 _STATUS_RE = re.compile(r"(?<![\d.])([245])\.(\d{1,3})\.(\d{1,3})(?![\d]|\.\d)")
 
@@ -155,7 +154,7 @@ def _decode_bytes(data: bytes, charset: str | None) -> str:
     return data.decode("latin-1", errors="replace")
 
 
-def _part_text(part: Message) -> str:
+def _part_text(part: Message, problems: "_Parts | None" = None) -> str:
     """Decoded text of a non-multipart part, capped."""
     try:
         payload = part.get_payload(decode=True)
@@ -177,23 +176,51 @@ def _part_text(part: Message) -> str:
         charset = part.get_content_charset()
     except Exception:
         charset = None
+    if charset and problems is not None:
+        try:
+            codecs.lookup(charset)
+        except LookupError:
+            problems.problem(f"unknown charset {charset[:40]}")
     return _decode_bytes(payload, charset)
+
+
+def _unescape(value) -> str:
+    """Header values parsed from bytes keep raw 8-bit bytes as surrogates: decode them
+    as UTF-8 (else Latin-1)."""
+    value = str(value)
+    try:
+        value.encode("ascii")
+        return value
+    except UnicodeEncodeError:
+        pass
+    try:
+        data = value.encode("utf-8", "surrogateescape")
+    except UnicodeEncodeError:
+        return value
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError:
+        return data.decode("latin-1")
 
 
 def _flatten(msg: Message) -> str:
     """Headers (and a capped body) of a message as text."""
     lines = []
     try:
-        for k, v in msg.items():
-            lines.append(f"{k}: {v}")
+        items = msg.raw_items() if hasattr(msg, "raw_items") else msg.items()
+        for k, v in items:
+            lines.append(f"{k}: {_unescape(v)}")
     except Exception:
         pass
     body = ""
     try:
         if not msg.is_multipart():
-            p = msg.get_payload()
+            # _payload keeps raw 8-bit bytes as surrogates; get_payload() would replace them
+            p = getattr(msg, "_payload", None)
+            if not isinstance(p, str):
+                p = msg.get_payload()
             if isinstance(p, str):
-                body = p[:MAX_TEXT_BYTES]
+                body = _unescape(p[:MAX_TEXT_BYTES])
     except Exception:
         pass
     return "\n".join(lines) + ("\n\n" + body if body else "")
@@ -247,6 +274,7 @@ def _trim(text: str, n: int = DIAG_MAX) -> str:
 @dataclass
 class _Parts:
     dsn_texts: list[str] = field(default_factory=list)
+    nested_dsn_texts: list[str] = field(default_factory=list)  # DSNs inside attached messages
     mdn_texts: list[str] = field(default_factory=list)
     arf_texts: list[str] = field(default_factory=list)
     original_headers: list[dict[str, str]] = field(default_factory=list)
@@ -254,6 +282,25 @@ class _Parts:
     texts: list[str] = field(default_factory=list)  # human-readable text of the report
     report_type: str = ""
     count: int = 0
+    problems: list[str] = field(default_factory=list)
+
+    def problem(self, text: str) -> None:
+        if text not in self.problems and len(self.problems) < 10:
+            self.problems.append(text)
+
+
+_DEFECT_NAMES = {
+    "NoBoundaryInMultipartDefect": "multipart without boundary",
+    "StartBoundaryNotFoundDefect": "multipart boundary not found",
+    "CloseBoundaryNotFoundDefect": "multipart not closed",
+    "MultipartInvariantViolationDefect": "broken multipart",
+    "MissingHeaderBodySeparatorDefect": "missing header/body separator",
+    "InvalidBase64PaddingDefect": "bad base64",
+    "InvalidBase64CharactersDefect": "bad base64",
+    "InvalidBase64LengthDefect": "bad base64",
+    "MisplacedEnvelopeHeaderDefect": "misplaced envelope header",
+    "FirstHeaderLineIsContinuationDefect": "bad header continuation",
+}
 
 
 def _walk(msg: Message, parts: _Parts, depth: int = 0, inside_original: bool = False) -> None:
@@ -264,11 +311,15 @@ def _walk(msg: Message, parts: _Parts, depth: int = 0, inside_original: bool = F
         ctype = msg.get_content_type().lower()
     except Exception:
         ctype = "text/plain"
+    for defect in getattr(msg, "defects", None) or []:
+        parts.problem(_DEFECT_NAMES.get(type(defect).__name__, type(defect).__name__))
     if ctype == "multipart/report" and not parts.report_type:
         parts.report_type = (msg.get_param("report-type") or "").lower() if hasattr(msg, "get_param") else ""
     if ctype in ("message/delivery-status", "message/global-delivery-status", "text/delivery-status"):
         if not inside_original:
             parts.dsn_texts.append(_part_text(msg))
+        elif len(parts.nested_dsn_texts) < 5:
+            parts.nested_dsn_texts.append(_part_text(msg))
         return
     if ctype in ("message/disposition-notification", "message/global-disposition-notification"):
         if not inside_original:
@@ -324,7 +375,7 @@ def _walk(msg: Message, parts: _Parts, depth: int = 0, inside_original: bool = F
     if inside_original:
         return
     if ctype.startswith("text/") or ctype == "application/json":
-        text = _part_text(msg)
+        text = _part_text(msg, parts)
         if ctype == "text/html":
             text = bh.html_to_text(text)
         parts.texts.append(text)
@@ -559,6 +610,17 @@ def _parse(raw: bytes) -> Report:
         return Report(kind="none", problem="no headers found")
 
     report = Report()
+    header_problem = None
+    for name in ("Subject", "From"):
+        raw_value = msg.get(name)
+        if isinstance(raw_value, str) and "=?" in raw_value:
+            try:
+                decode_header(raw_value)
+                for _, cs in decode_header(raw_value):
+                    if cs:
+                        codecs.lookup(cs)
+            except Exception:
+                header_problem = f"undecodable {name} header"
     report.subject = _header_str(msg, "Subject")
     report.from_address = _bare_address(_header_str(msg, "From"))
     report.message_id = _strip_brackets(_header_str(msg, "Message-ID"))
@@ -585,6 +647,9 @@ def _parse(raw: bytes) -> Report:
     recips = _dsn_from_fields(parts.dsn_texts, report, weak) if parts.dsn_texts else []
     if not recips and bh.has_dsn_fields(bodytext):
         recips = _dsn_from_fields([bodytext], report, weak)
+    if not recips and parts.nested_dsn_texts and not parts.mdn_texts:
+        # a bounce forwarded as an attachment
+        recips = _dsn_from_fields(parts.nested_dsn_texts, report, weak)
     if not recips and ">" in bodytext:
         # a forwarded (quoted) bounce
         unquoted = re.sub(r"(?m)^[ \t]*>[ \t>]?", "", bodytext)
@@ -654,8 +719,13 @@ def _parse(raw: bytes) -> Report:
         return report
 
     report.kind = "none"
+    problems = list(parts.problems)
+    if header_problem:
+        problems.insert(0, header_problem)
     if truncated:
-        report.problem = "message truncated for parsing"
+        problems.insert(0, "message truncated for parsing")
+    if problems:
+        report.problem = "; ".join(problems[:3])
     return report
 
 

@@ -1,0 +1,370 @@
+"""Focused tests of relcomm_tui.receipts.parse with small hand-built messages."""
+
+from __future__ import annotations
+
+import time
+from email.message import EmailMessage, Message
+from email.mime.message import MIMEMessage
+from email.mime.multipart import MIMEMultipart
+from email.mime.text import MIMEText
+
+import pytest
+
+from relcomm_tui.receipts.parse import Report, parse_message, report_to_json
+
+
+def _original() -> EmailMessage:
+    orig = EmailMessage()
+    orig["From"] = "Release Bot <releases@example.com>"
+    orig["To"] = "alice@example.org, bob@example.net"
+    orig["Subject"] = "Orion 2.4 released"
+    orig["Message-ID"] = "<orion-2.4.1234@example.com>"
+    orig.set_content("Orion 2.4 is out.\n")
+    return orig
+
+
+def _report(report_type: str, human: str, fields: str, subtype: str, attach_headers_only=False) -> bytes:
+    """A multipart/report built with the email package; the machine-readable part is
+    given as raw text (the email package cannot generate message/delivery-status)."""
+    outer = MIMEMultipart("report", report_type=report_type)
+    outer["From"] = "Mail Delivery System <MAILER-DAEMON@mx.example.org>"
+    outer["To"] = "releases@example.com"
+    outer["Subject"] = "Delivery Status Notification"
+    outer["Message-ID"] = "<report-1@mx.example.org>"
+    outer.attach(MIMEText(human))
+    placeholder = MIMEText("@@FIELDS@@")
+    outer.attach(placeholder)
+    if attach_headers_only:
+        hdrs = MIMEText("".join(f"{k}: {v}\n" for k, v in _original().items()), "rfc822-headers")
+        outer.attach(hdrs)
+    else:
+        outer.attach(MIMEMessage(_original()))
+    raw = outer.as_bytes()
+    head, _, rest = raw.partition(b"@@FIELDS@@")
+    # swap the placeholder's headers for the report part's content type
+    cut = head.rfind(b"Content-Type: text/plain")
+    head = head[:cut] + f"Content-Type: message/{subtype}\n\n".encode()
+    return head + fields.encode("utf-8") + rest
+
+
+# --------------------------------------------------------------------------- DSN
+
+
+def test_standard_dsn_delivered_and_failed_with_envid_and_original_recipient():
+    fields = (
+        "Reporting-MTA: dns; mx.example.org\n"
+        "Original-Envelope-Id: orion+2B2.4+3Dabc\n"
+        "Arrival-Date: Mon, 1 Jan 2024 10:00:00 +0000\n"
+        "\n"
+        "Original-Recipient: rfc822;Alice@Example.org\n"
+        "Final-Recipient: rfc822;alice.smith@mail.example.org\n"
+        "Action: delivered\n"
+        "Status: 2.0.0\n"
+        "\n"
+        "Final-Recipient: rfc822; <bob@example.net>\n"
+        "Action: failed\n"
+        "Status: 5.0.0\n"
+        "Diagnostic-Code: smtp; 550 5.1.1 <bob@example.net>: Recipient address rejected: User unknown\n"
+    )
+    raw = _report("delivery-status", "Your message was delivered to some recipients.", fields,
+                  "delivery-status")
+    r = parse_message(raw)
+    assert r.kind == "dsn"
+    assert r.problem is None
+    assert r.envelope_id == "orion+2.4=abc"
+    assert r.original_message_id == "orion-2.4.1234@example.com"
+    assert r.message_id == "report-1@mx.example.org"
+    assert r.from_address == "mailer-daemon@mx.example.org"
+    assert len(r.recipients) == 2
+    alice, bob = r.recipients
+    assert alice.address == "alice@example.org"  # Original-Recipient preferred
+    assert alice.final_recipient == "alice.smith@mail.example.org"
+    assert alice.original_recipient == "alice@example.org"
+    assert alice.action == "delivered"
+    assert alice.status == "2.0.0"
+    assert bob.address == "bob@example.net"
+    assert bob.action == "failed"
+    assert bob.status == "5.1.1"  # the remote server's precise code beats the generic 5.0.0
+    assert "User unknown" in bob.diagnostic
+    assert len(bob.diagnostic) <= 300
+
+    js = report_to_json("x.eml", r)
+    assert set(js) == {"file", "kind", "recipients", "original_message_id", "envelope_id"}
+    assert js["file"] == "x.eml"
+    assert js["recipients"][1] == {
+        "address": "bob@example.net",
+        "action": "failed",
+        "status": "5.1.1",
+        "diagnostic": bob.diagnostic,
+    }
+
+
+def test_global_delivery_status_delayed_with_headers_only():
+    fields = (
+        "Reporting-MTA: dns; mx.example.org\n\n"
+        "Final-Recipient: utf-8; jörg@example.de\n"
+        "Action: delayed\n"
+        "Status: 4.4.1\n"
+        "Will-Retry-Until: Tue, 2 Jan 2024 10:00:00 +0000\n"
+    )
+    raw = _report("global-delivery-status", "Still trying.", fields, "global-delivery-status",
+                  attach_headers_only=True)
+    r = parse_message(raw)
+    assert r.kind == "dsn"
+    assert [(x.address, x.action, x.status) for x in r.recipients] == [("jörg@example.de", "delayed", "4.4.1")]
+    assert r.original_message_id == "orion-2.4.1234@example.com"
+
+
+def test_postfix_style_plain_bounce_without_dsn_part():
+    msg = EmailMessage()
+    msg["From"] = "MAILER-DAEMON@mx.example.org (Mail Delivery System)"
+    msg["To"] = "releases@example.com"
+    msg["Subject"] = "Undelivered Mail Returned to Sender"
+    msg.set_content(
+        "This is the mail system at host mx.example.org.\n\n"
+        "I'm sorry to have to inform you that your message could not\n"
+        "be delivered to one or more recipients.\n\n"
+        "<carol@example.net>: host mx.example.net[192.0.2.1] said: 550 5.2.2\n"
+        "    <carol@example.net>: Mailbox full (in reply to RCPT TO command)\n\n"
+        "--- Below this line is a copy of the message.\n\n"
+        "From: releases@example.com\nTo: carol@example.net\n"
+        "Message-ID: <orion-2.4.1234@example.com>\nSubject: Orion\n\nhello\n"
+    )
+    r = parse_message(msg.as_bytes())
+    assert r.kind == "dsn"
+    assert [(x.address, x.action, x.status) for x in r.recipients] == [("carol@example.net", "failed", "5.2.2")]
+    assert "Mailbox full" in r.recipients[0].diagnostic or "550" in r.recipients[0].diagnostic
+    assert r.original_message_id == "orion-2.4.1234@example.com"
+
+
+def test_qmail_style_bounce():
+    raw = (
+        b"From: MAILER-DAEMON@mx.example.org\nTo: releases@example.com\nSubject: failure notice\n\n"
+        b"Hi. This is the qmail-send program at mx.example.org.\n"
+        b"I'm afraid I wasn't able to deliver your message to the following addresses.\n"
+        b"This is a permanent error; I've given up. Sorry it didn't work out.\n\n"
+        b"<dave@example.net>:\nSorry, no mailbox here by that name. (#5.1.1)\n\n"
+        b"--- Below this line is a copy of the message.\n\n"
+        b"Message-ID: <m-1@example.com>\nTo: dave@example.net\n\nbody\n"
+    )
+    r = parse_message(raw)
+    assert r.kind == "dsn"
+    assert [(x.address, x.action, x.status) for x in r.recipients] == [("dave@example.net", "failed", "5.1.1")]
+    assert r.original_message_id == "m-1@example.com"
+
+
+def test_ses_json_bounce():
+    body = (
+        '{"notificationType":"Bounce","bounce":{"bounceType":"Permanent","bouncedRecipients":'
+        '[{"emailAddress":"erin@example.net","action":"failed","status":"5.1.1",'
+        '"diagnosticCode":"smtp; 550 5.1.1 user unknown"}]},'
+        '"mail":{"messageId":"0100-ses-id","headers":[{"name":"Message-ID","value":"<orig-9@example.com>"}]}}'
+    )
+    msg = EmailMessage()
+    msg["From"] = "no-reply@sns.amazonaws.com"
+    msg["Subject"] = "AWS Notification Message"
+    msg.set_content(body)
+    r = parse_message(msg.as_bytes())
+    assert r.kind == "dsn"
+    assert [(x.address, x.action, x.status) for x in r.recipients] == [("erin@example.net", "failed", "5.1.1")]
+    assert r.original_message_id == "orig-9@example.com"
+
+
+# --------------------------------------------------------------------------- MDN / ARF / auto / reply
+
+
+def test_mdn_displayed():
+    fields = (
+        "Reporting-UA: mua.example.org; Thunderbird\n"
+        "Original-Recipient: rfc822;alice@example.org\n"
+        "Final-Recipient: rfc822;alice@example.org\n"
+        "Original-Message-ID: <orion-2.4.1234@example.com>\n"
+        "Disposition: manual-action/MDN-sent-manually; displayed\n"
+    )
+    raw = _report("disposition-notification", "The message was displayed.", fields,
+                  "disposition-notification", attach_headers_only=True)
+    r = parse_message(raw)
+    assert r.kind == "mdn"
+    assert r.original_message_id == "orion-2.4.1234@example.com"
+    assert [(x.address, x.action) for x in r.recipients] == [("alice@example.org", "displayed")]
+
+
+def test_mdn_deleted_modifier_stripped():
+    fields = (
+        "Final-Recipient: rfc822;bob@example.net\n"
+        "Original-Message-ID: <x@y>\n"
+        "Disposition: automatic-action/MDN-sent-automatically; deleted/error\n"
+    )
+    r = parse_message(_report("disposition-notification", "deleted", fields, "disposition-notification"))
+    assert r.kind == "mdn"
+    assert r.recipients[0].action == "deleted"
+    assert r.original_message_id == "x@y"
+
+
+def test_auto_reply():
+    msg = EmailMessage()
+    msg["From"] = "Alice <Alice@Example.org>"
+    msg["To"] = "releases@example.com"
+    msg["Subject"] = "Out of Office: Orion 2.4 released"
+    msg["Auto-Submitted"] = "auto-replied"
+    msg["In-Reply-To"] = "<orion-2.4.1234@example.com>"
+    msg["Message-ID"] = "<ooo-1@example.org>"
+    msg.set_content("I am away until Monday.\n")
+    r = parse_message(msg.as_bytes())
+    assert r.kind == "auto-reply"
+    assert [(x.address, x.action) for x in r.recipients] == [("alice@example.org", "auto-replied")]
+    assert r.in_reply_to == ["orion-2.4.1234@example.com"]
+    assert r.original_message_id == "orion-2.4.1234@example.com"
+    assert r.message_id == "ooo-1@example.org"
+
+
+def test_auto_reply_by_subject_only():
+    msg = EmailMessage()
+    msg["From"] = "bob@example.net"
+    msg["Subject"] = "Automatic reply: Orion 2.4 released"
+    msg.set_content("Away.\n")
+    assert parse_message(msg.as_bytes()).kind == "auto-reply"
+
+
+def test_arf_complaint():
+    fields = (
+        "Feedback-Type: abuse\n"
+        "User-Agent: SomeFBL/1.0\n"
+        "Version: 1\n"
+        "Original-Mail-From: <releases@example.com>\n"
+        "Original-Rcpt-To: <frank@example.net>\n"
+    )
+    raw = _report("feedback-report", "This is an abuse report.", fields, "feedback-report")
+    r = parse_message(raw)
+    assert r.kind == "complaint"
+    assert [(x.address, x.action) for x in r.recipients] == [("frank@example.net", "complained")]
+    assert r.recipients[0].diagnostic == "abuse"
+    assert r.original_message_id == "orion-2.4.1234@example.com"
+
+
+def test_arf_complaint_recipient_from_attached_message():
+    fields = "Feedback-Type: abuse\nUser-Agent: x/1\nVersion: 1\n"
+    r = parse_message(_report("feedback-report", "abuse", fields, "feedback-report"))
+    assert r.kind == "complaint"
+    assert sorted(x.address for x in r.recipients) == ["alice@example.org", "bob@example.net"]
+
+
+def test_human_reply():
+    msg = EmailMessage()
+    msg["From"] = "Grace Hopper <Grace@Example.net>"
+    msg["To"] = "releases@example.com"
+    msg["Subject"] = "Re: Orion 2.4 released"
+    msg["In-Reply-To"] = "<orion-2.4.1234@example.com>"
+    msg["References"] = "<thread-0@example.com> <orion-2.4.1234@example.com>"
+    msg["Message-ID"] = "<reply-1@example.net>"
+    msg.set_content("Thanks! Does this fix the upgrade bug?\n")
+    r = parse_message(msg.as_bytes())
+    assert r.kind == "reply"
+    assert r.in_reply_to == ["orion-2.4.1234@example.com", "thread-0@example.com"]
+    assert [(x.address, x.action) for x in r.recipients] == [("grace@example.net", "replied")]
+    assert r.subject == "Re: Orion 2.4 released"
+    assert r.from_address == "grace@example.net"
+
+
+def test_plain_message_is_none():
+    msg = EmailMessage()
+    msg["From"] = "someone@example.net"
+    msg["Subject"] = "Lunch?"
+    msg.set_content("Are you free?\n")
+    r = parse_message(msg.as_bytes())
+    assert r.kind == "none"
+    assert r.recipients == []
+
+
+# --------------------------------------------------------------------------- hostile input
+
+
+def _assert_none(r: Report) -> None:
+    assert isinstance(r, Report)
+    assert r.kind == "none"
+    assert r.problem
+
+
+def test_empty_bytes():
+    _assert_none(parse_message(b""))
+    _assert_none(parse_message(b"\r\n\r\n"))
+
+
+def test_not_bytes():
+    _assert_none(parse_message(None))  # type: ignore[arg-type]
+
+
+def test_binary_garbage():
+    import random
+
+    rnd = random.Random(42)
+    for n in (1, 17, 4096, 100_000):
+        blob = bytes(rnd.getrandbits(8) for _ in range(n))
+        r = parse_message(blob)
+        assert isinstance(r, Report)
+        assert r.kind in ("none",)
+
+
+def test_huge_part_is_capped():
+    big = b"x" * (20 * 1024 * 1024)
+    raw = (
+        b"From: MAILER-DAEMON@mx.example.org\nTo: a@example.com\nSubject: Undelivered Mail\n"
+        b"MIME-Version: 1.0\nContent-Type: text/plain\n\n" + big
+    )
+    t0 = time.perf_counter()
+    r = parse_message(raw)
+    elapsed = time.perf_counter() - t0
+    assert r.kind == "none"
+    assert r.problem
+    assert elapsed < 10
+
+
+def test_bad_charset_and_encoding():
+    raw = (
+        b"From: =?x-no-such-charset?Q?Bad?= <mailer-daemon@mx.example.org>\n"
+        b"To: a@example.com\nSubject: =?bogus?B?!!!?=\nMIME-Version: 1.0\n"
+        b"Content-Type: text/plain; charset=x-no-such-charset\nContent-Transfer-Encoding: base64\n\n"
+        b"@@@ not base64 \xff\xfe\n"
+    )
+    r = parse_message(raw)
+    assert isinstance(r, Report)
+    assert r.kind == "none"
+    assert r.problem
+
+
+def test_multipart_without_boundary():
+    raw = (
+        b"From: x@example.com\nTo: y@example.com\nSubject: hi\nMIME-Version: 1.0\n"
+        b"Content-Type: multipart/report; report-type=delivery-status\n\n"
+        b"--nothing\nContent-Type: text/plain\n\nhello\n--nothing--\n"
+    )
+    r = parse_message(raw)
+    assert isinstance(r, Report)
+    assert r.kind == "none"
+    assert r.problem
+
+
+def test_deeply_nested_message():
+    inner: Message = MIMEText("x")
+    for _ in range(200):
+        outer = MIMEMultipart()
+        outer.attach(inner)
+        inner = outer
+    inner["Subject"] = "nested"
+    r = parse_message(inner.as_bytes())
+    assert isinstance(r, Report)
+    assert r.kind == "none"
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        b"\x00\x01\x02",
+        b"Content-Type: multipart/mixed; boundary=\"\"\n\n--\n--\n",
+        b"Subject: x\nContent-Type: message/delivery-status\n\nFinal-Recipient: rfc822;\nAction:\n",
+        b"Subject: x\nContent-Type: message/rfc822\n\n",
+        b"From: \n" * 5000,
+    ],
+)
+def test_odd_inputs_never_raise(raw):
+    assert isinstance(parse_message(raw), Report)
