@@ -9,11 +9,8 @@ from textual.content import Content
 from textual.screen import ModalScreen, Screen
 from textual.widgets import Static
 
-GLOBAL_KEYS = (
-    ("ctrl+p", "Command palette: this screen's actions and the themes"),
-    ("tab / shift+tab", "Move between panes"),
-    ("↑ ↓ pgup pgdn", "Move within a list or table"),
-)
+GLOBAL_KEYS = (("↑ ↓ pgup pgdn", "Move within a list, table or preview"),)
+SKIPPED_ACTIONS = {"screen.copy_text", "app.copy_text", "copy_text", "help_quit"}
 
 
 class HelpDialog(ModalScreen[None]):
@@ -26,18 +23,20 @@ class HelpDialog(ModalScreen[None]):
 
     def __init__(self, screen: Screen) -> None:
         super().__init__()
-        self.rows: list[tuple[str, str]] = []
-        seen: set[str] = set()
+        keys_for: dict[str, list[str]] = {}
+        text_for: dict[str, str] = {}
         for key, active in screen.active_bindings.items():
             binding = active.binding
-            if not binding.description or binding.action in seen:
+            if not binding.description or binding.action in SKIPPED_ACTIONS:
                 continue
             if active.node is not screen and active.node is not screen.app:
                 continue
-            seen.add(binding.action)
-            keys = screen.app.get_key_display(binding)
-            state = "" if active.enabled else "  (unavailable now)"
-            self.rows.append((keys, f"{binding.tooltip or binding.description}{state}"))
+            # One row per action, with every key that does it (q and ctrl+q both quit).
+            keys_for.setdefault(binding.action, []).append(screen.app.get_key_display(binding))
+            state = "" if active.enabled else " (locked)"
+            text_for.setdefault(binding.action, f"{binding.tooltip or binding.description}{state}")
+        self.rows: list[tuple[str, str]] = [(", ".join(dict.fromkeys(keys_for[action])), text_for[action])
+                                            for action in keys_for]
         self.rows.extend(GLOBAL_KEYS)
         self.title_text = f"Keys: {getattr(screen, 'HELP_TITLE', type(screen).__name__)}"
 

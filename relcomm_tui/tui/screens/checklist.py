@@ -67,7 +67,7 @@ class ChecklistScreen(Screen):
         Binding("space", "toggle_reviewed", "Review", id="toggle-reviewed",
                 tooltip="Mark the highlighted stakeholder group reviewed (or not)"),
         Binding("p", "preview", "Preview", id="preview", tooltip="See each communique exactly as it will be sent"),
-        Binding("s", "send", "Send", id="send", tooltip="Send the communiques (locked until the checklist is clear)"),
+        Binding("s", "send", "Send", id="send", tooltip="Send the communiques (locked until all is clear)"),
         Binding("r", "reload", "Reload", id="reload", tooltip="Load the plan again and re-run the checks"),
         Binding("f", "focus_findings", "Findings", id="findings", show=False, tooltip="Go to the list of findings"),
         Binding("g", "focus_groups", "Groups", id="groups", show=False, tooltip="Go to the stakeholder groups"),

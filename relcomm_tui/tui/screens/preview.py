@@ -206,8 +206,10 @@ class PreviewScreen(Screen):
         target = targets[index]
         self.target_key = target.key
         if target.recipient is not None:
-            who = Content.assemble(("To ", "$text-muted"), (f"{index + 1}/{len(targets)} ", "bold"),
-                                   target.recipient.display, (f" · {target.group.name if target.group else ''}", "$text-muted"))
+            person = target.recipient.name or target.recipient.email or "(unnamed)"
+            who = Content.assemble(("Recipient ", "$text-muted"), (f"{index + 1}/{len(targets)}: ", "bold"), person,
+                                   (f" · {target.group.name if target.group else ''} · n/N: next/previous",
+                                    "$text-muted"))
         else:
             groups = ", ".join(communique.to)
             who = Content.assemble((f"{communique.channel}: ", "bold"), f"posted once, for {groups}")
