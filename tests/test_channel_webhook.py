@@ -1,0 +1,262 @@
+"""The webhook channel against a real HTTP receiver on loopback: receipts, retries, rejections,
+hangs, preset payload shapes, idempotency keys, secrets and dry runs."""
+
+from __future__ import annotations
+
+import email.utils
+import json
+import time
+
+import pytest
+
+from http_receiver import IntentLog, Reply, channel_plan, fake_render, hang, job_for, receiver  # noqa: F401
+from relcomm_tui.channels.presets import to_mrkdwn
+from relcomm_tui.channels.webhook import RetryPolicy, WebhookChannel, parse_retry_after, redact
+
+FAST = RetryPolicy(max_attempts=3, connect_timeout=0.5, total_timeout=0.5, backoff_base=0.01, backoff_max=0.05,
+                   retry_after_cap=5)
+
+
+def hook_plan(tmp_path, url, preset="slack", extra=""):
+    return channel_plan(tmp_path, f"""
+        [[communiques]]
+        id = "eng-chat"
+        to = ["engineering"]
+        channel = "webhook"
+        preset = "{preset}"
+        url = "{url}"
+        body = "unused: the tests render with fake_render"
+        {extra}
+    """)
+
+
+async def deliver(plan, policy=FAST, render=None, **options):
+    channel = WebhookChannel(plan, render=render or fake_render(), policy=policy, **options)
+    await channel.open()
+    try:
+        job = job_for(plan, "eng-chat")
+        log = IntentLog(options.get("receiver_for_log"))
+        log.attach(job)
+        outcome = await channel.deliver(job)
+        return outcome, job, log
+    finally:
+        await channel.close()
+
+
+async def test_200_is_a_receipt_with_status_and_excerpt(tmp_path, receiver):
+    receiver.answer("/hook", Reply(200, "ok " + "x" * 500))
+    plan = hook_plan(tmp_path, receiver.url("/hook"))
+    outcome, job, log = await deliver(plan)
+    assert outcome.state == "accepted"
+    assert outcome.reply.startswith("HTTP 200 OK: ok xxx")
+    assert len(outcome.reply) <= len("HTTP 200 OK: ") + 200
+    assert outcome.intent_committed and log.calls == 1
+    [request] = receiver.requests_for("/hook")
+    assert request.method == "POST"
+    assert request.headers["idempotency-key"] == job.delivery_id
+    assert request.headers["content-type"] == "application/json"
+
+
+async def test_intent_is_committed_before_the_request_leaves(tmp_path, receiver):
+    plan = hook_plan(tmp_path, receiver.url("/hook"))
+    channel = WebhookChannel(plan, render=fake_render(), policy=FAST)
+    await channel.open()
+    log = IntentLog(receiver)
+    job = log.attach(job_for(plan, "eng-chat"))
+    await channel.deliver(job)
+    await channel.close()
+    assert log.requests_before == [0]
+    assert len(receiver.requests) == 1
+
+
+async def test_429_with_retry_after_is_waited_for_then_one_success(tmp_path, receiver):
+    receiver.script("/hook", Reply(429, "slow down", {"Retry-After": "1"}))
+    receiver.answer("/hook", Reply(200, "ok"))
+    plan = hook_plan(tmp_path, receiver.url("/hook"))
+    started = time.monotonic()
+    outcome, job, log = await deliver(plan)
+    elapsed = time.monotonic() - started
+    assert outcome.state == "accepted"
+    first, second = receiver.requests_for("/hook")
+    assert second.at - first.at >= 0.95, "Retry-After: 1 was not honoured"
+    assert elapsed < 3
+    assert first.headers["idempotency-key"] == second.headers["idempotency-key"] == job.delivery_id
+    assert log.calls == 1, "one intent per delivery, whatever the retries"
+
+
+async def test_500_then_200_is_retried_with_backoff(tmp_path, receiver):
+    receiver.script("/hook", Reply(500, "oops"))
+    plan = hook_plan(tmp_path, receiver.url("/hook"))
+    outcome, _, _ = await deliver(plan)
+    assert outcome.state == "accepted"
+    assert [r.method for r in receiver.requests_for("/hook")] == ["POST", "POST"]
+
+
+async def test_5xx_every_time_is_transient_after_max_attempts(tmp_path, receiver):
+    receiver.answer("/hook", Reply(503, "maintenance"))
+    plan = hook_plan(tmp_path, receiver.url("/hook"))
+    outcome, _, _ = await deliver(plan)
+    assert outcome.state == "transient"
+    assert "HTTP 503" in outcome.reply and "maintenance" in outcome.reply
+    assert "after 3 attempt" in outcome.detail
+    assert len(receiver.requests_for("/hook")) == 3
+
+
+async def test_retry_after_beyond_the_cap_defers_at_once(tmp_path, receiver):
+    receiver.answer("/hook", Reply(429, "later", {"Retry-After": "3600"}))
+    plan = hook_plan(tmp_path, receiver.url("/hook"))
+    outcome, _, _ = await deliver(plan)
+    assert outcome.state == "transient"
+    assert "3600 s" in outcome.detail
+    assert len(receiver.requests_for("/hook")) == 1
+
+
+async def test_400_is_rejected_with_the_response_text(tmp_path, receiver):
+    receiver.answer("/hook", Reply(400, "invalid_payload: missing text"))
+    plan = hook_plan(tmp_path, receiver.url("/hook"))
+    outcome, _, _ = await deliver(plan)
+    assert outcome.state == "rejected"
+    assert "HTTP 400" in outcome.reply and "invalid_payload: missing text" in outcome.reply
+    assert len(receiver.requests_for("/hook")) == 1, "a 4xx is never retried"
+
+
+async def test_a_hanging_receiver_is_bounded_and_deferred(tmp_path, receiver):
+    receiver.answer("/hook", hang(10))
+    plan = hook_plan(tmp_path, receiver.url("/hook"))
+    policy = RetryPolicy(max_attempts=2, connect_timeout=0.3, total_timeout=0.3, backoff_base=0.01, backoff_max=0.02)
+    started = time.monotonic()
+    outcome, _, _ = await deliver(plan, policy)
+    assert time.monotonic() - started < 2
+    assert outcome.state == "transient"
+    assert "did not answer within 0.3 s" in outcome.reply
+    assert "Idempotency-Key" in outcome.detail
+    assert len(receiver.requests_for("/hook")) == 2
+
+
+async def test_connection_refused_is_transient_and_never_shows_the_url(tmp_path):
+    import socket
+
+    with socket.socket() as probe:  # a port nobody listens on
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    plan = hook_plan(tmp_path, f"http://127.0.0.1:{port}/services/T000/B000/SECRETTOKEN")
+    outcome, _, _ = await deliver(plan)
+    assert outcome.state == "transient"
+    assert "cannot connect" in outcome.reply
+    assert "SECRETTOKEN" not in outcome.reply + outcome.detail
+
+
+async def test_url_and_header_from_secret_references(tmp_path, receiver, monkeypatch):
+    monkeypatch.setenv("TEST_HOOK_URL", receiver.url("/secret-hook"))
+    monkeypatch.setenv("TEST_HOOK_TOKEN", "Bearer s3cret")
+    plan = channel_plan(tmp_path, """
+        [[communiques]]
+        id = "eng-chat"
+        to = ["engineering"]
+        channel = "webhook"
+        preset = "json"
+        method = "PUT"
+        url = { env = "TEST_HOOK_URL" }
+        headers = { Authorization = { env = "TEST_HOOK_TOKEN" }, X-Team = "release" }
+        body = "x"
+    """)
+    outcome, _, _ = await deliver(plan)
+    assert outcome.state == "accepted"
+    [request] = receiver.requests_for("/secret-hook")
+    assert request.method == "PUT"
+    assert request.headers["authorization"] == "Bearer s3cret"
+    assert request.headers["x-team"] == "release"
+
+
+async def test_missing_secret_rejects_with_a_hint_and_posts_nothing(tmp_path, receiver, monkeypatch):
+    monkeypatch.delenv("TEST_HOOK_URL_MISSING", raising=False)
+    plan = channel_plan(tmp_path, """
+        [[communiques]]
+        id = "eng-chat"
+        to = ["engineering"]
+        channel = "webhook"
+        preset = "slack"
+        url = { env = "TEST_HOOK_URL_MISSING" }
+        body = "x"
+    """)
+    outcome, _, log = await deliver(plan)
+    assert outcome.state == "rejected"
+    assert "TEST_HOOK_URL_MISSING is not set" in outcome.detail and "export" in outcome.detail
+    assert log.calls == 0 and not outcome.intent_committed
+    assert receiver.requests == []
+
+
+@pytest.mark.parametrize("preset", ["slack", "teams", "mattermost", "googlechat", "json", "text"])
+async def test_preset_payload_shapes(tmp_path, receiver, preset):
+    plan = hook_plan(tmp_path, receiver.url(f"/{preset}"), preset=preset)
+    outcome, _, _ = await deliver(plan)
+    assert outcome.state == "accepted"
+    [request] = receiver.requests_for(f"/{preset}")
+    if preset == "text":
+        assert request.headers["content-type"].startswith("text/plain")
+        assert request.text.startswith("Orion 4.2.0 is live\n\n**Orion 4.2.0** is live.")
+        return
+    body = request.json()
+    if preset == "slack":
+        assert body == {"text": "*Orion 4.2.0 is live*\n\n*Orion 4.2.0* is live. <https://x.example/4.2.0|Notes>"}
+    elif preset == "teams":
+        assert body["@type"] == "MessageCard" and body["title"] == "Orion 4.2.0 is live"
+        assert body["text"].startswith("**Orion 4.2.0** is live")
+    elif preset == "mattermost":
+        assert body == {"text": "**Orion 4.2.0 is live**\n\n**Orion 4.2.0** is live. [Notes](https://x.example/4.2.0)"}
+    elif preset == "googlechat":
+        assert body["text"].startswith("*Orion 4.2.0 is live*\n\n*Orion 4.2.0* is live.")
+    elif preset == "json":
+        assert body == {"release": "Orion", "version": "4.2.0", "subject": "Orion 4.2.0 is live",
+                        "text": "**Orion 4.2.0** is live. [Notes](https://x.example/4.2.0)"}
+
+
+async def test_no_preset_posts_the_rendered_json_and_rejects_broken_json(tmp_path, receiver):
+    plan = hook_plan(tmp_path, receiver.url("/raw"), preset="json", extra="")
+    plan = channel_plan(tmp_path / "raw", f"""
+        [[communiques]]
+        id = "eng-chat"
+        to = ["engineering"]
+        channel = "webhook"
+        format = "json"
+        url = "{receiver.url('/raw')}"
+        body = "x"
+    """)
+    good = fake_render(text='{"event": "release", "version": "4.2.0"}')
+    outcome, _, _ = await deliver(plan, render=good)
+    assert outcome.state == "accepted"
+    assert receiver.requests_for("/raw")[0].json() == {"event": "release", "version": "4.2.0"}
+    outcome, _, log = await deliver(plan, render=fake_render(text='{"event": '))
+    assert outcome.state == "rejected" and "valid JSON" in outcome.detail
+    assert log.calls == 0 and len(receiver.requests_for("/raw")) == 1
+
+
+async def test_dry_run_writes_the_outbox_and_posts_nothing(tmp_path, receiver, monkeypatch):
+    monkeypatch.setenv("TEST_HOOK_TOKEN", "Bearer s3cret")
+    plan = hook_plan(tmp_path, receiver.url("/hook/T0/SECRETPATH"),
+                     extra='headers = { Authorization = { env = "TEST_HOOK_TOKEN" } }')
+    outbox = tmp_path / "state" / "outbox"
+    outcome, job, log = await deliver(plan, outbox=outbox)
+    assert outcome.state == "accepted" and "dry run" in outcome.reply
+    assert receiver.requests == [] and log.calls == 0
+    written = outbox / "eng-chat" / f"{job.delivery_id}.json"
+    document = json.loads(written.read_text())
+    assert document["body"]["text"].startswith("*Orion 4.2.0 is live*")
+    assert document["url"] == f"http://127.0.0.1:{receiver.port}/…"
+    assert document["headers"]["Authorization"] == "(secret)"
+    assert "SECRETPATH" not in written.read_text() and "s3cret" not in written.read_text()
+
+
+def test_retry_after_forms():
+    assert parse_retry_after("7") == 7.0
+    now = time.time()
+    date = email.utils.formatdate(now + 30, usegmt=True)
+    assert 28 <= parse_retry_after(date, now) <= 31
+    assert parse_retry_after(email.utils.formatdate(now - 30, usegmt=True), now) == 0.0
+    assert parse_retry_after("soon") is None and parse_retry_after(None) is None
+
+
+def test_redact_and_mrkdwn():
+    assert redact("https://hooks.slack.com/services/T/B/XYZ") == "https://hooks.slack.com/…"
+    assert redact("https://user:pw@example.com:8443") == "https://example.com:8443"
+    assert to_mrkdwn("# Title\n**bold** and [link](https://a.b/c)") == "*Title*\n*bold* and <https://a.b/c|link>"
