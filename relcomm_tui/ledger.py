@@ -407,8 +407,8 @@ class Ledger:
         return DeliveryRecord(*row) if row else None
 
     def pending(self, release_version: str, communique_id: str,
-                states: Iterable[str]) -> list[tuple[str, str, str, int]]:
-        """(id, recipient_key, message_id, attempts) of a communique's deliveries in `states`.
+                states: Iterable[str]) -> list[tuple[str, str, str, int, str]]:
+        """(id, recipient_key, message_id, attempts, state) of a communique's deliveries in `states`.
 
         Small tuples, not records: a 100,000-recipient send keeps only these in memory.
         """
@@ -416,7 +416,7 @@ class Ledger:
         marks = ",".join("?" * len(wanted))
         with self._lock:
             return self._db.execute(
-                f"SELECT id, recipient_key, message_id, attempts FROM deliveries WHERE release_version=? "
+                f"SELECT id, recipient_key, message_id, attempts, state FROM deliveries WHERE release_version=? "
                 f"AND communique_id=? AND state IN ({marks}) ORDER BY rowid",
                 (release_version, communique_id, *wanted),
             ).fetchall()
@@ -538,6 +538,32 @@ class Ledger:
             "INSERT INTO seen_messages (source, key, at) VALUES (?,?,?) ON CONFLICT DO NOTHING",
             ((source, key, stamp) for key in keys),
         ))
+
+    def seen_keys(self, source: str) -> set[str]:
+        """Every key of `source` already read: one query, so a refresh of a big mailbox stays fast."""
+        with self._lock:
+            return {row[0] for row in self._db.execute("SELECT key FROM seen_messages WHERE source=?", (source,))}
+
+    def record_inbound(self, source: str, keys: Iterable[str], receipts: Sequence[dict]) -> int:
+        """Receipts (add_receipt's keywords plus `source_key` and `kind`) and the source keys they
+        came from, in one transaction. Returns how many receipts were new (re-reads add none)."""
+        stamp = now()
+        keys = list(keys)
+
+        def work(db: sqlite3.Connection) -> int:
+            before = db.total_changes
+            db.executemany(
+                "INSERT INTO receipts (delivery_id, source_key, kind, action, status, diagnostic, at, raw_summary) "
+                "VALUES (?,?,?,?,?,?,?,?) ON CONFLICT (source_key) DO NOTHING",
+                ((r.get("delivery_id"), r["source_key"], r["kind"], r.get("action"), r.get("status"),
+                  r.get("diagnostic"), r.get("at") or stamp, r.get("raw_summary")) for r in receipts),
+            )
+            added = db.total_changes - before
+            db.executemany("INSERT INTO seen_messages (source, key, at) VALUES (?,?,?) ON CONFLICT DO NOTHING",
+                           ((source, key, stamp) for key in keys))
+            return added
+
+        return self._write(work)  # type: ignore[return-value]
 
 
 def _statements(script: str) -> list[str]:
