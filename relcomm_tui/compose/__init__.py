@@ -1,22 +1,38 @@
 """Compose: render communiques (Jinja2, sandboxed, strict) and build the messages that are sent.
 
-(Contract stub: implemented by the compose work.)
+`render(plan, communique, group, recipient)` gives one communique exactly as it will be sent:
+the subject and Markdown text from the templates, the HTML made from the Markdown, and for email
+the complete MIME message. Every problem a user can cause is a `RenderError` with file, line, hint.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from email.message import EmailMessage
+from email.utils import parseaddr
+from typing import Any
 
+from ..plan.locate import find_line
 from ..plan.model import Communique, Plan, Recipient, StakeholderGroup
+from . import mime
+from .markdown import html_document
+from .notes import notes_section
+from .templates import Namespace, Source, TemplateProblem, read_template_file, render_source
 
 
 class RenderError(Exception):
     """A template that cannot be rendered: syntax error, undefined variable, bad header value."""
 
-    def __init__(self, message: str, *, file: str | None = None, line: int | None = None, hint: str = "") -> None:
+    def __init__(self, message: str, *, file: str | None = None, line: int | None = None, hint: str = "",
+                 kind: str = "error") -> None:
         super().__init__(message)
         self.message, self.file, self.line, self.hint = message, file, line, hint
+        # "syntax", "undefined", "header", "template-missing", "security", "error": checks map it to a rule id
+        self.kind = kind
+
+    def __str__(self) -> str:
+        where = f"{self.file}{f':{self.line}' if self.line else ''}: " if self.file else ""
+        return f"{where}{self.message}"
 
 
 @dataclass(frozen=True)
@@ -33,7 +49,188 @@ class Rendered:
     payload: bytes | None = None   # body posted (webhook/pager) or file written (publish)
 
 
+__all__ = ["Rendered", "RenderError", "render", "render_text", "render_path", "template_context"]
+
+
 def render(plan: Plan, communique: Communique, group: StakeholderGroup | None, recipient: Recipient | None,
            *, message_id: str | None = None) -> Rendered:
     """Render one communique for one recipient. Raises RenderError."""
-    raise NotImplementedError
+    context = template_context(plan, communique, group, recipient)
+    subject, text = _render_parts(plan, communique, context)
+    channel = communique.channel
+    if channel == "email":
+        return _email(plan, communique, recipient, subject, text, message_id)
+    if channel == "publish":
+        page = html_document(text, subject or f"{plan.release.name} {plan.release.version}")
+        return Rendered(communique.id, channel, subject, text, page, payload=page.encode("utf-8"))
+    if channel in ("webhook", "pager"):
+        return Rendered(communique.id, channel, subject, text, None, payload=text.encode("utf-8"))
+    return Rendered(communique.id, channel, subject, text, None)
+
+
+def render_text(plan: Plan, communique: Communique, group: StakeholderGroup | None,
+                recipient: Recipient | None) -> tuple[str, str]:
+    """Only the templated subject and text: what the checks render for every recipient, quickly."""
+    return _render_parts(plan, communique, template_context(plan, communique, group, recipient))
+
+
+def render_path(plan: Plan, communique: Communique) -> str:
+    """A publish communique's `path`, templated (e.g. /srv/www/releases/{{ release.version }}.html)."""
+    if not communique.spec.path:
+        raise RenderError(f"communique {communique.id} has no `path`", file=str(plan.path),
+                          line=communique.location.line, hint="add path = \"...\"", kind="error")
+    source = _plan_source(plan, communique, "path", communique.spec.path)
+    return _run(source, template_context(plan, communique, None, None)).strip()
+
+
+def template_context(plan: Plan, communique: Communique, group: StakeholderGroup | None,
+                     recipient: Recipient | None) -> dict[str, Any]:
+    """What templates see. `group`/`recipient` exist only when given (posts to a channel have neither)."""
+    base = _base_context(plan, communique)
+    context = dict(base)
+    if group is not None:
+        context["group"] = Namespace("group", {"id": group.id, "name": group.name, "description": group.description,
+                                               "required": group.required}, group.name)
+    if recipient is not None:
+        values: dict[str, Any] = dict(recipient.fields)
+        values.update(name=recipient.name, email=recipient.email, phone=recipient.phone, role=recipient.role)
+        context["recipient"] = Namespace("recipient", values, recipient.display)
+    return context
+
+
+# -- internals -----------------------------------------------------------------------------------
+
+_BASE: dict[tuple, dict[str, Any]] = {}
+
+
+def _base_context(plan: Plan, communique: Communique) -> dict[str, Any]:
+    notes = notes_section(plan.release.notes_file, plan.release.version)
+    key = (id(plan), plan.digest, communique.id, notes.text)
+    cached = _BASE.get(key)
+    if cached is not None:
+        return cached
+    release = plan.release
+    sender_name, sender_address = parseaddr(plan.sender.from_)
+    spec = communique.spec
+    context = {
+        "release": Namespace("release", {"name": release.name, "version": release.version, "date": release.date},
+                             f"{release.name} {release.version}"),
+        "sender": Namespace("sender", {"name": sender_name, "address": sender_address, "from": plan.sender.from_,
+                                       "reply_to": plan.sender.reply_to}, plan.sender.from_),
+        "communique": Namespace("communique", {"id": communique.id, "channel": communique.channel,
+                                               "subject": spec.subject, "description": spec.description},
+                                communique.id),
+        "groups": [Namespace("group", {"id": g.id, "name": g.name, "description": g.description,
+                                       "required": g.required}, g.name)
+                   for g in (plan.group(gid) for gid in communique.to) if g is not None],
+        "notes": notes.text,
+    }
+    if len(_BASE) > 256:
+        _BASE.clear()
+    _BASE[key] = context
+    return context
+
+
+def _render_parts(plan: Plan, communique: Communique, context: dict[str, Any]) -> tuple[str, str]:
+    spec = communique.spec
+    subject = ""
+    if spec.subject:
+        subject = _run(_plan_source(plan, communique, "subject", spec.subject), context).strip()
+    return subject, _run(_body_source(plan, communique), context)
+
+
+def _run(source: Source, context: dict[str, Any]) -> str:
+    try:
+        return render_source(source, context)
+    except TemplateProblem as problem:
+        raise RenderError(problem.message, file=problem.file, line=problem.line, hint=problem.hint,
+                          kind=problem.kind) from None
+
+
+def _body_source(plan: Plan, communique: Communique) -> Source:
+    spec = communique.spec
+    if communique.template_file is not None:
+        path = communique.template_file
+        try:
+            text = read_template_file(path)
+        except FileNotFoundError:
+            raise RenderError(f"template file not found: {path}", file=str(plan.path),
+                              line=_key_line(plan, communique, "template"),
+                              hint="paths in a plan are relative to the plan file's folder",
+                              kind="template-missing") from None
+        except IsADirectoryError:
+            raise RenderError(f"template is a folder, not a file: {path}", file=str(plan.path),
+                              line=_key_line(plan, communique, "template"), hint="name the file inside it",
+                              kind="template-missing") from None
+        except OSError as error:
+            raise RenderError(f"cannot read template file {path}: {error.strerror}", file=str(path),
+                              hint="check its permissions", kind="template-missing") from None
+        except UnicodeDecodeError as error:
+            raise RenderError(f"template file is not UTF-8 text (byte {error.start})", file=str(path),
+                              hint="save the file as UTF-8", kind="template-missing") from None
+        return Source(text, str(path))
+    for key in ("body", "instructions"):
+        value = getattr(spec, key, None)
+        if value is not None:
+            return _plan_source(plan, communique, key, value)
+    return Source("", str(plan.path))
+
+
+_LINES: dict[tuple, int] = {}
+
+
+def _key_line(plan: Plan, communique: Communique, key: str) -> int | None:
+    cache_key = (plan.digest, communique.id, key)
+    if cache_key not in _LINES:
+        index = plan.communiques.index(communique)
+        _LINES[cache_key] = find_line(plan.source, ("communiques", index, key))
+    return _LINES[cache_key]
+
+
+def _plan_source(plan: Plan, communique: Communique, key: str, text: str) -> Source:
+    """An inline template written in plan.toml; its line numbers count from the key's line."""
+    line = _key_line(plan, communique, key)
+    offset = 0
+    if line is not None:
+        offset = line - 1
+        written = plan.source.splitlines()[line - 1] if line <= plan.source.count("\n") + 1 else ""
+        # TOML drops the newline right after an opening """: the text's line 1 is the next line.
+        if written.rstrip().endswith(('"""', "'''")) and text and not text.startswith("\n"):
+            offset += 1
+    return Source(text, str(plan.path), offset, f"`{key}` of {communique.id}")
+
+
+def _email(plan: Plan, communique: Communique, recipient: Recipient | None, subject: str, text: str,
+           message_id: str | None) -> Rendered:
+    spec = communique.spec
+    try:
+        if recipient is None or not recipient.email:
+            who = recipient.display if recipient is not None else "nobody"
+            raise mime.HeaderProblem(f"{who} has no email address", "add an email for this member, or a different channel")
+        from_ = mime.mailbox("sender `from`", plan.sender.from_)
+        to = mime.address("recipient", recipient.name, recipient.email)
+        reply_text = spec.reply_to or plan.sender.reply_to
+        reply_to = mime.mailbox("reply_to", reply_text) if reply_text else None
+        wants_receipt = spec.read_receipt if spec.read_receipt is not None else plan.receipts.read_receipts
+        notify = None
+        if wants_receipt:
+            notify_text = plan.sender.receipts_to or plan.sender.reply_to or plan.sender.from_
+            notify = mime.mailbox("receipts_to", notify_text)
+        html_text = mime.html_for(subject, text)
+        extra = {name: value for name, value in spec.headers.items() if isinstance(value, str)}
+        message = mime.build_email(
+            subject=subject, text=text, from_=from_, to=to, reply_to=reply_to, list_id=plan.sender.list_id,
+            list_name=plan.release.name, communique_id=communique.id, release_version=plan.release.version,
+            message_id=message_id, notification_to=notify, extra_headers=extra, html=html_text,
+        )
+    except mime.HeaderProblem as problem:
+        file = recipient.location.file if recipient is not None else plan.path
+        line = recipient.location.line if recipient is not None else communique.location.line
+        if "recipient" not in problem.message and "has no email" not in problem.message:
+            file, line = plan.path, communique.location.line
+        raise RenderError(problem.message, file=str(file), line=line, hint=problem.hint, kind="header") from None
+    except ValueError as error:  # the stdlib refuses something we did not foresee: still a value, not a crash
+        raise RenderError(f"cannot build the email: {error}", file=str(plan.path), line=communique.location.line,
+                          hint="check the names and addresses of this communique", kind="header") from None
+    return Rendered(communique.id, "email", subject, text, html_text, headers=mime.headers_as_sent(message),
+                    message=message)

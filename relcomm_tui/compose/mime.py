@@ -1,0 +1,120 @@
+"""Build the email message: multipart/alternative (text/plain Markdown + text/html), with safe headers.
+
+Header values that come from data (names, addresses, the rendered subject, custom headers) must
+never carry CR or LF: that is header injection, and it is refused, never folded or passed on.
+"""
+
+from __future__ import annotations
+
+import email.policy
+import re
+from email.headerregistry import Address
+from email.message import EmailMessage
+from email.utils import formatdate, make_msgid, parseaddr
+
+from .markdown import PAGE, to_html
+
+_HEADER_NAME = re.compile(r"^[!-9;-~]+$")  # RFC 5322 field name: printable ASCII except ':'
+# Headers relcomm sets itself; a communique's `headers` table may not override them.
+RESERVED = frozenset(h.lower() for h in (
+    "From", "To", "Cc", "Bcc", "Subject", "Date", "Message-ID", "Reply-To", "List-Id", "MIME-Version",
+    "Content-Type", "Content-Transfer-Encoding", "Disposition-Notification-To", "Return-Path",
+    "X-Relcomm-Communique", "X-Relcomm-Release", "Sender",
+))
+
+
+class HeaderProblem(ValueError):
+    def __init__(self, message: str, hint: str) -> None:
+        super().__init__(message)
+        self.message, self.hint = message, hint
+
+
+def no_newlines(what: str, value: str) -> str:
+    if "\r" in value or "\n" in value:
+        shown = value.replace("\r", "\\r").replace("\n", "\\n")
+        if len(shown) > 80:
+            shown = shown[:77] + "..."
+        raise HeaderProblem(
+            f"header injection: the {what} contains a line break ({shown!r})",
+            "remove the line break from the data or template; relcomm never passes it on",
+        )
+    return value
+
+
+def mailbox(what: str, text: str) -> Address:
+    """ "Name <addr>" or "addr" as an Address, refusing line breaks and unparseable text."""
+    no_newlines(what, text)
+    name, addr = parseaddr(text)
+    if not addr or "@" not in addr:
+        raise HeaderProblem(f"the {what} is not an email address: {text!r}", 'write "Name <user@example.com>"')
+    return address(what, name, addr)
+
+
+def address(what: str, name: str, addr: str) -> Address:
+    no_newlines(what, name)
+    no_newlines(what, addr)
+    try:
+        return Address(display_name=name, addr_spec=addr)
+    except (ValueError, IndexError) as error:
+        raise HeaderProblem(f"the {what} is not a valid address: {addr!r} ({error})",
+                            "fix the address in the plan or the members file") from None
+
+
+def domain_of(text: str) -> str:
+    addr = parseaddr(text)[1]
+    return addr.rpartition("@")[2] or "relcomm.invalid"
+
+
+def build_email(*, subject: str, text: str, from_: Address, to: Address, reply_to: Address | None,
+                list_id: str | None, list_name: str, communique_id: str, release_version: str,
+                message_id: str | None, notification_to: Address | None,
+                extra_headers: dict[str, str], html: str) -> EmailMessage:
+    message = EmailMessage(policy=email.policy.default)
+    message["Message-ID"] = no_newlines("Message-ID", message_id) if message_id else make_msgid(domain=from_.domain or None)
+    message["Date"] = formatdate(localtime=True)
+    message["From"] = from_
+    message["To"] = to
+    message["Subject"] = no_newlines("subject", subject)
+    if reply_to is not None:
+        message["Reply-To"] = reply_to
+    if list_id:
+        no_newlines("list_id", list_id)
+        no_newlines("release name", list_name)
+        message["List-Id"] = f"{_phrase(list_name)} <{list_id.strip('<> ')}>"
+    message["X-Relcomm-Communique"] = no_newlines("communique id", communique_id)
+    message["X-Relcomm-Release"] = no_newlines("release version", release_version)
+    if notification_to is not None:
+        message["Disposition-Notification-To"] = str(notification_to)
+    for name, value in extra_headers.items():
+        if not _HEADER_NAME.match(name):
+            raise HeaderProblem(f"{name!r} is not a valid header name", "header names are ASCII letters, digits and dashes")
+        if name.lower() in RESERVED:
+            raise HeaderProblem(f"the header {name} is set by relcomm and cannot be overridden",
+                                "remove it from the communique's `headers`")
+        message[name] = no_newlines(f"header {name}", value)
+    message.set_content(text, subtype="plain", charset="utf-8")
+    message.add_alternative(html, subtype="html", charset="utf-8")
+    return message
+
+
+def html_for(subject: str, text: str) -> str:
+    return PAGE.format(title=_escape(subject), body=to_html(text))
+
+
+def _phrase(text: str) -> str:
+    # The List-Id description is a phrase: quote it when it holds specials.
+    if re.search(r'[()<>\[\]:;@\\,."]', text):
+        return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    return text
+
+
+def _escape(text: str) -> str:
+    import html
+
+    return html.escape(text, quote=False)
+
+
+def headers_as_sent(message: EmailMessage) -> dict[str, str]:
+    """The top-level headers, decoded, for the preview (MIME structure headers left out)."""
+    skip = {"mime-version", "content-type", "content-transfer-encoding"}
+    return {name: str(value) for name, value in message.items() if name.lower() not in skip}
