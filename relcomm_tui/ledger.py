@@ -407,8 +407,8 @@ class Ledger:
         return DeliveryRecord(*row) if row else None
 
     def pending(self, release_version: str, communique_id: str,
-                states: Iterable[str]) -> list[tuple[str, str, str, int, str]]:
-        """(id, recipient_key, message_id, attempts, state) of a communique's deliveries in `states`.
+                states: Iterable[str]) -> list[tuple[str, str, str, int]]:
+        """(id, recipient_key, message_id, attempts) of a communique's deliveries in `states`.
 
         Small tuples, not records: a 100,000-recipient send keeps only these in memory.
         """
@@ -416,7 +416,7 @@ class Ledger:
         marks = ",".join("?" * len(wanted))
         with self._lock:
             return self._db.execute(
-                f"SELECT id, recipient_key, message_id, attempts, state FROM deliveries WHERE release_version=? "
+                f"SELECT id, recipient_key, message_id, attempts FROM deliveries WHERE release_version=? "
                 f"AND communique_id=? AND state IN ({marks}) ORDER BY rowid",
                 (release_version, communique_id, *wanted),
             ).fetchall()
