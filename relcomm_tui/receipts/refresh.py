@@ -1,0 +1,215 @@
+"""Refresh: read the plan's receipt sources incrementally, parse, correlate, record receipts.
+
+Each source is read for messages not seen before (the ledger remembers every source key), so a
+refresh of a big mailbox only opens what is new. Every recipient outcome of a report becomes one
+receipt row keyed by (source, message key, index): re-reading a message can never count twice,
+even if a crash came between storing receipts and remembering the keys (both happen in one
+transaction anyway). Reports that match no delivery are kept (delivery None) and counted.
+
+Blocking (files, IMAP): the app calls `refresh` from a worker thread.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import logging
+import os
+from dataclasses import dataclass, field
+from email.parser import BytesHeaderParser
+from email.utils import parsedate_to_datetime
+from pathlib import Path
+from typing import Callable, Iterator, Protocol
+
+from ..ledger import Ledger
+from ..plan.model import Plan
+from ..plan.schema import ImapSourceTable, MaildirSourceTable, MboxSourceTable
+from .correlate import Correlator
+from .parse import parse_message
+from .sources import ImapSource, InboundMessage, MaildirSource, MboxSource
+
+log = logging.getLogger(__name__)
+
+BATCH = 500  # messages recorded per transaction: progress survives a crash, fsyncs stay few
+
+
+class Source(Protocol):
+    count_opened: int
+
+    def read_new(self, seen: Callable[[str], bool]) -> Iterator[InboundMessage]: ...
+
+
+@dataclass(frozen=True)
+class SourceProblem:
+    """A source that could not be read this time; the others still were."""
+
+    source: str
+    message: str
+    hint: str = ""
+
+
+@dataclass
+class RefreshResult:
+    read: int = 0                 # messages opened this refresh (only new ones)
+    reports: int = 0              # of those, understood as reports (any kind but "none")
+    new_receipts: int = 0         # receipt rows added
+    matched: int = 0              # new reports matched to a delivery
+    unmatched: int = 0            # new reports that matched no delivery
+    ignored: int = 0              # messages that were no report at all
+    skipped: list[str] = field(default_factory=list)   # why broken messages were skipped
+    problems: list[SourceProblem] = field(default_factory=list)
+    per_source: dict[str, int] = field(default_factory=dict)  # source label -> messages read
+    unmatched_total: int = 0      # reports in the ledger that matched no delivery, all refreshes
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+
+@dataclass(frozen=True)
+class ConfiguredSource:
+    """One entry of plan.receipts.sources, resolved: a stable id for the ledger, a label, a reader."""
+
+    id: str
+    label: str
+    open: Callable[[], Source]
+
+
+def plan_sources(plan: Plan, *, password_for: Callable[[ImapSourceTable], str] | None = None) -> list[ConfiguredSource]:
+    """The plan's sources with paths resolved against the plan folder (`~` expanded)."""
+    result = []
+    for entry in plan.receipts.sources:
+        if isinstance(entry, MaildirSourceTable):
+            path = _resolve(plan, entry.maildir)
+            result.append(ConfiguredSource(f"maildir:{path}", f"Maildir {path}", lambda p=path: MaildirSource(p)))
+        elif isinstance(entry, MboxSourceTable):
+            path = _resolve(plan, entry.mbox)
+            result.append(ConfiguredSource(f"mbox:{path}", f"mbox {path}", lambda p=path: MboxSource(p)))
+        elif isinstance(entry, ImapSourceTable):
+            get_password = password_for or imap_password
+            result.append(ConfiguredSource(f"imap:{entry.imap}", f"IMAP {entry.imap}",
+                                           lambda e=entry: ImapSource(e.imap, get_password(e))))
+    return result
+
+
+def imap_password(entry: ImapSourceTable) -> str:
+    """The IMAP password from its secret reference (blocking: keyring, command)."""
+    from ..plan import secrets
+
+    if entry.password is None:
+        raise secrets.SecretError(f"no password for {entry.imap}",
+                                  'add password = { env = "VAR" } (or keyring/command) to the source')
+    if isinstance(entry.password, str):
+        return entry.password
+    return secrets.resolve(entry.password)
+
+
+def _resolve(plan: Plan, text: str) -> Path:
+    path = Path(os.path.expanduser(text))
+    return path if path.is_absolute() else (plan.root / path)
+
+
+def report_time(raw: bytes) -> str | None:
+    """The report's Date header as UTC ISO text (the ledger's format), if it has a sane one."""
+    try:
+        headers = BytesHeaderParser().parsebytes(raw[:65536], headersonly=True)
+        when = parsedate_to_datetime(str(headers.get("Date", "")))
+    except Exception:  # no or broken Date: the time of reading is the best we know
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=dt.timezone.utc)
+    return when.astimezone(dt.timezone.utc).isoformat(timespec="milliseconds")
+
+
+def unmatched_reports(ledger: Ledger) -> int:
+    """Reports (messages, not rows) in the ledger that matched no delivery."""
+    return len({r["source_key"].rsplit("|", 1)[0] for r in ledger.receipts() if r["delivery_id"] is None})
+
+
+def refresh(plan: Plan, ledger: Ledger, *, sources: list[ConfiguredSource] | None = None,
+            password_for: Callable[[ImapSourceTable], str] | None = None,
+            on_progress: Callable[[RefreshResult], None] | None = None) -> RefreshResult:
+    """Read every source's new messages and record what they say. Never raises for a bad
+    source or message: problems come back in the result."""
+    result = RefreshResult()
+    correlator = Correlator(ledger.deliveries(plan.release.version), ledger.delivery, ledger.delivery_by_message_id)
+    for configured in sources if sources is not None else plan_sources(plan, password_for=password_for):
+        try:
+            _refresh_source(configured, ledger, correlator, result, on_progress)
+        except Exception as error:  # a source we cannot read must not hide the others
+            message = getattr(error, "message", None) or str(error) or type(error).__name__
+            result.problems.append(SourceProblem(configured.label, f"cannot read {configured.label}: {message}",
+                                                 getattr(error, "hint", "") or _hint_for(error)))
+    result.unmatched_total = unmatched_reports(ledger)
+    return result
+
+
+def _hint_for(error: Exception) -> str:
+    if isinstance(error, ConnectionError | OSError):
+        return "check the host, port and network; the next refresh tries again"
+    return "the next refresh tries again"
+
+
+def _refresh_source(configured: ConfiguredSource, ledger: Ledger, correlator: Correlator,
+                    result: RefreshResult, on_progress: Callable[[RefreshResult], None] | None) -> None:
+    source = configured.open()
+    seen = ledger.seen_keys(configured.id)
+    keys: list[str] = []
+    rows: list[dict] = []
+
+    def flush() -> None:
+        if keys:
+            result.new_receipts += ledger.record_inbound(configured.id, keys, rows)
+            keys.clear()
+            rows.clear()
+            if on_progress is not None:
+                on_progress(result)
+
+    read_before = source.count_opened
+    try:
+        for message in source.read_new(seen.__contains__):
+            keys.append(message.key)
+            rows.extend(_receipt_rows(configured.id, message, correlator, result))
+            if len(keys) >= BATCH:
+                flush()
+    finally:
+        # What was read before a failure is recorded, so the next refresh does not redo it.
+        flush()
+        result.read += source.count_opened - read_before
+        result.per_source[configured.label] = result.per_source.get(configured.label, 0) + source.count_opened - read_before
+
+
+def _receipt_rows(source_id: str, message: InboundMessage, correlator: Correlator, result: RefreshResult) -> list[dict]:
+    report = parse_message(message.raw)
+    if report.kind == "none":
+        result.ignored += 1
+        if report.problem:
+            reason = f"{source_id} {message.key}: {report.problem}"
+            result.skipped.append(reason)
+            log.info("receipt source message skipped: %s", reason)
+        return []
+    result.reports += 1
+    at = report_time(message.raw)
+    matches = correlator.match(report)
+    if any(m.delivery is not None for m in matches):
+        result.matched += 1
+    else:
+        result.unmatched += 1
+    rows = []
+    for index, match in enumerate(matches):
+        outcome = match.outcome
+        rows.append({
+            "source_key": f"{source_id}|{message.key}|{index}",
+            "kind": report.kind,
+            "delivery_id": match.delivery.id if match.delivery else None,
+            "action": outcome.action or None,
+            "status": outcome.status or None,
+            "diagnostic": outcome.diagnostic or None,
+            "at": at,
+            "raw_summary": json.dumps({
+                "subject": report.subject[:200], "from": report.from_address,
+                "address": outcome.address, "matched_by": match.how,
+                "original_message_id": report.original_message_id, "envelope_id": report.envelope_id,
+            }),
+        })
+    return rows
