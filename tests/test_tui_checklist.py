@@ -218,3 +218,15 @@ async def test_unknown_theme_falls_back_and_says_so(orion: Path):
     assert app.theme == "relcomm-dark"
     assert any("Unknown theme 'no-such-theme'" in message for message, _ in app.startup_notes)
     assert build_app(orion, theme="high-contrast").theme == "relcomm-high-contrast"
+
+
+def test_relcomm_plan_with_a_broken_plan_says_why_and_exits_2(tmp_path: Path, capsys: pytest.CaptureFixture):
+    from relcomm_tui.commands.app import main
+
+    plan = tmp_path / "plan.toml"
+    plan.write_text('format = 1\n[release]\nname = "X"\nversion = 1.0\n')
+    assert main([str(plan)]) == 2
+    err = capsys.readouterr().err
+    assert "cannot be loaded" in err and "plan.toml" in err
+    assert "Traceback" not in err
+    assert main([str(tmp_path / "missing.toml")]) == 2

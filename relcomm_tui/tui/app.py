@@ -149,14 +149,14 @@ class RelcommApp(App[int]):
             binding = active.binding
             if not binding.description or binding.action in seen or binding.action in ("quit", "command_palette"):
                 continue
-            if active.node is not screen and active.node is not self:
-                continue  # widget keys (cursor moves) are not commands
+            if binding.id is None or (active.node is not screen and binding.action != "help"):
+                continue  # widget and built-in keys (cursor moves, focus, copy) are not this screen's actions
             seen.add(binding.action)
             help_text = binding.tooltip or binding.description
             if not active.enabled:
                 reason = getattr(screen, "disabled_reason", lambda action: "")(binding.action)
                 help_text = f"{help_text} (unavailable: {reason})" if reason else f"{help_text} (unavailable)"
-            yield SystemCommand(f"{binding.description} [{binding.key_display or key}]", help_text,
+            yield SystemCommand(f"{binding.description} ({self.get_key_display(binding)})", help_text,
                                 lambda node=active.node, action=binding.action: self.call_later(node.run_action, action))
 
 
