@@ -143,7 +143,8 @@ class PreviewScreen(Screen):
         options.clear_options()
         for communique in self.plan.communiques:
             reach = targets_for(self.plan, communique)
-            count = f"{len(reach)} recipient{'s' if len(reach) != 1 else ''}" if communique.per_recipient else "one post"
+            count = (f"{len(reach)} {'person' if len(reach) == 1 else 'people'}" if communique.per_recipient
+                     else "one post")
             options.add_option(Option(Content.assemble(communique.id, (f"\n  {communique.channel} · {count}", "$text-muted")),
                                       id=communique.id))
         ids = [c.id for c in self.plan.communiques]
@@ -208,8 +209,7 @@ class PreviewScreen(Screen):
         if target.recipient is not None:
             person = target.recipient.name or target.recipient.email or "(unnamed)"
             who = Content.assemble(("Recipient ", "$text-muted"), (f"{index + 1}/{len(targets)}: ", "bold"), person,
-                                   (f" · {target.group.name if target.group else ''} · n/N: next/previous",
-                                    "$text-muted"))
+                                   (f" · {target.group.name if target.group else ''}", "$text-muted"))
         else:
             groups = ", ".join(communique.to)
             who = Content.assemble((f"{communique.channel}: ", "bold"), f"posted once, for {groups}")
@@ -289,7 +289,8 @@ class PreviewScreen(Screen):
             if rendered.subject and not any(name == "Subject" for name, _ in rows):
                 rows.append(("Subject", rendered.subject))
             rows += self.channel_rows(communique)
-        width = max((len(name) for name, _ in rows), default=0) + 1
+        # Align values after the common headers; rare long ones (Disposition-Notification-To) just follow.
+        width = max((len(name) for name, _ in rows if len(name) <= 11), default=0) + 1
         lines = [Content.assemble((f"{name}:".ljust(width), "bold $accent"), " ", value) for name, value in rows]
         return Content("\n").join(lines)
 
