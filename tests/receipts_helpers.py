@@ -133,3 +133,36 @@ Diagnostic-Code: smtp; 550 5.1.1 User unknown
 
 --B--
 """
+
+
+CORPUS = Path(__file__).resolve().parents[2] / "shared" / "corpora" / "bounces" / "emails"
+if not CORPUS.is_dir():
+    CORPUS = Path("/work/shared/corpora/bounces/emails")
+
+
+def invoke(module, argv: list[str]) -> int:
+    """Run one `relcomm` subcommand module as the CLI would (its own parser, then run)."""
+    import argparse
+
+    parser = argparse.ArgumentParser(prog=f"relcomm {module.__name__.rsplit('.', 1)[-1]}")
+    module.add_arguments(parser)
+    return module.run(parser.parse_args(argv))
+
+
+async def send_and_report(tmp_path: Path, *, mdn_fraction: float = 1.0):
+    """Send the test plan to a loopback server that writes its reports into the plan's receipts
+    Maildir, and flush them. Returns (plan path, state dir). The server is stopped afterwards."""
+    from relcomm_tui.delivery import SendEngine
+    from relcomm_tui.ledger import Ledger
+    from relcomm_tui.mailserver import LoopbackMailServer
+    from relcomm_tui.plan.loader import load_plan
+
+    receipts = tmp_path / "plan" / "receipts"
+    server = LoopbackMailServer(maildir=tmp_path / "mail", write_reports_to=receipts, report_delay=(0.0, 0.0),
+                                mdn_fraction=mdn_fraction, seed=7)
+    with server:
+        path = write_plan(tmp_path / "plan", server.port)
+        with Ledger.open(tmp_path / "state") as ledger:
+            await SendEngine(load_plan(path), ledger, render=render).run()
+        server.flush_reports()
+    return path, tmp_path / "state"

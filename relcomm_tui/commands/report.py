@@ -1,0 +1,60 @@
+"""`relcomm report PLAN [--format md|html|csv] [-o FILE] [--state DIR]`: the audit record of the
+release's communications (relcomm_tui.report), on stdout or into a file."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+PROG = "relcomm report"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("plan", metavar="PLAN", help="the plan: a .toml file or a folder holding plan.toml")
+    parser.add_argument("--format", choices=("md", "html", "csv"), default=None,
+                        help="md (default), html or csv; with -o the file's suffix chooses when not given")
+    parser.add_argument("-o", "--output", metavar="FILE", help="write here instead of stdout")
+    parser.add_argument("--state", metavar="DIR", help="folder for the ledger (default: beside the plan, .relcomm)")
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..ledger import LEDGER_NAME, Ledger, LedgerError
+    from ..plan import PlanError, load_plan
+    from ..report import collect, render
+
+    fmt = args.format
+    if fmt is None and args.output:
+        fmt = {".html": "html", ".htm": "html", ".csv": "csv"}.get(Path(args.output).suffix.lower())
+    fmt = fmt or "md"
+    try:
+        plan = load_plan(args.plan)
+    except PlanError as error:
+        print(f"{PROG}: the plan cannot be loaded\n{error}", file=sys.stderr)
+        return 2
+    state_dir = Path(args.state).expanduser() if args.state else plan.state_dir
+    if not (state_dir / LEDGER_NAME).exists():
+        print(f"{PROG}: nothing has been sent for {plan.release.name} {plan.release.version} "
+              f"(no ledger in {state_dir})\n  hint: send first, or give the ledger's folder with --state DIR",
+              file=sys.stderr)
+        return 1
+    try:
+        ledger = Ledger.open(state_dir)
+    except LedgerError as error:
+        print(f"{PROG}: {error.message}\n  hint: {error.hint}", file=sys.stderr)
+        return 2
+    try:
+        text = render(collect(plan, ledger), fmt)
+    finally:
+        ledger.close()
+    if not args.output:
+        sys.stdout.write(text)
+        return 0
+    try:
+        Path(args.output).expanduser().write_text(text, encoding="utf-8")
+    except OSError as error:
+        print(f"{PROG}: cannot write {args.output}: {error.strerror}\n  hint: choose another file with -o",
+              file=sys.stderr)
+        return 1
+    print(f"wrote the {fmt} record to {args.output}", file=sys.stderr)
+    return 0

@@ -1,0 +1,75 @@
+"""`relcomm receipts` headless: the table and summaries after a real send, and `receipts parse`."""
+
+from __future__ import annotations
+
+import json
+
+from receipts_helpers import CORPUS, FOREIGN_DSN, add_to_maildir, invoke, send_and_report
+from relcomm_tui.commands import receipts
+
+
+async def test_receipts_refresh_prints_the_table_and_summaries(tmp_path, capsys):
+    plan, state = await send_and_report(tmp_path)
+    add_to_maildir(plan.parent / "receipts", FOREIGN_DSN)
+    assert invoke(receipts, [str(plan), "--refresh", "--state", str(state)]) == 0
+    out = capsys.readouterr().out
+    assert "refreshed: 7 new message(s) read" in out
+    bob = next(line for line in out.splitlines() if "bob.unknown@example.com" in line)
+    assert "bounced (5.1.1" in bob and "User unknown" in bob
+    dave = next(line for line in out.splitlines() if "dave@example.com" in line)
+    assert dave.rstrip().endswith("reached")
+    assert "customers: 3 · reached 2 (67%) · confirmed 2 (67%) · bounced 1 (33%) · unknown 0 (0%)" in out
+    assert "1 report(s) matched no delivery" in out
+
+    # A second refresh reads nothing new and the numbers stay.
+    assert invoke(receipts, [str(plan), "--refresh", "--json", "--state", str(state)]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert data["refresh"]["read"] == 0
+    assert data["unmatched_reports"] == 1
+    standings = {(r["communique_id"], r["recipient_key"]): r["standing"] for r in data["recipients"]}
+    assert standings == {
+        ("news", "alice@example.com"): "confirmed", ("news", "bob.unknown@example.com"): "bounced",
+        ("news", "carol@example.com"): "confirmed", ("ops-notice", "dave@example.com"): "reached",
+    }
+    overall = data["overall"]
+    assert (overall["total"], overall["reached"], overall["bounced"], overall["reached_pct"]) == (4, 3, 1, 75.0)
+
+
+async def test_receipts_without_refresh_reads_no_source(tmp_path, capsys):
+    plan, state = await send_and_report(tmp_path)
+    assert invoke(receipts, [str(plan), "--json", "--state", str(state)]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert "refresh" not in data
+    assert {r["standing"] for r in data["recipients"]} == {"unknown"}
+
+
+def test_receipts_parse_json_has_the_exact_shape(capsys):
+    files = [str(CORPUS / name) for name in ("rfc3464-01.eml", "arf-01.eml", "lhost-postfix-03.eml")]
+    assert invoke(receipts, ["parse", *files, "--json"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert [item["file"] for item in data] == files
+    for item in data:
+        assert set(item) == {"file", "kind", "recipients", "original_message_id", "envelope_id"}
+        for recipient in item["recipients"]:
+            assert set(recipient) == {"address", "action", "status", "diagnostic"}
+    assert data[0]["kind"] == "dsn"
+    assert data[0]["recipients"] == [{"address": "userunknown@bouncehammer.jp", "action": "failed",
+                                      "status": "5.1.1",
+                                      "diagnostic": "550 5.1.1 <userunknown@bouncehammer.jp>... User Unknown"}]
+    assert data[0]["original_message_id"] == "E1C50F1B-1C83-4820-BC36-AC6FBFBE8568@example.org"
+    assert data[1]["kind"] == "complaint"
+    # A non-standard (Postfix text) bounce is a dsn too, its recipient failed.
+    assert data[2]["kind"] == "dsn" and data[2]["recipients"][0]["action"] == "failed"
+
+
+def test_receipts_parse_text_and_a_missing_file(tmp_path, capsys):
+    assert invoke(receipts, ["parse", str(CORPUS / "rfc3464-01.eml"), str(tmp_path / "nope.eml")]) == 1
+    captured = capsys.readouterr()
+    assert "rfc3464-01.eml: dsn" in captured.out and "userunknown@bouncehammer.jp  failed  5.1.1" in captured.out
+    assert "cannot read" in captured.err and "nope.eml" in captured.err and "Traceback" not in captured.err
+
+
+def test_a_broken_plan_is_one_message(tmp_path, capsys):
+    (tmp_path / "plan.toml").write_text("format = 1\n[release]\n", encoding="utf-8")
+    assert invoke(receipts, [str(tmp_path / "plan.toml")]) == 2
+    assert "the plan cannot be loaded" in capsys.readouterr().err
