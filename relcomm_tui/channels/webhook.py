@@ -45,6 +45,7 @@ if TYPE_CHECKING:  # compose and the plan are imported lazily
 
 USER_AGENT = "relcomm (release communications)"
 EXCERPT = 200
+MAX_BODY = 8 * 1024 * 1024  # kept from a response: enough for a published page, bounded for a hostile one
 
 
 # -- policy ----------------------------------------------------------------------------------
@@ -178,9 +179,20 @@ async def exchange(client: httpx.AsyncClient, request: HttpRequest, policy: Retr
     """One request with a bound on the whole exchange. Never raises for network trouble."""
     try:
         async with asyncio.timeout(policy.total_timeout):
-            response = await client.request(request.method, request.url, headers=dict(request.headers),
-                                             content=request.body, timeout=policy.timeout())
-            body = await response.aread()
+            outgoing = client.build_request(request.method, request.url, headers=dict(request.headers),
+                                            content=request.body, timeout=policy.timeout())
+            response = await client.send(outgoing, stream=True)
+            try:
+                chunks: list[bytes] = []
+                size = 0
+                async for chunk in response.aiter_bytes():
+                    chunks.append(chunk)
+                    size += len(chunk)
+                    if size >= MAX_BODY:
+                        break
+            finally:
+                await response.aclose()
+            body = b"".join(chunks)
     except (httpx.ConnectError, httpx.ConnectTimeout) as error:
         return HttpAnswer(error=f"cannot connect to {redact(request.url)}: {_why(error)}")
     except (TimeoutError, httpx.TimeoutException):
@@ -190,7 +202,7 @@ async def exchange(client: httpx.AsyncClient, request: HttpRequest, policy: Retr
         return HttpAnswer(status=None, error=f"bad URL: {error}")
     except httpx.HTTPError as error:  # the connection dropped mid-exchange
         return HttpAnswer(error=f"connection to {redact(request.url)} lost: {_why(error)}", may_have_arrived=True)
-    return HttpAnswer(response.status_code, response.reason_phrase, body[:64_000], dict(response.headers),
+    return HttpAnswer(response.status_code, response.reason_phrase, body[:MAX_BODY], dict(response.headers),
                       may_have_arrived=True, retry_after=parse_retry_after(response.headers.get("retry-after")))
 
 
@@ -215,8 +227,9 @@ class HttpResult:
 
 
 async def send_with_retries(client: httpx.AsyncClient, request: HttpRequest, policy: RetryPolicy,
-                            sleep: Sleep = asyncio.sleep) -> HttpResult:
-    """Try up to `policy.max_attempts` times; wait Retry-After (capped) or backoff between tries."""
+                            sleep: Sleep = asyncio.sleep, also_retry: frozenset[int] = frozenset()) -> HttpResult:
+    """Try up to `policy.max_attempts` times; wait Retry-After (capped) or backoff between tries.
+    `also_retry`: statuses worth another try here (a page just written may 404 until the site syncs)."""
     waited = 0.0
     attempt = 0
     while True:
@@ -224,7 +237,7 @@ async def send_with_retries(client: httpx.AsyncClient, request: HttpRequest, pol
         answer = await exchange(client, request, policy)
         if answer.status is None and answer.error.startswith("bad URL"):
             return HttpResult(answer, attempt, waited, "rejected", answer.error)
-        kind = answer.kind
+        kind = "transient" if answer.status in also_retry else answer.kind
         if kind != "transient":
             return HttpResult(answer, attempt, waited, kind)
         if answer.retry_after is not None and answer.retry_after > policy.retry_after_cap:

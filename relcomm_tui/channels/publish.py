@@ -1,0 +1,270 @@
+"""The publish channel: write the release page into a folder such as an internal web site's root.
+
+The page is the communique's Markdown, rendered to HTML by compose, in a clean standalone layout
+(inline CSS, no scripts, no outside resources). It is written atomically (temp file in the same
+folder, fsync, rename), so a reader, or a crash, never sees half a page: either the old page or
+the new one. After each page the folder's `index.html` is regenerated, listing every release page
+in it, newest first, with the titles taken from each page's <title>.
+
+Optionally the page is also PUT to `put_url` (a WebDAV folder, an object store); when
+`public_url` is set, a GET of it must answer 2xx before the delivery is accepted. The receipt is
+the file written (path, size, sha256) and the URL check.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import hashlib
+import html
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import httpx
+
+from . import DeliveryJob, Outcome
+from .webhook import (
+    USER_AGENT, HttpRequest, RenderJob, RetryPolicy, SecretCache, Sleep, atomic_write, check_url, default_render,
+    outbox_file, redact, render_error_text, send_with_retries,
+)
+
+if TYPE_CHECKING:
+    from ..compose import Rendered
+    from ..plan.model import Communique, Plan
+
+INDEX = "index.html"
+
+STYLE = """
+:root { color-scheme: light dark; --fg: #1d232b; --muted: #5b6675; --bg: #ffffff; --accent: #2e7d32; --rule: #d8dee6; }
+@media (prefers-color-scheme: dark) { :root { --fg: #e6e9ee; --muted: #9aa5b4; --bg: #14181d; --accent: #66bb6a; --rule: #2c333c; } }
+* { box-sizing: border-box; }
+body { margin: 0; background: var(--bg); color: var(--fg);
+       font: 16px/1.6 system-ui, -apple-system, "Segoe UI", Roboto, "Helvetica Neue", Arial, sans-serif; }
+header, main, footer { max-width: 46rem; margin: 0 auto; padding: 0 1.25rem; }
+header { padding-top: 2rem; color: var(--muted); font-size: .9rem; }
+header a { color: inherit; }
+main { padding-bottom: 2rem; }
+h1, h2, h3 { line-height: 1.25; }
+h1 { font-size: 2rem; margin: .5rem 0 1rem; }
+a { color: var(--accent); }
+code, pre { font-family: ui-monospace, SFMono-Regular, Menlo, Consolas, monospace; font-size: .9em; }
+pre { overflow-x: auto; padding: .75rem 1rem; border: 1px solid var(--rule); border-radius: 6px; }
+table { border-collapse: collapse; }
+th, td { border: 1px solid var(--rule); padding: .3rem .6rem; text-align: left; }
+blockquote { margin: 0; padding-left: 1rem; border-left: 3px solid var(--rule); color: var(--muted); }
+ul.releases { list-style: none; padding: 0; }
+ul.releases li { padding: .6rem 0; border-bottom: 1px solid var(--rule); }
+ul.releases time { color: var(--muted); font-size: .9rem; margin-left: .5rem; }
+footer { color: var(--muted); font-size: .8rem; padding-bottom: 2rem; border-top: 1px solid var(--rule); padding-top: 1rem; }
+""".strip()
+
+PAGE = """<!DOCTYPE html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<meta name="generator" content="relcomm">
+<meta name="relcomm-release" content="{release}">
+<title>{title}</title>
+<style>
+{style}
+</style>
+</head>
+<body>
+<header>{header}</header>
+<main>
+{body}
+</main>
+<footer>{footer}</footer>
+</body>
+</html>
+"""
+
+_BODY = re.compile(r"<body[^>]*>(.*)</body>", re.IGNORECASE | re.DOTALL)
+_TITLE = re.compile(r"<title[^>]*>(.*?)</title>", re.IGNORECASE | re.DOTALL)
+
+
+def body_fragment(rendered_html: str | None, markdown: str) -> str:
+    """The content to lay out: compose's HTML without its own <html>/<body>, or the Markdown rendered."""
+    if rendered_html:
+        found = _BODY.search(rendered_html)
+        return (found.group(1) if found else rendered_html).strip()
+    from markdown_it import MarkdownIt
+
+    return MarkdownIt("commonmark", {"html": False}).enable("table").render(markdown).strip()
+
+
+def release_page(*, title: str, body_html: str, release: str, published: dt.datetime) -> str:
+    stamp = published.astimezone(dt.timezone.utc)
+    return PAGE.format(
+        release=html.escape(release), title=html.escape(title), style=STYLE,
+        header=f'<a href="{INDEX}">All releases</a>',
+        body=body_html,
+        footer=f'Published <time datetime="{stamp.isoformat(timespec="seconds")}">'
+               f'{stamp.strftime("%Y-%m-%d %H:%M UTC")}</time> by relcomm.',
+    )
+
+
+def page_title(path: Path) -> str:
+    """The <title> of a page (the first 64 KiB are enough), else its file name."""
+    try:
+        with open(path, "rb") as handle:
+            head = handle.read(65536).decode("utf-8", "replace")
+    except OSError:
+        return path.stem
+    found = _TITLE.search(head)
+    return html.unescape(" ".join(found.group(1).split())) if found else path.stem
+
+
+@dataclass(frozen=True)
+class IndexEntry:
+    name: str
+    title: str
+    modified: float
+
+
+def index_entries(folder: Path) -> list[IndexEntry]:
+    """Every page in the folder but the index (and temp files), newest first."""
+    entries = []
+    for path in folder.glob("*.html"):
+        if path.name == INDEX or path.name.startswith("."):
+            continue
+        try:
+            modified = path.stat().st_mtime
+        except OSError:
+            continue  # removed meanwhile
+        entries.append(IndexEntry(path.name, page_title(path), modified))
+    entries.sort(key=lambda e: (e.modified, e.name), reverse=True)
+    return entries
+
+
+def index_page(folder: Path, site_title: str = "Releases") -> str:
+    items = []
+    for entry in index_entries(folder):
+        when = dt.datetime.fromtimestamp(entry.modified, dt.timezone.utc)
+        items.append(f'<li><a href="{html.escape(entry.name)}">{html.escape(entry.title)}</a>'
+                     f'<time datetime="{when.isoformat(timespec="seconds")}">{when.strftime("%Y-%m-%d")}</time></li>')
+    listing = "\n".join(items) or "<li>No release pages yet.</li>"
+    return PAGE.format(release="", title=html.escape(site_title), style=STYLE, header="Release pages",
+                       body=f"<h1>{html.escape(site_title)}</h1>\n<ul class=\"releases\">\n{listing}\n</ul>",
+                       footer="Generated by relcomm.")
+
+
+def write_index(folder: Path, site_title: str = "Releases") -> Path:
+    target = folder / INDEX
+    atomic_write(target, index_page(folder, site_title).encode("utf-8"))
+    return target
+
+
+def page_target(plan: "Plan", communique: "Communique") -> Path:
+    """Where the page goes: the templated `path`, relative to the plan's folder. Raises RenderError."""
+    from ..compose import render_path
+
+    path = Path(render_path(plan, communique)).expanduser()
+    return path if path.is_absolute() else plan.root / path
+
+
+@dataclass(frozen=True)
+class Written:
+    path: Path
+    size: int
+    sha256: str
+
+
+def publish_page(target: Path, page: bytes) -> Written:
+    """Write the page atomically, then regenerate the folder's index."""
+    atomic_write(target, page)
+    write_index(target.parent)
+    return Written(target, len(page), hashlib.sha256(page).hexdigest())
+
+
+class PublishChannel:
+    """Write the release page (and the index) into the plan's `path`; optionally PUT it and check it is served."""
+
+    name = "publish"
+
+    def __init__(self, plan: "Plan", *, render: RenderJob | None = None, policy: RetryPolicy | None = None,
+                 outbox: Path | None = None, sleep: Sleep = asyncio.sleep,
+                 transport: httpx.AsyncBaseTransport | None = None, now=None, **_engine_options: object) -> None:
+        self.plan = plan
+        self._render = render or default_render(plan)
+        # A PUT or GET of a page is cheap to repeat, so publish retries inside one delivery.
+        self.policy = policy or RetryPolicy(max_attempts=3)
+        self.outbox = Path(outbox) if outbox is not None else None
+        self._sleep = sleep
+        self._transport = transport
+        self._client: httpx.AsyncClient | None = None
+        self._now = now or (lambda: dt.datetime.now(dt.timezone.utc))
+        self.secrets = SecretCache()
+
+    async def open(self) -> None:
+        if self._client is None:
+            self._client = httpx.AsyncClient(timeout=self.policy.timeout(), follow_redirects=True,
+                                             headers={"User-Agent": USER_AGENT}, transport=self._transport)
+
+    async def close(self) -> None:
+        client, self._client = self._client, None
+        if client is not None:
+            await client.aclose()
+
+    def page(self, job: DeliveryJob, rendered: "Rendered") -> bytes:
+        release = self.plan.release
+        title = (rendered.subject or "").strip() or f"{release.name} {release.version}"
+        body = body_fragment(rendered.html, rendered.text)
+        return release_page(title=title, body_html=body, release=f"{release.name} {release.version}",
+                            published=self._now()).encode("utf-8")
+
+    async def deliver(self, job: DeliveryJob) -> Outcome:
+        try:
+            target = page_target(self.plan, job.communique)
+            page = self.page(job, self._render(job))
+            put_url = await self.secrets.value(job.communique.spec.put_url, "put_url") if job.communique.spec.put_url else None
+            public_url = job.communique.spec.public_url
+            for url in (put_url, public_url):
+                problem = check_url(url) if url else None
+                if problem:
+                    return Outcome("rejected", detail=f"not published: {redact(url)}: {problem}")
+        except Exception as error:  # RenderError, PresetError: the communique cannot be published as written
+            return Outcome("rejected", detail=f"not published: {render_error_text(error)}")
+        if self.outbox is not None:
+            path = outbox_file(self.outbox, job, "html")
+            atomic_write(path, page, 0o600)
+            return Outcome("accepted", reply=f"dry run: {target} would be written; the page is in {path}")
+        if job.commit_intent is not None:
+            await job.commit_intent()
+        try:
+            # The fsyncs may take a moment on a network file system: keep the loop free.
+            written = await asyncio.to_thread(publish_page, target, page)
+        except OSError as error:
+            return Outcome("rejected", detail=f"cannot write {target}: {error.strerror or error}; "
+                           "check that the folder exists and is writable", intent_committed=True)
+        words = [f"wrote {written.path} ({written.size} bytes, sha256 {written.sha256[:16]}…)"]
+        if put_url:
+            result = await send_with_retries(self.client, HttpRequest(
+                "PUT", put_url, {"Content-Type": "text/html; charset=utf-8", "Idempotency-Key": job.delivery_id},
+                page), self.policy, self._sleep)
+            words.append(f"PUT {redact(put_url)}: {result.answer.words}")
+            if result.state != "accepted":
+                return Outcome(result.state, reply="; ".join(words), detail=result.detail, intent_committed=True)
+        if public_url:
+            result = await send_with_retries(self.client, HttpRequest("GET", public_url), self.policy, self._sleep,
+                                           also_retry=frozenset({404}))
+            words.append(f"GET {public_url}: {result.answer.status_line or result.answer.error}")
+            if result.state != "accepted":
+                # The file is written; the site does not serve it (yet): worth another try later.
+                state = "transient" if result.state == "transient" or result.answer.status in (404, None) else "rejected"
+                return Outcome(state, reply="; ".join(words),
+                               detail="the page is written but the public URL does not serve it",
+                               intent_committed=True)
+            served = hashlib.sha256(result.answer.body).hexdigest() == written.sha256
+            words.append("serves this page" if served else "serves a different page (a cache or a rewrite?)")
+        return Outcome("accepted", reply="; ".join(words), intent_committed=True)
+
+    @property
+    def client(self) -> httpx.AsyncClient:
+        if self._client is None:
+            raise RuntimeError("open() the channel before delivering")
+        return self._client
+
