@@ -1,14 +1,28 @@
 """Validation: every problem in a plan as a Finding with a stable id, severity, place and hint.
 
-Errors block sending; warnings do not. (Contract stub: implemented by the checks work.)
+Errors block sending; warnings do not. The rules are listed, with their ids, in
+docs/plan-format.md ("Validation rules"); `RULES` below is the same list in code.
+Every communique is rendered for every recipient of its audience, and each distinct problem
+is reported once with how many recipients it affects.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import difflib
+import ipaddress
+import os
+import re
+import signal
+import subprocess
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from email.utils import parseaddr
+from pathlib import Path
 from typing import Literal
+from urllib.parse import parse_qsl, urlsplit
 
-from .plan.model import Location, Plan
+from .plan.locate import find_line, keypath_text
+from .plan.model import Communique, Location, Plan, Recipient, StakeholderGroup
 
 Severity = Literal["error", "warning"]
 
@@ -35,6 +49,525 @@ class Finding:
         }
 
 
+# id -> (severity, what it means). The docs' rules table is checked against this by a test.
+RULES: dict[str, tuple[Severity, str]] = {
+    "group-unreached": ("error", "a required stakeholder group is reached by no communique"),
+    "group-unused": ("warning", "a stakeholder group that is not required is reached by no communique"),
+    "group-unknown": ("error", "a communique names a stakeholder group that does not exist"),
+    "group-empty": ("error", "a communique goes to a stakeholder group with no members"),
+    "reminder-unknown": ("error", "`reminder_for` names a communique that does not exist"),
+    "template-missing": ("error", "the template file is missing or unreadable"),
+    "template-syntax": ("error", "a template (file, inline body, subject or path) has a Jinja2 syntax error"),
+    "template-undefined": ("error", "a template uses a variable that is undefined for some recipients"),
+    "template-error": ("error", "a template fails while rendering (sandbox refusal, bad expression)"),
+    "placeholder-left": ("error", "the rendered subject or text still holds TODO/TBD/XXX/FIXME, lorem ipsum or {{ }}"),
+    "header-injection": ("error", "a header value (name, address, subject, custom header) contains a line break"),
+    "address-invalid": ("error", "a member of a group reached by email has an invalid address"),
+    "address-missing": ("error", "a member of a group reached by email has no email address"),
+    "address-duplicate": ("warning", "the same address appears twice in one group"),
+    "sender-address-invalid": ("error", "sender from, reply_to, receipts_to, test_to or a communique's reply_to is invalid"),
+    "subject-missing": ("error", "an email or publish communique has no subject"),
+    "body-missing": ("error", "a communique has no template, body or instructions"),
+    "channel-setting-missing": ("error", "a channel setting is missing: webhook/pager url, publish path, pagerduty routing_key"),
+    "url-invalid": ("error", "a webhook/pager/publish URL is not an http(s) URL with a host"),
+    "preset-unknown": ("error", "a webhook or pager preset is not one relcomm knows"),
+    "url-literal-token": ("warning", "a URL written in the plan looks like it contains a token"),
+    "secret-unresolved": ("error", "a secret reference cannot be resolved (keyring, environment, command)"),
+    "smtp-insecure": ("error", 'SMTP security "none" to a host that is not loopback'),
+    "notes-missing": ("warning", "the release notes file is missing or unreadable"),
+    "notes-section-missing": ("warning", "the release notes have no section for this version"),
+    "gate-failed": ("error", "the release gate exited non-zero or timed out"),
+    "gate-not-found": ("error", "the release gate command does not exist"),
+    "gate-none": ("warning", "no release gate is configured: nothing declares the release a success"),
+}
+
+WEBHOOK_PRESETS = ("slack", "teams", "mattermost", "googlechat", "json", "text")
+PAGER_PRESETS = ("pagerduty", "ntfy")
+PLACEHOLDER = re.compile(r"\b(TODO|TBD|XXX|FIXME)\b|(lorem ipsum)|(\{\{|\{%|%\}|\}\})", re.IGNORECASE)
+_UPPER_ONLY = ("TODO", "TBD", "XXX", "FIXME")
+TOKEN_URL = re.compile(r"hooks\.slack\.com/services/|webhook\.office\.com|/api/webhooks/|chat\.googleapis\.com/.*[?&]key=",
+                       re.IGNORECASE)
+TOKEN_PARAMS = {"token", "access_token", "api_key", "apikey", "key", "secret", "sig", "signature", "password"}
+SECRET_TIMEOUT = 5.0
+MAX_PER_GROUP = 20  # findings per rule and group before one "and N more" finding
+
+
+@dataclass(frozen=True)
+class GateResult:
+    """The release gate's verdict, for the checklist and `relcomm send`."""
+
+    ok: bool
+    output: str
+    configured: bool
+    returncode: int | None = None
+    timed_out: bool = False
+    missing: bool = False
+
+
 def run_checks(plan: Plan, *, gate: bool = True, secrets: bool = True) -> list[Finding]:
     """Every finding for the plan, errors first. `gate`/`secrets` off skip the slow external checks."""
-    raise NotImplementedError
+    checker = _Checker(plan)
+    checker.coverage()
+    checker.sender()
+    checker.transport()
+    checker.notes()
+    for index, communique in enumerate(plan.communiques):
+        checker.communique_settings(index, communique)
+        checker.rendering(index, communique)
+    checker.members()
+    if secrets:
+        checker.secrets()
+    if gate:
+        checker.gate(run_gate(plan))
+    return sort_findings(checker.findings)
+
+
+def sort_findings(findings: Iterable[Finding]) -> list[Finding]:
+    return sorted(findings, key=lambda f: (f.severity != "error", str(f.location.file), f.location.line or 0, f.id))
+
+
+def run_gate(plan: Plan) -> GateResult:
+    """Run the release gate (shell command, from the plan's folder) and say whether it passed."""
+    command = plan.release.gate
+    if not command:
+        return GateResult(False, "", False)
+    try:
+        process = subprocess.Popen(
+            command, shell=True, cwd=plan.root, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT, start_new_session=True,  # its own group, so a timeout kills its children too
+        )
+    except OSError as error:
+        return GateResult(False, f"cannot run the gate: {error.strerror}", True, missing=True)
+    try:
+        out, _ = process.communicate(timeout=plan.release.gate_timeout)
+    except subprocess.TimeoutExpired:
+        _kill_group(process)
+        out, _ = process.communicate()
+        text = out.decode("utf-8", errors="replace").strip()
+        return GateResult(False, text, True, returncode=None, timed_out=True)
+    text = out.decode("utf-8", errors="replace").strip()
+    # sh says "not found" and exits 127 (126: found but not executable).
+    missing = process.returncode in (126, 127)
+    return GateResult(process.returncode == 0, text, True, returncode=process.returncode, missing=missing)
+
+
+def _kill_group(process: subprocess.Popen) -> None:
+    try:
+        os.killpg(process.pid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        process.kill()
+
+
+def is_loopback(host: str) -> bool:
+    host = host.strip("[]")
+    if host.lower() in ("localhost", "localhost.localdomain"):
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+# -- the checker -------------------------------------------------------------------------------
+
+
+@dataclass
+class _Problem:
+    """One distinct rendering problem and how many recipients hit it."""
+
+    finding_args: dict
+    count: int = 0
+    example: str = ""
+
+
+@dataclass
+class _Checker:
+    plan: Plan
+    findings: list[Finding] = field(default_factory=list)
+    _valid: dict[str, str | None] = field(default_factory=dict)
+
+    # -- helpers --
+
+    def add(self, rule: str, message: str, hint: str, location: Location, *, group: str | None = None,
+            communique: str | None = None) -> None:
+        self.findings.append(Finding(rule, RULES[rule][0], message, hint, location, group, communique))
+
+    def at(self, *parts: str | int) -> Location:
+        return Location(self.plan.path, find_line(self.plan.source, parts), None, keypath_text(parts))
+
+    def address_problem(self, address: str) -> str | None:
+        """Why an address is invalid (email-validator, no DNS), or None. Cached: groups overlap."""
+        if address in self._valid:
+            return self._valid[address]
+        from email_validator import EmailNotValidError, validate_email
+
+        try:
+            validate_email(address, check_deliverability=False)
+            problem = None
+        except EmailNotValidError as error:
+            problem = str(error)
+        self._valid[address] = problem
+        return problem
+
+    # -- coverage: who is told --
+
+    def coverage(self) -> None:
+        plan = self.plan
+        known = [g.id for g in plan.groups]
+        for index, communique in enumerate(plan.communiques):
+            for position, group_id in enumerate(communique.to):
+                group = plan.group(group_id)
+                where = self.at("communiques", index, "to")
+                if group is None:
+                    close = difflib.get_close_matches(group_id, known, n=1, cutoff=0.5)
+                    hint = (f"did you mean {close[0]!r}?" if close else "") + f" known groups: {', '.join(known)}"
+                    self.add("group-unknown", f"communique {communique.id} goes to {group_id!r}, which is no stakeholder group",
+                             hint.strip(), where, communique=communique.id)
+                elif not group.members:
+                    self.add("group-empty", f"communique {communique.id} goes to {group_id}, which has no members",
+                             "add members to the group, or remove it from `to`", where,
+                             group=group_id, communique=communique.id)
+            if communique.spec.reminder_for and plan.communique(communique.spec.reminder_for) is None:
+                ids = [c.id for c in plan.communiques]
+                close = difflib.get_close_matches(communique.spec.reminder_for, ids, n=1)
+                self.add("reminder-unknown", f"communique {communique.id} is a reminder for "
+                         f"{communique.spec.reminder_for!r}, which is no communique",
+                         f"did you mean {close[0]!r}?" if close else "name the id of the communique it follows up",
+                         self.at("communiques", index, "reminder_for"), communique=communique.id)
+        for index, group in enumerate(plan.groups):
+            if plan.communiques_for(group.id):
+                continue
+            if group.required:
+                self.add("group-unreached", f"required group {group.id} ({group.name}) is reached by no communique",
+                         f'add "{group.id}" to the `to` of a communique, or write one for it',
+                         group.location, group=group.id)
+            else:
+                self.add("group-unused", f"group {group.id} ({group.name}) is reached by no communique",
+                         "reach it with a communique, or remove it from the plan", group.location, group=group.id)
+
+    # -- sender, transport, notes --
+
+    def sender(self) -> None:
+        sender = self.plan.sender
+        for key, value in (("from", sender.from_), ("reply_to", sender.reply_to),
+                           ("receipts_to", sender.receipts_to), ("test_to", sender.test_to)):
+            if value is not None:
+                self.check_sender_address(value, f"sender {key}", self.at("sender", key))
+
+    def check_sender_address(self, value: str, what: str, where: Location, communique: str | None = None) -> None:
+        if "\r" in value or "\n" in value:
+            self.add("header-injection", f"{what} contains a line break", "write it on one line", where,
+                     communique=communique)
+            return
+        name, address = parseaddr(value)
+        problem = self.address_problem(address) if address else "there is no address in it"
+        if problem:
+            self.add("sender-address-invalid", f"{what} {value!r} is not a valid address: {problem}",
+                     'write "Name <user@example.com>" or "user@example.com"', where, communique=communique)
+
+    def transport(self) -> None:
+        smtp = self.plan.smtp
+        if smtp.security == "none" and not is_loopback(smtp.host) and self._uses("email"):
+            self.add("smtp-insecure", f'SMTP security "none" to {smtp.host}: mail and password would cross the network in clear',
+                     'use security = "starttls" (port 587) or "tls" (port 465); "none" is only for 127.0.0.1',
+                     self.at("transport", "smtp", "security"))
+
+    def _uses(self, channel: str) -> bool:
+        return any(c.channel == channel for c in self.plan.communiques)
+
+    def notes(self) -> None:
+        from .compose.notes import notes_section
+
+        release = self.plan.release
+        if release.notes_file is None:
+            return
+        section = notes_section(release.notes_file, release.version)
+        where = self.at("release", "notes")
+        if section.found:
+            return
+        if "no section" in section.problem:
+            self.add("notes-section-missing", f"the release notes have no section for {release.version}",
+                     f"add a heading such as `## {release.version} - {release.date or 'YYYY-MM-DD'}` to "
+                     f"{release.notes_file.name}; templates get an empty `notes` until then",
+                     Location(release.notes_file, None, None, "release.notes"))
+        else:
+            self.add("notes-missing", section.problem, "fix `notes` under [release]; paths are relative to the plan",
+                     where)
+
+    # -- one communique's settings --
+
+    def communique_settings(self, index: int, communique: Communique) -> None:
+        spec, cid, channel = communique.spec, communique.id, communique.channel
+        at = lambda key: self.at("communiques", index, key)  # noqa: E731
+        if channel in ("email", "publish") and not (spec.subject or "").strip():
+            self.add("subject-missing", f"{channel} communique {cid} has no subject",
+                     'add subject = "{{ release.name }} {{ release.version }} ..."', communique.location, communique=cid)
+        has_body = communique.template_file is not None or spec.body is not None
+        if channel == "manual":
+            if not (has_body or spec.instructions):
+                self.add("body-missing", f"manual communique {cid} says nothing to do",
+                         'add instructions = "..." (or a template/body)', communique.location, communique=cid)
+        elif not has_body and not (channel in ("webhook", "pager") and spec.subject):
+            self.add("body-missing", f"{channel} communique {cid} has no template or body",
+                     'add template = "templates/....md.j2" or body = """..."""', communique.location, communique=cid)
+        if channel in ("webhook", "pager"):
+            presets = WEBHOOK_PRESETS if channel == "webhook" else PAGER_PRESETS
+            if spec.preset is not None and spec.preset not in presets:
+                close = difflib.get_close_matches(spec.preset.lower(), presets, n=1)
+                self.add("preset-unknown", f"{channel} preset {spec.preset!r} is unknown",
+                         (f"did you mean {close[0]!r}? " if close else "") + f"known: {', '.join(presets)}",
+                         at("preset"), communique=cid)
+            if spec.url is None:
+                self.add("channel-setting-missing", f"{channel} communique {cid} has no url",
+                         'add url = { env = "RELCOMM_CHAT_WEBHOOK" } (or a literal https:// URL)',
+                         communique.location, communique=cid)
+            elif isinstance(spec.url, str):
+                self.check_url(spec.url, cid, at("url"))
+            if channel == "pager" and spec.preset == "pagerduty" and spec.routing_key is None:
+                self.add("channel-setting-missing", f"pagerduty communique {cid} has no routing_key",
+                         'add routing_key = { env = "PAGERDUTY_ROUTING_KEY" }', communique.location, communique=cid)
+        if channel == "publish":
+            if not spec.path and spec.put_url is None:
+                self.add("channel-setting-missing", f"publish communique {cid} has no path",
+                         'add path = "/srv/www/releases/{{ release.version }}.html" (or put_url)',
+                         communique.location, communique=cid)
+            if isinstance(spec.put_url, str):
+                self.check_url(spec.put_url, cid, at("put_url"))
+        if spec.reply_to is not None:
+            self.check_sender_address(spec.reply_to, f"reply_to of {cid}", at("reply_to"), communique=cid)
+        for name, value in spec.headers.items():
+            if isinstance(value, str) and ("\r" in value or "\n" in value):
+                self.add("header-injection", f"header {name} of {cid} contains a line break",
+                         "write header values on one line", at("headers"), communique=cid)
+
+    def check_url(self, url: str, cid: str, where: Location, *, shown: str | None = None) -> None:
+        """`shown` replaces the URL in messages when it came from a secret (its value is never printed)."""
+        text = shown if shown is not None else repr(url)
+        try:
+            parts = urlsplit(url.strip())
+            host = parts.hostname
+        except ValueError:
+            parts, host = None, None
+        if parts is None or parts.scheme not in ("http", "https") or not host:
+            self.add("url-invalid", f"the URL of {cid} ({text}) is not an http(s) URL with a host",
+                     "write a full URL such as https://hooks.example.com/...", where, communique=cid)
+            return
+        if shown is None and (TOKEN_URL.search(url) or any(k.lower() in TOKEN_PARAMS for k, _ in parse_qsl(parts.query))):
+            self.add("url-literal-token", f"the URL of {cid} looks like it contains a token",
+                     'keep webhook URLs in a secret reference: url = { env = "RELCOMM_CHAT_WEBHOOK" }',
+                     where, communique=cid)
+
+    # -- rendering, for every recipient --
+
+    def rendering(self, index: int, communique: Communique) -> None:
+        from .compose import RenderError, render, render_path, render_text
+
+        plan = self.plan
+        problems: dict[tuple, _Problem] = {}
+        cid = communique.id
+
+        def note(rule: str, message: str, hint: str, where: Location, who: str, group: str | None = None) -> None:
+            key = (rule, message, str(where.file), where.line)
+            problem = problems.get(key)
+            if problem is None:
+                problem = problems[key] = _Problem(dict(rule=rule, message=message, hint=hint, location=where,
+                                                        group=group, communique=cid), example=who)
+            problem.count += 1
+
+        def from_error(error: RenderError, who: str, group: str | None) -> str:
+            rule = {"syntax": "template-syntax", "undefined": "template-undefined", "template-missing": "template-missing",
+                    "header": "header-injection" if "injection" in error.message else "template-error"}.get(error.kind, "template-error")
+            if error.kind == "header" and rule == "template-error":
+                return rule  # address problems are reported by the member checks
+            file = Path(error.file) if error.file else plan.path
+            where = Location(file, error.line, None, keypath_text(("communiques", index)))
+            note(rule, f"{cid}: {error.message}", error.hint, where, who, group)
+            return rule
+
+        if communique.per_recipient:
+            targets: list[tuple[StakeholderGroup | None, Recipient | None]] = list(plan.audience(communique))
+        else:
+            targets = [(None, None)]
+        if not targets:
+            return  # group-empty / group-unknown already say why
+        full_done = False
+        for group, recipient in targets:
+            who = (recipient.email or recipient.name) if recipient is not None else ""
+            gid = group.id if group is not None else None
+            try:
+                subject, text = render_text(plan, communique, group, recipient)
+            except RenderError as error:
+                if from_error(error, who, gid) in ("template-syntax", "template-missing"):
+                    break  # the same for everyone
+                continue
+            if communique.channel == "email" and ("\r" in subject or "\n" in subject):
+                note("header-injection", f"{cid}: header injection: the rendered subject contains a line break",
+                     "remove line breaks from the subject template and from the data it uses",
+                     self.at("communiques", index, "subject"), who, gid)
+                continue
+            for part, value in (("subject", subject), ("text", text)):
+                found = _placeholder(value)
+                if found:
+                    note("placeholder-left", f"{cid}: the rendered {part} still contains {found!r}",
+                         "finish the text: replace the placeholder in the template (or the data)",
+                         self.at("communiques", index, "subject") if part == "subject" else _body_location(plan, communique, index, value, found),
+                         who, gid)
+            if not full_done and (recipient is None or recipient.email or communique.channel != "email"):
+                # The whole message once (MIME, headers): its problems do not vary by recipient.
+                full_done = True
+                try:
+                    render(plan, communique, group, recipient)
+                except RenderError as error:
+                    if "recipient" not in error.message:
+                        from_error(error, who, gid)
+        if communique.channel == "publish" and communique.spec.path:
+            try:
+                render_path(plan, communique)
+            except RenderError as error:
+                from_error(error, "", None)
+        many = len(targets) > 1 or targets[0][1] is not None
+        for problem in problems.values():
+            args = problem.finding_args
+            message = args["message"]
+            if many and problem.example:
+                message += (f" (for {problem.count} recipients, e.g. {problem.example})" if problem.count > 1
+                            else f" (for {problem.example})")
+            self.add(args["rule"], message, args["hint"], args["location"], group=args["group"], communique=cid)
+
+    # -- members --
+
+    def members(self) -> None:
+        plan = self.plan
+        emailed: dict[str, str] = {}
+        for communique in plan.communiques:
+            if communique.channel == "email":
+                for group_id in communique.to:
+                    emailed.setdefault(group_id, communique.id)
+        for group in plan.groups:
+            counts: dict[str, int] = {}
+            seen: dict[str, Recipient] = {}
+            for member in group.members:
+                if member.email and member.email.strip().lower() in seen:
+                    first = seen[member.email.strip().lower()]
+                    self._capped(counts, "address-duplicate", group,
+                                 f"{member.email} is listed twice in group {group.id}"
+                                 + (f" (also line {first.location.line})" if first.location.line else ""),
+                                 "remove one of them; each person is sent one message anyway", member.location)
+                elif member.email:
+                    seen[member.email.strip().lower()] = member
+                for value, what in ((member.name, "name"), (member.email or "", "address")):
+                    if "\r" in value or "\n" in value:
+                        self._capped(counts, "header-injection", group,
+                                     f"the {what} of a member of {group.id} contains a line break ({value[:40]!r})",
+                                     "a name or address must be on one line; fix the members file", member.location)
+                if group.id not in emailed:
+                    continue
+                if not member.email:
+                    self._capped(counts, "address-missing", group,
+                                 f"{member.name or 'a member'} in group {group.id} has no email address, "
+                                 f"but communique {emailed[group.id]} goes by email",
+                                 "add the address, or reach this group by another channel", member.location)
+                    continue
+                problem = self.address_problem(member.email)
+                if problem:
+                    self._capped(counts, "address-invalid", group,
+                                 f"{member.email!r} in group {group.id} is not a valid address: {problem}",
+                                 "fix the address in the members list", member.location)
+            for rule, count in counts.items():
+                if count > MAX_PER_GROUP:
+                    self.add(rule, f"... and {count - MAX_PER_GROUP} more like this in group {group.id}",
+                             "fix the ones above, then validate again", group.location, group=group.id)
+
+    def _capped(self, counts: dict[str, int], rule: str, group: StakeholderGroup, message: str, hint: str,
+                where: Location) -> None:
+        counts[rule] = counts.get(rule, 0) + 1
+        if counts[rule] <= MAX_PER_GROUP:
+            self.add(rule, message, hint, where, group=group.id)
+
+    # -- secrets --
+
+    def secrets(self) -> None:
+        from .plan.secrets import SecretError, describe, is_reference, resolve
+
+        plan = self.plan
+        refs: list[tuple[object, Location, str | None, str]] = []
+        if is_reference(plan.smtp.password):
+            refs.append((plan.smtp.password, self.at("transport", "smtp", "password"), None, "SMTP password"))
+        for index, source in enumerate(plan.receipts.sources):
+            password = getattr(source, "password", None)
+            if is_reference(password):
+                refs.append((password, self.at("receipts", "sources", index), None, "IMAP password"))
+        for index, communique in enumerate(plan.communiques):
+            spec = communique.spec
+            for key in ("url", "routing_key", "put_url"):
+                value = getattr(spec, key)
+                if is_reference(value):
+                    refs.append((value, self.at("communiques", index, key), communique.id, f"{key} of {communique.id}"))
+            for name, value in spec.headers.items():
+                if is_reference(value):
+                    refs.append((value, self.at("communiques", index, "headers"), communique.id,
+                                 f"header {name} of {communique.id}"))
+        resolved: dict[str, str | Exception] = {}
+        for ref, where, cid, what in refs:
+            key = describe(ref)  # type: ignore[arg-type]
+            if key not in resolved:
+                try:
+                    resolved[key] = resolve(ref, timeout=SECRET_TIMEOUT)  # type: ignore[arg-type]
+                except SecretError as error:
+                    resolved[key] = error
+            value = resolved[key]
+            if isinstance(value, SecretError):
+                self.add("secret-unresolved", f"the {what} ({key}) cannot be resolved: {value.message}",
+                         value.hint, where, communique=cid)
+            elif isinstance(value, str) and what.startswith(("url of", "put_url of")):
+                # Check the URL it holds, without ever printing it.
+                self.check_url(value, cid or "", where, shown=f"from {key}")
+
+    # -- gate --
+
+    def gate(self, result: GateResult) -> None:
+        where = self.at("release", "gate")
+        if not result.configured:
+            self.add("gate-none", "no release gate: nothing declares the release a success",
+                     'add gate = "scripts/release-ok.sh" under [release]: a command that exits 0 once the release succeeded',
+                     self.plan.release.location)
+            return
+        if result.ok:
+            return
+        last = (result.output.strip().splitlines() or [""])[-1][:200]
+        if result.missing:
+            self.add("gate-not-found", f"the release gate cannot run: {last or self.plan.release.gate}",
+                     "check the command; it runs with sh from the plan's folder (is the script executable?)", where)
+        elif result.timed_out:
+            self.add("gate-failed", f"the release gate did not finish within {self.plan.release.gate_timeout} s",
+                     "raise gate_timeout under [release], or make the gate faster", where)
+        else:
+            self.add("gate-failed", f"the release gate failed (exit {result.returncode})" + (f": {last}" if last else ""),
+                     "the release is not declared a success yet; run the gate by hand to see why", where)
+
+
+def _placeholder(text: str) -> str:
+    for match in PLACEHOLDER.finditer(text):
+        word = match.group(0)
+        if match.group(1) and word not in _UPPER_ONLY:
+            continue  # "todo" in running text is fine; the marker is written in capitals
+        return word
+    return ""
+
+
+def _body_location(plan: Plan, communique: Communique, index: int, text: str, found: str) -> Location:
+    """Where a placeholder is: the template file's line that holds it, when it is literally there."""
+    from .compose.templates import read_template_file
+
+    if communique.template_file is not None:
+        try:
+            source = read_template_file(communique.template_file)
+        except (OSError, UnicodeDecodeError):
+            source = ""
+        for number, line in enumerate(source.splitlines(), start=1):
+            if found in line:
+                return Location(communique.template_file, number, None, keypath_text(("communiques", index)))
+        return Location(communique.template_file, None, None, keypath_text(("communiques", index)))
+    key = "body" if communique.spec.body is not None else "instructions"
+    return Location(plan.path, find_line(plan.source, ("communiques", index, key)), None,
+                    keypath_text(("communiques", index, key)))
