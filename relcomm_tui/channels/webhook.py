@@ -402,6 +402,15 @@ class WebhookChannel:
                        delivery_id=job.delivery_id, severity=spec.severity,
                        source=f"relcomm {release.name} {release.version}")
 
+    async def complete(self, job: DeliveryJob, message: Message) -> Message:
+        """Add what needs a secret resolved (the pager's routing key); per call, so concurrent
+        deliveries of different communiques never see each other's."""
+        return message
+
+    def shown_body(self, payload: Payload) -> object:
+        """The body as a dry-run file shows it (secrets masked)."""
+        return body_for_outbox(payload)
+
     def payload(self, job: DeliveryJob, rendered: "Rendered", message: Message) -> Payload:
         spec = job.communique.spec
         body = rendered.payload.decode("utf-8") if rendered.payload is not None else rendered.text
@@ -424,7 +433,7 @@ class WebhookChannel:
     async def prepare(self, job: DeliveryJob) -> Prepared:
         """Render and build the request; raises PresetError (or RenderError) for a bad communique."""
         rendered = self._render(job)
-        message = self.message(job, rendered)
+        message = await self.complete(job, self.message(job, rendered))
         payload = self.payload(job, rendered, message)
         url = await self.url(job)
         problem = check_url(url)
@@ -470,7 +479,7 @@ class WebhookChannel:
         return write_outbox_json(self.outbox, job, {
             "channel": self.name, "communique": job.communique.id, "delivery": job.delivery_id,
             "method": prepared.request.method, "url": prepared.shown_url, "headers": headers,
-            "body": body_for_outbox(prepared.payload),
+            "body": self.shown_body(prepared.payload),
         })
 
 
