@@ -144,7 +144,7 @@ async def test_findings_jump_to_the_group_and_to_the_communique(orion: Path):
         screen = app.screen
         group_finding = next(i for i, f in enumerate(screen.findings) if f.group_id == "legal")
         communique_finding = next(i for i, f in enumerate(screen.findings)
-                                  if f.communique_id == "support-briefing" and not f.group_id)
+                                  if f.communique_id == "support-briefing" and f.id == "placeholder-left")
         findings = screen.query_one("#findings", OptionList)
 
         await pilot.press("f")
@@ -161,6 +161,9 @@ async def test_findings_jump_to_the_group_and_to_the_communique(orion: Path):
         await settle(pilot)
         assert isinstance(app.screen, PreviewScreen)
         assert app.screen.communique_id == "support-briefing"
+        # Rendered for someone in the group the finding names, so the TODO is right there.
+        assert "TODO" in app.screen.rendered.text
+        assert app.screen.target_key in {m.key for m in app.plan.group(screen.findings[communique_finding].group_id).members}
         await pilot.press("escape")
         assert app.screen is screen
 

@@ -126,16 +126,32 @@ class RelcommApp(App[int]):
             return
         self.push_screen(HelpDialog(self.screen))
 
-    def action_open_preview(self, communique_id: str | None = None) -> None:
+    def action_open_preview(self, communique_id: str | None = None, group_id: str | None = None) -> None:
         if isinstance(self.screen, PreviewScreen):
             if communique_id:
-                self.screen.select_communique(communique_id)
+                self.screen.select_communique(communique_id, group_id)
             return
-        self.push_screen(PreviewScreen(communique_id))
+        self.push_screen(PreviewScreen(communique_id, group_id))
 
     def action_open_send(self) -> None:
-        # PLACEHOLDER until the send screen lands: the checklist only calls this when unlocked.
-        self.notify("Sending is not available in this build yet", title="Send", severity="warning")
+        # The checklist only calls this when unlocked. A release sent before opens on where things
+        # stand (continuing asks for the version there); a first send asks for it now.
+        from .screens.send import SendScreen, confirm_send_dialog, has_history
+
+        if has_history(self.ledger, self.plan):
+            self.push_screen(SendScreen())
+            return
+        self.push_screen(confirm_send_dialog(self.plan),
+                         lambda yes: self.push_screen(SendScreen(start=True)) if yes else None)
+
+    async def action_quit(self) -> None:
+        # A running send asks first and stops cleanly before the app exits.
+        from .screens.send import SendScreen
+
+        for screen in self.screen_stack:
+            if isinstance(screen, SendScreen) and screen.confirm_leave(self.exit):
+                return
+        self.exit()
 
     # -- command palette: the current screen's actions plus relcomm's themes --------------
 

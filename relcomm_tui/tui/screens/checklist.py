@@ -22,7 +22,7 @@ from textual.widgets import DataTable, Footer, OptionList, Static
 from textual.widgets.option_list import Option
 from textual.worker import Worker, WorkerState
 
-from ...checks import Finding, run_checks, run_gate
+from ...checks import Finding, run_checks
 from ...plan import Plan, PlanError
 from ...plan.model import Location
 
@@ -30,13 +30,26 @@ COLUMNS = (("reviewed", "✓", 3), ("group", "Group", 20), ("required", "Req", 4
            ("communiques", "Communiques", 12), ("channels", "Channels", 20))
 
 
+GATE_FAILED = ("gate-failed", "gate-not-found")
+GATE_NONE = "gate-none"
+
+
 @dataclass(frozen=True)
 class GateStatus:
-    """What the checklist needs to know about the release gate (from checks.run_gate)."""
+    """The release gate's verdict, read from the gate findings (so the gate runs once per check)."""
 
     ok: bool
     configured: bool
     output: str
+
+    @classmethod
+    def from_findings(cls, findings: list[Finding]) -> "GateStatus":
+        for finding in findings:
+            if finding.id == GATE_NONE:
+                return cls(False, False, finding.message)
+            if finding.id in GATE_FAILED:
+                return cls(False, True, finding.message)
+        return cls(True, True, "")
 
 
 def place(location: Location, root: Path) -> str:
@@ -223,10 +236,8 @@ class ChecklistScreen(Screen):
 
     @work(thread=True, exclusive=True, exit_on_error=False, group="checks")
     def start_checks(self, plan: Plan) -> None:
-        findings = run_checks(plan, gate=False)
-        result = run_gate(plan)
-        gate = GateStatus(ok=result.ok, configured=result.configured, output=result.output)
-        self.post_message(self.ChecksDone(plan.digest, findings, gate))
+        findings = run_checks(plan)
+        self.post_message(self.ChecksDone(plan.digest, findings, GateStatus.from_findings(findings)))
 
     def on_checklist_screen_checks_done(self, message: ChecksDone) -> None:
         if message.digest != self.plan.digest:
@@ -305,10 +316,12 @@ class ChecklistScreen(Screen):
         if not option_id.startswith("finding-") or self.findings is None:
             return
         finding = self.findings[int(option_id.removeprefix("finding-"))]
-        if finding.group_id and self.plan.group(finding.group_id):
+        about_group = finding.id.startswith("group-") or not finding.communique_id
+        if finding.group_id and self.plan.group(finding.group_id) and about_group:
             self.select_group(finding.group_id)
         elif finding.communique_id and self.plan.communique(finding.communique_id):
-            self.app.action_open_preview(finding.communique_id)
+            # Show the communique as rendered for someone in the group the finding names.
+            self.app.action_open_preview(finding.communique_id, finding.group_id)
         else:
             self.notify(f"{place(finding.location, self.plan.root)}: edit the plan there, then press r",
                         title=finding.id)

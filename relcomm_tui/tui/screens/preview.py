@@ -96,10 +96,10 @@ class PreviewScreen(Screen):
             super().__init__()
             self.result = result
 
-    def __init__(self, communique_id: str | None = None) -> None:
+    def __init__(self, communique_id: str | None = None, group_id: str | None = None) -> None:
         super().__init__()
         self.communique_id = communique_id
-        self.target_key: str | None = None
+        self.target_key: str | None = self.first_target_in(communique_id, group_id)
         self.raw = False
         self.generation = 0  # bumped on every file change so late renders of old text are dropped
         self.rendered: Rendered | None = None
@@ -162,10 +162,22 @@ class PreviewScreen(Screen):
             self.query_one("#preview", VerticalScroll).scroll_home(animate=False)
             self.rerender()
 
-    def select_communique(self, communique_id: str) -> None:
+    def select_communique(self, communique_id: str, group_id: str | None = None) -> None:
         ids = [c.id for c in self.plan.communiques]
         if communique_id in ids:
+            self.communique_id = communique_id  # set first, so the highlight event keeps the chosen recipient
             self.query_one("#communiques", OptionList).highlighted = ids.index(communique_id)
+            self.target_key = self.first_target_in(communique_id, group_id)
+            self.rerender()
+
+    def first_target_in(self, communique_id: str | None, group_id: str | None) -> str | None:
+        communique = self.plan.communique(communique_id or "")
+        if communique is None or group_id is None:
+            return None
+        for target in targets_for(self.plan, communique):
+            if target.group is not None and target.group.id == group_id:
+                return target.key
+        return None
 
     # -- recipients -------------------------------------------------------------------------
 
