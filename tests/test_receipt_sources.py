@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import builtins
 import getpass
 import os
 import pwd
@@ -96,14 +97,15 @@ def test_maildir_never_opens_seen_files(tmp_path, monkeypatch):
     (md / "new" / "999.Y.host").write_bytes(_msg(999))
 
     opened: list[str] = []
-    real = Path.read_bytes
+    real_open = builtins.open
 
-    def spy(self):
-        opened.append(self.name)
-        return real(self)
+    def spy(file, *args, **kwargs):
+        opened.append(os.path.basename(os.fspath(file)))
+        return real_open(file, *args, **kwargs)
 
-    monkeypatch.setattr(Path, "read_bytes", spy)
+    monkeypatch.setattr(builtins, "open", spy)
     new = seen.take(src.read_new(seen))
+    monkeypatch.undo()
     assert [m.key for m in new] == ["999.Y.host"]
     assert opened == ["999.Y.host"]
 

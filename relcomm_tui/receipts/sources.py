@@ -38,14 +38,16 @@ class InboundMessage:
 
 
 def maildir_key(filename: str) -> str:
-    """The maildir key of a file name: everything before the info suffix (':2,...' or
+    """The maildir key of a file name: everything before the info suffix (':2,...', or
     ';2,...' / '!2,...' used on file systems that forbid ':')."""
-    for sep in (":2,", ":1,", ";2,", "!2,"):
+    i = filename.find(":")
+    if i > 0:
+        return filename[:i]
+    for sep in (";2,", "!2,"):
         i = filename.find(sep)
         if i > 0:
             return filename[:i]
-    i = filename.find(":")
-    return filename[:i] if i > 0 else filename
+    return filename
 
 
 class MaildirSource:
@@ -56,35 +58,35 @@ class MaildirSource:
         self.count_opened = 0
         self.count_listed = 0
 
-    def _entries(self) -> Iterator[tuple[str, Path]]:
+    def _entries(self) -> list[tuple[str, str]]:
+        """(file name, directory) of every message in new/ and cur/ (listing only)."""
+        out: list[tuple[str, str]] = []
         for sub in ("new", "cur"):
-            d = self.path / sub
+            d = os.path.join(self.path, sub)
             try:
-                it = os.scandir(d)
+                names = os.listdir(d)
             except (FileNotFoundError, NotADirectoryError):
                 continue
-            with it:
-                for entry in it:
-                    name = entry.name
-                    if name.startswith("."):
-                        continue
-                    self.count_listed += 1
-                    yield name, d / name
+            out.extend((n, d) for n in names if not n.startswith("."))
+        self.count_listed += len(out)
+        return out
 
     def keys(self) -> list[str]:
         return sorted({maildir_key(n) for n, _ in self._entries()})
 
     def read_new(self, seen: Seen) -> Iterator[InboundMessage]:
-        done: set[str] = set()
-        # list first: a message may move from new/ to cur/ while we read
-        entries = list(self._entries())
-        entries.sort(key=lambda e: e[0])
-        for name, path in entries:
+        # list first (a message may move from new/ to cur/ while we read), keep only
+        # unseen keys, and open just those, oldest first (maildir names start with time)
+        todo: dict[str, tuple[str, str]] = {}
+        for name, d in self._entries():
             key = maildir_key(name)
-            if key in done or seen(key):
-                continue
+            if key not in todo and not seen(key):
+                todo[key] = (name, d)
+        for key in sorted(todo):
+            name, d = todo[key]
             try:
-                raw = path.read_bytes()
+                with open(os.path.join(d, name), "rb") as fh:
+                    raw = fh.read()
             except FileNotFoundError:
                 # moved by an MUA between listing and reading: look for it again
                 raw = self._find_moved(key)
@@ -93,7 +95,6 @@ class MaildirSource:
             except OSError:
                 continue
             self.count_opened += 1
-            done.add(key)
             yield InboundMessage(key, raw)
 
     def _find_moved(self, key: str) -> bytes | None:
