@@ -49,7 +49,7 @@ class Rendered:
     payload: bytes | None = None   # body posted (webhook/pager) or file written (publish)
 
 
-__all__ = ["Rendered", "RenderError", "render", "render_text", "render_path", "template_context"]
+__all__ = ["Rendered", "RenderError", "TextRenderer", "render", "render_text", "render_path", "template_context"]
 
 
 def render(plan: Plan, communique: Communique, group: StakeholderGroup | None, recipient: Recipient | None,
@@ -70,8 +70,35 @@ def render(plan: Plan, communique: Communique, group: StakeholderGroup | None, r
 
 def render_text(plan: Plan, communique: Communique, group: StakeholderGroup | None,
                 recipient: Recipient | None) -> tuple[str, str]:
-    """Only the templated subject and text: what the checks render for every recipient, quickly."""
+    """Only the templated subject and text (no Markdown -> HTML, no MIME)."""
     return _render_parts(plan, communique, template_context(plan, communique, group, recipient))
+
+
+class TextRenderer:
+    """Subject and text of one communique for many recipients: sources and shared context prepared once.
+
+    What the checks use to render every recipient quickly. Files are read when it is made, so make
+    a new one to see edits on disk. `render_text` raises RenderError (also for a missing template).
+    """
+
+    def __init__(self, plan: Plan, communique: Communique) -> None:
+        self.plan, self.communique = plan, communique
+        self._base = _base_context(plan, communique)
+        spec = communique.spec
+        self._subject = _plan_source(plan, communique, "subject", spec.subject) if spec.subject else None
+        self._body: Source | RenderError
+        try:
+            self._body = _body_source(plan, communique)
+        except RenderError as error:
+            self._body = error
+
+    def render_text(self, group: StakeholderGroup | None, recipient: Recipient | None) -> tuple[str, str]:
+        context = dict(self._base)
+        _add_people(context, group, recipient)
+        subject = _run(self._subject, context).strip() if self._subject is not None else ""
+        if isinstance(self._body, RenderError):
+            raise self._body
+        return subject, _run(self._body, context)
 
 
 def render_path(plan: Plan, communique: Communique) -> str:
@@ -86,16 +113,19 @@ def render_path(plan: Plan, communique: Communique) -> str:
 def template_context(plan: Plan, communique: Communique, group: StakeholderGroup | None,
                      recipient: Recipient | None) -> dict[str, Any]:
     """What templates see. `group`/`recipient` exist only when given (posts to a channel have neither)."""
-    base = _base_context(plan, communique)
-    context = dict(base)
+    context = dict(_base_context(plan, communique))
+    _add_people(context, group, recipient)
+    return context
+
+
+def _add_people(context: dict[str, Any], group: StakeholderGroup | None, recipient: Recipient | None) -> None:
     if group is not None:
         context["group"] = Namespace("group", {"id": group.id, "name": group.name, "description": group.description,
                                                "required": group.required}, group.name)
     if recipient is not None:
         values: dict[str, Any] = dict(recipient.fields)
         values.update(name=recipient.name, email=recipient.email, phone=recipient.phone, role=recipient.role)
-        context["recipient"] = Namespace("recipient", values, recipient.display)
-    return context
+        context["recipient"] = Namespace("recipient", values, lambda: recipient.display)
 
 
 # -- internals -----------------------------------------------------------------------------------
@@ -182,22 +212,36 @@ _LINES: dict[tuple, int] = {}
 def _key_line(plan: Plan, communique: Communique, key: str) -> int | None:
     cache_key = (plan.digest, communique.id, key)
     if cache_key not in _LINES:
+        if len(_LINES) > 1024:
+            _LINES.clear()
         index = plan.communiques.index(communique)
         _LINES[cache_key] = find_line(plan.source, ("communiques", index, key))
     return _LINES[cache_key]
 
 
+_SOURCES: dict[tuple, Source] = {}
+
+
 def _plan_source(plan: Plan, communique: Communique, key: str, text: str) -> Source:
     """An inline template written in plan.toml; its line numbers count from the key's line."""
+    cache_key = (plan.digest, communique.id, key, text)
+    cached = _SOURCES.get(cache_key)
+    if cached is not None:
+        return cached
     line = _key_line(plan, communique, key)
     offset = 0
     if line is not None:
         offset = line - 1
-        written = plan.source.splitlines()[line - 1] if line <= plan.source.count("\n") + 1 else ""
+        lines = plan.source.splitlines()
+        written = lines[line - 1] if line <= len(lines) else ""
         # TOML drops the newline right after an opening """: the text's line 1 is the next line.
         if written.rstrip().endswith(('"""', "'''")) and text and not text.startswith("\n"):
             offset += 1
-    return Source(text, str(plan.path), offset, f"`{key}` of {communique.id}")
+    source = Source(text, str(plan.path), offset, f"`{key}` of {communique.id}")
+    if len(_SOURCES) > 512:
+        _SOURCES.clear()
+    _SOURCES[cache_key] = source
+    return source
 
 
 def _email(plan: Plan, communique: Communique, recipient: Recipient | None, subject: str, text: str,
