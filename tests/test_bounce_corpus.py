@@ -17,7 +17,7 @@ import pytest
 from relcomm_tui.receipts.parse import Report, parse_message
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-AGREEMENT_FLOOR = 0.90
+AGREEMENT_FLOOR = 0.94  # achieved 96.4% (404/419); issue minimum is 0.90
 
 
 def corpus_dir() -> Path | None:

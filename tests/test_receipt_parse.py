@@ -266,6 +266,38 @@ def test_human_reply():
     assert r.from_address == "grace@example.net"
 
 
+def test_reply_about_a_delivery_problem_is_still_a_reply():
+    msg = EmailMessage()
+    msg["From"] = "Bob <bob@example.net>"
+    msg["Subject"] = "Re: Delivery failed for the Orion mail?"
+    msg["In-Reply-To"] = "<orion-2.4.1234@example.com>"
+    msg.set_content("Your message could not be delivered to carol@example.org: 550 5.1.1 user unknown.\n")
+    r = parse_message(msg.as_bytes())
+    assert r.kind == "reply"
+    assert [(x.address, x.action) for x in r.recipients] == [("bob@example.net", "replied")]
+
+
+def test_exim_bounce_with_envelope_id_in_returned_headers():
+    raw = (
+        b"From: Mail Delivery System <Mailer-Daemon@mx.example.org>\nTo: releases@example.com\n"
+        b"Subject: Mail delivery failed: returning message to sender\nAuto-Submitted: auto-replied\n"
+        b"X-Failed-Recipients: heidi@example.net\n\n"
+        b"This message was created automatically by mail delivery software.\n\n"
+        b"A message that you sent could not be delivered to one or more of its\n"
+        b"recipients. This is a permanent error. The following address(es) failed:\n\n"
+        b"  heidi@example.net\n    host mx.example.net [192.0.2.7]\n"
+        b"    SMTP error from remote mail server after RCPT TO:<heidi@example.net>:\n"
+        b"    550 5.1.1 No such user\n\n"
+        b"------ This is a copy of the message, including all the headers. ------\n\n"
+        b"Message-ID: <orion-7@example.com>\nX-Envelope-Id: orion-7\nTo: heidi@example.net\n\nhi\n"
+    )
+    r = parse_message(raw)
+    assert r.kind == "dsn"
+    assert [(x.address, x.action, x.status) for x in r.recipients] == [("heidi@example.net", "failed", "5.1.1")]
+    assert r.original_message_id == "orion-7@example.com"
+    assert r.envelope_id == "orion-7"
+
+
 def test_plain_message_is_none():
     msg = EmailMessage()
     msg["From"] = "someone@example.net"

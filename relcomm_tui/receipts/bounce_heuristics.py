@@ -247,6 +247,7 @@ def looks_like_bounce(headers: dict, subject: str, from_address: str, body: str,
             or "mailer-daemon" in frm or "mail delivery" in frm or "postmaster" in frm \
             or "mailer daemon" in frm or "delivery subsystem" in frm:
         score += 2
+    score_from = score
     if _BOUNCE_SUBJECT_RE.search(subject or ""):
         score += 2
     rp = headers.get("return-path", "")
@@ -260,7 +261,12 @@ def looks_like_bounce(headers: dict, subject: str, from_address: str, body: str,
         score += 1
     if headers.get("x-failed-recipients"):
         score += 3
-    return score >= 3
+    system_from = score_from > 0
+    personal = (not system_from and (headers.get("in-reply-to") or headers.get("references"))
+                and not headers.get("auto-submitted", "").lower().startswith("auto")
+                and rp.strip() != "<>")
+    # a person replying about a delivery problem is not a bounce: ask for more evidence
+    return score >= (5 if personal else 3)
 
 
 _AUTO_SUBJECT_RE = re.compile(
@@ -396,7 +402,7 @@ def _candidate_addresses(text: str) -> list[tuple[str, int]]:
 
 
 _STRONG_LINE_RE = re.compile(
-    r"(?m)^[ \t]*(?:RCPT TO:|Recipient:|To:|Address:|Original-Recipient:|Final-Recipient:)?[ \t]*(?:rfc822;)?[ \t]*"
+    r"(?m)^[ \t]*(?:RCPT TO:|Recipient:|Address:|Original-Recipient:|Final-Recipient:)?[ \t]*(?:rfc822;)?[ \t]*"
     r"<?" + ADDR_RE.pattern + r">?[ \t]*"
     r"(:.*|\.\.\..*|\(expanded from[^\n]*|\(.*|;.*|,.*|[ \t]+[^@\n]*)?\r?$",
     re.I,

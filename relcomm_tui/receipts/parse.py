@@ -572,7 +572,7 @@ def _fill_original_ids(report: Report, parts: _Parts, bodytext: str) -> None:
         if m:
             report.original_message_id = m.group(1)
     if not report.envelope_id and bodytext:
-        m = re.search(r"(?im)^\s*Original-Envelope-Id:\s*(\S+)", bodytext)
+        m = re.search(r"(?im)^\s*(?:Original-Envelope-Id|X-Envelope-Id|Envelope-Id):\s*(\S+)", bodytext)
         if m:
             report.envelope_id = xtext_decode(m.group(1))
 
