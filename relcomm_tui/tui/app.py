@@ -67,9 +67,8 @@ class RelcommApp(App[int]):
                 if source == "--theme":
                     self._remember_on_mount = resolved
                 break
-            self.startup_notes.append(
-                (f"Unknown theme {name!r} ({source}); using {default}. Try: {', '.join(self.relcomm_theme_names())}",
-                 "warning"))
+            choices = ", ".join(name.removeprefix("relcomm-") for name in self.relcomm_theme_names())
+            self.startup_notes.append((f"Unknown theme {name!r} ({source}); using {default}. Try: {choices}", "warning"))
             if source == "--theme":
                 break  # an explicit wrong choice wins over the saved one: say so, use the default
         self.theme = chosen
