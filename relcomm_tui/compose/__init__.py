@@ -229,15 +229,19 @@ def _plan_source(plan: Plan, communique: Communique, key: str, text: str) -> Sou
     if cached is not None:
         return cached
     line = _key_line(plan, communique, key)
-    offset = 0
+    offset, fixed = 0, None
     if line is not None:
-        offset = line - 1
         lines = plan.source.splitlines()
         written = lines[line - 1] if line <= len(lines) else ""
-        # TOML drops the newline right after an opening """: the text's line 1 is the next line.
-        if written.rstrip().endswith(('"""', "'''")) and text and not text.startswith("\n"):
-            offset += 1
-    source = Source(text, str(plan.path), offset, f"`{key}` of {communique.id}")
+        value = written.split("=", 1)[1].lstrip() if "=" in written else ""
+        if value.startswith(('"""', "'''")):
+            offset = line - 1
+            # TOML drops the newline right after an opening """: the text's line 1 is the next line.
+            if value.rstrip() in ('"""', "'''"):
+                offset += 1
+        else:
+            fixed = line  # a one-line string: "\n" escapes do not move it in the file
+    source = Source(text, str(plan.path), line_offset=offset, fixed_line=fixed, label=f"`{key}` of {communique.id}")
     if len(_SOURCES) > 512:
         _SOURCES.clear()
     _SOURCES[cache_key] = source

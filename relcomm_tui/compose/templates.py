@@ -106,6 +106,7 @@ class Source:
     text: str
     file: str          # shown in errors
     line_offset: int = 0  # added to template line numbers (inline bodies live inside plan.toml)
+    fixed_line: int | None = None  # a one-line string in plan.toml: every template line is this line
     label: str = ""    # e.g. "subject", for messages
 
 
@@ -130,7 +131,7 @@ def compile_template(source: Source):
     try:
         code = ENVIRONMENT.compile(source.text, name=source.file, filename=source.file)
     except TemplateSyntaxError as error:
-        line = (error.lineno or 1) + source.line_offset
+        line = source.fixed_line or (error.lineno or 1) + source.line_offset
         raise TemplateProblem(
             f"template syntax error{_label(source)}: {error.message}", file=source.file, line=line,
             hint=_syntax_hint(error.message or ""), kind="syntax",
@@ -182,6 +183,8 @@ def _error_line(source: Source) -> int | None:
         if tb.tb_frame.f_code.co_filename == source.file:
             line = tb.tb_lineno
         tb = tb.tb_next
+    if source.fixed_line is not None:
+        return source.fixed_line
     return None if line is None else line + source.line_offset
 
 

@@ -424,11 +424,13 @@ def _members_from_csv(text: str, path: Path, group_id: str) -> list[Recipient]:
     if len(set(columns)) != len(columns):
         raise PlanError("a column name appears twice in the header", path, 1, hint="give every column its own name")
     members = []
+    next_start = reader.line_num + 1
     try:
         for row in reader:
+            # A quoted value may span lines: a member's line is where its record starts.
+            line, next_start = next_start, reader.line_num + 1
             if not any(cell.strip() for cell in row):
                 continue
-            line = reader.line_num
             if len(row) != len(columns):
                 raise PlanError(
                     f"this row has {len(row)} fields, the header has {len(columns)}", path, line,
