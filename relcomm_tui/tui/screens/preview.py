@@ -107,6 +107,7 @@ class PreviewScreen(Screen):
         self.load_error: PlanError | None = None
         self._files: dict[Path, tuple[int, int] | None] = {}
         self._token: tuple | None = None
+        self._shown_markdown: str | None = None
 
     @property
     def plan(self) -> Plan:
@@ -281,7 +282,11 @@ class PreviewScreen(Screen):
         if self.raw:
             raw.update(self.raw_text(rendered))
         else:
-            await markdown.update(self.readable_text(rendered))
+            readable = self.readable_text(rendered)
+            if readable != self._shown_markdown:
+                # Rebuilding the Markdown blocks is the slow part; a change elsewhere needs none.
+                self._shown_markdown = readable
+                await markdown.update(readable)
         self.query_one("#headers").display = not self.raw
         markdown.display = not self.raw
         raw.display = self.raw
