@@ -36,7 +36,7 @@ from typing import AsyncIterator, Callable, Iterator, Mapping, Sequence
 
 from .channels import Channel, ChannelStopped, DeliveryJob, Outcome, channel_factory
 from .ledger import (
-    ACCEPTED, DEFERRED, FINAL_STATES, IN_DOUBT, MARKED_DELIVERED, QUEUED, REJECTED, SENDING, STATES,
+    ACCEPTED, AWAITING, DEFERRED, FINAL_STATES, IN_DOUBT, MARKED_DELIVERED, QUEUED, REJECTED, SENDING, STATES,
     DeliveryIntent, Ledger, LedgerError, new_message_id, who_am_i,
 )
 from .lock import SendLock, SendLockedError
@@ -98,7 +98,8 @@ class RunSummary:
         """0 when every delivery is accepted (or marked delivered); 1 otherwise."""
         if self.stopped or self.cancelled:
             return 1
-        unfinished = sum(n for state, n in self.counts.items() if state not in FINAL_STATES)
+        # A manual step handed to its person (awaiting) is all a send can do for it.
+        unfinished = sum(n for state, n in self.counts.items() if state not in FINAL_STATES and state != AWAITING)
         return 0 if unfinished == 0 else 1
 
 
@@ -145,6 +146,19 @@ def parse_rate(text: str | None) -> float | None:
 def sender_domain(plan: Plan) -> str:
     address = parseaddr(plan.sender.from_)[1]
     return address.rpartition("@")[2] or "relcomm.invalid"
+
+
+def delivery_audience(plan: Plan, communique: Communique) -> list[tuple[StakeholderGroup, Recipient]]:
+    """One delivery each: every person for email and manual steps; one post for a communique
+    that goes to a channel (webhook, publish, pager), named after the groups it reaches."""
+    if communique.per_recipient:
+        return plan.audience(communique)
+    groups = [g for g in (plan.group(ident) for ident in communique.to) if g is not None]
+    if not groups:
+        return []
+    post = Recipient(name=", ".join(g.name for g in groups), email=None, group_id=groups[0].id,
+                     location=communique.location)
+    return [(groups[0], post)]
 
 
 def select_communiques(plan: Plan, only: Sequence[str] | None) -> list[Communique]:
@@ -265,6 +279,7 @@ class SendEngine:
         self._running = asyncio.Event()
         self._running.set()
         self._cancel = asyncio.Event()
+        self._changed = asyncio.Event()  # a retry came due or was taken: waiting workers look again
         self._stopped: tuple[str, str] | None = None
         self._counts: dict[str, int] = {}
         self._per_communique: dict[str, dict[str, int]] = {}
@@ -296,6 +311,7 @@ class SendEngine:
         """Stop starting messages; the run ends as soon as those in flight have their replies."""
         self._cancel.set()
         self._running.set()
+        self._changed.set()
 
     @property
     def paused(self) -> bool:
@@ -332,7 +348,7 @@ class SendEngine:
         self._counts[state] = self._counts.get(state, 0) + 1
         per[state] += 1
         self._states[job.delivery_id] = state
-        if state in (ACCEPTED, REJECTED, IN_DOUBT):
+        if state in (ACCEPTED, REJECTED, IN_DOUBT, AWAITING):
             self._finished_this_run += 1
         recipient = job.recipient.display if job.recipient else ""
         self._emit(DeliveryChanged(job.delivery_id, job.communique.id, recipient, state, detail))
@@ -344,7 +360,7 @@ class SendEngine:
             return
         self._last_progress = now
         elapsed = max(now - self._started, 1e-6)
-        done = sum(self._counts.get(s, 0) for s in (ACCEPTED, MARKED_DELIVERED, REJECTED, IN_DOUBT))
+        done = sum(self._counts.get(s, 0) for s in (ACCEPTED, MARKED_DELIVERED, REJECTED, IN_DOUBT, AWAITING))
         self._emit(Progress(
             counts=dict(self._counts), per_communique={k: dict(v) for k, v in self._per_communique.items()},
             total=sum(self._counts.values()), done=done, rate=self._finished_this_run / elapsed, paused=self.paused,
@@ -380,7 +396,7 @@ class SendEngine:
                 skipped.append(note)
                 self._emit(note)
                 continue
-            audience = self.plan.audience(communique)
+            audience = delivery_audience(self.plan, communique)
             targets.append(_Target(communique, {r.key: (g, r) for g, r in audience}))
         self.run_id = await asyncio.to_thread(
             ledger.start_run, self.mode, release, self.plan.digest, self.who, self.host)
@@ -455,10 +471,11 @@ class SendEngine:
         release = self.plan.release.version
         for target in targets:
             rows = self.ledger.pending(release, target.communique.id, (QUEUED, DEFERRED))
-            for ident, key, message_id, _attempts in rows:
+            for ident, key, message_id, _attempts, state in rows:
                 group, recipient = target.people.get(key, (None, None))
                 if recipient is None:
                     continue  # no longer in the plan's audience: leave the row as history
+                self._states.setdefault(ident, state)
                 yield DeliveryJob(ident, target.communique, group, recipient, message_id, ident)
 
     async def _worker(self, jobs: Iterator[DeliveryJob]) -> None:
@@ -473,6 +490,7 @@ class SendEngine:
 
     async def _next_job(self, jobs: Iterator[DeliveryJob]) -> DeliveryJob | None:
         while True:
+            self._changed.clear()
             if self._cancel.is_set():
                 return None
             if not self._running.is_set():
@@ -484,15 +502,13 @@ class SendEngine:
             if job is not None:
                 return job
             if not self._retry_waiting:
-                return None
-            getter = asyncio.ensure_future(self._retry_queue.get())
-            cancelled = asyncio.ensure_future(self._cancel.wait())
-            done, _ = await asyncio.wait({getter, cancelled}, return_when=asyncio.FIRST_COMPLETED)
-            cancelled.cancel()
-            if getter in done:
-                return getter.result()
-            getter.cancel()
-            return None
+                return None  # a job still in flight is retried by the worker that has it
+            # Wait for a retry to come due, another worker to take it, or a cancel.
+            await self._changed.wait()
+
+    def _retry_due(self, job: DeliveryJob) -> None:
+        self._retry_queue.put_nowait(job)
+        self._changed.set()
 
     async def _wait_running(self) -> None:
         await self._running.wait()
@@ -514,7 +530,8 @@ class SendEngine:
 
     async def _attempt(self, job: DeliveryJob) -> None:
         committed = False
-        self._retry_waiting.pop(job.delivery_id, None)
+        if self._retry_waiting.pop(job.delivery_id, None) is not None:
+            self._changed.set()
 
         async def commit_intent() -> None:
             nonlocal committed
@@ -566,16 +583,20 @@ class SendEngine:
             await self._record(job, REJECTED, words)
         elif outcome.state == "in_doubt":
             await self._record(job, IN_DOUBT, words)
+        elif outcome.state == "awaiting":
+            await self._record(job, AWAITING, words)
         else:
             if job.attempt >= self.max_attempts or self._cancel.is_set():
                 await self._record(job, DEFERRED, f"gave up after {job.attempt} attempt(s): {words}")
                 return
             delay = min(self.backoff_max, self.backoff_base * 2 ** (job.attempt - 1)) * random.uniform(0.5, 1.0)
+            if outcome.retry_after is not None:  # the receiver said when (HTTP Retry-After)
+                delay = max(delay, min(outcome.retry_after, self.backoff_max))
             await self._record(job, DEFERRED, f"retrying in {delay:.1f} s (attempt {job.attempt} of "
                                               f"{self.max_attempts}): {words}")
             job.attempt += 1
             self._retry_waiting[job.delivery_id] = (job, words)
-            asyncio.get_running_loop().call_later(delay, self._retry_queue.put_nowait, job)
+            asyncio.get_running_loop().call_later(delay, self._retry_due, job)
 
     async def _settle_retries(self) -> None:
         """Deliveries left waiting for a retry when the run ended say so (a later run retries them)."""
@@ -626,8 +647,19 @@ def dry_run(plan: Plan, ledger: Ledger, *, only: Sequence[str] | None = None,
     domain = sender_domain(plan)
     for communique in select_communiques(plan, only):
         if communique.channel != "email":
-            skipped.append(CommuniqueSkipped(communique.id, communique.channel,
-                                             f"not rendered: channel {communique.channel} is not email"))
+            from .channels.webhook import dry_run_deliveries
+            from .ledger import delivery_id as make_id
+
+            jobs = []
+            for group, recipient in delivery_audience(plan, communique):
+                ident = make_id(plan.release.version, communique.id, recipient.key)
+                jobs.append(DeliveryJob(ident, communique, group, recipient, new_message_id(ident, domain), ident))
+            # Writes <outbox>/<communique>/<delivery>.json|.html|.txt: what would be posted or published.
+            for job, outcome in zip(jobs, dry_run_deliveries(plan, communique.channel, jobs, outbox)):
+                if outcome.state == "accepted":
+                    written += 1
+                else:
+                    failures.append(f"{communique.id}: {outcome.detail or outcome.reply}")
             continue
         for group, recipient in plan.audience(communique):
             from .ledger import delivery_id as make_id

@@ -39,12 +39,16 @@ DEFERRED = "deferred"
 REJECTED = "rejected"
 IN_DOUBT = "in_doubt"
 MARKED_DELIVERED = "marked_delivered"
-STATES = (QUEUED, SENDING, ACCEPTED, DEFERRED, REJECTED, IN_DOUBT, MARKED_DELIVERED)
+# A manual step (a call, a briefing) handed to a person: nothing is sent, the engineer confirms it
+# later (channels.manual.confirm_manual marks it delivered). Never re-issued by a re-run.
+AWAITING = "awaiting"
+STATES = (QUEUED, SENDING, ACCEPTED, DEFERRED, REJECTED, IN_DOUBT, MARKED_DELIVERED, AWAITING)
 # A delivery in one of these is done: a re-run never sends it again.
 FINAL_STATES = frozenset({ACCEPTED, MARKED_DELIVERED})
 STATE_LABELS = {
     QUEUED: "queued", SENDING: "sending", ACCEPTED: "accepted", DEFERRED: "deferred",
     REJECTED: "rejected", IN_DOUBT: "in doubt", MARKED_DELIVERED: "marked delivered",
+    AWAITING: "awaiting confirmation",
 }
 
 RUN_MODES = ("send", "dry-run", "test", "follow-up")
@@ -407,8 +411,8 @@ class Ledger:
         return DeliveryRecord(*row) if row else None
 
     def pending(self, release_version: str, communique_id: str,
-                states: Iterable[str]) -> list[tuple[str, str, str, int]]:
-        """(id, recipient_key, message_id, attempts) of a communique's deliveries in `states`.
+                states: Iterable[str]) -> list[tuple[str, str, str, int, str]]:
+        """(id, recipient_key, message_id, attempts, state) of a communique's deliveries in `states`.
 
         Small tuples, not records: a 100,000-recipient send keeps only these in memory.
         """
@@ -416,7 +420,7 @@ class Ledger:
         marks = ",".join("?" * len(wanted))
         with self._lock:
             return self._db.execute(
-                f"SELECT id, recipient_key, message_id, attempts FROM deliveries WHERE release_version=? "
+                f"SELECT id, recipient_key, message_id, attempts, state FROM deliveries WHERE release_version=? "
                 f"AND communique_id=? AND state IN ({marks}) ORDER BY rowid",
                 (release_version, communique_id, *wanted),
             ).fetchall()

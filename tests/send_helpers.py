@@ -15,7 +15,7 @@ def write_plan(folder: Path, port: int, recipients: int = 5, *, security: str = 
                rate: str | None = None, max_attempts: int = 3, timeout: int = 5, username: str | None = None,
                password_env: str | None = None, dsn: bool = True, read_receipts: bool = False,
                extra_communiques: str = "", host: str = "127.0.0.1") -> Path:
-    """A plan with one email communique (`news`) to `recipients` customers, plus a follow-up and a webhook."""
+    """A plan with one email communique (`news`) to `recipients` customers, and a follow-up (`reminder`)."""
     folder.mkdir(parents=True, exist_ok=True)
     with open(folder / "customers.csv", "w", encoding="utf-8") as handle:
         handle.write("name,email\n")
@@ -69,13 +69,6 @@ to = ["customers"]
 channel = "email"
 subject = "Reminder: Orion 4.2.0"
 body = "Hello again"
-
-[[communiques]]
-id = "chat"
-to = ["engineering"]
-channel = "webhook"
-url = {{ env = "RELCOMM_TEST_HOOK" }}
-body = "released"
 {extra_communiques}
 """
     (folder / "plan.toml").write_text(text, encoding="utf-8")

@@ -10,9 +10,9 @@ reports in its `Outcome` whether anything may have reached the other side.
         async def deliver(self, job) -> Outcome  # many at once, up to `concurrency`
         async def close(self) -> None
 
-Email is `channels.email.EmailChannel`. Webhook, publish, pager and manual channels will
-register here too; until they do, `channel_factory` returns None and the engine reports
-their communiques as not sent ("channel X not available yet") instead of failing the run.
+Email is `channels.email.EmailChannel`; webhook, publish, pager and manual are registered
+below. A channel whose module cannot be imported gives None from `channel_factory`, and the
+engine reports its communiques as not sent ("channel X not available yet") instead of failing.
 """
 
 from __future__ import annotations
@@ -25,8 +25,9 @@ if TYPE_CHECKING:
     from ..plan.model import Communique, Plan, Recipient, StakeholderGroup
 
 # What a channel can say about one attempt. The engine maps these onto ledger states:
-# "transient" is retried with backoff, then becomes `deferred`.
-OutcomeState = Literal["accepted", "rejected", "transient", "in_doubt"]
+# "transient" is retried with backoff, then becomes `deferred`. "awaiting" is a manual step
+# handed to a person: nothing was sent, the engineer confirms it later.
+OutcomeState = Literal["accepted", "rejected", "transient", "in_doubt", "awaiting"]
 
 
 @dataclass(frozen=True)
@@ -35,6 +36,7 @@ class Outcome:
     reply: str = ""        # the other side's words (SMTP reply, HTTP status line)
     detail: str = ""       # our explanation, e.g. "connection lost after the message was sent"
     intent_committed: bool = False  # commit_intent was awaited: the ledger says `sending`
+    retry_after: float | None = None  # seconds the other side asked us to wait (HTTP Retry-After)
 
 
 class ChannelStopped(Exception):
@@ -74,6 +76,10 @@ class Channel(Protocol):
 # channel name -> "module:factory"; the factory takes (plan, **options) and returns a Channel.
 REGISTRY: dict[str, str] = {
     "email": "relcomm_tui.channels.email:EmailChannel",
+    "webhook": "relcomm_tui.channels.webhook:WebhookChannel",
+    "publish": "relcomm_tui.channels.publish:PublishChannel",
+    "pager": "relcomm_tui.channels.pager:PagerChannel",
+    "manual": "relcomm_tui.channels.manual:ManualChannel",
 }
 
 
