@@ -432,7 +432,7 @@ class _Checker:
         for problem in problems.values():
             args = problem.finding_args
             message = args["message"]
-            if many and problem.example:
+            if many and problem.example and args["rule"] not in ("template-missing", "template-syntax"):
                 message += (f" (for {problem.count} recipients, e.g. {problem.example})" if problem.count > 1
                             else f" (for {problem.example})")
             self.add(args["rule"], message, args["hint"], args["location"], group=args["group"], communique=cid)
