@@ -1,0 +1,219 @@
+"""The receipts screen through Pilot: real send to the loopback server, real reports in the plan's
+receipts Maildir, filters, in-place refresh, the follow-up flow; and snapshots with a fixed clock."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from pathlib import Path
+
+import pytest
+from textual.widgets import DataTable, Input, Static
+
+from receipts_helpers import FOREIGN_DSN, add_to_maildir, render, reply_from, write_plan
+from relcomm_tui.delivery import SendEngine
+from relcomm_tui.ledger import Ledger, delivery_id
+from relcomm_tui.mailserver import LoopbackMailServer
+from relcomm_tui.plan.loader import load_plan
+from relcomm_tui.tui.app import RelcommApp
+from relcomm_tui.tui.dialogs.confirm_follow_up import ConfirmFollowUpDialog
+from relcomm_tui.tui.dialogs.correct_address import CorrectAddressDialog
+from relcomm_tui.tui.screens.receipts import ReceiptsScreen
+from tui_helpers import settle, text_of, user_config  # noqa: F401
+
+SIZE = (80, 24)
+NOON = dt.datetime(2026, 11, 27, 12, 0, 0, tzinfo=dt.timezone.utc)
+
+
+def fixed_clock() -> dt.datetime:
+    return NOON
+
+
+@pytest.fixture
+def server(tmp_path):
+    with LoopbackMailServer(maildir=tmp_path / "mail", write_reports_to=tmp_path / "plan" / "receipts",
+                            report_delay=(0.0, 0.0), mdn_fraction=1.0, seed=7) as running:
+        yield running
+
+
+@pytest.fixture
+async def sent_plan(tmp_path, server, user_config):  # noqa: F811
+    path = write_plan(tmp_path / "plan", server.port)
+    with Ledger.open(tmp_path / "state") as ledger:
+        await SendEngine(load_plan(path), ledger, render=render).run()
+    server.flush_reports()
+    return path, tmp_path / "state"
+
+
+async def open_receipts(app, pilot) -> ReceiptsScreen:
+    await settle(pilot)
+    screen = ReceiptsScreen(clock=fixed_clock, tz=dt.timezone.utc, send_options={"render": render},
+                            auto_poll=False)
+    await app.push_screen(screen)
+    await settle(pilot)
+    return screen
+
+
+async def wait_for_screen(pilot, kind, *, steps: int = 200):
+    """A dialog pushed by the follow-up worker (settle would wait for that worker, which waits for us)."""
+    for _ in range(steps):
+        if isinstance(pilot.app.screen, kind):
+            return pilot.app.screen
+        await pilot.pause(0.01)
+    raise AssertionError(f"{kind.__name__} did not open; the screen is {pilot.app.screen!r}")
+
+
+def outcome(table: DataTable, plan, communique: str, email: str) -> str:
+    return table.get_cell(delivery_id(plan.release.version, communique, email), "outcome").plain
+
+
+async def test_rows_filters_and_in_place_refresh(sent_plan):
+    path, state = sent_plan
+    app = RelcommApp(load_plan(path), state_dir=state)
+    async with app.run_test(size=SIZE) as pilot:
+        screen = await open_receipts(app, pilot)
+        plan = app.plan
+        table = screen.query_one("#receipts", DataTable)
+        assert table.row_count == 4
+        assert outcome(table, plan, "news", "alice@example.com") == "confirmed"
+        assert outcome(table, plan, "news", "bob.unknown@example.com") == "bounced"
+        assert outcome(table, plan, "ops-notice", "dave@example.com") == "reached"
+        head = text_of(screen.query_one("#receipts-head", Static))
+        assert "last refreshed 12:00:00" in head and "matched no delivery" not in head
+        coverage = text_of(screen.query_one("#receipts-coverage", Static))
+        assert "group customers     3 reached 2 67% confirmed 2 67% bounced 1 unknown 0" in coverage
+
+        await pilot.press("b")
+        assert [str(k.value) for k in table.rows] == [delivery_id("4.2.0", "news", "bob.unknown@example.com")]
+        await pilot.press("b", "u")
+        assert table.row_count == 2  # bob (bounced) and dave (reached, no read receipt asked)
+        await pilot.press("c")  # communique: news
+        assert table.row_count == 1 and screen.communique_filter == "news"
+        await pilot.press("a")
+        assert table.row_count == 4 and screen.standing_filter == "all"
+
+        # New reports arrive: dave replies, a stranger's bounce lands in the same mailbox.
+        ledger = app.ledger
+        dave = next(d for d in ledger.deliveries("4.2.0") if d.recipient_key == "dave@example.com")
+        add_to_maildir(path.parent / "receipts", reply_from("dave@example.com", dave.message_id))
+        add_to_maildir(path.parent / "receipts", FOREIGN_DSN)
+        table.move_cursor(row=3)
+        rebuilds, refreshes = screen.rebuilds, screen.refreshes
+        await pilot.press("r")
+        await settle(pilot)
+        assert screen.refreshes == refreshes + 1 and screen.rebuilds == rebuilds  # cells changed in place
+        assert table.cursor_row == 3 and table.row_count == 4
+        assert outcome(table, plan, "ops-notice", "dave@example.com") == "confirmed"
+        assert table.get_cell(dave.id, "acknowledged") == "10:00"
+        assert screen.last_result.read == 2
+        assert "1 report matched no delivery" in text_of(screen.query_one("#receipts-head", Static))
+
+
+async def test_follow_up_of_a_bounced_recipient_at_a_corrected_address(sent_plan, server):
+    path, state = sent_plan
+    app = RelcommApp(load_plan(path), state_dir=state)
+    async with app.run_test(size=SIZE) as pilot:
+        screen = await open_receipts(app, pilot)
+        before = len(server.messages)
+        await pilot.press("b", "f")  # bounced only; nothing selected: every unconfirmed row shown
+        await wait_for_screen(pilot, CorrectAddressDialog)
+        field = app.screen.query_one(Input)
+        assert field.value == "bob.unknown@example.com"
+        field.value = "not an address"
+        await pilot.press("enter")
+        assert isinstance(app.screen, CorrectAddressDialog)  # refused, the dialog stays
+        field.value = "bob@example.com"
+        await pilot.press("enter")
+        await wait_for_screen(pilot, ConfirmFollowUpDialog)
+        assert app.screen.people == ["Bob Unknown <bob@example.com>"]
+        await pilot.press("y")
+        await settle(pilot)
+        assert app.screen is screen
+        sent = server.messages[before:]
+        assert [m.rcpt_tos for m in sent] == [["bob@example.com"]]
+        assert "Reminder" in sent[0].data.decode()
+        reminder = app.ledger.deliveries("4.2.0", "news-reminder")
+        assert [(d.recipient_key, d.state) for d in reminder] == [("bob@example.com", "accepted")]
+        assert [r.mode for r in app.ledger.runs()][-1] == "follow-up"
+        assert screen.status.row(reminder[0].id) is not None  # refreshed after the send
+
+
+async def test_follow_up_can_be_declined_and_sends_nothing(sent_plan, server):
+    path, state = sent_plan
+    app = RelcommApp(load_plan(path), state_dir=state)
+    async with app.run_test(size=SIZE) as pilot:
+        screen = await open_receipts(app, pilot)
+        table = screen.query_one("#receipts", DataTable)
+        table.move_cursor(row=0)
+        await pilot.press("space")
+        assert screen.selected == {delivery_id("4.2.0", "news", "alice@example.com")}
+        assert table.get_cell_at((0, 0)).plain == "●"
+        await pilot.press("f")
+        await wait_for_screen(pilot, ConfirmFollowUpDialog)
+        before = len(server.messages)
+        await pilot.press("enter")  # the focus is on "Don't send"
+        await settle(pilot)
+        assert app.screen is screen and len(server.messages) == before
+        assert app.ledger.deliveries("4.2.0", "news-reminder") == []
+
+
+# -- snapshots: a ledger written with fixed times, so the picture never changes ----------------
+
+
+def fixed_ledger(plan_path: Path, state: Path) -> None:
+    plan = load_plan(plan_path)
+    from relcomm_tui.ledger import DeliveryIntent
+
+    with Ledger.open(state) as ledger:
+        intents = [DeliveryIntent(c.id, r.key, r.display, g.id, c.channel)
+                   for c in plan.communiques if not c.spec.reminder_for for g, r in plan.audience(c)]
+        ledger.ensure_deliveries("4.2.0", intents, domain="orion.example.com")
+        sent = "2026-11-27T09:30:00.000+00:00"
+        states = {"bob.unknown@example.com": "rejected"}
+        ledger.apply([lambda db, d=d: db.execute(
+            "UPDATE deliveries SET state=?, attempts=1, updated=?, accepted_at=?, reply=? WHERE id=?",
+            (states.get(d.recipient_key, "accepted"), sent, None if d.recipient_key in states else sent,
+             "550 5.1.1 <bob.unknown@example.com>: Recipient address rejected: User unknown"
+             if d.recipient_key in states else "250 2.0.0 Ok", d.id)) for d in ledger.deliveries("4.2.0")])
+        rows = [
+            {"source_key": "maildir:x|1|0", "kind": "dsn", "action": "delivered", "status": "2.0.0",
+             "delivery_id": delivery_id("4.2.0", "news", "alice@example.com"), "at": "2026-11-27T09:31:00.000+00:00"},
+            {"source_key": "maildir:x|2|0", "kind": "mdn", "action": "displayed",
+             "delivery_id": delivery_id("4.2.0", "news", "alice@example.com"), "at": "2026-11-27T10:05:00.000+00:00"},
+            {"source_key": "maildir:x|3|0", "kind": "dsn", "action": "delivered", "status": "2.0.0",
+             "delivery_id": delivery_id("4.2.0", "ops-notice", "dave@example.com"), "at": "2026-11-26T18:00:00.000+00:00"},
+            {"source_key": "maildir:x|4|0", "kind": "dsn", "action": "failed", "status": "5.1.1",
+             "diagnostic": "smtp; 550 5.1.1 User unknown", "at": "2026-11-27T09:40:00.000+00:00",
+             "raw_summary": json.dumps({"subject": "stranger"})},
+        ]
+        ledger.record_inbound("maildir:x", ["1", "2", "3", "4"], rows)
+
+
+@pytest.fixture
+def snapshot_plan(tmp_path, user_config):  # noqa: F811
+    path = write_plan(tmp_path / "plan", 2525)
+    fixed_ledger(path, tmp_path / "state")
+    return path, tmp_path / "state"
+
+
+@pytest.mark.parametrize("size", [(80, 24), (160, 48)], ids=lambda s: f"{s[0]}x{s[1]}")
+def test_receipts_snapshot(snap_compare, snapshot_plan, size):
+    path, state = snapshot_plan
+
+    async def open_screen(pilot):
+        await open_receipts(pilot.app, pilot)
+
+    app = RelcommApp(load_plan(path), state_dir=state)
+    assert snap_compare(app, terminal_size=size, run_before=open_screen)
+
+
+def test_receipts_snapshot_bounced_filter(snap_compare, snapshot_plan):
+    path, state = snapshot_plan
+
+    async def open_screen(pilot):
+        await open_receipts(pilot.app, pilot)
+        await pilot.press("b")
+        await pilot.pause()
+
+    app = RelcommApp(load_plan(path), state_dir=state)
+    assert snap_compare(app, terminal_size=SIZE, run_before=open_screen)
