@@ -143,6 +143,12 @@ class RelcommApp(App[int]):
         self.push_screen(confirm_send_dialog(self.plan),
                          lambda yes: self.push_screen(SendScreen(start=True)) if yes else None)
 
+    def action_open_receipts(self) -> None:
+        from .screens.receipts import ReceiptsScreen
+
+        if not isinstance(self.screen, ReceiptsScreen):
+            self.push_screen(ReceiptsScreen())
+
     async def action_quit(self) -> None:
         # A running send asks first and stops cleanly before the app exits.
         from .screens.send import SendScreen
@@ -159,6 +165,9 @@ class RelcommApp(App[int]):
         for name in self.relcomm_theme_names():
             yield SystemCommand(f"Theme: {name.removeprefix('relcomm-')}", f"Switch to the {name} theme",
                                 lambda name=name: setattr(self, "theme", name))
+        if type(screen).__name__ != "ReceiptsScreen":
+            yield SystemCommand("Receipts", "Who received each communique, refreshed from the reports that "
+                                "come back; follow up the unconfirmed", self.action_open_receipts)
         seen: set[str] = set()
         for key, active in screen.active_bindings.items():
             binding = active.binding
