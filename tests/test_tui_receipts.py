@@ -217,3 +217,21 @@ def test_receipts_snapshot_bounced_filter(snap_compare, snapshot_plan):
 
     app = RelcommApp(load_plan(path), state_dir=state)
     assert snap_compare(app, terminal_size=SIZE, run_before=open_screen)
+
+
+async def test_the_palette_opens_receipts_and_escape_goes_back(sent_plan):
+    path, state = sent_plan
+    app = RelcommApp(load_plan(path), state_dir=state)
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot)
+        home = app.screen
+        await pilot.press("ctrl+p")
+        await pilot.pause()
+        await pilot.press(*"Receipts")
+        await pilot.pause(0.3)
+        await pilot.press("enter")
+        await settle(pilot)
+        assert isinstance(app.screen, ReceiptsScreen)
+        assert app.screen.query_one("#receipts", DataTable).row_count == 4
+        await pilot.press("escape")
+        assert app.screen is home
