@@ -153,8 +153,9 @@ class EmailChannel:
 
     def message_bytes(self, job: DeliveryJob) -> tuple[bytes, bool]:
         message = self._render(job)
-        del message["Message-ID"]
-        message["Message-ID"] = job.message_id
+        if message["Message-ID"] != job.message_id:  # the ledger's id is the one a resend must reuse
+            del message["Message-ID"]
+            message["Message-ID"] = job.message_id
         wants_mdn = job.communique.spec.read_receipt
         if wants_mdn is None:
             wants_mdn = self.plan.receipts.read_receipts
