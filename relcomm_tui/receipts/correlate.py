@@ -93,12 +93,12 @@ class Correlator:
                 return found
         return None
 
-    def by_recipient(self, outcome: RecipientOutcome, kind: str) -> DeliveryRecord | None:
+    def by_recipient(self, outcome: RecipientOutcome) -> DeliveryRecord | None:
         for value in (outcome.original_recipient, outcome.final_recipient, outcome.address):
             address = bare_address(value)
             candidates = self._by_recipient.get(address) if address else None
             if candidates:
-                return _likeliest(candidates, kind)
+                return _likeliest(candidates)
         return None
 
     def match(self, report: Report) -> list[Match]:
@@ -113,12 +113,12 @@ class Correlator:
             elif by_message is not None:
                 matches.append(Match(outcome, by_message, BY_MESSAGE_ID))
             else:
-                delivery = self.by_recipient(outcome, report.kind)
+                delivery = self.by_recipient(outcome)
                 matches.append(Match(outcome, delivery, BY_RECIPIENT if delivery else None))
         return matches
 
 
-def _likeliest(candidates: list[DeliveryRecord], kind: str) -> DeliveryRecord:
+def _likeliest(candidates: list[DeliveryRecord]) -> DeliveryRecord:
     """Several communiques reached the same address: mail reports concern an email delivery,
     and the most recently sent one is the likeliest subject."""
     emails = [d for d in candidates if d.channel == "email"] or candidates
