@@ -38,7 +38,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--password-stdin", action="store_true", help="read the SMTP password from standard input")
 
 
-def _fail(message: str, hint: str = "", stream: TextIO = sys.stderr) -> int:
+def _isatty(stream) -> bool:
+    try:
+        return stream.isatty()
+    except (ValueError, OSError, AttributeError):  # closed or replaced streams (pipes, test harnesses)
+        return False
+
+
+def _fail(message: str, hint: str = "", stream: TextIO | None = None) -> int:
+    stream = stream or sys.stderr
     print(f"relcomm send: {message}", file=stream)
     if hint:
         print(f"  hint: {hint}", file=stream)
@@ -116,10 +124,10 @@ def _password_or_prompt(plan) -> str | int | None:
         try:
             return resolve(reference)
         except SecretError as error:
-            if not sys.stdin.isatty():
+            if not _isatty(sys.stdin):
                 return _fail(f"cannot get the SMTP password: {error.message}", error.hint or "use --password-stdin")
             print(f"relcomm send: {error.message}", file=sys.stderr)
-    elif not sys.stdin.isatty():
+    elif not _isatty(sys.stdin):
         return _fail(f"the SMTP login {plan.smtp.username!r} needs a password",
                      "set password = { env = ... } in [transport.smtp] or use --password-stdin")
     try:
@@ -129,7 +137,7 @@ def _password_or_prompt(plan) -> str | int | None:
 
 
 def _confirm(plan) -> bool:
-    if not sys.stdin.isatty():
+    if not _isatty(sys.stdin):
         _fail("not confirmed: sending needs --yes when there is no terminal to ask on",
               "review the plan (relcomm validate PLAN), then run again with --yes")
         return False
@@ -178,7 +186,7 @@ class _Printer:
 
     def __init__(self, stream: TextIO) -> None:
         self.stream = stream
-        self.tty = stream.isatty()
+        self.tty = _isatty(stream)
         self._line = 0
 
     def __call__(self, event) -> None:
