@@ -26,8 +26,8 @@ from ...checks import Finding, run_checks
 from ...plan import Plan, PlanError
 from ...plan.model import Location
 
-COLUMNS = (("reviewed", "✓", 3), ("group", "Group", 20), ("required", "Req", 4), ("members", "Members", 8),
-           ("communiques", "Communiques", 12), ("channels", "Channels", 20))
+COLUMNS = (("reviewed", "✓", 3), ("group", "Group", 23), ("required", "Req", 4), ("members", "Members", 8),
+           ("communiques", "Communiques", 12), ("channels", "Channels", 17))
 
 
 GATE_FAILED = ("gate-failed", "gate-not-found")
