@@ -165,7 +165,8 @@ class RelcommApp(App[int]):
         for name in self.relcomm_theme_names():
             yield SystemCommand(f"Theme: {name.removeprefix('relcomm-')}", f"Switch to the {name} theme",
                                 lambda name=name: setattr(self, "theme", name))
-        if type(screen).__name__ != "ReceiptsScreen":
+        if type(screen).__name__ != "ReceiptsScreen" and "receipts" not in {
+                a.binding.action for a in screen.active_bindings.values()}:
             yield SystemCommand("Receipts", "Who received each communique, refreshed from the reports that "
                                 "come back; follow up the unconfirmed", self.action_open_receipts)
         seen: set[str] = set()

@@ -82,6 +82,8 @@ class ChecklistScreen(Screen):
         Binding("p", "preview", "Preview", id="preview", tooltip="See each communique exactly as it will be sent"),
         Binding("s", "send", "Send", id="send", tooltip="Send the communiques (locked until all is clear)"),
         Binding("r", "reload", "Reload", id="reload", tooltip="Load the plan again and re-run the checks"),
+        Binding("c", "receipts", "Receipts", id="receipts", show=False,
+                tooltip="Who received each communique: receipts, coverage per group, follow-up"),
         Binding("f", "focus_findings", "Findings", id="findings", show=False, tooltip="Go to the list of findings"),
         Binding("g", "focus_groups", "Groups", id="groups", show=False, tooltip="Go to the stakeholder groups"),
     ]
@@ -380,6 +382,9 @@ class ChecklistScreen(Screen):
 
     def action_preview(self) -> None:
         self.app.action_open_preview()
+
+    def action_receipts(self) -> None:
+        self.app.action_open_receipts()
 
     def action_reload(self) -> None:
         result = self.app.reload_plan()
