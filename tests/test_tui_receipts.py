@@ -235,3 +235,15 @@ async def test_the_palette_opens_receipts_and_escape_goes_back(sent_plan):
         assert app.screen.query_one("#receipts", DataTable).row_count == 4
         await pilot.press("escape")
         assert app.screen is home
+
+
+async def test_c_on_the_checklist_opens_receipts(sent_plan):
+    path, state = sent_plan
+    app = RelcommApp(load_plan(path), state_dir=state)
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot)
+        await pilot.press("c")
+        await settle(pilot)
+        assert isinstance(app.screen, ReceiptsScreen)
+        titles = [c.title for c in app.get_system_commands(app.screen)]
+        assert "Receipts" not in titles  # not offered on the receipts screen itself
