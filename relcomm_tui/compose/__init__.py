@@ -248,6 +248,34 @@ def _plan_source(plan: Plan, communique: Communique, key: str, text: str) -> Sou
     return source
 
 
+_FIXED: dict[tuple, tuple[list, str]] = {}
+
+
+def _fixed_headers(plan: Plan, communique: Communique) -> tuple[list, str]:
+    """Headers shared by every message of the communique, and the sender's domain. Raises HeaderProblem."""
+    key = (plan.digest, communique.id)
+    cached = _FIXED.get(key)
+    if cached is not None:
+        return cached
+    spec = communique.spec
+    from_ = mime.mailbox("sender `from`", plan.sender.from_)
+    reply_text = spec.reply_to or plan.sender.reply_to
+    reply_to = mime.mailbox("reply_to", reply_text) if reply_text else None
+    wants_receipt = spec.read_receipt if spec.read_receipt is not None else plan.receipts.read_receipts
+    notify = None
+    if wants_receipt:
+        notify = mime.mailbox("receipts_to", plan.sender.receipts_to or plan.sender.reply_to or plan.sender.from_)
+    fixed = mime.fixed_headers(
+        from_=from_, reply_to=reply_to, list_id=plan.sender.list_id, list_name=plan.release.name,
+        communique_id=communique.id, release_version=plan.release.version, notification_to=notify,
+        extra_headers={name: value for name, value in spec.headers.items() if isinstance(value, str)},
+    )
+    if len(_FIXED) > 256:
+        _FIXED.clear()
+    _FIXED[key] = (fixed, from_.domain)
+    return fixed, from_.domain
+
+
 def _email(plan: Plan, communique: Communique, recipient: Recipient | None, subject: str, text: str,
            message_id: str | None) -> Rendered:
     spec = communique.spec
@@ -255,22 +283,11 @@ def _email(plan: Plan, communique: Communique, recipient: Recipient | None, subj
         if recipient is None or not recipient.email:
             who = recipient.display if recipient is not None else "nobody"
             raise mime.HeaderProblem(f"{who} has no email address", "add an email for this member, or a different channel")
-        from_ = mime.mailbox("sender `from`", plan.sender.from_)
         to = mime.address("recipient", recipient.name, recipient.email)
-        reply_text = spec.reply_to or plan.sender.reply_to
-        reply_to = mime.mailbox("reply_to", reply_text) if reply_text else None
-        wants_receipt = spec.read_receipt if spec.read_receipt is not None else plan.receipts.read_receipts
-        notify = None
-        if wants_receipt:
-            notify_text = plan.sender.receipts_to or plan.sender.reply_to or plan.sender.from_
-            notify = mime.mailbox("receipts_to", notify_text)
+        fixed, domain = _fixed_headers(plan, communique)
         html_text = mime.html_for(subject, text)
-        extra = {name: value for name, value in spec.headers.items() if isinstance(value, str)}
-        message = mime.build_email(
-            subject=subject, text=text, from_=from_, to=to, reply_to=reply_to, list_id=plan.sender.list_id,
-            list_name=plan.release.name, communique_id=communique.id, release_version=plan.release.version,
-            message_id=message_id, notification_to=notify, extra_headers=extra, html=html_text,
-        )
+        message = mime.build_email(subject=subject, text=text, html=html_text, to=to, message_id=message_id,
+                                   domain=domain, fixed=fixed)
     except mime.HeaderProblem as problem:
         file = recipient.location.file if recipient is not None else plan.path
         line = recipient.location.line if recipient is not None else communique.location.line

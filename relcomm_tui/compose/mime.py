@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import email.policy
 import re
-from email.headerregistry import Address
+from email.headerregistry import Address, HeaderRegistry
 from email.message import EmailMessage
 from email.utils import formatdate, make_msgid, parseaddr
+from typing import Any
 
 from .markdown import PAGE, to_html
 
@@ -21,6 +22,25 @@ RESERVED = frozenset(h.lower() for h in (
     "Content-Type", "Content-Transfer-Encoding", "Disposition-Notification-To", "Return-Path",
     "X-Relcomm-Communique", "X-Relcomm-Release", "Sender",
 ))
+
+
+class _HeaderClasses(HeaderRegistry):
+    """The stdlib registry builds a new header class on every lookup; build each one once."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._made: dict[str, type] = {}
+
+    def __getitem__(self, name: str) -> type:
+        key = name.lower()
+        made = self._made.get(key)
+        if made is None:
+            made = self._made[key] = super().__getitem__(name)
+        return made
+
+
+# email.policy.default with the faster registry; serialise with email.policy.SMTP for CRLF.
+POLICY = email.policy.default.clone(header_factory=_HeaderClasses())
 
 
 class HeaderProblem(ValueError):
@@ -60,38 +80,47 @@ def address(what: str, name: str, addr: str) -> Address:
                             "fix the address in the plan or the members file") from None
 
 
-def domain_of(text: str) -> str:
-    addr = parseaddr(text)[1]
-    return addr.rpartition("@")[2] or "relcomm.invalid"
+def fixed_headers(*, from_: Address, reply_to: Address | None, list_id: str | None, list_name: str,
+                  communique_id: str, release_version: str, notification_to: Address | None,
+                  extra_headers: dict[str, str]) -> list[tuple[str, Any]]:
+    """The headers that are the same in every message of a communique, parsed once.
 
-
-def build_email(*, subject: str, text: str, from_: Address, to: Address, reply_to: Address | None,
-                list_id: str | None, list_name: str, communique_id: str, release_version: str,
-                message_id: str | None, notification_to: Address | None,
-                extra_headers: dict[str, str], html: str) -> EmailMessage:
-    message = EmailMessage(policy=email.policy.default)
-    message["Message-ID"] = no_newlines("Message-ID", message_id) if message_id else make_msgid(domain=from_.domain or None)
-    message["Date"] = formatdate(localtime=True)
-    message["From"] = from_
-    message["To"] = to
-    message["Subject"] = no_newlines("subject", subject)
+    The stdlib parses a header value on every assignment unless it is given a header object of that
+    name; building these once makes 10,000 messages several times cheaper.
+    """
+    values: list[tuple[str, Any]] = [("From", from_)]
     if reply_to is not None:
-        message["Reply-To"] = reply_to
+        values.append(("Reply-To", reply_to))
     if list_id:
         no_newlines("list_id", list_id)
         no_newlines("release name", list_name)
-        message["List-Id"] = f"{_phrase(list_name)} <{list_id.strip('<> ')}>"
-    message["X-Relcomm-Communique"] = no_newlines("communique id", communique_id)
-    message["X-Relcomm-Release"] = no_newlines("release version", release_version)
+        values.append(("List-Id", f"{_phrase(list_name)} <{list_id.strip('<> ')}>"))
+    values.append(("X-Relcomm-Communique", no_newlines("communique id", communique_id)))
+    values.append(("X-Relcomm-Release", no_newlines("release version", release_version)))
     if notification_to is not None:
-        message["Disposition-Notification-To"] = str(notification_to)
+        values.append(("Disposition-Notification-To", str(notification_to)))
     for name, value in extra_headers.items():
         if not _HEADER_NAME.match(name):
             raise HeaderProblem(f"{name!r} is not a valid header name", "header names are ASCII letters, digits and dashes")
         if name.lower() in RESERVED:
             raise HeaderProblem(f"the header {name} is set by relcomm and cannot be overridden",
                                 "remove it from the communique's `headers`")
-        message[name] = no_newlines(f"header {name}", value)
+        values.append((name, no_newlines(f"header {name}", value)))
+    factory = POLICY.header_factory
+    return [(name, factory(name, value if isinstance(value, str) else str(value))) for name, value in values]
+
+
+def build_email(*, subject: str, text: str, html: str, to: Address, message_id: str | None, domain: str,
+                fixed: list[tuple[str, Any]]) -> EmailMessage:
+    """One message: fixed headers from `fixed_headers`, the rest (To, Subject, ids) per recipient."""
+    message = EmailMessage(policy=POLICY)
+    message["Message-ID"] = no_newlines("Message-ID", message_id) if message_id else make_msgid(domain=domain or None)
+    message["Date"] = formatdate(localtime=True)
+    message[fixed[0][0]] = fixed[0][1]  # From
+    message["To"] = to
+    message["Subject"] = no_newlines("subject", subject)
+    for name, header in fixed[1:]:
+        message[name] = header
     message.set_content(text, subtype="plain", charset="utf-8")
     message.add_alternative(html, subtype="html", charset="utf-8")
     return message
