@@ -548,6 +548,20 @@ class Ledger:
         with self._lock:
             return {row[0] for row in self._db.execute("SELECT key FROM seen_messages WHERE source=?", (source,))}
 
+    def release_receipts(self, release_version: str) -> list[dict]:
+        """The receipts matched to one release's deliveries (same keys as `receipts`)."""
+        columns = ("id", "delivery_id", "source_key", "kind", "action", "status", "diagnostic", "at", "raw_summary")
+        with self._lock:
+            rows = self._db.execute(
+                f"SELECT {', '.join('r.' + c for c in columns)} FROM receipts r JOIN deliveries d "
+                "ON d.id = r.delivery_id WHERE d.release_version=? ORDER BY r.id", (release_version,)).fetchall()
+        return [dict(zip(columns, row)) for row in rows]
+
+    def unmatched_receipt_keys(self) -> list[str]:
+        """Source keys of receipts that matched no delivery (kept so they can be counted and shown)."""
+        with self._lock:
+            return [row[0] for row in self._db.execute("SELECT source_key FROM receipts WHERE delivery_id IS NULL")]
+
     def record_inbound(self, source: str, keys: Iterable[str], receipts: Sequence[dict]) -> int:
         """Receipts (add_receipt's keywords plus `source_key` and `kind`) and the source keys they
         came from, in one transaction. Returns how many receipts were new (re-reads add none)."""
