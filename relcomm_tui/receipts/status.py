@@ -158,12 +158,13 @@ def apply_receipt(row: RecipientReceipt, receipt: dict) -> None:
 def build_status(plan: Plan, ledger: Ledger, *, release_version: str | None = None) -> ReceiptStatus:
     """The receipts view of a plan's release, in plan order of communiques then recipients."""
     version = release_version or plan.release.version
-    deliveries = ledger.deliveries(version)
-    receipts = ledger.receipts()
-    return status_from(plan, deliveries, receipts)
+    unmatched = len({key.rsplit("|", 1)[0] for key in ledger.unmatched_receipt_keys()})
+    return status_from(plan, ledger.deliveries(version), ledger.release_receipts(version), unmatched)
 
 
-def status_from(plan: Plan, deliveries: Sequence[DeliveryRecord], receipts: Iterable[dict]) -> ReceiptStatus:
+def status_from(plan: Plan, deliveries: Sequence[DeliveryRecord], receipts: Iterable[dict],
+                unmatched: int = 0) -> ReceiptStatus:
+    """`unmatched`: reports in the ledger that matched no delivery (source messages, not rows)."""
     order = {c.id: i for i, c in enumerate(plan.communiques)}
     rows: dict[str, RecipientReceipt] = {}
     for d in sorted(deliveries, key=lambda d: order.get(d.communique_id, len(order))):
@@ -178,13 +179,10 @@ def status_from(plan: Plan, deliveries: Sequence[DeliveryRecord], receipts: Iter
             row.bounced = d.updated
             row.reason = d.reply or "refused by the server"
         rows[d.id] = row
-    unmatched_messages: set[str] = set()
     for receipt in receipts:
         row = rows.get(receipt["delivery_id"]) if receipt["delivery_id"] else None
         if row is not None:
             apply_receipt(row, receipt)
-        elif receipt["delivery_id"] is None:
-            unmatched_messages.add(receipt["source_key"].rsplit("|", 1)[0])
     all_rows = list(rows.values())
     by_group = []
     for group in plan.groups:
@@ -196,7 +194,7 @@ def status_from(plan: Plan, deliveries: Sequence[DeliveryRecord], receipts: Iter
         members = [r for r in all_rows if r.communique_id == communique.id]
         if members:
             by_communique.append(coverage(communique.id, communique.spec.description or communique.id, members))
-    return ReceiptStatus(all_rows, by_group, by_communique, len(unmatched_messages),
+    return ReceiptStatus(all_rows, by_group, by_communique, unmatched,
                          coverage("all", "All deliveries", all_rows))
 
 
