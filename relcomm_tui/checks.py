@@ -62,6 +62,7 @@ RULES: dict[str, tuple[Severity, str]] = {
     "template-error": ("error", "a template fails while rendering (sandbox refusal, bad expression)"),
     "placeholder-left": ("error", "the rendered subject or text still holds TODO/TBD/XXX/FIXME, lorem ipsum or {{ }}"),
     "header-injection": ("error", "a header value (name, address, subject, custom header) contains a line break"),
+    "header-invalid": ("error", "a communique's custom header has an invalid name or overrides one relcomm sets"),
     "address-invalid": ("error", "a member of a group reached by email has an invalid address"),
     "address-missing": ("error", "a member of a group reached by email has no email address"),
     "address-duplicate": ("warning", "the same address appears twice in one group"),
@@ -377,10 +378,10 @@ class _Checker:
             problem.count += 1
 
         def from_error(error: RenderError, who: str, group: str | None) -> str:
+            if error.kind in ("address", "recipient"):
+                return "address"  # the address rules report it, with the member's or sender's line
             rule = {"syntax": "template-syntax", "undefined": "template-undefined", "template-missing": "template-missing",
-                    "header": "header-injection" if "injection" in error.message else "template-error"}.get(error.kind, "template-error")
-            if error.kind == "header" and rule == "template-error":
-                return rule  # address problems are reported by the member checks
+                    "header-injection": "header-injection", "header-invalid": "header-invalid"}.get(error.kind, "template-error")
             file = Path(error.file) if error.file else plan.path
             where = Location(file, error.line, None, keypath_text(("communiques", index)))
             note(rule, f"{cid}: {error.message}", error.hint, where, who, group)
@@ -417,12 +418,11 @@ class _Checker:
                          who, gid)
             if not full_done and (recipient is None or recipient.email or communique.channel != "email"):
                 # The whole message once (MIME, headers): its problems do not vary by recipient.
-                full_done = True
                 try:
                     render(plan, communique, group, recipient)
+                    full_done = True
                 except RenderError as error:
-                    if "recipient" not in error.message:
-                        from_error(error, who, gid)
+                    full_done = from_error(error, who, gid) != "address"  # else try the next recipient
         if communique.channel == "publish" and communique.spec.path:
             try:
                 render_path(plan, communique)

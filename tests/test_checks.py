@@ -349,3 +349,22 @@ def test_every_rule_is_documented() -> None:
     docs = DOCS.read_text(encoding="utf-8")
     table = dict(re.findall(r"^\| `([a-z-]+)` \| (error|warning) \|", docs, flags=re.M))
     assert table == {rule: severity for rule, (severity, _) in RULES.items()}
+
+
+def test_custom_header_that_overrides_relcomms_own(tmp_path: Path) -> None:
+    data = base_plan()
+    data["communiques"][0]["headers"] = {"Subject": "sneaky", "X-Fine": "ok"}
+    _, findings = check(tmp_path, data)
+    finding = only(findings, "header-invalid")
+    assert "Subject is set by relcomm" in finding.message and finding.communique_id == "announce"
+    data["communiques"][0]["headers"] = {"Bad Name": "x"}
+    _, findings = check(tmp_path, data)
+    assert "'Bad Name' is not a valid header name" in only(findings, "header-invalid").message
+
+
+def test_an_invalid_first_address_does_not_hide_message_problems(tmp_path: Path) -> None:
+    data = base_plan()
+    data["communiques"][0]["headers"] = {"To": "x@example.com"}
+    csv_text = "name,email,company\nBad,not-an-address,Acme\nAda,ada@acme.example.com,Acme\n"
+    _, findings = check(tmp_path, data, {"customers.csv": csv_text})
+    assert sorted(ids(findings)) == ["address-invalid", "header-invalid"]

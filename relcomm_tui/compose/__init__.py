@@ -27,7 +27,9 @@ class RenderError(Exception):
                  kind: str = "error") -> None:
         super().__init__(message)
         self.message, self.file, self.line, self.hint = message, file, line, hint
-        # "syntax", "undefined", "header", "template-missing", "security", "error": checks map it to a rule id
+        # "syntax", "undefined", "template-missing", "security", "error", "header-injection",
+        # "header-invalid", "address" (sender addresses), "recipient" (the member's name or address):
+        # the checks map it to a rule id
         self.kind = kind
 
     def __str__(self) -> str:
@@ -281,21 +283,28 @@ def _email(plan: Plan, communique: Communique, recipient: Recipient | None, subj
     spec = communique.spec
     try:
         if recipient is None or not recipient.email:
-            who = recipient.display if recipient is not None else "nobody"
-            raise mime.HeaderProblem(f"{who} has no email address", "add an email for this member, or a different channel")
-        to = mime.address("recipient", recipient.name, recipient.email)
+            where = recipient.location if recipient is not None else communique.location
+            raise RenderError(f"{recipient.display if recipient else 'nobody'} has no email address",
+                              file=str(where.file), line=where.line,
+                              hint="add an email for this member, or reach them by another channel", kind="recipient")
+        try:
+            to = mime.address("recipient", recipient.name, recipient.email)
+        except mime.HeaderProblem as problem:
+            # The member's own data: point at its line in the members list.
+            raise RenderError(problem.message, file=str(recipient.location.file), line=recipient.location.line,
+                              hint=problem.hint, kind="recipient") from None
         fixed, domain = _fixed_headers(plan, communique)
         html_text = mime.html_for(subject, text)
         message = mime.build_email(subject=subject, text=text, html=html_text, to=to, message_id=message_id,
                                    domain=domain, fixed=fixed)
     except mime.HeaderProblem as problem:
-        file = recipient.location.file if recipient is not None else plan.path
-        line = recipient.location.line if recipient is not None else communique.location.line
-        if "recipient" not in problem.message and "has no email" not in problem.message:
-            file, line = plan.path, communique.location.line
-        raise RenderError(problem.message, file=str(file), line=line, hint=problem.hint, kind="header") from None
+        file, line = plan.path, communique.location.line
+        if problem.kind == "injection" and "subject" in problem.message:
+            line = _key_line(plan, communique, "subject") or line
+        kind = {"injection": "header-injection", "header": "header-invalid"}.get(problem.kind, "address")
+        raise RenderError(problem.message, file=str(file), line=line, hint=problem.hint, kind=kind) from None
     except ValueError as error:  # the stdlib refuses something we did not foresee: still a value, not a crash
         raise RenderError(f"cannot build the email: {error}", file=str(plan.path), line=communique.location.line,
-                          hint="check the names and addresses of this communique", kind="header") from None
+                          hint="check the names and addresses of this communique", kind="address") from None
     return Rendered(communique.id, "email", subject, text, html_text, headers=mime.headers_as_sent(message),
                     message=message)

@@ -44,9 +44,11 @@ POLICY = email.policy.default.clone(header_factory=_HeaderClasses())
 
 
 class HeaderProblem(ValueError):
-    def __init__(self, message: str, hint: str) -> None:
+    """kind: "injection" (a line break), "header" (a bad custom header), "address" (a bad address)."""
+
+    def __init__(self, message: str, hint: str, kind: str = "address") -> None:
         super().__init__(message)
-        self.message, self.hint = message, hint
+        self.message, self.hint, self.kind = message, hint, kind
 
 
 def no_newlines(what: str, value: str) -> str:
@@ -56,7 +58,7 @@ def no_newlines(what: str, value: str) -> str:
             shown = shown[:77] + "..."
         raise HeaderProblem(
             f"header injection: the {what} contains a line break ({shown!r})",
-            "remove the line break from the data or template; relcomm never passes it on",
+            "remove the line break from the data or template; relcomm never passes it on", "injection",
         )
     return value
 
@@ -101,10 +103,11 @@ def fixed_headers(*, from_: Address, reply_to: Address | None, list_id: str | No
         values.append(("Disposition-Notification-To", str(notification_to)))
     for name, value in extra_headers.items():
         if not _HEADER_NAME.match(name):
-            raise HeaderProblem(f"{name!r} is not a valid header name", "header names are ASCII letters, digits and dashes")
+            raise HeaderProblem(f"{name!r} is not a valid header name", "header names are ASCII letters, digits and dashes",
+                               "header")
         if name.lower() in RESERVED:
             raise HeaderProblem(f"the header {name} is set by relcomm and cannot be overridden",
-                                "remove it from the communique's `headers`")
+                                "remove it from the communique's `headers`", "header")
         values.append((name, no_newlines(f"header {name}", value)))
     factory = POLICY.header_factory
     return [(name, factory(name, value if isinstance(value, str) else str(value))) for name, value in values]
