@@ -368,3 +368,12 @@ def test_an_invalid_first_address_does_not_hide_message_problems(tmp_path: Path)
     csv_text = "name,email,company\nBad,not-an-address,Acme\nAda,ada@acme.example.com,Acme\n"
     _, findings = check(tmp_path, data, {"customers.csv": csv_text})
     assert sorted(ids(findings)) == ["address-invalid", "header-invalid"]
+
+
+def test_json_webhook_body_may_end_objects_with_double_braces(tmp_path: Path) -> None:
+    body = '{"text": "{{ release.name }} is out", "meta": {"version": "{{ release.version }}"}}'
+    _, findings = check(tmp_path, with_communique(channel="webhook", url="https://chat.example.com/h", body=body))
+    assert findings == []
+    _, findings = check(tmp_path, with_communique(channel="webhook", url="https://chat.example.com/h",
+                                                  body="{{ '{{' }} release.name }}"))
+    assert "'{{'" in only(findings, "placeholder-left").message
