@@ -147,14 +147,24 @@ def refresh(plan: Plan, ledger: Ledger, *, sources: list[ConfiguredSource] | Non
         try:
             _refresh_source(configured, ledger, correlator, result, on_progress)
         except Exception as error:  # a source we cannot read must not hide the others
-            message = getattr(error, "message", None) or str(error) or type(error).__name__
+            message = getattr(error, "message", None) or _words(error)
             result.problems.append(SourceProblem(configured.label, f"cannot read {configured.label}: {message}",
                                                  getattr(error, "hint", "") or _hint_for(error)))
     result.unmatched_total = unmatched_reports(ledger)
     return result
 
 
+def _words(error: Exception) -> str:
+    """imaplib puts the server's bytes in its errors: show them as text."""
+    parts = [a.decode("utf-8", "replace") if isinstance(a, bytes) else str(a) for a in error.args]
+    return " ".join(p for p in parts if p) or type(error).__name__
+
+
 def _hint_for(error: Exception) -> str:
+    import imaplib
+
+    if isinstance(error, imaplib.IMAP4.error) and "auth" in _words(error).lower():
+        return "check the user in the imap URL and the password reference in [receipts] sources"
     if isinstance(error, ConnectionError | OSError):
         return "check the host, port and network; the next refresh tries again"
     return "the next refresh tries again"

@@ -1,0 +1,74 @@
+"""End to end through IMAP: the loopback server's reports land in a real Dovecot mailbox on
+loopback (IMAPS), and refresh reads them with the password from the plan's secret reference."""
+
+from __future__ import annotations
+
+import pytest
+
+from imap_server import DovecotServer
+from receipts_helpers import add_to_maildir, render, reply_from, write_plan
+from relcomm_tui.delivery import SendEngine
+from relcomm_tui.ledger import Ledger
+from relcomm_tui.mailserver import LoopbackMailServer
+from relcomm_tui.plan.loader import load_plan
+from relcomm_tui.receipts.refresh import refresh
+from relcomm_tui.receipts.status import BOUNCED, CONFIRMED, REACHED, build_status
+
+why_not = DovecotServer.available()
+pytestmark = pytest.mark.skipif(why_not is not None, reason=f"IMAP end to end: {why_not}")
+
+
+@pytest.fixture
+def dovecot():
+    server = DovecotServer().start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+async def test_receipts_through_imap(tmp_path, dovecot, monkeypatch):
+    monkeypatch.setenv("RELCOMM_TEST_IMAP_PASSWORD", dovecot.password)
+    with LoopbackMailServer(maildir=tmp_path / "mail", write_reports_to=dovecot.maildir, report_delay=(0.0, 0.0),
+                            mdn_fraction=1.0, seed=7) as smtp:
+        path = write_plan(tmp_path / "plan", smtp.port)
+        text = path.read_text().replace(
+            'sources = [{ maildir = "receipts" }]',
+            f'sources = [{{ imap = "{dovecot.url}", password = {{ env = "RELCOMM_TEST_IMAP_PASSWORD" }} }}]')
+        path.write_text(text)
+        plan = load_plan(path)
+        with Ledger.open(tmp_path / "state") as ledger:
+            await SendEngine(plan, ledger, render=render).run()
+            smtp.flush_reports()
+            dovecot.chown()
+
+            result = refresh(plan, ledger)
+            assert result.problems == [], dovecot.log()
+            assert result.read == 6 and result.matched == 6
+            rows = {(r.communique_id, r.recipient_key): r for r in build_status(plan, ledger).rows}
+            assert rows["news", "alice@example.com"].standing == CONFIRMED
+            assert rows["news", "bob.unknown@example.com"].standing == BOUNCED
+            assert rows["news", "bob.unknown@example.com"].reason.startswith("5.1.1")
+            assert rows["ops-notice", "dave@example.com"].standing == REACHED
+
+            assert refresh(plan, ledger).read == 0  # UIDVALIDITY:UID already seen
+            dave = next(d for d in ledger.deliveries("4.2.0") if d.recipient_key == "dave@example.com")
+            add_to_maildir(dovecot.maildir, reply_from("dave@example.com", dave.message_id))
+            dovecot.chown()
+            again = refresh(plan, ledger)
+            assert again.read == 1 and again.matched == 1
+            assert build_status(plan, ledger).row(dave.id).standing == CONFIRMED
+
+
+async def test_a_wrong_imap_password_is_a_problem_with_a_hint(tmp_path, dovecot, monkeypatch):
+    monkeypatch.setenv("RELCOMM_TEST_IMAP_PASSWORD", "wrong")
+    path = write_plan(tmp_path / "plan", 2525)
+    path.write_text(path.read_text().replace(
+        'sources = [{ maildir = "receipts" }]',
+        f'sources = [{{ imap = "{dovecot.url}", password = {{ env = "RELCOMM_TEST_IMAP_PASSWORD" }} }}]'))
+    plan = load_plan(path)
+    with Ledger.open(tmp_path / "state") as ledger:
+        result = refresh(plan, ledger)
+    assert len(result.problems) == 1 and "cannot read IMAP" in result.problems[0].message
+    assert "Authentication failed" in result.problems[0].message and "b'" not in result.problems[0].message
+    assert "password reference" in result.problems[0].hint
