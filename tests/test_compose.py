@@ -250,7 +250,9 @@ def test_multiline_inline_body_errors_point_at_their_line(tmp_path: Path) -> Non
 
 
 def test_variables_written_alone_print_sensibly(tmp_path: Path) -> None:
-    template = "{{ recipient }}|{{ release }}|{{ group }}|{{ sender }}|{% if recipient.phone %}phone{% else %}none{% endif %}"
+    template = ("{{ recipient }}|{{ release }}|{{ group }}|{{ sender }}|{% if recipient.phone %}phone{% else %}none{% endif %}"
+                "|{{ communique.subject }}")
     plan = load_plan(write_plan(tmp_path, files={"announce.md.j2": template}))
     assert render_first(plan, "announce").text == (
-        "Ada Lovelace <ada@acme.example.com>|Vega 2.0.0|Customers|Vega Releases <releases@vega.example.com>|none")
+        "Ada Lovelace <ada@acme.example.com>|Vega 2.0.0|Customers|Vega Releases <releases@vega.example.com>|none"
+        "|Vega 2.0.0 is out")

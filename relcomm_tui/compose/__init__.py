@@ -97,7 +97,10 @@ class TextRenderer:
     def render_text(self, group: StakeholderGroup | None, recipient: Recipient | None) -> tuple[str, str]:
         context = dict(self._base)
         _add_people(context, group, recipient)
-        subject = _run(self._subject, context).strip() if self._subject is not None else ""
+        subject = ""
+        if self._subject is not None:
+            subject = _run(self._subject, context).strip()
+            context["communique"] = _communique_namespace(self.communique, subject)
         if isinstance(self._body, RenderError):
             raise self._body
         return subject, _run(self._body, context)
@@ -143,15 +146,12 @@ def _base_context(plan: Plan, communique: Communique) -> dict[str, Any]:
         return cached
     release = plan.release
     sender_name, sender_address = parseaddr(plan.sender.from_)
-    spec = communique.spec
     context = {
         "release": Namespace("release", {"name": release.name, "version": release.version, "date": release.date},
                              f"{release.name} {release.version}"),
         "sender": Namespace("sender", {"name": sender_name, "address": sender_address, "from": plan.sender.from_,
                                        "reply_to": plan.sender.reply_to}, plan.sender.from_),
-        "communique": Namespace("communique", {"id": communique.id, "channel": communique.channel,
-                                               "subject": spec.subject, "description": spec.description},
-                                communique.id),
+        "communique": _communique_namespace(communique, ""),
         "groups": [Namespace("group", {"id": g.id, "name": g.name, "description": g.description,
                                        "required": g.required}, g.name)
                    for g in (plan.group(gid) for gid in communique.to) if g is not None],
@@ -163,11 +163,18 @@ def _base_context(plan: Plan, communique: Communique) -> dict[str, Any]:
     return context
 
 
+def _communique_namespace(communique: Communique, subject: str) -> Namespace:
+    return Namespace("communique", {"id": communique.id, "channel": communique.channel, "subject": subject,
+                                    "description": communique.spec.description}, communique.id)
+
+
 def _render_parts(plan: Plan, communique: Communique, context: dict[str, Any]) -> tuple[str, str]:
     spec = communique.spec
     subject = ""
     if spec.subject:
         subject = _run(_plan_source(plan, communique, "subject", spec.subject), context).strip()
+        # The body sees the subject as rendered (a template printing the raw one would leak "{{").
+        context["communique"] = _communique_namespace(communique, subject)
     return subject, _run(_body_source(plan, communique), context)
 
 
