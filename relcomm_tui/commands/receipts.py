@@ -29,9 +29,22 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    if args.target[0] == "parse" and len(args.target) > 1:
-        return run_parse(args.target[1:], as_json=args.json)
-    if len(args.target) > 1:
+    # Callers building a Namespace by hand (the demo) may name the plan `plan` and files `files`.
+    target = list(getattr(args, "target", None) or [])
+    if not target and getattr(args, "files", None):
+        target = ["parse", *args.files]
+    elif not target and getattr(args, "plan", None):
+        target = [str(args.plan)]
+    if not target:
+        print(f"{PROG}: give a plan (or `parse FILE...`)", file=sys.stderr)
+        return 2
+    args.target = target
+    for name, default in (("json", False), ("refresh", False), ("watch", False), ("state", None)):
+        if not hasattr(args, name):
+            setattr(args, name, default)
+    if target[0] == "parse" and len(target) > 1:
+        return run_parse(target[1:], as_json=args.json)
+    if len(target) > 1:
         print(f"{PROG}: give one plan (or `parse FILE...`)", file=sys.stderr)
         return 2
     return run_status(args)
