@@ -11,7 +11,7 @@ The exactly-once rule lives in two awaits per message:
 * right after the reply: the outcome is committed.
 Writes from all workers are group-committed (one transaction, one fsync, for whatever the
 workers asked for meanwhile), so durability costs little and nothing is claimed early: at
-most `concurrency` deliveries can ever be in doubt after a crash.
+most 2 x `concurrency` deliveries can ever be in doubt after a crash.
 
 Transient failures (4xx, a connection lost before the message was complete) are retried
 with exponential backoff and jitter up to `max_attempts`, then left `deferred` (a later run
@@ -34,7 +34,7 @@ from email.utils import parseaddr
 from pathlib import Path
 from typing import AsyncIterator, Callable, Iterator, Mapping, Sequence
 
-from .channels import Channel, ChannelStopped, DeliveryJob, Outcome, channel_factory
+from .channels import Channel, ChannelStopped, DeliveryJob, DeliveryWithdrawn, Outcome, channel_factory
 from .ledger import (
     ACCEPTED, AWAITING, DEFERRED, FINAL_STATES, IN_DOUBT, MARKED_DELIVERED, QUEUED, REJECTED, SENDING, STATES,
     DeliveryIntent, Ledger, LedgerError, new_message_id, who_am_i,
@@ -429,7 +429,10 @@ class SendEngine:
             await self._open_channels(targets)
             if self._stopped is None:
                 jobs = self._jobs(targets)
-                workers = [asyncio.create_task(self._worker(jobs)) for _ in range(max(1, self.concurrency))]
+                # Twice as many workers as connections: while one waits for the ledger or renders
+                # the next message, another uses the connection. Each worker holds at most one
+                # committed intent, so at most 2 x concurrency deliveries are ever `sending`.
+                workers = [asyncio.create_task(self._worker(jobs)) for _ in range(2 * max(1, self.concurrency))]
                 await asyncio.gather(*workers)
         finally:
             await self._close_channels()
@@ -535,6 +538,11 @@ class SendEngine:
 
         async def commit_intent() -> None:
             nonlocal committed
+            # The last moment before the first byte: a pause holds here, a cancel withdraws.
+            if not self._running.is_set():
+                await self._running.wait()
+            if self._cancel.is_set():
+                raise DeliveryWithdrawn(job.delivery_id)
             await self._committer.submit([Ledger.sending_work(job.delivery_id, self.run_id)])
             committed = True
             self._set_state(job, SENDING)
@@ -543,6 +551,8 @@ class SendEngine:
         channel = self._channels[job.communique.channel]
         try:
             outcome = await channel.deliver(job)
+        except DeliveryWithdrawn:
+            return  # still queued in the ledger; a later run sends it
         except ChannelStopped as error:
             if self._stopped is None:
                 self._stopped = (error.message, error.hint)

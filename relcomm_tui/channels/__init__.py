@@ -39,6 +39,11 @@ class Outcome:
     retry_after: float | None = None  # seconds the other side asked us to wait (HTTP Retry-After)
 
 
+class DeliveryWithdrawn(Exception):
+    """Raised by `commit_intent` when the run was paused-then-cancelled before this delivery's
+    first byte: nothing was recorded or sent; the channel gives its connection back and re-raises."""
+
+
 class ChannelStopped(Exception):
     """A failure that would fail every delivery the same way (auth, TLS, unreachable server):
     the run stops at once with this one message instead of a row of failures each."""

@@ -26,7 +26,7 @@ from email.utils import parseaddr
 from typing import Callable
 
 from ..plan.model import Plan
-from . import ChannelStopped, DeliveryJob, Outcome
+from . import ChannelStopped, DeliveryJob, DeliveryWithdrawn, Outcome
 from .smtpclient import (
     Reply, SmtpAuthError, SmtpConnectError, SmtpConnection, SmtpDisconnected, SmtpTlsError, Transaction, xtext,
 )
@@ -175,6 +175,12 @@ class EmailChannel:
         except Exception as error:  # a template that renders for the checks but not here is a bug worth naming
             return Outcome("rejected", detail=f"could not build the message: {getattr(error, 'message', None) or error}")
         smtputf8 = smtputf8 or not recipient.isascii() or not self.return_path.isascii()
+        if smtputf8 and not self._all[0].supports("smtputf8"):
+            return Outcome("rejected", detail=f"{recipient} or the message needs SMTPUTF8, which the server does not offer")
+        # The intent is committed before waiting for a connection, so the ledger's fsync overlaps
+        # with other messages on the wire; the engine runs 2 x concurrency workers, so at most
+        # that many deliveries are ever `sending` (the in-doubt bound after a crash).
+        await job.commit_intent()
         async with self._slots:
             connection = self._idle.pop() if self._idle else None
             fresh = connection is None or not connection.connected
@@ -184,12 +190,8 @@ class EmailChannel:
                 except ChannelStopped:
                     raise
                 except SmtpDisconnected as error:  # 421 greeting: busy, try later
-                    return Outcome("transient", detail=str(error))
+                    return Outcome("transient", detail=str(error), intent_committed=True)
             assert connection is not None
-            if smtputf8 and not connection.supports("smtputf8"):
-                self._idle.append(connection)
-                return Outcome("rejected", detail=f"{recipient} or the message needs SMTPUTF8, which the server does not offer")
-            await job.commit_intent()
             mail_params, rcpt_params = self.envelope(connection, job, recipient, data, smtputf8)
             result = await connection.transaction(self.return_path, mail_params, recipient, rcpt_params, data)
             if result.error and not result.end_sent and not fresh and result.mail is None:
