@@ -247,3 +247,21 @@ async def test_c_on_the_checklist_opens_receipts(sent_plan):
         assert isinstance(app.screen, ReceiptsScreen)
         titles = [c.title for c in app.get_system_commands(app.screen)]
         assert "Receipts" not in titles  # not offered on the receipts screen itself
+
+
+async def test_auto_refresh_brings_new_reports_without_a_key(sent_plan):
+    from tui_helpers import wait_until
+
+    path, state = sent_plan
+    app = RelcommApp(load_plan(path), state_dir=state)
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot)
+        screen = ReceiptsScreen(clock=fixed_clock, tz=dt.timezone.utc, refresh_every=0.1)
+        await app.push_screen(screen)
+        await settle(pilot)
+        dave = next(d for d in app.ledger.deliveries("4.2.0") if d.recipient_key == "dave@example.com")
+        table = screen.query_one("#receipts", DataTable)
+        assert outcome(table, app.plan, "ops-notice", "dave@example.com") == "reached"
+        add_to_maildir(path.parent / "receipts", reply_from("dave@example.com", dave.message_id))
+        assert await wait_until(pilot, lambda: table.get_cell(dave.id, "outcome").plain == "confirmed")
+        assert screen.refreshes >= 2 and screen.rebuilds == 0

@@ -77,12 +77,14 @@ class ReceiptsScreen(Screen):
             self.status, self.result, self.at = status, result, at
 
     def __init__(self, *, clock: Callable[[], dt.datetime] | None = None, tz: dt.tzinfo | None = None,
-                 send_options: dict | None = None, auto_poll: bool = True) -> None:
+                 send_options: dict | None = None, auto_poll: bool = True,
+                 refresh_every: float | None = None) -> None:
         super().__init__()
         self.clock = clock or (lambda: dt.datetime.now().astimezone())
         self.tz = tz  # None: the machine's local time
         self.send_options = dict(send_options or {})  # extra keywords for follow_up (tests: render, channels)
         self.auto_poll = auto_poll
+        self.refresh_every = refresh_every  # seconds; None: the plan's [receipts] refresh
         self.status: ReceiptStatus | None = None
         self.last_result: RefreshResult | None = None
         self.last_refreshed: dt.datetime | None = None
@@ -123,7 +125,8 @@ class ReceiptsScreen(Screen):
             return
         self.start_refresh()
         if self.auto_poll:
-            self.set_interval(self.plan.receipts.refresh, self.start_refresh, name="receipts-auto-refresh")
+            self.set_interval(self.refresh_every or self.plan.receipts.refresh, self.start_refresh,
+                              name="receipts-auto-refresh")
 
     # -- refresh ----------------------------------------------------------------------------
 
