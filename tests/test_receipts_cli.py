@@ -73,3 +73,31 @@ def test_a_broken_plan_is_one_message(tmp_path, capsys):
     (tmp_path / "plan.toml").write_text("format = 1\n[release]\n", encoding="utf-8")
     assert invoke(receipts, [str(tmp_path / "plan.toml")]) == 2
     assert "the plan cannot be loaded" in capsys.readouterr().err
+
+
+async def test_watch_prints_changes_until_interrupted(tmp_path):
+    import asyncio
+    import signal
+    import sys
+
+    from receipts_helpers import reply_from
+    from relcomm_tui.ledger import Ledger
+
+    plan, state = await send_and_report(tmp_path)
+    with Ledger.open(state) as ledger:
+        dave = next(d for d in ledger.deliveries("4.2.0") if d.recipient_key == "dave@example.com")
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "relcomm_tui.cli", "receipts", str(plan), "--watch", "--every", "0.2",
+        "--state", str(state), stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+    try:
+        lines = []
+        while not any(line.startswith("overall") for line in lines):
+            lines.append((await asyncio.wait_for(process.stdout.readline(), 20)).decode())
+        add_to_maildir(plan.parent / "receipts", reply_from("dave@example.com", dave.message_id))
+        change = (await asyncio.wait_for(process.stdout.readline(), 20)).decode()
+        assert "ops-notice  Dave Ops <dave@example.com>: confirmed" in change
+    finally:
+        process.send_signal(signal.SIGINT)
+        code = await asyncio.wait_for(process.wait(), 20)
+    assert code == 0
+    assert "stopped watching" in (await process.stderr.read()).decode()

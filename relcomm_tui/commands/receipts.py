@@ -25,6 +25,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", action="store_true", help="machine-readable output")
     parser.add_argument("--watch", action="store_true",
                         help="refresh every [receipts] refresh seconds and print what changed, until Ctrl-C")
+    parser.add_argument("--every", metavar="SECONDS", type=float,
+                        help="with --watch: seconds between refreshes (default: the plan's [receipts] refresh)")
     parser.add_argument("--state", metavar="DIR", help="folder for the ledger (default: beside the plan, .relcomm)")
 
 
@@ -39,7 +41,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"{PROG}: give a plan (or `parse FILE...`)", file=sys.stderr)
         return 2
     args.target = target
-    for name, default in (("json", False), ("refresh", False), ("watch", False), ("state", None)):
+    for name, default in (("json", False), ("refresh", False), ("watch", False), ("state", None), ("every", None)):
         if not hasattr(args, name):
             setattr(args, name, default)
     if target[0] == "parse" and len(target) > 1:
@@ -120,19 +122,19 @@ def run_status(args: argparse.Namespace) -> int:
             print(render_text(plan, status, result))
         if not args.watch:
             return 1 if result is not None and result.problems else 0
-        return watch(plan, ledger, status, as_json=args.json)
+        return watch(plan, ledger, status, as_json=args.json, every=args.every or plan.receipts.refresh)
     finally:
         ledger.close()
 
 
-def watch(plan, ledger, status, *, as_json: bool) -> int:
+def watch(plan, ledger, status, *, as_json: bool, every: float) -> int:
     from ..receipts.refresh import refresh
     from ..receipts.status import build_status
 
     before = {row.delivery_id: row.as_dict() for row in status.rows}
     try:
         while True:
-            time.sleep(plan.receipts.refresh)
+            time.sleep(every)
             result = refresh(plan, ledger)
             status = build_status(plan, ledger)
             for row in status.rows:
@@ -146,6 +148,7 @@ def watch(plan, ledger, status, *, as_json: bool) -> int:
             for problem in result.problems:
                 print(f"{PROG}: {problem.message}", file=sys.stderr, flush=True)
     except KeyboardInterrupt:
+        print("stopped watching", file=sys.stderr)
         return 0
 
 
