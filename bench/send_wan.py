@@ -1,6 +1,6 @@
 """Send throughput to a relay 20 ms away: the engine vs one SMTP connection per message.
 
-    /work/venv/bin/python bench/send_wan.py [--recipients 400] [--baseline 40] [--concurrency 8]
+    /work/venv/bin/python bench/send_wan.py [--recipients 1000] [--baseline 40] [--concurrency 8]
 
 Both go through a loopback proxy that adds 10 ms each way to every chunk, to the embedded
 loopback server (which advertises PIPELINING and DSN, as Postfix does). The baseline is how
@@ -79,7 +79,7 @@ def start_relay(delay: float) -> tuple[subprocess.Popen, int]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--recipients", type=int, default=400)
+    parser.add_argument("--recipients", type=int, default=1000)
     parser.add_argument("--baseline", type=int, default=40, help="messages for the (slow) baseline")
     parser.add_argument("--concurrency", type=int, default=8)
     parser.add_argument("--delay-ms", type=float, default=10.0, help="added latency each way")

@@ -11,7 +11,7 @@ The exactly-once rule lives in two awaits per message:
 * right after the reply: the outcome is committed.
 Writes from all workers are group-committed (one transaction, one fsync, for whatever the
 workers asked for meanwhile), so durability costs little and nothing is claimed early: at
-most 2 x `concurrency` deliveries can ever be in doubt after a crash.
+most WORKERS_PER_CONNECTION x `concurrency` deliveries can ever be in doubt after a crash.
 
 Transient failures (4xx, a connection lost before the message was complete) are retried
 with exponential backoff and jitter up to `max_attempts`, then left `deferred` (a later run
@@ -41,6 +41,11 @@ from .ledger import (
 )
 from .lock import SendLock, SendLockedError
 from .plan.model import Communique, Plan, Recipient, StakeholderGroup
+
+# Engine workers per SMTP connection: one message on the wire, one queued to chain behind it
+# (pipelining), one being rendered and committed. Also the most deliveries per connection
+# that can be `in doubt` after a crash (most of them, in fact, never left).
+WORKERS_PER_CONNECTION = 3
 
 # -- events --------------------------------------------------------------------------------
 
@@ -429,10 +434,11 @@ class SendEngine:
             await self._open_channels(targets)
             if self._stopped is None:
                 jobs = self._jobs(targets)
-                # Twice as many workers as connections: while one waits for the ledger or renders
-                # the next message, another uses the connection. Each worker holds at most one
-                # committed intent, so at most 2 x concurrency deliveries are ever `sending`.
-                workers = [asyncio.create_task(self._worker(jobs)) for _ in range(2 * max(1, self.concurrency))]
+                # More workers than connections: while some render and wait for the ledger, a
+                # connection has its current message and the next one ready to chain. Each worker
+                # holds at most one committed intent: that bounds the `sending` rows.
+                workers = [asyncio.create_task(self._worker(jobs))
+                           for _ in range(WORKERS_PER_CONNECTION * max(1, self.concurrency))]
                 await asyncio.gather(*workers)
         finally:
             await self._close_channels()

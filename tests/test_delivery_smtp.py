@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import email
+import re
 import socket
 import time
 
@@ -279,18 +280,37 @@ class RecordingProxy:
         await asyncio.gather(pump(reader, up_writer, True), pump(up_reader, writer, False))
 
 
-async def test_pipelining_sends_mail_rcpt_data_in_one_write(tmp_path, server):
+async def test_pipelining_sends_envelopes_in_one_write_and_chains_messages(tmp_path, server):
+    server.data_delay = 0.01  # so that messages queue up behind each connection
     proxy = RecordingProxy(server.port)
     port = await proxy.start()
-    plan, ledger = setup(tmp_path, port, recipients=10, concurrency=2)
+    plan, ledger = setup(tmp_path, port, recipients=12, concurrency=2)
     sender = engine(plan, ledger)
-    await sender.run()
+    assert (await sender.run()).counts[L.ACCEPTED] == 12
     proxy.server.close()
-    pipelined = [c for c in proxy.chunks if c.startswith(b"MAIL FROM:") and b"\r\nRCPT TO:" in c and c.endswith(b"DATA\r\n")]
-    assert len(pipelined) == 10
-    # Two round trips per message (envelope+DATA, then the text), plus EHLO per connection.
+    envelope = re.compile(rb"MAIL FROM:<[^>]*>[^\r]*\r\nRCPT TO:<[^>]*>[^\r]*\r\nDATA\r\n")
+    # Every MAIL went out in one write with its RCPT and DATA (RFC 2920)...
+    assert sum(len(envelope.findall(chunk)) for chunk in proxy.chunks) == 12
+    assert sum(chunk.count(b"MAIL FROM:") for chunk in proxy.chunks) == 12
+    # ...and most rode on the previous message's end of text (the RFC 2920 section 4 exchange).
+    chained = sum(len(re.findall(rb"\r\n\.\r\nMAIL FROM:", chunk)) for chunk in proxy.chunks)
+    assert chained >= 6
     connections = server.connections_opened
-    assert sender.channel_stats["email"]["round_trips"] == 2 * 10 + connections
+    round_trips = sender.channel_stats["email"]["round_trips"]
+    assert round_trips == connections + 12 + (12 - chained)  # EHLO, one per text, one per unchained envelope
+    assert len(server.messages) == 12 and len(set(addresses(server))) == 12
+
+
+async def test_connection_lost_while_chained_leaves_only_the_first_in_doubt(tmp_path, server):
+    # customer1's text ends in the same write as customer2's envelope; the server drops the line
+    # after customer1's text: customer1 is in doubt, customer2 is simply sent again.
+    server.faults["customer1@example.com"] = DropConnection(at="data", deliver=True)
+    server.data_delay = 0.01
+    plan, ledger = setup(tmp_path, server.port, recipients=6, concurrency=1)
+    summary = await engine(plan, ledger).run()
+    assert summary.counts[L.IN_DOUBT] == 1 and summary.counts[L.ACCEPTED] == 5
+    copies = addresses(server)
+    assert copies == sorted(f"customer{i}@example.com" for i in range(6))  # one each, none twice
 
 
 async def test_pause_resume_and_cancel_take_effect_within_a_second(tmp_path, server):

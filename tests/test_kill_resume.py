@@ -17,6 +17,7 @@ import sys
 import time
 
 from relcomm_tui import ledger as L
+from relcomm_tui.delivery import WORKERS_PER_CONNECTION
 from relcomm_tui.ledger import Ledger
 from relcomm_tui.mailserver import LoopbackMailServer
 
@@ -60,7 +61,7 @@ def test_sigkill_mid_send_then_resume_sends_nothing_twice(tmp_path):
         after_kill = ledger.counts("4.2.0")
         assert after_kill[L.SENDING] == 0
         assert 0 < after_kill[L.ACCEPTED] < RECIPIENTS and after_kill[L.QUEUED] > 0
-        assert after_kill[L.IN_DOUBT] <= 2 * 4  # at most one intent per engine worker (2 x concurrency)
+        assert after_kill[L.IN_DOUBT] <= WORKERS_PER_CONNECTION * 4  # at most one intent per engine worker
         ledger.close()
 
         resumed = relcomm("send", str(plan_file), "--yes")

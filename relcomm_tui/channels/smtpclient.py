@@ -275,6 +275,23 @@ class SmtpConnection:
             self.abort()
             raise SmtpDisconnected(f"the connection was lost: {error}") from None
 
+    def envelope(self, mail_from: str, mail_params: list[str], rcpt_to: str, rcpt_params: list[str]) -> bytes:
+        """MAIL, RCPT and DATA as one pipelined group (RFC 2920)."""
+        mail = " ".join([f"MAIL FROM:<{mail_from}>", *mail_params])
+        rcpt = " ".join([f"RCPT TO:<{rcpt_to}>", *rcpt_params])
+        for line in (mail, rcpt):
+            if "\r" in line or "\n" in line:
+                raise ValueError("an address may not contain a line break")
+        return f"{mail}\r\n{rcpt}\r\nDATA\r\n".encode("utf-8")
+
+    async def send(self, data: bytes) -> None:
+        """Write raw protocol bytes; the caller reads the replies (`reply`)."""
+        await self._write(data)
+        self.round_trips += 1
+
+    async def reply(self) -> Reply:
+        return await self._read_reply()
+
     async def command(self, line: str) -> Reply:
         if "\r" in line or "\n" in line:
             raise ValueError("an SMTP command may not contain a line break")
@@ -314,8 +331,9 @@ class SmtpConnection:
                 # A server that says 354 after refusing every recipient gets an empty message,
                 # which it must refuse (RFC 2920 section 3.1); we never send the real one.
                 payload = dot_stuff(message) if ok else b".\r\n"
-                await self._write(payload)
+                # Set before the write: if the write fails half-way we cannot know what arrived.
                 result.end_sent = ok
+                await self._write(payload)
                 self.round_trips += 1
                 result.end = await self._read_reply()
                 if not ok:
