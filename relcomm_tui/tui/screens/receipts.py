@@ -36,7 +36,7 @@ COLUMNS = (
     ("sel", " ", 1), ("communique", "Communique", 12), ("recipient", "Recipient", 18), ("sent", "Sent", 5),
     ("delivered", "Deliv", 5), ("displayed", "Read", 5), ("acknowledged", "Ack", 5), ("outcome", "Outcome", 9),
     ("group", "Group", 10), ("channel", "Channel", 7), ("accepted", "Accepted", 5), ("reason", "Reason", 40),
-    ("auto_replied", "Auto-reply", 10), ("last_update", "Updated", 11),
+    ("complained", "Complaint", 11), ("auto_replied", "Auto-reply", 11), ("last_update", "Updated", 11),
 )
 STANDING_STYLE = {CONFIRMED: "bold $success", REACHED: "$success", BOUNCED: "bold $error", "unknown": "dim"}
 STANDING_FILTERS = ("all", "unconfirmed", "bounced")
@@ -218,7 +218,8 @@ class ReceiptsScreen(Screen):
         mark = Content.styled("●", "bold $accent") if row.delivery_id in self.selected else " "
         return [mark, row.communique_id, row.recipient, self.when(row.sent), self.when(row.delivered),
                 self.when(row.displayed), self.when(row.acknowledged), standing, row.group_id, row.channel,
-                self.when(row.accepted), row.reason, self.when(row.auto_replied), self.when(row.last_update, long=True)]
+                self.when(row.accepted), row.reason, self.when(row.complained, long=True),
+                self.when(row.auto_replied, long=True), self.when(row.last_update, long=True)]
 
     def when(self, stamp: str | None, *, long: bool = False) -> str:
         """Ledger UTC text as "HH:MM" today, "MM-DD" before (long: "MM-DD HH:MM")."""
