@@ -379,3 +379,61 @@ async def test_test_send_goes_to_the_engineer_only_outside_the_deliveries(tmp_pa
     assert parsed["To"] == "me@orion.example.com" and "Hello Customer 0" in parsed.get_payload()
     assert ledger.deliveries("4.2.0") == []
     assert [r.mode for r in ledger.runs("4.2.0")] == ["test"]
+
+
+async def test_without_pipelining_the_plain_exchange_is_used(tmp_path):
+    # Stock aiosmtpd advertises neither PIPELINING nor DSN: one command per round trip, no DSN parameters.
+    from aiosmtpd.controller import Controller
+
+    class Sink:
+        def __init__(self) -> None:
+            self.envelopes = []
+
+        async def handle_DATA(self, server, session, envelope):
+            self.envelopes.append((envelope.mail_options, envelope.rcpt_tos, envelope.content))
+            return "250 OK"
+
+    sink = Sink()
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    controller = Controller(sink, hostname="127.0.0.1", port=port)
+    controller.start()
+    try:
+        plan, ledger = setup(tmp_path, port, recipients=3, concurrency=1)
+        sender = engine(plan, ledger)
+        summary = await sender.run()
+    finally:
+        controller.stop()
+    assert summary.counts[L.ACCEPTED] == 3
+    assert sorted(r for _, rcpts, _ in sink.envelopes for r in rcpts) == [f"customer{i}@example.com" for i in range(3)]
+    assert all("RET=HDRS" not in " ".join(options) for options, _, _ in sink.envelopes)
+    assert sender.channel_stats["email"]["round_trips"] == 1 + 3 * 4  # EHLO, then MAIL, RCPT, DATA, text
+
+
+async def test_events_iterator_ends_with_the_summary(tmp_path, server):
+    plan, ledger = setup(tmp_path, server.port, recipients=2)
+    sender = engine(plan, ledger)
+    stream = sender.events()
+    task = asyncio.create_task(sender.run())
+    seen = [event async for event in stream]
+    summary = await task
+    assert isinstance(seen[-1], RunFinished) and seen[-1].summary == summary
+    assert [e.state for e in seen if isinstance(e, DeliveryChanged)].count(L.ACCEPTED) == 2
+
+
+async def test_cancel_while_paused_sends_nothing_more_and_leaves_nothing_sending(tmp_path, server):
+    server.data_delay = 0.05
+    plan, ledger = setup(tmp_path, server.port, recipients=30, concurrency=2)
+    sender = engine(plan, ledger)
+    task = asyncio.create_task(sender.run())
+    while ledger.counts("4.2.0")[L.ACCEPTED] < 2:
+        await asyncio.sleep(0.01)
+    sender.pause()
+    await asyncio.sleep(0.3)
+    sent_while_pausing = len(server.messages)
+    sender.cancel()
+    summary = await asyncio.wait_for(task, 1.0)
+    assert summary.cancelled and summary.counts[L.SENDING] == 0
+    assert len(server.messages) == sent_while_pausing == summary.counts[L.ACCEPTED]
+    assert summary.counts[L.QUEUED] == 30 - summary.counts[L.ACCEPTED]
