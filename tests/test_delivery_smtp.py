@@ -12,6 +12,7 @@ import asyncio
 import email
 import re
 import socket
+import subprocess
 import time
 
 import pytest
@@ -437,3 +438,64 @@ async def test_cancel_while_paused_sends_nothing_more_and_leaves_nothing_sending
     assert summary.cancelled and summary.counts[L.SENDING] == 0
     assert len(server.messages) == sent_while_pausing == summary.counts[L.ACCEPTED]
     assert summary.counts[L.QUEUED] == 30 - summary.counts[L.ACCEPTED]
+
+
+@pytest.fixture
+def certificate(tmp_path):
+    """A self-signed certificate for localhost (made with the openssl command)."""
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", "/CN=localhost",
+                    "-addext", "subjectAltName=DNS:localhost", "-keyout", str(key), "-out", str(cert)],
+                   check=True, capture_output=True)
+    return cert, key
+
+
+def tls_controller(certificate, **options):
+    import ssl
+
+    from aiosmtpd.controller import Controller
+
+    class Sink:
+        def __init__(self) -> None:
+            self.rcpts: list[str] = []
+
+        async def handle_DATA(self, server, session, envelope):
+            self.rcpts += envelope.rcpt_tos
+            return "250 OK"
+
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(*certificate)
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    sink = Sink()
+    controller = Controller(sink, hostname="127.0.0.1", port=port, **{k: context for k in options})
+    return controller, sink, port
+
+
+async def test_tls_certificates_are_verified(tmp_path, certificate, monkeypatch):
+    controller, sink, port = tls_controller(certificate, ssl_context=True)
+    controller.start()
+    try:
+        plan, ledger = setup(tmp_path, port, recipients=2, security="tls", host="localhost")
+        with pytest.raises(SendStopped, match="does not verify"):
+            await engine(plan, ledger).run()
+        assert sink.rcpts == [] and ledger.counts("4.2.0")[L.QUEUED] == 2
+        # Trusted (as a company CA would be), the same server is fine.
+        monkeypatch.setenv("SSL_CERT_FILE", str(certificate[0]))
+        assert (await engine(plan, ledger).run()).counts[L.ACCEPTED] == 2
+        assert sorted(sink.rcpts) == ["customer0@example.com", "customer1@example.com"]
+    finally:
+        controller.stop()
+
+
+async def test_starttls_upgrades_then_sends(tmp_path, certificate, monkeypatch):
+    controller, sink, port = tls_controller(certificate, tls_context=True)
+    controller.start()
+    try:
+        monkeypatch.setenv("SSL_CERT_FILE", str(certificate[0]))
+        plan, ledger = setup(tmp_path, port, recipients=2, security="starttls", host="localhost")
+        assert (await engine(plan, ledger).run()).counts[L.ACCEPTED] == 2
+        assert len(sink.rcpts) == 2
+    finally:
+        controller.stop()
