@@ -141,3 +141,18 @@ def test_test_send(tmp_path, server, capsys):
     (message,) = server.messages
     assert message.rcpt_tos == ["me@orion.example.com"]
     assert Ledger.open(load(plan_file).state_dir).deliveries("4.2.0") == []
+
+
+def test_password_from_stdin_is_used_and_never_printed(tmp_path, monkeypatch, capsys):
+    import io
+
+    with LoopbackMailServer(auth=("bot", "s3cret-pw")) as server:
+        plan_file = write_plan(tmp_path / "plan", server.port, recipients=2, username="bot")
+        monkeypatch.setattr("sys.stdin", io.StringIO("s3cret-pw\n"))
+        assert main(["send", str(plan_file), "--yes", "--password-stdin"]) == 0
+        captured = capsys.readouterr()
+        assert len(server.messages) == 2 and "s3cret-pw" not in captured.out + captured.err
+        # Without a password source and without a terminal: a plain refusal, exit 2.
+        monkeypatch.setattr("sys.stdin", io.StringIO(""))
+        assert main(["send", str(plan_file), "--yes"]) == 2
+        assert "needs a password" in capsys.readouterr().err
