@@ -50,19 +50,20 @@ class ReceiptsScreen(Screen):
     AUTO_FOCUS = "#receipts"
     BINDINGS = [
         Binding("r", "refresh", "Refresh", id="receipts-refresh", tooltip="Read new reports from the receipt sources now"),
-        Binding("u", "filter_standing('unconfirmed')", "Unconfirmed", id="receipts-unconfirmed",
+        Binding("u", "filter_standing('unconfirmed')", "Unconfirmed", id="receipts-unconfirmed", show=False,
                 tooltip="Show only recipients not yet confirmed (again: show all)"),
-        Binding("b", "filter_standing('bounced')", "Bounced", id="receipts-bounced",
+        Binding("b", "filter_standing('bounced')", "Bounced", id="receipts-bounced", show=False,
                 tooltip="Show only bounced recipients (again: show all)"),
-        Binding("g", "cycle_group", "Group", id="receipts-group", tooltip="Show one stakeholder group, then the next"),
-        Binding("c", "cycle_communique", "Communique", id="receipts-communique",
+        Binding("g", "cycle_group", "Group", id="receipts-group", show=False,
+                tooltip="Show one stakeholder group, then the next"),
+        Binding("c", "cycle_communique", "Communique", id="receipts-communique", show=False,
                 tooltip="Show one communique, then the next"),
         Binding("a", "clear_filters", "All", id="receipts-all", show=False, tooltip="Show every recipient"),
         Binding("space", "toggle_selected", "Select", id="receipts-select",
                 tooltip="Select the highlighted recipient for a follow-up"),
         Binding("f", "follow_up", "Follow up", id="receipts-follow-up",
                 tooltip="Send the reminder to the selected (or every unconfirmed one shown)"),
-        Binding("escape", "back", "Back", id="receipts-back", tooltip="Back to the checklist"),
+        Binding("escape", "back", "Back", id="receipts-back", show=False, tooltip="Back to the checklist"),
     ]
 
     standing_filter: reactive[str] = reactive("all")
@@ -251,13 +252,12 @@ class ReceiptsScreen(Screen):
         if row is None:
             detail.update("")
             return
-        parts = [f"{row.recipient} · {row.communique_id} by {row.channel} · {row.group_id} · {row.state}"]
-        if row.reason:
-            parts.append(f"reason: {row.reason}")
+        first = f"{row.recipient} · {row.communique_id} by {row.channel} · {row.group_id} · {row.state}"
+        notes = [f"reason: {row.reason}"] if row.reason else []
         for label, stamp in (("auto-reply", row.auto_replied), ("complaint", row.complained), ("delayed", row.delayed)):
             if stamp:
-                parts.append(f"{label} {self.when(stamp, long=True)}")
-        detail.update(" · ".join(parts[:1]) + ("\n" + " · ".join(parts[1:]) if len(parts) > 1 else ""))
+                notes.append(f"{label} {self.when(stamp, long=True)}")
+        detail.update(first + ("\n" + " · ".join(notes) if notes else ""))
 
     # -- header, filters, coverage ------------------------------------------------------------
 
@@ -278,9 +278,9 @@ class ReceiptsScreen(Screen):
         self.query_one("#receipts-head", Static).update(Content.assemble(*parts))
 
     def show_filter(self) -> None:
-        parts = [f"showing: {self.standing_filter}"]
-        parts.append(f"group: {self.group_filter or 'all'}")
-        parts.append(f"communique: {self.communique_filter or 'all'}")
+        parts = [f"showing (u/b): {self.standing_filter}"]
+        parts.append(f"group (g): {self.group_filter or 'all'}")
+        parts.append(f"communique (c): {self.communique_filter or 'all'}")
         if self.selected:
             parts.append(f"{len(self.selected)} selected")
         self.query_one("#receipts-filter", Static).update(" · ".join(parts))
