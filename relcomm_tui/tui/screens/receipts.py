@@ -73,7 +73,7 @@ class ReceiptsScreen(Screen):
     class Refreshed(Message):
         """A refresh (or a plain reload from the ledger) finished."""
 
-        def __init__(self, status: ReceiptStatus, result: RefreshResult | None, at: dt.datetime) -> None:
+        def __init__(self, status: ReceiptStatus, result: RefreshResult | None, at: dt.datetime | None) -> None:
             super().__init__()
             self.status, self.result, self.at = status, result, at
 
@@ -94,6 +94,7 @@ class ReceiptsScreen(Screen):
         self.refreshes = 0
         self._cells: dict[str, list] = {}
         self._refreshing = False
+        self.reading = 0  # messages read so far by the running refresh
 
     @property
     def plan(self) -> Plan:
@@ -141,13 +142,32 @@ class ReceiptsScreen(Screen):
     @work(thread=True, exclusive=True, exit_on_error=False, group="receipts-refresh")
     def refresh_worker(self, plan: Plan) -> None:
         ledger = self.app.ledger
-        result = refresh(plan, ledger) if plan.receipts.sources else None
+        if self.status is None:
+            # What the ledger already knows shows at once; a first read of a big mailbox takes a while.
+            self.post_message(self.Refreshed(build_status(plan, ledger), None, None))
+        result = None
+        if plan.receipts.sources:
+            result = refresh(plan, ledger, on_progress=lambda partial: self.post_message(self.Reading(partial.read)))
         self.post_message(self.Refreshed(build_status(plan, ledger), result, self.clock()))
 
+    class Reading(Message):
+        """Messages read so far by the running refresh (every few hundred)."""
+
+        def __init__(self, read: int) -> None:
+            super().__init__()
+            self.read = read
+
+    def on_receipts_screen_reading(self, message: Reading) -> None:
+        self.reading = message.read
+        self.show_head()
+
     def on_receipts_screen_refreshed(self, message: Refreshed) -> None:
-        self._refreshing = False
-        self.refreshes += 1
-        self.status, self.last_refreshed = message.status, message.at
+        self.status = message.status
+        if message.at is not None:  # None: the ledger's view before the sources were read
+            self._refreshing = False
+            self.refreshes += 1
+            self.last_refreshed = message.at
+            self.reading = 0
         if message.result is not None:
             self.last_result = message.result
             problems = [f"{p.message}" + (f" ({p.hint})" if p.hint else "") for p in message.result.problems]
@@ -265,7 +285,7 @@ class ReceiptsScreen(Screen):
         release = self.plan.release
         parts: list = [(f"{release.name} {release.version}", "bold")]
         if self._refreshing and self.last_refreshed is None:
-            parts.append(" · reading the receipt sources…")
+            parts.append(f" · reading the receipt sources… {self.reading or ''}".rstrip())
         elif self.last_refreshed is not None:
             parts.append(f" · last refreshed {self.last_refreshed.astimezone(self.tz).strftime('%H:%M:%S')}")
             if self._refreshing:
