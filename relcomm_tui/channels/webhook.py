@@ -313,7 +313,9 @@ def default_render(plan: "Plan") -> RenderJob:
     from ..compose import render
 
     def build(job: DeliveryJob) -> "Rendered":
-        return render(plan, job.communique, job.group, job.recipient, message_id=job.message_id)
+        # A post goes to groups, not to a person: render it as the preview does, without `recipient`.
+        recipient = job.recipient if job.communique.per_recipient else None
+        return render(plan, job.communique, job.group, recipient, message_id=job.message_id)
 
     return build
 
@@ -494,3 +496,34 @@ def _retry_after(answer: HttpAnswer) -> dict:
     if answer.retry_after is not None and "retry_after" in Outcome.__dataclass_fields__:
         return {"retry_after": answer.retry_after}
     return {}
+
+
+# -- dry run of any non-email channel ----------------------------------------------------------
+
+
+def dry_run_deliveries(plan: "Plan", channel_name: str, jobs: list[DeliveryJob], outbox: Path,
+                       **options: object) -> list[Outcome]:
+    """Run the channel with `outbox` set: each job writes what would be posted or published to
+    `<outbox>/<communique>/<delivery>.json|.html|.txt` and nothing leaves the machine.
+
+    Synchronous, for the engine's dry run; the channel runs on its own event loop in a helper
+    thread, so this works whether or not the caller's thread already runs a loop.
+    """
+    import concurrent.futures
+
+    from . import channel_factory
+
+    factory = channel_factory(channel_name)
+    if factory is None:
+        raise ValueError(f"channel {channel_name} is not available")
+
+    async def run() -> list[Outcome]:
+        channel = factory(plan, outbox=outbox, **options)
+        await channel.open()
+        try:
+            return [await channel.deliver(job) for job in jobs]
+        finally:
+            await channel.close()
+
+    with concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool:
+        return pool.submit(asyncio.run, run()).result()
