@@ -180,3 +180,20 @@ async def test_dry_run_writes_the_page_to_the_outbox_only(tmp_path):
     assert not (tmp_path / "www").exists()
     written = (outbox / "release-page" / f"{job.delivery_id}.html").read_text()
     assert "<p>hi</p>" in written and "2026-11-26 12:00 UTC" in written
+
+
+async def test_put_only_publishes_without_a_local_file(tmp_path, receiver):
+    plan = channel_plan(tmp_path, f"""
+        [[communiques]]
+        id = "release-page"
+        to = ["engineering"]
+        channel = "publish"
+        subject = "Orion 4.2.0"
+        put_url = "{receiver.url('/site/4.2.0.html')}"
+        body = "x"
+    """)
+    outcome, _ = await publish(plan, render=fake_render(subject="Orion 4.2.0", html="<p>only remote</p>"))
+    assert outcome.state == "accepted", outcome
+    assert b"<p>only remote</p>" in receiver.stored("/site/4.2.0.html")
+    assert "sha256" in outcome.reply and "wrote" not in outcome.reply
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["plan.toml"]

@@ -218,7 +218,8 @@ class PublishChannel:
 
     async def deliver(self, job: DeliveryJob) -> Outcome:
         try:
-            target = page_target(self.plan, job.communique)
+            # Without `path` the page is only PUT (put_url): nothing is written here.
+            target = page_target(self.plan, job.communique) if job.communique.spec.path else None
             page = self.page(job, self._render(job))
             put_url = await self.secrets.value(job.communique.spec.put_url, "put_url") if job.communique.spec.put_url else None
             public_url = job.communique.spec.public_url
@@ -228,24 +229,31 @@ class PublishChannel:
                     return Outcome("rejected", detail=f"not published: {redact(url)}: {problem}")
         except Exception as error:  # RenderError, PresetError: the communique cannot be published as written
             return Outcome("rejected", detail=f"not published: {render_error_text(error)}")
+        if target is None and not put_url:
+            return Outcome("rejected", detail="not published: the communique has neither `path` nor `put_url`")
         if self.outbox is not None:
             path = outbox_file(self.outbox, job, "html")
             atomic_write(path, page, 0o600)
-            return Outcome("accepted", reply=f"dry run: {target} would be written; the page is in {path}")
+            where = f"{target} would be written" if target else "the page would be PUT"
+            return Outcome("accepted", reply=f"dry run: {where}; the page is in {path}")
         if job.commit_intent is not None:
             await job.commit_intent()
-        try:
-            # The fsyncs may take a moment on a network file system: keep the loop free.
-            written = await asyncio.to_thread(publish_page, target, page)
-        except OSError as error:
-            return Outcome("rejected", detail=f"cannot write {target}: {error.strerror or error}; "
-                           "check that the folder exists and is writable", intent_committed=True)
-        words = [f"wrote {written.path} ({written.size} bytes, sha256 {written.sha256[:16]}…)"]
+        words = []
+        digest = hashlib.sha256(page).hexdigest()
+        if target is not None:
+            try:
+                # The fsyncs may take a moment on a network file system: keep the loop free.
+                written = await asyncio.to_thread(publish_page, target, page)
+            except OSError as error:
+                return Outcome("rejected", detail=f"cannot write {target}: {error.strerror or error}; "
+                               "check that the folder exists and is writable", intent_committed=True)
+            words.append(f"wrote {written.path} ({written.size} bytes, sha256 {digest[:16]}…)")
         if put_url:
             result = await send_with_retries(self.client, HttpRequest(
                 "PUT", put_url, {"Content-Type": "text/html; charset=utf-8", "Idempotency-Key": job.delivery_id},
                 page), self.policy, self._sleep)
-            words.append(f"PUT {redact(put_url)}: {result.answer.words}")
+            words.append(f"PUT {redact(put_url)}: {result.answer.words}"
+                         + ("" if target else f" ({len(page)} bytes, sha256 {digest[:16]}…)"))
             if result.state != "accepted":
                 return Outcome(result.state, reply="; ".join(words), detail=result.detail, intent_committed=True)
         if public_url:
@@ -258,7 +266,7 @@ class PublishChannel:
                 return Outcome(state, reply="; ".join(words),
                                detail="the page is written but the public URL does not serve it",
                                intent_committed=True)
-            served = hashlib.sha256(result.answer.body).hexdigest() == written.sha256
+            served = hashlib.sha256(result.answer.body).hexdigest() == digest
             words.append("serves this page" if served else "serves a different page (a cache or a rewrite?)")
         return Outcome("accepted", reply="; ".join(words), intent_committed=True)
 
