@@ -403,6 +403,8 @@ class SendEngine:
                 continue
             audience = delivery_audience(self.plan, communique)
             targets.append(_Target(communique, {r.key: (g, r) for g, r in audience}))
+        if self.mode == "send" and communiques and all(c.spec.reminder_for for c in communiques):
+            self.mode = "follow-up"  # the audit record tells reminders from the first send
         self.run_id = await asyncio.to_thread(
             ledger.start_run, self.mode, release, self.plan.digest, self.who, self.host)
         domain = sender_domain(self.plan)

@@ -112,6 +112,7 @@ async def test_follow_up_goes_only_when_named(tmp_path, server):
     summary = await engine(plan, ledger, only=["reminder"]).run()
     assert set(summary.per_communique) == {"reminder"}
     assert {email.message_from_bytes(m.data)["Subject"] for m in server.messages} == {"Reminder: Orion 4.2.0"}
+    assert [r.mode for r in ledger.runs("4.2.0")] == ["follow-up"]
     with pytest.raises(SendError, match="no communique 'nope'"):
         await engine(plan, ledger, only=["nope"]).run()
 
