@@ -200,8 +200,14 @@ async def test_preset_payload_shapes(tmp_path, receiver, preset):
     if preset == "slack":
         assert body == {"text": "*Orion 4.2.0 is live*\n\n*Orion 4.2.0* is live. <https://x.example/4.2.0|Notes>"}
     elif preset == "teams":
-        assert body["@type"] == "MessageCard" and body["title"] == "Orion 4.2.0 is live"
-        assert body["text"].startswith("**Orion 4.2.0** is live")
+        assert body["type"] == "message"
+        [attachment] = body["attachments"]
+        assert attachment["contentType"] == "application/vnd.microsoft.card.adaptive"
+        card = attachment["content"]
+        assert card["type"] == "AdaptiveCard" and card["version"] == "1.4"
+        title, text = card["body"]
+        assert title["text"] == "Orion 4.2.0 is live" and title["weight"] == "Bolder"
+        assert text["text"].startswith("**Orion 4.2.0** is live") and text["wrap"] is True
     elif preset == "mattermost":
         assert body == {"text": "**Orion 4.2.0 is live**\n\n**Orion 4.2.0** is live. [Notes](https://x.example/4.2.0)"}
     elif preset == "googlechat":

@@ -5,7 +5,7 @@ Chat services each speak their own dialect of Markdown, so the text is adapted l
 links, headings) rather than sent as raw CommonMark that would show asterisks and brackets.
 
     slack       {"text": mrkdwn}                                  (Slack incoming webhook)
-    teams       MessageCard {"@type", "title", "text", ...}       (Microsoft Teams connector)
+    teams       Adaptive Card message {"type": "message", ...}     (Microsoft Teams Workflows webhook)
     mattermost  {"text": Markdown}                                (Mattermost incoming webhook)
     googlechat  {"text": Chat's *bold* dialect}                   (Google Chat space webhook)
     json        {"release", "version", "subject", "text", ...}    (anything of your own)
@@ -106,14 +106,7 @@ def webhook_payload(preset: str | None, message: Message, *, rendered_body: str 
     if preset == "slack":
         return _json({"text": _with_title(message.subject, to_mrkdwn(text), "*")})
     if preset == "teams":
-        return _json({
-            "@type": "MessageCard",
-            "@context": "https://schema.org/extensions",
-            "summary": message.subject or f"{message.release} {message.version}",
-            "themeColor": "2E7D32",
-            "title": message.subject or f"{message.release} {message.version}",
-            "text": text,
-        })
+        return _json(teams_card(message.subject or f"{message.release} {message.version}", text))
     if preset == "mattermost":
         return _json({"text": _with_title(message.subject, text, "**")})
     if preset == "googlechat":
@@ -131,6 +124,27 @@ def webhook_payload(preset: str | None, message: Message, *, rendered_body: str 
     if preset == "ntfy":
         return ntfy_payload(message)
     raise unknown_preset(preset)
+
+
+def teams_card(title: str, text: str) -> dict:
+    """An Adaptive Card in a message, as Teams' Workflows webhooks take it (the older Office 365
+    connectors, which took MessageCards, are retired). TextBlocks render bold, lists and links."""
+    return {
+        "type": "message",
+        "attachments": [{
+            "contentType": "application/vnd.microsoft.card.adaptive",
+            "contentUrl": None,
+            "content": {
+                "$schema": "http://adaptivecards.io/schemas/adaptive-card.json",
+                "type": "AdaptiveCard",
+                "version": "1.4",
+                "body": [
+                    {"type": "TextBlock", "text": title, "size": "Large", "weight": "Bolder", "wrap": True},
+                    {"type": "TextBlock", "text": text, "wrap": True},
+                ],
+            },
+        }],
+    }
 
 
 def unknown_preset(preset: str) -> PresetError:
