@@ -500,3 +500,16 @@ async def test_starttls_upgrades_then_sends(tmp_path, certificate, monkeypatch):
         assert len(sink.rcpts) == 2
     finally:
         controller.stop()
+
+
+def test_xtext_and_dot_stuffing():
+    from relcomm_tui.channels.smtpclient import dot_stuff, xtext
+    from relcomm_tui.mailserver import xtext_decode
+
+    for text in ("ana+releases@example.com", "a=b@example.com", "plain@example.com", "zoë@例え.jp"):
+        encoded = xtext(text)
+        assert all(33 <= ord(ch) <= 126 and ch != "=" for ch in encoded)
+        assert xtext_decode(encoded) == text
+    assert xtext("a+b=c") == "a+2Bb+3Dc"
+    assert dot_stuff(b".a\nb\r\n..c\rd") == b"..a\r\nb\r\n...c\r\nd\r\n.\r\n"
+    assert dot_stuff(b"ends\r\n") == b"ends\r\n.\r\n"
