@@ -104,6 +104,9 @@ class WebhookReceiver:
 
         class Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
+            # One write per response and no Nagle: else delayed ACKs add ~40 ms to every request.
+            wbufsize = 64 * 1024
+            disable_nagle_algorithm = True
 
             def log_message(self, format: str, *args: object) -> None:  # keep test output clean
                 pass
@@ -222,6 +225,7 @@ class WebhookReceiver:
             handler.end_headers()
             if handler.command != "HEAD":
                 handler.wfile.write(payload)
+            handler.wfile.flush()
         except (BrokenPipeError, ConnectionResetError):
             pass  # the client gave up waiting (a hang test); nothing to tell it
 
