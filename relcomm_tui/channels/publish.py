@@ -18,6 +18,7 @@ import datetime as dt
 import hashlib
 import html
 import re
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -173,10 +174,16 @@ class Written:
     sha256: str
 
 
+# Two pages published into one folder at once must not race on the index (the later scan could
+# be written first and lose the other page); within this process, one publish at a time.
+_PUBLISHING = threading.Lock()
+
+
 def publish_page(target: Path, page: bytes) -> Written:
     """Write the page atomically, then regenerate the folder's index."""
-    atomic_write(target, page)
-    write_index(target.parent)
+    with _PUBLISHING:
+        atomic_write(target, page)
+        write_index(target.parent)
     return Written(target, len(page), hashlib.sha256(page).hexdigest())
 
 
