@@ -266,3 +266,30 @@ def test_redact_and_mrkdwn():
     assert redact("https://hooks.slack.com/services/T/B/XYZ") == "https://hooks.slack.com/…"
     assert redact("https://user:pw@example.com:8443") == "https://example.com:8443"
     assert to_mrkdwn("# Title\n**bold** and [link](https://a.b/c)") == "*Title*\n*bold* and <https://a.b/c|link>"
+
+
+async def test_through_the_engine_one_post_per_communique_and_retry_after_honoured(tmp_path, receiver):
+    from relcomm_tui import ledger as L
+    from relcomm_tui.delivery import SendEngine
+    from relcomm_tui.ledger import Ledger
+
+    receiver.script("/hook", Reply(429, "slow down", {"Retry-After": "1"}))
+    plan = channel_plan(tmp_path, f"""
+        [[communiques]]
+        id = "eng-chat"
+        to = ["engineering", "exec"]
+        channel = "webhook"
+        preset = "slack"
+        url = "{receiver.url('/hook')}"
+        body = "{{{{ release.name }}}} {{{{ release.version }}}} is live"
+    """)
+    ledger = Ledger.open(plan.state_dir)
+    summary = await SendEngine(plan, ledger, backoff_base=0.01).run()
+    [record] = ledger.deliveries("4.2.0")  # three people in two groups, one post
+    assert record.state == L.ACCEPTED and record.attempts == 2
+    assert record.recipient_display == "Engineering, Executive staff"
+    assert record.reply.startswith("HTTP 200 OK")
+    first, second = receiver.requests_for("/hook")
+    assert second.at - first.at >= 0.95, "the engine waited the receiver's Retry-After, not its own 10 ms"
+    assert second.json() == {"text": "Orion 4.2.0 is live"}
+    assert summary.exit_code == 0
