@@ -1,0 +1,66 @@
+"""The typed confirmation before anything is sent: the user types the release version."""
+
+from __future__ import annotations
+
+from textual import on
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Vertical
+from textual.screen import ModalScreen
+from textual.widgets import Input, Static
+
+
+def plural(count: int, word: str) -> str:
+    return f"{count} {word}{'' if count == 1 else 's'}"
+
+
+class ConfirmSendDialog(ModalScreen[bool]):
+    """True only when the version was typed exactly and Enter pressed; escape is False."""
+
+    CSS_PATH = "confirm_send.tcss"
+    BINDINGS = [Binding("escape", "cancel", "Cancel", id="cancel-send", tooltip="Send nothing")]
+
+    def __init__(self, release_name: str, version: str, recipients: int, communiques: int,
+                 *, deliveries_left: int | None = None) -> None:
+        super().__init__()
+        self.release_name, self.version = release_name, version
+        self.recipients, self.communiques = recipients, communiques
+        self.deliveries_left = deliveries_left
+
+    def compose(self) -> ComposeResult:
+        if self.deliveries_left is None:
+            question = (f"Send {self.release_name} {self.version} to {plural(self.recipients, 'recipient')} "
+                        f"over {plural(self.communiques, 'communique')}?")
+        else:
+            left = self.deliveries_left
+            question = (f"Continue sending {self.release_name} {self.version}: "
+                        f"{left} {'delivery' if left == 1 else 'deliveries'} not sent yet?")
+        with Vertical(id="confirm-box") as box:
+            box.border_title = "Send"
+            box.border_subtitle = "enter sends · escape cancels"
+            yield Static(question, id="confirm-question", markup=False)
+            yield Static("Messages go out as soon as you confirm. Anything already accepted is never sent again.",
+                         id="confirm-detail", markup=False)
+            yield Static(f"Type the version ({self.version}) to confirm:", id="confirm-prompt", markup=False)
+            yield Input(placeholder=self.version, id="confirm-version", select_on_focus=False)
+            yield Static("", id="confirm-error", markup=False)
+
+    @on(Input.Submitted, "#confirm-version")
+    def submitted(self, event: Input.Submitted) -> None:
+        event.stop()
+        if event.value == self.version:
+            self.dismiss(True)
+            return
+        typed = event.value
+        error = self.query_one("#confirm-error", Static)
+        if not typed:
+            error.update(f"Type {self.version} and press enter, or escape to cancel.")
+        else:
+            error.update(f"{typed!r} is not {self.version}: type the version exactly.")
+
+    @on(Input.Changed, "#confirm-version")
+    def changed(self) -> None:
+        self.query_one("#confirm-error", Static).update("")
+
+    def action_cancel(self) -> None:
+        self.dismiss(False)
