@@ -27,7 +27,7 @@ from textual.widgets import DataTable, Footer, Label, ProgressBar, Static
 from textual.worker import Worker, WorkerState
 
 from ...delivery import (
-    CommuniqueSkipped, DeliveryChanged, Progress, RunStopped, RunSummary, SendEngine, SendError, SendStopped,
+    CommuniqueSkipped, DeliveryChanged, delivery_audience, Progress, RunStopped, RunSummary, SendEngine, SendError, SendStopped,
     select_communiques, send_test_message, sender_domain,
 )
 from ...ledger import (
@@ -221,9 +221,8 @@ class SendScreen(Screen):
         rows: list[tuple[str, Row]] = []
         for communique in self.communiques:
             self.per_communique[communique.id] = Counter()
-            if not communique.per_recipient:
-                continue  # posts (webhook, publish...) get their rows when the engine reports them
-            for _group, recipient in plan.audience(communique):
+            # One row per person (email, manual), one per post (webhook, publish, pager): the engine's ids.
+            for _group, recipient in delivery_audience(plan, communique):
                 ident = delivery_id(release, communique.id, recipient.key)
                 record = records.pop(ident, None)
                 if record is None:
@@ -231,7 +230,7 @@ class SendScreen(Screen):
                 else:
                     rows.append((ident, Row(communique.id, record.channel, record.recipient_display, record.state,
                                             record.reply or "", record.attempts)))
-        for record in records.values():  # history: people no longer in the plan, and posts
+        for record in records.values():  # history: people no longer in the plan
             if record.communique_id in wanted:
                 rows.append((record.id, Row(record.communique_id, record.channel, record.recipient_display,
                                             record.state, record.reply or "", record.attempts)))
