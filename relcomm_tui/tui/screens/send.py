@@ -52,6 +52,8 @@ STATE_COLOURS = {QUEUED: "foreground-muted", SENDING: "accent", ACCEPTED: "succe
                  REJECTED: "error", IN_DOUBT: "warning", MARKED_DELIVERED: "success", AWAITING: "primary"}
 SHORT_LABELS = {MARKED_DELIVERED: "marked ✓", AWAITING: "to do"}
 COUNT_ORDER = (ACCEPTED, MARKED_DELIVERED, REJECTED, IN_DOUBT, DEFERRED, AWAITING, SENDING, QUEUED)
+KEY_ACTIONS = ("pause", "resume", "continue", "cancel", "retry_failed", "resend_in_doubt", "mark_delivered",
+               "tick_manual", "test_send")
 IN_DOUBT_EXPLAINED = ("in doubt: the connection ended after the whole message was sent, before the server "
                       "answered, so it may have arrived")
 
@@ -304,8 +306,16 @@ class SendScreen(Screen):
             highlighted = self.highlighted_id()
             if highlighted in pending:
                 self.update_detail()
-            self.refresh_bindings()
+            self.refresh_keys()
         self.refresh_summary()
+
+    def refresh_keys(self) -> None:
+        """Refresh the footer only when a key's availability changed: the footer rebuilds itself
+        on every refresh, which at ten flushes a second would eat the send's time."""
+        signature = tuple(self.check_action(action, ()) for action in KEY_ACTIONS)
+        if signature != getattr(self, "_keys_signature", None):
+            self._keys_signature = signature
+            self.refresh_bindings()
 
     def _set_row(self, table: DataTable, ident: str, row: Row, state: str, reply: str) -> None:
         if state != row.state:
@@ -759,15 +769,16 @@ class SendScreen(Screen):
         self.paused = False
         self._cancelling = False
         self.last_summary = message.summary
+        # On this screen the banner and the status line say it; elsewhere a notification does.
+        away = self.app.screen is not self
         if message.stopped:
             self.stopped = message.stopped
             reason, hint = message.stopped
             self.show_banner(f"Sending stopped: {reason}" + (f". {hint}" if hint else ""), "error")
-            self.notify(hint or "The ledger shows where things stand.", title=f"Sending stopped: {reason}",
-                        severity="error", timeout=10)
-        elif message.summary is not None and message.summary.cancelled:
-            self.notify("Cancelled: what was not sent stays queued.", title="Send")
-        else:
+            if away:
+                self.notify(hint or "The ledger shows where things stand.", title=f"Sending stopped: {reason}",
+                            severity="error", timeout=10)
+        elif away:
             done = self.counts[ACCEPTED] + self.counts[MARKED_DELIVERED]
             self.notify(f"{done} of {len(self.rows)} delivered; {self.status_text()}", title="Send finished")
         self.refresh_summary()
