@@ -349,3 +349,24 @@ async def test_an_unresolvable_password_is_asked_for_masked_and_used(
         for file in list((tmp_path / "state").rglob("*")) + list(plan.parent.rglob("*")):
             if file.is_file():
                 assert b"s3cret" not in file.read_bytes(), file
+
+
+async def test_test_send_goes_to_the_engineer_alone_with_test_in_the_subject(
+        orion_plan: Path, tmp_path: Path, server: LoopbackMailServer):
+    app = make_app(orion_plan, tmp_path)
+    async with app.run_test(size=(80, 24)) as pilot:
+        app.push_screen(SendScreen())
+        await pilot.pause()
+        screen = app.screen
+        table = screen.query_one("#deliveries", DataTable)
+        ops = next(ident for ident, row in screen.rows.items() if row.communique_id == "ops-notice")
+        table.move_cursor(row=table.get_row_index(ops))
+        await pilot.pause()
+        await pilot.press("t")
+        await send_done(pilot)
+        assert [m.rcpt_tos for m in server.messages] == [["deploy-engineer@orion.example.com"]]
+        text = server.messages[0].data.decode()
+        assert "Subject: [TEST] Orion 4.2.0 deployed to production" in text
+        # Outside the deliveries: nothing recorded as sent, every row still queued.
+        assert not any(app.ledger.counts(VERSION).values())
+        assert all(row.state == QUEUED for row in screen.rows.values())
