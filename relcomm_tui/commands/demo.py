@@ -1,0 +1,133 @@
+"""`relcomm demo`: the whole journey on a fresh machine, with no mail server of your own.
+
+It copies the Orion sample plan into a new folder, starts an embedded SMTP server on
+loopback (which later writes delivery reports, bounces and read receipts into the plan's
+receipts Maildir) and a local webhook receiver, points the plan at them, and opens the app.
+`--headless` runs validate, send and a receipts refresh without the app and prints them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import datetime as dt
+import re
+import shutil
+import sys
+from pathlib import Path
+
+from platformdirs import user_state_dir
+
+from ..resources import sample_plan
+
+# Demo customers whose mail bounces (the embedded server's rules: "unknown" -> 5.1.1, "full" -> 5.2.2).
+BOUNCING_CUSTOMERS = (
+    "Former Customer,unknown.user@initech.example.com,Initech",
+    "Busy Buyer,inbox.full@globex.example.com,Globex",
+)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--dir", type=Path, help="folder for the demo's plan and state (default: a new folder in your user state folder)")
+    parser.add_argument("--headless", action="store_true", help="no app: validate, send, collect receipts and print them")
+    parser.add_argument("--report-delay", type=float, nargs=2, default=(1.0, 6.0), metavar=("MIN", "MAX"),
+                        help="seconds before the demo server's delivery reports come back (default 1 6)")
+    parser.add_argument("--theme", help="the app's theme")
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..mailserver import LoopbackMailServer
+    from ..webhook_receiver import WebhookReceiver
+
+    folder = prepare_folder(args.dir)
+    state = folder / ".relcomm"
+    server = LoopbackMailServer(
+        maildir=state / "demo-server" / "delivered",
+        write_reports_to=state / "receipts",
+        report_delay=tuple(args.report_delay),
+        mdn_fraction=0.4,
+        seed=42,
+    )
+    receiver = WebhookReceiver()
+    with server, receiver:
+        plan_path = write_plan(folder, smtp_port=server.port, webhook_url=receiver.url("/hooks/eng-chat"))
+        print(f"Demo plan: {plan_path}")
+        print(f"Embedded mail server on {server.host}:{server.port}; delivery reports go to {state / 'receipts'}")
+        if args.headless:
+            return asyncio.run(_headless(plan_path, server))
+        from . import app
+
+        argv = [str(plan_path)] + (["--theme", args.theme] if args.theme else [])
+        code = app.main(argv)
+        server.flush_reports()  # whatever was still on its way, so reopening later shows it
+    print(f"\nReopen any time (receipts are in the plan's folder): relcomm {plan_path}")
+    return code
+
+
+def prepare_folder(wanted: Path | None) -> Path:
+    """A fresh folder holding a copy of the Orion sample plan."""
+    if wanted is None:
+        stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S")
+        wanted = Path(user_state_dir("relcomm")) / "demo" / stamp
+    wanted = wanted.expanduser().resolve()
+    if wanted.exists() and any(wanted.iterdir()):
+        raise SystemExit(f"relcomm demo: {wanted} is not empty; give a new folder with --dir")
+    wanted.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copytree(sample_plan("orion"), wanted, dirs_exist_ok=True, ignore=shutil.ignore_patterns(".relcomm"))
+    with open(wanted / "stakeholders" / "customers.csv", "a", encoding="utf-8") as customers:
+        customers.write("\n".join(BOUNCING_CUSTOMERS) + "\n")
+    return wanted
+
+
+def write_plan(folder: Path, *, smtp_port: int, webhook_url: str) -> Path:
+    """Point the copied plan at the embedded servers."""
+    plan_path = folder / "plan.toml"
+    text = plan_path.read_text(encoding="utf-8")
+    text = re.sub(r"(?m)^host = .*$", 'host = "127.0.0.1"', text, count=1)
+    text = re.sub(r"(?m)^port = \d+$", f"port = {smtp_port}", text, count=1)
+    text = re.sub(r"(?m)^security = .*$", 'security = "none"', text, count=1)
+    text = re.sub(r'(?m)^url = .*$', f'url = "{webhook_url}"', text, count=1)
+    plan_path.write_text(text, encoding="utf-8")
+    return plan_path
+
+
+async def _headless(plan_path: Path, server) -> int:
+    from ..checks import run_checks
+    from ..delivery import DeliveryChanged, SendEngine, SendError
+    from ..ledger import Ledger
+    from ..plan import load_plan
+    from ..receipts.refresh import refresh
+    from . import receipts as receipts_command
+
+    plan = load_plan(plan_path)
+    errors = [f for f in run_checks(plan) if f.blocks_sending]
+    for finding in errors:
+        print(f"error[{finding.id}] {finding.message} ({finding.location})", file=sys.stderr)
+    if errors:
+        return 1
+    print(f"Validated: {len(plan.communiques)} communiques, {len(plan.groups)} groups, no errors.")
+
+    def show(event) -> None:
+        if isinstance(event, DeliveryChanged) and event.state not in ("queued", "sending"):
+            print(f"  {event.communique_id:<22} {event.recipient:<52} {event.state}")
+
+    ledger = Ledger.open(plan.state_dir)
+    try:
+        engine = SendEngine(plan, ledger, on_event=show, mode="send")
+        try:
+            summary = await engine.run()
+        except SendError as error:
+            print(f"relcomm demo: {error.message}", file=sys.stderr)
+            return 1
+        print("Sent: " + ", ".join(f"{n} {state}" for state, n in sorted(summary.counts.items()) if n))
+        print("Collecting the delivery reports and read receipts the demo server wrote back...")
+        server.flush_reports()  # no need to wait out the realistic delays here
+        result = refresh(plan, ledger)
+        print(f"Read {result.read} reports: {result.matched} matched a delivery, {result.unmatched} did not.")
+        for problem in result.problems:
+            print(f"  problem: {problem}", file=sys.stderr)
+    finally:
+        ledger.close()
+    receipts_command.run(argparse.Namespace(plan=str(plan_path)))
+    print(f"\nOpen it in the app: relcomm {plan_path}")
+    return 0 if result.ok else 1
