@@ -104,7 +104,6 @@ class ReceiptsTable(Strict):
     dsn: StrictBool = Field(True, description="ask servers for delivery status notifications")
     read_receipts: StrictBool = Field(False, description="ask mail clients for a read receipt")
     refresh: StrictInt = Field(60, ge=5, description="seconds between automatic refreshes in the app")
-    archive: StrictStr | None = Field(None, description="move processed reports to this folder (never by default)")
 
 
 class MemberTable(Strict):
