@@ -377,3 +377,9 @@ def test_json_webhook_body_may_end_objects_with_double_braces(tmp_path: Path) ->
     _, findings = check(tmp_path, with_communique(channel="webhook", url="https://chat.example.com/h",
                                                   body="{{ '{{' }} release.name }}"))
     assert "'{{'" in only(findings, "placeholder-left").message
+
+
+def test_a_misspelt_variable_suggests_the_column_meant(tmp_path: Path) -> None:
+    _, findings = check(tmp_path, files={"announce.md.j2": "{{ recipient.nmae }}\n"})
+    finding = only(findings, "template-undefined")
+    assert "did you mean `recipient.name`?" in finding.message

@@ -6,6 +6,8 @@ mtime or size changes, so 10,000 renders cost one read while the live preview st
 
 from __future__ import annotations
 
+import difflib
+
 import os
 import sys
 import threading
@@ -67,8 +69,10 @@ class _Undefined(StrictUndefined):
         owner = self._undefined_obj
         name = self._undefined_name
         if isinstance(owner, Namespace):
-            known = ", ".join(sorted(owner))
-            raise UndefinedError(f"`{owner._relcomm_name}.{name}` is undefined (it has: {known})")
+            known = sorted(owner)
+            close = difflib.get_close_matches(str(name), known, n=1)
+            guess = f"did you mean `{owner._relcomm_name}.{close[0]}`? " if close else ""
+            raise UndefinedError(f"`{owner._relcomm_name}.{name}` is undefined ({guess}it has: {', '.join(known)})")
         if name is not None and owner is not missing:
             raise UndefinedError(f"`{name}` is undefined on {type(owner).__name__}")
         if name is not None:
