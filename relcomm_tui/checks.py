@@ -9,7 +9,6 @@ is reported once with how many recipients it affects.
 from __future__ import annotations
 
 import difflib
-import ipaddress
 import os
 import re
 import signal
@@ -21,6 +20,7 @@ from pathlib import Path
 from typing import Literal
 from urllib.parse import parse_qsl, urlsplit
 
+from .net import is_loopback
 from .plan.locate import find_line, keypath_text
 from .plan.model import Communique, Location, Plan, Recipient, StakeholderGroup
 
@@ -157,16 +157,6 @@ def _kill_group(process: subprocess.Popen) -> None:
         os.killpg(process.pid, signal.SIGKILL)
     except (ProcessLookupError, PermissionError):
         process.kill()
-
-
-def is_loopback(host: str) -> bool:
-    host = host.strip("[]")
-    if host.lower() in ("localhost", "localhost.localdomain"):
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 # -- the checker -------------------------------------------------------------------------------

@@ -19,13 +19,13 @@ from __future__ import annotations
 
 import asyncio
 import email.policy
-import ipaddress
 import socket
 from dataclasses import dataclass, field
 from email.message import EmailMessage
 from email.utils import parseaddr
 from typing import Callable
 
+from ..net import is_loopback
 from ..plan.model import Plan
 from . import ChannelStopped, DeliveryJob, DeliveryWithdrawn, Outcome
 from .smtpclient import (
@@ -51,15 +51,6 @@ class _Work:
     driver: "asyncio.Task | None" = None
 
     __hash__ = object.__hash__
-
-
-def is_loopback(host: str) -> bool:
-    if host.lower() in ("localhost", "localhost.localdomain"):
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 def address_of(text: str | None) -> str:
