@@ -21,12 +21,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str]) -> int:
     args = build_parser().parse_args(argv)
-    from ..plan import PlanError, load_plan
+    from . import load_plan_or_explain
 
-    try:
-        plan = load_plan(args.plan)
-    except PlanError as error:
-        print(f"relcomm: the plan cannot be loaded\n{error}", file=sys.stderr)
+    plan = load_plan_or_explain(args.plan, "relcomm")
+    if plan is None:
         return 2
     # Textual is imported only now: a broken plan is reported without paying for it.
     from ..tui.app import RelcommApp

@@ -89,14 +89,12 @@ def run_parse(files: list[str], *, as_json: bool) -> int:
 
 def run_status(args: argparse.Namespace) -> int:
     from ..ledger import Ledger, LedgerError
-    from ..plan import PlanError, load_plan
+    from . import load_plan_or_explain
     from ..receipts.refresh import refresh
     from ..receipts.status import build_status
 
-    try:
-        plan = load_plan(args.target[0])
-    except PlanError as error:
-        print(f"{PROG}: the plan cannot be loaded\n{error}", file=sys.stderr)
+    plan = load_plan_or_explain(args.target[0], PROG)
+    if plan is None:
         return 2
     state_dir = Path(args.state).expanduser() if args.state else plan.state_dir
     try:

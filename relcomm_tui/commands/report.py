@@ -20,17 +20,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from ..ledger import LEDGER_NAME, Ledger, LedgerError
-    from ..plan import PlanError, load_plan
+    from . import load_plan_or_explain
     from ..report import collect, render
 
     fmt = args.format
     if fmt is None and args.output:
         fmt = {".html": "html", ".htm": "html", ".csv": "csv"}.get(Path(args.output).suffix.lower())
     fmt = fmt or "md"
-    try:
-        plan = load_plan(args.plan)
-    except PlanError as error:
-        print(f"{PROG}: the plan cannot be loaded\n{error}", file=sys.stderr)
+    plan = load_plan_or_explain(args.plan, PROG)
+    if plan is None:
         return 2
     state_dir = Path(args.state).expanduser() if args.state else plan.state_dir
     if not (state_dir / LEDGER_NAME).exists():

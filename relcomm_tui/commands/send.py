@@ -55,12 +55,10 @@ def _fail(message: str, hint: str = "", stream: TextIO | None = None) -> int:
 
 def run(args: argparse.Namespace) -> int:
     from ..ledger import Ledger, LedgerError
-    from ..plan import PlanError, load_plan
+    from . import load_plan_or_explain
 
-    try:
-        plan = load_plan(args.plan)
-    except PlanError as error:
-        print(f"relcomm send: the plan cannot be loaded\n{error}", file=sys.stderr)
+    plan = load_plan_or_explain(args.plan, "relcomm send")
+    if plan is None:
         return 2
 
     refused = _validate(plan)

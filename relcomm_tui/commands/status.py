@@ -24,12 +24,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from ..ledger import Ledger, LedgerError
     from ..lock import lock_holder
-    from ..plan import PlanError, load_plan
+    from . import load_plan_or_explain
 
-    try:
-        plan = load_plan(args.plan)
-    except PlanError as error:
-        print(f"relcomm status: the plan cannot be loaded\n{error}", file=sys.stderr)
+    plan = load_plan_or_explain(args.plan, "relcomm status")
+    if plan is None:
         return 2
     state_dir = Path(args.state).expanduser() if args.state else plan.state_dir
     version = plan.release.version
