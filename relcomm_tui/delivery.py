@@ -34,6 +34,7 @@ from email.utils import parseaddr
 from pathlib import Path
 from typing import AsyncIterator, Callable, Iterator, Mapping, Sequence
 
+from .errors import UserError
 from .channels import Channel, ChannelStopped, DeliveryJob, DeliveryWithdrawn, Outcome, channel_factory
 from .ledger import (
     ACCEPTED, AWAITING, DEFERRED, FINAL_STATES, IN_DOUBT, MARKED_DELIVERED, QUEUED, REJECTED, SENDING, STATES,
@@ -116,13 +117,8 @@ class RunFinished:
 Event = DeliveryChanged | Progress | CommuniqueSkipped | RunStopped | RunFinished
 
 
-class SendError(Exception):
+class SendError(UserError):
     """Sending cannot start or go on; `hint` says what to do. Never a traceback for the user."""
-
-    def __init__(self, message: str, hint: str = "") -> None:
-        super().__init__(message)
-        self.message = message
-        self.hint = hint
 
 
 class SendStopped(SendError):

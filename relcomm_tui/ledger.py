@@ -29,6 +29,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterable, Sequence
 
+from .errors import UserError
+
 LEDGER_NAME = "ledger.sqlite"
 
 # Delivery states. `in_doubt` is shown as "in doubt".
@@ -54,13 +56,8 @@ STATE_LABELS = {
 RUN_MODES = ("send", "dry-run", "test", "follow-up")
 
 
-class LedgerError(Exception):
+class LedgerError(UserError):
     """The ledger cannot be opened or used; `hint` says what to do."""
-
-    def __init__(self, message: str, hint: str = "") -> None:
-        super().__init__(message)
-        self.message = message
-        self.hint = hint
 
 
 def now() -> str:

@@ -21,6 +21,8 @@ import importlib
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Awaitable, Callable, Literal, Protocol
 
+from ..errors import UserError
+
 if TYPE_CHECKING:
     from ..plan.model import Communique, Plan, Recipient, StakeholderGroup
 
@@ -44,14 +46,9 @@ class DeliveryWithdrawn(Exception):
     first byte: nothing was recorded or sent; the channel gives its connection back and re-raises."""
 
 
-class ChannelStopped(Exception):
+class ChannelStopped(UserError):
     """A failure that would fail every delivery the same way (auth, TLS, unreachable server):
     the run stops at once with this one message instead of a row of failures each."""
-
-    def __init__(self, message: str, hint: str = "") -> None:
-        super().__init__(message)
-        self.message = message
-        self.hint = hint
 
 
 @dataclass

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from ..errors import UserError
 from . import DeliveryJob, Outcome
 from .webhook import RenderJob, atomic_write, default_render, outbox_file, render_error_text
 
@@ -26,13 +27,8 @@ AWAITING = "awaiting"
 RECEIPT_KIND = "manual"
 
 
-class ManualError(Exception):
+class ManualError(UserError):
     """A confirmation that cannot be recorded; `hint` says what to do."""
-
-    def __init__(self, message: str, hint: str = "") -> None:
-        super().__init__(message)
-        self.message = message
-        self.hint = hint
 
 
 @dataclass(frozen=True)

@@ -21,6 +21,8 @@ import json
 import re
 from dataclasses import dataclass, field
 
+from ..errors import UserError
+
 WEBHOOK_PRESETS = ("slack", "teams", "mattermost", "googlechat", "json", "text")
 PAGER_PRESETS = ("pagerduty", "ntfy")
 PRESETS = WEBHOOK_PRESETS + PAGER_PRESETS
@@ -30,13 +32,8 @@ JSON = "application/json"
 TEXT = "text/plain; charset=utf-8"
 
 
-class PresetError(Exception):
+class PresetError(UserError):
     """A body that cannot be built: unknown preset, or a template that is not the JSON it claims."""
-
-    def __init__(self, message: str, hint: str = "") -> None:
-        super().__init__(message)
-        self.message = message
-        self.hint = hint
 
 
 @dataclass(frozen=True)

@@ -12,16 +12,12 @@ import os
 import shlex
 import subprocess
 
+from ..errors import UserError
 from .schema import CommandSecret, EnvSecret, KeyringSecret, SecretRef
 
 
-class SecretError(Exception):
+class SecretError(UserError):
     """A secret reference that cannot be resolved; `hint` says what to do."""
-
-    def __init__(self, message: str, hint: str = "") -> None:
-        super().__init__(message)
-        self.message = message
-        self.hint = hint
 
 
 def is_reference(value: object) -> bool:

@@ -13,17 +13,13 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Callable, Collection, Mapping
 
+from ..errors import UserError
 from ..ledger import Ledger
 from ..plan.model import Communique, Plan, Recipient, StakeholderGroup
 
 
-class FollowUpError(Exception):
+class FollowUpError(UserError):
     """A follow-up that cannot start; `hint` says what to do."""
-
-    def __init__(self, message: str, hint: str = "") -> None:
-        super().__init__(message)
-        self.message = message
-        self.hint = hint
 
 
 @dataclass(frozen=True)
