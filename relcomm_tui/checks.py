@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Literal
 from urllib.parse import parse_qsl, urlsplit
 
+from .compose.mime import header_problem
 from .net import is_loopback
 from .plan.locate import find_line, keypath_text
 from .plan.model import Communique, Location, Plan, Recipient, StakeholderGroup
@@ -60,15 +61,17 @@ RULES: dict[str, tuple[Severity, str]] = {
     "template-syntax": ("error", "a template (file, inline body, subject or path) has a Jinja2 syntax error"),
     "template-undefined": ("error", "a template uses a variable that is undefined for some recipients"),
     "template-error": ("error", "a template fails while rendering (sandbox refusal, bad expression)"),
+    "template-limit": ("error", "a template goes over a render limit (loop iterations, output size, nesting depth, time)"),
     "placeholder-left": ("error", "the rendered subject or text still holds TODO/TBD/XXX/FIXME, lorem ipsum or {{ }}"),
-    "header-injection": ("error", "a header value (name, address, subject, custom header) contains a line break"),
-    "header-invalid": ("error", "a communique's custom header has an invalid name or overrides one relcomm sets"),
+    "header-injection": ("error", "a header value (name, address, subject, custom header) contains a line break or control character"),
+    "header-invalid": ("error", "a custom header has an invalid name or overrides one relcomm sets, or a header value is too long"),
     "address-invalid": ("error", "a member of a group reached by email has an invalid address"),
     "address-missing": ("error", "a member of a group reached by email has no email address"),
     "address-duplicate": ("warning", "the same address appears twice in one group"),
     "sender-address-invalid": ("error", "sender from, reply_to, receipts_to, test_to or a communique's reply_to is invalid"),
     "subject-missing": ("error", "an email or publish communique has no subject"),
     "body-missing": ("error", "a communique has no template, body or instructions"),
+    "path-unsafe": ("error", "a publish `path` uses `..`, leaves the plan's folder, is made absolute by a template value or is not .html"),
     "channel-setting-missing": ("error", "a channel setting is missing: webhook/pager url, publish path, pagerduty routing_key"),
     "url-invalid": ("error", "a webhook/pager/publish URL is not an http(s) URL with a host"),
     "preset-unknown": ("error", "a webhook or pager preset is not one relcomm knows"),
@@ -248,8 +251,11 @@ class _Checker:
                 self.check_sender_address(value, f"sender {key}", self.at("sender", key))
 
     def check_sender_address(self, value: str, what: str, where: Location, communique: str | None = None) -> None:
-        if "\r" in value or "\n" in value:
-            self.add("header-injection", f"{what} contains a line break", "write it on one line", where,
+        unsafe = header_problem(value)
+        unsafe = "" if "at most" in unsafe else unsafe  # only too long: the address rules say so
+        if unsafe:
+            self.add("header-injection", f"{what} contains {unsafe}",
+                     "write it on one line, without control characters or encoded line breaks", where,
                      communique=communique)
             return
         name, address = parseaddr(value)
@@ -329,9 +335,10 @@ class _Checker:
         if spec.reply_to is not None:
             self.check_sender_address(spec.reply_to, f"reply_to of {cid}", at("reply_to"), communique=cid)
         for name, value in spec.headers.items():
-            if isinstance(value, str) and ("\r" in value or "\n" in value):
-                self.add("header-injection", f"header {name} of {cid} contains a line break",
-                         "write header values on one line", at("headers"), communique=cid)
+            unsafe = header_problem(value) if isinstance(value, str) else ""
+            if unsafe:
+                self.add("header-injection", f"header {name} of {cid} contains {unsafe}",
+                         "write header values on one line, without control characters", at("headers"), communique=cid)
 
     def check_url(self, url: str, cid: str, where: Location, *, shown: str | None = None) -> None:
         """`shown` replaces the URL in messages when it came from a secret (its value is never printed)."""
@@ -353,7 +360,7 @@ class _Checker:
     # -- rendering, for every recipient --
 
     def rendering(self, index: int, communique: Communique) -> None:
-        from .compose import RenderError, TextRenderer, render, render_path
+        from .compose import RenderError, TextRenderer, render
 
         plan = self.plan
         problems: dict[tuple, _Problem] = {}
@@ -371,7 +378,8 @@ class _Checker:
             if error.kind in ("address", "recipient"):
                 return "address"  # the address rules report it, with the member's or sender's line
             rule = {"syntax": "template-syntax", "undefined": "template-undefined", "template-missing": "template-missing",
-                    "header-injection": "header-injection", "header-invalid": "header-invalid"}.get(error.kind, "template-error")
+                    "header-injection": "header-injection", "header-invalid": "header-invalid",
+                    "limit": "template-limit", "path": "path-unsafe"}.get(error.kind, "template-error")
             file = Path(error.file) if error.file else plan.path
             where = Location(file, error.line, None, keypath_text(("communiques", index)))
             note(rule, f"{cid}: {error.message}", error.hint, where, who, group)
@@ -391,12 +399,13 @@ class _Checker:
             try:
                 subject, text = renderer.render_text(group, recipient)
             except RenderError as error:
-                if from_error(error, who, gid) in ("template-syntax", "template-missing"):
-                    break  # the same for everyone
+                if from_error(error, who, gid) in ("template-syntax", "template-missing", "template-limit"):
+                    break  # the same for everyone (a template over a limit is not rendered 10,000 times)
                 continue
-            if communique.channel == "email" and ("\r" in subject or "\n" in subject):
-                note("header-injection", f"{cid}: header injection: the rendered subject contains a line break",
-                     "remove line breaks from the subject template and from the data it uses",
+            unsafe = header_problem(subject) if communique.channel == "email" else ""
+            if unsafe and "at most" not in unsafe:
+                note("header-injection", f"{cid}: header injection: the rendered subject contains {unsafe}",
+                     "remove line breaks and control characters from the subject template and from the data it uses",
                      self.at("communiques", index, "subject"), who, gid)
                 continue
             for part, value in (("subject", subject), ("text", text)):
@@ -414,8 +423,10 @@ class _Checker:
                 except RenderError as error:
                     full_done = from_error(error, who, gid) != "address"  # else try the next recipient
         if communique.channel == "publish" and communique.spec.path:
+            from .channels.publish import page_target
+
             try:
-                render_path(plan, communique)
+                page_target(plan, communique)  # renders the path and refuses one that leaves where it may go
             except RenderError as error:
                 from_error(error, "", None)
         many = len(targets) > 1 or targets[0][1] is not None
@@ -449,10 +460,12 @@ class _Checker:
                 elif member.email:
                     seen[member.email.strip().lower()] = member
                 for value, what in ((member.name, "name"), (member.email or "", "address")):
-                    if "\r" in value or "\n" in value:
+                    unsafe = header_problem(value)
+                    if unsafe and "at most" not in unsafe:
                         self._capped(counts, "header-injection", group,
-                                     f"the {what} of a member of {group.id} contains a line break ({value[:40]!r})",
-                                     "a name or address must be on one line; fix the members file", member.location)
+                                     f"the {what} of a member of {group.id} contains {unsafe} ({value[:40]!r})",
+                                     "a name or address must be on one line, without control characters; "
+                                     "fix the members list", member.location)
                 if group.id not in emailed:
                     continue
                 if not member.email:

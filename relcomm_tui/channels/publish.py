@@ -160,11 +160,58 @@ def write_index(folder: Path, site_title: str = "Releases") -> Path:
 
 
 def page_target(plan: "Plan", communique: "Communique") -> Path:
-    """Where the page goes: the templated `path`, relative to the plan's folder. Raises RenderError."""
+    """Where the page goes: the templated `path`, relative to the plan's folder. Raises RenderError.
+
+    Refused (a RenderError of kind "path"): a `..` part; a relative path that leaves the plan's folder,
+    also through a symlink; a path that a template value made absolute; a file that is not .html/.htm
+    (so a page never overwrites the plan, a template or anything else). An absolute path written as
+    such in the plan (`/srv/www/...`, `~/www/...`) is the plan's choice and is allowed.
+    """
     from ..compose import render_path
 
-    path = Path(render_path(plan, communique)).expanduser()
-    return path if path.is_absolute() else plan.root / path
+    return safe_target(plan, communique, render_path(plan, communique))
+
+
+def safe_target(plan: "Plan", communique: "Communique", rendered: str) -> Path:
+    from ..compose import RenderError
+    from ..compose.mime import _CONTROL
+
+    index = plan.communiques.index(communique) if communique in plan.communiques else 0
+    key = f"communiques[{index}].path"
+    line = _path_line(plan, index)
+
+    def refuse(why: str, hint: str) -> RenderError:
+        return RenderError(f"{key} of {communique.id}: {why}", file=str(plan.path), line=line, hint=hint, kind="path")
+
+    written = (communique.spec.path or "").strip()
+    if not rendered or _CONTROL.search(rendered):
+        raise refuse(f"the page path {rendered!r} is empty or holds a control character",
+                     "write a file name such as www/releases/{{ release.version }}.html")
+    if ".." in Path(rendered).parts or ".." in rendered.replace("\\", "/").split("/"):
+        raise refuse(f"the page path {rendered!r} contains `..`",
+                     "name the folder directly; a path in a plan may not climb out with ..")
+    path = Path(rendered).expanduser()
+    if not path.suffix.lower() in (".html", ".htm"):
+        raise refuse(f"the page path {rendered!r} does not end in .html",
+                     "a release page is an .html file; this keeps a page from overwriting other files")
+    if path.is_absolute():
+        if not written.startswith(("/", "~")):
+            raise refuse(f"a template value made the page path absolute ({rendered!r})",
+                         "check the values the path uses (e.g. release.version); write an absolute path in the plan "
+                         "if you mean one")
+        return path
+    root = plan.root.resolve()
+    target = root / path
+    if not target.resolve().is_relative_to(root):
+        raise refuse(f"the page path {rendered!r} leads out of the plan's folder (through a symlink)",
+                     f"a relative path stays inside {root}; write an absolute path in the plan to publish elsewhere")
+    return target
+
+
+def _path_line(plan: "Plan", index: int) -> int | None:
+    from ..plan.locate import find_line
+
+    return find_line(plan.source, ("communiques", index, "path"))
 
 
 @dataclass(frozen=True)

@@ -28,7 +28,8 @@ class RenderError(Exception):
         super().__init__(message)
         self.message, self.file, self.line, self.hint = message, file, line, hint
         # "syntax", "undefined", "template-missing", "security", "error", "header-injection",
-        # "header-invalid", "address" (sender addresses), "recipient" (the member's name or address):
+        # "header-invalid", "address" (sender addresses), "recipient" (the member's name or address),
+        # "limit" (a template over a render limit), "path" (a publish path that may not be written):
         # the checks map it to a rule id
         self.kind = kind
 
@@ -306,7 +307,7 @@ def _email(plan: Plan, communique: Communique, recipient: Recipient | None, subj
                                    domain=domain, fixed=fixed)
     except mime.HeaderProblem as problem:
         file, line = plan.path, communique.location.line
-        if problem.kind == "injection" and "subject" in problem.message:
+        if problem.kind in ("injection", "header") and "subject" in problem.message:
             line = _key_line(plan, communique, "subject") or line
         kind = {"injection": "header-injection", "header": "header-invalid"}.get(problem.kind, "address")
         raise RenderError(problem.message, file=str(file), line=line, hint=problem.hint, kind=kind) from None

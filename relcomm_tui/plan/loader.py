@@ -103,6 +103,9 @@ def read_text(path: Path, *, what: str = "file", keypath: str = "", plan_file: P
     if path.is_dir():
         file, line, key = referenced_from()
         raise PlanError(f"{what} is a folder, not a file: {path}", file, line, None, key, hint="name the file inside it")
+    if not path.is_file():  # a FIFO or a device would block or never end
+        file, line, key = referenced_from()
+        raise PlanError(f"{what} is not a regular file: {path}", file, line, None, key, hint="name a text file")
     try:
         data = path.read_bytes()
     except OSError as error:
@@ -121,12 +124,19 @@ def read_text(path: Path, *, what: str = "file", keypath: str = "", plan_file: P
 
 def load_plan(path: str | Path) -> Plan:
     """Load and check the structure of a plan. Raises PlanError."""
-    plan_file = find_plan_file(Path(path).expanduser()).resolve()
+    try:
+        given = Path(path).expanduser()
+    except RuntimeError:  # "~nobody/plan.toml": no such user
+        raise PlanError("no such file", path, hint="check the path; `~user` names a user that does not exist") from None
+    plan_file = find_plan_file(given).resolve()
     source = read_text(plan_file, what="plan file")
     try:
         data = tomllib.loads(source)
     except tomllib.TOMLDecodeError as error:
         raise _toml_error(error, plan_file) from None
+    except RecursionError:
+        raise PlanError("TOML nests too deeply (arrays or inline tables inside each other thousands of times)",
+                        plan_file, hint="a plan nests a few levels deep; check the brackets") from None
     _reject_literal_secrets(data, plan_file, source)
     try:
         table = schema.PlanFile.model_validate(data)
@@ -347,14 +357,14 @@ def _build(table: schema.PlanFile, plan_file: Path, source: str) -> Plan:
     def where(*parts: str | int) -> Location:
         return Location(plan_file, find_line(source, parts), None, keypath_text(parts))
 
-    def relative(name: str) -> Path:
-        return (root / Path(name).expanduser()).resolve()
+    def relative(name: str, *parts: str | int) -> Path:
+        return inside_plan_folder(name, root, plan_file, source, parts)
 
     groups = []
     for index, group in enumerate(table.stakeholders):
         members_file = None
         if isinstance(group.members, str):
-            members_file = relative(group.members)
+            members_file = relative(group.members, "stakeholders", index, "members")
             text = read_text(members_file, what="members file", keypath=f"stakeholders[{index}].members",
                              plan_file=plan_file, plan_source=source)
             digest.update(text.encode())
@@ -368,7 +378,7 @@ def _build(table: schema.PlanFile, plan_file: Path, source: str) -> Plan:
 
     communiques = []
     for index, spec in enumerate(table.communiques):
-        template_file = relative(spec.template) if spec.template else None
+        template_file = relative(spec.template, "communiques", index, "template") if spec.template else None
         if template_file is not None and template_file.is_file():
             digest.update(template_file.read_bytes())
         communiques.append(Communique(
@@ -376,7 +386,7 @@ def _build(table: schema.PlanFile, plan_file: Path, source: str) -> Plan:
             location=where("communiques", index),
         ))
 
-    notes_file = relative(table.release.notes) if table.release.notes else None
+    notes_file = relative(table.release.notes, "release", "notes") if table.release.notes else None
     if notes_file is not None and notes_file.is_file():
         digest.update(notes_file.read_bytes())
     release = Release(
@@ -388,6 +398,35 @@ def _build(table: schema.PlanFile, plan_file: Path, source: str) -> Plan:
         receipts=table.receipts, groups=tuple(groups), communiques=tuple(communiques),
         digest=digest.hexdigest(), source=source,
     )
+
+
+def inside_plan_folder(name: str, root: Path, plan_file: Path, source: str, parts: tuple) -> Path:
+    """A file the plan reads and may send on (members, template, notes): it must be inside the plan's folder.
+
+    Its content ends up in messages, so a plan (perhaps from a pull request) must not be able to make
+    relcomm read ~/.ssh/id_rsa or /etc/passwd and mail it: no absolute path, no `~`, no `..` that climbs
+    out, no symlink that points out. Raises PlanError naming the key.
+    """
+    keypath = keypath_text(parts)
+
+    def refuse(why: str, hint: str) -> PlanError:
+        return PlanError(f"{why}: {name!r}", plan_file, find_line(source, parts), None, keypath, hint=hint)
+
+    hint = "put the file in the plan's folder (or a folder below it) and name it relative to the plan"
+    if "\x00" in name or not name.strip():
+        raise refuse("not a file name", hint)
+    written = Path(name)
+    if written.is_absolute() or name.startswith("~"):
+        raise refuse("the path must be relative to the plan's folder", hint)
+    if ".." in written.parts:
+        raise refuse("the path climbs out of the plan's folder with `..`", hint)
+    try:
+        path = (root / written).resolve()
+    except (OSError, RuntimeError, ValueError) as error:  # a symlink loop, an unreadable folder
+        raise refuse(f"cannot follow the path ({error})", "check the symlinks on the way") from None
+    if not path.is_relative_to(root):
+        raise refuse(f"the path leads out of the plan's folder through a symlink (to {path})", hint)
+    return path
 
 
 def _inline_members(entries: list, group_id: str, where) -> list[Recipient]:

@@ -6,6 +6,7 @@ It understands the shapes plans use (tables, arrays of tables, `key = value`).
 
 from __future__ import annotations
 
+import functools
 import re
 
 _HEADER = re.compile(r"^\s*(\[\[?)\s*([A-Za-z0-9_.\-\" ]+?)\s*\]\]?\s*(#.*)?$")
@@ -23,6 +24,7 @@ def keypath_text(parts: tuple[str | int, ...]) -> str:
     return text
 
 
+@functools.lru_cache(maxsize=8)  # one plan asks for thousands of lines (one per inline member): index it once
 def _index(source: str) -> tuple[dict, dict]:
     """Map (table path, key) -> line and table path -> header line."""
     keys: dict[tuple, int] = {}
