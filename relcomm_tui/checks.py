@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Literal
 from urllib.parse import parse_qsl, urlsplit
 
+from . import consent
 from .compose.mime import header_problem
 from .net import is_loopback
 from .plan.locate import find_line, keypath_text
@@ -40,7 +41,7 @@ class Finding:
 
     @property
     def blocks_sending(self) -> bool:
-        return self.severity == "error"
+        return self.severity == "error" or self.id in BLOCKING_WARNINGS
 
     def as_dict(self) -> dict:
         return {
@@ -83,7 +84,11 @@ RULES: dict[str, tuple[Severity, str]] = {
     "gate-failed": ("error", "the release gate exited non-zero or timed out"),
     "gate-not-found": ("error", "the release gate command does not exist"),
     "gate-none": ("warning", "no release gate is configured: nothing declares the release a success"),
+    "gate-not-allowed": ("warning", "the release gate was not run: the plan's commands are not allowed on this host yet"),
+    "secret-not-allowed": ("warning", "a { command = ... } secret was not run: the plan's commands are not allowed yet"),
 }
+# Warnings (the plan is fine as written) that still keep sending locked until dealt with.
+BLOCKING_WARNINGS = {"gate-not-allowed", "secret-not-allowed"}
 
 WEBHOOK_PRESETS = ("slack", "teams", "mattermost", "googlechat", "json", "text")
 PAGER_PRESETS = ("pagerduty", "ntfy")
@@ -106,6 +111,7 @@ class GateResult:
     returncode: int | None = None
     timed_out: bool = False
     missing: bool = False
+    not_allowed: bool = False  # consent for the plan's commands is missing: it was not run
 
 
 def run_checks(plan: Plan, *, gate: bool = True, secrets: bool = True) -> list[Finding]:
@@ -135,6 +141,8 @@ def run_gate(plan: Plan) -> GateResult:
     command = plan.release.gate
     if not command:
         return GateResult(False, "", False)
+    if not consent.granted(command):
+        return GateResult(False, "", True, not_allowed=True)
     try:
         process = subprocess.Popen(
             command, shell=True, cwd=plan.root, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
@@ -493,7 +501,7 @@ class _Checker:
     # -- secrets --
 
     def secrets(self) -> None:
-        from .plan.secrets import SecretError, describe, is_reference, resolve
+        from .plan.secrets import CommandNotAllowed, SecretError, describe, is_reference, resolve
 
         plan = self.plan
         refs: list[tuple[object, Location, str | None, str]] = []
@@ -522,7 +530,10 @@ class _Checker:
                 except SecretError as error:
                     resolved[key] = error
             value = resolved[key]
-            if isinstance(value, SecretError):
+            if isinstance(value, CommandNotAllowed):
+                self.add("secret-not-allowed", f"the {what} ({key}) was not resolved: {value.message}",
+                         value.hint, where, communique=cid)
+            elif isinstance(value, SecretError):
                 self.add("secret-unresolved", f"the {what} ({key}) cannot be resolved: {value.message}",
                          value.hint, where, communique=cid)
             elif isinstance(value, str) and what.startswith(("url of", "put_url of")):
@@ -539,6 +550,10 @@ class _Checker:
                      self.plan.release.location)
             return
         if result.ok:
+            return
+        if result.not_allowed:
+            self.add("gate-not-allowed", "the release gate was not run: this plan's commands are not allowed on this host yet",
+                     consent.ALLOW_HINT, where)
             return
         last = (result.output.strip().splitlines() or [""])[-1][:200]
         if result.missing:

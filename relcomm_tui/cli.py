@@ -18,6 +18,7 @@ SUBCOMMANDS = {
     "report": "write the audit record of the release's communications",
     "demo": "run the whole journey against a built-in mail server",
     "schema": "print the plan format's JSON Schema",
+    "allow": "show the commands a plan runs (gate, password commands) and allow them on this host",
 }
 
 

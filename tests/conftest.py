@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import campaign
+import pytest
 
 
 def pytest_configure(config) -> None:
@@ -14,3 +15,14 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config) -> None:
     if campaign.TALLIES:
         terminalreporter.section("hardening campaign")
         terminalreporter.write_line(campaign.table(campaign.TALLIES))
+
+
+@pytest.fixture(autouse=True)
+def isolated_consent(tmp_path_factory, monkeypatch):
+    """Each test starts with no command granted and its own settings folder (consent records live there)."""
+    from relcomm_tui import consent
+
+    monkeypatch.setenv("RELCOMM_CONFIG_DIR", str(tmp_path_factory.mktemp("config")))
+    consent._granted.clear()
+    yield
+    consent._granted.clear()

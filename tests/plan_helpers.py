@@ -11,6 +11,7 @@ from pathlib import Path
 
 import tomli_w
 
+from relcomm_tui import consent
 from relcomm_tui.checks import Finding, run_checks
 from relcomm_tui.plan import Plan, load_plan
 
@@ -64,6 +65,7 @@ def write_plan(folder: Path, data: dict | None = None, files: dict[str, str | by
 def check(folder: Path, data: dict | None = None, files: dict[str, str | bytes] | None = None, *,
           gate: bool = False, secrets: bool = True) -> tuple[Plan, list[Finding]]:
     plan = load_plan(write_plan(folder, data, files))
+    consent.grant(plan)  # these tests are about the checks: the engineer has allowed the plan's gate
     return plan, run_checks(plan, gate=gate, secrets=secrets)
 
 

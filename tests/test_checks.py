@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 from plan_helpers import base_plan, check, ids, only, write_plan
 
+from relcomm_tui import consent
 from relcomm_tui.checks import RULES, GateResult, run_checks, run_gate
 from relcomm_tui.plan import load_plan
 
@@ -287,7 +288,9 @@ def gate_plan(tmp_path: Path, gate: str | None, timeout: int = 30):
     else:
         data["release"]["gate"] = gate
     data["release"]["gate_timeout"] = timeout
-    return load_plan(write_plan(tmp_path, data))
+    plan = load_plan(write_plan(tmp_path, data))
+    consent.grant(plan)
+    return plan
 
 
 def test_gate_that_fails_reports_its_last_line(tmp_path: Path) -> None:
@@ -342,6 +345,7 @@ def test_findings_are_sorted_errors_first_then_by_place(tmp_path: Path) -> None:
 
 def test_the_samples_are_clean(tmp_path: Path) -> None:
     plan = load_plan(Path(__file__).resolve().parent.parent / "sample_plans" / "orion" / "plan.toml")
+    consent.grant(plan)
     assert run_checks(plan) == []
 
 

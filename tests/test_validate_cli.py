@@ -24,7 +24,7 @@ def relcomm(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
 
 
 def test_the_orion_sample_validates() -> None:
-    done = relcomm("validate", str(ORION))
+    done = relcomm("validate", "--allow-commands", str(ORION))
     assert done.returncode == 0, done.stdout + done.stderr
     assert done.stdout.strip() == "no problems in 7 communiques to 6 groups (36 recipients)"
 
@@ -99,7 +99,7 @@ def test_no_gate_skips_a_failing_gate(tmp_path: Path) -> None:
     data = base_plan()
     data["release"]["gate"] = "echo 'rollout at 40%'; exit 1"
     plan = write_plan(tmp_path, data)
-    failed = relcomm("validate", str(plan))
+    failed = relcomm("validate", "--allow-commands", str(plan))
     assert failed.returncode == 1 and "error[gate-failed] the release gate failed (exit 1): rollout at 40%" in failed.stdout
     assert relcomm("validate", "--no-gate", str(plan)).returncode == 0
 
@@ -113,7 +113,7 @@ def large_plan(tmp_path_factory) -> Path:
 
 
 def test_the_large_plan_validates_with_no_errors(large_plan: Path) -> None:
-    done = relcomm("validate", "--json", str(large_plan))
+    done = relcomm("validate", "--json", "--allow-commands", str(large_plan))
     assert done.returncode == 0, done.stdout[-2000:]
     report = json.loads(done.stdout)
     assert report["ok"] is True and report["findings"] == []

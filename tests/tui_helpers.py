@@ -13,6 +13,9 @@ import pytest
 from textual.pilot import Pilot
 from textual.worker import WorkerCancelled
 
+from relcomm_tui import consent
+from relcomm_tui.plan import load_plan
+
 SAMPLE = Path(__file__).resolve().parent.parent / "sample_plans" / "orion"
 
 
@@ -29,6 +32,7 @@ def orion(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, user_config: Path) ->
     folder = tmp_path / "orion"
     shutil.copytree(SAMPLE, folder, ignore=shutil.ignore_patterns(".relcomm"))
     monkeypatch.setenv("RELCOMM_CHAT_WEBHOOK", "http://127.0.0.1:9/chat-hook")
+    consent.allow(load_plan(folder / "plan.toml"))  # the engineer allowed its gate before
     return folder / "plan.toml"
 
 

@@ -9,6 +9,8 @@ from __future__ import annotations
 import argparse
 import sys
 
+from . import add_allow_commands
+
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="relcomm", description="Open the release-communications app on a plan.")
@@ -16,6 +18,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--theme", metavar="NAME",
                         help="colour theme: dark, light, high-contrast (or any Textual theme); remembered")
     parser.add_argument("--state", metavar="DIR", help="folder for the ledger and review state (default: PLAN/.relcomm)")
+    add_allow_commands(parser)
     return parser
 
 
@@ -29,6 +32,6 @@ def main(argv: list[str]) -> int:
     # Textual is imported only now: a broken plan is reported without paying for it.
     from ..tui.app import RelcommApp
 
-    app = RelcommApp(plan, theme=args.theme, state_dir=args.state)
+    app = RelcommApp(plan, theme=args.theme, state_dir=args.state, allow_commands=args.allow_commands)
     app.run()
     return app.return_code or 0

@@ -14,6 +14,8 @@ import sys
 import time
 from pathlib import Path
 
+from . import add_allow_commands
+
 PROG = "relcomm receipts"
 
 
@@ -28,6 +30,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--every", metavar="SECONDS", type=float,
                         help="with --watch: seconds between refreshes (default: the plan's [receipts] refresh)")
     parser.add_argument("--state", metavar="DIR", help="folder for the ledger (default: beside the plan, .relcomm)")
+    add_allow_commands(parser)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -41,7 +44,8 @@ def run(args: argparse.Namespace) -> int:
         print(f"{PROG}: give a plan (or `parse FILE...`)", file=sys.stderr)
         return 2
     args.target = target
-    for name, default in (("json", False), ("refresh", False), ("watch", False), ("state", None), ("every", None)):
+    for name, default in (("json", False), ("refresh", False), ("watch", False), ("state", None), ("every", None),
+                          ("allow_commands", False)):
         if not hasattr(args, name):
             setattr(args, name, default)
     if target[0] == "parse" and len(target) > 1:
@@ -93,7 +97,7 @@ def run_status(args: argparse.Namespace) -> int:
     from ..receipts.refresh import refresh
     from ..receipts.status import build_status
 
-    plan = load_plan_or_explain(args.target[0], PROG)
+    plan = load_plan_or_explain(args.target[0], PROG, allow_commands=args.allow_commands)
     if plan is None:
         return 2
     state_dir = Path(args.state).expanduser() if args.state else plan.state_dir

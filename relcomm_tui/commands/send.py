@@ -17,6 +17,7 @@ import sys
 from pathlib import Path
 from typing import TextIO
 
+from . import add_allow_commands
 from ..ledger import ACCEPTED, DEFERRED, IN_DOUBT, MARKED_DELIVERED, REJECTED, STATE_LABELS, who_am_i
 
 OUTCOME_STATES = (ACCEPTED, REJECTED, IN_DOUBT, DEFERRED, MARKED_DELIVERED)
@@ -36,6 +37,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="test send: one communique (the first, or --only) to ADDRESS or [sender] test_to")
     parser.add_argument("--state", metavar="DIR", help="folder for the ledger (default: beside the plan, .relcomm)")
     parser.add_argument("--password-stdin", action="store_true", help="read the SMTP password from standard input")
+    add_allow_commands(parser)
 
 
 def _isatty(stream) -> bool:
@@ -57,7 +59,7 @@ def run(args: argparse.Namespace) -> int:
     from ..ledger import Ledger, LedgerError
     from . import load_plan_or_explain
 
-    plan = load_plan_or_explain(args.plan, "relcomm send")
+    plan = load_plan_or_explain(args.plan, "relcomm send", allow_commands=args.allow_commands)
     if plan is None:
         return 2
 
@@ -105,9 +107,9 @@ def _validate(plan) -> int | None:
     errors = [f for f in findings if f.blocks_sending]
     if not errors:
         return None
-    print(f"relcomm send: not sending: {len(errors)} error(s) in the plan", file=sys.stderr)
+    print(f"relcomm send: not sending: {len(errors)} problem(s) in the plan", file=sys.stderr)
     for finding in errors:
-        print(f"{finding.location}: error: {finding.message} [{finding.id}]", file=sys.stderr)
+        print(f"{finding.location}: {finding.severity}: {finding.message} [{finding.id}]", file=sys.stderr)
         if finding.hint:
             print(f"  hint: {finding.hint}", file=sys.stderr)
     print("  fix them (relcomm validate PLAN lists every finding) and send again", file=sys.stderr)

@@ -10,12 +10,16 @@ import json
 import sys
 from pathlib import Path
 
+from .. import consent
+from . import add_allow_commands
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("plan", metavar="PLAN", help="the plan: a .toml file or a folder holding plan.toml")
     parser.add_argument("--json", action="store_true", help="print the findings as JSON")
     parser.add_argument("--no-gate", action="store_true", help="do not run the release gate")
     parser.add_argument("--no-secrets", action="store_true", help="do not resolve secret references")
+    add_allow_commands(parser)
 
 
 def plural(count: int, word: str) -> str:
@@ -34,6 +38,7 @@ def run(args: argparse.Namespace) -> int:
         else:
             print(f"relcomm: the plan cannot be loaded\n{error}", file=sys.stderr)
         return 2
+    consent.apply(plan, allow_commands=args.allow_commands)
     findings = run_checks(plan, gate=not args.no_gate, secrets=not args.no_secrets)
     errors = sum(1 for f in findings if f.severity == "error")
     warnings = len(findings) - errors

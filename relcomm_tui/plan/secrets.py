@@ -20,6 +20,10 @@ class SecretError(UserError):
     """A secret reference that cannot be resolved; `hint` says what to do."""
 
 
+class CommandNotAllowed(SecretError):
+    """A { command = ... } secret in a plan whose commands have no consent on this host."""
+
+
 def is_reference(value: object) -> bool:
     return isinstance(value, (KeyringSecret, EnvSecret, CommandSecret))
 
@@ -49,6 +53,10 @@ def resolve(ref: SecretRef, timeout: float = 10.0) -> str:
 
 
 def _from_command(command: str, timeout: float) -> str:
+    from ..consent import ALLOW_HINT, granted  # late: consent imports the plan package
+
+    if not granted(command):
+        raise CommandNotAllowed("this plan's commands are not allowed on this host yet", ALLOW_HINT)
     try:
         done = subprocess.run(
             shlex.split(command), capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL

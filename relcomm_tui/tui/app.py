@@ -33,9 +33,12 @@ class RelcommApp(App[int]):
         Binding("q", "quit", "Quit", id="quit", tooltip="Leave relcomm (nothing is sent)"),
     ]
 
-    def __init__(self, plan: Plan, *, theme: str | None = None, state_dir: Path | None = None) -> None:
+    def __init__(self, plan: Plan, *, theme: str | None = None, state_dir: Path | None = None,
+                 allow_commands: bool = False) -> None:
         super().__init__()
         self.plan = plan
+        self.allow_commands = allow_commands  # --allow-commands: consent given on the command line
+        self.consent_declined: set[str] = set()  # command digests the user said "not now" to
         self.plan_path = plan.path
         self.state_dir = Path(state_dir) if state_dir else plan.state_dir
         self.ledger: Ledger | None = None
@@ -185,7 +188,9 @@ class RelcommApp(App[int]):
                                 lambda node=active.node, action=binding.action: self.call_later(node.run_action, action))
 
 
-def build_app(plan_path: str | Path, *, theme: str | None = None, state_dir: str | Path | None = None) -> RelcommApp:
+def build_app(plan_path: str | Path, *, theme: str | None = None, state_dir: str | Path | None = None,
+              allow_commands: bool = False) -> RelcommApp:
     """The app for a plan on disk. Raises PlanError when the plan cannot be loaded."""
     plan = load_plan(plan_path)
-    return RelcommApp(plan, theme=theme, state_dir=Path(state_dir) if state_dir else None)
+    return RelcommApp(plan, theme=theme, state_dir=Path(state_dir) if state_dir else None,
+                      allow_commands=allow_commands)

@@ -22,9 +22,11 @@ from textual.widgets import DataTable, Footer, OptionList, Static
 from textual.widgets.option_list import Option
 from textual.worker import Worker, WorkerState
 
-from ...checks import Finding, run_checks
+from ... import consent
+from ...checks import BLOCKING_WARNINGS, Finding, run_checks
 from ...plan import Plan, PlanError
 from ...plan.model import Location
+from ..dialogs.consent import ConsentDialog
 
 COLUMNS = (("reviewed", "✓", 3), ("group", "Group", 23), ("required", "Req", 4), ("members", "Members", 8),
            ("communiques", "Communiques", 12), ("channels", "Channels", 17))
@@ -32,6 +34,7 @@ COLUMNS = (("reviewed", "✓", 3), ("group", "Group", 23), ("required", "Req", 4
 
 GATE_FAILED = ("gate-failed", "gate-not-found")
 GATE_NONE = "gate-none"
+GATE_NOT_ALLOWED = "gate-not-allowed"
 
 
 @dataclass(frozen=True)
@@ -41,12 +44,15 @@ class GateStatus:
     ok: bool
     configured: bool
     output: str
+    allowed: bool = True  # False: not run, the plan's commands have no consent yet
 
     @classmethod
     def from_findings(cls, findings: list[Finding]) -> "GateStatus":
         for finding in findings:
             if finding.id == GATE_NONE:
                 return cls(False, False, finding.message)
+            if finding.id == GATE_NOT_ALLOWED:
+                return cls(False, True, finding.message, allowed=False)
             if finding.id in GATE_FAILED:
                 return cls(False, True, finding.message)
         return cls(True, True, "")
@@ -82,6 +88,8 @@ class ChecklistScreen(Screen):
         Binding("p", "preview", "Preview", id="preview", tooltip="See each communique exactly as it will be sent"),
         Binding("s", "send", "Send", id="send", tooltip="Send the communiques (locked until all is clear)"),
         Binding("r", "reload", "Reload", id="reload", tooltip="Load the plan again and re-run the checks"),
+        Binding("a", "allow_commands", "Allow commands", id="allow-commands",
+                tooltip="Review the commands this plan runs (release gate, password commands) and allow them"),
         Binding("c", "receipts", "Receipts", id="receipts", show=False,
                 tooltip="Who received each communique: receipts, coverage per group, follow-up"),
         Binding("f", "focus_findings", "Findings", id="findings", show=False, tooltip="Go to the list of findings"),
@@ -150,7 +158,33 @@ class ChecklistScreen(Screen):
         self.show_release()
         self.show_findings()
         self.update_lock()
-        self.start_checks(plan)
+        if consent.apply(plan, allow_commands=self.app.allow_commands) or consent.digest(plan) in self.app.consent_declined:
+            self.start_checks(plan)
+        else:
+            self.action_allow_commands()
+
+    def action_allow_commands(self) -> None:
+        plan = self.plan
+
+        def answered(allowed: bool | None) -> None:
+            if allowed:
+                try:
+                    consent.allow(plan)
+                except OSError as error:
+                    consent.grant(plan)  # the user said yes: run them now, even if it cannot be remembered
+                    self.notify(f"Consent not remembered ({error.strerror}); you will be asked again next time.",
+                                severity="warning")
+                self.app.consent_declined.discard(consent.digest(plan))
+            else:
+                self.app.consent_declined.add(consent.digest(plan))
+            self.refresh_bindings()
+            if plan is self.plan:
+                self.findings, self.gate = None, None
+                self.show_release()
+                self.update_lock()
+                self.start_checks(plan)
+
+        self.app.push_screen(ConsentDialog(plan), answered)
 
     def load_reviews(self, plan: Plan) -> set[str]:
         ledger = self.app.ledger
@@ -268,6 +302,8 @@ class ChecklistScreen(Screen):
             parts.append(("gate: checking…", "dim"))
         elif not gate.configured:
             parts.append(("gate: none configured", "bold $error"))
+        elif not gate.allowed:
+            parts.append(("gate: not run (a: allow the plan's commands)", "bold $warning"))
         elif gate.ok:
             parts.append(("gate ✓ passed", "bold $success"))
         else:
@@ -347,13 +383,15 @@ class ChecklistScreen(Screen):
             errors = sum(f.severity == "error" for f in self.findings)
             if errors:
                 reasons.append(plural(errors, "error"))
+            if any(f.id in BLOCKING_WARNINGS for f in self.findings):
+                reasons.append("the plan's commands are not allowed (a: review them)")
         unreviewed = [g for g in self.plan.groups if g.required and g.id not in self.reviewed]
         if unreviewed:
             reasons.append(f"{plural(len(unreviewed), 'required group')} not reviewed")
         if self.gate is not None:
             if not self.gate.configured:
                 reasons.append("no release gate configured")
-            elif not self.gate.ok:
+            elif not self.gate.ok and self.gate.allowed:
                 reasons.append("gate not passed")
         return reasons
 
@@ -369,6 +407,8 @@ class ChecklistScreen(Screen):
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         if action == "send" and self.send_lock is not None:
             return None  # shown greyed in the Footer; the status line says why
+        if action == "allow_commands":
+            return consent.needs_consent(self.plan)  # only offered while consent is missing
         return True
 
     def disabled_reason(self, action: str) -> str:
