@@ -7,7 +7,9 @@ delivery for each (communique, recipient) not yet known, and works through the q
 `concurrency` workers and at most `rate` messages per time.
 
 The exactly-once rule lives in two awaits per message:
-* before the first byte: the `sending` row (Message-ID already stored) is committed;
+* before the message's text (the bytes that can deliver it): the `sending` row (Message-ID
+  already stored) is committed; a message still waiting for a connection has none, so after a
+  crash only messages that were on a live connection can be in doubt;
 * right after the reply: the outcome is committed.
 Writes from all workers are group-committed (one transaction, one fsync, for whatever the
 workers asked for meanwhile), so durability costs little and nothing is claimed early: at
@@ -44,8 +46,9 @@ from .lock import SendLock, SendLockedError
 from .plan.model import Communique, Plan, Recipient, StakeholderGroup
 
 # Engine workers per SMTP connection: one message on the wire, one queued to chain behind it
-# (pipelining), one being rendered and committed. Also the most deliveries per connection
-# that can be `in doubt` after a crash (most of them, in fact, never left).
+# (pipelining), one being rendered. Email commits `sending` only for the message whose text is
+# next on a live connection (and the one chained behind it), so after a crash at most about
+# 2 x concurrency deliveries are in doubt, each with its envelope at the server.
 WORKERS_PER_CONNECTION = 3
 
 # -- events --------------------------------------------------------------------------------
@@ -542,12 +545,16 @@ class SendEngine:
 
         async def commit_intent() -> None:
             nonlocal committed
-            # The last moment before the first byte: a pause holds here, a cancel withdraws.
+            # The last moment before the message's text: a pause holds here, a cancel withdraws.
             if not self._running.is_set():
                 await self._running.wait()
             if self._cancel.is_set():
                 raise DeliveryWithdrawn(job.delivery_id)
-            await self._committer.submit([Ledger.sending_work(job.delivery_id, self.run_id)])
+            try:
+                await self._committer.submit([Ledger.sending_work(job.delivery_id, self.run_id)])
+            except asyncio.CancelledError:
+                committed = True  # the channel no longer needs it, but the write is queued: it lands
+                raise
             committed = True
             self._set_state(job, SENDING)
 
@@ -577,11 +584,13 @@ class SendEngine:
             if committed:
                 await self._record(job, IN_DOUBT, f"internal error after the send started: {error}")
             return
-        await self._handle(job, outcome)
+        # An attempt that ended before its `sending` row (refused at RCPT, lost before the text)
+        # still counts as an attempt.
+        await self._handle(job, outcome, attempted=not committed)
 
-    async def _record(self, job: DeliveryJob, state: str, detail: str) -> None:
+    async def _record(self, job: DeliveryJob, state: str, detail: str, attempted: bool = False) -> None:
         try:
-            await self._committer.submit([Ledger.outcome_work(job.delivery_id, state, detail)])
+            await self._committer.submit([Ledger.outcome_work(job.delivery_id, state, detail, attempted)])
         except Exception as error:
             if self._stopped is None:
                 self._stopped = (f"cannot write the ledger: {error}", "check free disk space and the state folder")
@@ -589,25 +598,25 @@ class SendEngine:
             return
         self._set_state(job, state, detail)
 
-    async def _handle(self, job: DeliveryJob, outcome: Outcome) -> None:
+    async def _handle(self, job: DeliveryJob, outcome: Outcome, attempted: bool = False) -> None:
         words = " ".join(p for p in (outcome.reply, outcome.detail) if p)
         if outcome.state == "accepted":
-            await self._record(job, ACCEPTED, outcome.reply)
+            await self._record(job, ACCEPTED, outcome.reply, attempted)
         elif outcome.state == "rejected":
-            await self._record(job, REJECTED, words)
+            await self._record(job, REJECTED, words, attempted)
         elif outcome.state == "in_doubt":
-            await self._record(job, IN_DOUBT, words)
+            await self._record(job, IN_DOUBT, words, attempted)
         elif outcome.state == "awaiting":
-            await self._record(job, AWAITING, words)
+            await self._record(job, AWAITING, words, attempted)
         else:
             if job.attempt >= self.max_attempts or self._cancel.is_set():
-                await self._record(job, DEFERRED, f"gave up after {job.attempt} attempt(s): {words}")
+                await self._record(job, DEFERRED, f"gave up after {job.attempt} attempt(s): {words}", attempted)
                 return
             delay = min(self.backoff_max, self.backoff_base * 2 ** (job.attempt - 1)) * random.uniform(0.5, 1.0)
             if outcome.retry_after is not None:  # the receiver said when (HTTP Retry-After)
                 delay = max(delay, min(outcome.retry_after, self.backoff_max))
             await self._record(job, DEFERRED, f"retrying in {delay:.1f} s (attempt {job.attempt} of "
-                                              f"{self.max_attempts}): {words}")
+                                              f"{self.max_attempts}): {words}", attempted)
             job.attempt += 1
             self._retry_waiting[job.delivery_id] = (job, words)
             asyncio.get_running_loop().call_later(delay, self._retry_due, job)

@@ -1,7 +1,7 @@
 """The ledger: the durable SQLite journal of runs, deliveries, sign-offs and receipts.
 
 Exactly-once delivery rests on this file. A delivery's `sending` row (with its Message-ID)
-is committed before the first byte of that message reaches a server and its outcome right
+is committed before the text of that message reaches a server and its outcome right
 after the reply, so whatever happens to the process, the ledger says who certainly got a
 message, who certainly did not, and who is *in doubt*.
 
@@ -454,14 +454,18 @@ class Ledger:
         return work
 
     @staticmethod
-    def outcome_work(ident: str, state: str, reply: str | None) -> Callable[[sqlite3.Connection], object]:
+    def outcome_work(ident: str, state: str, reply: str | None,
+                     attempted: bool = False) -> Callable[[sqlite3.Connection], object]:
+        """`attempted`: an attempt that ended before any `sending` row (e.g. refused at RCPT,
+        before the message text) still counts in `attempts`."""
         if state not in STATES or state in (SENDING,):
             raise ValueError(f"not an outcome: {state!r}")
         stamp = now()
         accepted_at = stamp if state == ACCEPTED else None
         return lambda db: db.execute(
-            "UPDATE deliveries SET state=?, reply=?, updated=?, accepted_at=COALESCE(?, accepted_at) WHERE id=?",
-            (state, reply, stamp, accepted_at, ident),
+            "UPDATE deliveries SET state=?, reply=?, updated=?, accepted_at=COALESCE(?, accepted_at), "
+            "attempts=attempts+? WHERE id=?",
+            (state, reply, stamp, accepted_at, int(attempted), ident),
         )
 
     def mark_sending(self, idents: Sequence[str], run_id: int | None = None) -> None:

@@ -141,7 +141,10 @@ async def test_4xx_then_success_is_retried_and_accepted_once(tmp_path, server):
     (record,) = [r for r in ledger.deliveries("4.2.0") if r.recipient_key == "customer1@example.com"]
     assert record.state == L.ACCEPTED and record.attempts == 3
     states = [e.state for e in events if isinstance(e, DeliveryChanged) and e.delivery_id == record.id]
-    assert states == [L.SENDING, L.DEFERRED, L.SENDING, L.DEFERRED, L.SENDING, L.ACCEPTED]
+    # `sending` is committed as the envelope goes out and awaited only before the text, so an
+    # attempt refused at RCPT may or may not have shown it; the accepted one always did.
+    assert [s for s in states if s != L.SENDING] == [L.DEFERRED, L.DEFERRED, L.ACCEPTED]
+    assert states[-2:] == [L.SENDING, L.ACCEPTED]
     deferred = [e for e in events if isinstance(e, DeliveryChanged) and e.state == L.DEFERRED]
     assert "retrying in" in deferred[0].detail and "451" in deferred[0].detail
 

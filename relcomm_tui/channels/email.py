@@ -49,6 +49,7 @@ class _Work:
     tx: Transaction = field(default_factory=Transaction)
     reconnected: bool = False
     driver: "asyncio.Task | None" = None
+    intent: "asyncio.Task | None" = None  # job.commit_intent(), started as the envelope goes out
 
     __hash__ = object.__hash__
 
@@ -194,17 +195,19 @@ class EmailChannel:
         smtputf8 = smtputf8 or not recipient.isascii() or not self.return_path.isascii()
         if smtputf8 and not self._all[0].supports("smtputf8"):
             return Outcome("rejected", detail=f"{recipient} or the message needs SMTPUTF8, which the server does not offer")
-        # The intent is committed before the message waits for a connection, so the ledger's fsync
-        # overlaps other messages on the wire; the engine's worker count (3 x concurrency)
-        # bounds how many deliveries are ever `sending` (the in-doubt bound after a crash).
-        await job.commit_intent()
+        # The intent is committed on the connection, as the envelope goes out, and awaited before
+        # the message's text: a message still waiting for a connection (or its setup) has no
+        # `sending` row, so a crash leaves in doubt only messages whose text may have gone out.
         work = _Work(job, recipient, data, smtputf8, asyncio.get_running_loop().create_future())
         if self._stopped is not None:
             raise self._stopped
         self._queue.put_nowait(work)
         if self._waiting_drivers == 0 and len(self._drivers) < self.concurrency:
             self._spawn(self._idle.pop() if self._idle else None)
-        return await work.future
+        try:
+            return await work.future
+        finally:
+            await self._settle_intent(work)
 
     # -- connection drivers ----------------------------------------------------------
     #
@@ -278,6 +281,9 @@ class EmailChannel:
         connection (a reused connection the server had closed before we spoke), or None."""
         if not connection.pipelining:
             mail_params, rcpt_params = self.envelope(connection, work.job, work.recipient, work.data, work.smtputf8)
+            self._begin_intent(work)  # one call sends envelope and text: commit before either
+            if not await self._intent_ready(None, work):
+                return connection, None
             work.tx = await connection.transaction(self.return_path, mail_params, work.recipient, rcpt_params, work.data)
             if self._stale(work):
                 return None, work
@@ -286,6 +292,7 @@ class EmailChannel:
         current = work
         try:
             await connection.send(self._envelope_bytes(connection, current))
+            self._begin_intent(current)
             await self._read_envelope(connection, current)
         except SmtpDisconnected as error:
             current.tx.error = str(error)
@@ -299,6 +306,8 @@ class EmailChannel:
             envelope_ok = tx.mail is not None and tx.mail.code == 250 and tx.rcpt is not None and 200 <= tx.rcpt.code < 300
             if not (ready and envelope_ok):
                 return await self._after_refusal(connection, current), None
+            if not await self._intent_ready(connection, current):
+                return None, None
             following = self._take_now()
             payload = dot_stuff(current.data)
             if following is not None:
@@ -310,6 +319,8 @@ class EmailChannel:
             tx.end_sent = True  # from here on, the server may have the whole message
             try:
                 await connection.send(payload)
+                if following is not None:
+                    self._begin_intent(following)
                 tx.end = await connection.reply()
             except SmtpDisconnected as error:
                 tx.error = str(error)
@@ -364,6 +375,43 @@ class EmailChannel:
             work.tx = Transaction()
             return True
         return False
+
+    @staticmethod
+    def _begin_intent(work: "_Work") -> None:
+        if work.intent is None:  # once: a message started again on a new connection keeps its intent
+            work.intent = asyncio.ensure_future(work.job.commit_intent())
+
+    @staticmethod
+    async def _intent_ready(connection: SmtpConnection | None, work: "_Work") -> bool:
+        """Wait for the `sending` row before the text goes out. If it cannot be written (a
+        cancel, a full disk, a delivery marked meanwhile), the text must not go: after 354 only
+        closing the connection stops the server from taking what comes next as the message."""
+        assert work.intent is not None
+        try:
+            await work.intent
+            return True
+        except BaseException as error:
+            if connection is not None:
+                connection.abort()
+            if not work.future.done():
+                work.future.set_exception(error)
+            if isinstance(error, asyncio.CancelledError) and asyncio.current_task().cancelling():
+                raise
+            return False
+
+    @staticmethod
+    async def _settle_intent(work: "_Work") -> None:
+        """A message settled without its text going out (refused, connection lost before it):
+        an intent still waiting (e.g. on a pause) must not write `sending` after the outcome,
+        and one already on its way must land before the engine records the outcome."""
+        intent = work.intent
+        if intent is None:
+            return
+        if not intent.done():
+            intent.cancel()
+            await asyncio.wait([intent])
+        if not intent.cancelled():
+            intent.exception()  # retrieved: no "never retrieved" warning
 
     def _finish(self, work: "_Work") -> None:
         try:
