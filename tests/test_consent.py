@@ -20,6 +20,8 @@ from relcomm_tui import consent
 from relcomm_tui.mailserver import LoopbackMailServer
 from relcomm_tui.plan import load_plan
 
+pytestmark = pytest.mark.campaign
+
 
 def relcomm(*args: str, stdin: str | None = None) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "relcomm_tui.cli", *args], capture_output=True, text=True,
