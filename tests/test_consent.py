@@ -139,7 +139,7 @@ async def test_the_app_asks_before_running_a_plans_commands(tmp_path: Path) -> N
         assert await wait_until(pilot, lambda: checklist.findings is not None)
         assert refused("app, answered not now", not marker.exists())
         assert "commands are not allowed" in (checklist.send_lock or "")
-        assert "not run" in text_of(checklist.query_one("#release"))
+        assert "gate not run" in text_of(checklist.query_one("#release"))
 
         await pilot.press("a")
         assert await wait_until(pilot, lambda: isinstance(app.screen, ConsentDialog))

@@ -14,7 +14,7 @@ class ConsentDialog(AskDialog):
         commands = consent.plan_commands(plan)
         super().__init__(
             f"This plan wants to run {len(commands)} command{'s' if len(commands) != 1 else ''} on this host:",
-            consent.describe(plan) + "\n\nThey run as you, from the plan's folder. Allow them only if you "
+            consent.describe(plan) + f"\n\nThey run as you, from {plan.root}. Allow them only if you "
             "trust whoever wrote the plan. Until then the gate is not run and sending stays locked.",
             yes="Allow and run", no="Not now", title="Allow the plan's commands?",
         )

@@ -303,7 +303,7 @@ class ChecklistScreen(Screen):
         elif not gate.configured:
             parts.append(("gate: none configured", "bold $error"))
         elif not gate.allowed:
-            parts.append(("gate: not run (a: allow the plan's commands)", "bold $warning"))
+            parts.append(("gate not run: press a", "bold $warning"))
         elif gate.ok:
             parts.append(("gate ✓ passed", "bold $success"))
         else:
