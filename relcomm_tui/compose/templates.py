@@ -74,14 +74,14 @@ class _Undefined(StrictUndefined):
     def _fail_with_undefined_error(self, *args: Any, **kwargs: Any):  # type: ignore[override]
         owner = self._undefined_obj
         name = self._undefined_name
+        if self._undefined_exception is SecurityError:
+            # The sandbox refused an attribute (`__class__`, `__globals__`, ...): say so, not "undefined".
+            raise SecurityError(f"`{name}` is not accessible in templates")
         if isinstance(owner, Namespace):
             known = sorted(owner)
             close = difflib.get_close_matches(str(name), known, n=1)
             guess = f"did you mean `{owner._relcomm_name}.{close[0]}`? " if close else ""
             raise UndefinedError(f"`{owner._relcomm_name}.{name}` is undefined ({guess}it has: {', '.join(known)})")
-        if self._undefined_exception is SecurityError:
-            # The sandbox refused an attribute (`__class__`, `__globals__`, ...): say so, not "undefined".
-            raise SecurityError(f"`{name}` is not accessible in templates")
         if name is not None and owner is not missing:
             raise UndefinedError(f"`{name}` is undefined on {type(owner).__name__}")
         if name is not None:
@@ -113,6 +113,7 @@ class TemplateLimit(TemplateError):
 
 class _Budget(threading.local):
     loops = 0
+    output = 0
     depth = 0
     deadline = 0.0
     active = False
@@ -314,14 +315,19 @@ class _Guard(NodeTransformer):
         node.iter = _call("relcomm_loop", node.iter)
         return node
 
+    def visit_NSRef(self, node: nodes.NSRef) -> nodes.Node:
+        if node.attr.startswith("_"):
+            raise TemplateSyntaxError(f"`{node.name}.{node.attr}`: names starting with _ are not allowed", node.lineno)
+        return node
+
     def visit_Concat(self, node: nodes.Concat) -> nodes.Node:
         self.generic_visit(node)
         return _call("relcomm_size", node)
 
     def visit_Output(self, node: nodes.Output) -> nodes.Node:
         self.generic_visit(node)
-        node.nodes = [child if isinstance(child, nodes.TemplateData) else _call("relcomm_size", child)
-                      for child in node.nodes]
+        # Literal text too: a loop repeating a large literal is output like any other (and so has a line).
+        node.nodes = [_call("relcomm_size", child) for child in node.nodes]
         return node
 
 
@@ -340,7 +346,12 @@ def _loop(iterable: Any) -> Any:
 
 
 def _size(value: Any) -> Any:
-    return _sized(value, "a printed value")
+    _sized(value, "a printed value")
+    if _BUDGET.active:
+        _BUDGET.output += len(value) if isinstance(value, str) else _weight(value)
+        if _BUDGET.output > MAX_TEXT:
+            raise TemplateLimit(f"the output is over {MAX_TEXT:,} characters")
+    return value
 
 
 class _Sandbox(SandboxedEnvironment):
@@ -489,7 +500,8 @@ def render_source(source: Source, context: Mapping[str, Any]) -> str:
     budget = _BUDGET
     outer = budget.active  # a render inside a render (none today) shares the outer budget
     if not outer:
-        budget.loops, budget.depth, budget.deadline, budget.active = 0, 0, time.monotonic() + MAX_SECONDS, True
+        budget.loops, budget.output, budget.depth = 0, 0, 0
+        budget.deadline, budget.active = time.monotonic() + MAX_SECONDS, True
     try:
         pieces, size = [], 0
         for piece in template.generate(context):
