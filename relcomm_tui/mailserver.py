@@ -14,7 +14,13 @@ top of stock aiosmtpd it
 * offers optional AUTH PLAIN/LOGIN without TLS (loopback only);
 * stores accepted messages in a Maildir and in :attr:`LoopbackMailServer.messages`;
 * injects faults per recipient (:class:`TempFail`, :class:`PermFail`,
-  :class:`DropConnection`, :class:`Delay`);
+  :class:`DropConnection`, :class:`Delay`, :class:`Garbage`), per sender at
+  MAIL (``at="mail"``, keyed by the MAIL FROM address), and per connection
+  (:attr:`LoopbackMailServer.connection_faults`: a 421 greeting, a stall
+  before the greeting, garbage instead of it, :class:`CloseAfter` N messages);
+* records every command it received (:attr:`LoopbackMailServer.commands`),
+  so a test can prove what a client did *not* send (no MAIL, no AUTH);
+* offers real STARTTLS (``tls_context``) or implicit TLS (``ssl_context``);
 * optionally writes DSNs and read receipts back into a receipts Maildir
   (see :mod:`relcomm_tui.mailserver_reports`).
 
@@ -43,6 +49,7 @@ import hmac
 import logging
 import os
 import re
+import ssl
 import threading
 import time
 import weakref
@@ -63,10 +70,12 @@ from relcomm_tui.mailserver_reports import (
 __all__ = [
     "AcceptedMessage",
     "BounceRule",
+    "CloseAfter",
     "DEFAULT_BOUNCE_RULES",
     "Delay",
     "DropConnection",
     "FaultTable",
+    "Garbage",
     "LoopbackMailServer",
     "PermFail",
     "TempFail",
@@ -156,10 +165,19 @@ class _Rule:
         return True
 
 
+# Where a rule acts.  Per-recipient rules (in :attr:`LoopbackMailServer.faults`):
+# "rcpt", "data" (the reply to the end of the message) and "content" (while the
+# message text arrives).  Rules keyed by the *sender* address act at "mail".
+# Connection rules (in :attr:`LoopbackMailServer.connection_faults`) act at
+# "greeting" or, for :class:`CloseAfter`, after a number of messages.
+
+
 @dataclass
 class TempFail(_Rule):
-    """Answer ``code msg`` (4xx) at RCPT (``at="rcpt"``) or at the end of
-    DATA (``at="data"``) ``times`` times, then accept."""
+    """Answer ``code msg`` (4xx) at RCPT (``at="rcpt"``), at MAIL
+    (``at="mail"``, keyed by sender), at the end of DATA (``at="data"``) or
+    instead of the greeting (``at="greeting"``, then close: use 421)
+    ``times`` times, then accept."""
 
     times: Optional[int] = 1
     code: int = 451
@@ -169,8 +187,9 @@ class TempFail(_Rule):
 
 @dataclass
 class PermFail(_Rule):
-    """Answer ``code msg`` (5xx) at RCPT (``at="rcpt"``) or at the end of
-    DATA (``at="data"``); every time unless ``times`` is set."""
+    """Answer ``code msg`` (5xx) at RCPT (``at="rcpt"``), MAIL (``at="mail"``),
+    the end of DATA (``at="data"``) or the greeting (``at="greeting"``);
+    every time unless ``times`` is set."""
 
     code: int = 550
     msg: str = "5.1.1 User unknown"
@@ -185,25 +204,54 @@ class DropConnection(_Rule):
     ``at="data"`` (default): after the message content was received, before
     the reply - the "in doubt" case.  With ``deliver=True`` the message is
     stored before the drop (the client cannot know it was delivered).
-    ``at="rcpt"``: instead of answering RCPT.
+    ``at="content"``: after ``after_bytes`` bytes of the message text, while
+    the client is still sending it (reset, nothing stored).
+    ``at="rcpt"`` / ``at="mail"``: instead of answering RCPT / MAIL.
+    ``at="greeting"`` (a connection rule): accept TCP, close at once.
     """
 
     at: str = "data"
     times: Optional[int] = 1
     deliver: bool = False
+    after_bytes: int = 0
 
 
 @dataclass
 class Delay(_Rule):
-    """Wait ``seconds`` before replying to the end of DATA (``at="data"``)
-    or to RCPT (``at="rcpt"``); every time unless ``times`` is set."""
+    """Wait ``seconds`` before replying to the end of DATA (``at="data"``),
+    to RCPT (``at="rcpt"``), to MAIL (``at="mail"``) or before the greeting
+    (``at="greeting"``); every time unless ``times`` is set.  A long delay is
+    a server that stalls."""
 
     seconds: float = 1.0
     at: str = "data"
     times: Optional[int] = None
 
 
-FaultRule = Union[TempFail, PermFail, DropConnection, Delay]
+@dataclass
+class Garbage(_Rule):
+    """Send ``payload`` (raw bytes, not an SMTP reply) instead of the reply
+    at ``at`` ("greeting", "mail", "rcpt" or "data"), ``times`` times; with
+    ``close=True`` close the connection right after.  At "data" the message
+    is not stored."""
+
+    payload: bytes = b"\x00\xffthis is not SMTP\r\n"
+    at: str = "rcpt"
+    times: Optional[int] = 1
+    close: bool = False
+
+
+@dataclass
+class CloseAfter(_Rule):
+    """A connection rule: answer the ``messages``-th message of a connection
+    (250, stored), then close that connection; for ``times`` connections."""
+
+    messages: int = 1
+    times: Optional[int] = 1
+    at: str = "session"
+
+
+FaultRule = Union[TempFail, PermFail, DropConnection, Delay, Garbage, CloseAfter]
 
 
 class FaultTable(dict):
@@ -305,6 +353,12 @@ class _LoopbackSMTP(SMTP):
         self._command: Optional[str] = None
         self._smtp_methods = {name: self._tracked(name, method) for name, method in self._smtp_methods.items()}
         handler.server.connections_opened += 1
+        self._server = handler.server
+        #: this connection's number (1 = the first), as in ``server.commands``
+        self.connection_no = handler.server.connections_opened
+        self.accepted_here = 0  # messages stored from this connection
+        self._close_after_push = False  # CloseAfter: close once this reply is out
+        self._swallow_push = False  # Garbage: it replaced the reply
 
     def _create_envelope(self) -> _Envelope:
         return _Envelope()
@@ -313,9 +367,66 @@ class _LoopbackSMTP(SMTP):
         @functools.wraps(method)
         async def run(arg):
             self._command = name
+            # AUTH's argument may carry credentials: keep only the mechanism.
+            logged = (arg or "").split(" ")[0] if name == "AUTH" else arg
+            self._server._record_command(self.connection_no, name, logged)
+            if name == "DATA" and await self._content_fault():
+                return None
             return await method(arg)
 
         return run
+
+    # -- faults ------------------------------------------------------------
+
+    async def _handle_client(self) -> None:
+        for rule in list(self._server.connection_faults):
+            if rule.at != "greeting" or not rule._consume():
+                continue
+            if isinstance(rule, Delay):
+                await asyncio.sleep(rule.seconds)
+            elif isinstance(rule, DropConnection):
+                self._server.connections_dropped += 1
+                assert self.transport is not None
+                self.transport.close()
+                return
+            elif isinstance(rule, Garbage):
+                await self.send_garbage(rule)
+            elif isinstance(rule, (TempFail, PermFail)):
+                await super().push(f"{rule.code} {rule.msg}")
+                assert self.transport is not None
+                self.transport.close()
+                return
+        await super()._handle_client()
+
+    async def send_garbage(self, rule: "Garbage") -> None:
+        """Write ``rule.payload`` in place of the next reply (or close)."""
+        self._writer.write(rule.payload)
+        await self._writer.drain()
+        if rule.close:
+            await self.drop_connection()
+        self._swallow_push = True
+
+    async def _content_fault(self) -> bool:
+        """DropConnection(at="content"): answer 354, read part of the text, reset."""
+        envelope = self.envelope
+        if envelope is None or envelope.mail_from is None or not envelope.rcpt_tos:
+            return False
+        rules = [r for rcpt in envelope.rcpt_tos for r in self._server.faults.rules(rcpt, "content")]
+        rule = next((r for r in rules if isinstance(r, DropConnection) and r._consume()), None)
+        if rule is None:
+            return False
+        await self.push("354 End data with <CR><LF>.<CR><LF>")
+        received = 0
+        while received < rule.after_bytes:
+            line = await self._reader.readuntil(b"\n")
+            received += len(line)
+            if line == b".\r\n":
+                break
+        self._server.connections_dropped += 1
+        assert self.transport is not None
+        self.transport.abort()  # a reset: what a crashed or killed server looks like
+        await asyncio.Event().wait()
+        return True  # pragma: no cover - the session is cancelled above
 
     # -- replies -----------------------------------------------------------
 
@@ -334,9 +445,15 @@ class _LoopbackSMTP(SMTP):
         return f"{code}{m.group(3)}{enhanced} {m.group(4)}"
 
     async def push(self, status):
+        if self._swallow_push:
+            self._swallow_push = False
+            return
         if isinstance(status, str):
             status = self._enhance(status)
         await super().push(status)
+        if self._close_after_push:
+            self._close_after_push = False
+            await self.drop_connection()
 
     # -- pipelining --------------------------------------------------------
 
@@ -537,6 +654,22 @@ class _Handler:
     def __init__(self, server: "LoopbackMailServer") -> None:
         self.server = server
 
+    async def handle_MAIL(self, smtp: _LoopbackSMTP, session, envelope, address: str, options) -> Any:
+        for rule in self.server.faults.rules(address or "", "mail"):
+            if not rule._consume():
+                continue
+            if isinstance(rule, Delay):
+                await asyncio.sleep(rule.seconds)
+            elif isinstance(rule, DropConnection):
+                self.server.connections_dropped += 1
+                await smtp.drop_connection()
+            elif isinstance(rule, Garbage):
+                await smtp.send_garbage(rule)
+                return "451 4.3.0 (not sent: garbage instead)"
+            else:
+                return f"{rule.code} {rule.msg}"
+        return MISSING
+
     async def handle_RCPT(self, smtp: _LoopbackSMTP, session, envelope, address: str, options) -> Any:
         server = self.server
         if server.rcpt_delay:
@@ -547,7 +680,11 @@ class _Handler:
             if isinstance(rule, Delay):
                 await asyncio.sleep(rule.seconds)
             elif isinstance(rule, DropConnection):
+                server.connections_dropped += 1
                 await smtp.drop_connection()
+            elif isinstance(rule, Garbage):
+                await smtp.send_garbage(rule)
+                return "451 4.3.0 (not sent: garbage instead)"
             else:
                 return f"{rule.code} {rule.msg}"
         if server.bounce_mode == "smtp":
@@ -571,6 +708,10 @@ class _Handler:
                 server.connections_dropped += 1
                 await smtp.drop_connection()
         for _, rule in rules:
+            if isinstance(rule, Garbage) and rule._consume():
+                await smtp.send_garbage(rule)
+                return "451 4.3.0 (not sent: garbage instead)"
+        for _, rule in rules:
             if isinstance(rule, (TempFail, PermFail)) and rule._consume():
                 return f"{rule.code} {rule.msg}"
         try:
@@ -578,6 +719,12 @@ class _Handler:
         except OSError:
             log.exception("could not store message")
             return "451 4.3.0 Local error in processing: could not store the message"
+        smtp.accepted_here += 1
+        for rule in server.connection_faults:
+            if isinstance(rule, CloseAfter) and smtp.accepted_here == rule.messages and rule._consume():
+                server.connections_dropped += 1
+                smtp._close_after_push = True
+                break
         queue_id = accepted.maildir_key or f"mem{server.messages_accepted}"
         return f"250 2.0.0 OK: queued as {queue_id}"
 
@@ -611,6 +758,12 @@ class LoopbackMailServer:
     :param mdn_fraction: share of delivered recipients that send a read
         receipt when the message asks for one.
     :param seed: seed for report delays and read-receipt choice.
+    :param connection_faults: rules that act per connection, not per
+        address: ``TempFail(at="greeting", code=421)``, ``Delay(at="greeting")``
+        (a stall), ``Garbage(at="greeting")``, ``DropConnection(at="greeting")``,
+        :class:`CloseAfter`; see :attr:`connection_faults`.
+    :param tls_context: server-side SSL context: offer a real STARTTLS.
+    :param ssl_context: server-side SSL context: implicit TLS (port-465 style).
     """
 
     host = "127.0.0.1"
@@ -634,6 +787,9 @@ class LoopbackMailServer:
         report_delay: tuple[float, float] = (1.0, 5.0),
         mdn_fraction: float = 0.3,
         seed: Optional[int] = None,
+        connection_faults: Sequence[FaultRule] = (),
+        tls_context: Optional["ssl.SSLContext"] = None,
+        ssl_context: Optional["ssl.SSLContext"] = None,
     ) -> None:
         if bounce_mode not in ("dsn", "smtp"):
             raise ValueError("bounce_mode must be 'dsn' or 'smtp'")
@@ -646,6 +802,13 @@ class LoopbackMailServer:
         #: ``{recipient: rule or [rules]}``; see :class:`FaultTable`
         self.faults = FaultTable()
         self.faults.update(faults or {})
+        #: rules acting per connection (greeting faults, :class:`CloseAfter`)
+        self.connection_faults: list[FaultRule] = list(connection_faults)
+        self.tls_context = tls_context
+        self.ssl_context = ssl_context
+        #: ``(connection number, command, argument)`` for every command
+        #: received (AUTH: the mechanism only), oldest first
+        self._commands: list[tuple[int, str, Optional[str]]] = []
         self.rcpt_delay = rcpt_delay
         self.data_delay = data_delay
         self.bounce_rules = tuple(bounce_rules)
@@ -663,7 +826,8 @@ class LoopbackMailServer:
             )
         #: number of TCP connections accepted so far
         self.connections_opened = 0
-        #: number of connections closed by a :class:`DropConnection` at DATA
+        #: number of connections closed by a fault (:class:`DropConnection`,
+        #: :class:`CloseAfter`)
         self.connections_dropped = 0
         self._messages: list[AcceptedMessage] = []
         self._lock = threading.Lock()
@@ -690,6 +854,20 @@ class LoopbackMailServer:
         with self._lock:
             return len(self._messages)
 
+    @property
+    def commands(self) -> list[tuple[int, str, Optional[str]]]:
+        """Snapshot of the commands received: ``(connection, verb, argument)``."""
+        with self._lock:
+            return list(self._commands)
+
+    def commands_named(self, verb: str) -> list[tuple[int, str, Optional[str]]]:
+        """The received commands with verb ``verb`` (e.g. "MAIL", "AUTH")."""
+        return [c for c in self.commands if c[1] == verb.upper()]
+
+    def _record_command(self, connection: int, verb: str, arg: Optional[str]) -> None:
+        with self._lock:
+            self._commands.append((connection, verb, arg))
+
     def messages_for(self, address: str) -> list[AcceptedMessage]:
         """Accepted messages that had ``address`` among their recipients."""
         address = address.lower()
@@ -705,10 +883,12 @@ class LoopbackMailServer:
         return self.messages
 
     def clear(self) -> None:
-        """Forget accepted messages and faults (the Maildirs are kept)."""
+        """Forget accepted messages, commands and faults (the Maildirs are kept)."""
         with self._lock:
             self._messages.clear()
+            self._commands.clear()
         self.faults.clear()
+        self.connection_faults.clear()
 
     def _accept(self, envelope: _Envelope) -> AcceptedMessage:
         data: bytes = envelope.original_content or b""
@@ -787,6 +967,8 @@ class LoopbackMailServer:
         )
         if self.auth is not None:
             kwargs.update(auth_require_tls=False, authenticator=self._authenticate)
+        if self.tls_context is not None:
+            kwargs.update(tls_context=self.tls_context)
         session = _LoopbackSMTP(
             _Handler(self), auth_enabled=self.auth is not None, advertise_starttls=self.advertise_starttls, **kwargs
         )
@@ -804,7 +986,7 @@ class LoopbackMailServer:
         if self._server is not None:
             raise RuntimeError("server already started")
         self._loop = asyncio.get_running_loop()
-        self._server = await self._loop.create_server(self._factory, self.host, self.port)
+        self._server = await self._loop.create_server(self._factory, self.host, self.port, ssl=self.ssl_context)
         self.port = self._server.sockets[0].getsockname()[1]
         log.info("loopback SMTP server on %s:%s", self.host, self.port)
         return self

@@ -11,8 +11,11 @@ How an SMTP exchange maps onto an outcome:
 * 5xx at RCPT or after the data                   -> rejected, with the server's words
 * the connection lost or timed out after "."      -> in doubt (never retried by itself:
   the server may have accepted the message; a resend reuses its Message-ID)
-* AUTH refused, TLS missing/unverified, connection refused, MAIL FROM refused with 5xx
+* AUTH refused, TLS missing/unverified, connection refused, MAIL FROM refused with 5xx,
+  no SMTP greeting at all (silence, or bytes that are not SMTP)
                                                    -> ChannelStopped: the run stops once
+* a 4xx greeting (421 busy)                        -> not a stop: each delivery that meets it
+  is transient (retried with backoff, then deferred with the server's words)
 """
 
 from __future__ import annotations
@@ -29,7 +32,8 @@ from ..net import is_loopback
 from ..plan.model import Plan
 from . import ChannelStopped, DeliveryJob, DeliveryWithdrawn, Outcome
 from .smtpclient import (
-    Reply, SmtpAuthError, SmtpConnectError, SmtpConnection, SmtpDisconnected, SmtpTlsError, Transaction, dot_stuff, xtext,
+    FLUSH_TEXT_FIRST, Reply, SmtpAuthError, SmtpBusy, SmtpCertificateError, SmtpClosed, SmtpConnectError,
+    SmtpConnection, SmtpDisconnected, SmtpTlsError, Transaction, dot_stuff, xtext,
 )
 
 AUTH_CODES = {530, 534, 535, 538}
@@ -104,7 +108,19 @@ class EmailChannel:
             )
         if self.smtp.username and self._password is None:
             self._password = await self._resolve_password()
-        self._idle.append(await self._connect())
+        try:
+            self._idle.append(await self._connect())
+        except SmtpBusy:
+            # 421 at the greeting: busy, not misconfigured. Deliveries connect on their own
+            # and each one that meets the 421 is retried with backoff, then deferred.
+            pass
+        except SmtpDisconnected as error:
+            where = f"{self.smtp.host}:{self.smtp.port}"
+            raise ChannelStopped(
+                f"{where} did not greet as an SMTP server: {error}",
+                f"check [transport.smtp] host and port (is {where} an SMTP server? \"tls\" is usually port 465, "
+                "\"starttls\" 587); if the server is just slow, raise timeout in [transport.smtp]",
+            ) from None
 
     async def _resolve_password(self) -> str:
         from ..plan.secrets import SecretError, is_reference, resolve
@@ -130,6 +146,14 @@ class EmailChannel:
         except SmtpAuthError as error:
             connection.abort()
             raise ChannelStopped(str(error), "check the username and the password reference in [transport.smtp]") from None
+        except SmtpCertificateError as error:
+            connection.abort()
+            raise ChannelStopped(
+                f"{error}; nothing was sent, no password was sent",
+                "if the server uses a private or company CA, point SSL_CERT_FILE at that CA's certificate "
+                "(or install it in the system's trust store); if the name does not match, set host in "
+                "[transport.smtp] to the name on the certificate",
+            ) from None
         except SmtpTlsError as error:
             connection.abort()
             raise ChannelStopped(str(error), 'check host, port and security ("tls" is usually port 465, "starttls" 587)') from None
@@ -193,7 +217,7 @@ class EmailChannel:
         except Exception as error:  # a template that renders for the checks but not here is a bug worth naming
             return Outcome("rejected", detail=f"could not build the message: {getattr(error, 'message', None) or error}")
         smtputf8 = smtputf8 or not recipient.isascii() or not self.return_path.isascii()
-        if smtputf8 and not self._all[0].supports("smtputf8"):
+        if smtputf8 and self._all and not self._all[0].supports("smtputf8"):
             return Outcome("rejected", detail=f"{recipient} or the message needs SMTPUTF8, which the server does not offer")
         # The intent is committed on the connection, as the envelope goes out, and awaited before
         # the message's text: a message still waiting for a connection (or its setup) has no
@@ -296,6 +320,7 @@ class EmailChannel:
             await self._read_envelope(connection, current)
         except SmtpDisconnected as error:
             current.tx.error = str(error)
+            current.tx.closed = isinstance(error, SmtpClosed)
             if self._stale(current):
                 return None, current
             self._finish(current)
@@ -308,8 +333,19 @@ class EmailChannel:
                 return await self._after_refusal(connection, current), None
             if not await self._intent_ready(connection, current):
                 return None, None
+            text = dot_stuff(current.data)[:-3]
+            if len(text) > FLUSH_TEXT_FIRST:
+                # A long text first, all of it handed to the operating system: a connection
+                # lost during it proves the final "." never left (retried, not in doubt).
+                try:
+                    await connection.send_text(text)
+                except SmtpDisconnected as error:
+                    tx.error = str(error)
+                    self._finish(current)
+                    return None, None
+                text = b""
             following = self._take_now()
-            payload = dot_stuff(current.data)
+            payload = text + b".\r\n"
             if following is not None:
                 try:
                     payload += self._envelope_bytes(connection, following)
@@ -368,9 +404,10 @@ class EmailChannel:
 
     @staticmethod
     def _stale(work: "_Work") -> bool:
-        """A reused connection the server closed while idle: nothing was said; once, try anew."""
+        """A reused connection the server closed while idle: nothing was said; once, try anew.
+        (A timeout or a garbled reply is not that: it is reported and retried with backoff.)"""
         tx = work.tx
-        if tx.error and not tx.end_sent and tx.mail is None and not work.reconnected:
+        if tx.error and tx.closed and not tx.end_sent and tx.mail is None and not work.reconnected:
             work.reconnected = True
             work.tx = Transaction()
             return True

@@ -21,6 +21,11 @@ import ssl
 from dataclasses import dataclass, field
 
 _LINE_ENDS = re.compile(rb"\r\n|\r|\n")
+_LINE_LIMIT = 2 ** 16  # asyncio's default StreamReader limit, which this client keeps
+# A message text longer than this is written and handed to the operating system before its
+# final "." (see `send_text`); a shorter one rides in one write with the "." (and the next
+# envelope), which the kernel takes at once: a drop during it could not be told apart anyway.
+FLUSH_TEXT_FIRST = 16 * 1024
 _LEADING_DOT = re.compile(rb"(?m)^\.")
 
 
@@ -36,6 +41,10 @@ class SmtpTlsError(SmtpError):
     """TLS is required but not offered, or the certificate does not verify."""
 
 
+class SmtpCertificateError(SmtpTlsError):
+    """The server's certificate does not verify (untrusted issuer, wrong name, expired)."""
+
+
 class SmtpAuthError(SmtpError):
     """The server refused the credentials, or needs some we do not have."""
 
@@ -45,7 +54,21 @@ class SmtpAuthError(SmtpError):
 
 
 class SmtpDisconnected(SmtpError):
-    """The connection was lost or timed out while waiting for the server."""
+    """The connection was lost or timed out while waiting for the server, or the server
+    sent something that is not an SMTP reply (the connection is then closed)."""
+
+
+class SmtpClosed(SmtpDisconnected):
+    """The connection was closed or reset (as opposed to a timeout or a reply that is not SMTP):
+    on a reused connection before anything was answered, the server merely closed it while idle."""
+
+
+class SmtpBusy(SmtpDisconnected):
+    """The server greeted with a 4xx (typically 421): busy now, worth trying again later."""
+
+    def __init__(self, message: str, reply: "Reply") -> None:
+        super().__init__(message)
+        self.reply = reply
 
 
 @dataclass(frozen=True)
@@ -75,6 +98,7 @@ class Transaction:
     end: Reply | None = None       # the reply to the final "."
     end_sent: bool = False         # the final "." was handed to the socket
     error: str | None = None       # set when the connection failed mid-transaction
+    closed: bool = False           # ...because it was closed or reset (not a timeout, not garbage)
 
     @property
     def accepted(self) -> bool:
@@ -92,6 +116,12 @@ class Transaction:
 def xtext(text: str) -> str:
     """RFC 3461 xtext: printable ASCII except "+" and "=", the rest as +HH."""
     return "".join(chr(b) if 33 <= b <= 126 and b not in (0x2B, 0x3D) else f"+{b:02X}" for b in text.encode("utf-8"))
+
+
+def _shown(raw: bytes, limit: int = 80) -> str:
+    """Bytes a server sent, shown safely (printable, cut short)."""
+    text = repr(raw[:limit])
+    return text + (f" ... ({len(raw)} bytes)" if len(raw) > limit else "")
 
 
 def dot_stuff(message: bytes) -> bytes:
@@ -150,7 +180,7 @@ class SmtpConnection:
                 self.timeout,
             )
         except ssl.SSLCertVerificationError as error:
-            raise SmtpTlsError(f"the TLS certificate of {where} does not verify: {error.verify_message}") from None
+            raise SmtpCertificateError(f"the TLS certificate of {where} does not verify: {error.verify_message}") from None
         except ssl.SSLError as error:
             raise SmtpTlsError(f"TLS with {where} failed: {error.reason or error}") from None
         except (asyncio.TimeoutError, TimeoutError):
@@ -163,7 +193,7 @@ class SmtpConnection:
         if greeting.code != 220:
             self.abort()
             if greeting.transient:
-                raise SmtpDisconnected(f"{where} is busy: {greeting}")
+                raise SmtpBusy(f"{where} is busy: {greeting}", greeting)
             raise SmtpConnectError(f"{where} refused the session: {greeting}")
         await self._ehlo()
         if self.security == "starttls":
@@ -178,7 +208,7 @@ class SmtpConnection:
                 await asyncio.wait_for(self._writer.start_tls(self._context(), server_hostname=self.host), self.timeout)
             except ssl.SSLCertVerificationError as error:
                 self.abort()
-                raise SmtpTlsError(f"the TLS certificate of {where} does not verify: {error.verify_message}") from None
+                raise SmtpCertificateError(f"the TLS certificate of {where} does not verify: {error.verify_message}") from None
             except (ssl.SSLError, OSError, asyncio.TimeoutError) as error:
                 self.abort()
                 raise SmtpTlsError(f"TLS with {where} failed: {error}") from None
@@ -244,27 +274,33 @@ class SmtpConnection:
             while True:
                 raw = await asyncio.wait_for(self._reader.readline(), self.timeout)
                 if not raw.endswith(b"\n"):
-                    raise SmtpDisconnected("the server closed the connection")
+                    if raw:
+                        raise SmtpDisconnected(f"the server closed the connection in the middle of a reply: {_shown(raw)}")
+                    raise SmtpClosed("the server closed the connection")
                 line = raw.decode("utf-8", "replace").rstrip("\r\n")
-                if len(line) < 3 or not line[:3].isdigit():
-                    raise SmtpDisconnected(f"the server sent a malformed reply: {line[:80]!r}")
+                if len(line) < 3 or not line[:3].isdigit() or line[3:4] not in ("", " ", "-"):
+                    raise SmtpDisconnected(f"the server sent something that is not an SMTP reply: {_shown(raw)}")
                 code = int(line[:3])
                 lines.append(line[4:])
                 if line[3:4] != "-":
                     return Reply(code, "\n".join(lines))
         except (asyncio.TimeoutError, TimeoutError):
             self.abort()
-            raise SmtpDisconnected(f"no reply from the server within {self.timeout:g} s") from None
-        except (ConnectionError, OSError, asyncio.IncompleteReadError, ValueError) as error:
+            raise SmtpDisconnected(f"no reply from the server within {self.timeout:g} s (the plan's timeout)") from None
+        except ValueError:  # asyncio's line limit: no SMTP reply line is anywhere near 64 KiB
             self.abort()
-            raise SmtpDisconnected(f"the connection was lost: {error}") from None
+            raise SmtpDisconnected(f"the server sent an over-long reply line (more than {_LINE_LIMIT // 1024} KiB "
+                                   "without a line end): not an SMTP reply") from None
+        except (ConnectionError, OSError, asyncio.IncompleteReadError) as error:
+            self.abort()
+            raise SmtpClosed(f"the connection was lost: {error or type(error).__name__}") from None
         except SmtpDisconnected:
             self.abort()
             raise
 
     async def _write(self, data: bytes) -> None:
         if self._writer is None or self._writer.is_closing():
-            raise SmtpDisconnected("the connection is closed")
+            raise SmtpClosed("the connection is closed")
         try:
             self._writer.write(data)
             await asyncio.wait_for(self._writer.drain(), self.timeout)
@@ -273,7 +309,27 @@ class SmtpConnection:
             raise SmtpDisconnected(f"the server did not take data within {self.timeout:g} s") from None
         except (ConnectionError, OSError) as error:
             self.abort()
-            raise SmtpDisconnected(f"the connection was lost: {error}") from None
+            raise SmtpClosed(f"the connection was lost: {error}") from None
+
+    async def send_text(self, text: bytes) -> None:
+        """Write a message's text (without its final ".") and wait until the operating
+        system has all of it. Then a failure here proves the final "." never left: a server
+        that drops the line mid-text cannot have accepted the message, which is retried
+        instead of left in doubt."""
+        await self._write(text)
+        if self._writer is None:
+            raise SmtpDisconnected("the connection is closed")
+        transport = self._writer.transport
+        if transport.get_write_buffer_size():
+            transport.set_write_buffer_limits(high=0, low=0)  # drain() now waits for an empty buffer
+            try:
+                await self._write(b"")
+            finally:
+                if not transport.is_closing():
+                    transport.set_write_buffer_limits()
+        if self._reader is not None and self._reader.at_eof():
+            self.abort()
+            raise SmtpDisconnected("the server closed the connection while the message was being sent")
 
     def envelope(self, mail_from: str, mail_params: list[str], rcpt_to: str, rcpt_params: list[str]) -> bytes:
         """MAIL, RCPT and DATA as one pipelined group (RFC 2920)."""
@@ -330,10 +386,13 @@ class SmtpConnection:
                 ok = result.mail.code == 250 and result.rcpt is not None and 200 <= result.rcpt.code < 300
                 # A server that says 354 after refusing every recipient gets an empty message,
                 # which it must refuse (RFC 2920 section 3.1); we never send the real one.
-                payload = dot_stuff(message) if ok else b".\r\n"
-                # Set before the write: if the write fails half-way we cannot know what arrived.
+                text = dot_stuff(message)[:-3] if ok else b""
+                if len(text) > FLUSH_TEXT_FIRST:
+                    await self.send_text(text)
+                    text = b""
+                # Set before the final ".": if that write fails we cannot know what arrived.
                 result.end_sent = ok
-                await self._write(payload)
+                await self._write(text + b".\r\n")
                 self.round_trips += 1
                 result.end = await self._read_reply()
                 if not ok:
@@ -342,6 +401,7 @@ class SmtpConnection:
                 await self._reset()
         except SmtpDisconnected as error:
             result.error = str(error)
+            result.closed = isinstance(error, SmtpClosed)
         return result
 
     async def _reset(self) -> None:
