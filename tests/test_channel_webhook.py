@@ -7,6 +7,7 @@ import email.utils
 import json
 import time
 
+import campaign
 import pytest
 
 from http_receiver import IntentLog, Reply, channel_plan, fake_render, hang, job_for, receiver  # noqa: F401
@@ -120,17 +121,21 @@ async def test_400_is_rejected_with_the_response_text(tmp_path, receiver):
     assert len(receiver.requests_for("/hook")) == 1, "a 4xx is never retried"
 
 
-async def test_a_hanging_receiver_is_bounded_and_deferred(tmp_path, receiver):
+@pytest.mark.campaign
+async def test_a_hanging_receiver_is_bounded_and_left_in_doubt_not_posted_twice(tmp_path, receiver):
     receiver.answer("/hook", hang(10))
     plan = hook_plan(tmp_path, receiver.url("/hook"))
     policy = RetryPolicy(max_attempts=2, connect_timeout=0.3, total_timeout=0.3, backoff_base=0.01, backoff_max=0.02)
     started = time.monotonic()
     outcome, _, _ = await deliver(plan, policy)
+    posts = len(receiver.requests_for("/hook"))
+    campaign.record("fault", "webhook: no answer after the post", tried=1, held=int(outcome.state == "in_doubt"),
+                    duplicates=posts - 1)
     assert time.monotonic() - started < 2
-    assert outcome.state == "transient"
+    assert outcome.state == "in_doubt"  # the chat may show it: never re-posted without the engineer
     assert "did not answer within 0.3 s" in outcome.reply
-    assert "Idempotency-Key" in outcome.detail
-    assert len(receiver.requests_for("/hook")) == 2
+    assert "may have it" in outcome.detail
+    assert posts == 1
 
 
 async def test_connection_refused_is_transient_and_never_shows_the_url(tmp_path):
@@ -293,3 +298,36 @@ async def test_through_the_engine_one_post_per_communique_and_retry_after_honour
     assert second.at - first.at >= 0.95, "the engine waited the receiver's Retry-After, not its own 10 ms"
     assert second.json() == {"text": "Orion 4.2.0 is live"}
     assert summary.exit_code == 0
+
+
+@pytest.mark.campaign
+async def test_through_the_engine_a_post_without_answer_is_in_doubt_and_only_resent_on_request(tmp_path, receiver):
+    from relcomm_tui import ledger as L
+    from relcomm_tui.delivery import SendEngine
+    from relcomm_tui.ledger import Ledger
+
+    receiver.script("/hook", hang(5))
+    plan = channel_plan(tmp_path, f"""
+        [[communiques]]
+        id = "eng-chat"
+        to = ["engineering"]
+        channel = "webhook"
+        preset = "slack"
+        url = "{receiver.url('/hook')}"
+        body = "{{{{ release.name }}}} is live"
+    """)
+    fast = {"webhook": lambda plan, **kw: WebhookChannel(plan, policy=RetryPolicy(
+        max_attempts=3, connect_timeout=0.3, total_timeout=0.3, backoff_base=0.01, backoff_max=0.02), **kw)}
+    ledger = Ledger.open(plan.state_dir)
+    await SendEngine(plan, ledger, backoff_base=0.01, channels=fast).run()
+    [record] = ledger.deliveries("4.2.0")
+    assert record.state == L.IN_DOUBT and "may have it" in (record.reply or "")
+    await SendEngine(plan, ledger, backoff_base=0.01, channels=fast).run()  # a plain rerun
+    after_rerun = len(receiver.requests_for("/hook"))
+    await SendEngine(plan, ledger, backoff_base=0.01, channels=fast, resend_in_doubt=True).run()
+    [record] = ledger.deliveries("4.2.0")
+    posts = len(receiver.requests_for("/hook"))
+    campaign.record("fault", "webhook: in doubt across reruns", tried=1, held=int(record.state == L.ACCEPTED),
+                    duplicates=max(0, after_rerun - 1))
+    assert after_rerun == 1, "a rerun never re-posts a delivery in doubt"
+    assert posts == 2 and record.state == L.ACCEPTED  # resent once, on request

@@ -305,14 +305,14 @@ class PublishChannel:
         if put_url:
             result = await send_with_retries(self.client, HttpRequest(
                 "PUT", put_url, {"Content-Type": "text/html; charset=utf-8", "Idempotency-Key": job.delivery_id},
-                page), self.policy, self._sleep)
+                page), self.policy, self._sleep, idempotent=True)
             words.append(f"PUT {redact(put_url)}: {result.answer.words}"
                          + ("" if target else f" ({len(page)} bytes, sha256 {digest[:16]}…)"))
             if result.state != "accepted":
                 return Outcome(result.state, reply="; ".join(words), detail=result.detail, intent_committed=True)
         if public_url:
             result = await send_with_retries(self.client, HttpRequest("GET", public_url), self.policy, self._sleep,
-                                           also_retry=frozenset({404}))
+                                           also_retry=frozenset({404}), idempotent=True)
             words.append(f"GET {public_url}: {result.answer.status_line or result.answer.error}")
             if result.state != "accepted":
                 # The file is written; the site does not serve it (yet): worth another try later.

@@ -9,9 +9,10 @@ How an HTTP exchange maps onto an outcome:
 * other 4xx, 3xx                        -> rejected, with the response text
 * connection refused / DNS / connect timeout -> transient (nothing reached the receiver)
 * timeout or lost connection after the request was sent
-                                        -> transient too, but the receiver may have it: every request
-                                           carries `Idempotency-Key: <delivery id>` so a receiver
-                                           that honours it drops the repeat
+                                        -> in doubt: the receiver may have it, and most chat services
+                                           ignore `Idempotency-Key` (every request carries one), so it
+                                           is not re-posted unless the engineer asks ("resend in
+                                           doubt"). Idempotent requests (publish's PUT and GET) retry.
 
 Exactly-once: `job.commit_intent()` (the ledger says `sending`) is awaited before the first
 request; a process that dies after it leaves the delivery `in doubt`, never re-posted silently.
@@ -212,14 +213,17 @@ class HttpResult:
     answer: HttpAnswer
     attempts: int
     waited: float
-    state: str          # accepted | rejected | transient
+    state: str          # accepted | rejected | transient | in_doubt
     detail: str = ""
 
 
 async def send_with_retries(client: httpx.AsyncClient, request: HttpRequest, policy: RetryPolicy,
-                            sleep: Sleep = asyncio.sleep, also_retry: frozenset[int] = frozenset()) -> HttpResult:
+                            sleep: Sleep = asyncio.sleep, also_retry: frozenset[int] = frozenset(),
+                            idempotent: bool = False) -> HttpResult:
     """Try up to `policy.max_attempts` times; wait Retry-After (capped) or backoff between tries.
-    `also_retry`: statuses worth another try here (a page just written may 404 until the site syncs)."""
+    `also_retry`: statuses worth another try here (a page just written may 404 until the site syncs).
+    `idempotent`: repeating the request is harmless, so a request that may have arrived is retried;
+    otherwise it stops there, in doubt."""
     waited = 0.0
     attempt = 0
     while True:
@@ -230,6 +234,10 @@ async def send_with_retries(client: httpx.AsyncClient, request: HttpRequest, pol
         kind = "transient" if answer.status in also_retry else answer.kind
         if kind != "transient":
             return HttpResult(answer, attempt, waited, kind)
+        if answer.status is None and answer.may_have_arrived and not idempotent:
+            return HttpResult(answer, attempt, waited, "in_doubt",
+                              "no answer after the request was sent: the receiver may have it; "
+                              "resend in doubt if it did not arrive")
         if answer.retry_after is not None and answer.retry_after > policy.retry_after_cap:
             return HttpResult(answer, attempt, waited, "transient",
                               f"the receiver asks to wait {answer.retry_after:.0f} s; deferred")
@@ -457,8 +465,8 @@ class WebhookChannel:
         answer = result.answer
         if result.state == "accepted":
             return Outcome("accepted", reply=self.receipt(answer), detail=result.detail, intent_committed=True)
-        if result.state == "rejected":
-            return Outcome("rejected", reply=answer.words, detail=result.detail, intent_committed=True)
+        if result.state in ("rejected", "in_doubt"):
+            return Outcome(result.state, reply=answer.words, detail=result.detail, intent_committed=True)
         detail = result.detail
         if answer.status is None and answer.may_have_arrived:
             detail = "; ".join(p for p in (detail, "the receiver may have it: a retry carries the same Idempotency-Key") if p)
