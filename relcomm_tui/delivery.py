@@ -40,7 +40,7 @@ from .errors import UserError
 from .channels import Channel, ChannelStopped, DeliveryJob, DeliveryWithdrawn, Outcome, channel_factory
 from .ledger import (
     ACCEPTED, AWAITING, DEFERRED, FINAL_STATES, IN_DOUBT, MARKED_DELIVERED, QUEUED, REJECTED, SENDING, STATES,
-    DeliveryIntent, Ledger, LedgerError, new_message_id, who_am_i,
+    DeliveryIntent, Ledger, LedgerError, LedgerStorageError, new_message_id, who_am_i,
 )
 from .lock import SendLock, SendLockedError
 from .plan.model import Communique, Plan, Recipient, StakeholderGroup
@@ -380,6 +380,9 @@ class SendEngine:
             raise SendError(error.message, error.hint) from None
         try:
             return await self._run_locked()
+        except LedgerError as error:
+            # The ledger's file failed (full, read-only, locked) outside a delivery: say so plainly.
+            raise SendError(error.message, error.hint) from None
         finally:
             lock.release()
 
@@ -447,7 +450,12 @@ class SendEngine:
             await committer.close()
         summary = await self._summary(targets, skipped)
         outcome = "stopped: " + self._stopped[0] if self._stopped else ("cancelled" if self._cancel.is_set() else "finished")
-        await asyncio.to_thread(ledger.finish_run, self.run_id, outcome)
+        try:
+            await asyncio.to_thread(ledger.finish_run, self.run_id, outcome)
+        except LedgerError:
+            if not self._stopped:
+                raise
+            # Stopped because the ledger cannot be written: the run stays unfinished in it.
         self._progress(force=True)
         if self._stopped:
             self._emit(RunStopped(*self._stopped))
@@ -571,6 +579,13 @@ class SendEngine:
             if committed:  # refused before any message text went out
                 await self._record(job, DEFERRED, f"not sent: {error.message}")
             return
+        except LedgerStorageError as error:
+            # The `sending` row could not be written (disk full, read-only, locked): the text
+            # never went out, and nothing more may go out until the ledger can record it.
+            if self._stopped is None:
+                self._stopped = (f"{error.message}; nothing more was sent", error.hint)
+            self.cancel()
+            return
         except LedgerError as error:
             # e.g. marked delivered meanwhile: the ledger refused the intent, nothing was sent.
             self._emit(DeliveryChanged(job.delivery_id, job.communique.id, job.recipient.display if job.recipient else "",
@@ -593,7 +608,9 @@ class SendEngine:
             await self._committer.submit([Ledger.outcome_work(job.delivery_id, state, detail, attempted)])
         except Exception as error:
             if self._stopped is None:
-                self._stopped = (f"cannot write the ledger: {error}", "check free disk space and the state folder")
+                message = getattr(error, "message", None) or f"cannot write the ledger: {error}"
+                self._stopped = (f"{message}; the messages whose outcome could not be recorded will show as in doubt",
+                                 getattr(error, "hint", None) or "check free disk space and the state folder")
             self.cancel()
             return
         self._set_state(job, state, detail)

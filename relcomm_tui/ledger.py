@@ -17,6 +17,7 @@ files the database's mode). Nothing here ever stores a password.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import getpass
 import hashlib
@@ -27,7 +28,7 @@ import sqlite3
 import threading
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterable, Sequence
+from typing import Callable, Iterable, Iterator, Sequence
 
 from .errors import UserError
 
@@ -58,6 +59,35 @@ RUN_MODES = ("send", "dry-run", "test", "follow-up")
 
 class LedgerError(UserError):
     """The ledger cannot be opened or used; `hint` says what to do."""
+
+
+class LedgerStorageError(LedgerError):
+    """The ledger's file cannot be read or written (disk full, read-only, locked by another
+    process, I/O error). Nothing can be recorded, so nothing more may be sent."""
+
+
+# How long a write waits for another process's write transaction (seconds). Long enough for
+# a receipts refresh; the environment variable exists for slow shared disks (and the tests).
+BUSY_TIMEOUT = float(os.environ.get("RELCOMM_LEDGER_BUSY_TIMEOUT", "30"))
+
+
+def storage_error(error: sqlite3.Error, path: Path, doing: str = "use") -> LedgerStorageError:
+    """A clear message and a fix for what SQLite says about the ledger's file."""
+    name = getattr(error, "sqlite_errorname", "") or ""
+    text = str(error)
+    again = "then run the same command again: it continues where it stopped"
+    if name.startswith("SQLITE_FULL") or "full" in text:
+        return LedgerStorageError(f"cannot {doing} the ledger {path}: the disk is full",
+                                  f"free some space on that disk (or move the state folder and give --state DIR), {again}")
+    if name.startswith("SQLITE_READONLY") or "readonly" in text:
+        return LedgerStorageError(f"cannot {doing} the ledger {path}: it is read-only",
+                                  f"make the state folder and the ledger writable (is the disk mounted read-only?), {again}")
+    if name.startswith(("SQLITE_BUSY", "SQLITE_LOCKED")) or "locked" in text:
+        return LedgerStorageError(
+            f"cannot {doing} the ledger {path}: another process has it locked (waited {BUSY_TIMEOUT:g} s)",
+            f"close the other program writing to it (the relcomm app, `relcomm receipts`, an sqlite3 shell), {again}")
+    return LedgerStorageError(f"cannot {doing} the ledger {path}: {text}",
+                              f"check the disk and the state folder, {again}")
 
 
 def now() -> str:
@@ -236,6 +266,12 @@ class Ledger:
             os.chmod(path, 0o600)
             connection = sqlite3.connect(path, timeout=30, check_same_thread=False, isolation_level=None)
         except OSError as error:
+            if (state_dir / LEDGER_NAME).exists():
+                # Never suggest another folder here: a new ledger would not know what was sent.
+                raise LedgerStorageError(
+                    f"cannot write the ledger {state_dir / LEDGER_NAME}: {error.strerror}",
+                    "make the state folder and the ledger writable (is the disk mounted read-only, or full?), "
+                    "then run the same command again: it continues where it stopped") from None
             raise LedgerError(f"cannot create the ledger in {state_dir}: {error.strerror}",
                               "check the folder's permissions, or choose another with --state DIR") from None
         except sqlite3.Error as error:
@@ -245,25 +281,35 @@ class Ledger:
         try:
             ledger._configure()
             ledger._migrate()
-        except sqlite3.DatabaseError as error:
+        except (sqlite3.DatabaseError, LedgerStorageError) as error:
             connection.close()
-            raise LedgerError(f"the ledger {path} is unreadable: {error}",
-                              "it is not a relcomm ledger or it is damaged; move it aside to start afresh") from None
+            if isinstance(error, LedgerStorageError):
+                raise error from None
+            name = getattr(error, "sqlite_errorname", "") or ""
+            if name in ("SQLITE_NOTADB", "SQLITE_CORRUPT"):
+                raise LedgerError(f"the ledger {path} is unreadable: {error}",
+                                  "it is not a relcomm ledger or it is damaged; move it aside to start afresh") from None
+            # Locked, read-only, full: the ledger is fine; moving it aside would forget what was sent.
+            raise storage_error(error, path, "open") from None
         if recover:
             from .lock import lock_holder
 
             if lock_holder(state_dir) is None:
-                ledger.recover_in_doubt()
+                try:
+                    ledger.recover_in_doubt()
+                except LedgerError:
+                    connection.close()
+                    raise
         return ledger
 
     def _configure(self) -> None:
+        self._db.execute(f"PRAGMA busy_timeout={int(BUSY_TIMEOUT * 1000)}")  # first: the others may wait
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=FULL")
         self._db.execute("PRAGMA foreign_keys=ON")
-        self._db.execute("PRAGMA busy_timeout=30000")
 
     def _migrate(self) -> None:
-        with self._lock:
+        with self._reading():
             version = self._db.execute("PRAGMA user_version").fetchone()[0]
             if version > len(MIGRATIONS):
                 raise LedgerError(
@@ -283,7 +329,7 @@ class Ledger:
 
     @property
     def schema_version(self) -> int:
-        with self._lock:
+        with self._reading():
             return self._db.execute("PRAGMA user_version").fetchone()[0]
 
     def close(self) -> None:
@@ -296,16 +342,35 @@ class Ledger:
     def __exit__(self, *exc) -> None:
         self.close()
 
-    def _write(self, work: Callable[[sqlite3.Connection], object]) -> object:
-        """Run `work` in one immediate transaction, committed (durably) before returning."""
+    @contextlib.contextmanager
+    def _reading(self) -> Iterator[None]:
+        """The connection, alone; SQLite's complaints about the file become LedgerStorageError."""
         with self._lock:
-            self._db.execute("BEGIN IMMEDIATE")
             try:
-                result = work(self._db)
-            except BaseException:
-                self._db.execute("ROLLBACK")
-                raise
-            self._db.execute("COMMIT")
+                yield
+            except sqlite3.OperationalError as error:
+                raise storage_error(error, self.path, "read") from None
+
+    def _write(self, work: Callable[[sqlite3.Connection], object]) -> object:
+        """Run `work` in one immediate transaction, committed (durably) before returning.
+
+        A failed COMMIT (disk full, I/O error) is rolled back too, so the connection is usable
+        once the problem is fixed; the error says what happened and how to fix it."""
+        with self._lock:
+            try:
+                self._db.execute("BEGIN IMMEDIATE")
+                try:
+                    result = work(self._db)
+                    self._db.execute("COMMIT")
+                except BaseException:
+                    if self._db.in_transaction:
+                        try:
+                            self._db.execute("ROLLBACK")
+                        except sqlite3.Error:
+                            pass
+                    raise
+            except sqlite3.OperationalError as error:
+                raise storage_error(error, self.path, "write to") from None
             return result
 
     def apply(self, works: Sequence[Callable[[sqlite3.Connection], object]]) -> list[object]:
@@ -315,7 +380,7 @@ class Ledger:
     # -- review / sign-off ---------------------------------------------------------------
 
     def reviewed_groups(self, release_version: str, plan_digest: str) -> set[str]:
-        with self._lock:
+        with self._reading():
             rows = self._db.execute(
                 "SELECT group_id FROM signoffs WHERE release_version=? AND plan_digest=? AND reviewed=1",
                 (release_version, plan_digest),
@@ -331,7 +396,7 @@ class Ledger:
         ))
 
     def signoffs(self, release_version: str) -> list[dict]:
-        with self._lock:
+        with self._reading():
             rows = self._db.execute(
                 "SELECT plan_digest, group_id, reviewed, who, at FROM signoffs WHERE release_version=? ORDER BY at",
                 (release_version,),
@@ -359,7 +424,7 @@ class Ledger:
         if release_version is not None:
             query += " WHERE release_version=?"
             params = (release_version,)
-        with self._lock:
+        with self._reading():
             rows = self._db.execute(query + " ORDER BY id", params).fetchall()
         return [RunRecord(*row) for row in rows]
 
@@ -398,12 +463,12 @@ class Ledger:
         if communique_id is not None:
             query += " AND communique_id=?"
             params += (communique_id,)
-        with self._lock:
+        with self._reading():
             rows = self._db.execute(query + " ORDER BY rowid", params).fetchall()
         return [DeliveryRecord(*row) for row in rows]
 
     def delivery(self, ident: str) -> DeliveryRecord | None:
-        with self._lock:
+        with self._reading():
             row = self._db.execute(f"SELECT {_DELIVERY_COLUMNS} FROM deliveries WHERE id=?", (ident,)).fetchone()
         return DeliveryRecord(*row) if row else None
 
@@ -415,7 +480,7 @@ class Ledger:
         """
         wanted = tuple(states)
         marks = ",".join("?" * len(wanted))
-        with self._lock:
+        with self._reading():
             return self._db.execute(
                 f"SELECT id, recipient_key, message_id, attempts, state FROM deliveries WHERE release_version=? "
                 f"AND communique_id=? AND state IN ({marks}) ORDER BY rowid",
@@ -428,7 +493,7 @@ class Ledger:
         if communique_id is not None:
             query += " AND communique_id=?"
             params += (communique_id,)
-        with self._lock:
+        with self._reading():
             rows = self._db.execute(query + " GROUP BY state", params).fetchall()
         counts = {state: 0 for state in STATES}
         counts.update(dict(rows))
@@ -523,18 +588,18 @@ class Ledger:
         if delivery_id is not None:
             query += " WHERE delivery_id=?"
             params = (delivery_id,)
-        with self._lock:
+        with self._reading():
             rows = self._db.execute(query + " ORDER BY id", params).fetchall()
         return [dict(zip(columns, row)) for row in rows]
 
     def delivery_by_message_id(self, message_id: str) -> DeliveryRecord | None:
-        with self._lock:
+        with self._reading():
             row = self._db.execute(f"SELECT {_DELIVERY_COLUMNS} FROM deliveries WHERE message_id=?",
                                    (message_id,)).fetchone()
         return DeliveryRecord(*row) if row else None
 
     def is_seen(self, source: str, key: str) -> bool:
-        with self._lock:
+        with self._reading():
             return self._db.execute("SELECT 1 FROM seen_messages WHERE source=? AND key=?", (source, key)).fetchone() is not None
 
     def mark_seen(self, source: str, keys: Iterable[str]) -> None:
@@ -552,7 +617,7 @@ class Ledger:
     def release_receipts(self, release_version: str) -> list[dict]:
         """The receipts matched to one release's deliveries (same keys as `receipts`)."""
         columns = ("id", "delivery_id", "source_key", "kind", "action", "status", "diagnostic", "at", "raw_summary")
-        with self._lock:
+        with self._reading():
             rows = self._db.execute(
                 f"SELECT {', '.join('r.' + c for c in columns)} FROM receipts r JOIN deliveries d "
                 "ON d.id = r.delivery_id WHERE d.release_version=? ORDER BY r.id", (release_version,)).fetchall()
