@@ -257,14 +257,29 @@ class _Checker:
                            ("receipts_to", sender.receipts_to), ("test_to", sender.test_to)):
             if value is not None:
                 self.check_sender_address(value, f"sender {key}", self.at("sender", key))
+        # Values relcomm puts into headers of every message (List-Id, X-Relcomm-Release).
+        release = self.plan.release
+        if sender.list_id is not None:
+            self.header_value(sender.list_id, "sender list_id", self.at("sender", "list_id"))
+            self.header_value(release.name, "the release name (in List-Id)", self.at("release", "name"))
+        self.header_value(release.version, "the release version (in X-Relcomm-Release)", self.at("release", "version"))
 
-    def check_sender_address(self, value: str, what: str, where: Location, communique: str | None = None) -> None:
+    def header_value(self, value: str, what: str, where: Location, communique: str | None = None) -> bool:
+        """Report a value that cannot go into a header as it is; True when it was reported."""
         unsafe = header_problem(value)
-        unsafe = "" if "at most" in unsafe else unsafe  # only too long: the address rules say so
-        if unsafe:
+        if not unsafe:
+            return False
+        if unsafe.endswith("(at most 998)"):
+            self.add("header-invalid", f"{what} is too long for a header: {unsafe}",
+                     "shorten it; a header line holds at most 998 characters", where, communique=communique)
+        else:
             self.add("header-injection", f"{what} contains {unsafe}",
                      "write it on one line, without control characters or encoded line breaks", where,
                      communique=communique)
+        return True
+
+    def check_sender_address(self, value: str, what: str, where: Location, communique: str | None = None) -> None:
+        if self.header_value(value, what, where, communique):
             return
         name, address = parseaddr(value)
         problem = self.address_problem(address) if address else "there is no address in it"
@@ -469,11 +484,15 @@ class _Checker:
                     seen[member.email.strip().lower()] = member
                 for value, what in ((member.name, "name"), (member.email or "", "address")):
                     unsafe = header_problem(value)
-                    if unsafe and "at most" not in unsafe:
+                    if unsafe and not unsafe.endswith("(at most 998)"):
                         self._capped(counts, "header-injection", group,
                                      f"the {what} of a member of {group.id} contains {unsafe} ({value[:40]!r})",
                                      "a name or address must be on one line, without control characters; "
                                      "fix the members list", member.location)
+                    elif unsafe and what == "name" and group.id in emailed:
+                        self._capped(counts, "header-invalid", group,
+                                     f"the name of a member of {group.id} is too long for a header: {unsafe}",
+                                     "shorten it in the members list", member.location)
                 if group.id not in emailed:
                     continue
                 if not member.email:

@@ -23,6 +23,7 @@ from .locate import find_line, keypath_text
 from .model import Communique, Location, Plan, Recipient, Release, StakeholderGroup
 
 PLAN_NAMES = ("plan.toml", "relcomm.toml")
+_CONTROL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f-\x9f\u2028\u2029]")  # as compose.mime: never in a header
 
 # Words people reach for, mapped to the key the format uses.
 SYNONYMS = {
@@ -433,6 +434,16 @@ def _inline_members(entries: list, group_id: str, where) -> list[Recipient]:
     members = []
     for index, entry in enumerate(entries):
         location = where(index)
+        if isinstance(entry, str) and _CONTROL.search(entry):
+            # parseaddr would quietly drop a line break ("Noor\r\nBcc: x <noor@...>"): keep the text as
+            # written, so the checks report it here instead of sending to what is left.
+            before, bracket, after = entry.rpartition("<")
+            if bracket and after.rstrip().endswith(">"):
+                members.append(Recipient(before.strip(), after.rstrip()[:-1].strip(), group_id, location))
+            else:
+                members.append(Recipient("" if "@" in entry else entry.strip(), entry.strip() if "@" in entry else None,
+                                         group_id, location))
+            continue
         if isinstance(entry, str):
             name, address = parseaddr(entry)
             if not address and "@" not in entry:
