@@ -179,7 +179,8 @@ def big_render(address: str, size: int):
     def render(job):
         message = simple_render(job)
         if job.recipient.email.endswith(address):
-            message.set_content("release notes line\n" * (size // 19))
+            line = "Release notes: every change in Orion 4.2.0, one per line, for the record.\n"
+            message.set_content(line * (size // len(line)))
         return message
 
     return render
@@ -397,5 +398,6 @@ def test_login_refused_is_one_clear_stop_without_the_password(tmp_path, monkeypa
         assert "wrong-horse-battery" not in shown
         assert b"wrong-horse-battery" not in (tmp_path / "plan" / ".relcomm" / "ledger.sqlite").read_bytes()
         assert len(server.commands_named("AUTH")) == 2  # one try per run, no loop
+        assert {arg for _, _, arg in server.commands_named("AUTH")} == {"PLAIN"}  # the log keeps no credential
         assert server.commands_named("MAIL") == [] and server.messages == []
     assert_figures(f)

@@ -327,7 +327,8 @@ class SmtpConnection:
             finally:
                 if not transport.is_closing():
                     transport.set_write_buffer_limits()
-        if self._reader is not None and self._reader.at_eof():
+        if self._writer.transport.is_closing() or (self._reader is not None and (
+                self._reader.at_eof() or self._reader.exception() is not None)):
             self.abort()
             raise SmtpDisconnected("the server closed the connection while the message was being sent")
 
