@@ -36,9 +36,10 @@ from faults_smtp_helpers import (
 )
 from send_helpers import simple_render, write_plan
 
-pytestmark = [pytest.mark.campaign, pytest.mark.timeout(60)]
-
 N = campaign.scale("SMTP_FAULT_RECIPIENTS", 6)
+
+# Bounded: a stalled server must never hang a test (about 20 s for the file in CI sizes).
+pytestmark = [pytest.mark.campaign, pytest.mark.timeout(60 + N // 4)]
 SENDER = "receipts@orion.example.com"  # the return path: MAIL FROM faults are keyed on it
 
 
