@@ -14,22 +14,44 @@ from typing import Any
 
 # --------------------------------------------------------------------------- text utils
 
-_TAG_RE = re.compile(r"<(script|style)\b.*?</\1\s*>|<br\s*/?>|</?(p|div|tr|li|h\d|table)\b[^>]*>|<[^>]+>",
-                     re.I | re.S)
+# Tags never span a "<": "[^<>]" keeps every match attempt short, so hostile text such as
+# "<a<a<a..." stays linear (with "[^>]" each "<" scanned to the end of the text).
+_TAG_RE = re.compile(r"<br\s*/?>|</?(p|div|tr|li|h\d|table)\b[^<>]*>|<[^<>]+>", re.I)
+_BLOCK_OPEN_RE = re.compile(r"<(script|style)\b", re.I)
+_BLOCK_CLOSE_RE = {tag: re.compile(rf"</{tag}\s*>", re.I) for tag in ("script", "style")}
+_ADDR_TAG_RE = re.compile(r"<(?=[^<>\s]{1,256}@[^<>\s]{1,256}>)")
+
+
+def _drop_script_style(text: str) -> str:
+    """Remove <script>/<style> blocks. Once a closing tag is missing, later openings of that
+    tag cannot be closed either: remembering it keeps this linear."""
+    out: list[str] = []
+    pos = 0
+    closable = {"script": True, "style": True}
+    for m in _BLOCK_OPEN_RE.finditer(text):
+        tag = m.group(1).lower()
+        if m.start() < pos or not closable[tag]:
+            continue
+        close = _BLOCK_CLOSE_RE[tag].search(text, m.end())
+        if close is None:
+            closable[tag] = False
+            continue
+        out.append(text[pos:m.start()])
+        pos = close.end()
+    out.append(text[pos:])
+    return "".join(out)
 
 
 def html_to_text(text: str) -> str:
     def rep(m: re.Match) -> str:
         tag = m.group(0).lower()
-        if tag.startswith("<br") or m.group(2):
+        if tag.startswith("<br") or m.group(1):
             return "\n"
-        if m.group(1):
-            return ""
         return " "
 
     # keep <addr@host> style addresses: html-escaped ones come back via unescape
-    text = re.sub(r"<(?=[^<>\s]+@[^<>\s]+>)", "&lt;", text)
-    text = _TAG_RE.sub(rep, text)
+    text = _ADDR_TAG_RE.sub("&lt;", text)
+    text = _TAG_RE.sub(rep, _drop_script_style(text))
     return html.unescape(text)
 
 

@@ -31,9 +31,13 @@ __all__ = [
 
 KINDS = ("dsn", "mdn", "auto-reply", "complaint", "reply", "none")
 
-MAX_RAW_BYTES = 8 * 1024 * 1024  # beyond this only the head of the message is parsed
+MAX_RAW_BYTES = 4 * 1024 * 1024  # beyond this only the head of the message is parsed
 MAX_TEXT_BYTES = 256 * 1024  # per text part
 MAX_PARTS = 200
+MAX_CONTAINERS = 40  # multipart/* and message/* declarations parsed; nesting beyond is read as text
+MAX_BOUNDARY_LINES = 1000  # "--..." lines parsed: the stdlib parser makes a part for each
+MAX_HEADERS = 1000  # header fields of the message looked at
+MAX_HEADER_CHARS = 4096  # of one header value: our regexes must never see megabytes of subject
 DIAG_MAX = 300
 
 
@@ -99,6 +103,8 @@ def _header_str(msg: Message, name: str) -> str:
         return ""
     if value is None:
         return ""
+    if isinstance(value, str):
+        value = value[:MAX_HEADER_CHARS]  # decode_header is quadratic in encoded words
     try:
         if isinstance(value, str) and "=?" in value:
             value = str(make_header(decode_header(value)))
@@ -106,7 +112,47 @@ def _header_str(msg: Message, name: str) -> str:
             value = str(value)
     except Exception:
         value = str(value)
-    return " ".join(value.split())
+    return " ".join(value[:MAX_HEADER_CHARS].split())
+
+
+def _header_values(msg: Message) -> dict[str, str]:
+    """First value of every header (lowercased names), decoded and capped, in one pass:
+    looking each name up with msg.get() is quadratic in the number of headers."""
+    out: dict[str, str] = {}
+    try:
+        items = msg.items()[:MAX_HEADERS]
+    except Exception:
+        return out
+    for name, value in items:
+        key = str(name).lower()
+        if key in out:
+            continue
+        value = str(value)[:MAX_HEADER_CHARS]
+        try:
+            if "=?" in value:
+                value = str(make_header(decode_header(value)))
+        except Exception:
+            pass
+        out[key] = " ".join(value.split())
+    return out
+
+
+_CONTAINER_RE = re.compile(rb"(?im)^content-type:[ \t]*(?:\r?\n[ \t]+)?\"?(?:multipart|message)/")
+_BOUNDARY_LINE_RE = re.compile(rb"(?m)^--")
+
+
+def _limit_structure(raw: bytes) -> tuple[bytes, bool]:
+    """Cut the message before its MAX_CONTAINERS+1-th multipart/message declaration and its
+    MAX_BOUNDARY_LINES+1-th boundary-like line: the stdlib parser is slow on deep nesting
+    (it checks every line against every open boundary) and builds an object per part.
+    A report's own parts come first, so what is cut is attached or hostile content."""
+    cut = len(raw)
+    for pattern, limit in ((_CONTAINER_RE, MAX_CONTAINERS), (_BOUNDARY_LINE_RE, MAX_BOUNDARY_LINES)):
+        for n, m in enumerate(pattern.finditer(raw)):
+            if n >= limit:
+                cut = min(cut, m.start())
+                break
+    return (raw[:cut], True) if cut < len(raw) else (raw, False)
 
 
 def _bare_address(value: str) -> str:
@@ -179,7 +225,7 @@ def _part_text(part: Message, problems: "_Parts | None" = None) -> str:
     if charset and problems is not None:
         try:
             codecs.lookup(charset)
-        except LookupError:
+        except (LookupError, ValueError):  # ValueError: a NUL in the charset name
             problems.problem(f"unknown charset {charset[:40]}")
     return _decode_bytes(payload, charset)
 
@@ -208,8 +254,8 @@ def _flatten(msg: Message) -> str:
     lines = []
     try:
         items = msg.raw_items() if hasattr(msg, "raw_items") else msg.items()
-        for k, v in items:
-            lines.append(f"{k}: {_unescape(v)}")
+        for k, v in list(items)[:MAX_HEADERS]:
+            lines.append(f"{k}: {_unescape(str(v)[:MAX_HEADER_CHARS])}")
     except Exception:
         pass
     body = ""
@@ -335,7 +381,7 @@ def _walk(msg: Message, parts: _Parts, depth: int = 0, inside_original: bool = F
         if isinstance(payload, list) and payload and isinstance(payload[0], Message):
             sub = payload[0]
         if sub is not None:
-            hdrs = {k.lower(): str(v) for k, v in reversed(list(sub.items()))}
+            hdrs = {k.lower(): str(v)[:MAX_HEADER_CHARS] for k, v in reversed(sub.items()[:MAX_HEADERS])}
             parts.original_headers.append(hdrs)
             parts.original_texts.append(_flatten(sub))
             # the attached message may itself be a report in disguise; walk it only
@@ -605,6 +651,7 @@ def _parse(raw: bytes) -> Report:
     if raw.startswith(b"From "):
         nl = raw.find(b"\n")
         raw = raw[nl + 1:] if nl >= 0 else b""
+    raw, cut = _limit_structure(raw)
     msg = email.message_from_bytes(raw, policy=email.policy.compat32)
     if not msg.keys():
         return Report(kind="none", problem="no headers found")
@@ -614,6 +661,7 @@ def _parse(raw: bytes) -> Report:
     for name in ("Subject", "From"):
         raw_value = msg.get(name)
         if isinstance(raw_value, str) and "=?" in raw_value:
+            raw_value = raw_value[:MAX_HEADER_CHARS]
             try:
                 decode_header(raw_value)
                 for _, cs in decode_header(raw_value):
@@ -681,7 +729,7 @@ def _parse(raw: bytes) -> Report:
         report.original_message_id = omid
         return report
 
-    headers = {k.lower(): _header_str(msg, k) for k in set(msg.keys())}
+    headers = _header_values(msg)
     # 5. complaint in disguise (forwarded spam complaint, unsubscribe requests)
     if bh.looks_like_complaint(headers, report.subject, bodytext, parts):
         report.kind = "complaint"
@@ -722,6 +770,8 @@ def _parse(raw: bytes) -> Report:
     problems = list(parts.problems)
     if header_problem:
         problems.insert(0, header_problem)
+    if cut:
+        problems.insert(0, "too many nested or separate MIME parts: only the first ones were parsed")
     if truncated:
         problems.insert(0, "message truncated for parsing")
     if problems:

@@ -26,9 +26,15 @@ from pathlib import Path
 from typing import Callable, Iterator
 from urllib.parse import unquote, urlsplit
 
+from .parse import MAX_RAW_BYTES
+
 __all__ = ["InboundMessage", "MaildirSource", "MboxSource", "ImapSource", "maildir_key"]
 
 Seen = Callable[[str], bool]
+
+# The parser reads only the head of a huge message (parse.MAX_RAW_BYTES): reading more of a
+# 50 MB bounce into memory would only be thrown away. One byte more tells it it was cut.
+READ_LIMIT = MAX_RAW_BYTES + 1
 
 
 @dataclass(frozen=True)
@@ -86,7 +92,7 @@ class MaildirSource:
             name, d = todo[key]
             try:
                 with open(os.path.join(d, name), "rb") as fh:
-                    raw = fh.read()
+                    raw = fh.read(READ_LIMIT)
             except FileNotFoundError:
                 # moved by an MUA between listing and reading: look for it again
                 raw = self._find_moved(key)
@@ -107,7 +113,8 @@ class MaildirSource:
             for n in names:
                 if maildir_key(n) == key:
                     try:
-                        return (d / n).read_bytes()
+                        with open(d / n, "rb") as fh:
+                            return fh.read(READ_LIMIT)
                     except OSError:
                         return None
         return None
