@@ -713,7 +713,7 @@ def dry_run(plan: Plan, ledger: Ledger, *, only: Sequence[str] | None = None,
                 continue
             del message["X-Relcomm-Dry-Run"]
             message["X-Relcomm-Dry-Run"] = f"envelope to {recipient.email}; delivery {ident}"
-            box.add(message)
+            (outbox / "new" / box.add(message)).chmod(0o600)  # the state dir is private (mailbox uses the umask)
             written += 1
     ledger.finish_run(run_id, f"dry run: {written} message(s) in {outbox}")
     return DryRunResult(outbox, written, tuple(skipped), tuple(failures))

@@ -68,7 +68,7 @@ def _from_command(command: str, timeout: float) -> str:
     if done.returncode != 0:
         raise SecretError(
             f"password command {command!r} failed (exit {done.returncode})",
-            (done.stderr.strip().splitlines() or ["run it by hand to see why"])[-1][:200],
+            "run it by hand to see why (its error output is not shown: it may hold the secret)",
         )
     value = done.stdout.splitlines()[0] if done.stdout else ""
     if not value:
