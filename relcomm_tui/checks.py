@@ -8,7 +8,6 @@ is reported once with how many recipients it affects.
 
 from __future__ import annotations
 
-import difflib
 import os
 import re
 import signal
@@ -23,7 +22,7 @@ from urllib.parse import parse_qsl, urlsplit
 from . import consent
 from .compose.mime import header_problem
 from .net import is_loopback
-from .plan.locate import find_line, keypath_text
+from .plan.locate import close_match, find_line, keypath_text, shown
 from .plan.model import Communique, Location, Plan, Recipient, StakeholderGroup
 
 Severity = Literal["error", "warning"]
@@ -223,9 +222,9 @@ class _Checker:
                 group = plan.group(group_id)
                 where = self.at("communiques", index, "to")
                 if group is None:
-                    close = difflib.get_close_matches(group_id, known, n=1, cutoff=0.5)
-                    hint = (f"did you mean {close[0]!r}?" if close else "") + f" known groups: {', '.join(known)}"
-                    self.add("group-unknown", f"communique {communique.id} goes to {group_id!r}, which is no stakeholder group",
+                    close = close_match(group_id, known, cutoff=0.5)
+                    hint = (f"did you mean {close!r}?" if close else "") + f" known groups: {', '.join(known)}"
+                    self.add("group-unknown", f"communique {communique.id} goes to {shown(group_id)}, which is no stakeholder group",
                              hint.strip(), where, communique=communique.id)
                 elif not group.members:
                     self.add("group-empty", f"communique {communique.id} goes to {group_id}, which has no members",
@@ -233,10 +232,10 @@ class _Checker:
                              group=group_id, communique=communique.id)
             if communique.spec.reminder_for and plan.communique(communique.spec.reminder_for) is None:
                 ids = [c.id for c in plan.communiques]
-                close = difflib.get_close_matches(communique.spec.reminder_for, ids, n=1)
+                close = close_match(communique.spec.reminder_for, ids)
                 self.add("reminder-unknown", f"communique {communique.id} is a reminder for "
-                         f"{communique.spec.reminder_for!r}, which is no communique",
-                         f"did you mean {close[0]!r}?" if close else "name the id of the communique it follows up",
+                         f"{shown(communique.spec.reminder_for)}, which is no communique",
+                         f"did you mean {close!r}?" if close else "name the id of the communique it follows up",
                          self.at("communiques", index, "reminder_for"), communique=communique.id)
         for index, group in enumerate(plan.groups):
             if plan.communiques_for(group.id):
@@ -335,9 +334,9 @@ class _Checker:
         if channel in ("webhook", "pager"):
             presets = WEBHOOK_PRESETS if channel == "webhook" else PAGER_PRESETS
             if spec.preset is not None and spec.preset not in presets:
-                close = difflib.get_close_matches(spec.preset.lower(), presets, n=1)
-                self.add("preset-unknown", f"{channel} preset {spec.preset!r} is unknown",
-                         (f"did you mean {close[0]!r}? " if close else "") + f"known: {', '.join(presets)}",
+                close = close_match(spec.preset.lower(), presets)
+                self.add("preset-unknown", f"{channel} preset {shown(spec.preset)} is unknown",
+                         (f"did you mean {close!r}? " if close else "") + f"known: {', '.join(presets)}",
                          at("preset"), communique=cid)
             if spec.url is None:
                 self.add("channel-setting-missing", f"{channel} communique {cid} has no url",

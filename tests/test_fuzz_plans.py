@@ -335,3 +335,41 @@ def test_relcomm_validate_survives_the_nastiest_plans(tmp_path: Path) -> None:
     leftovers = sorted(p.name for p in tmp_path.iterdir() if not p.name.startswith("case"))
     campaign.record("input", "plans: relcomm validate on the nastiest", tried=len(cases), held=len(cases) - len(failures))
     assert failures == [] and leftovers == []
+
+
+# -- what the fuzzer found (kept as fixed cases, fast) ---------------------------------------------
+
+
+@pytest.mark.parametrize("change", [
+    pytest.param(lambda d: d["communiques"][0].update(template="x" * 1000), id="template name of 1,000 characters"),
+    pytest.param(lambda d: d["stakeholders"][0].update(members="d/" * 3000 + "m.csv"), id="members path of 6,000 characters"),
+    pytest.param(lambda d: d["release"].update(notes="x" * 300), id="notes name over 255 bytes"),
+])
+def test_a_file_name_too_long_is_a_load_error_naming_the_key(tmp_path: Path, change) -> None:
+    """Was: OSError ENAMETOOLONG from Path.is_file() while loading, a traceback."""
+    data = base_plan()
+    change(data)
+    plan_file = write(tmp_path, tomli_w.dumps(data).encode(), {k: v.encode() for k, v in FILES.items()})
+    with pytest.raises(PlanError) as refused:
+        load_plan(plan_file)
+    assert "too long" in refused.value.message and refused.value.location.keypath and len(str(refused.value)) < 400
+
+
+@pytest.mark.parametrize("change", [
+    pytest.param(lambda d: d["release"].update({"y" * 200_000: 1}), id="unknown key of 200,000 characters"),
+    pytest.param(lambda d: d["communiques"][0].update(channel="e" * 200_000), id="channel of 200,000 characters"),
+    pytest.param(lambda d: d["communiques"][0].update(to=["g" * 200_000]), id="group id of 200,000 characters"),
+    pytest.param(lambda d: d["communiques"][0].update(reminder_for="r" * 200_000), id="reminder_for of 200,000 characters"),
+])
+def test_a_huge_value_gets_a_short_message_quickly(tmp_path: Path, change) -> None:
+    """Was: minutes in difflib's "did you mean" (quadratic), and the whole value repeated in the message."""
+    data = base_plan()
+    change(data)
+    plan_file = write(tmp_path, tomli_w.dumps(data).encode(), {k: v.encode() for k, v in FILES.items()})
+    started = time.monotonic()
+    try:
+        messages = [f.message + f.hint for f in run_checks(load_plan(plan_file), gate=False, secrets=False)]
+    except PlanError as error:
+        messages = [str(error)]
+    assert time.monotonic() - started < 20
+    assert messages and all(len(m) < 2_000 for m in messages)

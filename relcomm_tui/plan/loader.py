@@ -7,7 +7,6 @@ A `PlanError` names the file, the line and column where known, the key path
 from __future__ import annotations
 
 import csv
-import difflib
 import hashlib
 import io
 import re
@@ -19,7 +18,7 @@ from typing import Any
 from pydantic import BaseModel, ValidationError
 
 from . import schema
-from .locate import find_line, keypath_text
+from .locate import close_match, find_line, keypath_text, shown
 from .model import Communique, Location, Plan, Recipient, Release, StakeholderGroup
 
 PLAN_NAMES = ("plan.toml", "relcomm.toml")
@@ -200,7 +199,7 @@ def _schema_error(error: ValidationError, file: Path, source: str) -> PlanError:
     hint = ""
     if kind == "extra_forbidden":
         key = str(parts[-1])
-        message = f"unknown key `{key}`"
+        message = f"unknown key `{key if len(key) <= 80 else key[:76] + '...'}`"
         hint = _did_you_mean(key, _allowed_keys(parts[:-1]))
     elif kind == "missing":
         message = f"required key `{parts[-1]}` is missing"
@@ -208,7 +207,7 @@ def _schema_error(error: ValidationError, file: Path, source: str) -> PlanError:
         line = find_line(source, parts[:-1]) or line
     elif kind in ("literal_error", "enum"):
         expected = first.get("ctx", {}).get("expected", "")
-        message = f"{first['input']!r} is not allowed here"
+        message = f"{shown(first['input'])} is not allowed here"
         hint = f"use one of {expected}" if expected else ""
         if parts and parts[-1] == "channel":
             given = str(first["input"]).lower()
@@ -219,13 +218,13 @@ def _schema_error(error: ValidationError, file: Path, source: str) -> PlanError:
             elif given in ("phone", "call", "presentation", "meeting"):
                 hint = 'use channel = "manual" with instructions = "..."'
             else:
-                close = difflib.get_close_matches(given, schema.CHANNELS, n=1)
-                hint = f'did you mean "{close[0]}"?' if close else f"use one of {expected}"
+                close = close_match(given, schema.CHANNELS)
+                hint = f'did you mean "{close}"?' if close else f"use one of {expected}"
     else:
         message = first["msg"][0].lower() + first["msg"][1:]
         given = first.get("input")
         if kind.endswith("_type") and not isinstance(given, (dict, list)):
-            message = f"{message}, got {given!r}"
+            message = f"{message}, got {shown(given)}"
         hint = _type_hint(parts, kind)
     # A misnamed key also shows up as the missing one; count it once.
     others = {
@@ -293,9 +292,9 @@ def _did_you_mean(key: str, allowed: set[str]) -> str:
     synonym = SYNONYMS.get(key.lower())
     if synonym in allowed:
         return f"did you mean `{synonym}`?"
-    close = difflib.get_close_matches(key, sorted(allowed), n=1, cutoff=0.6)
+    close = close_match(key, sorted(allowed))
     if close:
-        return f"did you mean `{close[0]}`?"
+        return f"did you mean `{close}`?"
     return "allowed keys here: " + ", ".join(sorted(allowed))
 
 
@@ -411,7 +410,7 @@ def inside_plan_folder(name: str, root: Path, plan_file: Path, source: str, part
     keypath = keypath_text(parts)
 
     def refuse(why: str, hint: str) -> PlanError:
-        return PlanError(f"{why}: {name!r}", plan_file, find_line(source, parts), None, keypath, hint=hint)
+        return PlanError(f"{why}: {shown(name)}", plan_file, find_line(source, parts), None, keypath, hint=hint)
 
     hint = "put the file in the plan's folder (or a folder below it) and name it relative to the plan"
     if "\x00" in name or not name.strip():
@@ -423,8 +422,10 @@ def inside_plan_folder(name: str, root: Path, plan_file: Path, source: str, part
         raise refuse("the path climbs out of the plan's folder with `..`", hint)
     try:
         path = (root / written).resolve()
-    except (OSError, RuntimeError, ValueError) as error:  # a symlink loop, an unreadable folder
-        raise refuse(f"cannot follow the path ({error})", "check the symlinks on the way") from None
+        path.exists()  # ENAMETOOLONG, ELOOP, EACCES: say so here rather than as a traceback later
+    except (OSError, RuntimeError, ValueError) as error:  # a symlink loop, a name too long, an unreadable folder
+        reason = getattr(error, "strerror", None) or str(error)
+        raise refuse(f"cannot use this path ({reason})", "check the name and the symlinks on the way") from None
     if not path.is_relative_to(root):
         raise refuse(f"the path leads out of the plan's folder through a symlink (to {path})", hint)
     return path

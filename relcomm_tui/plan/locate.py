@@ -6,6 +6,7 @@ It understands the shapes plans use (tables, arrays of tables, `key = value`).
 
 from __future__ import annotations
 
+import difflib
 import functools
 import re
 
@@ -20,7 +21,7 @@ def keypath_text(parts: tuple[str | int, ...]) -> str:
         if isinstance(part, int):
             text += f"[{part}]"
         else:
-            text += ("." if text else "") + part
+            text += ("." if text else "") + (part if len(part) <= 80 else part[:76] + "...")
     return text
 
 
@@ -64,3 +65,18 @@ def find_line(source: str, parts: tuple[str | int, ...]) -> int | None:
         if table and table in headers:
             return headers[table]
     return None
+
+
+def close_match(word: str, candidates, cutoff: float = 0.6) -> str | None:
+    """The candidate closest to `word`, for a "did you mean" hint. A word of thousands of characters
+    (a pasted blob, a fuzzer) gets no suggestion: difflib is quadratic and would take minutes."""
+    if len(word) > 64:
+        return None
+    found = difflib.get_close_matches(word, [c for c in list(candidates)[:1000] if len(c) <= 64], n=1, cutoff=cutoff)
+    return found[0] if found else None
+
+
+def shown(value: object, limit: int = 80) -> str:
+    """repr() for a message, cut short: a 200,000-character value must not fill the screen."""
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 4] + "...'"
