@@ -12,8 +12,11 @@ multipart 100 and 1000 deep, a 50 MB part, huge headers and regex-hostile text (
 
 from __future__ import annotations
 
+import base64
 import json
 import random
+import subprocess
+import sys
 import re
 import time
 import tracemalloc
@@ -95,6 +98,9 @@ def check(raw: bytes, *, seconds: float = SMALL_SECONDS, memory: bool = True) ->
         fields += [r.address, r.final_recipient, r.original_recipient, r.action, r.status, r.diagnostic]
     if not all(storable(f) for f in fields) or not storable(report_to_json("x", report)):
         return Outcome(False, "report text the ledger cannot store", elapsed, peak)
+    unsafe = [f for f in fields if f and parse.UNSAFE_CHARS_RE.search(f)]
+    if unsafe:
+        return Outcome(False, f"control characters would reach the terminal: {unsafe[0][:80]!r}", elapsed, peak)
     if elapsed > seconds:
         return Outcome(False, f"took {elapsed:.2f} s (bound {seconds} s)", elapsed, peak)
     if memory and peak > memory_bound(raw):
@@ -267,6 +273,36 @@ def test_nul_bytes():
 
     run()
     tally.record("NUL bytes")
+
+
+ESCAPES = ["\x1b[2J\x1b[H", "\x1b]0;owned\x07", "\x1b[8m", "\u202eexe.txt", "\x00", "\x9b31m", "\u2066x\u2069", "\r\x1b[1A"]
+
+
+def inject_escape(raw: bytes, escape: str, where: str) -> bytes:
+    """A terminal escape (or bidi override) where relcomm shows report text: the diagnostic, the
+    status, the recipient, the Subject (raw and as an RFC 2047 word)."""
+    raw_escape = escape.encode("utf-8")
+    if where == "diagnostic":
+        return re.sub(rb"(?im)^(diagnostic-code:[^\r\n]*?;)", lambda m: m.group(1) + raw_escape, raw)
+    if where == "status":
+        return re.sub(rb"(?im)^(status:[ \t]*)", lambda m: m.group(1) + raw_escape, raw)
+    if where == "recipient":
+        return re.sub(rb"(?im)^(final-recipient:[^;\r\n]*;[ \t]*)", lambda m: m.group(1) + raw_escape, raw)
+    word = b"=?utf-8?b?" + base64.b64encode(raw_escape) + b"?="
+    return re.sub(rb"(?im)^(subject:[ \t]*)", lambda m: m.group(1) + (word if where == "encoded subject" else raw_escape),
+                  raw, count=1)
+
+
+@pytest.mark.campaign
+def test_terminal_escapes_in_report_text():
+    tally = Tally()
+    reports = [p for p in CORPUS if p.name.startswith(("rfc3464", "lhost-postfix", "arf", "lhost-exim"))][::3]
+    for path in reports:
+        raw = path.read_bytes()
+        for escape in ESCAPES:
+            for where in ("diagnostic", "status", "recipient", "subject", "encoded subject"):
+                tally.add(f"{path.name} {where} {escape!r}", check(inject_escape(raw, escape, where), memory=False))
+    tally.record("terminal escapes and bidi overrides in report text")
 
 
 # --------------------------------------------------------------------------- generated big cases
@@ -476,3 +512,29 @@ async def test_refresh_goes_on_through_hostile_messages(tmp_path):
     assert any(r["source_key"].startswith(f"maildir:{maildir}|{big}|") and r["delivery_id"] is None
                for r in receipts)
     assert seconds < 120, f"refresh took {seconds:.1f} s"
+
+
+@pytest.mark.campaign
+def test_receipts_parse_command_on_hostile_files(tmp_path):
+    """`relcomm receipts parse` on hostile files: one line each, exit 0, no traceback, no escapes."""
+    files = []
+    for label, raw in [("big", with_big_part(BIG_MB, "one line")), ("deep", nested_multipart(DSN, 1000)),
+                       ("escape", inject_escape(DSN, "\x1b]0;owned\x07", "diagnostic")),
+                       ("nuls", b"\0" * 1000), ("empty", b"")]:
+        (tmp_path / f"{label}.eml").write_bytes(raw)
+        files.append(str(tmp_path / f"{label}.eml"))
+    tried = held = 0
+    outputs = []
+    for as_json in (False, True):
+        done = subprocess.run([sys.executable, "-m", "relcomm_tui.cli", "receipts", "parse", *files,
+                               *(["--json"] if as_json else [])], capture_output=True, timeout=120)
+        tried += 1
+        clean = (done.returncode == 0 and b"Traceback" not in done.stderr
+                 and not re.search(rb"[\x00-\x08\x0b-\x1f\x7f]", done.stdout))
+        held += clean
+        outputs.append(done)
+    campaign.record("input", "inbound: relcomm receipts parse on hostile files", tried=tried, held=held)
+    text, as_json = outputs
+    assert held == tried, [(d.returncode, d.stdout[-500:], d.stderr[-500:]) for d in outputs]
+    assert all(f"{name}:" in text.stdout.decode() for name in files)
+    assert len(json.loads(as_json.stdout)) == len(files)

@@ -60,13 +60,14 @@ def run(args: argparse.Namespace) -> int:
 
 
 def run_parse(files: list[str], *, as_json: bool) -> int:
-    from ..receipts.parse import parse_message, report_to_json
+    from ..receipts.parse import MAX_RAW_BYTES, parse_message, report_to_json
 
     results = []
     failed = 0
     for name in files:
         try:
-            raw = Path(name).read_bytes()
+            with open(name, "rb") as file:
+                raw = file.read(MAX_RAW_BYTES + 1)  # only the head of a huge file is parsed anyway
         except OSError as error:
             print(f"{PROG} parse: cannot read {name}: {error.strerror}", file=sys.stderr)
             failed += 1

@@ -626,10 +626,34 @@ def _fill_original_ids(report: Report, parts: _Parts, bodytext: str) -> None:
 # --------------------------------------------------------------------------- entry points
 
 
+# Control characters (terminal escapes, NUL) and bidi overrides in a report's text would reach the
+# user's terminal and screens through `relcomm status`, `receipts` and the app: a stranger's mail
+# must not be able to move the cursor, retitle the window or reorder what a line says.
+UNSAFE_CHARS_RE = re.compile(r"[\x00-\x1f\x7f-\x9f\u200b-\u200f\u202a-\u202e\u2066-\u2069\ud800-\udfff]")
+
+
+def _safe(value):
+    if isinstance(value, str):
+        return UNSAFE_CHARS_RE.sub("\ufffd", value)
+    if isinstance(value, list):
+        return [_safe(v) for v in value]
+    return value
+
+
+def _sanitized(report: Report) -> Report:
+    for name in ("original_message_id", "envelope_id", "in_reply_to", "message_id", "subject", "from_address",
+                 "problem"):
+        setattr(report, name, _safe(getattr(report, name)))
+    for r in report.recipients:
+        for name in ("address", "final_recipient", "original_recipient", "action", "status", "diagnostic"):
+            setattr(r, name, _safe(getattr(r, name)))
+    return report
+
+
 def parse_message(raw: bytes) -> Report:
-    """Parse one inbound message. Never raises."""
+    """Parse one inbound message. Never raises. Its text holds no control characters."""
     try:
-        return _parse(raw)
+        return _sanitized(_parse(raw))
     except RecursionError:
         return Report(kind="none", problem="message nesting too deep")
     except MemoryError:
