@@ -167,13 +167,22 @@ def to_html(record: AuditRecord) -> str:
     return "\n".join(parts) + "\n"
 
 
+FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
+def _cell(value: str) -> str:
+    """A cell a spreadsheet shows as text: reasons come from strangers' mail, and one starting with
+    "=", "+", "-" or "@" would be run as a formula when the CSV is opened (OWASP: CSV injection)."""
+    return "'" + value if value.startswith(FORMULA_START) else value
+
+
 def to_csv(record: AuditRecord) -> str:
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
     writer.writerow(CSV_COLUMNS)
     for _, _, rows in _rows_by_group(record):
         for r in rows:
-            writer.writerow([
+            writer.writerow(_cell(str(c)) for c in [
                 r.group_id, r.recipient, r.communique_id, r.channel, r.state, r.sent or "", r.accepted or "",
                 r.delivered or "", r.displayed or "", r.acknowledged or "", r.bounced or "", r.complained or "",
                 r.auto_replied or "", r.standing, r.reason, r.last_update or "", r.delivery_id,

