@@ -122,6 +122,11 @@ def granted(command: str) -> bool:
     return command in _granted
 
 
+def all_granted(plan: Plan) -> bool:
+    """True when every command the plan names may run in this process."""
+    return all(c.command in _granted for c in plan_commands(plan))
+
+
 def describe(plan: Plan) -> str:
     """The commands as shown before asking: one per line, what and where."""
     return "\n".join(f"  {c.what} ({c.keypath}):\n    {c.command}" for c in plan_commands(plan))

@@ -61,6 +61,7 @@ class DeliveryChanged:
     recipient: str          # display form, "Name <addr>"
     state: str              # a ledger state
     detail: str = ""        # the server's words or our explanation
+    attempted: bool = False  # this outcome counts an attempt that never showed `sending` (refused at RCPT)
 
 
 @dataclass(frozen=True)
@@ -343,7 +344,7 @@ class SendEngine:
         for queue in self._subscribers:
             queue.put_nowait(event)
 
-    def _set_state(self, job: DeliveryJob, state: str, detail: str = "") -> None:
+    def _set_state(self, job: DeliveryJob, state: str, detail: str = "", attempted: bool = False) -> None:
         before = self._states.get(job.delivery_id)
         per = self._per_communique.setdefault(job.communique.id, {s: 0 for s in STATES})
         if before is not None:
@@ -355,7 +356,7 @@ class SendEngine:
         if state in (ACCEPTED, REJECTED, IN_DOUBT, AWAITING):
             self._finished_this_run += 1
         recipient = job.recipient.display if job.recipient else ""
-        self._emit(DeliveryChanged(job.delivery_id, job.communique.id, recipient, state, detail))
+        self._emit(DeliveryChanged(job.delivery_id, job.communique.id, recipient, state, detail, attempted))
         self._progress()
 
     def _progress(self, force: bool = False) -> None:
@@ -562,6 +563,7 @@ class SendEngine:
                 await self._committer.submit([Ledger.sending_work(job.delivery_id, self.run_id)])
             except asyncio.CancelledError:
                 committed = True  # the channel no longer needs it, but the write is queued: it lands
+                self._set_state(job, SENDING)  # and counts an attempt, so say so (the send screen counts these)
                 raise
             committed = True
             self._set_state(job, SENDING)
@@ -613,7 +615,7 @@ class SendEngine:
                                  getattr(error, "hint", None) or "check free disk space and the state folder")
             self.cancel()
             return
-        self._set_state(job, state, detail)
+        self._set_state(job, state, detail, attempted)
 
     async def _handle(self, job: DeliveryJob, outcome: Outcome, attempted: bool = False) -> None:
         words = " ".join(p for p in (outcome.reply, outcome.detail) if p)
@@ -624,7 +626,7 @@ class SendEngine:
         elif outcome.state == "in_doubt":
             await self._record(job, IN_DOUBT, words, attempted)
         elif outcome.state == "awaiting":
-            await self._record(job, AWAITING, words, attempted)
+            await self._record(job, AWAITING, words)  # a manual step: nothing was attempted yet
         else:
             if job.attempt >= self.max_attempts or self._cancel.is_set():
                 await self._record(job, DEFERRED, f"gave up after {job.attempt} attempt(s): {words}", attempted)

@@ -60,7 +60,8 @@ def orion_plan(tmp_path: Path, server: LoopbackMailServer, hooks: WebhookReceive
 
 
 def make_app(plan: Path, tmp_path: Path) -> RelcommApp:
-    return RelcommApp(load_plan(plan), state_dir=tmp_path / "state")
+    # The engineer allowed the sample's gate (the consent dialog has its own tests).
+    return RelcommApp(load_plan(plan), state_dir=tmp_path / "state", allow_commands=True)
 
 
 async def send_done(pilot: Pilot) -> None:

@@ -408,7 +408,7 @@ class ChecklistScreen(Screen):
         if action == "send" and self.send_lock is not None:
             return None  # shown greyed in the Footer; the status line says why
         if action == "allow_commands":
-            return consent.needs_consent(self.plan)  # only offered while consent is missing
+            return not consent.all_granted(self.plan)  # only offered while consent is missing
         return True
 
     def disabled_reason(self, action: str) -> str:

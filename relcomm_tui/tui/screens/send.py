@@ -277,7 +277,7 @@ class SendScreen(Screen):
         """Called by the engine on this loop: only remember; `flush` shows it."""
         if isinstance(event, DeliveryChanged):
             self._pending[event.delivery_id] = event
-            if event.state == SENDING:
+            if event.state == SENDING or event.attempted:
                 # Attempts are counted here: a coalesced batch may skip the `sending` event itself.
                 row = self.rows.get(event.delivery_id)
                 if row is not None:
