@@ -29,11 +29,13 @@ import campaign  # noqa: E402  (tests/campaign.py: the record format and the tab
 
 # The campaign at the size the issue names; CI runs smaller defaults (see each test's scale()).
 FULL_SIZE = {
-    "KILL_RECIPIENTS": 1000,
+    "KILL_RECIPIENTS": 1000,     # CI runs these two at full size too
     "KILL_POINTS": 20,
-    "SOAK_RECIPIENTS": 100_000,
-    "PLAN_EXAMPLES": 2000,
-    "INBOUND_EXAMPLES": 2000,
+    "SOAK_RECIPIENTS": 100_000,  # CI: 3,000
+    "SMTP_FAULT_RECIPIENTS": 100,  # CI: 6 per fault case
+    "STORAGE_RECIPIENTS": 1000,  # CI: 300
+    "PLAN_EXAMPLES": 2000,       # CI: 150 hypothesis examples
+    "INBOUND_EXAMPLES": 1000,    # CI: 120 per mutation kind
 }
 
 
