@@ -654,8 +654,9 @@ class _Handler:
     def __init__(self, server: "LoopbackMailServer") -> None:
         self.server = server
 
-    async def handle_MAIL(self, smtp: _LoopbackSMTP, session, envelope, address: str, options) -> Any:
-        for rule in self.server.faults.rules(address or "", "mail"):
+    async def _inject(self, smtp: _LoopbackSMTP, rules: list) -> Any:
+        """Apply the fault rules for one MAIL or RCPT: the reply to give, or MISSING to go on."""
+        for rule in rules:
             if not rule._consume():
                 continue
             if isinstance(rule, Delay):
@@ -670,23 +671,16 @@ class _Handler:
                 return f"{rule.code} {rule.msg}"
         return MISSING
 
+    async def handle_MAIL(self, smtp: _LoopbackSMTP, session, envelope, address: str, options) -> Any:
+        return await self._inject(smtp, self.server.faults.rules(address or "", "mail"))
+
     async def handle_RCPT(self, smtp: _LoopbackSMTP, session, envelope, address: str, options) -> Any:
         server = self.server
         if server.rcpt_delay:
             await asyncio.sleep(server.rcpt_delay)
-        for rule in server.faults.rules(address, "rcpt"):
-            if not rule._consume():
-                continue
-            if isinstance(rule, Delay):
-                await asyncio.sleep(rule.seconds)
-            elif isinstance(rule, DropConnection):
-                server.connections_dropped += 1
-                await smtp.drop_connection()
-            elif isinstance(rule, Garbage):
-                await smtp.send_garbage(rule)
-                return "451 4.3.0 (not sent: garbage instead)"
-            else:
-                return f"{rule.code} {rule.msg}"
+        injected = await self._inject(smtp, server.faults.rules(address, "rcpt"))
+        if injected is not MISSING:
+            return injected
         if server.bounce_mode == "smtp":
             rule = find_bounce_rule(server.bounce_rules, address)
             if rule is not None:
