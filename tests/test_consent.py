@@ -74,6 +74,7 @@ def test_allow_prints_the_commands_records_consent_privately_and_a_changed_comma
     record = Path(os.environ["RELCOMM_CONFIG_DIR"]) / "allowed" / consent.digest(load_plan(path))
     assert stat.S_IMODE(record.stat().st_mode) == 0o600
     assert stat.S_IMODE(record.parent.stat().st_mode) == 0o700
+    assert "already allowed" in relcomm("allow", str(path)).stdout
 
     assert relcomm("validate", str(path)).returncode == 0
     assert marker.exists()  # allowed: the gate ran

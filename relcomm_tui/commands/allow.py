@@ -35,6 +35,9 @@ def run(args: argparse.Namespace) -> int:
     print(f"{plan.path} runs {len(commands)} command{'s' if len(commands) != 1 else ''} on this host, "
           f"as you, from {plan.root}:")
     print(consent.describe(plan))
+    if not consent.needs_consent(plan):
+        print("already allowed: nothing changed since; `relcomm allow --revoke PLAN` withdraws it")
+        return 0
     try:
         path = consent.allow(plan)
     except OSError as error:
