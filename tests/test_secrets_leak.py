@@ -72,10 +72,10 @@ NEEDLES = {
 }
 
 
-def leaked(data: bytes | str) -> list[str]:
+def leaked(data: bytes | str, needles: dict[str, bytes] = NEEDLES) -> list[str]:
     if isinstance(data, str):
         data = data.encode("utf-8", "surrogateescape")
-    return [name for name, needle in NEEDLES.items() if needle in data]
+    return [name for name, needle in needles.items() if needle in data]
 
 
 @dataclass
@@ -84,10 +84,11 @@ class Places:
 
     checked: list[str] = field(default_factory=list)
     leaking: list[str] = field(default_factory=list)
+    needles: dict[str, bytes] = field(default_factory=lambda: NEEDLES)  # other secrets: see test_secrets_leak_channels
 
     def look(self, label: str, data: bytes | str) -> None:
         self.checked.append(label)
-        found = leaked(data)
+        found = leaked(data, self.needles)
         if found:
             self.leaking.append(f"{label} ({', '.join(found)})")
 

@@ -29,7 +29,8 @@ import json
 import os
 import random
 import time
-from dataclasses import dataclass, field
+import re
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Awaitable, Callable, Mapping
 from urllib.parse import urlsplit
@@ -346,6 +347,29 @@ class SecretCache:
                 raise PresetError(f"cannot get the {what}: {error.message}", error.hint) from None
         return self._values[key]
 
+    def hide(self, text: str, *also: str) -> str:
+        """`text` with every resolved secret (and `also`) replaced by "(secret)": a careless receiver
+        echoes the request back (Express's default 404 says "Cannot POST /services/T0/B0/<token>"),
+        and its answer becomes the reply relcomm keeps and prints. Each secret's long words count
+        too (a URL's path segments, a bearer token), in clear and URL-quoted."""
+        from urllib.parse import quote
+
+        pieces: set[str] = set()
+        for secret in (*self._values.values(), *also):
+            words = secret
+            if check_url(secret) is None:  # a URL: its path and query are the secret, not its host
+                parts = urlsplit(secret)
+                words = f"{parts.path}?{parts.query}" if parts.query else parts.path
+                pieces.add(secret)
+            if len(words) >= 4:
+                pieces.add(words)
+            # its long words alone (a token, not "services"): what an answer may quote of it
+            pieces.update(word for word in re.split(r"[/?&=#\s:,;]+", words) if len(word) >= 12)
+        pieces |= {quote(piece, safe="") for piece in pieces} | {quote(piece) for piece in pieces}
+        for piece in sorted(pieces, key=len, reverse=True):
+            text = text.replace(piece, "(secret)")
+        return text
+
 
 # -- the channel -----------------------------------------------------------------------------
 
@@ -459,7 +483,18 @@ class WebhookChannel:
         if job.commit_intent is not None:
             await job.commit_intent()
         result = await send_with_retries(self.client, prepared.request, self.policy, self._sleep)
-        return self.outcome(result)
+        return self.outcome(self.hidden(result, prepared))
+
+    def hidden(self, result: HttpResult, prepared: Prepared) -> HttpResult:
+        """The result with the secrets this request carried (and the URL, secret or not) hidden
+        from what the receiver answered, before any of it is kept or shown."""
+        answer = result.answer
+        hide = self.secrets.hide
+        url = prepared.request.url
+        # decoded whole, so an excerpt cut later can never keep half a token
+        body = hide(answer.body.decode("utf-8", "replace"), url).encode("utf-8") if answer.body else b""
+        answer = replace(answer, body=body, reason=hide(answer.reason, url), error=hide(answer.error, url))
+        return replace(result, answer=answer, detail=hide(result.detail, url))
 
     def outcome(self, result: HttpResult) -> Outcome:
         answer = result.answer
