@@ -7,8 +7,8 @@ secret reference must reach the service that needs it and come out nowhere else.
 - an IMAP receipts source password, from { env = ... }, when a real Dovecot refuses the login.
 
 Sent for real to the loopback receiver answering 200, 500, not at all (a hang: in doubt), and 404
-with the request echoed back (path, Authorization, body: as Express's default 404 does), and as
-a dry run; then `status`, `receipts`, `report` (md, html, csv). Checked as test_secrets_leak.py does
+with the request echoed back (path, Authorization, body: as Express's default 404 does), and to a
+port where nothing listens (connection refused); and as a dry run; then `status`, `receipts`, `report` (md, html, csv). Checked as test_secrets_leak.py does
 (same Places and world): every file under the test's world, every stdout/stderr, the app's
 exported checklist and send screens; in clear, URL-quoted, HTML-escaped, UTF-16 and base64.
 The receiver must have got each secret: that proves the secret was used, not skipped.
@@ -19,6 +19,7 @@ from __future__ import annotations
 import base64
 import html
 import os
+import socket
 from pathlib import Path
 from urllib.parse import quote
 
@@ -100,7 +101,8 @@ def url_path(answer: str) -> str:
 
 def write_channels_plan(folder: Path, receiver: WebhookReceiver, vault: Path, answers=tuple(ANSWERS)) -> Path:
     """Per answer: a chat webhook whose url is { env = ... }, a JSON webhook whose Authorization
-    header is { command = ... }, and a PagerDuty page whose routing_key is { env = ... }."""
+    header is { command = ... }, and a PagerDuty page whose routing_key is { env = ... }; and one
+    chat webhook (url and header secret) where nothing listens."""
     folder.mkdir(parents=True, exist_ok=True)
     (vault / "hook-auth").write_text(f"Bearer {HEADER_TOKEN}\n", encoding="utf-8")
     parts = [PLAN_HEAD]
@@ -138,6 +140,17 @@ body = "Orion {{{{ release.version }}}} is out"
         receiver.answer(f"/api/{answer}", ANSWERS[answer])
         pd = ANSWERS[answer] if answer != "200" else Reply(202, pagerduty_reply)
         receiver.answer(f"/pd/{answer}", pd)
+    # nothing listens there: connection refused, before anything was sent
+    parts.append(f"""
+[[communiques]]
+id = "chat-down"
+to = ["engineering"]
+channel = "webhook"
+preset = "slack"
+url = {{ env = "RELCOMM_LEAKTEST_HOOK_DOWN" }}
+headers = {{ Authorization = {{ command = "cat {vault / 'hook-auth'}" }} }}
+body = "Orion {{{{ release.version }}}} is out"
+""")
     (folder / "plan.toml").write_text("".join(parts), encoding="utf-8")
     return folder / "plan.toml"
 
@@ -145,6 +158,10 @@ body = "Orion {{{{ release.version }}}} is out"
 def secret_env(receiver: WebhookReceiver) -> dict[str, str]:
     env = {f"RELCOMM_LEAKTEST_HOOK_{a.upper()}": receiver.url(url_path(a)) for a in ANSWERS}
     env["RELCOMM_LEAKTEST_ROUTING_KEY"] = ROUTING_KEY
+    with socket.socket() as closed:
+        closed.bind(("127.0.0.1", 0))
+        port = closed.getsockname()[1]
+    env["RELCOMM_LEAKTEST_HOOK_DOWN"] = f"http://127.0.0.1:{port}/services/TDOWN/B0/{URL_TOKEN}"
     return env
 
 
@@ -176,11 +193,12 @@ def test_webhook_and_pager_secrets_are_used_and_never_shown_or_written(world: Wo
         assert "nothing was sent" in dry.stdout
         assert receiver.requests == []  # a dry run posts nothing
         outbox = sorted((world.root / "plan-hooks" / ".relcomm").rglob("*.json"))
-        assert len(outbox) == 3 * len(ANSWERS), outbox
+        assert len(outbox) == 3 * len(ANSWERS) + 1, outbox
         assert any('"(secret)"' in path.read_text() for path in outbox)  # header and routing key masked
 
         sent = relcomm(world, places, "webhook", "send", str(plan), "--yes", "--allow-commands", expect=1)
         assert "in doubt" in sent.stdout and "deferred" in sent.stdout and "rejected" in sent.stdout, sent.stdout
+        assert "cannot connect to http://127.0.0.1:" in sent.stdout, sent.stdout  # chat-down was tried
         arrived = assert_received(receiver)
 
         relcomm(world, places, "webhook", "status", str(plan))
@@ -197,7 +215,7 @@ def test_webhook_and_pager_secrets_are_used_and_never_shown_or_written(world: Wo
                     "stdout of relcomm send", "stdout of relcomm status", "stdout of relcomm receipts"):
         assert written in names, written
     assert arrived == 3 * len(ANSWERS)
-    places.record("webhook url, webhook header, pager routing_key (CLI: 200, 500, hang, echo, dry run)")
+    places.record("webhook url, webhook header, pager routing_key (CLI: 200, 500, hang, echo, refused, dry run)")
 
 
 # --------------------------------------------------------------------------- the app
@@ -229,7 +247,7 @@ async def test_the_app_never_shows_webhook_or_pager_secrets(world: World, monkey
         arrived = assert_received(receiver)
     places.tree(world.root)
     assert arrived == 3 * len(ANSWERS)
-    places.record("webhook url, webhook header, pager routing_key (app: 200, 500, hang, echo)")
+    places.record("webhook url, webhook header, pager routing_key (app: 200, 500, hang, echo, refused)")
 
 
 # --------------------------------------------------------------------------- IMAP receipts
