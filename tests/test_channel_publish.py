@@ -156,6 +156,18 @@ async def test_a_put_refused_is_rejected_with_its_words(tmp_path, receiver):
     assert "HTTP 403" in outcome.reply and "read-only share" in outcome.reply
 
 
+async def test_a_put_url_secret_echoed_by_the_receiver_is_never_kept(tmp_path, receiver, monkeypatch):
+    token = "dav-token-5f1c9e2a7b3d"
+    path = f"/dav/{token}/4.2.0.html"
+    receiver.answer(path, Reply(404, f"Cannot PUT {path}"))  # an Express-style echo of the request
+    monkeypatch.setenv("RELCOMM_PUT_URL", receiver.url(path))
+    plan = page_plan(tmp_path, extra='put_url = { env = "RELCOMM_PUT_URL" }')
+    outcome, _ = await publish(plan, render=fake_render(html="<p>x</p>"))
+    assert len(receiver.requests_for(path, "PUT")) == 1  # the secret was used
+    assert outcome.state == "rejected" and "HTTP 404" in outcome.reply
+    assert token not in outcome.reply + outcome.detail and "(secret)" in outcome.reply
+
+
 async def test_unwritable_folder_is_rejected_with_a_hint(tmp_path):
     plan = channel_plan(tmp_path, """
         [[communiques]]

@@ -28,7 +28,7 @@ import httpx
 from . import DeliveryJob, Outcome
 from .webhook import (
     USER_AGENT, HttpRequest, RenderJob, RetryPolicy, SecretCache, Sleep, atomic_write, check_url, default_render,
-    outbox_file, redact, render_error_text, send_with_retries,
+    hide_secrets, outbox_file, redact, render_error_text, send_with_retries,
 )
 
 if TYPE_CHECKING:
@@ -306,6 +306,7 @@ class PublishChannel:
             result = await send_with_retries(self.client, HttpRequest(
                 "PUT", put_url, {"Content-Type": "text/html; charset=utf-8", "Idempotency-Key": job.delivery_id},
                 page), self.policy, self._sleep, idempotent=True)
+            result = hide_secrets(result, self.secrets, put_url)  # a receiver may echo the URL's token
             words.append(f"PUT {redact(put_url)}: {result.answer.words}"
                          + ("" if target else f" ({len(page)} bytes, sha256 {digest[:16]}…)"))
             if result.state != "accepted":

@@ -371,6 +371,17 @@ class SecretCache:
         return text
 
 
+def hide_secrets(result: HttpResult, secrets: SecretCache, url: str) -> HttpResult:
+    """The result with the secrets the request carried (and the URL, secret or not) hidden from
+    what the receiver answered, before any of it is kept or shown."""
+    answer = result.answer
+    hide = secrets.hide
+    # decoded whole, so an excerpt cut later can never keep half a token
+    body = hide(answer.body.decode("utf-8", "replace"), url).encode("utf-8") if answer.body else b""
+    answer = replace(answer, body=body, reason=hide(answer.reason, url), error=hide(answer.error, url))
+    return replace(result, answer=answer, detail=hide(result.detail, url))
+
+
 # -- the channel -----------------------------------------------------------------------------
 
 
@@ -486,15 +497,7 @@ class WebhookChannel:
         return self.outcome(self.hidden(result, prepared))
 
     def hidden(self, result: HttpResult, prepared: Prepared) -> HttpResult:
-        """The result with the secrets this request carried (and the URL, secret or not) hidden
-        from what the receiver answered, before any of it is kept or shown."""
-        answer = result.answer
-        hide = self.secrets.hide
-        url = prepared.request.url
-        # decoded whole, so an excerpt cut later can never keep half a token
-        body = hide(answer.body.decode("utf-8", "replace"), url).encode("utf-8") if answer.body else b""
-        answer = replace(answer, body=body, reason=hide(answer.reason, url), error=hide(answer.error, url))
-        return replace(result, answer=answer, detail=hide(result.detail, url))
+        return hide_secrets(result, self.secrets, prepared.request.url)
 
     def outcome(self, result: HttpResult) -> Outcome:
         answer = result.answer
