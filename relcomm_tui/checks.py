@@ -519,29 +519,12 @@ class _Checker:
     # -- secrets --
 
     def secrets(self) -> None:
-        from .plan.secrets import CommandNotAllowed, SecretError, describe, is_reference, resolve
+        from .plan.secrets import CommandNotAllowed, SecretError, describe, resolve, secret_uses
 
-        plan = self.plan
-        refs: list[tuple[object, Location, str | None, str]] = []
-        if is_reference(plan.smtp.password):
-            refs.append((plan.smtp.password, self.at("transport", "smtp", "password"), None, "SMTP password"))
-        for index, source in enumerate(plan.receipts.sources):
-            password = getattr(source, "password", None)
-            if is_reference(password):
-                refs.append((password, self.at("receipts", "sources", index), None, "IMAP password"))
-        for index, communique in enumerate(plan.communiques):
-            spec = communique.spec
-            for key in ("url", "routing_key", "put_url"):
-                value = getattr(spec, key)
-                if is_reference(value):
-                    refs.append((value, self.at("communiques", index, key), communique.id, f"{key} of {communique.id}"))
-            for name, value in spec.headers.items():
-                if is_reference(value):
-                    refs.append((value, self.at("communiques", index, "headers"), communique.id,
-                                 f"header {name} of {communique.id}"))
         resolved: dict[str, str | Exception] = {}
-        for ref, where, cid, what in refs:
-            key = describe(ref)  # type: ignore[arg-type]
+        for use in secret_uses(self.plan):
+            ref, where, cid, what = use.ref, self.at(*use.parts), use.communique, use.what
+            key = describe(ref)
             if key not in resolved:
                 try:
                     resolved[key] = resolve(ref, timeout=SECRET_TIMEOUT)  # type: ignore[arg-type]

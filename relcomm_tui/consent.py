@@ -20,8 +20,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .config import config_dir
+from .plan.locate import keypath_text
 from .plan.model import Plan
 from .plan.schema import CommandSecret
+from .plan.secrets import secret_uses
 
 ALLOWED_DIR = "allowed"
 ALLOW_HINT = "review them with `relcomm allow PLAN` (it prints them and records your consent), or pass --allow-commands"
@@ -42,22 +44,8 @@ def plan_commands(plan: Plan) -> list[PlanCommand]:
     found: list[PlanCommand] = []
     if plan.release.gate:
         found.append(PlanCommand("release gate", "release.gate", plan.release.gate))
-    if isinstance(plan.smtp.password, CommandSecret):
-        found.append(PlanCommand("SMTP password", "transport.smtp.password", plan.smtp.password.command))
-    for index, source in enumerate(plan.receipts.sources):
-        password = getattr(source, "password", None)
-        if isinstance(password, CommandSecret):
-            found.append(PlanCommand("IMAP password", f"receipts.sources[{index}].password", password.command))
-    for communique in plan.communiques:
-        spec = communique.spec
-        for key in ("url", "routing_key", "put_url"):
-            value = getattr(spec, key, None)
-            if isinstance(value, CommandSecret):
-                found.append(PlanCommand(f"{key} of {communique.id}", f"communiques.{communique.id}.{key}", value.command))
-        for name, value in getattr(spec, "headers", {}).items():
-            if isinstance(value, CommandSecret):
-                found.append(PlanCommand(f"header {name} of {communique.id}", f"communiques.{communique.id}.headers.{name}",
-                                         value.command))
+    found += [PlanCommand(use.what, keypath_text(use.parts), use.ref.command)
+              for use in secret_uses(plan) if isinstance(use.ref, CommandSecret)]
     return found
 
 
