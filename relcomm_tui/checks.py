@@ -20,7 +20,7 @@ from typing import Literal
 from urllib.parse import parse_qsl, urlsplit
 
 from . import consent
-from .compose.mime import header_problem
+from .compose.mime import header_injection, header_problem, header_too_long
 from .net import is_loopback
 from .plan.locate import close_match, find_line, keypath_text, shown
 from .plan.model import Communique, Location, Plan, Recipient, StakeholderGroup
@@ -265,17 +265,17 @@ class _Checker:
 
     def header_value(self, value: str, what: str, where: Location, communique: str | None = None) -> bool:
         """Report a value that cannot go into a header as it is; True when it was reported."""
-        unsafe = header_problem(value)
-        if not unsafe:
-            return False
-        if unsafe.endswith("(at most 998)"):
-            self.add("header-invalid", f"{what} is too long for a header: {unsafe}",
-                     "shorten it; a header line holds at most 998 characters", where, communique=communique)
-        else:
+        unsafe = header_injection(value)
+        if unsafe:
             self.add("header-injection", f"{what} contains {unsafe}",
                      "write it on one line, without control characters or encoded line breaks", where,
                      communique=communique)
-        return True
+            return True
+        too_long = header_too_long(value)
+        if too_long:
+            self.add("header-invalid", f"{what} is too long for a header: {too_long}",
+                     "shorten it; a header line holds at most 998 characters", where, communique=communique)
+        return bool(too_long)
 
     def check_sender_address(self, value: str, what: str, where: Location, communique: str | None = None) -> None:
         if self.header_value(value, what, where, communique):
@@ -424,8 +424,8 @@ class _Checker:
                 if from_error(error, who, gid) in ("template-syntax", "template-missing", "template-limit"):
                     break  # the same for everyone (a template over a limit is not rendered 10,000 times)
                 continue
-            unsafe = header_problem(subject) if communique.channel == "email" else ""
-            if unsafe and "at most" not in unsafe:
+            unsafe = header_injection(subject) if communique.channel == "email" else ""
+            if unsafe:
                 note("header-injection", f"{cid}: header injection: the rendered subject contains {unsafe}",
                      "remove line breaks and control characters from the subject template and from the data it uses",
                      self.at("communiques", index, "subject"), who, gid)
@@ -482,16 +482,16 @@ class _Checker:
                 elif member.email:
                     seen[member.email.strip().lower()] = member
                 for value, what in ((member.name, "name"), (member.email or "", "address")):
-                    unsafe = header_problem(value)
-                    if unsafe and not unsafe.endswith("(at most 998)"):
+                    unsafe = header_injection(value)
+                    if unsafe:
                         self._capped(counts, "header-injection", group,
                                      f"the {what} of a member of {group.id} contains {unsafe} ({value[:40]!r})",
                                      "a name or address must be on one line, without control characters; "
                                      "fix the members list", member.location)
-                    elif unsafe and what == "name" and group.id in emailed:
+                    elif what == "name" and group.id in emailed and header_too_long(value):
                         self._capped(counts, "header-invalid", group,
-                                     f"the name of a member of {group.id} is too long for a header: {unsafe}",
-                                     "shorten it in the members list", member.location)
+                                     f"the name of a member of {group.id} is too long for a header: "
+                                     f"{header_too_long(value)}", "shorten it in the members list", member.location)
                 if group.id not in emailed:
                     continue
                 if not member.email:

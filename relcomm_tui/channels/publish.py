@@ -174,7 +174,7 @@ def page_target(plan: "Plan", communique: "Communique") -> Path:
 
 def safe_target(plan: "Plan", communique: "Communique", rendered: str) -> Path:
     from ..compose import RenderError
-    from ..compose.mime import _CONTROL
+    from ..compose.mime import CONTROL_CHARS
 
     index = plan.communiques.index(communique) if communique in plan.communiques else 0
     key = f"communiques[{index}].path"
@@ -184,7 +184,7 @@ def safe_target(plan: "Plan", communique: "Communique", rendered: str) -> Path:
         return RenderError(f"{key} of {communique.id}: {why}", file=str(plan.path), line=line, hint=hint, kind="path")
 
     written = (communique.spec.path or "").strip()
-    if not rendered or _CONTROL.search(rendered):
+    if not rendered or CONTROL_CHARS.search(rendered):
         raise refuse(f"the page path {rendered!r} is empty or holds a control character",
                      "write a file name such as www/releases/{{ release.version }}.html")
     if ".." in Path(rendered).parts or ".." in rendered.replace("\\", "/").split("/"):

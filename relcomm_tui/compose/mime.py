@@ -53,28 +53,34 @@ class HeaderProblem(ValueError):
 
 # Line breaks of any kind (CR, LF, and what str.splitlines also splits on: VT, FF, FS..US, NEL,
 # U+2028/9), NUL and the other control characters: none belongs in a header value (TAB does).
-_CONTROL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f-\x9f\u2028\u2029]")
+CONTROL_CHARS = re.compile(r"[\x00-\x08\x0a-\x1f\x7f-\x9f\u2028\u2029]")
 _ENCODED_WORD = re.compile(r"=\?[^?\s]+\?[bBqQ]\?[^?\s]*\?=")
 MAX_HEADER = 998  # RFC 5322: characters in one line; a longer value is not a name, subject or address
 
 
 def header_problem(value: str) -> str:
-    """Why a value cannot go into a header (as written, or once its RFC 2047 encoded words are decoded), or ""."""
-    found = _CONTROL.search(value)
+    """Why a value cannot go into a header, or "": an injection first, else its length."""
+    return header_injection(value) or header_too_long(value)
+
+
+def header_too_long(value: str) -> str:
+    return f"{len(value):,} characters (at most {MAX_HEADER})" if len(value) > MAX_HEADER else ""
+
+
+def header_injection(value: str) -> str:
+    """The control character that would break the header (as written, or once its RFC 2047 encoded
+    words are decoded), or ""."""
+    found = CONTROL_CHARS.search(value)
     if found is None and _ENCODED_WORD.search(value):
         # "=?utf-8?q?a=0D=0ABcc:...?=" is decoded when the header is parsed: check what it says.
         try:
             decoded = str(POLICY.header_factory("X-Relcomm-Check", value))
         except Exception:  # noqa: BLE001 - whatever the stdlib makes of it, it is not a safe header
             return "an encoded word that cannot be decoded"
-        found = _CONTROL.search(decoded)
+        found = CONTROL_CHARS.search(decoded)
         if found is not None:
             return f"an encoded word that decodes to {_name(found.group())}"
-    if found is not None:
-        return _name(found.group())
-    if len(value) > MAX_HEADER:
-        return f"{len(value):,} characters (at most {MAX_HEADER})"
-    return ""
+    return _name(found.group()) if found is not None else ""
 
 
 def _name(char: str) -> str:
@@ -84,12 +90,13 @@ def _name(char: str) -> str:
 
 def no_newlines(what: str, value: str) -> str:
     """`value` if it is safe in a header; else HeaderProblem(kind="injection"). Never folded or passed on."""
-    problem = header_problem(value)
-    if problem and not _CONTROL.search(problem) and problem.endswith(f"(at most {MAX_HEADER})"):
-        raise HeaderProblem(f"the {what} is too long for a header: {problem}",
+    problem = header_injection(value)
+    too_long = header_too_long(value)
+    if too_long and not problem:
+        raise HeaderProblem(f"the {what} is too long for a header: {too_long}",
                             "shorten it; a header line holds at most 998 characters", "header")
     if problem:
-        shown = _CONTROL.sub(lambda m: repr(m.group())[1:-1], value)
+        shown = CONTROL_CHARS.sub(lambda m: repr(m.group())[1:-1], value)
         if len(shown) > 80:
             shown = shown[:77] + "..."
         raise HeaderProblem(
@@ -163,7 +170,7 @@ def build_email(*, subject: str, text: str, html: str, to: Address, message_id: 
         message[name] = header
     for name, value in message.items():
         # Last line of defence: whatever the parsing made of a value, it is one header line.
-        if _CONTROL.search(str(value)):
+        if CONTROL_CHARS.search(str(value)):
             raise HeaderProblem(f"header injection: the {name} header would contain a line break",
                                 "check the names, addresses and subject of this communique", "injection")
     message.set_content(text, subtype="plain", charset="utf-8")
