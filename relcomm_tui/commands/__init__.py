@@ -4,10 +4,15 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
+from typing import TYPE_CHECKING
 
 from .. import consent
 
 from ..plan import Plan, PlanError, load_plan
+
+if TYPE_CHECKING:
+    from ..ledger import Ledger
 
 
 def add_allow_commands(parser: argparse.ArgumentParser) -> None:
@@ -29,3 +34,19 @@ def load_plan_or_explain(path: str, prog: str, *, allow_commands: bool = False) 
         return None
     consent.apply(plan, allow_commands=allow_commands)
     return plan
+
+
+def state_dir(plan: Plan, state: str | None) -> Path:
+    """Where the plan's ledger lives: `--state DIR`, or `.relcomm` beside the plan."""
+    return Path(state).expanduser() if state else plan.state_dir
+
+
+def open_ledger_or_explain(folder: Path, prog: str) -> "Ledger | None":
+    """The ledger in `folder`, or None after printing why it cannot be opened (the caller exits 2)."""
+    from ..ledger import Ledger, LedgerError
+
+    try:
+        return Ledger.open(folder)
+    except LedgerError as error:
+        print(f"{prog}: {error.message}" + (f"\n  hint: {error.hint}" if error.hint else ""), file=sys.stderr)
+        return None

@@ -12,7 +12,6 @@ import datetime as dt
 import json
 import sys
 import time
-from pathlib import Path
 
 from . import add_allow_commands
 
@@ -93,19 +92,15 @@ def run_parse(files: list[str], *, as_json: bool) -> int:
 
 
 def run_status(args: argparse.Namespace) -> int:
-    from ..ledger import Ledger, LedgerError
-    from . import load_plan_or_explain
+    from . import load_plan_or_explain, open_ledger_or_explain, state_dir
     from ..receipts.refresh import refresh
     from ..receipts.status import build_status
 
     plan = load_plan_or_explain(args.target[0], PROG, allow_commands=args.allow_commands)
     if plan is None:
         return 2
-    state_dir = Path(args.state).expanduser() if args.state else plan.state_dir
-    try:
-        ledger = Ledger.open(state_dir)
-    except LedgerError as error:
-        print(f"{PROG}: {error.message}\n  hint: {error.hint}", file=sys.stderr)
+    ledger = open_ledger_or_explain(state_dir(plan, args.state), PROG)
+    if ledger is None:
         return 2
     try:
         result = None

@@ -19,8 +19,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..ledger import LEDGER_NAME, Ledger, LedgerError
-    from . import load_plan_or_explain
+    from ..ledger import LEDGER_NAME
+    from . import load_plan_or_explain, open_ledger_or_explain, state_dir
     from ..report import collect, render
 
     fmt = args.format
@@ -30,16 +30,14 @@ def run(args: argparse.Namespace) -> int:
     plan = load_plan_or_explain(args.plan, PROG)
     if plan is None:
         return 2
-    state_dir = Path(args.state).expanduser() if args.state else plan.state_dir
-    if not (state_dir / LEDGER_NAME).exists():
+    folder = state_dir(plan, args.state)
+    if not (folder / LEDGER_NAME).exists():
         print(f"{PROG}: nothing has been sent for {plan.release.name} {plan.release.version} "
-              f"(no ledger in {state_dir})\n  hint: send first, or give the ledger's folder with --state DIR",
+              f"(no ledger in {folder})\n  hint: send first, or give the ledger's folder with --state DIR",
               file=sys.stderr)
         return 1
-    try:
-        ledger = Ledger.open(state_dir)
-    except LedgerError as error:
-        print(f"{PROG}: {error.message}\n  hint: {error.hint}", file=sys.stderr)
+    ledger = open_ledger_or_explain(folder, PROG)
+    if ledger is None:
         return 2
     try:
         text = render(collect(plan, ledger), fmt)

@@ -14,7 +14,6 @@ import asyncio
 import getpass
 import signal
 import sys
-from pathlib import Path
 from typing import TextIO
 
 from . import add_allow_commands
@@ -56,8 +55,7 @@ def _fail(message: str, hint: str = "", stream: TextIO | None = None) -> int:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..ledger import Ledger, LedgerError
-    from . import load_plan_or_explain
+    from . import load_plan_or_explain, open_ledger_or_explain, state_dir
 
     plan = load_plan_or_explain(args.plan, "relcomm send", allow_commands=args.allow_commands)
     if plan is None:
@@ -79,11 +77,9 @@ def run(args: argparse.Namespace) -> int:
         if isinstance(password, int):
             return password
 
-    state_dir = Path(args.state).expanduser() if args.state else plan.state_dir
-    try:
-        ledger = Ledger.open(state_dir)
-    except LedgerError as error:
-        return _fail(error.message, error.hint)
+    ledger = open_ledger_or_explain(state_dir(plan, args.state), "relcomm send")
+    if ledger is None:
+        return 2
     login, host = who_am_i()
     try:
         if args.dry_run:

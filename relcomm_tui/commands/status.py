@@ -9,7 +9,6 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from pathlib import Path
 
 from ..ledger import LEDGER_NAME, STATE_LABELS, STATES
 
@@ -22,21 +21,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..ledger import Ledger, LedgerError
     from ..lock import lock_holder
-    from . import load_plan_or_explain
+    from . import load_plan_or_explain, open_ledger_or_explain, state_dir
 
     plan = load_plan_or_explain(args.plan, "relcomm status")
     if plan is None:
         return 2
-    state_dir = Path(args.state).expanduser() if args.state else plan.state_dir
+    folder = state_dir(plan, args.state)
     version = plan.release.version
     records = []
-    if (state_dir / LEDGER_NAME).exists():
-        try:
-            ledger = Ledger.open(state_dir)
-        except LedgerError as error:
-            print(f"relcomm status: {error.message}\n  hint: {error.hint}", file=sys.stderr)
+    if (folder / LEDGER_NAME).exists():
+        ledger = open_ledger_or_explain(folder, "relcomm status")
+        if ledger is None:
             return 2
         try:
             records = ledger.deliveries(version)
@@ -50,11 +46,11 @@ def run(args: argparse.Namespace) -> int:
     counts = {state: 0 for state in STATES}
     for record in records:
         counts[record.state] += 1
-    holder = lock_holder(state_dir)
+    holder = lock_holder(folder)
     if args.json:
         json.dump({
             "release": {"name": plan.release.name, "version": version},
-            "ledger": str(state_dir / LEDGER_NAME),
+            "ledger": str(folder / LEDGER_NAME),
             "sending_now": holder.describe() if holder else None,
             "counts": counts,
             "deliveries": [r.as_dict() for r in records],
@@ -64,7 +60,7 @@ def run(args: argparse.Namespace) -> int:
         print()
         return 0
     if not records:
-        print(f"{plan.release.name} {version}: nothing sent yet (no deliveries in {state_dir / LEDGER_NAME})")
+        print(f"{plan.release.name} {version}: nothing sent yet (no deliveries in {folder / LEDGER_NAME})")
         return 0
     if holder:
         print(f"note: {holder.describe()}")
