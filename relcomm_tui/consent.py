@@ -116,7 +116,7 @@ def _words(command: str, depth: int = 0) -> list[str]:
     output_next = False
     for token in tokens:
         if token and all(c in _SHELL_PUNCTUATION for c in token):
-            output_next = ">" in token
+            output_next = ">" in token and "<" not in token  # `3<>file` is also read: it counts
             continue
         if output_next:
             output_next = False
@@ -223,16 +223,21 @@ def _folder_digest(folder: Path, root: Path) -> str:
 # -- a plan's commands ---------------------------------------------------------------------------
 
 
-def plan_commands(plan: Plan) -> list[PlanCommand]:
-    """Every command the plan could make relcomm run, in plan order, with the files it names now."""
+def _command_texts(plan: Plan) -> list[tuple[str, str, str]]:
+    """(what, keypath, command) for every command the plan names, in plan order; no file is read."""
     found: list[tuple[str, str, str]] = []
     if plan.release.gate:
         found.append(("release gate", "release.gate", plan.release.gate))
     found += [(use.what, keypath_text(use.parts), use.ref.command)
               for use in secret_uses(plan) if isinstance(use.ref, CommandSecret)]
+    return found
+
+
+def plan_commands(plan: Plan) -> list[PlanCommand]:
+    """Every command the plan could make relcomm run, in plan order, with the files it names now."""
     looked: dict[str, tuple[FileSeen, ...]] = {}
     commands = []
-    for what, keypath, command in found:
+    for what, keypath, command in _command_texts(plan):
         if command not in looked:
             looked[command] = named_files(plan.root, command)
         commands.append(PlanCommand(what, keypath, command, looked[command]))
@@ -387,6 +392,14 @@ def may_run(root: Path, command: str) -> bool:
 def all_granted(plan: Plan) -> bool:
     """True when every command the plan names may run in this process, as its files are now."""
     return all(may_run(plan.root, c.command) for c in plan_commands(plan))
+
+
+def has_grant(plan: Plan) -> bool:
+    """True when every command the plan names was granted in this process, whatever its files are now.
+
+    Cheap (reads no file): for deciding what to offer on screen, never for deciding what runs.
+    """
+    return all((str(plan.root), command) in _granted for _, _, command in _command_texts(plan))
 
 
 def covers(file: FileSeen) -> str:

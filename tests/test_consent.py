@@ -292,6 +292,8 @@ def test_what_the_program_path_leads_to_is_covered(tmp_path: Path, change: str) 
     ("sh -c 'for f in hooks/*.sh; do sh \"$f\"; done'", "hooks/b.sh"),      # a glob
     ("scripts/run-all.sh hooks", "hooks/b.sh"),                             # a folder: its files one level down
     ("../shared/check.sh", "../shared/check.sh"),                           # relative, outside: moves with the plan
+    ("sh -c '. /dev/fd/3' 3<>scripts/second.sh", "scripts/second.sh"),     # read through a read-write redirection
+    ("x > gate.log; scripts/second.sh > scripts/second.sh", "scripts/second.sh"),  # written once, run once
 ])
 def test_every_file_a_command_names_is_covered(tmp_path: Path, gate: str, changed_file: str) -> None:
     folder = tmp_path / "repo" / "plan"
@@ -419,18 +421,27 @@ PLACES = ["release.gate", "transport.smtp.password.command", "receipts.sources[0
           "communiques[2].headers.X-Token.command", "communiques[2].routing_key.command"]
 
 
-@pytest.mark.parametrize("place", PLACES)
-@pytest.mark.parametrize("name", list(HIDDEN))
-def test_a_command_with_a_hidden_character_is_refused_at_load(tmp_path: Path, place: str, name: str) -> None:
+def test_a_command_with_a_hidden_character_is_refused_at_load(tmp_path: Path) -> None:
+    """Every hidden character, in every place a plan names a command: a PlanError at that key, with a line."""
     from relcomm_tui.plan import PlanError
 
-    path = plan_with_command_at(tmp_path, place, f"true{HIDDEN[name]}touch {tmp_path / 'hidden-ran'}")
-    with pytest.raises(PlanError) as caught:
-        load_plan(path)
-    error = caught.value
-    assert error.location.keypath == place and error.location.line is not None
-    assert f"U+{ord(HIDDEN[name]):04X}" in error.message and "at character 5" in error.message
-    assert "one line" in error.hint
+    wrong: list[str] = []
+    for place in PLACES:
+        for name, char in HIDDEN.items():
+            path = plan_with_command_at(tmp_path / f"{PLACES.index(place)}-{name}", place, f"true{char}touch x")
+            try:
+                load_plan(path)
+            except PlanError as error:
+                if not (error.location.keypath == place and error.location.line is not None
+                        and f"U+{ord(char):04X}" in error.message and "at character 5" in error.message
+                        and "one line" in error.hint):
+                    wrong.append(f"{place} {name}: {error}")
+                continue
+            wrong.append(f"{place} {name}: loaded")
+    tried = len(PLACES) * len(HIDDEN)
+    campaign.record("input", "plans: command with a hidden character (refused at load, located)", tried=tried,
+                    held=tried - len(wrong))
+    assert wrong == []
 
 
 def test_validate_refuses_the_command_that_would_show_one_line_and_run_two(tmp_path: Path) -> None:
@@ -637,6 +648,7 @@ async def test_the_app_asks_again_when_a_script_changes_while_it_is_open(tmp_pat
         assert await wait_until(pilot, lambda: checklist.gate is not None)
         assert not checklist.gate.allowed and checklist.send_lock
         assert refused("app: script changed while open", not (tmp_path / "new-ran").exists())
+        assert checklist.check_action("allow_commands", ()) is True  # `a` is offered to allow it after all
 
         await pilot.press("r")  # reload: still the declined content, so not asked again
         await settle(pilot)

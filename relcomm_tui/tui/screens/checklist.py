@@ -431,7 +431,10 @@ class ChecklistScreen(Screen):
         if action == "send" and self.send_lock is not None:
             return None  # shown greyed in the Footer; the status line says why
         if action == "allow_commands":
-            return not consent.all_granted(self.plan)  # only offered while consent is missing
+            # Only offered while consent is missing: not granted, or refused when a command was to run
+            # (a file it names changed). Reads no file: this is asked on every refresh of the footer.
+            refused = any(f.id in (GATE_NOT_ALLOWED, "secret-not-allowed") for f in self.findings or ())
+            return refused or not consent.has_grant(self.plan)
         return True
 
     def disabled_reason(self, action: str) -> str:
