@@ -48,6 +48,7 @@ from .plan.secrets import secret_uses
 
 ALLOWED_DIR = "allowed"
 ALLOW_HINT = "review them with `relcomm allow PLAN` (it prints them and records your consent), or pass --allow-commands"
+HASH_LIMIT = 8 << 20  # bytes of one named file hashed by content; a bigger one is recorded by its inode and times
 RECORD_LIMIT = 1 << 20  # a consent record is a few hundred bytes; never read a huge file found there
 
 _SHELL_PUNCTUATION = "();<>|&"
@@ -175,19 +176,32 @@ def _look(root: Path, name: str) -> FileSeen | None:
 
 
 def _file_digest(path: str) -> str:
-    """SHA-256 of a regular file's content, or "" when it cannot be read (or is not a regular file now)."""
+    """SHA-256 of a regular file's content, or "" when it cannot be read (or is not a regular file now).
+
+    A file over HASH_LIMIT (a data file, not a script; or `../../../var/log/huge.log` named by a
+    hostile plan to stall the app) is recorded by what the kernel says of it instead: device, inode,
+    size, modification and change time ("stat:..."). Any write changes the change time, which a
+    user cannot set back. Deterministic per file, so the same file gives the same record each time.
+    """
     try:
         # O_NONBLOCK: a FIFO swapped in after the stat must not hang the app
         fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
     except OSError:
         return ""
     try:
-        if not stat.S_ISREG(os.fstat(fd).st_mode):
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
             return ""
-        hasher = hashlib.sha256()
-        while chunk := os.read(fd, 1 << 20):
-            hasher.update(chunk)
-        return hasher.hexdigest()
+        if info.st_size <= HASH_LIMIT:
+            hasher, total = hashlib.sha256(), 0
+            while chunk := os.read(fd, 1 << 20):
+                total += len(chunk)
+                if total > HASH_LIMIT:  # grew while read, or a /proc file that says it is empty
+                    break
+                hasher.update(chunk)
+            else:
+                return hasher.hexdigest()
+        return (f"stat:{info.st_dev}:{info.st_ino}:{info.st_size}:{info.st_mtime_ns}:{info.st_ctime_ns}")
     except OSError:
         return ""
     finally:
@@ -404,6 +418,8 @@ def has_grant(plan: Plan) -> bool:
 
 def covers(file: FileSeen) -> str:
     """One named file as shown before asking: what consent records of it."""
+    if file.kind == "file" and file.sha256.startswith("stat:"):
+        return f"covers {file.name} (over {HASH_LIMIT >> 20} MiB: by size and change time, not content)"
     detail = {"file": f"sha256 {file.sha256[:16]}", "folder": "a folder: the files directly in it",
               "other": "not a regular file: its content is not covered",
               "unreadable": "cannot be read"}[file.kind]

@@ -658,3 +658,30 @@ async def test_the_app_asks_again_when_a_script_changes_while_it_is_open(tmp_pat
         assert await wait_until(pilot, lambda: isinstance(app.screen, ConsentDialog))
         await pilot.press("y")
         assert await wait_until(pilot, lambda: (tmp_path / "newer-ran").exists())
+
+
+def test_a_huge_file_named_by_a_command_is_not_read_whole_and_a_write_to_it_still_asks_again(tmp_path: Path) -> None:
+    """A hostile plan naming a big file must not stall opening it; the file is covered all the same."""
+    folder = tmp_path / "plan"
+    big = folder / "data" / "big.bin"
+    big.parent.mkdir(parents=True)
+    with big.open("wb") as file:
+        file.truncate(consent.HASH_LIMIT * 64)  # sparse: 512 MiB that reading would have to go through
+    path = plan_with_gate(folder, "true data/big.bin")
+    plan = load_plan(path)
+    [command] = consent.plan_commands(plan)
+    assert [f.sha256.startswith("stat:") for f in command.files] == [True]
+    assert "by size and change time" in consent.describe(plan)
+    consent.allow(plan)
+    assert not consent.needs_consent(load_plan(path))
+    # The kernel stamps files from a coarse clock: let it tick past the recorded change time, so the
+    # write below gets a new one (a condition, not a fixed sleep).
+    import time
+
+    coarse = getattr(time, "CLOCK_REALTIME_COARSE", 5)  # Linux: 5
+    while time.clock_gettime_ns(coarse) <= big.stat().st_ctime_ns:
+        time.sleep(0.001)
+    with big.open("r+b") as file:  # same size, one byte changed
+        file.seek(12345)
+        file.write(b"x")
+    assert consent.needs_consent(load_plan(path))
