@@ -466,7 +466,7 @@ def test_unicode_letters_and_plain_spaces_stay_allowed(tmp_path: Path) -> None:
 # -- relcomm allow: a review step ---------------------------------------------------------------------
 
 
-def allow_on_a_terminal(path: Path, answer: str | None) -> tuple[int, str]:
+def allow_on_a_terminal(path: Path, answer: str | None, before_answer=None) -> tuple[int, str]:
     """Run `relcomm allow PATH` on a real pseudo-terminal; type `answer` + Enter (None: end of input)."""
     import pty
     import select
@@ -490,6 +490,8 @@ def allow_on_a_terminal(path: Path, answer: str | None) -> tuple[int, str]:
                 break
             output += chunk
         if not answered and b"[y/N]" in output:
+            if before_answer is not None:
+                before_answer()
             os.write(main, (answer + "\n").encode() if answer is not None else b"\x04")
             answered = True
         if process.poll() is not None and not ready:
@@ -511,6 +513,16 @@ def test_allow_on_a_terminal_shows_the_commands_and_asks_no_by_default(tmp_path:
     assert consent.needs_consent(load_plan(path)) is not allowed
     if not allowed:
         assert "nothing recorded" in output
+
+
+def test_allow_records_nothing_when_a_script_changes_while_the_question_is_open(tmp_path: Path) -> None:
+    folder = tmp_path / "plan"
+    script(folder, "scripts/ok.sh", tmp_path / "shown-ran")
+    path = plan_with_gate(folder, "scripts/ok.sh")
+    code, output = allow_on_a_terminal(path, "y", lambda: script(folder, "scripts/ok.sh", tmp_path / "swapped-ran"))
+    assert code == 1 and "changed while you were deciding" in output and "nothing recorded" in output
+    assert consent.needs_consent(load_plan(path))
+    assert not (Path(os.environ["RELCOMM_CONFIG_DIR"]) / "allowed").exists()
 
 
 def test_allow_without_a_terminal_needs_yes_and_show_only_shows(tmp_path: Path) -> None:
