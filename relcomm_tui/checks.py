@@ -140,7 +140,9 @@ def run_gate(plan: Plan) -> GateResult:
     command = plan.release.gate
     if not command:
         return GateResult(False, "", False)
-    if not consent.granted(command):
+    # Consent looks at the files the gate names now (a `git pull` may have changed scripts/ok.sh
+    # since it was given); the process starts right after, so the window is as short as it can be.
+    if not consent.may_run(plan.root, command):
         return GateResult(False, "", True, not_allowed=True)
     try:
         process = subprocess.Popen(

@@ -239,7 +239,7 @@ def test_headless_commands_never_show_or_write_the_password(route: str, world: W
         good = write_plan(good_dir, server.port, route, world.vault)
         refused = write_plan(refused_dir, refusing.port, route, world.vault)
         if route == "command":
-            relcomm(world, places, route, "allow", str(good))  # recorded under RELCOMM_CONFIG_DIR
+            relcomm(world, places, route, "allow", "--yes", str(good))  # recorded under RELCOMM_CONFIG_DIR
         if route != "stdin":
             relcomm(world, places, route, "validate", str(good), expect=None)
         args, stdin = send_args(route, good, "--dry-run")

@@ -7,7 +7,9 @@ from pathlib import Path
 import pytest
 from textual.widgets import DataTable, OptionList, Static
 
+from relcomm_tui import consent
 from relcomm_tui.ledger import Ledger
+from relcomm_tui.plan import load_plan
 from relcomm_tui.tui.app import build_app
 from relcomm_tui.tui.screens import checklist as checklist_module
 from relcomm_tui.tui.screens.checklist import ChecklistScreen
@@ -84,6 +86,7 @@ async def test_send_is_locked_with_the_reason_until_the_checklist_is_clear(orion
 async def test_errors_and_a_failing_gate_keep_send_locked(orion: Path):
     gate = orion.parent / "scripts" / "release-ok.sh"
     gate.write_text("#!/bin/sh\necho 'canary unhealthy'\nexit 1\n")
+    consent.allow(load_plan(orion))  # consent covers the script's content: the engineer allows this one
     app = build_app(orion)
     async with app.run_test(size=SIZE) as pilot:
         await settle(pilot)

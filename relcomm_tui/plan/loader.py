@@ -11,6 +11,7 @@ import hashlib
 import io
 import re
 import tomllib
+import unicodedata
 from email.utils import parseaddr
 from pathlib import Path
 from typing import Any
@@ -144,6 +145,7 @@ def load_plan(path: str | Path) -> Plan:
         raise _schema_error(error, plan_file, source) from None
     _check_channel_keys(data, table, plan_file, source)
     _check_unique_ids(table, plan_file, source)
+    _check_commands(table, plan_file, source)
     return _build(table, plan_file, source)
 
 
@@ -348,6 +350,63 @@ def _check_unique_ids(table: schema.PlanFile, file: Path, source: str) -> None:
                     find_line(source, parts), None, keypath_text(parts), hint="give each one its own id",
                 )
             seen[item.id] = index
+
+
+_CONTROL_NAMES = {"\n": "a line break", "\r": "a carriage return", "\t": "a tab", "\x1b": "an escape"}
+
+
+def unsafe_in_command(text: str) -> tuple[int, str] | None:
+    """The first character that would make a command shown differ from the command run, or None.
+
+    Every control character (C0 with tab, CR and LF; DEL; C1), every invisible format character
+    (bidi overrides and isolates U+202A-202E, U+2066-2069, marks, zero-width ones), the line and
+    paragraph separators, and any space but U+0020. A command is one line wherever it is shown; sh
+    reads a line break as `;` and a tab as a space, so `&&`, a script, or a space says the same.
+    """
+    for index, char in enumerate(text):
+        category = unicodedata.category(char)
+        if category in ("Cc", "Cf", "Zl", "Zp") or (category == "Zs" and char != " "):
+            name = _CONTROL_NAMES.get(char) or unicodedata.name(char, "a control character").lower()
+            return index, f"U+{ord(char):04X} ({name})"
+    return None
+
+
+def _check_commands(table: schema.PlanFile, plan_file: Path, source: str) -> None:
+    """Refuse a command holding a control or invisible character; tie each command secret to the plan folder.
+
+    Walks the checked model, so every place a `{ command = ... }` may stand is found (the gate, the
+    SMTP and IMAP passwords, webhook and pager secrets, headers), named by its key path.
+    """
+    def check(text: str, parts: tuple) -> None:
+        found = unsafe_in_command(text)
+        if found is None:
+            return
+        index, char = found
+        raise PlanError(
+            f"the command holds {char} at character {index + 1}: what is shown would not be what runs",
+            plan_file, find_line(source, parts), None, keypath_text(parts),
+            hint="write the command on one line with plain spaces; join steps with && or put them in a "
+                 "script in the plan's folder (consent then covers the script's content)",
+        )
+
+    def walk(node: Any, parts: tuple) -> None:
+        if isinstance(node, schema.CommandSecret):
+            check(node.command, (*parts, "command"))
+            node._folder = plan_file.parent
+        elif isinstance(node, BaseModel):
+            for name, field in type(node).model_fields.items():
+                walk(getattr(node, name), (*parts, field.alias or name))
+        elif isinstance(node, dict):
+            for key, value in node.items():
+                walk(value, (*parts, key))
+        elif isinstance(node, list):
+            for index, value in enumerate(node):
+                if isinstance(value, (BaseModel, dict, list)):
+                    walk(value, (*parts, index))
+
+    if table.release.gate:
+        check(table.release.gate, ("release", "gate"))
+    walk(table, ())
 
 
 def _build(table: schema.PlanFile, plan_file: Path, source: str) -> Plan:

@@ -8,9 +8,10 @@ an error with a location, and they are the source of the published JSON Schema
 from __future__ import annotations
 
 import datetime as dt
+from pathlib import Path
 from typing import Literal, Union
 
-from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, StrictStr
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, StrictBool, StrictInt, StrictStr
 
 CHANNELS = ("email", "webhook", "publish", "pager", "manual")
 
@@ -45,6 +46,9 @@ class CommandSecret(Strict):
     """A secret printed on stdout by a command such as `pass show smtp`."""
 
     command: StrictStr = Field(min_length=1, description="command whose first output line is the secret")
+    # The plan folder the reference was written in, set by the loader (not by TOML): the command runs
+    # there, whatever the current directory. A reference made in code, with none, never runs.
+    _folder: Path | None = PrivateAttr(None)
 
 
 SecretRef = Union[KeyringSecret, EnvSecret, CommandSecret]

@@ -85,27 +85,42 @@ def resolve(ref: SecretRef, timeout: float = 10.0) -> str:
             )
         return value
     if isinstance(ref, CommandSecret):
-        return _from_command(ref.command, timeout)
+        return _from_command(ref, timeout)
     return _from_keyring(ref.keyring, timeout)
 
 
-def _from_command(command: str, timeout: float) -> str:
-    from ..consent import ALLOW_HINT, granted  # late: consent imports the plan package
+def _from_command(ref: CommandSecret, timeout: float) -> str:
+    """Run a password command from the plan's folder, only if consent covers it as it is now."""
+    from ..consent import ALLOW_HINT, may_run  # late: consent imports the plan package
 
-    if not granted(command):
+    command, folder = ref.command, ref._folder
+    try:
+        argv = shlex.split(command)
+    except ValueError:
+        argv = []
+    if not argv:
+        raise SecretError(f"password command {command!r} cannot be split into words", "check its quotes")
+    if "/" in argv[0] and not os.path.isabs(argv[0]) and folder is not None:
+        argv[0] = os.path.join(folder, argv[0])  # scripts/pw.sh is the plan's, not the current folder's
+    # Consent looks at the files the command names now; the process starts right after.
+    if folder is None or not may_run(folder, command):
         raise CommandNotAllowed("this plan's commands are not allowed on this host yet", ALLOW_HINT)
     try:
         done = subprocess.run(
-            shlex.split(command), capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL
+            argv, cwd=folder, capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL
         )
     except FileNotFoundError:
-        raise SecretError(f"password command not found: {command.split()[0]!r}", "install it or fix `command` in the plan") from None
+        raise SecretError(f"password command not found: {argv[0]!r}",
+                          "install it or fix `command` in the plan (a relative path is from the plan's folder)") from None
     except subprocess.TimeoutExpired:
         raise SecretError(f"password command {command!r} did not finish within {timeout:g} s", "does it wait for input?") from None
+    except OSError as error:  # not executable, a folder, a bad interpreter line
+        raise SecretError(f"password command {command!r} cannot run: {error.strerror}",
+                          "is it an executable file? (chmod +x, and check its #! line)") from None
     if done.returncode != 0:
         raise SecretError(
             f"password command {command!r} failed (exit {done.returncode})",
-            "run it by hand to see why (its error output is not shown: it may hold the secret)",
+            "run it by hand from the plan's folder to see why (its error output is not shown: it may hold the secret)",
         )
     value = done.stdout.splitlines()[0] if done.stdout else ""
     if not value:

@@ -113,6 +113,7 @@ class ChecklistScreen(Screen):
         self.reviewed: set[str] = set()
         self.shown_digest: str | None = None
         self.load_error: PlanError | None = None
+        self.rechecked = False  # checked again once after consent was found changed at run time
 
     @property
     def plan(self) -> Plan:
@@ -152,6 +153,7 @@ class ChecklistScreen(Screen):
     def show_plan(self) -> None:
         plan = self.plan
         self.shown_digest = plan.digest
+        self.rechecked = False
         self.findings, self.gate, self.checks_error = None, None, None
         self.reviewed = self.load_reviews(plan)
         self.fill_groups(plan)
@@ -165,18 +167,22 @@ class ChecklistScreen(Screen):
 
     def action_allow_commands(self) -> None:
         plan = self.plan
+        if isinstance(self.app.screen, ConsentDialog):
+            return  # already asking
+        dialog = ConsentDialog(plan)
+        shown = dialog.review  # what the engineer sees is what is recorded, even if a file changes meanwhile
 
         def answered(allowed: bool | None) -> None:
             if allowed:
                 try:
-                    consent.allow(plan)
+                    consent.allow(shown)
                 except OSError as error:
-                    consent.grant(plan)  # the user said yes: run them now, even if it cannot be remembered
+                    consent.grant(shown)  # the user said yes: run them now, even if it cannot be remembered
                     self.notify(f"Consent not remembered ({error.strerror}); you will be asked again next time.",
                                 severity="warning")
-                self.app.consent_declined.discard(consent.digest(plan))
+                self.app.consent_declined.discard(shown.digest)
             else:
-                self.app.consent_declined.add(consent.digest(plan))
+                self.app.consent_declined.add(shown.digest)
             self.refresh_bindings()
             if plan is self.plan:
                 self.findings, self.gate = None, None
@@ -184,7 +190,7 @@ class ChecklistScreen(Screen):
                 self.update_lock()
                 self.start_checks(plan)
 
-        self.app.push_screen(ConsentDialog(plan), answered)
+        self.app.push_screen(dialog, answered)
 
     def load_reviews(self, plan: Plan) -> set[str]:
         ledger = self.app.ledger
@@ -282,6 +288,23 @@ class ChecklistScreen(Screen):
         self.show_release()
         self.show_findings()
         self.update_lock()
+        if any(f.id in (GATE_NOT_ALLOWED, "secret-not-allowed") for f in message.findings):
+            self.consent_changed()
+
+    def consent_changed(self) -> None:
+        """A command was refused at the moment it would run although consent was looked up before.
+
+        A file it names changed in between (a `git pull` while the app is open). If consent is recorded
+        for what is there now (allowed in another terminal, or --allow-commands), check once more;
+        otherwise ask again about what is there now, unless the user already said "not now" to it.
+        """
+        plan = self.plan
+        if consent.apply(plan, allow_commands=self.app.allow_commands):
+            if not self.rechecked:  # once per plan shown: a file that changes on every run must not loop
+                self.rechecked = True
+                self.start_checks(plan)
+        elif consent.digest(plan) not in self.app.consent_declined:
+            self.action_allow_commands()
 
     def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
         if event.worker.group != "checks" or event.state != WorkerState.ERROR:
@@ -408,7 +431,10 @@ class ChecklistScreen(Screen):
         if action == "send" and self.send_lock is not None:
             return None  # shown greyed in the Footer; the status line says why
         if action == "allow_commands":
-            return not consent.all_granted(self.plan)  # only offered while consent is missing
+            # Only offered while consent is missing: not granted, or refused when a command was to run
+            # (a file it names changed). Reads no file: this is asked on every refresh of the footer.
+            refused = any(f.id in (GATE_NOT_ALLOWED, "secret-not-allowed") for f in self.findings or ())
+            return refused or not consent.has_grant(self.plan)
         return True
 
     def disabled_reason(self, action: str) -> str:
