@@ -271,3 +271,34 @@ async def test_auto_refresh_brings_new_reports_without_a_key(sent_plan):
         add_to_maildir(path.parent / "receipts", reply_from("dave@example.com", dave.message_id))
         assert await wait_until(pilot, lambda: table.get_cell(dave.id, "outcome").plain == "confirmed")
         assert screen.refreshes >= 2 and screen.rebuilds == 0
+
+
+async def test_delays_relays_unverified_and_other_sends_are_shown(snapshot_plan):
+    """Issues 10.7, 11.1, 11.4, 11.5: the app says what each report means, from fate_of."""
+    path, state = snapshot_plan
+    bob = delivery_id("4.2.0", "news", "bob.unknown@example.com")
+    with Ledger.open(state) as ledger:
+        ledger.record_inbound("maildir:x", ["6", "7"], [
+            {"source_key": "maildir:x|6|0", "kind": "mdn", "action": "displayed", "delivery_id": bob,
+             "matched_by": "address", "at": "2026-11-27T11:00:00.000+00:00"},
+            {"source_key": "maildir:x|7|0", "kind": "dsn", "action": "failed", "status": "5.1.1",
+             "note": "another send", "at": "2026-11-27T11:00:00.000+00:00"},
+        ])
+    app = RelcommApp(load_plan(path), state_dir=state)
+    async with app.run_test(size=(160, 48)) as pilot:
+        screen = await open_receipts(app, pilot)
+        table = screen.query_one("#receipts", DataTable)
+        carol = delivery_id("4.2.0", "news", "carol@example.com")
+        dave = delivery_id("4.2.0", "ops-notice", "dave@example.com")
+        assert table.get_cell(carol, "outcome").plain == "delayed"
+        assert table.get_cell(carol, "reason") == "delayed since 09:45: 4.4.1 connect to mx.example.com: Connection timed out"
+        assert table.get_cell(dave, "outcome").plain == "relayed"
+        assert table.get_cell(dave, "reason") == "relayed (the next server gives no reports)"
+        assert table.get_cell(bob, "outcome").plain == "bounced"  # refused by the server; a stranger's MDN changes nothing
+        assert "unverified report: matched by address only: says read" in table.get_cell(bob, "reason")
+        head = text_of(screen.query_one("#receipts-head", Static))
+        assert "1 report for another send" in head and "1 report matched no delivery" in head
+        table.move_cursor(row=2)
+        await pilot.pause()
+        detail = text_of(screen.query_one("#receipts-detail", Static))
+        assert "delayed since 11-27 09:45: 4.4.1" in detail
