@@ -26,7 +26,7 @@ from relcomm_tui.mailserver_reports import BounceRule, build_dsn
 from relcomm_tui.plan.loader import load_plan
 from relcomm_tui.receipts.followup import follow_up
 from relcomm_tui.receipts.refresh import refresh
-from relcomm_tui.receipts.status import BOUNCED, CONFIRMED, REACHED, UNKNOWN, build_status
+from relcomm_tui.receipts.status import BOUNCED, REACHED, UNKNOWN, build_status
 
 BOUNCE_USER2 = (BounceRule("user2", "5.1.1", "550 5.1.1 <{rcpt}>: Recipient address rejected: User unknown"),)
 MEMBERS = ["User One <user1@example.com>", "User Two <user2@example.com>", "User Three <user3@example.com>"]
@@ -291,6 +291,25 @@ async def test_a_report_by_address_never_overrides_one_by_id(tmp_path, capsys):
     assert fate["unverified"] == "matched by address only: says bounced (5.2.2 552 5.2.2 Mailbox full)"
     line = next(x for x in cli(receipts_command, [str(path)], capsys).splitlines() if "user2@example.com" in x)
     assert "delivered" in line and "unverified report: matched by address only: says bounced" in line
+
+
+async def test_a_report_dated_in_the_future_cannot_outrank_later_reports(tmp_path):
+    receipts = tmp_path / "receipts"
+    with server(tmp_path, None, "a") as smtp:
+        path = write_plan(tmp_path / "plan", smtp.port, receipts)
+        await send(path, smtp, flush=False)
+        original = next(m for m in smtp.messages if m.rcpt_tos == ["user1@example.com"])
+    with Ledger.open(load_plan(path).state_dir) as ledger:
+        record = next(d for d in ledger.deliveries("4.2.0") if d.recipient_key == "user1@example.com")
+    failed = build_dsn(original=original.data, mail_from=original.mail_from, recipient=record.recipient_key,
+                       action="failed", status="5.2.2", envid=record.envelope_id, diagnostic="552 5.2.2 full")
+    add_to_maildir(receipts, re.sub(rb"(?m)^Date: .*$", b"Date: Fri, 01 Jan 2100 00:00:00 +0000", failed, count=1))
+    assert fates(path)["news", "user1@example.com"]["outcome"] == "bounced"
+    delivered = build_dsn(original=original.data, mail_from=original.mail_from, recipient=record.recipient_key,
+                          action="delivered", status="2.0.0", envid=record.envelope_id)
+    later = format_datetime(dt.datetime.now(dt.timezone.utc) + dt.timedelta(seconds=90))
+    add_to_maildir(receipts, re.sub(rb"(?m)^Date: .*$", f"Date: {later}".encode(), delivered, count=1))
+    assert fates(path)["news", "user1@example.com"]["outcome"] == "delivered"
 
 
 # -- 11.2: a report counts once, wherever it was read from ------------------------------------------

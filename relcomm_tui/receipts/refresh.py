@@ -34,7 +34,7 @@ from typing import Callable, Iterator, Protocol
 from ..ledger import Ledger
 from ..plan.model import Plan
 from ..plan.schema import ImapSourceTable, MaildirSourceTable, MboxSourceTable
-from .correlate import ANOTHER_SEND, Correlator, normalize_message_id
+from .correlate import ANOTHER_SEND, CLOCK_ALLOWANCE, Correlator, normalize_message_id
 from .parse import Report, parse_message
 from .sources import ImapSource, InboundMessage, MaildirSource, MboxSource
 
@@ -274,6 +274,11 @@ def _receipt_rows(source_id: str, message: InboundMessage, correlator: Correlato
     batch[key] = message.key
     result.reports += 1
     at = report_time(message.raw)
+    # A report cannot come from the future: a date ahead of now (beyond clock skew) would let it
+    # outrank every later report of the same delivery. It is taken as read now.
+    read_at = dt.datetime.now(dt.timezone.utc)
+    if at is not None and at > (read_at + CLOCK_ALLOWANCE).isoformat(timespec="milliseconds"):
+        at = read_at.isoformat(timespec="milliseconds")
     matches = correlator.match(report, at)
     if any(m.verified for m in matches):
         result.matched += 1
