@@ -82,7 +82,7 @@ async def test_refresh_is_incremental_and_never_double_counts(sent):
     # A human reply (by In-Reply-To) and a report of someone else's message arrive.
     carol = next(d for d in ledger.deliveries("4.2.0") if d.recipient_key == "carol@example.com")
     receipts_dir = plan.root / "receipts"
-    when = dt.datetime.now(dt.timezone.utc).replace(microsecond=0) + dt.timedelta(minutes=5)
+    when = dt.datetime.now(dt.timezone.utc).replace(microsecond=0) + dt.timedelta(minutes=1)
     add_to_maildir(receipts_dir, reply_from("carol@example.com", carol.message_id, date=format_datetime(when)))
     add_to_maildir(receipts_dir, FOREIGN_DSN)
     third = refresh(plan, ledger)

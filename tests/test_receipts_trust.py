@@ -277,7 +277,7 @@ async def test_a_report_by_address_never_overrides_one_by_id(tmp_path, capsys):
     with server(tmp_path, receipts, "a") as smtp:
         path = write_plan(tmp_path / "plan", smtp.port, receipts)
         await send(path, smtp)  # success DSNs, with the ids
-    later = format_datetime(dt.datetime.now(dt.timezone.utc) + dt.timedelta(minutes=30))
+    later = format_datetime(dt.datetime.now(dt.timezone.utc) + dt.timedelta(minutes=1))
     stripped_bounce = (f"From: MAILER-DAEMON@mx.example.com\nTo: receipts@orion.example.com\nSubject: failure\n"
                        f"Date: {later}\nMessage-ID: <b-1@mx.example.com>\nMIME-Version: 1.0\n"
                        f"Content-Type: multipart/report; report-type=delivery-status; boundary=B\n\n"

@@ -96,7 +96,7 @@ async def test_rows_filters_and_in_place_refresh(sent_plan):
         # New reports arrive: dave replies, a stranger's bounce lands in the same mailbox.
         ledger = app.ledger
         dave = next(d for d in ledger.deliveries("4.2.0") if d.recipient_key == "dave@example.com")
-        replied = dt.datetime.now(dt.timezone.utc).replace(second=0, microsecond=0) + dt.timedelta(minutes=5)
+        replied = dt.datetime.now(dt.timezone.utc).replace(second=0, microsecond=0) + dt.timedelta(minutes=1)
         add_to_maildir(path.parent / "receipts", reply_from("dave@example.com", dave.message_id,
                                                             date=format_datetime(replied)))
         add_to_maildir(path.parent / "receipts", FOREIGN_DSN)
