@@ -502,3 +502,70 @@ def test_receipts_parse_takes_options_before_or_after_the_files(tmp_path, capsys
     done = subprocess.run([sys.executable, "-m", "relcomm_tui.cli", "receipts", "parse", "--json"],
                           capture_output=True, text=True, timeout=60)
     assert done.returncode == 2 and "FILE" in done.stderr and "Traceback" not in done.stderr
+
+
+def forged_reports(records, now: dt.datetime) -> list[tuple[str, bytes]]:
+    """What a stranger (or another send) can put in the receipts mailbox about each recipient."""
+    import secrets
+
+    date = format_datetime(now + dt.timedelta(seconds=30))
+    yesterday = format_datetime(now - dt.timedelta(days=1))
+    out = []
+    for n, record in enumerate(records):
+        address = record.recipient_key
+
+        def dsn(extra: str, *, action: str = "failed", when: str = date, returned: str = "") -> bytes:
+            returned_part = f"--B\nContent-Type: text/rfc822-headers\n\n{returned}\n" if returned else ""
+            return (f"From: MAILER-DAEMON@evil.example\nTo: receipts@orion.example.com\nSubject: report\n"
+                    f"Date: {when}\nMessage-ID: <f{n}.{secrets.token_hex(4)}@evil.example>\nMIME-Version: 1.0\n"
+                    f"Content-Type: multipart/report; report-type=delivery-status; boundary=B\n\n"
+                    f"--B\nContent-Type: message/delivery-status\n\n{extra}\n"
+                    f"Final-Recipient: rfc822; {address}\nAction: {action}\nStatus: 5.1.1\n\n"
+                    f"{returned_part}--B--\n").encode()
+
+        def mdn(extra: str = "") -> bytes:
+            return (f"From: {address}\nTo: receipts@orion.example.com\nSubject: Read\nDate: {date}\n"
+                    f"Message-ID: <m{n}.{secrets.token_hex(4)}@evil.example>\n{extra}MIME-Version: 1.0\n"
+                    f"Content-Type: multipart/report; report-type=disposition-notification; boundary=B\n\n"
+                    f"--B\nContent-Type: message/disposition-notification\n\nFinal-Recipient: rfc822; {address}\n"
+                    f"Disposition: manual-action/MDN-sent-manually; displayed\n\n--B--\n").encode()
+
+        computed = delivery_id(record.release_version, record.communique_id, address)
+        out += [
+            ("address-only failure", dsn("Reporting-MTA: dns; evil.example\n")),
+            ("address-only read receipt", mdn()),
+            ("envelope id computed from the plan", dsn(f"Original-Envelope-Id: {computed}\n")),
+            ("another send's envelope id", dsn(f"Original-Envelope-Id: relcomm.{secrets.token_hex(16)}\n")),
+            ("another send's Message-ID", mdn(f"In-Reply-To: <relcomm.{secrets.token_hex(16)}@orion.example.com>\n")),
+            ("another release in the returned headers", dsn("", returned="X-Relcomm-Release: 9.9.9\n")),
+            ("the real envelope id, dated before the send",
+             dsn(f"Original-Envelope-Id: {record.envelope_id}\n", when=yesterday)),
+            ("address-only delivery", dsn("", action="delivered")),
+        ]
+    return out
+
+
+@pytest.mark.campaign
+async def test_campaign_forged_reports_never_set_a_fate(tmp_path):
+    """Every forged report, for every recipient: nobody's standing moves (issues 10.7, 11.1)."""
+    import campaign
+
+    receipts = tmp_path / "receipts"
+    with server(tmp_path, None, "a") as smtp:
+        path = write_plan(tmp_path / "plan", smtp.port, receipts)
+        await send(path, smtp, flush=False)
+    plan = load_plan(path)
+    with Ledger.open(plan.state_dir) as ledger:
+        records = [d for d in ledger.deliveries("4.2.0") if d.communique_id == "news"]
+        forged = forged_reports(records, dt.datetime.now(dt.timezone.utc))
+        for _, raw in forged:
+            add_to_maildir(receipts, raw)
+        result = refresh(plan, ledger)
+        rows = build_status(plan, ledger).rows
+    moved = [r for r in rows if r.standing != UNKNOWN or r.delivered or r.bounced or r.displayed]
+    held = len(forged) * (len(records) - len(moved)) // len(records)  # per recipient: all its forgeries held
+    campaign.record("input", "inbound: forged or misdirected reports (no ids, computed ids, another send's, "
+                    "dated before)", tried=len(forged), held=held)
+    assert result.read == len(forged) and result.matched == 0
+    assert moved == [], [(r.recipient_key, r.fate) for r in moved]
+    assert all(r.fate.outcome == "unverified" for r in rows)  # and each one says so
