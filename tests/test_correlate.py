@@ -163,6 +163,17 @@ def test_returned_relcomm_headers_name_the_send(ledger):
     assert match.delivery.id == carol.id and match.verified
 
 
+def test_returned_headers_are_compared_as_sent_not_as_encoded(ledger):
+    """A non-ASCII release version comes back RFC 2047-encoded (and maybe folded): still ours."""
+    ledger.ensure_deliveries("4.2.0-β", [DeliveryIntent("news", "eve@example.com", "eve", "customers", "email")],
+                             domain="orion.example.com")
+    mark_sent(ledger, "4.2.0-β")
+    eve = ledger.deliveries("4.2.0-β")[0]
+    headers = "X-Relcomm-Release: =?utf-8?q?4=2E2=2E0-=CE=B2?=\nX-Relcomm-Communique:\n news\n"
+    match = match_one(ledger, dsn(envid=eve.envelope_id, final="eve@example.com", headers=headers))
+    assert (match.delivery.id, match.how) == (eve.id, BY_ENVELOPE_ID)
+
+
 def test_ids_of_two_deliveries_credit_neither(ledger):
     alice, bob = news(ledger, "alice@example.com"), news(ledger, "bob@example.com")
     match = match_one(ledger, dsn(envid=alice.envelope_id, final="alice@example.com",

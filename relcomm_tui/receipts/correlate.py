@@ -34,6 +34,7 @@ from __future__ import annotations
 import datetime as dt
 import re
 from dataclasses import dataclass
+from email.header import decode_header, make_header
 from typing import TYPE_CHECKING, Callable, Iterable, Sequence
 
 from ..ledger import DeliveryRecord, is_legacy_envelope_id, is_relcomm_envelope_id, is_relcomm_message_id
@@ -107,6 +108,18 @@ def bare_address(value: str | None) -> str:
     if found:
         text = found.group(1)
     return text.strip().strip("<>\"' ").lower()
+
+
+def header_text(value: str | None) -> str:
+    """A returned header's value as sent: RFC 2047 words decoded (a release version "4.2.0-β" comes
+    back as =?utf-8?...?=), whitespace folded."""
+    if not value:
+        return ""
+    try:
+        value = str(make_header(decode_header(value))) if "=?" in value else value
+    except Exception:  # a broken encoded word: compare it as it is
+        pass
+    return " ".join(value.split())
 
 
 def moment(stamp: str | None) -> dt.datetime | None:
@@ -217,9 +230,7 @@ class Correlator:
                 another_send = True
             else:
                 foreign = True
-        headers = report.relcomm_headers or {}
-        release = headers.get("x-relcomm-release")
-        communique = headers.get("x-relcomm-communique")
+        release, communique = _returned_send(report)
         if another_send or len(found) > 1:
             return None, None, ANOTHER_SEND
         if found:
@@ -236,9 +247,7 @@ class Correlator:
         return None
 
     def _by_address(self, outcome: RecipientOutcome, report: Report, at: str | None) -> Match:
-        headers = report.relcomm_headers or {}
-        release = headers.get("x-relcomm-release")
-        communique = headers.get("x-relcomm-communique")
+        release, communique = _returned_send(report)
         for value in (outcome.original_recipient, outcome.final_recipient, outcome.address):
             address = bare_address(value)
             if not address:
@@ -254,3 +263,9 @@ class Correlator:
                 return Match(outcome, fitting[0], BY_ADDRESS)
             return Match(outcome, None, None, AMBIGUOUS if fitting else BEFORE_SENT)
         return Match(outcome, None, None, NOT_OURS)
+
+
+def _returned_send(report: Report) -> tuple[str, str]:
+    """(release, communique) named by the returned message's X-Relcomm-* headers ("" when absent)."""
+    headers = report.relcomm_headers or {}
+    return header_text(headers.get("x-relcomm-release")), header_text(headers.get("x-relcomm-communique"))
