@@ -11,6 +11,7 @@ import os
 import sys
 import tempfile
 import time
+from email.utils import formatdate
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
@@ -22,12 +23,15 @@ from relcomm_tui.receipts.refresh import refresh  # noqa: E402
 
 DSN = (
     "From: MAILER-DAEMON@mx.example.org\r\nTo: receipts@example.com\r\nSubject: Delivery Status Notification\r\n"
-    "Date: Fri, 27 Nov 2026 10:00:00 +0000\r\nMessage-ID: <dsn{i}@mx.example.org>\r\nMIME-Version: 1.0\r\n"
+    "Date: {date}\r\nMessage-ID: <dsn{i}@mx.example.org>\r\nMIME-Version: 1.0\r\n"
     'Content-Type: multipart/report; report-type=delivery-status; boundary="B"\r\n\r\n--B\r\n'
     "Content-Type: text/plain\r\n\r\nreport\r\n\r\n--B\r\nContent-Type: message/delivery-status\r\n\r\n"
     "Reporting-MTA: dns; mx.example.org\r\nOriginal-Envelope-Id: {envid}\r\n\r\n"
     "Final-Recipient: rfc822; {rcpt}\r\nAction: {action}\r\nStatus: {status}\r\n\r\n--B--\r\n"
 )
+
+
+DATE = formatdate(time.time() + 3600)  # after the send
 
 
 def write_reports(md: Path, start: int, count: int, deliveries: list) -> None:
@@ -36,7 +40,7 @@ def write_reports(md: Path, start: int, count: int, deliveries: list) -> None:
         failed = i % 7 == 0
         name = f"{1700000000 + i}.M{i}P{os.getpid()}.bench" + (":2,S" if i % 2 else "")
         with open(md / ("cur" if i % 2 else "new") / name, "w") as fh:
-            fh.write(DSN.format(i=i, envid=d.envelope_id if i % 3 else "foreign", rcpt=d.recipient_key,
+            fh.write(DSN.format(i=i, envid=d.envelope_id if i % 3 else "foreign", rcpt=d.recipient_key, date=DATE,
                                 action="failed" if failed else "delivered", status="5.1.1" if failed else "2.0.0"))
 
 
@@ -62,6 +66,9 @@ def main() -> None:
         with Ledger.open(root / "state") as ledger:
             ledger.ensure_deliveries("1.0", [DeliveryIntent("news", r.key, r.display, g.id, "email")
                                              for g, r in plan.audience(plan.communiques[0])], domain="example.com")
+            # Sent, so reports (dated after) can be credited to them.
+            ledger.apply([Ledger.sending_work(d.id, None) for d in ledger.deliveries("1.0")])
+            ledger.apply([Ledger.outcome_work(d.id, "accepted", "250 ok") for d in ledger.deliveries("1.0")])
             deliveries = ledger.deliveries("1.0")
             write_reports(md, 0, args.messages, deliveries)
 
@@ -80,7 +87,7 @@ def main() -> None:
         print(f"first refresh of {args.messages} reports: {full_time:.2f} s "
               f"({full.read / full_time:.0f} messages/s; {full.matched} matched, {full.unmatched} unmatched)")
         print(f"refresh with {args.added} new of {args.messages + args.added}: {again_time * 1000:.0f} ms "
-              f"({again.read} messages read)")
+              f"({again.read} messages read, {again.matched} matched)")
         print(f"refresh with nothing new: {idle_time * 1000:.0f} ms ({idle.read} messages read)")
 
 

@@ -47,6 +47,11 @@ def main(argv: list[str] | None = None) -> int:
 
         return open_app.main(argv)
     parser = build_parser()
+    if argv and argv[0] in SUBCOMMANDS:
+        # A subcommand may rewrite its words first (`receipts PLAN` is `receipts show PLAN`).
+        normalize = getattr(_module(argv[0]), "normalize_argv", None)
+        if normalize is not None:
+            argv = [argv[0], *normalize(argv[1:])]
     args = parser.parse_args(argv)
     if args.command is None:
         parser.print_help()

@@ -40,7 +40,7 @@ from .errors import UserError
 from .channels import Channel, ChannelStopped, DeliveryJob, DeliveryWithdrawn, Outcome, channel_factory
 from .ledger import (
     ACCEPTED, AWAITING, DEFERRED, FINAL_STATES, IN_DOUBT, MARKED_DELIVERED, QUEUED, REJECTED, SENDING, STATES,
-    DeliveryIntent, Ledger, LedgerError, LedgerStorageError, new_message_id, who_am_i,
+    DeliveryIntent, Ledger, LedgerError, LedgerStorageError, new_envelope_id, new_message_id, who_am_i,
 )
 from .lock import SendLock, SendLockedError
 from .plan.model import Communique, Plan, Recipient, StakeholderGroup
@@ -261,8 +261,12 @@ class SendEngine:
         channels: Mapping[str, Callable[..., Channel]] | None = None,
         progress_interval: float = 0.1,
         render: Callable[[DeliveryJob], object] | None = None,
+        person_keys: Mapping[str, str] | None = None,
     ) -> None:
         self.plan = plan
+        # recipient key -> the plan member it stands for (a follow-up to a corrected address):
+        # receipts count people, and the corrected address's delivery is still that person's.
+        self.person_keys = {k.strip().lower(): v.strip().lower() for k, v in (person_keys or {}).items()}
         self.ledger = ledger
         self.only = list(only or [])
         self.password = password
@@ -414,7 +418,8 @@ class SendEngine:
 
         def prepare() -> None:
             for target in targets:
-                intents = (DeliveryIntent(target.communique.id, key, recipient.display, group.id, target.communique.channel)
+                intents = (DeliveryIntent(target.communique.id, key, recipient.display, group.id, target.communique.channel,
+                                          self.person_keys.get(key))
                            for key, (group, recipient) in target.people.items())
                 ledger.ensure_deliveries(release, intents, domain=domain)
                 again = []
@@ -490,12 +495,13 @@ class SendEngine:
         release = self.plan.release.version
         for target in targets:
             rows = self.ledger.pending(release, target.communique.id, (QUEUED, DEFERRED))
-            for ident, key, message_id, _attempts, state in rows:
+            for ident, key, message_id, _attempts, state, envelope_id in rows:
                 group, recipient = target.people.get(key, (None, None))
                 if recipient is None:
                     continue  # no longer in the plan's audience: leave the row as history
                 self._states.setdefault(ident, state)
-                yield DeliveryJob(ident, target.communique, group, recipient, message_id, ident)
+                # The ledger's random ids, made once: a resend carries the same ones (issue 10.7).
+                yield DeliveryJob(ident, target.communique, group, recipient, message_id, envelope_id or ident)
 
     async def _worker(self, jobs: Iterator[DeliveryJob]) -> None:
         while True:
@@ -695,7 +701,7 @@ def dry_run(plan: Plan, ledger: Ledger, *, only: Sequence[str] | None = None,
             jobs = []
             for group, recipient in delivery_audience(plan, communique):
                 ident = make_id(plan.release.version, communique.id, recipient.key)
-                jobs.append(DeliveryJob(ident, communique, group, recipient, new_message_id(ident, domain), ident))
+                jobs.append(DeliveryJob(ident, communique, group, recipient, new_message_id(domain), new_envelope_id()))
             # Writes <outbox>/<communique>/<delivery>.json|.html|.txt: what would be posted or published.
             for job, outcome in zip(jobs, dry_run_deliveries(plan, communique.channel, jobs, outbox)):
                 if outcome.state == "accepted":
@@ -707,7 +713,7 @@ def dry_run(plan: Plan, ledger: Ledger, *, only: Sequence[str] | None = None,
             from .ledger import delivery_id as make_id
 
             ident = make_id(plan.release.version, communique.id, recipient.key)
-            job = DeliveryJob(ident, communique, group, recipient, new_message_id(ident, domain), ident)
+            job = DeliveryJob(ident, communique, group, recipient, new_message_id(domain), new_envelope_id())
             try:
                 message = build(job)
             except Exception as error:
@@ -747,7 +753,7 @@ async def send_test_message(plan: Plan, ledger: Ledger, *, communique_id: str | 
     group, sample = audience[0] if audience else (None, None)
     build = render or _default_render(plan)
     ident = "test-" + secrets.token_hex(6)
-    message_id = new_message_id(ident, sender_domain(plan))
+    message_id = new_message_id(sender_domain(plan))
 
     subjects: list[str] = []
 
@@ -764,7 +770,7 @@ async def send_test_message(plan: Plan, ledger: Ledger, *, communique_id: str | 
 
     test_recipient = Recipient(name="", email=parseaddr(address)[1], group_id=group.id if group else "",
                                location=communique.location)
-    job = DeliveryJob(ident, communique, group, test_recipient, message_id, ident)
+    job = DeliveryJob(ident, communique, group, test_recipient, message_id, new_envelope_id())
 
     async def no_intent() -> None:
         return None

@@ -22,6 +22,7 @@ import datetime as dt
 import getpass
 import hashlib
 import os
+import re
 import secrets
 import socket
 import sqlite3
@@ -96,14 +97,47 @@ def now() -> str:
 
 
 def delivery_id(release_version: str, communique_id: str, recipient_key: str) -> str:
-    """Stable id of one (release, communique, recipient): also the DSN ENVID."""
+    """Stable id of one (release, communique, recipient): the ledger's own key for it.
+
+    Anyone holding the plan can compute it, so it is never sent in a message (issue 10.7): what
+    goes out is the delivery's random envelope id and Message-ID (new_envelope_id, new_message_id).
+    """
     text = f"{release_version}\x00{communique_id}\x00{recipient_key.strip().lower()}"
     return hashlib.sha256(text.encode("utf-8")).hexdigest()[:20]
 
 
-def new_message_id(delivery: str, domain: str) -> str:
-    # Random part so a new release of the same plan never reuses a Message-ID.
-    return f"<relcomm.{delivery}.{secrets.token_hex(4)}@{domain or 'relcomm.invalid'}>"
+# Identifiers relcomm puts into what it sends start with this, so a report naming one that this
+# ledger does not hold is known to be about another send (another ledger, plan folder or state).
+ID_PREFIX = "relcomm."
+ID_BYTES = 16  # 128 random bits: nobody can guess one, nor compute it from the plan
+_LEGACY_ENVELOPE_ID = re.compile(r"[0-9a-f]{20}")
+
+
+def new_envelope_id() -> str:
+    """A delivery's DSN envelope id (ENVID): random, made once, stored, reused by every resend."""
+    return ID_PREFIX + secrets.token_hex(ID_BYTES)
+
+
+def new_message_id(domain: str) -> str:
+    """A delivery's Message-ID: random, made once, stored, reused by every resend."""
+    return f"<{ID_PREFIX}{secrets.token_hex(ID_BYTES)}@{domain or 'relcomm.invalid'}>"
+
+
+def is_relcomm_envelope_id(value: str | None) -> bool:
+    """An ENVID relcomm makes (or made before ids were random: 20 hex digits of delivery_id)."""
+    text = (value or "").strip().lower()
+    return text.startswith(ID_PREFIX) or bool(_LEGACY_ENVELOPE_ID.fullmatch(text))
+
+
+def is_legacy_envelope_id(value: str | None) -> bool:
+    """An ENVID from before ids were random: computable from the plan, so it proves nothing."""
+    return bool(_LEGACY_ENVELOPE_ID.fullmatch((value or "").strip().lower()))
+
+
+def is_relcomm_message_id(value: str | None) -> bool:
+    """A Message-ID relcomm makes: `<relcomm.…@domain>` (old ones had the same start)."""
+    text = (value or "").strip().strip("<>").strip().lower()
+    return text.startswith(ID_PREFIX) and "@" in text
 
 
 def who_am_i() -> tuple[str, str]:
@@ -133,6 +167,14 @@ class DeliveryRecord:
     updated: str
     accepted_at: str | None
     run_id: int | None
+    sent_at: str | None = None      # when its text first went out (the first `sending`); None: never
+    person_key: str | None = None   # the plan member it is for, when not recipient_key (a corrected address)
+
+    @property
+    def person(self) -> str:
+        """Who this delivery is for: the plan member's key (a follow-up to a corrected address
+        is still for the member whose address bounced)."""
+        return self.person_key or self.recipient_key
 
     @property
     def state_label(self) -> str:
@@ -164,12 +206,15 @@ class DeliveryIntent:
     recipient_display: str
     group_id: str | None
     channel: str
+    person_key: str | None = None  # the plan member, when the address is a correction of theirs
 
 
 _DELIVERY_COLUMNS = (
     "id, release_version, communique_id, recipient_key, recipient_display, group_id, channel, state, attempts, "
-    "message_id, envelope_id, reply, created, updated, accepted_at, run_id"
+    "message_id, envelope_id, reply, created, updated, accepted_at, run_id, sent_at, person_key"
 )
+_RECEIPT_COLUMNS = ("id", "delivery_id", "source_key", "kind", "action", "status", "diagnostic", "at", "raw_summary",
+                    "matched_by", "note")
 
 # Each migration takes the schema from version i to i+1. Never edit a released one; append.
 MIGRATIONS: list[str] = [
@@ -233,6 +278,35 @@ MIGRATIONS: list[str] = [
         key TEXT NOT NULL,
         at TEXT NOT NULL,
         PRIMARY KEY (source, key)
+    );
+    """,
+    # Receipts that hold up (issues 10.7, 11.1, 11.2, 11.9): random identifiers per delivery, when
+    # each was first sent, the person a corrected address is for, how each receipt was matched, and
+    # the content key of every report read (so a copy read from anywhere counts once).
+    # Unsent deliveries get random ids now (SQLite's randomblob: ChaCha20 seeded by the OS); sent
+    # ones keep what went out. Their send time is not known: `created` is a lower bound.
+    """
+    ALTER TABLE deliveries ADD COLUMN sent_at TEXT;
+    ALTER TABLE deliveries ADD COLUMN person_key TEXT;
+    UPDATE deliveries SET sent_at = created WHERE attempts > 0 OR state NOT IN ('queued', 'awaiting');
+    UPDATE deliveries SET envelope_id = 'relcomm.' || lower(hex(randomblob(16))),
+        message_id = '<relcomm.' || lower(hex(randomblob(16))) || substr(message_id, instr(message_id, '@'))
+        WHERE attempts = 0 AND state = 'queued';
+    CREATE INDEX deliveries_by_envelope_id ON deliveries (envelope_id);
+    CREATE INDEX deliveries_by_recipient ON deliveries (recipient_key);
+    ALTER TABLE receipts ADD COLUMN matched_by TEXT;
+    ALTER TABLE receipts ADD COLUMN note TEXT;
+    UPDATE receipts SET matched_by = CASE
+        WHEN delivery_id IS NULL THEN NULL
+        WHEN json_valid(raw_summary) AND json_extract(raw_summary, '$.matched_by') = 'recipient' THEN 'address'
+        WHEN json_valid(raw_summary) AND json_extract(raw_summary, '$.matched_by') IS NOT NULL
+            THEN json_extract(raw_summary, '$.matched_by')
+        ELSE 'ledger' END;
+    CREATE TABLE report_keys (
+        key TEXT PRIMARY KEY,
+        source TEXT NOT NULL,
+        message_key TEXT NOT NULL,
+        at TEXT NOT NULL
     );
     """,
 ]
@@ -431,9 +505,10 @@ class Ledger:
     # -- deliveries ----------------------------------------------------------------------
 
     def ensure_deliveries(self, release_version: str, intents: Iterable[DeliveryIntent], *, domain: str) -> int:
-        """Create a `queued` delivery (with its Message-ID) for each intent not yet known.
+        """Create a `queued` delivery for each intent not yet known, with its own random envelope
+        id and Message-ID (made here, once: a resend reuses them; nobody can compute them).
 
-        Existing deliveries are left alone: their state and Message-ID are history.
+        Existing deliveries are left alone: their state and ids are history.
         Returns how many were created.
         """
         stamp = now()
@@ -442,13 +517,15 @@ class Ledger:
             before = db.total_changes
             db.executemany(
                 "INSERT INTO deliveries (id, release_version, communique_id, recipient_key, recipient_display, "
-                "group_id, channel, state, attempts, message_id, envelope_id, created, updated) "
-                "VALUES (?,?,?,?,?,?,?,?,0,?,?,?,?) ON CONFLICT DO NOTHING",
+                "group_id, channel, state, attempts, message_id, envelope_id, created, updated, person_key) "
+                "VALUES (?,?,?,?,?,?,?,?,0,?,?,?,?,?) ON CONFLICT DO NOTHING",
                 (
                     (
-                        (ident := delivery_id(release_version, i.communique_id, i.recipient_key)),
-                        release_version, i.communique_id, i.recipient_key.strip().lower(), i.recipient_display,
-                        i.group_id, i.channel, QUEUED, new_message_id(ident, domain), ident, stamp, stamp,
+                        delivery_id(release_version, i.communique_id, i.recipient_key),
+                        release_version, i.communique_id, (key := i.recipient_key.strip().lower()),
+                        i.recipient_display, i.group_id, i.channel, QUEUED, new_message_id(domain),
+                        new_envelope_id(), stamp, stamp,
+                        person if (person := (i.person_key or "").strip().lower()) and person != key else None,
                     )
                     for i in intents
                 ),
@@ -473,8 +550,8 @@ class Ledger:
         return DeliveryRecord(*row) if row else None
 
     def pending(self, release_version: str, communique_id: str,
-                states: Iterable[str]) -> list[tuple[str, str, str, int, str]]:
-        """(id, recipient_key, message_id, attempts, state) of a communique's deliveries in `states`.
+                states: Iterable[str]) -> list[tuple[str, str, str, int, str, str]]:
+        """(id, recipient_key, message_id, attempts, state, envelope_id) of a communique's deliveries in `states`.
 
         Small tuples, not records: a 100,000-recipient send keeps only these in memory.
         """
@@ -482,7 +559,7 @@ class Ledger:
         marks = ",".join("?" * len(wanted))
         with self._reading():
             return self._db.execute(
-                f"SELECT id, recipient_key, message_id, attempts, state FROM deliveries WHERE release_version=? "
+                f"SELECT id, recipient_key, message_id, attempts, state, envelope_id FROM deliveries WHERE release_version=? "
                 f"AND communique_id=? AND state IN ({marks}) ORDER BY rowid",
                 (release_version, communique_id, *wanted),
             ).fetchall()
@@ -508,9 +585,9 @@ class Ledger:
 
         def work(db: sqlite3.Connection) -> object:
             cursor = db.execute(
-                "UPDATE deliveries SET state=?, attempts=attempts+1, updated=?, run_id=COALESCE(?, run_id) "
-                "WHERE id=? AND state NOT IN (?, ?)",
-                (SENDING, stamp, run_id, ident, ACCEPTED, MARKED_DELIVERED),
+                "UPDATE deliveries SET state=?, attempts=attempts+1, updated=?, run_id=COALESCE(?, run_id), "
+                "sent_at=COALESCE(sent_at, ?) WHERE id=? AND state NOT IN (?, ?)",
+                (SENDING, stamp, run_id, stamp, ident, ACCEPTED, MARKED_DELIVERED),
             )
             if cursor.rowcount != 1:
                 raise LedgerError(f"delivery {ident} is already delivered or unknown; not sending it again")
@@ -527,10 +604,11 @@ class Ledger:
             raise ValueError(f"not an outcome: {state!r}")
         stamp = now()
         accepted_at = stamp if state == ACCEPTED else None
+        # An attempt refused before its `sending` row still went to the server: it counts as sent.
         return lambda db: db.execute(
             "UPDATE deliveries SET state=?, reply=?, updated=?, accepted_at=COALESCE(?, accepted_at), "
-            "attempts=attempts+? WHERE id=?",
-            (state, reply, stamp, accepted_at, int(attempted), ident),
+            "attempts=attempts+?, sent_at=CASE WHEN ? THEN COALESCE(sent_at, ?) ELSE sent_at END WHERE id=?",
+            (state, reply, stamp, accepted_at, int(attempted), int(attempted), stamp, ident),
         )
 
     def mark_sending(self, idents: Sequence[str], run_id: int | None = None) -> None:
@@ -573,30 +651,50 @@ class Ledger:
 
     def add_receipt(self, source_key: str, kind: str, *, delivery_id: str | None = None, action: str | None = None,
                     status: str | None = None, diagnostic: str | None = None, at: str | None = None,
-                    raw_summary: str | None = None) -> bool:
-        """Record one receipt; False if this source key was already recorded (a re-read)."""
+                    raw_summary: str | None = None, matched_by: str | None = None, note: str | None = None) -> bool:
+        """Record one receipt; False if this source key was already recorded (a re-read).
+        `matched_by` says how it was tied to its delivery (correlate.BY_*); "ledger" when the
+        caller knows the delivery first hand (a manual step ticked here)."""
+        if delivery_id is not None and matched_by is None:
+            matched_by = "ledger"
         return bool(self._write(lambda db: db.execute(
-            "INSERT INTO receipts (delivery_id, source_key, kind, action, status, diagnostic, at, raw_summary) "
-            "VALUES (?,?,?,?,?,?,?,?) ON CONFLICT (source_key) DO NOTHING",
-            (delivery_id, source_key, kind, action, status, diagnostic, at or now(), raw_summary),
+            "INSERT INTO receipts (delivery_id, source_key, kind, action, status, diagnostic, at, raw_summary, "
+            "matched_by, note) VALUES (?,?,?,?,?,?,?,?,?,?) ON CONFLICT (source_key) DO NOTHING",
+            (delivery_id, source_key, kind, action, status, diagnostic, at or now(), raw_summary, matched_by, note),
         ).rowcount))
 
     def receipts(self, delivery_id: str | None = None) -> list[dict]:
-        columns = ("id", "delivery_id", "source_key", "kind", "action", "status", "diagnostic", "at", "raw_summary")
-        query = f"SELECT {', '.join(columns)} FROM receipts"
+        query = f"SELECT {', '.join(_RECEIPT_COLUMNS)} FROM receipts"
         params: tuple = ()
         if delivery_id is not None:
             query += " WHERE delivery_id=?"
             params = (delivery_id,)
         with self._reading():
             rows = self._db.execute(query + " ORDER BY id", params).fetchall()
-        return [dict(zip(columns, row)) for row in rows]
+        return [dict(zip(_RECEIPT_COLUMNS, row)) for row in rows]
 
     def delivery_by_message_id(self, message_id: str) -> DeliveryRecord | None:
         with self._reading():
             row = self._db.execute(f"SELECT {_DELIVERY_COLUMNS} FROM deliveries WHERE message_id=?",
                                    (message_id,)).fetchone()
         return DeliveryRecord(*row) if row else None
+
+    def delivery_by_envelope_id(self, envelope_id: str) -> DeliveryRecord | None:
+        with self._reading():
+            row = self._db.execute(f"SELECT {_DELIVERY_COLUMNS} FROM deliveries WHERE envelope_id=?",
+                                   (envelope_id,)).fetchone()
+        return DeliveryRecord(*row) if row else None
+
+    def deliveries_to(self, recipient_key: str) -> list[DeliveryRecord]:
+        """Every delivery of any release in this ledger to one address (case-folded key)."""
+        with self._reading():
+            rows = self._db.execute(f"SELECT {_DELIVERY_COLUMNS} FROM deliveries WHERE recipient_key=? ORDER BY rowid",
+                                    (recipient_key.strip().lower(),)).fetchall()
+        return [DeliveryRecord(*row) for row in rows]
+
+    def releases(self) -> set[str]:
+        with self._reading():
+            return {row[0] for row in self._db.execute("SELECT DISTINCT release_version FROM deliveries")}
 
     def is_seen(self, source: str, key: str) -> bool:
         with self._reading():
@@ -614,37 +712,57 @@ class Ledger:
         with self._lock:
             return {row[0] for row in self._db.execute("SELECT key FROM seen_messages WHERE source=?", (source,))}
 
+    def report_known(self, key: str) -> bool:
+        """Whether a report with this content key was read before, from any source."""
+        with self._reading():
+            return self._db.execute("SELECT 1 FROM report_keys WHERE key=?", (key,)).fetchone() is not None
+
     def release_receipts(self, release_version: str) -> list[dict]:
         """The receipts matched to one release's deliveries (same keys as `receipts`)."""
-        columns = ("id", "delivery_id", "source_key", "kind", "action", "status", "diagnostic", "at", "raw_summary")
         with self._reading():
             rows = self._db.execute(
-                f"SELECT {', '.join('r.' + c for c in columns)} FROM receipts r JOIN deliveries d "
+                f"SELECT {', '.join('r.' + c for c in _RECEIPT_COLUMNS)} FROM receipts r JOIN deliveries d "
                 "ON d.id = r.delivery_id WHERE d.release_version=? ORDER BY r.id", (release_version,)).fetchall()
-        return [dict(zip(columns, row)) for row in rows]
+        return [dict(zip(_RECEIPT_COLUMNS, row)) for row in rows]
 
     def unmatched_receipt_keys(self) -> list[str]:
         """Source keys of receipts that matched no delivery (kept so they can be counted and shown)."""
         with self._lock:
             return [row[0] for row in self._db.execute("SELECT source_key FROM receipts WHERE delivery_id IS NULL")]
 
-    def record_inbound(self, source: str, keys: Iterable[str], receipts: Sequence[dict]) -> int:
-        """Receipts (add_receipt's keywords plus `source_key` and `kind`) and the source keys they
-        came from, in one transaction. Returns how many receipts were new (re-reads add none)."""
+    def uncredited_reports(self) -> dict[str, int]:
+        """Reports (messages, not rows) credited to no delivery, by why (the receipt's note;
+        "" for none): {"another send": 3, "": 1, ...}. Every report has a row for its first
+        recipient (source key ending in "|0"), so counting those counts reports."""
+        with self._reading():
+            rows = self._db.execute(
+                "SELECT COALESCE(note, ''), COUNT(*) FROM receipts WHERE delivery_id IS NULL AND source_key LIKE '%|0' "
+                "GROUP BY 1").fetchall()
+        return dict(rows)
+
+    def record_inbound(self, source: str, keys: Iterable[str], receipts: Sequence[dict],
+                       reports: Sequence[tuple[str, str]] = ()) -> int:
+        """Receipts (add_receipt's keywords plus `source_key` and `kind`), the source keys they
+        came from and the content keys of the reports read, as (content key, source key), in one
+        transaction. Returns how many receipts were new (re-reads add none)."""
         stamp = now()
         keys = list(keys)
 
         def work(db: sqlite3.Connection) -> int:
             before = db.total_changes
             db.executemany(
-                "INSERT INTO receipts (delivery_id, source_key, kind, action, status, diagnostic, at, raw_summary) "
-                "VALUES (?,?,?,?,?,?,?,?) ON CONFLICT (source_key) DO NOTHING",
+                "INSERT INTO receipts (delivery_id, source_key, kind, action, status, diagnostic, at, raw_summary, "
+                "matched_by, note) VALUES (?,?,?,?,?,?,?,?,?,?) ON CONFLICT (source_key) DO NOTHING",
                 ((r.get("delivery_id"), r["source_key"], r["kind"], r.get("action"), r.get("status"),
-                  r.get("diagnostic"), r.get("at") or stamp, r.get("raw_summary")) for r in receipts),
+                  r.get("diagnostic"), r.get("at") or stamp, r.get("raw_summary"),
+                  r.get("matched_by") or ("ledger" if r.get("delivery_id") else None), r.get("note"))
+                 for r in receipts),
             )
             added = db.total_changes - before
             db.executemany("INSERT INTO seen_messages (source, key, at) VALUES (?,?,?) ON CONFLICT DO NOTHING",
                            ((source, key, stamp) for key in keys))
+            db.executemany("INSERT INTO report_keys (key, source, message_key, at) VALUES (?,?,?,?) "
+                           "ON CONFLICT DO NOTHING", ((key, source, message, stamp) for key, message in reports))
             return added
 
         return self._write(work)  # type: ignore[return-value]

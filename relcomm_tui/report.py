@@ -2,7 +2,8 @@
 channel, and what came back. Markdown (readable in a terminal and in a ticket), HTML (to
 attach or publish) and CSV (one row per delivery, for spreadsheets).
 
-Built from the same view model as the receipts screen, plus the ledger's runs and sign-offs.
+Built from the same view model as the receipts screen, plus the ledger's runs and sign-offs;
+each recipient's outcome is receipts.status.fate_of, the one fate every view shows.
 """
 
 from __future__ import annotations
@@ -15,13 +16,14 @@ from dataclasses import dataclass
 
 from .ledger import Ledger
 from .plan.model import Plan
-from .receipts.status import ReceiptStatus, RecipientReceipt, build_status
+from .receipts.status import ReceiptStatus, RecipientReceipt, build_status, fate_of
 
 FORMATS = ("md", "html", "csv")
 
 CSV_COLUMNS = (
     "group", "recipient", "communique", "channel", "state", "sent", "accepted", "delivered", "displayed",
     "acknowledged", "bounced", "complained", "auto_replied", "outcome", "reason", "last_update", "delivery_id",
+    "relayed", "delayed", "standing", "fate", "unverified",
 )
 
 
@@ -59,7 +61,7 @@ def _pct(count: int, total: int) -> str:
 
 
 def _outcome(row: RecipientReceipt) -> str:
-    return row.standing + (f": {row.reason}" if row.reason and row.standing == "bounced" else "")
+    return fate_of(row, _when).describe()
 
 
 def _rows_by_group(record: AuditRecord) -> list[tuple[str, str, list[RecipientReceipt]]]:
@@ -88,6 +90,16 @@ def to_markdown(record: AuditRecord) -> str:
         label = "**all**" if c is status.overall else f"`{c.id}`"
         out.append(f"| {label} | {c.total} | {_pct(c.reached, c.total)} | {_pct(c.confirmed, c.total)} | "
                    f"{_pct(c.bounced, c.total)} | {_pct(c.unknown, c.total)} |")
+    if status.by_group:
+        out.append("")
+        out.append("| group (people) | total | reached | confirmed | bounced | unknown |")
+        out.append("| --- | --- | --- | --- | --- | --- |")
+        for c in status.by_group:
+            out.append(f"| `{c.id}` | {c.total} | {_pct(c.reached, c.total)} | {_pct(c.confirmed, c.total)} | "
+                       f"{_pct(c.bounced, c.total)} | {_pct(c.unknown, c.total)} |")
+    if status.other_send:
+        out.append("")
+        out.append(f"{status.other_send} inbound report(s) were about another send and are not counted here.")
     if status.unmatched:
         out.append("")
         out.append(f"{status.unmatched} inbound report(s) matched no delivery.")
@@ -143,6 +155,16 @@ def to_html(record: AuditRecord) -> str:
                      f"<td>{_pct(c.confirmed, c.total)}</td><td>{_pct(c.bounced, c.total)}</td>"
                      f"<td>{_pct(c.unknown, c.total)}</td></tr>")
     parts.append("</table>")
+    if status.by_group:
+        parts.append("<table><tr><th>group (people)</th><th>total</th><th>reached</th><th>confirmed</th>"
+                     "<th>bounced</th><th>unknown</th></tr>")
+        for c in status.by_group:
+            parts.append(f"<tr><th>{e(c.id)}</th><td>{c.total}</td><td>{_pct(c.reached, c.total)}</td>"
+                         f"<td>{_pct(c.confirmed, c.total)}</td><td>{_pct(c.bounced, c.total)}</td>"
+                         f"<td>{_pct(c.unknown, c.total)}</td></tr>")
+        parts.append("</table>")
+    if status.other_send:
+        parts.append(f"<p>{status.other_send} inbound report(s) were about another send and are not counted here.</p>")
     if status.unmatched:
         parts.append(f"<p>{status.unmatched} inbound report(s) matched no delivery.</p>")
     parts.append("<h2>Sends</h2><ul>")
@@ -182,9 +204,11 @@ def to_csv(record: AuditRecord) -> str:
     writer.writerow(CSV_COLUMNS)
     for _, _, rows in _rows_by_group(record):
         for r in rows:
+            fate = fate_of(r, _when)
             writer.writerow(_cell(str(c)) for c in [
                 r.group_id, r.recipient, r.communique_id, r.channel, r.state, r.sent or "", r.accepted or "",
                 r.delivered or "", r.displayed or "", r.acknowledged or "", r.bounced or "", r.complained or "",
-                r.auto_replied or "", r.standing, r.reason, r.last_update or "", r.delivery_id,
+                r.auto_replied or "", fate.outcome, r.reason, r.last_update or "", r.delivery_id,
+                r.relayed or "", r.delayed or "", fate.standing, fate.text, fate.unverified,
             ])
     return buffer.getvalue()

@@ -128,6 +128,14 @@ service stats {{
             for name in [root, *(os.path.join(root, d) for d in dirs), *(os.path.join(root, x) for x in files)]:
                 os.chown(name, self.owner.pw_uid, self.owner.pw_gid)
 
+    def rebuild_mailbox(self, uidvalidity: int) -> None:
+        """What a restored backup or a migrated server does: the same messages, a new UIDVALIDITY
+        (every UID a client remembered is void). Dovecot rebuilds its indexes from the uidlist."""
+        for path in self.maildir.glob("dovecot*"):
+            path.unlink()
+        (self.maildir / "dovecot-uidlist").write_text(f"3 V{uidvalidity} N1\n")
+        self.chown()
+
     def log(self) -> str:
         path = self.folder / "dovecot.log"
         return path.read_text(errors="replace")[-2000:] if path.exists() else ""

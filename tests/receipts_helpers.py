@@ -101,9 +101,14 @@ def add_to_maildir(folder: Path, raw: bytes) -> str:
     return mailbox.Maildir(folder, create=True).add(raw)
 
 
-def reply_from(address: str, in_reply_to: str, subject: str = "Re: Orion 4.2.0 is out") -> bytes:
+def reply_from(address: str, in_reply_to: str, subject: str = "Re: Orion 4.2.0 is out", *,
+               date: str | None = None) -> bytes:
+    """A human reply; dated now unless `date` (RFC 5322) is given: a report dated before the
+    delivery was sent is never credited."""
+    from email.utils import formatdate
+
     return (f"From: {address}\r\nTo: release@orion.example.com\r\nSubject: {subject}\r\n"
-            f"Date: Fri, 27 Nov 2026 10:00:00 +0000\r\nMessage-ID: <reply.{address}>\r\n"
+            f"Date: {date or formatdate()}\r\nMessage-ID: <reply.{address}>\r\n"
             f"In-Reply-To: {in_reply_to}\r\nReferences: {in_reply_to}\r\n\r\nThanks, got it.\r\n").encode()
 
 
@@ -146,7 +151,8 @@ def invoke(module, argv: list[str]) -> int:
 
     parser = argparse.ArgumentParser(prog=f"relcomm {module.__name__.rsplit('.', 1)[-1]}")
     module.add_arguments(parser)
-    return module.run(parser.parse_args(argv))
+    normalize = getattr(module, "normalize_argv", None)
+    return module.run(parser.parse_args(normalize(argv) if normalize else argv))
 
 
 async def send_and_report(tmp_path: Path, *, mdn_fraction: float = 1.0):

@@ -80,7 +80,9 @@ async def test_one_message_per_recipient_with_dsn_and_the_ledgers_ids(tmp_path, 
         assert record.state == L.ACCEPTED and record.reply.startswith("250") and record.accepted_at
         assert message.mail_from == "receipts@orion.example.com"  # the return path is receipts_to
         assert message.mail_options["RET"] == "HDRS"
-        assert message.mail_options["ENVID"] == record.envelope_id == record.id
+        # the ledger's random ids are sent, never the computable delivery id (issue 10.7)
+        assert message.mail_options["ENVID"] == record.envelope_id != record.id
+        assert record.id not in message.data.decode(errors="replace")
         assert message.rcpt_options[0]["NOTIFY"] == ["SUCCESS", "FAILURE", "DELAY"]
         assert message.rcpt_options[0]["ORCPT"] == f"rfc822;{rcpt}"
         parsed = email.message_from_bytes(message.data)

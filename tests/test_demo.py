@@ -14,7 +14,7 @@ def test_demo_sends_everything_and_collects_receipts(tmp_path):
     assert "Traceback" not in done.stderr
     out = done.stdout
     # The two bouncing demo customers come back bounced with their reasons...
-    assert "bounced (5.1.1" in out and "bounced (5.2.2" in out
+    assert "bounced: 5.1.1" in out and "bounced: 5.2.2" in out
     # ...everyone else's mail was reached, and some read receipts confirm it.
     assert "confirmed" in out
     assert "0 did not" in out  # every report the demo server wrote matched a delivery

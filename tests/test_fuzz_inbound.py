@@ -506,7 +506,7 @@ async def test_refresh_goes_on_through_hostile_messages(tmp_path):
     plan = load_plan(plan_path)
     start = time.perf_counter()
     with Ledger.open(state) as ledger:
-        envids = {d.recipient_key: d.id for d in ledger.deliveries("4.2.0") if d.recipient_key in FORMULAS}
+        envids = {d.recipient_key: d.envelope_id for d in ledger.deliveries("4.2.0") if d.recipient_key in FORMULAS}
         assert len(envids) == len(FORMULAS)
         for address, formula in FORMULAS.items():
             add_to_maildir(maildir, bounce_saying(envids[address], address, formula))

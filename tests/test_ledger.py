@@ -65,9 +65,10 @@ def test_one_delivery_per_release_communique_recipient(tmp_path):
                                     domain="example.com") == 0
     assert ledger.ensure_deliveries("1.1", intents(3), domain="example.com") == 3
     assert set(first) & {d.id for d in ledger.deliveries("1.1")} == set()
-    # The stable id is the ENVID; the Message-ID carries it and the plan's domain.
-    for ident, message_id in first.items():
-        assert ident in message_id and message_id.endswith("@example.com>")
+    # What is sent (ENVID, Message-ID) is random per delivery, not the computable id (issue 10.7).
+    for record in ledger.deliveries("1.0"):
+        assert record.id not in record.message_id and record.message_id.endswith("@example.com>")
+        assert record.envelope_id != record.id and record.envelope_id.startswith(L.ID_PREFIX)
 
 
 def test_each_state_transition(tmp_path):
@@ -176,3 +177,43 @@ def test_receipts_count_once_and_seen_messages(tmp_path):
     ledger.mark_seen("maildir:/x", ["1", "2"])
     ledger.mark_seen("maildir:/x", ["2"])
     assert ledger.is_seen("maildir:/x", "2") and not ledger.is_seen("maildir:/y", "2")
+
+
+def test_a_ledger_from_before_random_ids_keeps_working(tmp_path):
+    """A ledger written by the first schema: its sent deliveries keep the ids that went out, its
+    unsent ones get random ids, its receipts say how they were matched (issues 10.7, 11.1)."""
+    db = sqlite3.connect(tmp_path / "ledger.sqlite")
+    for statement in L._statements(L.MIGRATIONS[0]):
+        db.execute(statement)
+    db.execute("PRAGMA user_version=1")
+    stamp = "2026-11-27T09:00:00.000+00:00"
+    rows = {}
+    for key, state, attempts in (("sent@example.com", "accepted", 1), ("later@example.com", "queued", 0)):
+        ident = L.delivery_id("4.2.0", "news", key)
+        rows[key] = (ident, f"<relcomm.{ident}.0badf00d@example.com>")
+        db.execute("INSERT INTO deliveries (id, release_version, communique_id, recipient_key, recipient_display, "
+                   "group_id, channel, state, attempts, message_id, envelope_id, created, updated) "
+                   "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                   (ident, "4.2.0", "news", key, key, "customers", "email", state, attempts, rows[key][1], ident,
+                    stamp, stamp))
+    sent_id = rows["sent@example.com"][0]
+    for n, how in enumerate(("envelope-id", "recipient")):
+        db.execute("INSERT INTO receipts (delivery_id, source_key, kind, action, at, raw_summary) VALUES (?,?,?,?,?,?)",
+                   (sent_id, f"maildir:x|{n}|0", "dsn", "delivered", stamp, f'{{"matched_by": "{how}"}}'))
+    db.execute("INSERT INTO receipts (source_key, kind, action, at) VALUES ('maildir:x|9|0', 'dsn', 'failed', ?)",
+               (stamp,))
+    db.commit()
+    db.close()
+
+    with Ledger.open(tmp_path) as ledger:
+        assert ledger.schema_version == len(L.MIGRATIONS)
+        sent = ledger.delivery(sent_id)
+        later = ledger.delivery(rows["later@example.com"][0])
+        receipts = ledger.receipts()
+        assert ledger.uncredited_reports() == {"": 1}
+    assert (sent.envelope_id, sent.message_id, sent.sent_at) == (sent_id, rows["sent@example.com"][1], stamp)
+    assert later.envelope_id.startswith(L.ID_PREFIX) and len(later.envelope_id) == len(L.ID_PREFIX) + 32
+    assert later.envelope_id != later.id and later.id not in later.message_id
+    assert later.message_id.startswith("<relcomm.") and later.message_id.endswith("@example.com>")
+    assert later.sent_at is None
+    assert [r["matched_by"] for r in receipts] == ["envelope-id", "address", None]

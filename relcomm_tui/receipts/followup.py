@@ -4,7 +4,8 @@ The reminder is the plan's communique whose `reminder_for` names the original. T
 a communique to its audience; a follow-up hands it a copy of the plan whose groups hold only the
 chosen people (with a corrected address where the engineer typed one), so the engine, its ledger
 rows and its exactly-once rules are the same as for any send: a reminder already accepted for a
-person is never sent to them again, and a corrected address is a new delivery of its own.
+person is never sent to them again, and a corrected address is a new delivery of its own, recorded
+as that person's (the ledger's person_key), so reaching them there clears their bounce.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ class FollowUp:
     plan: Plan                                            # the plan narrowed to `people`
     people: tuple[tuple[StakeholderGroup, Recipient], ...]
     left_out: tuple[str, ...] = ()
+    corrected: tuple[tuple[str, str], ...] = ()           # (new recipient key, the member's own key)
 
 
 def reminder_of(plan: Plan, communique_id: str) -> Communique | None:
@@ -72,22 +74,25 @@ def prepare_follow_up(plan: Plan, communique_id: str, recipient_keys: Collection
     audience = {recipient.key: (group, recipient) for group, recipient in plan.audience(reminder)}
     people: list[tuple[StakeholderGroup, Recipient]] = []
     left_out: list[str] = []
+    corrected: list[tuple[str, str]] = []
     for key in sorted(wanted):
         if key not in audience:
             left_out.append(f"{key}: not in the audience of {reminder.id}")
             continue
         group, recipient = audience[key]
-        corrected = corrections.get(key)
-        if corrected:
-            address = valid_address(corrected)
+        typed = corrections.get(key)
+        if typed:
+            address = valid_address(typed)
             if address is None:
-                raise FollowUpError(f"{corrected!r} is not a valid email address", "type the address as name@domain")
+                raise FollowUpError(f"{typed!r} is not a valid email address", "type the address as name@domain")
             recipient = dataclasses.replace(recipient, email=address)
+            if recipient.key != key:
+                corrected.append((recipient.key, key))
         people.append((group, recipient))
     if not people:
         raise FollowUpError("nobody to follow up", "; ".join(left_out) or "select recipients first")
     narrowed = _narrow(plan, reminder, people)
-    return FollowUp(original, reminder, narrowed, tuple(people), tuple(left_out))
+    return FollowUp(original, reminder, narrowed, tuple(people), tuple(left_out), tuple(corrected))
 
 
 def _narrow(plan: Plan, reminder: Communique, people: list[tuple[StakeholderGroup, Recipient]]) -> Plan:
@@ -111,5 +116,6 @@ async def follow_up(plan: Plan, ledger: Ledger, communique_id: str, recipient_ke
 
     prepared = prepare_follow_up(plan, communique_id, recipient_keys, corrections)
     engine = SendEngine(prepared.plan, ledger, only=[prepared.reminder.id], password=password, render=render,
-                        on_event=on_event, who=who, mode="follow-up", channels=channels)
+                        on_event=on_event, who=who, mode="follow-up", channels=channels,
+                        person_keys=dict(prepared.corrected))
     return await engine.run()

@@ -62,6 +62,8 @@ class Report:
     subject: str = ""
     from_address: str = ""
     problem: str | None = None
+    # X-Relcomm-* headers of the returned message (lowercased names): which send it was about
+    relcomm_headers: dict[str, str] = field(default_factory=dict)
 
 
 # --------------------------------------------------------------------------- helpers
@@ -623,6 +625,16 @@ def _fill_original_ids(report: Report, parts: _Parts, bodytext: str) -> None:
             report.envelope_id = xtext_decode(m.group(1))
 
 
+def _relcomm_headers(parts: _Parts) -> dict[str, str]:
+    """X-Relcomm-* headers of the returned message(s): correlation checks them (receipts.correlate)."""
+    out: dict[str, str] = {}
+    for hdrs in parts.original_headers:
+        for name, value in hdrs.items():
+            if name.startswith("x-relcomm-") and name not in out:
+                out[name] = _safe(" ".join(str(value).split())[:200])
+    return out
+
+
 # --------------------------------------------------------------------------- entry points
 
 
@@ -706,6 +718,7 @@ def _parse(raw: bytes) -> Report:
     parts = _Parts()
     _walk(msg, parts)
     bodytext = "\n".join(parts.texts)
+    report.relcomm_headers = _relcomm_headers(parts)
 
     # 1. ARF complaint
     if parts.arf_texts:

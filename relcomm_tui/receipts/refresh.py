@@ -4,7 +4,16 @@ Each source is read for messages not seen before (the ledger remembers every sou
 refresh of a big mailbox only opens what is new. Every recipient outcome of a report becomes one
 receipt row keyed by (source, message key, index): re-reading a message can never count twice,
 even if a crash came between storing receipts and remembering the keys (both happen in one
-transaction anyway). Reports that match no delivery are kept (delivery None) and counted.
+transaction anyway).
+
+A report also counts once whatever its source's keys say (issue 11.2): an IMAP mailbox rebuilt
+with a new UIDVALIDITY, a Maildir message copied twice, an mbox copied elsewhere, the same mailbox
+read over IMAP and as a Maildir. Each report has a content key (report_key): its Message-ID with
+the identifiers it carries, else a digest of the message without the trace headers delivery adds;
+a key already in the ledger makes the message a duplicate, read and remembered but not counted.
+
+How each report is credited (by id, by address only, to another send, to nothing) is
+receipts.correlate's; every outcome is kept, with how it matched and why not, and counted.
 
 Blocking (files, IMAP): the app calls `refresh` from a worker thread.
 """
@@ -12,6 +21,7 @@ Blocking (files, IMAP): the app calls `refresh` from a worker thread.
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import json
 import logging
 import os
@@ -24,8 +34,8 @@ from typing import Callable, Iterator, Protocol
 from ..ledger import Ledger
 from ..plan.model import Plan
 from ..plan.schema import ImapSourceTable, MaildirSourceTable, MboxSourceTable
-from .correlate import Correlator
-from .parse import parse_message
+from .correlate import ANOTHER_SEND, CLOCK_ALLOWANCE, Correlator, normalize_message_id
+from .parse import Report, parse_message
 from .sources import ImapSource, InboundMessage, MaildirSource, MboxSource
 
 log = logging.getLogger(__name__)
@@ -53,13 +63,17 @@ class RefreshResult:
     read: int = 0                 # messages opened this refresh (only new ones)
     reports: int = 0              # of those, understood as reports (any kind but "none")
     new_receipts: int = 0         # receipt rows added
-    matched: int = 0              # new reports matched to a delivery
-    unmatched: int = 0            # new reports that matched no delivery
+    matched: int = 0              # new reports credited to a delivery by its identifiers
+    unverified: int = 0           # new reports tied to a delivery by address only (never decide a fate)
+    other_send: int = 0           # new reports about another send (another ledger, plan folder, wiped state)
+    unmatched: int = 0            # new reports credited to nothing here (not ours, too old, ambiguous)
+    duplicates: int = 0           # messages that were a copy of a report already read (any source)
     ignored: int = 0              # messages that were no report at all
     skipped: list[str] = field(default_factory=list)   # why broken messages were skipped
     problems: list[SourceProblem] = field(default_factory=list)
     per_source: dict[str, int] = field(default_factory=dict)  # source label -> messages read
     unmatched_total: int = 0      # reports in the ledger that matched no delivery, all refreshes
+    other_send_total: int = 0     # of those, about another send
 
     @property
     def ok(self) -> bool:
@@ -136,13 +150,53 @@ def unmatched_reports(ledger: Ledger) -> int:
     return len({key.rsplit("|", 1)[0] for key in ledger.unmatched_receipt_keys()})
 
 
+# Header fields a delivery agent, an MUA or a mailbox format adds or changes on the way into a
+# mailbox: two copies of one report differ in these only.
+_TRACE_FIELDS = frozenset({
+    b"return-path", b"delivered-to", b"x-original-to", b"received", b"status", b"x-status", b"x-keywords",
+    b"x-uid", b"x-imap", b"x-imapbase", b"content-length", b"lines", b"x-mozilla-status", b"x-mozilla-status2",
+    b"x-mozilla-keys", b"x-spam-status", b"x-spam-checker-version", b"x-spam-level", b"x-spam-flag",
+})
+_FIELD_NAME_RE = re.compile(rb"^([!-9;-~]+)[ \t]*:")
+
+
+def report_key(report: Report, raw: bytes) -> str:
+    """The content key of a report, the same for every copy of it wherever it was read from.
+
+    With a Message-ID: that id plus the identifiers the report carries, so a stranger's message
+    reusing a real report's Message-ID cannot make relcomm skip the real one (it would need the
+    delivery's random ids too). Without: a digest of the message minus its trace fields."""
+    if report.message_id:
+        ids = [normalize_message_id(report.message_id), (report.envelope_id or "").strip(),
+               normalize_message_id(report.original_message_id), *(normalize_message_id(v) for v in report.in_reply_to)]
+        return "mid:" + hashlib.sha256("\x00".join(ids).encode("utf-8", "surrogateescape")).hexdigest()[:40]
+    return "raw:" + hashlib.sha256(_without_trace(raw)).hexdigest()[:40]
+
+
+def _without_trace(raw: bytes) -> bytes:
+    text = raw.replace(b"\r\n", b"\n")
+    head, sep, body = text.partition(b"\n\n")
+    kept: list[bytes] = []
+    keep = True
+    for line in head.split(b"\n"):
+        if line[:1] in (b" ", b"\t"):
+            if keep:
+                kept.append(line)
+            continue
+        name = _FIELD_NAME_RE.match(line)
+        keep = not (name and name.group(1).lower() in _TRACE_FIELDS) and not line.startswith(b"From ")
+        if keep:
+            kept.append(line)
+    return b"\n".join(kept) + sep + body.rstrip(b"\n")
+
+
 def refresh(plan: Plan, ledger: Ledger, *, sources: list[ConfiguredSource] | None = None,
             password_for: Callable[[ImapSourceTable], str] | None = None,
             on_progress: Callable[[RefreshResult], None] | None = None) -> RefreshResult:
     """Read every source's new messages and record what they say. Never raises for a bad
     source or message: problems come back in the result."""
     result = RefreshResult()
-    correlator = Correlator(ledger.deliveries(plan.release.version), ledger.delivery, ledger.delivery_by_message_id)
+    correlator = Correlator.for_ledger(ledger, plan.release.version)
     for configured in sources if sources is not None else plan_sources(plan, password_for=password_for):
         try:
             _refresh_source(configured, ledger, correlator, result, on_progress)
@@ -150,7 +204,9 @@ def refresh(plan: Plan, ledger: Ledger, *, sources: list[ConfiguredSource] | Non
             message = getattr(error, "message", None) or _words(error)
             result.problems.append(SourceProblem(configured.label, f"cannot read {configured.label}: {message}",
                                                  getattr(error, "hint", "") or _hint_for(error)))
-    result.unmatched_total = unmatched_reports(ledger)
+    uncredited = ledger.uncredited_reports()
+    result.unmatched_total = sum(uncredited.values())
+    result.other_send_total = uncredited.get(ANOTHER_SEND, 0)
     return result
 
 
@@ -176,12 +232,14 @@ def _refresh_source(configured: ConfiguredSource, ledger: Ledger, correlator: Co
     seen = ledger.seen_keys(configured.id)
     keys: list[str] = []
     rows: list[dict] = []
+    reports: dict[str, str] = {}  # content key -> message key, of this batch (not yet in the ledger)
 
     def flush() -> None:
         if keys:
-            result.new_receipts += ledger.record_inbound(configured.id, keys, rows)
+            result.new_receipts += ledger.record_inbound(configured.id, keys, rows, list(reports.items()))
             keys.clear()
             rows.clear()
+            reports.clear()
             if on_progress is not None:
                 on_progress(result)
 
@@ -189,7 +247,7 @@ def _refresh_source(configured: ConfiguredSource, ledger: Ledger, correlator: Co
     try:
         for message in source.read_new(seen.__contains__):
             keys.append(message.key)
-            rows.extend(_receipt_rows(configured.id, message, correlator, result))
+            rows.extend(_receipt_rows(configured.id, message, correlator, result, ledger, reports))
             if len(keys) >= BATCH:
                 flush()
     finally:
@@ -199,7 +257,8 @@ def _refresh_source(configured: ConfiguredSource, ledger: Ledger, correlator: Co
         result.per_source[configured.label] = result.per_source.get(configured.label, 0) + source.count_opened - read_before
 
 
-def _receipt_rows(source_id: str, message: InboundMessage, correlator: Correlator, result: RefreshResult) -> list[dict]:
+def _receipt_rows(source_id: str, message: InboundMessage, correlator: Correlator, result: RefreshResult,
+                  ledger: Ledger, batch: dict[str, str]) -> list[dict]:
     report = parse_message(message.raw)
     if report.kind == "none":
         result.ignored += 1
@@ -208,11 +267,25 @@ def _receipt_rows(source_id: str, message: InboundMessage, correlator: Correlato
             result.skipped.append(reason)
             log.info("receipt source message skipped: %s", reason)
         return []
+    key = report_key(report, message.raw)
+    if key in batch or ledger.report_known(key):
+        result.duplicates += 1
+        return []
+    batch[key] = message.key
     result.reports += 1
     at = report_time(message.raw)
-    matches = correlator.match(report)
-    if any(m.delivery is not None for m in matches):
+    # A report cannot come from the future: a date ahead of now (beyond clock skew) would let it
+    # outrank every later report of the same delivery. It is taken as read now.
+    read_at = dt.datetime.now(dt.timezone.utc)
+    if at is not None and at > (read_at + CLOCK_ALLOWANCE).isoformat(timespec="milliseconds"):
+        at = read_at.isoformat(timespec="milliseconds")
+    matches = correlator.match(report, at)
+    if any(m.verified for m in matches):
         result.matched += 1
+    elif any(m.delivery is not None for m in matches):
+        result.unverified += 1
+    elif any(m.note == ANOTHER_SEND for m in matches):
+        result.other_send += 1
     else:
         result.unmatched += 1
     rows = []
@@ -226,10 +299,13 @@ def _receipt_rows(source_id: str, message: InboundMessage, correlator: Correlato
             "status": outcome.status or None,
             "diagnostic": outcome.diagnostic or None,
             "at": at,
+            "matched_by": match.how,
+            "note": match.note or None,
             "raw_summary": json.dumps({
                 "subject": report.subject[:200], "from": report.from_address,
                 "address": outcome.address, "matched_by": match.how,
                 "original_message_id": report.original_message_id, "envelope_id": report.envelope_id,
+                "report_key": key,
             }),
         })
     return rows

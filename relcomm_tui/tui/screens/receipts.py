@@ -27,15 +27,17 @@ from textual.worker import Worker, WorkerState
 from ...plan import Plan
 from ...receipts.followup import FollowUpError, follow_up, prepare_follow_up, reminder_of
 from ...receipts.refresh import RefreshResult, refresh
-from ...receipts.status import BOUNCED, CONFIRMED, REACHED, ReceiptStatus, RecipientReceipt, build_status, coverage
+from ...receipts.status import (
+    BOUNCED, CONFIRMED, REACHED, ReceiptStatus, RecipientReceipt, build_status, coverage, fate_of,
+)
 from ..dialogs.confirm_follow_up import ConfirmFollowUpDialog
 from ..dialogs.correct_address import CorrectAddressDialog
 
 # (key, label, width): what fits 80 columns first, the rest a scroll to the right.
 COLUMNS = (
     ("sel", " ", 1), ("communique", "Communique", 12), ("recipient", "Recipient", 18), ("sent", "Sent", 5),
-    ("delivered", "Deliv", 5), ("displayed", "Read", 5), ("acknowledged", "Ack", 5), ("outcome", "Outcome", 9),
-    ("group", "Group", 10), ("channel", "Channel", 7), ("accepted", "Accepted", 5), ("reason", "Reason", 40),
+    ("delivered", "Deliv", 5), ("displayed", "Read", 5), ("acknowledged", "Ack", 5), ("outcome", "Outcome", 10),
+    ("group", "Group", 10), ("channel", "Channel", 7), ("accepted", "Accepted", 5), ("reason", "Fate", 48),
     ("complained", "Complaint", 11), ("auto_replied", "Auto-reply", 11), ("last_update", "Updated", 11),
 )
 STANDING_STYLE = {CONFIRMED: "bold $success", REACHED: "$success", BOUNCED: "bold $error", "unknown": "dim"}
@@ -235,11 +237,12 @@ class ReceiptsScreen(Screen):
         table.border_subtitle = f"{len(self._cells)} of {len(self.status.rows) if self.status else 0}"
 
     def cells(self, row: RecipientReceipt) -> list:
-        standing = Content.styled(row.standing, STANDING_STYLE.get(row.standing, ""))
+        fate = fate_of(row, self.when)  # the one fate every view shows (receipts.status)
+        outcome = Content.styled(fate.outcome, STANDING_STYLE.get(fate.standing, ""))
         mark = Content.styled("●", "bold $accent") if row.delivery_id in self.selected else " "
         return [mark, row.communique_id, row.recipient, self.when(row.sent), self.when(row.delivered),
-                self.when(row.displayed), self.when(row.acknowledged), standing, row.group_id, row.channel,
-                self.when(row.accepted), row.reason, self.when(row.complained, long=True),
+                self.when(row.displayed), self.when(row.acknowledged), outcome, row.group_id, row.channel,
+                self.when(row.accepted), fate.describe(), self.when(row.complained, long=True),
                 self.when(row.auto_replied, long=True), self.when(row.last_update, long=True)]
 
     def when(self, stamp: str | None, *, long: bool = False) -> str:
@@ -272,12 +275,15 @@ class ReceiptsScreen(Screen):
         if row is None:
             detail.update("")
             return
+        fate = fate_of(row, lambda stamp: self.when(stamp, long=True))
         first = f"{row.recipient} · {row.communique_id} by {row.channel} · {row.group_id} · {row.state}"
-        notes = [f"reason: {row.reason}"] if row.reason else []
-        for label, stamp in (("auto-reply", row.auto_replied), ("complaint", row.complained), ("delayed", row.delayed)):
-            if stamp:
+        notes = [fate.text]
+        for label, stamp in (("auto-reply", row.auto_replied), ("complaint", row.complained)):
+            if stamp and label.replace("-", "") not in fate.outcome.replace("-", ""):
                 notes.append(f"{label} {self.when(stamp, long=True)}")
-        detail.update(first + ("\n" + " · ".join(notes) if notes else ""))
+        if fate.unverified and fate.outcome != "unverified":
+            notes.append(f"unverified report: {fate.unverified}")
+        detail.update(first + "\n" + " · ".join(notes))
 
     # -- header, filters, coverage ------------------------------------------------------------
 
@@ -292,6 +298,9 @@ class ReceiptsScreen(Screen):
                 parts.append(" (refreshing…)")
         if not self.plan.receipts.sources:
             parts.append((" · no receipt sources in the plan", "$warning"))
+        if self.status is not None and self.status.other_send:
+            count = self.status.other_send
+            parts.append((f" · {count} report{'s' if count != 1 else ''} for another send", "$warning"))
         if self.status is not None and self.status.unmatched:
             count = self.status.unmatched
             parts.append((f" · {count} report{'s' if count != 1 else ''} matched no delivery", "$warning"))
@@ -330,6 +339,7 @@ class ReceiptsScreen(Screen):
 
     @staticmethod
     def coverage_line(c, label: str) -> str:
+        # Groups count people, communiques deliveries (receipts.status).
         return (f"{label[:16]:<16} {c.total:>4} reached {c.reached} {c.percent(c.reached):.0f}%"
                 f" confirmed {c.confirmed} {c.percent(c.confirmed):.0f}% bounced {c.bounced} unknown {c.unknown}")
 
