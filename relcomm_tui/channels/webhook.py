@@ -29,7 +29,6 @@ import json
 import os
 import random
 import time
-import re
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Awaitable, Callable, Mapping
@@ -350,25 +349,10 @@ class SecretCache:
     def hide(self, text: str, *also: str) -> str:
         """`text` with every resolved secret (and `also`) replaced by "(secret)": a careless receiver
         echoes the request back (Express's default 404 says "Cannot POST /services/T0/B0/<token>"),
-        and its answer becomes the reply relcomm keeps and prints. Each secret's long words count
-        too (a URL's path segments, a bearer token), in clear and URL-quoted."""
-        from urllib.parse import quote
+        and its answer becomes the reply relcomm keeps and prints. See `relcomm_tui.secret_text`."""
+        from ..secret_text import hide_secrets as hide_text
 
-        pieces: set[str] = set()
-        for secret in (*self._values.values(), *also):
-            words = secret
-            if check_url(secret) is None:  # a URL: its path and query are the secret, not its host
-                parts = urlsplit(secret)
-                words = f"{parts.path}?{parts.query}" if parts.query else parts.path
-                pieces.add(secret)
-            if len(words) >= 4:
-                pieces.add(words)
-            # its long words alone (a token, not "services"): what an answer may quote of it
-            pieces.update(word for word in re.split(r"[/?&=#\s:,;]+", words) if len(word) >= 12)
-        pieces |= {quote(piece, safe="") for piece in pieces} | {quote(piece) for piece in pieces}
-        for piece in sorted(pieces, key=len, reverse=True):
-            text = text.replace(piece, "(secret)")
-        return text
+        return hide_text(text, (*self._values.values(), *also))
 
 
 def hide_secrets(result: HttpResult, secrets: SecretCache, url: str) -> HttpResult:

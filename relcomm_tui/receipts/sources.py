@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Callable, Iterator
 from urllib.parse import unquote, urlsplit
 
+from ..secret_text import hide_secrets
 from .parse import MAX_RAW_BYTES
 
 __all__ = ["InboundMessage", "MaildirSource", "MboxSource", "ImapSource", "maildir_key"]
@@ -220,6 +221,14 @@ class ImapSource:
         return conn
 
     def read_new(self, seen: Seen) -> Iterator[InboundMessage]:
+        try:
+            yield from self._read_new(seen)
+        except imaplib.IMAP4.error as error:
+            # imaplib quotes the server's words, and a server may echo the LOGIN line: never the password.
+            words = " ".join(a.decode("utf-8", "replace") if isinstance(a, bytes) else str(a) for a in error.args)
+            raise type(error)(hide_secrets(words, (self.password,))) from None
+
+    def _read_new(self, seen: Seen) -> Iterator[InboundMessage]:
         conn = self._connect()
         try:
             typ, _ = conn.select(_quote_mailbox(self.mailbox), readonly=True)
