@@ -28,12 +28,10 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
-import errno
 import hashlib
 import html
 import os
 import re
-import stat
 import threading
 from dataclasses import dataclass
 from pathlib import Path
@@ -42,6 +40,7 @@ from urllib.parse import quote
 
 import httpx
 
+from ..regular_files import NotRegular, read_regular
 from . import DeliveryJob, Outcome
 from .webhook import (
     USER_AGENT, HttpRequest, RenderJob, RetryPolicy, SecretCache, Sleep, atomic_write, check_url, default_render,
@@ -132,38 +131,9 @@ def _text(name: str) -> str:
     return name.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
 
 
-class NotRegular(Exception):
-    """The path exists but is not a regular file (symlink, FIFO, device, folder)."""
-
-
 def read_head(path: Path, limit: int = HEAD_BYTES) -> tuple[bytes, os.stat_result] | None:
-    """The first `limit` bytes of a regular file and its stat; None when it does not exist.
-    Raises NotRegular for anything else, without opening it (a FIFO would block, a device could
-    act) and without following a symlink (O_NOFOLLOW: a link swapped in meanwhile is refused too)."""
-    try:
-        if not stat.S_ISREG(os.lstat(path).st_mode):
-            raise NotRegular(str(path))
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
-    except (FileNotFoundError, NotADirectoryError):
-        return None
-    except OSError as error:
-        if error.errno == errno.ELOOP:  # it became a symlink after the lstat
-            raise NotRegular(str(path)) from None
-        raise
-    try:
-        info = os.fstat(fd)
-        if not stat.S_ISREG(info.st_mode):
-            raise NotRegular(str(path))
-        chunks, size = [], 0
-        while size < limit:
-            chunk = os.read(fd, limit - size)
-            if not chunk:
-                break
-            chunks.append(chunk)
-            size += len(chunk)
-        return b"".join(chunks), info
-    finally:
-        os.close(fd)
+    """The head of a regular file (see relcomm_tui.regular_files); raises NotRegular otherwise."""
+    return read_regular(path, limit)
 
 
 def _title(head: bytes, path: Path) -> str:
@@ -175,7 +145,7 @@ def page_title(path: Path) -> str:
     """The <title> of a page (the first 64 KiB are enough), else its file name. Regular files only."""
     try:
         found = read_head(path)
-    except (NotRegular, OSError):
+    except OSError:  # NotRegular included: skipped, never opened
         found = None
     return _title(found[0], path) if found else _text(path.stem)
 
@@ -196,7 +166,7 @@ def index_entries(folder: Path) -> list[IndexEntry]:
             continue
         try:
             found = read_head(path)
-        except (NotRegular, OSError):
+        except OSError:  # NotRegular included: skipped, never opened
             continue
         if found is None:
             continue  # removed meanwhile
@@ -240,9 +210,8 @@ def not_ours(path: Path) -> NotOurs | None:
     what = "the folder's index" if path.name == INDEX else "a page"
     try:
         found = read_head(path)
-    except NotRegular:
-        kind = "a symlink" if path.is_symlink() else "not a regular file"
-        return NotOurs(f"{path} is {kind}; relcomm replaces only files it wrote",
+    except NotRegular as error:
+        return NotOurs(f"{path} is {error.kind}; relcomm replaces only files it wrote",
                        f"remove it or publish into another folder; relcomm then writes {what} there itself")
     except OSError as error:
         return NotOurs(f"cannot read {path} to check who wrote it: {error.strerror or error}",
