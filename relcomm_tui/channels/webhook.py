@@ -5,7 +5,9 @@ the whole exchange 15 s), classification of answers, Retry-After, backoff, and d
 
 How an HTTP exchange maps onto an outcome:
 * 2xx                                   -> accepted; the receipt is the status and a body excerpt
-* 429, 5xx                              -> transient: retried after Retry-After (capped) or backoff
+* 429, 5xx                              -> transient: retried after Retry-After or backoff; a
+                                           Retry-After over RETRY_AFTER_MAX (60 s) is not waited
+                                           for: the delivery is deferred to the next run
 * other 4xx, 3xx                        -> rejected, with the response text
 * connection refused / DNS / connect timeout -> transient (nothing reached the receiver)
 * timeout or lost connection after the request was sent
@@ -28,6 +30,7 @@ import email.utils
 import json
 import os
 import random
+import re
 import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -36,7 +39,7 @@ from urllib.parse import urlsplit
 
 import httpx
 
-from . import DeliveryJob, Outcome
+from . import RETRY_AFTER_MAX, DeliveryJob, Outcome
 from .presets import Message, Payload, PresetError, webhook_payload
 
 if TYPE_CHECKING:  # compose and the plan are imported lazily
@@ -60,7 +63,7 @@ class RetryPolicy:
     total_timeout: float = 15.0    # the whole exchange: connect, send, wait, read
     backoff_base: float = 1.0
     backoff_max: float = 30.0
-    retry_after_cap: float = 60.0  # a receiver asking for longer is deferred instead of waited for
+    retry_after_cap: float = RETRY_AFTER_MAX  # a receiver asking for longer is deferred instead of waited for
 
     def backoff(self, attempt: int) -> float:
         return min(self.backoff_max, self.backoff_base * 2 ** (attempt - 1)) * random.uniform(0.5, 1.0)
@@ -69,20 +72,30 @@ class RetryPolicy:
         return httpx.Timeout(self.total_timeout, connect=self.connect_timeout)
 
 
+RETRY_AFTER_LONGEST = 10.0 ** 9  # what any longer ask (400 digits, a date in 3000) reads as: ~31 years
+
+
 def parse_retry_after(value: str | None, now: float | None = None) -> float | None:
-    """Seconds to wait from a Retry-After header: delta-seconds or an HTTP date; None if absent/unreadable."""
+    """Seconds to wait from a Retry-After header: delta-seconds or an HTTP date; None if absent/unreadable.
+    Never more than RETRY_AFTER_LONGEST: a receiver's number is data, not a float to overflow
+    (400 digits made `inf`) or Unicode digits to crash on (`float("²")`)."""
     if not value:
         return None
     value = value.strip()
-    if value.isdigit():
-        return float(value)
+    if re.fullmatch(r"[0-9]+", value):
+        digits = value.lstrip("0") or "0"
+        return float(digits) if len(digits) <= 9 else RETRY_AFTER_LONGEST
     try:
         when = email.utils.parsedate_to_datetime(value)
     except (TypeError, ValueError, IndexError):
         return None
     if when is None:
         return None
-    return max(0.0, when.timestamp() - (time.time() if now is None else now))
+    try:
+        delta = when.timestamp() - (time.time() if now is None else now)
+    except (OverflowError, ValueError, OSError):
+        return RETRY_AFTER_LONGEST
+    return min(RETRY_AFTER_LONGEST, max(0.0, delta))
 
 
 # -- one exchange ----------------------------------------------------------------------------
@@ -139,6 +152,13 @@ class HttpAnswer:
             return json.loads(self.body)
         except ValueError:
             return None
+
+
+def retry_after_refused(asked: float, cap: float) -> str:
+    """Why a Retry-After is not waited for."""
+    shown = f"more than {RETRY_AFTER_LONGEST:.0f} s" if asked >= RETRY_AFTER_LONGEST else f"{asked:.0f} s"
+    return (f"the receiver asks to wait {shown}, longer than relcomm waits within a run ({cap:g} s): "
+            "deferred; the next `relcomm send` tries again")
 
 
 def excerpt(body: bytes, limit: int = EXCERPT) -> str:
@@ -239,8 +259,8 @@ async def send_with_retries(client: httpx.AsyncClient, request: HttpRequest, pol
                               "no answer after the request was sent: the receiver may have it; "
                               "resend in doubt if it did not arrive")
         if answer.retry_after is not None and answer.retry_after > policy.retry_after_cap:
-            return HttpResult(answer, attempt, waited, "transient",
-                              f"the receiver asks to wait {answer.retry_after:.0f} s; deferred")
+            return HttpResult(answer, attempt, waited, "transient", retry_after_refused(answer.retry_after,
+                                                                                       policy.retry_after_cap))
         if attempt >= policy.max_attempts:
             detail = f"gave up after {attempt} attempt(s)" if attempt > 1 else ""
             return HttpResult(answer, attempt, waited, "transient", detail)
