@@ -2,6 +2,11 @@
 
 Each subcommand lives in `relcomm_tui/commands/<name>.py` with `add_arguments(parser)` and
 `run(args) -> int`, imported only when used so `relcomm validate` starts fast.
+
+A headless subcommand's stdout and stderr go through `terminal_text.PrintableStream` while it runs:
+the commands make every value they print `visible()` themselves (so a line break inside a name is
+shown, not obeyed), and this net makes sure nothing they forget can send ESC, a C1 control or a
+bidi override to the terminal. The app (and `demo`, which opens it) draws the terminal itself.
 """
 
 from __future__ import annotations
@@ -20,6 +25,9 @@ SUBCOMMANDS = {
     "schema": "print the plan format's JSON Schema",
     "allow": "show the commands a plan runs (gate, password commands) and allow them on this host",
 }
+
+
+DRAWS_THE_TERMINAL = {"demo"}  # opens the app, which writes its own escape sequences
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -51,6 +59,21 @@ def main(argv: list[str] | None = None) -> int:
     if args.command is None:
         parser.print_help()
         return 2
+    if args.command in DRAWS_THE_TERMINAL:
+        return _run(args)
+    from .terminal_text import PrintableStream
+
+    stdout, stderr = sys.stdout, sys.stderr
+    sys.stdout, sys.stderr = PrintableStream(stdout), PrintableStream(stderr)
+    try:
+        return _run(args)
+    finally:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        sys.stdout, sys.stderr = stdout, stderr
+
+
+def _run(args: argparse.Namespace) -> int:
     try:
         return _module(args.command).run(args)
     except KeyboardInterrupt:
