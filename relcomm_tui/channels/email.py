@@ -155,8 +155,8 @@ class EmailChannel:
             raise ChannelStopped(f"cannot get the SMTP password: {error.message}", error.hint) from None
 
     async def _connect(self) -> SmtpConnection:
-        connection = SmtpConnection(self.smtp.host, self.smtp.port, self.smtp.security, self.timeout, self._local_hostname,
-                                    secrets=self._secrets())
+        connection = SmtpConnection(self.smtp.host, self.smtp.port, self.smtp.security, self.timeout,
+                                    self._local_hostname, secrets=self._secrets())
         try:
             await connection.connect()
             if self.smtp.username:

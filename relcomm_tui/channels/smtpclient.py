@@ -312,7 +312,8 @@ class SmtpConnection:
                     raise SmtpClosed("the server closed the connection")
                 line = cleaned.rstrip("\r\n")
                 if len(line) < 3 or not line[:3].isdigit() or line[3:4] not in ("", " ", "-"):
-                    raise SmtpDisconnected(f"the server sent something that is not an SMTP reply: {_shown(raw, cleaned)}")
+                    raise SmtpDisconnected("the server sent something that is not an SMTP reply: "
+                                           f"{_shown(raw, cleaned)}")
                 code = int(line[:3])
                 lines.append(line[4:])
                 if line[3:4] != "-":

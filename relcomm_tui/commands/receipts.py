@@ -108,8 +108,8 @@ def run_status(args: argparse.Namespace) -> int:
         if args.refresh or args.watch:
             result = refresh(plan, ledger)
             for problem in result.problems:
-                print(f"{PROG}: {visible(problem.message)}" + (f"\n  hint: {visible(problem.hint)}" if problem.hint else ""),
-                      file=sys.stderr)
+                hint = f"\n  hint: {visible(problem.hint)}" if problem.hint else ""
+                print(f"{PROG}: {visible(problem.message)}{hint}", file=sys.stderr)
         status = build_status(plan, ledger)
         if args.json:
             data = {"release": {"name": plan.release.name, "version": plan.release.version}, **status.as_dict()}
@@ -214,6 +214,7 @@ def render_text(plan, status, result=None) -> str:
 
 
 def coverage_line(c) -> str:
-    return (f"{visible(c.id)}: {c.total} · reached {c.reached} ({c.percent(c.reached):.0f}%) · confirmed {c.confirmed} "
+    return (f"{visible(c.id)}: {c.total} · reached {c.reached} ({c.percent(c.reached):.0f}%) · "
+            f"confirmed {c.confirmed} "
             f"({c.percent(c.confirmed):.0f}%) · bounced {c.bounced} ({c.percent(c.bounced):.0f}%) · unknown "
             f"{c.unknown} ({c.percent(c.unknown):.0f}%)")

@@ -147,8 +147,8 @@ class PreviewScreen(Screen):
             reach = targets_for(self.plan, communique)
             count = (f"{len(reach)} {'person' if len(reach) == 1 else 'people'}" if communique.per_recipient
                      else "one post")
-            options.add_option(Option(Content.assemble(visible(communique.id), (f"\n  {visible(communique.channel)} · {count}",
-                                                                                 "$text-muted")),
+            meta = (f"\n  {visible(communique.channel)} · {count}", "$text-muted")
+            options.add_option(Option(Content.assemble(visible(communique.id), meta),
                                       id=communique.id))
         ids = [c.id for c in self.plan.communiques]
         if self.communique_id not in ids:
@@ -223,7 +223,8 @@ class PreviewScreen(Screen):
         self.target_key = target.key
         if target.recipient is not None:
             person = target.recipient.name or target.recipient.email or "(unnamed)"
-            who = Content.assemble(("Recipient ", "$text-muted"), (f"{index + 1}/{len(targets)}: ", "bold"), visible(person),
+            who = Content.assemble(("Recipient ", "$text-muted"), (f"{index + 1}/{len(targets)}: ", "bold"),
+                                   visible(person),
                                    (f" · {visible(target.group.name if target.group else '')}", "$text-muted"))
         else:
             groups = ", ".join(communique.to)
