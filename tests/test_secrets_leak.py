@@ -398,6 +398,7 @@ ECHOES = [  # (stage, code, form, AUTH methods offered)
     ("rcpt", 550, "line", "LOGIN"),
     ("data", 452, "truncated", "PLAIN LOGIN"),
     ("data", 554, "line", "PLAIN LOGIN"),
+    ("data", 250, "decoded", "PLAIN LOGIN"),  # accepted, and the echo kept as the delivery's receipt
     ("greeting", 421, "line", "PLAIN LOGIN"),
     ("greeting", 554, "quoted", "LOGIN"),
     ("ehlo", 550, "line", "PLAIN LOGIN"),
@@ -453,7 +454,7 @@ def test_a_server_that_echoes_the_auth_exchange_never_gets_the_password_shown_or
             shown += more_out + more_err
     # the echo reached relcomm's words (hidden), so the check above looked at something real
     assert "(secret)" in shown, shown[-3000:]
-    assert sent in (1, 2), (sent, shown[-2000:])
+    assert sent in ((0,) if code == 250 else (1, 2)), (sent, shown[-2000:])
     places.tree(world.root)
     assert any("ledger.sqlite" in place for place in places.checked)
     places.record(f"SMTP server echoing AUTH: {label} ({methods.split()[0]})")
