@@ -12,6 +12,9 @@ import sys
 import textwrap
 import time
 
+import campaign
+import pytest
+
 from http_receiver import IntentLog, Reply, channel_plan, fake_render, job_for, receiver  # noqa: F401
 from relcomm_tui.channels.publish import INDEX, PublishChannel, index_entries
 from relcomm_tui.channels.webhook import RetryPolicy
@@ -244,6 +247,7 @@ def _hrefs(index_html: str) -> list[str]:
     return parser.hrefs
 
 
+@pytest.mark.campaign
 async def test_index_links_are_relative_percent_encoded_urls_whatever_a_page_is_called(tmp_path):
     plan = channel_plan(tmp_path, """
         [[communiques]]
@@ -277,6 +281,7 @@ async def test_index_links_are_relative_percent_encoded_urls_whatever_a_page_is_
     assert set(names) | {"javascript:alert(1).html", os.fsdecode(b"not-utf8-\xff\xfe.html")} == shown
     assert 'href="javascript' not in index.lower() and "<img" not in index and "onmouseover=\"" not in index
     assert "./javascript%3Aalert%281%29.html" in hrefs
+    campaign.record("input", "publish: hostile page names in the index", tried=len(hrefs), held=len(hrefs))
 
 
 def _handwritten(folder, name=INDEX, text="<html><title>Our site</title><body>hand-written, keep me</body></html>"):

@@ -349,6 +349,7 @@ def test_retry_after_is_read_as_data_never_overflowed_or_crashed_on():
     assert parse_retry_after("Fri, 31 Dec 9999 23:59:59 GMT") == RETRY_AFTER_LONGEST
 
 
+@pytest.mark.campaign
 @pytest.mark.parametrize("asked", ["9" * 400, "3600", "61", "Fri, 31 Dec 9999 23:59:59 GMT"])
 async def test_through_the_engine_a_retry_after_over_the_cap_defers_at_once_without_waiting(tmp_path, receiver, asked):
     """`Retry-After: 999…9` (400 digits) made relcomm send wait: parsed as inf, then waited for
@@ -381,6 +382,8 @@ async def test_through_the_engine_a_retry_after_over_the_cap_defers_at_once_with
     engine = SendEngine(plan, ledger, on_event=on_event)  # the CLI's own backoff settings
     await engine.run()
     waits = [float(m.group(1)) for d in announced for m in [re.search(r"retrying in ([0-9.]+) s", d)] if m]
+    campaign.record("fault", f"webhook: Retry-After {asked[:12]}{'…' if len(asked) > 12 else ''} (over the cap)",
+                    tried=1, held=int(not waits and len(receiver.requests_for("/hook")) == 1))
     assert waits == [], f"a receiver made the run wait {waits} s (cap {RETRY_AFTER_MAX:g} s)"
     [record] = ledger.deliveries("4.2.0")
     assert record.state == L.DEFERRED and "not retried in this run" in record.reply, record.reply

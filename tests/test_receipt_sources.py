@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import builtins
 import getpass
+import json
 import os
 import pwd
 import shutil
@@ -15,6 +16,7 @@ import time
 from email.message import EmailMessage
 from pathlib import Path
 
+import campaign
 import pytest
 
 from relcomm_tui.receipts.sources import ImapSource, InboundMessage, MaildirSource, MboxSource, maildir_key
@@ -378,6 +380,7 @@ def test_imap_url_parsing():
 # --------------------------------------------------------------------------- not files (issue 10, item 12)
 
 
+@pytest.mark.campaign
 def test_a_fifo_device_or_symlink_in_a_maildir_is_skipped_without_blocking(tmp_path):
     """Anyone who can write to the receipts Maildir could leave a FIFO there: opening it blocks
     until a writer comes, so `relcomm receipts --refresh` would hang. Only regular files are read."""
@@ -403,8 +406,46 @@ def test_a_fifo_device_or_symlink_in_a_maildir_is_skipped_without_blocking(tmp_p
         got = _with_deadline(lambda: seen.take(src.read_new(seen)), md)
     finally:
         _unblock(md)
+    odd = len(list((md / "new").iterdir()) + list((md / "cur").iterdir())) - 2
+    campaign.record("input", "paths: FIFOs, devices, symlinks in a receipts Maildir", tried=odd,
+                    held=odd if [m.raw for m in got] == [_msg(1), _msg(7)] else 0)
     assert [m.raw for m in got] == [_msg(1), _msg(7)]
     assert src.count_opened == 2
+
+
+def test_relcomm_receipts_refresh_finishes_with_a_fifo_in_the_maildir(tmp_path, capsys):
+    from relcomm_tui.cli import main
+
+    folder = tmp_path / "plan"
+    md = _make_maildir(folder / "receipts")
+    os.mkfifo(md / "new" / "001.FIFO.host")
+    (md / "new" / "002.A.host").write_bytes(_msg(2))
+    (folder / "plan.toml").write_text("""format = 1
+[release]
+name = "Orion"
+version = "4.2.0"
+[sender]
+from = "Release Engineering <release@example.com>"
+[receipts]
+sources = [{ maildir = "receipts" }]
+[[stakeholders]]
+id = "eng"
+name = "Engineering"
+members = ["Eng <eng@example.com>"]
+[[communiques]]
+id = "news"
+to = ["eng"]
+subject = "Orion 4.2.0"
+body = "Hello"
+""", encoding="utf-8")
+    assert main(["send", str(folder / "plan.toml"), "--dry-run"]) == 0  # a ledger to record into
+    try:
+        code = _with_deadline(lambda: main(["receipts", str(folder / "plan.toml"), "--refresh", "--json"]), md)
+    finally:
+        _unblock(md)
+    out = capsys.readouterr().out
+    refreshed = json.loads(out[out.index("{"):])["refresh"]
+    assert code == 0 and refreshed["read"] == 1 and refreshed["problems"] == []
 
 
 def test_an_mbox_that_is_a_fifo_or_device_is_refused_with_a_clear_problem(tmp_path):

@@ -44,7 +44,7 @@ from ..regular_files import NotRegular, read_regular
 from . import DeliveryJob, Outcome
 from .webhook import (
     USER_AGENT, HttpRequest, RenderJob, RetryPolicy, SecretCache, Sleep, atomic_write, check_url, default_render,
-    hide_secrets, outbox_file, redact, render_error_text, send_with_retries,
+    hidden_result, outbox_file, redact, render_error_text, send_with_retries,
 )
 
 if TYPE_CHECKING:
@@ -396,7 +396,7 @@ class PublishChannel:
             result = await send_with_retries(self.client, HttpRequest(
                 "PUT", put_url, {"Content-Type": "text/html; charset=utf-8", "Idempotency-Key": job.delivery_id},
                 page), self.policy, self._sleep, idempotent=True)
-            result = hide_secrets(result, self.secrets, put_url)  # a receiver may echo the URL's token
+            result = hidden_result(result, self.secrets, put_url)  # a receiver may echo the URL's token
             words.append(f"PUT {redact(put_url)}: {result.answer.words}"
                          + ("" if target else f" ({len(page)} bytes, sha256 {digest[:16]}…)"))
             if result.state != "accepted":

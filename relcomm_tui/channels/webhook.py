@@ -375,7 +375,7 @@ class SecretCache:
         return hide_text(text, (*self._values.values(), *also))
 
 
-def hide_secrets(result: HttpResult, secrets: SecretCache, url: str) -> HttpResult:
+def hidden_result(result: HttpResult, secrets: SecretCache, url: str) -> HttpResult:
     """The result with the secrets the request carried (and the URL, secret or not) hidden from
     what the receiver answered, before any of it is kept or shown."""
     answer = result.answer
@@ -501,7 +501,7 @@ class WebhookChannel:
         return self.outcome(self.hidden(result, prepared))
 
     def hidden(self, result: HttpResult, prepared: Prepared) -> HttpResult:
-        return hide_secrets(result, self.secrets, prepared.request.url)
+        return hidden_result(result, self.secrets, prepared.request.url)
 
     def outcome(self, result: HttpResult) -> Outcome:
         answer = result.answer
