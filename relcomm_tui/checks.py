@@ -71,7 +71,7 @@ RULES: dict[str, tuple[Severity, str]] = {
     "sender-address-invalid": ("error", "sender from, reply_to, receipts_to, test_to or a communique's reply_to is invalid"),
     "subject-missing": ("error", "an email or publish communique has no subject"),
     "body-missing": ("error", "a communique has no template, body or instructions"),
-    "path-unsafe": ("error", "a publish `path` uses `..`, leaves the plan's folder, is made absolute by a template value or is not .html"),
+    "path-unsafe": ("error", "a publish `path` uses `..`, leaves the plan's folder, is made absolute by a template value, is not .html, or would replace a file relcomm did not write"),
     "channel-setting-missing": ("error", "a channel setting is missing: webhook/pager url, publish path, pagerduty routing_key"),
     "url-invalid": ("error", "a webhook/pager/publish URL is not an http(s) URL with a host"),
     "preset-unknown": ("error", "a webhook or pager preset is not one relcomm knows"),

@@ -2,6 +2,11 @@
 
 Each subcommand lives in `relcomm_tui/commands/<name>.py` with `add_arguments(parser)` and
 `run(args) -> int`, imported only when used so `relcomm validate` starts fast.
+
+A headless subcommand's stdout and stderr go through `terminal_text.PrintableStream` while it runs:
+the commands make every value they print `visible()` themselves (so a line break inside a name is
+shown, not obeyed), and this net makes sure nothing they forget can send ESC, a C1 control or a
+bidi override to the terminal. The app (and `demo`, which opens it) draws the terminal itself.
 """
 
 from __future__ import annotations
@@ -22,6 +27,9 @@ SUBCOMMANDS = {
 }
 
 
+DRAWS_THE_TERMINAL = {"demo"}  # opens the app, which writes its own escape sequences
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="relcomm",
@@ -35,6 +43,16 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def parse_args(argv: list[str]) -> argparse.Namespace:
+    """The subcommand's arguments. A subcommand may rewrite its words first
+    (`receipts PLAN` is `receipts show PLAN`)."""
+    if argv and argv[0] in SUBCOMMANDS:
+        normalize = getattr(_module(argv[0]), "normalize_argv", None)
+        if normalize is not None:
+            argv = [argv[0], *normalize(argv[1:])]
+    return build_parser().parse_args(argv)
+
+
 def _module(name: str):
     return importlib.import_module(f"relcomm_tui.commands.{name}")
 
@@ -46,16 +64,25 @@ def main(argv: list[str] | None = None) -> int:
         from .commands import app as open_app
 
         return open_app.main(argv)
-    parser = build_parser()
-    if argv and argv[0] in SUBCOMMANDS:
-        # A subcommand may rewrite its words first (`receipts PLAN` is `receipts show PLAN`).
-        normalize = getattr(_module(argv[0]), "normalize_argv", None)
-        if normalize is not None:
-            argv = [argv[0], *normalize(argv[1:])]
-    args = parser.parse_args(argv)
+    args = parse_args(argv)
     if args.command is None:
-        parser.print_help()
+        build_parser().print_help()
         return 2
+    if args.command in DRAWS_THE_TERMINAL:
+        return _run(args)
+    from .terminal_text import PrintableStream
+
+    stdout, stderr = sys.stdout, sys.stderr
+    sys.stdout, sys.stderr = PrintableStream(stdout), PrintableStream(stderr)
+    try:
+        return _run(args)
+    finally:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        sys.stdout, sys.stderr = stdout, stderr
+
+
+def _run(args: argparse.Namespace) -> int:
     try:
         return _module(args.command).run(args)
     except KeyboardInterrupt:

@@ -17,7 +17,9 @@ most WORKERS_PER_CONNECTION x `concurrency` deliveries can ever be in doubt afte
 
 Transient failures (4xx, a connection lost before the message was complete) are retried
 with exponential backoff and jitter up to `max_attempts`, then left `deferred` (a later run
-tries again). A connection lost after the message was complete is `in doubt` and is never
+tries again). A receiver's HTTP Retry-After replaces the backoff when longer, up to
+`channels.RETRY_AFTER_MAX` (60 s) per retry; a longer ask is not waited for: the delivery is
+deferred at once for the next run. A connection lost after the message was complete is `in doubt` and is never
 retried by itself. Failures that would fail every delivery alike (auth, TLS, unreachable
 server, sender refused) stop the run with one `RunStopped` and a `SendStopped` exception.
 """
@@ -37,7 +39,7 @@ from pathlib import Path
 from typing import AsyncIterator, Callable, Iterator, Mapping, Sequence
 
 from .errors import UserError
-from .channels import Channel, ChannelStopped, DeliveryJob, DeliveryWithdrawn, Outcome, channel_factory
+from .channels import RETRY_AFTER_MAX, Channel, ChannelStopped, DeliveryJob, DeliveryWithdrawn, Outcome, channel_factory
 from .ledger import (
     ACCEPTED, AWAITING, DEFERRED, FINAL_STATES, IN_DOUBT, MARKED_DELIVERED, QUEUED, REJECTED, SENDING, STATES,
     DeliveryIntent, Ledger, LedgerError, LedgerStorageError, new_envelope_id, new_message_id, who_am_i,
@@ -258,6 +260,7 @@ class SendEngine:
         mode: str = "send",
         backoff_base: float = 1.0,
         backoff_max: float = 60.0,
+        retry_after_max: float = RETRY_AFTER_MAX,
         channels: Mapping[str, Callable[..., Channel]] | None = None,
         progress_interval: float = 0.1,
         render: Callable[[DeliveryJob], object] | None = None,
@@ -277,6 +280,7 @@ class SendEngine:
         self.mode = mode
         self.backoff_base = backoff_base
         self.backoff_max = backoff_max
+        self.retry_after_max = retry_after_max
         self._channel_overrides = dict(channels or {})
         self.progress_interval = progress_interval
         self._render = render  # email messages; default: the compose layer
@@ -639,7 +643,11 @@ class SendEngine:
                 return
             delay = min(self.backoff_max, self.backoff_base * 2 ** (job.attempt - 1)) * random.uniform(0.5, 1.0)
             if outcome.retry_after is not None:  # the receiver said when (HTTP Retry-After)
-                delay = max(delay, min(outcome.retry_after, self.backoff_max))
+                if outcome.retry_after > self.retry_after_max:
+                    # Not waited for: a receiver cannot hold the run (400 digits once waited 4 minutes).
+                    await self._record(job, DEFERRED, f"not retried in this run: {words}", attempted)
+                    return
+                delay = max(delay, outcome.retry_after)
             await self._record(job, DEFERRED, f"retrying in {delay:.1f} s (attempt {job.attempt} of "
                                               f"{self.max_attempts}): {words}", attempted)
             job.attempt += 1

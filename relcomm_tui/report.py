@@ -4,6 +4,10 @@ attach or publish) and CSV (one row per delivery, for spreadsheets).
 
 Built from the same view model as the receipts screen, plus the ledger's runs and sign-offs;
 each recipient's outcome is receipts.status.fate_of, the one fate every view shows.
+Every value in it (names, ids, replies, reasons, run outcomes, paths) comes from a plan, a server
+or a stranger's mail and is written through `terminal_text.visible` in all three formats: the
+record is read with `cat`, `less` and in terminals, where ESC sequences, CR, bidi overrides or a
+line break inside a name would rewrite or forge what it says.
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ from dataclasses import dataclass
 from .ledger import Ledger
 from .plan.model import Plan
 from .receipts.status import ReceiptStatus, RecipientReceipt, build_status, fate_of
+from .terminal_text import visible as v
 
 FORMATS = ("md", "html", "csv")
 
@@ -53,7 +58,7 @@ def render(record: AuditRecord, fmt: str) -> str:
 
 
 def _when(stamp: str | None) -> str:
-    return stamp.replace("T", " ")[:19] + " UTC" if stamp else ""
+    return v(stamp.replace("T", " ")[:19]) + " UTC" if stamp else ""
 
 
 def _pct(count: int, total: int) -> str:
@@ -61,7 +66,7 @@ def _pct(count: int, total: int) -> str:
 
 
 def _outcome(row: RecipientReceipt) -> str:
-    return fate_of(row, _when).describe()
+    return v(fate_of(row, _when).describe())
 
 
 def _rows_by_group(record: AuditRecord) -> list[tuple[str, str, list[RecipientReceipt]]]:
@@ -77,8 +82,8 @@ def _rows_by_group(record: AuditRecord) -> list[tuple[str, str, list[RecipientRe
 
 def to_markdown(record: AuditRecord) -> str:
     plan, status = record.plan, record.status
-    out = [f"# {plan.release.name} {plan.release.version}: release communications record", ""]
-    out.append(f"Generated {_when(record.generated)} from `{plan.path}`.")
+    out = [f"# {v(plan.release.name)} {v(plan.release.version)}: release communications record", ""]
+    out.append(f"Generated {_when(record.generated)} from `{v(plan.path)}`.")
     if plan.release.date:
         out.append(f"Release date: {plan.release.date.isoformat()}.")
     out.append("")
@@ -87,7 +92,7 @@ def to_markdown(record: AuditRecord) -> str:
     out.append("| | total | reached | confirmed | bounced | unknown |")
     out.append("| --- | --- | --- | --- | --- | --- |")
     for c in [*status.by_communique, status.overall]:
-        label = "**all**" if c is status.overall else f"`{c.id}`"
+        label = "**all**" if c is status.overall else f"`{v(c.id)}`"
         out.append(f"| {label} | {c.total} | {_pct(c.reached, c.total)} | {_pct(c.confirmed, c.total)} | "
                    f"{_pct(c.bounced, c.total)} | {_pct(c.unknown, c.total)} |")
     if status.by_group:
@@ -108,8 +113,9 @@ def to_markdown(record: AuditRecord) -> str:
     out.append("")
     if record.runs:
         for run in record.runs:
-            out.append(f"- run {run.id}: {run.mode} by {run.who} on {run.host}, {_when(run.started)}"
-                       + (f" to {_when(run.finished)}" if run.finished else "") + (f": {run.outcome}" if run.outcome else ""))
+            out.append(f"- run {run.id}: {v(run.mode)} by {v(run.who)} on {v(run.host)}, {_when(run.started)}"
+                       + (f" to {_when(run.finished)}" if run.finished else "")
+                       + (f": {v(run.outcome)}" if run.outcome else ""))
     else:
         out.append("Nothing has been sent.")
     reviewed = [s for s in record.signoffs if s["reviewed"]]
@@ -118,10 +124,10 @@ def to_markdown(record: AuditRecord) -> str:
         out.append("## Reviews")
         out.append("")
         for s in reviewed:
-            out.append(f"- {s['group_id']} reviewed by {s['who']}, {_when(s['at'])}")
+            out.append(f"- {v(s['group_id'])} reviewed by {v(s['who'])}, {_when(s['at'])}")
     for ident, name, rows in _rows_by_group(record):
         out.append("")
-        out.append(f"## {name} (`{ident}`)")
+        out.append(f"## {v(name)} (`{v(ident)}`)")
         out.append("")
         if not rows:
             out.append("No deliveries.")
@@ -131,14 +137,16 @@ def to_markdown(record: AuditRecord) -> str:
         for r in rows:
             cells = (r.recipient, r.communique_id, r.channel, _when(r.sent), _when(r.delivered), _when(r.displayed),
                      _when(r.acknowledged), _outcome(r))
-            out.append("| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |")
+            out.append("| " + " | ".join(v(c).replace("|", "\\|") for c in cells) + " |")
     out.append("")
     return "\n".join(out)
 
 
 def to_html(record: AuditRecord) -> str:
     plan, status = record.plan, record.status
-    e = html.escape
+    def e(text: object) -> str:
+        return html.escape(v(text))
+
     title = f"{plan.release.name} {plan.release.version}: release communications record"
     parts = [
         "<!doctype html>", '<html lang="en"><head><meta charset="utf-8">', f"<title>{e(title)}</title>",
@@ -205,7 +213,7 @@ def to_csv(record: AuditRecord) -> str:
     for _, _, rows in _rows_by_group(record):
         for r in rows:
             fate = fate_of(r, _when)
-            writer.writerow(_cell(str(c)) for c in [
+            writer.writerow(_cell(v(str(c))) for c in [
                 r.group_id, r.recipient, r.communique_id, r.channel, r.state, r.sent or "", r.accepted or "",
                 r.delivered or "", r.displayed or "", r.acknowledged or "", r.bounced or "", r.complained or "",
                 r.auto_replied or "", fate.outcome, r.reason, r.last_update or "", r.delivery_id,

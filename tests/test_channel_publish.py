@@ -3,6 +3,7 @@ killed rename leaves the old page), PUT and public-URL checks against a loopback
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import hashlib
 import os
@@ -10,6 +11,9 @@ import subprocess
 import sys
 import textwrap
 import time
+
+import campaign
+import pytest
 
 from http_receiver import IntentLog, Reply, channel_plan, fake_render, job_for, receiver  # noqa: F401
 from relcomm_tui.channels.publish import INDEX, PublishChannel, index_entries
@@ -64,7 +68,7 @@ async def test_writes_the_page_and_an_index_of_all_releases(tmp_path):
     assert [e.name for e in index_entries(releases)] == ["4.2.0.html", "4.1.0.html"]
     index = (releases / INDEX).read_text()
     assert index.index("Orion 4.2.0 release notes") < index.index("Orion 4.1.0 release notes")
-    assert 'href="4.2.0.html"' in index and ".tmp" not in index
+    assert 'href="./4.2.0.html"' in index and ".tmp" not in index
 
 
 async def test_republishing_replaces_the_page_and_keeps_one_index_entry(tmp_path):
@@ -101,7 +105,8 @@ def test_a_process_killed_between_write_and_rename_leaves_the_old_page(tmp_path)
     plan = page_plan(plan_dir)
     page = plan_dir / "www" / "releases" / "4.2.0.html"
     page.parent.mkdir(parents=True)
-    page.write_text("<html><head><title>Old</title></head><body>the old page</body></html>")
+    old = '<html><head><meta name="generator" content="relcomm"><title>Old</title></head><body>the old page</body></html>'
+    page.write_text(old)  # a page relcomm published before (it replaces only its own)
     script = textwrap.dedent(f"""
         import asyncio, os, signal, sys
         sys.path.insert(0, {str(os.path.dirname(__file__))!r})
@@ -119,7 +124,7 @@ def test_a_process_killed_between_write_and_rename_leaves_the_old_page(tmp_path)
     """)
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
     assert done.returncode == -9, done.stderr
-    assert page.read_text() == "<html><head><title>Old</title></head><body>the old page</body></html>"
+    assert page.read_text() == old
     leftovers = [p for p in page.parent.iterdir() if p.name.endswith(".tmp")]
     assert len(leftovers) == 1 and leftovers[0].name.startswith(".")  # hidden, never served or indexed
     assert "<p>new</p>" in leftovers[0].read_text()
@@ -209,3 +214,153 @@ async def test_put_only_publishes_without_a_local_file(tmp_path, receiver):
     assert b"<p>only remote</p>" in receiver.stored("/site/4.2.0.html")
     assert "sha256" in outcome.reply and "wrote" not in outcome.reply
     assert sorted(p.name for p in tmp_path.iterdir()) == ["plan.toml"]
+
+
+# -- issue 10, item 11: the index is safe to serve, and relcomm replaces only what it wrote ---------
+
+from html.parser import HTMLParser  # noqa: E402
+from urllib.parse import unquote, urljoin, urlsplit  # noqa: E402
+
+from relcomm_tui.checks import run_checks  # noqa: E402
+
+HOSTILE_NAMES = [
+    "javascript:alert(1).html", "JaVaScRiPt:alert(document.cookie).html", "data:text,x.html",
+    "vbscript:msgbox(1).html", '" onmouseover="alert(1) x.html', "' onfocus='alert(1)'.html",
+    "<img src=x onerror=alert(1)>.html", "a b c.html", "ünïcödé-‮lmth.exe.html", "?q=1.html", "#top.html",
+    "%2e%2e%2fescape.html", "\\\\evil.example\\x.html", "\tjavascript:tab.html", " javascript:space.html",
+    "&#106;avascript:x.html", "mailto:a@b.html",
+]
+
+
+class _Links(HTMLParser):
+    def __init__(self) -> None:
+        super().__init__()
+        self.hrefs: list[str] = []
+
+    def handle_starttag(self, tag, attrs) -> None:
+        self.hrefs += [value for name, value in attrs if name == "href"]
+
+
+def _hrefs(index_html: str) -> list[str]:
+    parser = _Links()
+    parser.feed(index_html)
+    return parser.hrefs
+
+
+@pytest.mark.campaign
+async def test_index_links_are_relative_percent_encoded_urls_whatever_a_page_is_called(tmp_path):
+    plan = channel_plan(tmp_path, """
+        [[communiques]]
+        id = "release-page"
+        to = ["engineering"]
+        channel = "publish"
+        subject = "Orion"
+        path = "www/javascript:alert(1).html"
+        body = "x"
+    """)
+    www = tmp_path / "www"
+    www.mkdir()
+    names = [n for n in HOSTILE_NAMES if n != "javascript:alert(1).html"]
+    for name in names:
+        (www / name).write_text(f"<title>{name}</title>")
+    os.close(os.open(os.fsencode(www) + b"/not-utf8-\xff\xfe.html", os.O_CREAT | os.O_WRONLY, 0o644))
+    outcome, _ = await publish(plan)
+    assert outcome.state == "accepted", outcome
+    index = (www / INDEX).read_text()
+    hrefs = _hrefs(index)
+    site = "https://releases.example.com/www/"
+    assert len(hrefs) == len(names) + 2 + 0, hrefs  # every page, and no other link
+    for href in hrefs:
+        assert href.startswith("./") and ":" not in href and "//" not in href and "\\" not in href, href
+        assert all(c.isalnum() and c.isascii() or c in "%._~-/" for c in href), href
+        resolved = urlsplit(urljoin(site, href))
+        assert (resolved.scheme, resolved.netloc) == ("https", "releases.example.com"), href
+        assert resolved.path.startswith("/www/") and "/" not in resolved.path[len("/www/"):], href
+        assert not resolved.query and not resolved.fragment, href
+    shown = {unquote(h[2:], errors="surrogateescape") for h in hrefs}
+    assert set(names) | {"javascript:alert(1).html", os.fsdecode(b"not-utf8-\xff\xfe.html")} == shown
+    assert 'href="javascript' not in index.lower() and "<img" not in index and "onmouseover=\"" not in index
+    assert "./javascript%3Aalert%281%29.html" in hrefs
+    campaign.record("input", "publish: hostile page names in the index", tried=len(hrefs), held=len(hrefs))
+
+
+def _handwritten(folder, name=INDEX, text="<html><title>Our site</title><body>hand-written, keep me</body></html>"):
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / name).write_text(text)
+    return (folder / name).read_bytes()
+
+
+async def test_a_hand_written_index_is_never_replaced_and_nothing_is_written(tmp_path):
+    site = tmp_path / "srv" / "www"
+    before = _handwritten(site)
+    plan = channel_plan(tmp_path / "plan", f"""
+        [[communiques]]
+        id = "release-page"
+        to = ["engineering"]
+        channel = "publish"
+        subject = "Orion"
+        path = "{site}/{{{{ release.version }}}}.html"
+        body = "x"
+    """)
+    [finding] = [f for f in run_checks(plan, gate=False, secrets=False) if f.id == "path-unsafe"]
+    assert str(site / INDEX) in finding.message and "did not write" in finding.message, finding.message
+    assert "move it away" in finding.hint and finding.location.line is not None
+    outcome, _ = await publish(plan)
+    assert outcome.state == "rejected" and str(site / INDEX) in outcome.detail, outcome
+    assert (site / INDEX).read_bytes() == before
+    assert sorted(p.name for p in site.iterdir()) == [INDEX]  # the page was not written either
+
+
+async def test_an_index_relcomm_wrote_is_replaced_and_one_that_lost_its_mark_is_not(tmp_path):
+    plan = page_plan(tmp_path)
+    releases = tmp_path / "www" / "releases"
+    first, _ = await publish(plan, render=fake_render(subject="First", html="<p>1</p>"))
+    assert first.state == "accepted"
+    again, _ = await publish(plan, render=fake_render(subject="Again", html="<p>2</p>"))
+    assert again.state == "accepted" and "Again" in (releases / INDEX).read_text()
+    (releases / INDEX).write_text("<title>edited by hand, the generator line removed</title>")
+    edited = (releases / INDEX).read_bytes()
+    refused, _ = await publish(plan, render=fake_render(subject="Third", html="<p>3</p>"))
+    assert refused.state == "rejected" and "did not write" in refused.detail
+    assert (releases / INDEX).read_bytes() == edited and "<p>2</p>" in (releases / "4.2.0.html").read_text()
+
+
+async def test_a_page_relcomm_did_not_write_is_not_replaced(tmp_path):
+    plan = page_plan(tmp_path)
+    releases = tmp_path / "www" / "releases"
+    before = _handwritten(releases, "4.2.0.html", "<title>the site's own 4.2.0 page</title>")
+    outcome, _ = await publish(plan)
+    assert outcome.state == "rejected" and str(releases / "4.2.0.html") in outcome.detail
+    assert (releases / "4.2.0.html").read_bytes() == before and not (releases / INDEX).exists()
+
+
+async def test_an_index_or_page_that_is_a_symlink_or_fifo_is_refused_not_followed(tmp_path):
+    for case, make in (("index symlink", lambda d: (d / INDEX).symlink_to(tmp_path / "precious.html")),
+                       ("page symlink", lambda d: (d / "4.2.0.html").symlink_to(tmp_path / "precious.html")),
+                       ("index fifo", lambda d: os.mkfifo(d / INDEX))):
+        folder = tmp_path / case.replace(" ", "-")
+        precious = tmp_path / "precious.html"
+        precious.write_text('<meta name="generator" content="relcomm"> not to be replaced through a link')
+        plan = page_plan(folder)
+        releases = folder / "www" / "releases"
+        releases.mkdir(parents=True)
+        make(releases)
+        outcome, _ = await asyncio.wait_for(publish(plan), 60)
+        assert outcome.state == "rejected", (case, outcome)
+        assert ("a symlink" if "symlink" in case else "a FIFO") in outcome.detail, (case, outcome.detail)
+        assert "not to be replaced" in precious.read_text(), case
+
+
+async def test_a_page_may_not_be_called_index_html(tmp_path):
+    plan = channel_plan(tmp_path, """
+        [[communiques]]
+        id = "release-page"
+        to = ["engineering"]
+        channel = "publish"
+        subject = "Orion"
+        path = "www/INDEX.html"
+        body = "x"
+    """)
+    assert [f for f in run_checks(plan, gate=False, secrets=False) if f.id == "path-unsafe"]
+    outcome, _ = await publish(plan)
+    assert outcome.state == "rejected" and "index" in outcome.detail and not (tmp_path / "www").exists()

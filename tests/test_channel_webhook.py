@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import email.utils
 import json
+import re
 import time
 
 import campaign
@@ -331,3 +332,86 @@ async def test_through_the_engine_a_post_without_answer_is_in_doubt_and_only_res
                     duplicates=max(0, after_rerun - 1))
     assert after_rerun == 1, "a rerun never re-posts a delivery in doubt"
     assert posts == 2 and record.state == L.ACCEPTED  # resent once, on request
+
+
+# -- issue 10, item 12: a receiver's Retry-After cannot hold the run ----------------------------
+
+
+def test_retry_after_is_read_as_data_never_overflowed_or_crashed_on():
+    from relcomm_tui.channels.webhook import RETRY_AFTER_LONGEST
+
+    assert parse_retry_after("9" * 400) == RETRY_AFTER_LONGEST  # was float("9"*400) = inf
+    assert parse_retry_after("1" + "0" * 5000) == RETRY_AFTER_LONGEST  # longer than int() takes
+    assert parse_retry_after("0000000000000000000000007") == 7.0
+    assert parse_retry_after(" 60 ") == 60.0
+    for odd in ("²", "٣", "1e9", "-5", "1.5", "inf", "nan", "0x10", "9" * 400 + "x"):
+        assert parse_retry_after(odd) is None, odd  # Unicode digits used to raise in float()
+    assert parse_retry_after("Fri, 31 Dec 9999 23:59:59 GMT") == RETRY_AFTER_LONGEST
+
+
+@pytest.mark.campaign
+@pytest.mark.parametrize("asked", ["9" * 400, "3600", "61", "Fri, 31 Dec 9999 23:59:59 GMT"])
+async def test_through_the_engine_a_retry_after_over_the_cap_defers_at_once_without_waiting(tmp_path, receiver, asked):
+    """`Retry-After: 999…9` (400 digits) made relcomm send wait: parsed as inf, then waited for
+    min(inf, the engine's 60 s backoff cap) per attempt, 4 minutes in all. Now anything over
+    RETRY_AFTER_MAX is not waited for. Asserted on the delay the engine announces, not the clock."""
+    from relcomm_tui import ledger as L
+    from relcomm_tui.channels import RETRY_AFTER_MAX
+    from relcomm_tui.delivery import DeliveryChanged, SendEngine
+    from relcomm_tui.ledger import Ledger
+
+    receiver.answer("/hook", Reply(429, "slow down", {"Retry-After": asked}))
+    plan = channel_plan(tmp_path, f"""
+        [[communiques]]
+        id = "eng-chat"
+        to = ["engineering"]
+        channel = "webhook"
+        url = "{receiver.url('/hook')}"
+        body = "{{{{ release.name }}}} is live"
+    """)
+    ledger = Ledger.open(plan.state_dir)
+    announced: list[str] = []
+    engine: SendEngine
+
+    def on_event(event) -> None:
+        if isinstance(event, DeliveryChanged) and event.state == L.DEFERRED:
+            announced.append(event.detail)
+            if "retrying in" in event.detail:
+                engine.cancel()  # the code before the fix: seen what it would wait; do not wait it
+
+    engine = SendEngine(plan, ledger, on_event=on_event)  # the CLI's own backoff settings
+    await engine.run()
+    waits = [float(m.group(1)) for d in announced for m in [re.search(r"retrying in ([0-9.]+) s", d)] if m]
+    campaign.record("fault", f"webhook: Retry-After {asked[:12]}{'…' if len(asked) > 12 else ''} (over the cap)",
+                    tried=1, held=int(not waits and len(receiver.requests_for("/hook")) == 1))
+    assert waits == [], f"a receiver made the run wait {waits} s (cap {RETRY_AFTER_MAX:g} s)"
+    [record] = ledger.deliveries("4.2.0")
+    assert record.state == L.DEFERRED and "not retried in this run" in record.reply, record.reply
+    assert "longer than relcomm waits" in record.reply and "inf" not in record.reply
+    assert len(receiver.requests_for("/hook")) == 1
+    ledger.close()
+
+
+async def test_through_the_engine_a_retry_after_under_the_cap_is_waited_as_announced(tmp_path, receiver):
+    from relcomm_tui import ledger as L
+    from relcomm_tui.delivery import DeliveryChanged, SendEngine
+    from relcomm_tui.ledger import Ledger
+
+    receiver.script("/hook", Reply(429, "slow down", {"Retry-After": "2"}))
+    plan = channel_plan(tmp_path, f"""
+        [[communiques]]
+        id = "eng-chat"
+        to = ["engineering"]
+        channel = "webhook"
+        url = "{receiver.url('/hook')}"
+        body = "x"
+    """)
+    ledger = Ledger.open(plan.state_dir)
+    announced: list[str] = []
+    engine = SendEngine(plan, ledger, backoff_base=0.01, retry_after_max=3,
+                        on_event=lambda e: announced.append(e.detail) if isinstance(e, DeliveryChanged) else None)
+    await engine.run()
+    assert any("retrying in 2.0 s" in detail for detail in announced), announced
+    [record] = ledger.deliveries("4.2.0")
+    assert record.state == L.ACCEPTED
+    ledger.close()

@@ -243,3 +243,50 @@ def test_the_plan_format_has_no_attachments() -> None:
     """If attachments are added, they need the same rule as members/template/notes: this test is the reminder."""
     keys = set(PlanFile.model_json_schema(by_alias=True)["$defs"]["CommuniqueTable"]["properties"])
     assert not {k for k in keys if "attach" in k or k in ("files", "include")}
+
+
+@pytest.mark.campaign
+async def test_fifos_devices_and_symlinks_in_the_publish_folder_are_skipped_never_opened(tmp_path: Path) -> None:
+    """The index scan reads only regular files: a FIFO named *.html (which blocks whoever opens it),
+    a symlink to /dev/stdin, /dev/zero or a secret outside, and a device node are left out of the
+    index without being opened, and the publish finishes."""
+    import asyncio
+    import stat as stat_
+
+    from relcomm_tui.channels.publish import INDEX
+
+    plan_file = publish_plan(tmp_path / "plan", "www/{{ release.version }}.html")
+    www = tmp_path / "plan" / "www"
+    www.mkdir()
+    secret = tmp_path / "secret.html"
+    secret.write_text(f"<title>{CANARY}</title>")
+    os.mkfifo(www / "fifo.html")
+    (www / "stdin.html").symlink_to("/dev/stdin")
+    (www / "zero.html").symlink_to("/dev/zero")
+    (www / "outside.html").symlink_to(secret)
+    (www / "dangling.html").symlink_to(tmp_path / "nowhere.html")
+    (www / "folder.html").mkdir()
+    odd = ["fifo.html", "stdin.html", "zero.html", "outside.html", "dangling.html", "folder.html"]
+    try:
+        os.mknod(www / "null.html", stat_.S_IFCHR | 0o600, os.makedev(1, 3))  # /dev/null's numbers
+        odd.append("null.html")
+    except (PermissionError, OSError):
+        pass  # not root: the symlinks to devices stand for it
+    (www / "1.0.0.html").write_text("<title>Vega 1.0.0</title>")
+    try:
+        outcome = await asyncio.wait_for(deliver(plan_file), 60)
+    finally:
+        # unblock a reader stuck on the FIFO (the code before the fix), so the test ends either way
+        try:
+            os.close(os.open(www / "fifo.html", os.O_WRONLY | os.O_NONBLOCK))
+        except OSError:
+            pass
+    assert outcome.state == "accepted", outcome
+    index = (www / INDEX).read_text()
+    assert "Vega 2.0.0" in index and "Vega 1.0.0" in index
+    for name in odd:
+        assert name not in index, name
+    assert CANARY not in index
+    assert stat_.S_ISFIFO(os.lstat(www / "fifo.html").st_mode)  # left as it was
+    campaign.record("input", "paths: FIFOs, devices, symlinks in the publish folder", tried=len(odd),
+                    held=sum(name not in index for name in odd))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import builtins
 import getpass
+import json
 import os
 import pwd
 import shutil
@@ -15,6 +16,7 @@ import time
 from email.message import EmailMessage
 from pathlib import Path
 
+import campaign
 import pytest
 
 from relcomm_tui.receipts.sources import ImapSource, InboundMessage, MaildirSource, MboxSource, maildir_key
@@ -97,13 +99,18 @@ def test_maildir_never_opens_seen_files(tmp_path, monkeypatch):
     (md / "new" / "999.Y.host").write_bytes(_msg(999))
 
     opened: list[str] = []
-    real_open = builtins.open
+    real_open, real_os_open = builtins.open, os.open
 
     def spy(file, *args, **kwargs):
         opened.append(os.path.basename(os.fspath(file)))
         return real_open(file, *args, **kwargs)
 
+    def os_spy(file, *args, **kwargs):  # messages are opened with os.open (O_NOFOLLOW | O_NONBLOCK)
+        opened.append(os.path.basename(os.fspath(file)))
+        return real_os_open(file, *args, **kwargs)
+
     monkeypatch.setattr(builtins, "open", spy)
+    monkeypatch.setattr(os, "open", os_spy)
     new = seen.take(src.read_new(seen))
     monkeypatch.undo()
     assert [m.key for m in new] == ["999.Y.host"]
@@ -368,3 +375,119 @@ def test_imap_url_parsing():
     assert ImapSource("imaps://u@h", "pw").port == 993
     with pytest.raises(ValueError):
         ImapSource("pop3://u@h", "pw")
+
+
+# --------------------------------------------------------------------------- not files (issue 10, item 12)
+
+
+@pytest.mark.campaign
+def test_a_fifo_device_or_symlink_in_a_maildir_is_skipped_without_blocking(tmp_path):
+    """Anyone who can write to the receipts Maildir could leave a FIFO there: opening it blocks
+    until a writer comes, so `relcomm receipts --refresh` would hang. Only regular files are read."""
+    import stat
+
+    md = _make_maildir(tmp_path / "md")
+    (md / "new" / "001.A.host").write_bytes(_msg(1))
+    os.mkfifo(md / "new" / "002.FIFO.host")
+    os.mkfifo(md / "cur" / "003.FIFO.host:2,S")
+    (md / "new" / "004.ZERO.host").symlink_to("/dev/zero")
+    secret = tmp_path / "secret.eml"
+    secret.write_bytes(_msg(666))
+    (md / "cur" / "005.LINK.host:2,S").symlink_to(secret)
+    (md / "new" / "006.DIR.host").mkdir()
+    (md / "new" / "007.B.host").write_bytes(_msg(7))
+    try:
+        os.mknod(md / "new" / "008.NULL.host", stat.S_IFCHR | 0o600, os.makedev(1, 3))
+    except OSError:
+        pass  # not root: the symlink to /dev/zero stands for a device
+    src = MaildirSource(md)
+    seen = Seen()
+    try:
+        got = _with_deadline(lambda: seen.take(src.read_new(seen)), md)
+    finally:
+        _unblock(md)
+    odd = len(list((md / "new").iterdir()) + list((md / "cur").iterdir())) - 2
+    campaign.record("input", "paths: FIFOs, devices, symlinks in a receipts Maildir", tried=odd,
+                    held=odd if [m.raw for m in got] == [_msg(1), _msg(7)] else 0)
+    assert [m.raw for m in got] == [_msg(1), _msg(7)]
+    assert src.count_opened == 2
+
+
+def test_relcomm_receipts_refresh_finishes_with_a_fifo_in_the_maildir(tmp_path, capsys):
+    from relcomm_tui.cli import main
+
+    folder = tmp_path / "plan"
+    md = _make_maildir(folder / "receipts")
+    os.mkfifo(md / "new" / "001.FIFO.host")
+    (md / "new" / "002.A.host").write_bytes(_msg(2))
+    (folder / "plan.toml").write_text("""format = 1
+[release]
+name = "Orion"
+version = "4.2.0"
+[sender]
+from = "Release Engineering <release@example.com>"
+[receipts]
+sources = [{ maildir = "receipts" }]
+[[stakeholders]]
+id = "eng"
+name = "Engineering"
+members = ["Eng <eng@example.com>"]
+[[communiques]]
+id = "news"
+to = ["eng"]
+subject = "Orion 4.2.0"
+body = "Hello"
+""", encoding="utf-8")
+    assert main(["send", str(folder / "plan.toml"), "--dry-run"]) == 0  # a ledger to record into
+    try:
+        code = _with_deadline(lambda: main(["receipts", str(folder / "plan.toml"), "--refresh", "--json"]), md)
+    finally:
+        _unblock(md)
+    out = capsys.readouterr().out
+    refreshed = json.loads(out[out.index("{"):])["refresh"]
+    assert code == 0 and refreshed["read"] == 1 and refreshed["problems"] == []
+
+
+def test_an_mbox_that_is_a_fifo_or_device_is_refused_with_a_clear_problem(tmp_path):
+    from relcomm_tui.errors import UserError
+
+    fifo = tmp_path / "inbox.mbox"
+    os.mkfifo(fifo)
+    zero = tmp_path / "zero.mbox"
+    zero.symlink_to("/dev/zero")
+    for path, kind in ((fifo, "a FIFO"), (zero, "a character device")):
+        with pytest.raises(UserError) as caught:
+            _with_deadline(lambda: list(MboxSource(path).read_new(lambda k: False)), tmp_path)
+        assert str(path) in caught.value.message and kind in caught.value.message and caught.value.hint
+    real = tmp_path / "real.mbox"
+    _mbox_append(real, [_msg(1)])
+    linked = tmp_path / "linked.mbox"
+    linked.symlink_to(real)  # a symlink to a regular mbox is the engineer's own setup: read
+    assert [m.raw for m in MboxSource(linked).read_new(lambda k: False)] == [_msg(1)]
+
+
+def _with_deadline(call, folder: Path, seconds: float = 60.0):
+    """Run `call` in a thread; if it is still blocked after `seconds` (the code before the fix
+    opened FIFOs), unblock it and fail, instead of hanging the test run."""
+    import concurrent.futures
+
+    with concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool:
+        future = pool.submit(call)
+        try:
+            return future.result(timeout=seconds)
+        except concurrent.futures.TimeoutError:
+            _unblock(folder)
+            future.result(timeout=seconds)
+            pytest.fail("reading the source blocked on a FIFO")
+
+
+def _unblock(folder: Path) -> None:
+    """Open every FIFO under `folder` for writing and close it: a reader stuck on one goes on."""
+    import stat
+
+    for path in folder.rglob("*"):
+        try:
+            if stat.S_ISFIFO(os.lstat(path).st_mode):
+                os.close(os.open(path, os.O_WRONLY | os.O_NONBLOCK))
+        except OSError:
+            pass

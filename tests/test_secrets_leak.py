@@ -370,3 +370,120 @@ async def test_the_app_never_shows_the_password(route: str, world: World, monkey
     campaign.record("secret", f"state dir private while open (0700/0600): {route} (app)", tried=len(checked),
                     held=len(checked) - len(open_), leaks=len(open_))
     assert open_ == [], open_
+
+
+# --------------------------------------------------------------------------- servers that echo (issue 10, item 8)
+#
+# A server that repeats the client's AUTH exchange in its words - in a refused login (535/454), in a
+# 4xx/5xx at MAIL, RCPT or the end of DATA, in a later connection's greeting or EHLO, or in a line
+# that is not SMTP at all - and repeats it as sent, decoded, cut short, split over a multi-line
+# reply, upper-cased or URL-quoted. Its words reach stderr, the ledger (outcome and run), status,
+# receipts, the report and the app's send screen: the password must reach none of them, not even
+# a piece of it.
+
+from echo_smtp import EchoSmtpServer  # noqa: E402
+from relcomm_tui.cli import main as relcomm_main  # noqa: E402
+
+ECHOES = [  # (stage, code, form, AUTH methods offered)
+    ("auth", 535, "line", "PLAIN LOGIN"),
+    ("auth", 535, "line", "LOGIN"),
+    ("auth", 535, "decoded", "PLAIN LOGIN"),
+    ("auth", 535, "truncated", "PLAIN LOGIN"),
+    ("auth", 454, "split", "PLAIN LOGIN"),
+    ("auth", 535, "upper", "LOGIN"),
+    ("auth", 535, "quoted", "PLAIN LOGIN"),
+    ("mail", 451, "line", "PLAIN LOGIN"),
+    ("mail", 553, "decoded", "LOGIN"),
+    ("rcpt", 450, "split", "PLAIN LOGIN"),
+    ("rcpt", 550, "line", "LOGIN"),
+    ("data", 452, "truncated", "PLAIN LOGIN"),
+    ("data", 554, "line", "PLAIN LOGIN"),
+    ("data", 250, "decoded", "PLAIN LOGIN"),  # accepted, and the echo kept as the delivery's receipt
+    ("greeting", 421, "line", "PLAIN LOGIN"),
+    ("greeting", 554, "quoted", "LOGIN"),
+    ("ehlo", 550, "line", "PLAIN LOGIN"),
+    ("garbage", 0, "decoded", "PLAIN LOGIN"),
+]
+
+
+def _pieces(name: str, text: bytes, width: int = 10) -> dict[str, bytes]:
+    return {f"{name} piece {i}": text[i:i + width] for i in range(len(text) - width + 1)}
+
+
+# A piece of the password is a leak too: any 10 characters of it, in clear or in any base64 alignment
+# (as sent, or upper-cased by the server).
+ECHO_NEEDLES = dict(NEEDLES)
+ECHO_NEEDLES |= _pieces("clear", PASSWORD.encode())
+for _i, _core in enumerate(_base64_cores(PASSWORD.encode())):
+    ECHO_NEEDLES |= _pieces(f"base64 at offset {_i}", _core) | _pieces(f"BASE64 at offset {_i}", _core.upper())
+
+
+def _echo_plan(folder: Path, port: int, world: World) -> Path:
+    plan = write_plan(folder, port, "env", world.vault)
+    plan.write_text(plan.read_text().replace("timeout = 5\n", "timeout = 5\nmax_attempts = 1\n"), encoding="utf-8")
+    return plan
+
+
+def _run_in_process(places: Places, label: str, capsys, *args: str) -> tuple[int, str, str]:
+    code = relcomm_main(list(args))
+    out, err = capsys.readouterr()
+    places.look(f"{label}: stdout of relcomm {args[0]}", out)
+    places.look(f"{label}: stderr of relcomm {args[0]}", err)
+    return code, out, err
+
+
+@pytest.mark.campaign
+@pytest.mark.parametrize("stage, code, form, methods", ECHOES, ids=[f"{s}-{c}-{f}-{m.split()[0]}" for s, c, f, m in ECHOES])
+def test_a_server_that_echoes_the_auth_exchange_never_gets_the_password_shown_or_kept(
+        stage: str, code: int, form: str, methods: str, world: World, monkeypatch: pytest.MonkeyPatch, capsys):
+    monkeypatch.setenv(ENV_VAR, PASSWORD)
+    places = Places(needles=ECHO_NEEDLES)
+    label = f"{stage} {code} {form}"
+    folder = world.root / "plan-echo"
+    with EchoSmtpServer(echo_at=stage, code=code, form=form, methods=methods) as server:
+        plan = _echo_plan(folder, server.port, world)
+        sent, out, err = _run_in_process(places, label, capsys, "send", str(plan), "--yes")
+        assert server.auth_lines, "the client logged in, so there was something to echo"
+        echoed = server.echo()
+        assert leaked(echoed, ECHO_NEEDLES), f"the server's echo holds the password: {echoed!r}"
+        shown = out + err
+        for args in (("status", str(plan)), ("status", str(plan), "--json"), ("receipts", str(plan)),
+                     ("report", str(plan)), ("report", str(plan), "--format", "csv"),
+                     ("report", str(plan), "-o", str(world.root / "report.html"))):
+            _code, more_out, more_err = _run_in_process(places, label, capsys, *args)
+            shown += more_out + more_err
+    # the echo reached relcomm's words (hidden), so the check above looked at something real
+    assert "(secret)" in shown, shown[-3000:]
+    assert sent in ((0,) if code == 250 else (1, 2)), (sent, shown[-2000:])
+    places.tree(world.root)
+    assert any("ledger.sqlite" in place for place in places.checked)
+    places.record(f"SMTP server echoing AUTH: {label} ({methods.split()[0]})")
+
+
+@pytest.mark.campaign
+@pytest.mark.parametrize("stage, code, form", [("auth", 535, "line"), ("rcpt", 550, "split"), ("greeting", 421, "line")])
+def test_relcomm_send_as_a_process_never_prints_an_echoed_password(stage: str, code: int, form: str, world: World):
+    places = Places(needles=ECHO_NEEDLES)
+    with EchoSmtpServer(echo_at=stage, code=code, form=form) as server:
+        plan = _echo_plan(world.root / "plan-echo", server.port, world)
+        done = relcomm(world, places, "env", "send", str(plan), "--yes", expect=None)
+        assert done.returncode in (1, 2) and "(secret)" in done.stdout + done.stderr, (done.stdout, done.stderr)
+        relcomm(world, places, "env", "status", str(plan))
+        relcomm(world, places, "env", "report", str(plan), "-o", str(world.root / "report.md"))
+    places.tree(world.root)
+    places.record(f"SMTP server echoing AUTH: {stage} {code} {form} (relcomm send process)")
+
+
+@pytest.mark.campaign
+@pytest.mark.parametrize("stage, code", [("auth", 535), ("rcpt", 550), ("greeting", 421)])
+async def test_the_app_never_shows_an_echoed_password(stage: str, code: int, world: World,
+                                                      monkeypatch: pytest.MonkeyPatch):
+    monkeypatch.setenv(ENV_VAR, PASSWORD)
+    places = Places(needles=ECHO_NEEDLES)
+    with EchoSmtpServer(echo_at=stage, code=code, form="line") as server:
+        plan = _echo_plan(world.root / "plan-echo", server.port, world)
+        await _app_run(plan, world.root / "state-echo", places, f"echo at {stage} {code}", typed=False)
+        assert server.auth_lines
+    places.tree(world.root)
+    assert any("send screen" in place for place in places.checked)
+    places.record(f"SMTP server echoing AUTH: {stage} {code} (app)")

@@ -298,3 +298,73 @@ body = "Hello"
     places.tree(world.root)
     assert any("ledger.sqlite" in name for name in places.checked)
     places.record("IMAP receipts password refused (CLI)")
+
+
+class EchoImapServer:
+    """An IMAP server (plain TCP on loopback, test only) that refuses every LOGIN by repeating it,
+    as a careless server's error text may: `a1 NO LOGIN release "imapLEAK-..." failed`."""
+
+    def __init__(self) -> None:
+        import socketserver
+        import threading
+
+        self.logins: list[str] = []
+        outer = self
+
+        class Session(socketserver.StreamRequestHandler):
+            def handle(self) -> None:
+                self.wfile.write(b"* OK echo IMAP ready\r\n")
+                while line := self.rfile.readline():
+                    tag, _, rest = line.decode("utf-8", "replace").rstrip("\r\n").partition(" ")
+                    verb = rest.split(" ", 1)[0].upper()
+                    if verb == "CAPABILITY":
+                        self.wfile.write(f"* CAPABILITY IMAP4rev1 AUTH=PLAIN\r\n{tag} OK done\r\n".encode())
+                    elif verb == "LOGIN":
+                        outer.logins.append(rest)
+                        self.wfile.write(f"{tag} NO [AUTHENTICATIONFAILED] {rest} failed\r\n".encode())
+                    elif verb == "LOGOUT":
+                        self.wfile.write(f"* BYE\r\n{tag} OK bye\r\n".encode())
+                        return
+                    else:
+                        self.wfile.write(f"{tag} BAD {rest}\r\n".encode())
+
+        self._server = socketserver.ThreadingTCPServer(("127.0.0.1", 0), Session)
+        self._server.daemon_threads = True
+        self.port = self._server.server_address[1]
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+
+    def __enter__(self) -> "EchoImapServer":
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+
+
+@pytest.mark.campaign
+def test_an_imap_server_that_echoes_the_login_never_gets_the_password_shown(world: World):
+    places = looking_for(IMAP_PASSWORD)
+    world.env["RELCOMM_LEAKTEST_IMAP_PASSWORD"] = IMAP_PASSWORD
+    folder = world.root / "plan-imap-echo"
+    folder.mkdir()
+    with EchoImapServer() as server:
+        (folder / "plan.toml").write_text(PLAN_HEAD + f"""
+[receipts]
+sources = [{{ imap = "imap://release@127.0.0.1:{server.port}/INBOX?plaintext=1", password = {{ env = "RELCOMM_LEAKTEST_IMAP_PASSWORD" }} }}]
+
+[[communiques]]
+id = "news"
+to = ["engineering"]
+subject = "Orion 4.2.0 is out"
+body = "Hello"
+""", encoding="utf-8")
+        plan = folder / "plan.toml"
+        relcomm(world, places, "imap", "send", str(plan), "--dry-run")
+        refreshed = relcomm(world, places, "imap", "receipts", str(plan), "--refresh", expect=None)
+        relcomm(world, places, "imap", "receipts", str(plan), "--refresh", "--json", expect=None)
+        assert server.logins and IMAP_PASSWORD in server.logins[0], "the server got the password to echo"
+    said = refreshed.stdout + refreshed.stderr
+    assert "cannot read IMAP" in said and "(secret)" in said, said
+    places.tree(world.root)
+    places.record("IMAP server echoing the LOGIN line (CLI)")

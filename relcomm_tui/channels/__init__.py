@@ -31,6 +31,10 @@ if TYPE_CHECKING:
 # handed to a person: nothing was sent, the engineer confirms it later.
 OutcomeState = Literal["accepted", "rejected", "transient", "in_doubt", "awaiting"]
 
+# The longest a receiver's Retry-After is waited for, per retry: asked for longer (a day, or 400
+# digits), the delivery is deferred at once for the next `relcomm send` instead of holding the run.
+RETRY_AFTER_MAX = 60.0
+
 
 @dataclass(frozen=True)
 class Outcome:

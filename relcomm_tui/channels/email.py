@@ -16,6 +16,10 @@ How an SMTP exchange maps onto an outcome:
                                                    -> ChannelStopped: the run stops once
 * a 4xx greeting (421 busy)                        -> not a stop: each delivery that meets it
   is transient (retried with backoff, then deferred with the server's words)
+
+The server's words never carry the password: each connection cleans every line it reads of the
+password and the AUTH tokens (see smtpclient), and this channel cleans every outcome and stop
+message once more before the engine keeps or shows it (`relcomm_tui.secret_text`).
 """
 
 from __future__ import annotations
@@ -23,17 +27,18 @@ from __future__ import annotations
 import asyncio
 import email.policy
 import socket
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from email.message import EmailMessage
 from email.utils import parseaddr
 from typing import Callable
 
 from ..net import is_loopback
 from ..plan.model import Plan
+from ..secret_text import SecretHider
 from . import ChannelStopped, DeliveryJob, DeliveryWithdrawn, Outcome
 from .smtpclient import (
     FLUSH_TEXT_FIRST, Reply, SmtpAuthError, SmtpBusy, SmtpCertificateError, SmtpClosed, SmtpConnectError,
-    SmtpConnection, SmtpDisconnected, SmtpTlsError, Transaction, dot_stuff, xtext,
+    SmtpConnection, SmtpDisconnected, SmtpTlsError, Transaction, dot_stuff, login_secrets, xtext,
 )
 
 AUTH_CODES = {530, 534, 535, 538}
@@ -97,10 +102,17 @@ class EmailChannel:
         self.read_receipt_to = plan.sender.receipts_to or plan.sender.from_
         self._local_hostname = socket.getfqdn() or "localhost"
         self._connect_lock = asyncio.Lock()
+        self._hider = SecretHider(self._secrets())
 
     # -- lifecycle -------------------------------------------------------------------
 
     async def open(self) -> None:
+        try:
+            await self._open()
+        except ChannelStopped as error:
+            raise self._hidden_stop(error) from None
+
+    async def _open(self) -> None:
         if self.smtp.security == "none" and not is_loopback(self.smtp.host):
             raise ChannelStopped(
                 f'security = "none" sends mail unencrypted to {self.smtp.host}; relcomm allows that only on loopback',
@@ -108,6 +120,7 @@ class EmailChannel:
             )
         if self.smtp.username and self._password is None:
             self._password = await self._resolve_password()
+            self._hider = SecretHider(self._secrets())
         try:
             self._idle.append(await self._connect())
         except SmtpBusy:
@@ -121,6 +134,10 @@ class EmailChannel:
                 f"check [transport.smtp] host and port (is {where} an SMTP server? \"tls\" is usually port 465, "
                 "\"starttls\" 587); if the server is just slow, raise timeout in [transport.smtp]",
             ) from None
+
+    def _secrets(self) -> tuple[str, ...]:
+        """The password and the AUTH tokens made of it: hidden from every word a server says."""
+        return login_secrets(self.smtp.username or "", self._password) if self._password else ()
 
     async def _resolve_password(self) -> str:
         from ..plan.secrets import SecretError, is_reference, resolve
@@ -138,7 +155,8 @@ class EmailChannel:
             raise ChannelStopped(f"cannot get the SMTP password: {error.message}", error.hint) from None
 
     async def _connect(self) -> SmtpConnection:
-        connection = SmtpConnection(self.smtp.host, self.smtp.port, self.smtp.security, self.timeout, self._local_hostname)
+        connection = SmtpConnection(self.smtp.host, self.smtp.port, self.smtp.security, self.timeout,
+                                    self._local_hostname, secrets=self._secrets())
         try:
             await connection.connect()
             if self.smtp.username:
@@ -458,13 +476,17 @@ class EmailChannel:
             return
         self._resolve(work, outcome)
 
-    @staticmethod
-    def _resolve(work: "_Work", outcome: Outcome) -> None:
+    def _resolve(self, work: "_Work", outcome: Outcome) -> None:
         if not work.future.done():
-            work.future.set_result(outcome)
+            hide = self._hider.hide
+            work.future.set_result(replace(outcome, reply=hide(outcome.reply), detail=hide(outcome.detail)))
+
+    def _hidden_stop(self, error: ChannelStopped) -> ChannelStopped:
+        return ChannelStopped(self._hider.hide(error.message), self._hider.hide(error.hint))
 
     def _stop(self, error: ChannelStopped, work: "_Work") -> None:
         """One failure for all: this message and every one queued behind it get the same error."""
+        error = self._hidden_stop(error)
         self._stopped = error
         for waiting in [work, *iter(self._take_now, None)]:
             if not waiting.future.done():

@@ -6,6 +6,19 @@ folder, fsync, rename), so a reader, or a crash, never sees half a page: either 
 the new one. After each page the folder's `index.html` is regenerated, listing every release page
 in it, newest first, with the titles taken from each page's <title>.
 
+Rules for the folder, which may be a web site's root that others write too:
+* relcomm replaces only files it wrote: a page or `index.html` that exists without relcomm's
+  generator mark (`<meta name="generator" content="relcomm">`, in every page and index it writes),
+  or that is a symlink, FIFO or anything but a regular file, is never overwritten: the delivery is
+  refused (and validation says so, `path-unsafe`) naming the file and what to do. A page may not
+  be called `index.html` itself.
+* Index links are relative URLs made safe whatever a file is called: "./" then the file name
+  percent-encoded (`javascript:x.html` becomes `./javascript%3Ax.html`), so no scheme, host or
+  quote can appear in an href; titles are HTML-escaped.
+* Scanning the folder reads only regular files, opened without following symlinks and without
+  blocking (O_NOFOLLOW, O_NONBLOCK, then fstat): a FIFO, a device or a symlink named `*.html` (to
+  /dev/stdin, to a secret) is skipped, never opened or listed.
+
 Optionally the page is also PUT to `put_url` (a WebDAV folder, an object store); when
 `public_url` is set, a GET of it must answer 2xx before the delivery is accepted. The receipt is
 the file written (path, size, sha256) and the URL check.
@@ -17,18 +30,21 @@ import asyncio
 import datetime as dt
 import hashlib
 import html
+import os
 import re
 import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
+from urllib.parse import quote
 
 import httpx
 
+from ..regular_files import NotRegular, read_regular
 from . import DeliveryJob, Outcome
 from .webhook import (
     USER_AGENT, HttpRequest, RenderJob, RetryPolicy, SecretCache, Sleep, atomic_write, check_url, default_render,
-    hide_secrets, outbox_file, redact, render_error_text, send_with_retries,
+    hidden_result, outbox_file, redact, render_error_text, send_with_retries,
 )
 
 if TYPE_CHECKING:
@@ -36,6 +52,8 @@ if TYPE_CHECKING:
     from ..plan.model import Communique, Plan
 
 INDEX = "index.html"
+GENERATOR = '<meta name="generator" content="relcomm">'  # relcomm wrote this file: it may replace it
+HEAD_BYTES = 65536  # where a page's <title> and generator mark are looked for
 
 STYLE = """
 :root { color-scheme: light dark; --fg: #1d232b; --muted: #5b6675; --bg: #ffffff; --accent: #2e7d32; --rule: #d8dee6; }
@@ -66,7 +84,7 @@ PAGE = """<!DOCTYPE html>
 <head>
 <meta charset="utf-8">
 <meta name="viewport" content="width=device-width, initial-scale=1">
-<meta name="generator" content="relcomm">
+{generator}
 <meta name="relcomm-release" content="{release}">
 <title>{title}</title>
 <style>
@@ -100,23 +118,36 @@ def body_fragment(rendered_html: str | None, markdown: str) -> str:
 def release_page(*, title: str, body_html: str, release: str, published: dt.datetime) -> str:
     stamp = published.astimezone(dt.timezone.utc)
     return PAGE.format(
-        release=html.escape(release), title=html.escape(title), style=STYLE,
-        header=f'<a href="{INDEX}">All releases</a>',
+        generator=GENERATOR, release=html.escape(release), title=html.escape(title), style=STYLE,
+        header=f'<a href="./{INDEX}">All releases</a>',
         body=body_html,
         footer=f'Published <time datetime="{stamp.isoformat(timespec="seconds")}">'
                f'{stamp.strftime("%Y-%m-%d %H:%M UTC")}</time> by relcomm.',
     )
 
 
+def _text(name: str) -> str:
+    """A file name as text that encodes (a name that is not UTF-8 keeps a visible stand-in)."""
+    return name.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+
+
+def read_head(path: Path, limit: int = HEAD_BYTES) -> tuple[bytes, os.stat_result] | None:
+    """The head of a regular file (see relcomm_tui.regular_files); raises NotRegular otherwise."""
+    return read_regular(path, limit)
+
+
+def _title(head: bytes, path: Path) -> str:
+    match = _TITLE.search(head.decode("utf-8", "replace"))
+    return html.unescape(" ".join(match.group(1).split())) if match else _text(path.stem)
+
+
 def page_title(path: Path) -> str:
-    """The <title> of a page (the first 64 KiB are enough), else its file name."""
+    """The <title> of a page (the first 64 KiB are enough), else its file name. Regular files only."""
     try:
-        with open(path, "rb") as handle:
-            head = handle.read(65536).decode("utf-8", "replace")
-    except OSError:
-        return path.stem
-    found = _TITLE.search(head)
-    return html.unescape(" ".join(found.group(1).split())) if found else path.stem
+        found = read_head(path)
+    except OSError:  # NotRegular included: skipped, never opened
+        found = None
+    return _title(found[0], path) if found else _text(path.stem)
 
 
 @dataclass(frozen=True)
@@ -127,34 +158,77 @@ class IndexEntry:
 
 
 def index_entries(folder: Path) -> list[IndexEntry]:
-    """Every page in the folder but the index (and temp files), newest first."""
+    """Every page in the folder but the index (and temp files), newest first: regular files only,
+    never a symlink, FIFO or device (skipped without being opened)."""
     entries = []
     for path in folder.glob("*.html"):
         if path.name == INDEX or path.name.startswith("."):
             continue
         try:
-            modified = path.stat().st_mtime
-        except OSError:
+            found = read_head(path)
+        except OSError:  # NotRegular included: skipped, never opened
+            continue
+        if found is None:
             continue  # removed meanwhile
-        entries.append(IndexEntry(path.name, page_title(path), modified))
+        head, info = found
+        entries.append(IndexEntry(path.name, _title(head, path), info.st_mtime))
     entries.sort(key=lambda e: (e.modified, e.name), reverse=True)
     return entries
+
+
+def page_href(name: str) -> str:
+    """A link to a file of the same folder that no file name can turn into anything else:
+    "./" and the name percent-encoded (every byte but letters, digits and `-._~`), so no scheme
+    (`javascript:`, `data:`), no host (`//evil`), no quote or `<` can appear."""
+    return "./" + quote(os.fsencode(name), safe="")
 
 
 def index_page(folder: Path, site_title: str = "Releases") -> str:
     items = []
     for entry in index_entries(folder):
         when = dt.datetime.fromtimestamp(entry.modified, dt.timezone.utc)
-        items.append(f'<li><a href="{html.escape(entry.name)}">{html.escape(entry.title)}</a>'
+        items.append(f'<li><a href="{html.escape(page_href(entry.name))}">{html.escape(entry.title)}</a>'
                      f'<time datetime="{when.isoformat(timespec="seconds")}">{when.strftime("%Y-%m-%d")}</time></li>')
     listing = "\n".join(items) or "<li>No release pages yet.</li>"
-    return PAGE.format(release="", title=html.escape(site_title), style=STYLE, header="Release pages",
+    return PAGE.format(generator=GENERATOR, release="", title=html.escape(site_title), style=STYLE,
+                       header="Release pages",
                        body=f"<h1>{html.escape(site_title)}</h1>\n<ul class=\"releases\">\n{listing}\n</ul>",
                        footer="Generated by relcomm.")
 
 
+class NotOurs(Exception):
+    """A file relcomm would replace but did not write: nothing is written."""
+
+    def __init__(self, message: str, hint: str) -> None:
+        super().__init__(message)
+        self.message = message
+        self.hint = hint
+
+
+def not_ours(path: Path) -> NotOurs | None:
+    """Why relcomm may not replace `path` (it exists and relcomm did not write it), or None."""
+    what = "the folder's index" if path.name == INDEX else "a page"
+    try:
+        found = read_head(path)
+    except NotRegular as error:
+        return NotOurs(f"{path} is {error.kind}; relcomm replaces only files it wrote",
+                       f"remove it or publish into another folder; relcomm then writes {what} there itself")
+    except OSError as error:
+        return NotOurs(f"cannot read {path} to check who wrote it: {error.strerror or error}",
+                       "check the folder's permissions")
+    if found is None or GENERATOR.encode() in found[0]:
+        return None
+    return NotOurs(f"{path} exists and relcomm did not write it (it has no <meta name=\"generator\" "
+                   f"content=\"relcomm\">); it is not replaced",
+                   f"if {what} may be replaced, move it away (or add that meta tag to it) and send again; "
+                   "otherwise set `path` to another folder or file name")
+
+
 def write_index(folder: Path, site_title: str = "Releases") -> Path:
     target = folder / INDEX
+    refused = not_ours(target)
+    if refused is not None:
+        raise refused
     atomic_write(target, index_page(folder, site_title).encode("utf-8"))
     return target
 
@@ -194,17 +268,25 @@ def safe_target(plan: "Plan", communique: "Communique", rendered: str) -> Path:
     if not path.suffix.lower() in (".html", ".htm"):
         raise refuse(f"the page path {rendered!r} does not end in .html",
                      "a release page is an .html file; this keeps a page from overwriting other files")
+    if path.name.lower() == INDEX:
+        raise refuse(f"the page path {rendered!r} names the folder's index, which relcomm writes itself",
+                     "name the page after the release, e.g. www/releases/{{ release.version }}.html")
     if path.is_absolute():
         if not written.startswith(("/", "~")):
             raise refuse(f"a template value made the page path absolute ({rendered!r})",
                          "check the values the path uses (e.g. release.version); write an absolute path in the plan "
                          "if you mean one")
-        return path
-    root = plan.root.resolve()
-    target = root / path
-    if not target.resolve().is_relative_to(root):
-        raise refuse(f"the page path {rendered!r} leads out of the plan's folder (through a symlink)",
-                     f"a relative path stays inside {root}; write an absolute path in the plan to publish elsewhere")
+        target = path
+    else:
+        root = plan.root.resolve()
+        target = root / path
+        if not target.resolve().is_relative_to(root):
+            raise refuse(f"the page path {rendered!r} leads out of the plan's folder (through a symlink)",
+                         f"a relative path stays inside {root}; write an absolute path in the plan to publish elsewhere")
+    for existing in (target, target.parent / INDEX):
+        refused = not_ours(existing)
+        if refused is not None:
+            raise refuse(refused.message, refused.hint)
     return target
 
 
@@ -227,8 +309,13 @@ _PUBLISHING = threading.Lock()
 
 
 def publish_page(target: Path, page: bytes) -> Written:
-    """Write the page atomically, then regenerate the folder's index."""
+    """Write the page atomically, then regenerate the folder's index. Raises NotOurs, before
+    writing anything, when the page or the index exists and relcomm did not write it."""
     with _PUBLISHING:
+        for existing in (target, target.parent / INDEX):  # again: the folder may have changed since validation
+            refused = not_ours(existing)
+            if refused is not None:
+                raise refused
         atomic_write(target, page)
         write_index(target.parent)
     return Written(target, len(page), hashlib.sha256(page).hexdigest())
@@ -298,6 +385,9 @@ class PublishChannel:
             try:
                 # The fsyncs may take a moment on a network file system: keep the loop free.
                 written = await asyncio.to_thread(publish_page, target, page)
+            except NotOurs as error:
+                return Outcome("rejected", detail=f"not published: {error.message} ({error.hint})",
+                               intent_committed=True)
             except OSError as error:
                 return Outcome("rejected", detail=f"cannot write {target}: {error.strerror or error}; "
                                "check that the folder exists and is writable", intent_committed=True)
@@ -306,7 +396,7 @@ class PublishChannel:
             result = await send_with_retries(self.client, HttpRequest(
                 "PUT", put_url, {"Content-Type": "text/html; charset=utf-8", "Idempotency-Key": job.delivery_id},
                 page), self.policy, self._sleep, idempotent=True)
-            result = hide_secrets(result, self.secrets, put_url)  # a receiver may echo the URL's token
+            result = hidden_result(result, self.secrets, put_url)  # a receiver may echo the URL's token
             words.append(f"PUT {redact(put_url)}: {result.answer.words}"
                          + ("" if target else f" ({len(page)} bytes, sha256 {digest[:16]}…)"))
             if result.state != "accepted":

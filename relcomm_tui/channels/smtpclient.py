@@ -6,6 +6,12 @@ between two and four round trips per message. This client does only what the sen
 needs: connect (implicit TLS or STARTTLS, certificates verified), EHLO, AUTH PLAIN/LOGIN,
 one transaction per message (pipelined when the server advertises it), RSET, QUIT.
 
+A server may echo what it was sent (`535 ... 'AUTH PLAIN <token>'`, the same at MAIL, RCPT or
+DATA, in a later greeting or EHLO): every line a server sends is cleaned of the connection's
+secrets (`secrets`, and the AUTH tokens built from them) the moment it is read, before it can
+become a `Reply`, an error message, a ledger row or a line on screen
+(`relcomm_tui.secret_text.hide_secrets`).
+
 What matters for exactly-once is *where* a transaction stopped. `Transaction.end_sent` says
 whether the final "." of the message reached the socket: a connection lost before it can
 be retried safely (the server cannot have accepted a message it never saw end); after it,
@@ -19,6 +25,8 @@ import base64
 import re
 import ssl
 from dataclasses import dataclass, field
+
+from ..secret_text import SecretHider
 
 _LINE_ENDS = re.compile(rb"\r\n|\r|\n")
 _LINE_LIMIT = 2 ** 16  # asyncio's default StreamReader limit, which this client keeps
@@ -118,10 +126,20 @@ def xtext(text: str) -> str:
     return "".join(chr(b) if 33 <= b <= 126 and b not in (0x2B, 0x3D) else f"+{b:02X}" for b in text.encode("utf-8"))
 
 
-def _shown(raw: bytes, limit: int = 80) -> str:
-    """Bytes a server sent, shown safely (printable, cut short)."""
+def _shown(raw: bytes, cleaned: str, limit: int = 80) -> str:
+    """Bytes a server sent, shown safely (escaped, cut short); `cleaned` is them decoded and
+    cleaned of secrets, shown instead when cleaning changed anything."""
+    if cleaned != raw.decode("utf-8", "replace"):
+        raw = cleaned.encode("utf-8")
     text = repr(raw[:limit])
     return text + (f" ... ({len(raw)} bytes)" if len(raw) > limit else "")
+
+
+def login_secrets(username: str, password: str) -> tuple[str, str, str]:
+    """The password and the AUTH tokens that carry it (LOGIN's, PLAIN's): what a server's
+    words must never show, on this connection or on any later one."""
+    return (password, base64.b64encode(password.encode("utf-8")).decode("ascii"),
+            base64.b64encode(f"\0{username}\0{password}".encode("utf-8")).decode("ascii"))
 
 
 def dot_stuff(message: bytes) -> bytes:
@@ -144,10 +162,20 @@ class SmtpConnection:
     extensions: dict[str, str] = field(default_factory=dict)
     round_trips: int = 0               # replies awaited after a write: what latency costs
     messages: int = 0                  # transactions attempted on this connection
+    secrets: tuple[str, ...] = field(default=(), repr=False)  # hidden from everything the server says
 
     def __post_init__(self) -> None:
         self._reader: asyncio.StreamReader | None = None
         self._writer: asyncio.StreamWriter | None = None
+        self._hider = SecretHider(self.secrets)
+
+    def keep_secret(self, *secrets: str) -> None:
+        """Hide these too from now on (the AUTH tokens, the password typed at login)."""
+        self.secrets = (*self.secrets, *secrets)
+        self._hider = SecretHider(self.secrets)
+
+    def hide(self, text: str) -> str:
+        return self._hider.hide(text)
 
     # -- connection ------------------------------------------------------------------
 
@@ -230,19 +258,21 @@ class SmtpConnection:
     async def login(self, username: str, password: str) -> None:
         """AUTH PLAIN (or LOGIN). Raises SmtpAuthError; never puts the password in a message."""
         methods = set(self.extensions.get("auth", "").upper().split())
+        user_token = base64.b64encode(username.encode("utf-8")).decode("ascii")
+        password_token, plain_token = login_secrets(username, password)[1:]
+        self.keep_secret(password, password_token, plain_token)  # before a word of them is sent
         if not methods:
             raise SmtpAuthError(f"{self.host}:{self.port} does not offer authentication (no AUTH in EHLO)")
         if "PLAIN" in methods:
-            token = base64.b64encode(f"\0{username}\0{password}".encode("utf-8")).decode("ascii")
-            reply = await self.command(f"AUTH PLAIN {token}")
+            reply = await self.command(f"AUTH PLAIN {plain_token}")
             if reply.code == 334:  # servers that want the token on its own line
-                reply = await self.command(token)
+                reply = await self.command(plain_token)
         elif "LOGIN" in methods:
             reply = await self.command("AUTH LOGIN")
             if reply.code == 334:
-                reply = await self.command(base64.b64encode(username.encode("utf-8")).decode("ascii"))
+                reply = await self.command(user_token)
             if reply.code == 334:
-                reply = await self.command(base64.b64encode(password.encode("utf-8")).decode("ascii"))
+                reply = await self.command(password_token)
         else:
             raise SmtpAuthError(f"{self.host}:{self.port} offers only AUTH {' '.join(sorted(methods))}; relcomm speaks PLAIN and LOGIN")
         if reply.code != 235:
@@ -273,13 +303,17 @@ class SmtpConnection:
         try:
             while True:
                 raw = await asyncio.wait_for(self._reader.readline(), self.timeout)
+                # Cleaned first: whatever the server echoes, no secret gets further than this line.
+                cleaned = self.hide(raw.decode("utf-8", "replace"))
                 if not raw.endswith(b"\n"):
                     if raw:
-                        raise SmtpDisconnected(f"the server closed the connection in the middle of a reply: {_shown(raw)}")
+                        raise SmtpDisconnected("the server closed the connection in the middle of a reply: "
+                                               f"{_shown(raw, cleaned)}")
                     raise SmtpClosed("the server closed the connection")
-                line = raw.decode("utf-8", "replace").rstrip("\r\n")
+                line = cleaned.rstrip("\r\n")
                 if len(line) < 3 or not line[:3].isdigit() or line[3:4] not in ("", " ", "-"):
-                    raise SmtpDisconnected(f"the server sent something that is not an SMTP reply: {_shown(raw)}")
+                    raise SmtpDisconnected("the server sent something that is not an SMTP reply: "
+                                           f"{_shown(raw, cleaned)}")
                 code = int(line[:3])
                 lines.append(line[4:])
                 if line[3:4] != "-":

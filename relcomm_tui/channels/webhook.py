@@ -5,7 +5,9 @@ the whole exchange 15 s), classification of answers, Retry-After, backoff, and d
 
 How an HTTP exchange maps onto an outcome:
 * 2xx                                   -> accepted; the receipt is the status and a body excerpt
-* 429, 5xx                              -> transient: retried after Retry-After (capped) or backoff
+* 429, 5xx                              -> transient: retried after Retry-After or backoff; a
+                                           Retry-After over RETRY_AFTER_MAX (60 s) is not waited
+                                           for: the delivery is deferred to the next run
 * other 4xx, 3xx                        -> rejected, with the response text
 * connection refused / DNS / connect timeout -> transient (nothing reached the receiver)
 * timeout or lost connection after the request was sent
@@ -28,8 +30,8 @@ import email.utils
 import json
 import os
 import random
-import time
 import re
+import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Awaitable, Callable, Mapping
@@ -37,7 +39,7 @@ from urllib.parse import urlsplit
 
 import httpx
 
-from . import DeliveryJob, Outcome
+from . import RETRY_AFTER_MAX, DeliveryJob, Outcome
 from .presets import Message, Payload, PresetError, webhook_payload
 
 if TYPE_CHECKING:  # compose and the plan are imported lazily
@@ -61,7 +63,7 @@ class RetryPolicy:
     total_timeout: float = 15.0    # the whole exchange: connect, send, wait, read
     backoff_base: float = 1.0
     backoff_max: float = 30.0
-    retry_after_cap: float = 60.0  # a receiver asking for longer is deferred instead of waited for
+    retry_after_cap: float = RETRY_AFTER_MAX  # a receiver asking for longer is deferred instead of waited for
 
     def backoff(self, attempt: int) -> float:
         return min(self.backoff_max, self.backoff_base * 2 ** (attempt - 1)) * random.uniform(0.5, 1.0)
@@ -70,20 +72,30 @@ class RetryPolicy:
         return httpx.Timeout(self.total_timeout, connect=self.connect_timeout)
 
 
+RETRY_AFTER_LONGEST = 10.0 ** 9  # what any longer ask (400 digits, a date in 3000) reads as: ~31 years
+
+
 def parse_retry_after(value: str | None, now: float | None = None) -> float | None:
-    """Seconds to wait from a Retry-After header: delta-seconds or an HTTP date; None if absent/unreadable."""
+    """Seconds to wait from a Retry-After header: delta-seconds or an HTTP date; None if absent/unreadable.
+    Never more than RETRY_AFTER_LONGEST: a receiver's number is data, not a float to overflow
+    (400 digits made `inf`) or Unicode digits to crash on (`float("²")`)."""
     if not value:
         return None
     value = value.strip()
-    if value.isdigit():
-        return float(value)
+    if re.fullmatch(r"[0-9]+", value):
+        digits = value.lstrip("0") or "0"
+        return float(digits) if len(digits) <= 9 else RETRY_AFTER_LONGEST
     try:
         when = email.utils.parsedate_to_datetime(value)
     except (TypeError, ValueError, IndexError):
         return None
     if when is None:
         return None
-    return max(0.0, when.timestamp() - (time.time() if now is None else now))
+    try:
+        delta = when.timestamp() - (time.time() if now is None else now)
+    except (OverflowError, ValueError, OSError):
+        return RETRY_AFTER_LONGEST
+    return min(RETRY_AFTER_LONGEST, max(0.0, delta))
 
 
 # -- one exchange ----------------------------------------------------------------------------
@@ -140,6 +152,13 @@ class HttpAnswer:
             return json.loads(self.body)
         except ValueError:
             return None
+
+
+def retry_after_refused(asked: float, cap: float) -> str:
+    """Why a Retry-After is not waited for."""
+    shown = f"more than {RETRY_AFTER_LONGEST:.0f} s" if asked >= RETRY_AFTER_LONGEST else f"{asked:.0f} s"
+    return (f"the receiver asks to wait {shown}, longer than relcomm waits within a run ({cap:g} s): "
+            "deferred; the next `relcomm send` tries again")
 
 
 def excerpt(body: bytes, limit: int = EXCERPT) -> str:
@@ -240,8 +259,8 @@ async def send_with_retries(client: httpx.AsyncClient, request: HttpRequest, pol
                               "no answer after the request was sent: the receiver may have it; "
                               "resend in doubt if it did not arrive")
         if answer.retry_after is not None and answer.retry_after > policy.retry_after_cap:
-            return HttpResult(answer, attempt, waited, "transient",
-                              f"the receiver asks to wait {answer.retry_after:.0f} s; deferred")
+            return HttpResult(answer, attempt, waited, "transient", retry_after_refused(answer.retry_after,
+                                                                                       policy.retry_after_cap))
         if attempt >= policy.max_attempts:
             detail = f"gave up after {attempt} attempt(s)" if attempt > 1 else ""
             return HttpResult(answer, attempt, waited, "transient", detail)
@@ -350,28 +369,13 @@ class SecretCache:
     def hide(self, text: str, *also: str) -> str:
         """`text` with every resolved secret (and `also`) replaced by "(secret)": a careless receiver
         echoes the request back (Express's default 404 says "Cannot POST /services/T0/B0/<token>"),
-        and its answer becomes the reply relcomm keeps and prints. Each secret's long words count
-        too (a URL's path segments, a bearer token), in clear and URL-quoted."""
-        from urllib.parse import quote
+        and its answer becomes the reply relcomm keeps and prints. See `relcomm_tui.secret_text`."""
+        from ..secret_text import hide_secrets as hide_text
 
-        pieces: set[str] = set()
-        for secret in (*self._values.values(), *also):
-            words = secret
-            if check_url(secret) is None:  # a URL: its path and query are the secret, not its host
-                parts = urlsplit(secret)
-                words = f"{parts.path}?{parts.query}" if parts.query else parts.path
-                pieces.add(secret)
-            if len(words) >= 4:
-                pieces.add(words)
-            # its long words alone (a token, not "services"): what an answer may quote of it
-            pieces.update(word for word in re.split(r"[/?&=#\s:,;]+", words) if len(word) >= 12)
-        pieces |= {quote(piece, safe="") for piece in pieces} | {quote(piece) for piece in pieces}
-        for piece in sorted(pieces, key=len, reverse=True):
-            text = text.replace(piece, "(secret)")
-        return text
+        return hide_text(text, (*self._values.values(), *also))
 
 
-def hide_secrets(result: HttpResult, secrets: SecretCache, url: str) -> HttpResult:
+def hidden_result(result: HttpResult, secrets: SecretCache, url: str) -> HttpResult:
     """The result with the secrets the request carried (and the URL, secret or not) hidden from
     what the receiver answered, before any of it is kept or shown."""
     answer = result.answer
@@ -497,7 +501,7 @@ class WebhookChannel:
         return self.outcome(self.hidden(result, prepared))
 
     def hidden(self, result: HttpResult, prepared: Prepared) -> HttpResult:
-        return hide_secrets(result, self.secrets, prepared.request.url)
+        return hidden_result(result, self.secrets, prepared.request.url)
 
     def outcome(self, result: HttpResult) -> Outcome:
         answer = result.answer

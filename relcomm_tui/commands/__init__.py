@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from .. import consent
+from ..terminal_text import visible, visible_lines
 
 from ..plan import Plan, PlanError, load_plan
 
@@ -21,8 +23,15 @@ def add_allow_commands(parser: argparse.ArgumentParser) -> None:
                              "recorded consent; `relcomm allow PLAN` records it instead")
 
 
-def load_plan_or_explain(path: str, prog: str, *, allow_commands: bool = False) -> Plan | None:
-    """The plan, or None after printing why it cannot be loaded (the caller exits 2).
+def print_json_error(plan: str | Path, kind: str, detail: dict) -> None:
+    """What a `--json` command prints on stdout instead of its answer when it cannot give one:
+    the shape `relcomm validate --json` uses for a plan that does not load."""
+    print(json.dumps({"plan": str(plan), "ok": False, kind: detail}, indent=2))
+
+
+def load_plan_or_explain(path: str, prog: str, *, allow_commands: bool = False, as_json: bool = False) -> Plan | None:
+    """The plan, or None after printing why it cannot be loaded (the caller exits 2): on stderr,
+    or with `as_json` as a JSON error object on stdout (`{"plan", "ok": false, "load_error"}`).
 
     The plan's commands are granted when consent is recorded or `allow_commands` is given;
     otherwise nothing the plan names will run (the gate and command secrets are refused).
@@ -30,7 +39,10 @@ def load_plan_or_explain(path: str, prog: str, *, allow_commands: bool = False) 
     try:
         plan = load_plan(path)
     except PlanError as error:
-        print(f"{prog}: the plan cannot be loaded\n{error}", file=sys.stderr)
+        if as_json:
+            print_json_error(path, "load_error", error.as_dict())
+        else:
+            print(f"{prog}: the plan cannot be loaded\n{visible_lines(error)}", file=sys.stderr)
         return None
     consent.apply(plan, allow_commands=allow_commands)
     return plan
@@ -41,12 +53,18 @@ def state_dir(plan: Plan, state: str | None) -> Path:
     return Path(state).expanduser() if state else plan.state_dir
 
 
-def open_ledger_or_explain(folder: Path, prog: str) -> "Ledger | None":
-    """The ledger in `folder`, or None after printing why it cannot be opened (the caller exits 2)."""
+def open_ledger_or_explain(folder: Path, prog: str, *, json_for: Plan | None = None) -> "Ledger | None":
+    """The ledger in `folder`, or None after printing why it cannot be opened (the caller exits 2);
+    `json_for`: the plan of a `--json` command, which gets a JSON error object on stdout instead."""
     from ..ledger import Ledger, LedgerError
 
     try:
         return Ledger.open(folder)
     except LedgerError as error:
-        print(f"{prog}: {error.message}" + (f"\n  hint: {error.hint}" if error.hint else ""), file=sys.stderr)
+        if json_for is not None:
+            print_json_error(json_for.path, "ledger_error", {"folder": str(folder), "message": error.message,
+                                                             "hint": error.hint})
+            return None
+        print(f"{prog}: {visible(error.message)}" + (f"\n  hint: {visible(error.hint)}" if error.hint else ""),
+              file=sys.stderr)
         return None

@@ -16,6 +16,7 @@ import sys
 import time
 
 from . import add_allow_commands
+from ..terminal_text import visible
 
 PROG = "relcomm receipts"
 SUBCOMMANDS = ("show", "parse")
@@ -85,7 +86,7 @@ def run_parse(files: list[str], *, as_json: bool) -> int:
             with open(name, "rb") as file:
                 raw = file.read(MAX_RAW_BYTES + 1)  # only the head of a huge file is parsed anyway
         except OSError as error:
-            print(f"{PROG} parse: cannot read {name}: {error.strerror}", file=sys.stderr)
+            print(f"{PROG} parse: cannot read {visible(name)}: {error.strerror}", file=sys.stderr)
             failed += 1
             continue
         results.append((name, parse_message(raw)))
@@ -93,15 +94,15 @@ def run_parse(files: list[str], *, as_json: bool) -> int:
         json.dump([report_to_json(name, report) for name, report in results], sys.stdout, indent=2)
         print()
     else:
-        for name, report in results:
-            print(f"{name}: {report.kind}" + (f" ({report.problem})" if report.problem else ""))
+        for name, report in results:  # every field comes from a stranger's mail
+            print(visible(f"{name}: {report.kind}" + (f" ({report.problem})" if report.problem else "")))
             for r in report.recipients:
-                print(f"  {r.address or '(no address)'}  {r.action or '-'}  {r.status or '-'}"
-                      + (f"  {r.diagnostic}" if r.diagnostic else ""))
+                print("  " + visible(f"{r.address or '(no address)'}  {r.action or '-'}  {r.status or '-'}"
+                                     + (f"  {r.diagnostic}" if r.diagnostic else "")))
             if report.original_message_id:
-                print(f"  original Message-ID: <{report.original_message_id}>")
+                print(f"  original Message-ID: <{visible(report.original_message_id)}>")
             if report.envelope_id:
-                print(f"  envelope id: {report.envelope_id}")
+                print(f"  envelope id: {visible(report.envelope_id)}")
     return 1 if failed else 0
 
 
@@ -113,10 +114,10 @@ def run_status(args: argparse.Namespace) -> int:
     from ..receipts.refresh import refresh
     from ..receipts.status import build_status
 
-    plan = load_plan_or_explain(str(args.plan), PROG, allow_commands=args.allow_commands)
+    plan = load_plan_or_explain(str(args.plan), PROG, allow_commands=args.allow_commands, as_json=args.json)
     if plan is None:
         return 2
-    ledger = open_ledger_or_explain(state_dir(plan, args.state), PROG)
+    ledger = open_ledger_or_explain(state_dir(plan, args.state), PROG, json_for=plan if args.json else None)
     if ledger is None:
         return 2
     try:
@@ -124,8 +125,8 @@ def run_status(args: argparse.Namespace) -> int:
         if args.refresh or args.watch:
             result = refresh(plan, ledger)
             for problem in result.problems:
-                print(f"{PROG}: {problem.message}" + (f"\n  hint: {problem.hint}" if problem.hint else ""),
-                      file=sys.stderr)
+                hint = f"\n  hint: {visible(problem.hint)}" if problem.hint else ""
+                print(f"{PROG}: {visible(problem.message)}{hint}", file=sys.stderr)
         status = build_status(plan, ledger)
         if args.json:
             data = {"release": {"name": plan.release.name, "version": plan.release.version}, **status.as_dict()}
@@ -159,9 +160,10 @@ def watch(plan, ledger, status, *, as_json: bool, every: float) -> int:
                     if as_json:
                         print(json.dumps(now), flush=True)
                     else:
-                        print(f"{_clock()}  {row.communique_id}  {row.recipient}: {describe(row)}", flush=True)
+                        print(f"{_clock()}  " + visible(f"{row.communique_id}  {row.recipient}: {describe(row)}"),
+                              flush=True)
             for problem in result.problems:
-                print(f"{PROG}: {problem.message}", file=sys.stderr, flush=True)
+                print(f"{PROG}: {visible(problem.message)}", file=sys.stderr, flush=True)
     except KeyboardInterrupt:
         print("stopped watching", file=sys.stderr)
         return 0
@@ -207,7 +209,7 @@ def describe(row) -> str:
 
 
 def render_text(plan, status, result=None) -> str:
-    lines = [f"{plan.release.name} {plan.release.version}: receipts"]
+    lines = [visible(f"{plan.release.name} {plan.release.version}") + ": receipts"]
     if result is not None:
         lines.append(f"refreshed: {refresh_summary(result)}")
     if not status.rows:
@@ -216,8 +218,9 @@ def render_text(plan, status, result=None) -> str:
     headers = ("communique", "group", "recipient", "sent", "delivered", "displayed", "acknowledged", "outcome")
     table = [headers]
     for row in status.rows:
-        table.append((row.communique_id, row.group_id, row.recipient, short_time(row.sent), short_time(row.delivered),
-                      short_time(row.displayed), short_time(row.acknowledged), describe(row)))
+        table.append(tuple(visible(cell) for cell in (
+            row.communique_id, row.group_id, row.recipient, short_time(row.sent), short_time(row.delivered),
+            short_time(row.displayed), short_time(row.acknowledged), describe(row))))
     widths = [max(len(r[i]) for r in table) for i in range(len(headers) - 1)]
     lines.append("")
     for r in table:
@@ -238,6 +241,7 @@ def render_text(plan, status, result=None) -> str:
 
 
 def coverage_line(c) -> str:
-    return (f"{c.id}: {c.total} · reached {c.reached} ({c.percent(c.reached):.0f}%) · confirmed {c.confirmed} "
+    return (f"{visible(c.id)}: {c.total} · reached {c.reached} ({c.percent(c.reached):.0f}%) · "
+            f"confirmed {c.confirmed} "
             f"({c.percent(c.confirmed):.0f}%) · bounced {c.bounced} ({c.percent(c.bounced):.0f}%) · unknown "
             f"{c.unknown} ({c.percent(c.unknown):.0f}%)")

@@ -18,6 +18,7 @@ from typing import TextIO
 
 from . import add_allow_commands
 from ..ledger import ACCEPTED, DEFERRED, IN_DOUBT, MARKED_DELIVERED, REJECTED, STATE_LABELS, who_am_i
+from ..terminal_text import visible
 
 OUTCOME_STATES = (ACCEPTED, REJECTED, IN_DOUBT, DEFERRED, MARKED_DELIVERED)
 
@@ -48,9 +49,9 @@ def _isatty(stream) -> bool:
 
 def _fail(message: str, hint: str = "", stream: TextIO | None = None) -> int:
     stream = stream or sys.stderr
-    print(f"relcomm send: {message}", file=stream)
+    print(f"relcomm send: {visible(message)}", file=stream)  # messages quote plans and servers
     if hint:
-        print(f"  hint: {hint}", file=stream)
+        print(f"  hint: {visible(hint)}", file=stream)
     return 2
 
 
@@ -105,9 +106,9 @@ def _validate(plan) -> int | None:
         return None
     print(f"relcomm send: not sending: {len(errors)} problem(s) in the plan", file=sys.stderr)
     for finding in errors:
-        print(f"{finding.location}: {finding.severity}: {finding.message} [{finding.id}]", file=sys.stderr)
+        print(visible(f"{finding.location}: {finding.severity}: {finding.message} [{finding.id}]"), file=sys.stderr)
         if finding.hint:
-            print(f"  hint: {finding.hint}", file=sys.stderr)
+            print(f"  hint: {visible(finding.hint)}", file=sys.stderr)
     print("  fix them (relcomm validate PLAN lists every finding) and send again", file=sys.stderr)
     return 2
 
@@ -122,12 +123,12 @@ def _password_or_prompt(plan) -> str | int | None:
         except SecretError as error:
             if not _isatty(sys.stdin):
                 return _fail(f"cannot get the SMTP password: {error.message}", error.hint or "use --password-stdin")
-            print(f"relcomm send: {error.message}", file=sys.stderr)
+            print(f"relcomm send: {visible(error.message)}", file=sys.stderr)
     elif not _isatty(sys.stdin):
         return _fail(f"the SMTP login {plan.smtp.username!r} needs a password",
                      "set password = { env = ... } in [transport.smtp] or use --password-stdin")
     try:
-        return getpass.getpass(f"SMTP password for {plan.smtp.username}@{plan.smtp.host}: ") or None
+        return getpass.getpass(visible(f"SMTP password for {plan.smtp.username}@{plan.smtp.host}") + ": ") or None
     except (EOFError, KeyboardInterrupt):
         return _fail("no password given")
 
@@ -139,7 +140,9 @@ def _confirm(plan) -> bool:
         return False
     version = plan.release.version
     try:
-        typed = input(f"Send {plan.release.name} {version}'s communiques now? Type the version ({version}) to confirm: ")
+        shown = visible(version)
+        typed = input(visible(f"Send {plan.release.name} {version}'s communiques now?")
+                      + f" Type the version ({shown}) to confirm: ")
     except (EOFError, KeyboardInterrupt):
         print()
         typed = ""
@@ -157,10 +160,10 @@ def _dry_run(plan, ledger, only, login) -> int:
     except SendError as error:
         return _fail(error.message, error.hint)
     for note in result.skipped:
-        print(f"skipped  {note.communique_id}: {note.reason}")
+        print(f"skipped  {visible(note.communique_id)}: {visible(note.reason)}")
     for failure in result.failures:
-        print(f"failed   {failure}")
-    print(f"dry run: {result.written} message(s) written to {result.outbox} (Maildir); nothing was sent")
+        print(f"failed   {visible(failure)}")
+    print(f"dry run: {result.written} message(s) written to {visible(result.outbox)} (Maildir); nothing was sent")
     return 1 if result.failures else 0
 
 
@@ -173,7 +176,7 @@ def _test_send(plan, ledger, args, password, login) -> int:
                                                password=password, who=login))
     except SendError as error:
         return _fail(error.message, error.hint)
-    print(f"test message sent to {result.to}: {result.subject!r} ({result.reply})")
+    print(visible(f"test message sent to {result.to}: {result.subject!r} ({result.reply})"))
     return 0
 
 
@@ -191,11 +194,11 @@ class _Printer:
         if isinstance(event, DeliveryChanged):
             if not self.tty and event.state in OUTCOME_STATES:
                 label = STATE_LABELS.get(event.state, event.state)
-                print(f"{label:<9} {event.communique_id}  {event.recipient}  {event.detail}".rstrip(), file=self.stream,
-                      flush=True)
+                print(visible(f"{label:<9} {event.communique_id}  {event.recipient}  {event.detail}".rstrip()),
+                      file=self.stream, flush=True)
             elif self.tty and event.state in (REJECTED, IN_DOUBT):
                 self._clear()
-                print(f"{STATE_LABELS[event.state]}: {event.communique_id} {event.recipient}: {event.detail}",
+                print(visible(f"{STATE_LABELS[event.state]}: {event.communique_id} {event.recipient}: {event.detail}"),
                       file=self.stream)
         elif isinstance(event, Progress) and self.tty:
             counts = event.counts
@@ -211,7 +214,7 @@ class _Printer:
             self._line = len(text)
         elif isinstance(event, CommuniqueSkipped):
             self._clear()
-            print(f"skipped   {event.communique_id}: {event.reason}", file=self.stream, flush=True)
+            print(visible(f"skipped   {event.communique_id}: {event.reason}"), file=self.stream, flush=True)
         elif isinstance(event, RunStopped):
             self._clear()
 
@@ -273,7 +276,7 @@ def _report(plan, summary) -> None:
     if counts.get("queued"):
         parts.append(f"{counts['queued']} not sent yet")
     ending = " (cancelled)" if summary.cancelled else ""
-    print(f"{plan.release.name} {plan.release.version}: {', '.join(parts)}; "
+    print(f"{visible(plan.release.name)} {visible(plan.release.version)}: {', '.join(parts)}; "
           f"{summary.sent_this_run} finished in this run{ending}")
     if counts.get(IN_DOUBT):
         print(f"  {counts[IN_DOUBT]} in doubt: the server may have them. Check with the recipients or the relay, then "

@@ -17,6 +17,7 @@ import json
 import sys
 
 from ..ledger import LEDGER_NAME, STATE_LABELS, STATES
+from ..terminal_text import visible
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -30,7 +31,7 @@ def run(args: argparse.Namespace) -> int:
     from ..lock import lock_holder
     from . import load_plan_or_explain, open_ledger_or_explain, state_dir
 
-    plan = load_plan_or_explain(args.plan, "relcomm status")
+    plan = load_plan_or_explain(args.plan, "relcomm status", as_json=args.json)
     if plan is None:
         return 2
     folder = state_dir(plan, args.state)
@@ -40,7 +41,7 @@ def run(args: argparse.Namespace) -> int:
     if (folder / LEDGER_NAME).exists():
         from ..receipts.status import build_status, fate_of
 
-        ledger = open_ledger_or_explain(folder, "relcomm status")
+        ledger = open_ledger_or_explain(folder, "relcomm status", json_for=plan if args.json else None)
         if ledger is None:
             return 2
         try:
@@ -70,23 +71,25 @@ def run(args: argparse.Namespace) -> int:
         }, sys.stdout, indent=2)
         print()
         return 0
+    # Names, replies and paths come from the plan and from servers: every one through `visible`.
+    release = visible(f"{plan.release.name} {version}")
     if not records:
-        print(f"{plan.release.name} {version}: nothing sent yet (no deliveries in {folder / LEDGER_NAME})")
+        print(f"{release}: nothing sent yet (no deliveries in {visible(folder / LEDGER_NAME)})")
         return 0
     if holder:
-        print(f"note: {holder.describe()}")
-    width = max(len(r.recipient_display) for r in records)
+        print(f"note: {visible(holder.describe())}")
+    width = max(len(visible(r.recipient_display)) for r in records)
     current = None
     for record in records:
         if record.communique_id != current:
             current = record.communique_id
-            print(f"\n{current}")
-        reply = " ".join((record.reply or "").split())
+            print(f"\n{visible(current)}")
+        reply = visible(" ".join((record.reply or "").split()))
         fate = fates.get(record.id)
-        print(f"  {record.state_label:<16} {record.recipient_display:<{width}}  "
-              f"{record.attempts} attempt(s)  {record.updated[:19]}  {reply}".rstrip())
+        print(f"  {record.state_label:<16} {visible(record.recipient_display):<{width}}  "
+              f"{record.attempts} attempt(s)  {visible(record.updated[:19])}  {reply}".rstrip())
         if fate is not None and fate.outcome != record.state_label:
-            print(f"  {'':<16} fate: {fate.describe()}")
+            print(f"  {'':<16} fate: {visible(fate.describe())}")
     summary = ", ".join(f"{n} {STATE_LABELS[s]}" for s, n in counts.items() if n)
-    print(f"\n{plan.release.name} {version}: {summary}")
+    print(f"\n{release}: {summary}")
     return 0

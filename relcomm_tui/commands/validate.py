@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 
 from .. import consent
+from ..terminal_text import visible, visible_lines
 from . import add_allow_commands
 
 
@@ -36,7 +37,7 @@ def run(args: argparse.Namespace) -> int:
         if args.json:
             print(json.dumps({"plan": str(args.plan), "ok": False, "load_error": error.as_dict()}, indent=2))
         else:
-            print(f"relcomm: the plan cannot be loaded\n{error}", file=sys.stderr)
+            print(f"relcomm: the plan cannot be loaded\n{visible_lines(error)}", file=sys.stderr)
         return 2
     consent.apply(plan, allow_commands=args.allow_commands)
     findings = run_checks(plan, gate=not args.no_gate, secrets=not args.no_secrets)
@@ -53,9 +54,10 @@ def run(args: argparse.Namespace) -> int:
         return 1 if errors else 0
     out = sys.stdout
     for finding in findings:
-        out.write(f"{_place(finding.location, plan.root)}: {finding.severity}[{finding.id}] {finding.message}\n")
+        out.write(visible(f"{_place(finding.location, plan.root)}: {finding.severity}[{finding.id}] {finding.message}")
+                  + "\n")
         if finding.hint:
-            out.write(f"    hint: {finding.hint}\n")
+            out.write(f"    hint: {visible(finding.hint)}\n")
     if findings:
         out.write("\n")
     verdict = f"{plural(errors, 'error')}, {plural(warnings, 'warning')}" if findings else "no problems"

@@ -12,6 +12,12 @@ caller has not seen yet.  Keys are stable across refreshes:
 Sources never move, rename, flag or delete mail.  ``count_opened`` counts the
 messages whose content was read, so callers and tests can check that a refresh
 only touched new messages.
+
+Anyone can put things in a receipts folder, so only regular files are read
+(``relcomm_tui.regular_files``): a FIFO, device, socket or symlink in a Maildir's
+new/ or cur/ is skipped without being opened (a FIFO would hang the refresh, a
+device never end), and an mbox that is not a regular file is refused with a
+problem naming it.
 """
 
 from __future__ import annotations
@@ -26,6 +32,9 @@ from pathlib import Path
 from typing import Callable, Iterator
 from urllib.parse import unquote, urlsplit
 
+from ..errors import UserError
+from ..regular_files import NotRegular, read_regular
+from ..secret_text import hide_secrets
 from .parse import MAX_RAW_BYTES
 
 __all__ = ["InboundMessage", "MaildirSource", "MboxSource", "ImapSource", "maildir_key"]
@@ -91,15 +100,16 @@ class MaildirSource:
         for key in sorted(todo):
             name, d = todo[key]
             try:
-                with open(os.path.join(d, name), "rb") as fh:
-                    raw = fh.read(READ_LIMIT)
-            except FileNotFoundError:
+                found = read_regular(os.path.join(d, name), READ_LIMIT)
+            except OSError:  # NotRegular (a FIFO, device, symlink): skipped, never opened
+                continue
+            if found is None:
                 # moved by an MUA between listing and reading: look for it again
                 raw = self._find_moved(key)
                 if raw is None:
                     continue
-            except OSError:
-                continue
+            else:
+                raw = found[0]
             self.count_opened += 1
             yield InboundMessage(key, raw)
 
@@ -113,10 +123,10 @@ class MaildirSource:
             for n in names:
                 if maildir_key(n) == key:
                     try:
-                        with open(d / n, "rb") as fh:
-                            return fh.read(READ_LIMIT)
+                        found = read_regular(d / n, READ_LIMIT)
                     except OSError:
                         return None
+                    return found[0] if found else None
         return None
 
 
@@ -151,10 +161,15 @@ class MboxSource:
 
     def read_new(self, seen: Seen) -> Iterator[InboundMessage]:
         try:
-            with open(self.path, "rb") as fh:
-                data = fh.read()
-        except (FileNotFoundError, IsADirectoryError):
+            found = read_regular(self.path, 1 << 62, follow_symlinks=True)
+        except NotRegular as error:
+            if error.kind == "a folder":
+                return  # as before: nothing to read (a Maildir given as mbox is a plan mistake the checks name)
+            raise UserError(f"the mbox {self.path} is {error.kind}, not a file: it was not read",
+                            "point the mbox source at a regular mbox file (a FIFO or device would never end)") from None
+        if found is None:
             return
+        data = found[0]
         offsets = self._offsets(data)
         for i, start in enumerate(offsets):
             end = offsets[i + 1] if i + 1 < len(offsets) else len(data)
@@ -220,6 +235,14 @@ class ImapSource:
         return conn
 
     def read_new(self, seen: Seen) -> Iterator[InboundMessage]:
+        try:
+            yield from self._read_new(seen)
+        except imaplib.IMAP4.error as error:
+            # imaplib quotes the server's words, and a server may echo the LOGIN line: never the password.
+            words = " ".join(a.decode("utf-8", "replace") if isinstance(a, bytes) else str(a) for a in error.args)
+            raise type(error)(hide_secrets(words, (self.password,))) from None
+
+    def _read_new(self, seen: Seen) -> Iterator[InboundMessage]:
         conn = self._connect()
         try:
             typ, _ = conn.select(_quote_mailbox(self.mailbox), readonly=True)

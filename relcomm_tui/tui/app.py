@@ -16,6 +16,7 @@ from textual.screen import Screen
 from ..config import load_config, remember_theme
 from ..ledger import Ledger, LedgerError, who_am_i
 from ..plan import Plan, PlanError, load_plan
+from ..terminal_text import visible, visible_lines
 from .dialogs.help import HelpDialog
 from .screens.checklist import ChecklistScreen
 from .screens.preview import PreviewScreen
@@ -85,6 +86,12 @@ class RelcommApp(App[int]):
         problem = remember_theme(name)
         if problem:
             self.notify(str(problem), title="Theme not remembered", severity="warning")
+
+    def notify(self, message: str, *, title: str = "", severity="information", timeout: float | None = None,
+               markup: bool = False) -> None:
+        """Every toast, from any screen: its words often quote a plan, a server or a report, so
+        control characters are made visible and nothing is read as markup (see tui/text.py)."""
+        super().notify(visible_lines(message), title=visible(title), severity=severity, timeout=timeout, markup=False)
 
     # -- lifecycle ------------------------------------------------------------------------
 

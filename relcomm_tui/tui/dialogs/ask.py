@@ -11,6 +11,8 @@ from textual.containers import Horizontal, Vertical
 from textual.screen import ModalScreen
 from textual.widgets import Button, Static
 
+from ...terminal_text import visible, visible_lines
+
 
 class AskDialog(ModalScreen[bool]):
     """Returns True for the `yes` answer, False for `no` (also escape)."""
@@ -54,8 +56,9 @@ class AskDialog(ModalScreen[bool]):
     def __init__(self, question: str, detail: str = "", *, yes: str = "Yes", no: str = "No",
                  title: str = "Are you sure?") -> None:
         super().__init__()
-        self.question, self.detail = question, detail
-        self.yes_label, self.no_label, self.title_text = yes, no, title
+        # Questions quote plans and servers (a command, a recipient): shown, never acted on.
+        self.question, self.detail = visible_lines(question), visible_lines(detail)
+        self.yes_label, self.no_label, self.title_text = yes, no, visible(title)
 
     def compose(self) -> ComposeResult:
         with Vertical(id="ask-box") as box:

@@ -8,8 +8,11 @@ from __future__ import annotations
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical, VerticalScroll
+from textual.content import Content
 from textual.screen import ModalScreen
 from textual.widgets import Button, Static
+
+from ..text import plain
 
 
 class ConfirmFollowUpDialog(ModalScreen[bool]):
@@ -37,12 +40,13 @@ class ConfirmFollowUpDialog(ModalScreen[bool]):
         count = len(self.people)
         with Vertical(id="follow-box") as box:
             box.border_title = "Follow up"
-            yield Static(f"Send {self.reminder_id} to {count} recipient{'' if count == 1 else 's'}?",
+            yield Static(plain(f"Send {self.reminder_id} to {count} recipient{'' if count == 1 else 's'}?"),
                          id="follow-question")
             if self.subject:
-                yield Static(f"Subject: {self.subject}", id="follow-subject")
+                yield Static(plain(f"Subject: {self.subject}"), id="follow-subject")
             with VerticalScroll(id="follow-people"):
-                yield Static("\n".join(self.people + [f"left out: {note}" for note in self.left_out]))
+                yield Static(Content("\n").join(plain(line) for line in
+                                                 self.people + [f"left out: {note}" for note in self.left_out]))
             with Horizontal(id="follow-buttons"):
                 yield Button("Send (y)", id="yes", variant="warning")
                 yield Button("Don't send (n)", id="no", variant="primary")

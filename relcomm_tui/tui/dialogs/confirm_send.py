@@ -9,6 +9,8 @@ from textual.containers import Vertical
 from textual.screen import ModalScreen
 from textual.widgets import Input, Static
 
+from ...terminal_text import visible
+
 
 def plural(count: int, word: str) -> str:
     return f"{count} {word}{'' if count == 1 else 's'}"
@@ -23,17 +25,18 @@ class ConfirmSendDialog(ModalScreen[bool]):
     def __init__(self, release_name: str, version: str, recipients: int, communiques: int,
                  *, deliveries_left: int | None = None) -> None:
         super().__init__()
-        self.release_name, self.version = release_name, version
+        self.release_name, self.version = visible(release_name), version
+        self.shown_version = visible(version)  # typed against `version`, shown as this
         self.recipients, self.communiques = recipients, communiques
         self.deliveries_left = deliveries_left
 
     def compose(self) -> ComposeResult:
         if self.deliveries_left is None:
-            question = (f"Send {self.release_name} {self.version} to {plural(self.recipients, 'recipient')} "
+            question = (f"Send {self.release_name} {self.shown_version} to {plural(self.recipients, 'recipient')} "
                         f"over {plural(self.communiques, 'communique')}?")
         else:
             left = self.deliveries_left
-            question = (f"Continue sending {self.release_name} {self.version}: "
+            question = (f"Continue sending {self.release_name} {self.shown_version}: "
                         f"{left} {'delivery' if left == 1 else 'deliveries'} not sent yet?")
         with Vertical(id="confirm-box") as box:
             box.border_title = "Send"
@@ -41,8 +44,8 @@ class ConfirmSendDialog(ModalScreen[bool]):
             yield Static(question, id="confirm-question", markup=False)
             yield Static("Messages go out as soon as you confirm. Anything already accepted is never sent again.",
                          id="confirm-detail", markup=False)
-            yield Static(f"Type the version ({self.version}) to confirm:", id="confirm-prompt", markup=False)
-            yield Input(placeholder=self.version, id="confirm-version", select_on_focus=False)
+            yield Static(f"Type the version ({self.shown_version}) to confirm:", id="confirm-prompt", markup=False)
+            yield Input(placeholder=self.shown_version, id="confirm-version", select_on_focus=False)
             yield Static("", id="confirm-error", markup=False)
 
     @on(Input.Submitted, "#confirm-version")
@@ -54,9 +57,9 @@ class ConfirmSendDialog(ModalScreen[bool]):
         typed = event.value
         error = self.query_one("#confirm-error", Static)
         if not typed:
-            error.update(f"Type {self.version} and press enter, or escape to cancel.")
+            error.update(f"Type {self.shown_version} and press enter, or escape to cancel.")
         else:
-            error.update(f"{typed!r} is not {self.version}: type the version exactly.")
+            error.update(visible(f"{typed!r} is not {self.shown_version}: type the version exactly."))
 
     @on(Input.Changed, "#confirm-version")
     def changed(self) -> None:

@@ -13,6 +13,7 @@ from textual.screen import ModalScreen
 from textual.widgets import Input, Static
 
 from ...receipts.followup import valid_address
+from ..text import plain
 
 
 class CorrectAddressDialog(ModalScreen[str | None]):
@@ -33,8 +34,8 @@ class CorrectAddressDialog(ModalScreen[str | None]):
     def compose(self) -> ComposeResult:
         with Vertical(id="correct-box") as box:
             box.border_title = "Bounced: corrected address?"
-            yield Static(self.recipient, id="correct-who")
-            yield Static(self.reason or "the message bounced", id="correct-reason")
+            yield Static(plain(self.recipient), id="correct-who")
+            yield Static(plain(self.reason or "the message bounced"), id="correct-reason")
             yield Input(value=self.address, placeholder="name@example.com", id="correct-input")
             yield Static("", id="correct-problem")
             yield Static("enter: use this address · escape: leave this recipient out", id="correct-keys")
@@ -43,7 +44,7 @@ class CorrectAddressDialog(ModalScreen[str | None]):
     def submitted(self, event: Input.Submitted) -> None:
         address = valid_address(event.value)
         if address is None:
-            self.query_one("#correct-problem", Static).update(f"{event.value!r} is not a valid email address")
+            self.query_one("#correct-problem", Static).update(plain(f"{event.value!r} is not a valid email address"))
             return
         self.dismiss(address)
 

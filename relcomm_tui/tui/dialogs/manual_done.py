@@ -10,6 +10,8 @@ from textual.containers import Vertical
 from textual.screen import ModalScreen
 from textual.widgets import Input, Static
 
+from ...terminal_text import visible, visible_lines
+
 
 class ManualDoneDialog(ModalScreen[str | None]):
     """Returns the note ("" when none was typed), or None when the user escapes."""
@@ -41,7 +43,8 @@ class ManualDoneDialog(ModalScreen[str | None]):
 
     def __init__(self, what: str, instructions: str = "", *, title: str = "Mark done") -> None:
         super().__init__()
-        self.what, self.instructions, self.title_text = what, instructions, title
+        # What and the instructions come from the plan and the ledger: shown, never acted on.
+        self.what, self.instructions, self.title_text = visible(what), visible_lines(instructions), visible(title)
 
     def compose(self) -> ComposeResult:
         with Vertical(id="manual-box") as box:

@@ -13,6 +13,8 @@ from textual.containers import Vertical
 from textual.screen import ModalScreen
 from textual.widgets import Input, Static
 
+from ...terminal_text import visible, visible_lines
+
 
 class PasswordDialog(ModalScreen[str | None]):
     """Returns the password, or None when the user escapes."""
@@ -45,7 +47,7 @@ class PasswordDialog(ModalScreen[str | None]):
 
     def __init__(self, account: str, why: str = "") -> None:
         super().__init__()
-        self.account, self.why = account, why
+        self.account, self.why = visible(account), visible_lines(why)  # from the plan and a secret's error
 
     def compose(self) -> ComposeResult:
         with Vertical(id="password-box") as box:

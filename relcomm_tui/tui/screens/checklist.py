@@ -27,6 +27,7 @@ from ...checks import BLOCKING_WARNINGS, Finding, run_checks
 from ...plan import Plan, PlanError
 from ...plan.model import Location
 from ..dialogs.consent import ConsentDialog
+from ..text import plain, plain_lines, visible
 
 COLUMNS = (("reviewed", "✓", 3), ("group", "Group", 23), ("required", "Req", 4), ("members", "Members", 8),
            ("communiques", "Communiques", 12), ("channels", "Channels", 17))
@@ -230,9 +231,9 @@ class ChecklistScreen(Screen):
         reaching = plan.communiques_for(group.id)
         channels = sorted({c.channel for c in reaching})
         mark = Content.styled("✓", "bold $success") if group.id in self.reviewed else Content.styled("·", "dim")
-        return [mark, group.name, "yes" if group.required else "", str(len(group.members)),
+        return [mark, plain(group.name), "yes" if group.required else "", str(len(group.members)),
                 str(len(reaching)) if reaching else Content.styled("none", "bold $error"),
-                ", ".join(channels) or "—"]
+                plain(", ".join(channels) or "—")]
 
     def highlighted_group_id(self) -> str | None:
         table = self.query_one("#groups", DataTable)
@@ -253,7 +254,7 @@ class ChecklistScreen(Screen):
         reaching = self.plan.communiques_for(group.id)
         via = ", ".join(f"{c.id} ({c.channel})" for c in reaching) or "no communique reaches this group"
         state = "reviewed" if group.id in self.reviewed else "not reviewed"
-        detail.update(Content.assemble((group.name, "bold"), f" · {state} · ", via))
+        detail.update(Content.assemble((visible(group.name), "bold"), f" · {state} · ", visible(via)))
 
     def action_toggle_reviewed(self) -> None:
         group_id = self.highlighted_group_id()
@@ -310,16 +311,16 @@ class ChecklistScreen(Screen):
         if event.worker.group != "checks" or event.state != WorkerState.ERROR:
             return
         error = event.worker.error
-        self.checks_error = f"{type(error).__name__}: {error}" if str(error) else type(error).__name__
+        self.checks_error = visible(f"{type(error).__name__}: {error}" if str(error) else type(error).__name__)
         self.show_findings()
         self.update_lock()
 
     def show_release(self) -> None:
         release = self.plan.release
-        parts: list = [(f"{release.name} {release.version}", "bold")]
+        parts: list = [(visible(f"{release.name} {release.version}"), "bold")]
         if release.date:
             parts.append(f" · {release.date.isoformat()}")
-        parts.append(f" · {self.plan.path.name} · ")
+        parts.append(f" · {visible(self.plan.path.name)} · ")
         gate = self.gate
         if gate is None:
             parts.append(("gate: checking…", "dim"))
@@ -336,7 +337,7 @@ class ChecklistScreen(Screen):
         widget.update(line)
         widget.set_class(gate is not None and gate.configured and gate.ok, "-gate-ok")
         widget.set_class(gate is not None and not (gate.configured and gate.ok), "-gate-bad")
-        widget.tooltip = gate.output if gate and gate.output else None
+        widget.tooltip = plain_lines(gate.output) if gate and gate.output else None
 
     def show_findings(self) -> None:
         options = self.query_one("#findings", OptionList)
@@ -365,10 +366,10 @@ class ChecklistScreen(Screen):
     def finding_text(self, finding: Finding) -> Content:
         error = finding.severity == "error"
         mark = ("✗ error  ", "bold $error") if error else ("! warning", "bold $warning")
-        parts: list = [mark, " ", (finding.id, "bold"), " ", finding.message,
-                       (f"\n  {place(finding.location, self.plan.root)}", "$text-muted")]
+        parts: list = [mark, " ", (visible(finding.id), "bold"), " ", visible(finding.message),
+                       (f"\n  {visible(place(finding.location, self.plan.root))}", "$text-muted")]
         if finding.hint:
-            parts.append((f"\n  hint: {finding.hint}", "italic"))
+            parts.append((f"\n  hint: {visible(finding.hint)}", "italic"))
         return Content.assemble(*parts)
 
     @on(OptionList.OptionSelected, "#findings")
@@ -424,7 +425,7 @@ class ChecklistScreen(Screen):
 
     def watch_send_lock(self, lock: str | None) -> None:
         status = self.query_one("#send-status", Static)
-        status.update(lock or "Ready to send: every group reviewed, no errors, gate passed. Press s.")
+        status.update(plain(lock or "Ready to send: every group reviewed, no errors, gate passed. Press s."))
         status.set_class(lock is None, "-ready")
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
@@ -466,7 +467,7 @@ class ChecklistScreen(Screen):
 
     def show_problem(self, text: str | None) -> None:
         problem = self.query_one("#problem", Static)
-        problem.update(text or "")
+        problem.update(plain_lines(text or ""))
         problem.display = bool(text)
 
     def action_focus_findings(self) -> None:

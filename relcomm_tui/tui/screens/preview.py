@@ -25,6 +25,7 @@ from ...compose import RenderError, Rendered, render
 from ...plan import Plan, PlanError, load_plan
 from ...plan.model import Communique, Recipient, StakeholderGroup
 from ...plan.secrets import describe, is_reference
+from ..text import plain_lines, visible, visible_lines
 
 POLL_SECONDS = 0.5
 HEADER_ORDER = ("From", "To", "Subject", "Reply-To", "Date", "Message-ID")
@@ -146,7 +147,8 @@ class PreviewScreen(Screen):
             reach = targets_for(self.plan, communique)
             count = (f"{len(reach)} {'person' if len(reach) == 1 else 'people'}" if communique.per_recipient
                      else "one post")
-            options.add_option(Option(Content.assemble(communique.id, (f"\n  {communique.channel} · {count}", "$text-muted")),
+            meta = (f"\n  {visible(communique.channel)} · {count}", "$text-muted")
+            options.add_option(Option(Content.assemble(visible(communique.id), meta),
                                       id=communique.id))
         ids = [c.id for c in self.plan.communiques]
         if self.communique_id not in ids:
@@ -221,11 +223,12 @@ class PreviewScreen(Screen):
         self.target_key = target.key
         if target.recipient is not None:
             person = target.recipient.name or target.recipient.email or "(unnamed)"
-            who = Content.assemble(("Recipient ", "$text-muted"), (f"{index + 1}/{len(targets)}: ", "bold"), person,
-                                   (f" · {target.group.name if target.group else ''}", "$text-muted"))
+            who = Content.assemble(("Recipient ", "$text-muted"), (f"{index + 1}/{len(targets)}: ", "bold"),
+                                   visible(person),
+                                   (f" · {visible(target.group.name if target.group else '')}", "$text-muted"))
         else:
             groups = ", ".join(communique.to)
-            who = Content.assemble((f"{communique.channel}: ", "bold"), f"posted once, for {groups}")
+            who = Content.assemble((f"{visible(communique.channel)}: ", "bold"), f"posted once, for {visible(groups)}")
         target_line.update(who)
         self._token = (communique.id, target.key, self.plan.digest, self.generation)
         self.render_worker(self.plan, communique, target, self._token)
@@ -259,12 +262,12 @@ class PreviewScreen(Screen):
 
     def show_error(self, error: RenderError) -> None:
         self.rendered, self.render_error = None, error
-        where = f"{Path(error.file).name if error.file else ''}{f':{error.line}' if error.line else ''}"
-        parts: list = [("Cannot render this communique\n", "bold $error"), error.message]
+        where = visible(f"{Path(error.file).name if error.file else ''}{f':{error.line}' if error.line else ''}")
+        parts: list = [("Cannot render this communique\n", "bold $error"), visible_lines(error.message)]
         if where:
             parts.append((f"\n  at {where}", "bold"))
         if error.hint:
-            parts.append((f"\n  hint: {error.hint}", "italic"))
+            parts.append((f"\n  hint: {visible(error.hint)}", "italic"))
         widget = self.query_one("#render-error", Static)
         widget.update(Content.assemble(*parts))
         widget.display = True
@@ -280,9 +283,9 @@ class PreviewScreen(Screen):
         raw = self.query_one("#raw", Static)
         markdown = self.query_one("#text-part", Markdown)
         if self.raw:
-            raw.update(self.raw_text(rendered))
+            raw.update(plain_lines(self.raw_text(rendered)))
         else:
-            readable = self.readable_text(rendered)
+            readable = visible_lines(self.readable_text(rendered))
             if readable != self._shown_markdown:
                 # Rebuilding the Markdown blocks is the slow part; a change elsewhere needs none.
                 self._shown_markdown = readable
@@ -308,7 +311,8 @@ class PreviewScreen(Screen):
             rows += self.channel_rows(communique)
         # Align values after the common headers; rare long ones (Disposition-Notification-To) just follow.
         width = max((len(name) for name, _ in rows if len(name) <= 11), default=0) + 1
-        lines = [Content.assemble((f"{name}:".ljust(width), "bold $accent"), " ", value) for name, value in rows]
+        lines = [Content.assemble((f"{visible(name)}:".ljust(width), "bold $accent"), " ", visible(value))
+                 for name, value in rows]
         return Content("\n").join(lines)
 
     def channel_rows(self, communique: Communique | None) -> list[tuple[str, str]]:
@@ -386,7 +390,8 @@ class PreviewScreen(Screen):
 
     def show_plan_error(self, text: str) -> None:
         widget = self.query_one("#plan-error", Static)
-        widget.update(Content.assemble(("The plan does not load; showing the last good version.\n", "bold"), text))
+        widget.update(Content.assemble(("The plan does not load; showing the last good version.\n", "bold"),
+                                       visible_lines(text)))
         widget.display = True
 
     def action_back(self) -> None:

@@ -32,6 +32,7 @@ from ...receipts.status import (
 )
 from ..dialogs.confirm_follow_up import ConfirmFollowUpDialog
 from ..dialogs.correct_address import CorrectAddressDialog
+from ..text import plain, plain_lines, visible
 
 # (key, label, width): what fits 80 columns first, the rest a scroll to the right.
 COLUMNS = (
@@ -238,11 +239,11 @@ class ReceiptsScreen(Screen):
 
     def cells(self, row: RecipientReceipt) -> list:
         fate = fate_of(row, self.when)  # the one fate every view shows (receipts.status)
-        outcome = Content.styled(fate.outcome, STANDING_STYLE.get(fate.standing, ""))
+        outcome = Content.styled(visible(fate.outcome), STANDING_STYLE.get(fate.standing, ""))
         mark = Content.styled("●", "bold $accent") if row.delivery_id in self.selected else " "
-        return [mark, row.communique_id, row.recipient, self.when(row.sent), self.when(row.delivered),
-                self.when(row.displayed), self.when(row.acknowledged), outcome, row.group_id, row.channel,
-                self.when(row.accepted), fate.describe(), self.when(row.complained, long=True),
+        return [mark, plain(row.communique_id), plain(row.recipient), self.when(row.sent), self.when(row.delivered),
+                self.when(row.displayed), self.when(row.acknowledged), outcome, plain(row.group_id), plain(row.channel),
+                self.when(row.accepted), plain(fate.describe()), self.when(row.complained, long=True),
                 self.when(row.auto_replied, long=True), self.when(row.last_update, long=True)]
 
     def when(self, stamp: str | None, *, long: bool = False) -> str:
@@ -252,7 +253,7 @@ class ReceiptsScreen(Screen):
         try:
             moment = dt.datetime.fromisoformat(stamp).astimezone(self.tz)
         except ValueError:
-            return stamp[:5]
+            return visible(stamp[:5])
         if long:
             return moment.strftime("%m-%d %H:%M")
         today = self.clock().astimezone(self.tz).date()
@@ -283,13 +284,13 @@ class ReceiptsScreen(Screen):
                 notes.append(f"{label} {self.when(stamp, long=True)}")
         if fate.unverified and fate.outcome != "unverified":
             notes.append(f"unverified report: {fate.unverified}")
-        detail.update(first + "\n" + " · ".join(notes))
+        detail.update(plain_lines(visible(first) + "\n" + visible(" · ".join(notes))))
 
     # -- header, filters, coverage ------------------------------------------------------------
 
     def show_head(self) -> None:
         release = self.plan.release
-        parts: list = [(f"{release.name} {release.version}", "bold")]
+        parts: list = [(visible(f"{release.name} {release.version}"), "bold")]
         if self._refreshing and self.last_refreshed is None:
             parts.append(f" · reading the receipt sources… {self.reading or ''}".rstrip())
         elif self.last_refreshed is not None:
@@ -312,11 +313,11 @@ class ReceiptsScreen(Screen):
         parts.append(f"communique (c): {self.communique_filter or 'all'}")
         if self.selected:
             parts.append(f"{len(self.selected)} selected")
-        self.query_one("#receipts-filter", Static).update(" · ".join(parts))
+        self.query_one("#receipts-filter", Static).update(plain(" · ".join(parts)))
 
     def show_problem(self, text: str | None) -> None:
         problem = self.query_one("#receipts-problem", Static)
-        problem.update(text or "")
+        problem.update(plain_lines(text or ""))
         problem.display = bool(text)
 
     def show_coverage(self) -> None:
@@ -335,7 +336,7 @@ class ReceiptsScreen(Screen):
                 lines.append(self.coverage_line(c, f"group {c.id}"))
             for c in status.by_communique:
                 lines.append(self.coverage_line(c, c.id))
-        self.query_one("#receipts-coverage", Static).update("\n".join(lines))
+        self.query_one("#receipts-coverage", Static).update(plain_lines("\n".join(visible(line) for line in lines)))
 
     @staticmethod
     def coverage_line(c, label: str) -> str:

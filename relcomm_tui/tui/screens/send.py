@@ -40,6 +40,7 @@ from ..dialogs.confirm_quit import ConfirmQuitDialog
 from ..dialogs.confirm_send import ConfirmSendDialog
 from ..dialogs.manual_done import ManualDoneDialog
 from ..dialogs.password import PasswordDialog
+from ..text import plain, visible
 
 FLUSH_SECONDS = 0.1
 COLUMNS = (("state", "State", 9), ("communique", "Communique", 16), ("recipient", "Recipient", 24),
@@ -190,7 +191,7 @@ class SendScreen(Screen):
         with VerticalScroll(id="communiques"):
             for communique in self.communiques:
                 with Horizontal(classes="communique", id=f"c-{communique.id}"):
-                    yield Label(communique.id, classes="bar-name", markup=False)
+                    yield Label(visible(communique.id), classes="bar-name", markup=False)
                     yield ProgressBar(total=1, show_eta=False, show_percentage=False)
                     yield Label("", classes="bar-count", markup=False)
         yield Static(id="counts")
@@ -256,7 +257,7 @@ class SendScreen(Screen):
         table.add_row(*self._cells(row), key=ident)
 
     def _cells(self, row: Row) -> tuple[Text, Text, Text, Text, Text]:
-        return (self._state_cell(row.state), Text(row.communique_id), Text(row.recipient),
+        return (self._state_cell(row.state), Text(visible(row.communique_id)), Text(visible(row.recipient)),
                 Text(str(row.attempts) if row.attempts else "", justify="right"), self._reply_cell(row))
 
     @staticmethod
@@ -339,7 +340,7 @@ class SendScreen(Screen):
         total = len(self.rows)
         done = sum(self.counts[s] for s in DONE_STATES)
         release = self.plan.release
-        head = [(f"{release.name} {release.version}", "bold"), "  ",
+        head = [(visible(f"{release.name} {release.version}"), "bold"), "  ",
                 (self.phase(), "bold $accent"), f"  {done}/{total} done"]
         if self.show_rate and self.running and self.progress is not None:
             head.append(f"  {self.progress.rate:.1f} msg/s  ETA {clock(self.progress.eta_seconds)}")
@@ -355,7 +356,7 @@ class SendScreen(Screen):
             count = box.query_one(".bar-count", Label)
             if communique.id in self.skipped and size == 0:
                 bar.display = False
-                count.update(self.skipped[communique.id])
+                count.update(plain(self.skipped[communique.id]))
                 continue
             bar.display = True
             bar.update(total=max(size, 1), progress=finished)
@@ -407,14 +408,14 @@ class SendScreen(Screen):
 
     def update_status(self) -> None:
         status = self.query_one("#send-status", Static)
-        status.update(self.status_text())
+        status.update(plain(self.status_text()))
         failed = self.counts[DEFERRED] + self.counts[REJECTED]
         status.set_class(bool(self.stopped) and not self.running, "-error")
         status.set_class(not self.stopped and not self.running and (failed or self.counts[IN_DOUBT]) > 0, "-warning")
 
     def show_banner(self, text: str, severity: str = "error") -> None:
         banner = self.query_one("#banner", Static)
-        banner.update(text)
+        banner.update(plain(text))
         banner.display = bool(text)
         for kind in ("error", "warning", "information"):
             banner.set_class(kind == severity, f"-{kind}")
@@ -455,7 +456,7 @@ class SendScreen(Screen):
             return
         record = self.ledger.delivery(ident) if self.ledger else None
         label = STATE_LABELS.get(row.state, row.state)
-        lines = [Content.assemble((row.recipient, "bold"), f"  {row.communique_id} ({row.channel})  ",
+        lines = [Content.assemble((visible(row.recipient), "bold"), visible(f"  {row.communique_id} ({row.channel})  "),
                                   (label, f"bold ${STATE_COLOURS.get(row.state, 'foreground')}"),
                                   f"  {plural(row.attempts, 'attempt')}")]
         if row.state == IN_DOUBT:
@@ -468,7 +469,7 @@ class SendScreen(Screen):
         if row.reply:
             lines.append(Content.assemble(("Reply: ", "bold"), one_line(row.reply)))
         if record is not None and record.message_id and row.channel == "email":
-            lines.append(Content.assemble(("Message-ID: ", "bold"), record.message_id))
+            lines.append(Content.assemble(("Message-ID: ", "bold"), visible(record.message_id)))
         detail.update(Content("\n").join(lines))
 
     # -- keys -----------------------------------------------------------------------------
@@ -811,4 +812,5 @@ class SendScreen(Screen):
 
 
 def one_line(text: str) -> str:
-    return " ".join(text.split())
+    """Outside text (a reply, instructions) on one line, control characters made visible."""
+    return visible(" ".join(text.split()))
