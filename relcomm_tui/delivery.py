@@ -376,8 +376,10 @@ class SendEngine:
     async def run(self) -> RunSummary:
         lock = SendLock(self.state_dir)
         try:
-            lock.acquire()
+            await lock.acquire_async()
         except SendLockedError as error:
+            raise SendError(error.message, error.hint) from None
+        except LedgerError as error:  # the lock is a link or not the user's (state.py)
             raise SendError(error.message, error.hint) from None
         try:
             return await self._run_locked()
