@@ -1,6 +1,6 @@
 """The `relcomm` command: open the app on a plan, or run a headless subcommand.
 
-Each subcommand lives in `relcomm_tui/commands/<name>.py` with `add_arguments(parser)` and
+Each subcommand lives in `relcomm_tui/commands/<name>.py` (`-` written `_`) with `add_arguments(parser)` and
 `run(args) -> int`, imported only when used so `relcomm validate` starts fast.
 """
 
@@ -19,6 +19,7 @@ SUBCOMMANDS = {
     "demo": "run the whole journey against a built-in mail server",
     "schema": "print the plan format's JSON Schema",
     "allow": "show the commands a plan runs (gate, password commands) and allow them on this host",
+    "adopt-state": "review a ledger relcomm did not write for you (an older relcomm's) and adopt it as yours",
 }
 
 
@@ -36,7 +37,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _module(name: str):
-    return importlib.import_module(f"relcomm_tui.commands.{name}")
+    return importlib.import_module(f"relcomm_tui.commands.{name.replace('-', '_')}")
 
 
 def main(argv: list[str] | None = None) -> int:
