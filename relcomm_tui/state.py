@@ -132,7 +132,8 @@ def open_private_file(path: Path, flags: int, what: str, folder: Path) -> int:
     """Open (creating 0600 when `flags` say so) a file in the state folder without following a
     link; refuse one that is not this user's own regular, single-named file."""
     try:
-        fd = os.open(path, flags | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+        # O_NONBLOCK: a FIFO put there must be refused below, not wait forever for a writer.
+        fd = os.open(path, flags | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK, 0o600)
     except OSError as error:
         if error.errno == errno.ELOOP:
             check_entry(path, what, folder)  # raises: it is a link
@@ -179,7 +180,7 @@ def _key_problem(message: str) -> LedgerError:
 
 
 def _read_key(path: Path) -> bytes:
-    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK)
     try:
         info = os.fstat(fd)
         if not stat.S_ISREG(info.st_mode) or info.st_uid != os.geteuid():

@@ -67,6 +67,7 @@ def first_to_exit(processes: list[subprocess.Popen], seconds: float) -> subproce
 
 @pytest.mark.slow
 @pytest.mark.campaign
+@pytest.mark.timeout(900)  # 40 processes; slow on a loaded machine (the deadlines inside are per pair)
 def test_pairs_of_simultaneous_senders_never_send_twice(tmp_path):
     wanted = {f"customer{i}@example.com" for i in range(RECIPIENTS)}
     problems: list[str] = []

@@ -274,6 +274,21 @@ def test_a_ledger_or_lock_that_is_a_link_is_refused_and_its_target_is_untouched(
     assert snapshot(elsewhere) == before and server.messages == []
 
 
+@pytest.mark.parametrize("name", [L.LEDGER_NAME, "send.lock"])
+def test_a_fifo_in_place_of_the_ledger_or_lock_is_refused_without_waiting(tmp_path, server, capsys, name):
+    plan_file = write_plan(tmp_path / "plan", server.port, recipients=1)
+    folder = tmp_path / "plan" / ".relcomm"
+    if name == "send.lock":
+        Ledger.open(folder).close()
+    else:
+        folder.mkdir()
+    os.mkfifo(folder / name)
+    for command in (["status", str(plan_file)], ["send", str(plan_file), "--yes"]):
+        assert main(command) == 2
+        assert f"{folder / name} is not a regular file" in capsys.readouterr().err
+    assert server.messages == []
+
+
 def test_a_hard_linked_ledger_is_refused(tmp_path, server, elsewhere, capsys):
     plan_file = write_plan(tmp_path / "plan", server.port, recipients=1)
     folder = tmp_path / "plan" / ".relcomm"
