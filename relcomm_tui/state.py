@@ -29,7 +29,6 @@ import hashlib
 import hmac
 import os
 import pwd
-import secrets
 import shlex
 import sqlite3
 import stat
@@ -46,6 +45,8 @@ GITIGNORE = ".gitignore"
 # SQLite's files beside the ledger: a link among them would have SQLite write through it.
 COMPANIONS = ("-wal", "-shm", "-journal")
 _TAG_CONTEXT = b"relcomm ledger tag v1\x00"
+# The key and ledger ids come from os.urandom (the CSPRNG behind `secrets`) directly, so nothing
+# that replaces secrets.token_hex (the snapshot tests make Message-IDs steady that way) touches them.
 
 
 def _owner(uid: int) -> str:
@@ -218,11 +219,11 @@ def ledger_key(create: bool) -> bytes | None:
         if not stat.S_ISDIR(info.st_mode) or info.st_uid != os.geteuid():
             raise _key_problem(f"{path.parent} is not your own folder")
         os.chmod(path.parent, 0o700)
-        temporary = path.parent / f".{KEY_NAME}.{os.getpid()}.{secrets.token_hex(4)}"
+        temporary = path.parent / f".{KEY_NAME}.{os.getpid()}.{os.urandom(4).hex()}"
         fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
         try:
             with os.fdopen(fd, "w", encoding="ascii") as handle:
-                handle.write(secrets.token_hex(32) + "\n")
+                handle.write(os.urandom(32).hex() + "\n")
                 handle.flush()
                 os.fsync(handle.fileno())
             try:
@@ -253,7 +254,7 @@ def write_tag(db: sqlite3.Connection) -> str:
     """Mark the ledger as this user's (inside the caller's transaction). Returns the ledger id."""
     key = ledger_key(create=True)
     assert key is not None
-    ledger_id = secrets.token_hex(16)
+    ledger_id = os.urandom(16).hex()
     login, host = who_am_i()
     db.execute(f"DELETE FROM {TAG_TABLE}")
     db.execute(f"INSERT INTO {TAG_TABLE} (only, ledger_id, tag, created, who, host) VALUES (1,?,?,?,?,?)",
