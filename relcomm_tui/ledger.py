@@ -632,7 +632,7 @@ class Ledger:
                 if row is None:
                     raise ClaimRefused(f"delivery {ident} is not in the ledger; not sending it")
                 if row[0] == SENDING:
-                    raise ClaimRefused(f"delivery {ident} is being sent by another run (#{row[1]}); not sending it again")
+                    raise ClaimRefused(f"delivery {ident} is already being sent (by run #{row[1]}); not sending it again")
                 raise ClaimRefused(f"delivery {ident} is {STATE_LABELS.get(row[0], row[0])}, not queued or deferred; "
                                    "not sending it")
             return None

@@ -180,7 +180,7 @@ def test_a_queued_or_deferred_delivery_is_claimed_once(tmp_path, state):
     assert ledger.delivery(bob).state == L.SENDING and ledger.delivery(bob).run_id == first
     # A second claim, by another run or the same one, loses.
     second = ledger.start_run("send", "1.0", "d")
-    with pytest.raises(ClaimRefused, match=rf"being sent by another run \(#{first}\)"):
+    with pytest.raises(ClaimRefused, match=rf"already being sent \(by run #{first}\)"):
         ledger.mark_sending([bob], second)
     with pytest.raises(ClaimRefused):
         ledger.mark_sending([bob], first)
@@ -238,7 +238,7 @@ async def test_a_run_that_loses_the_claim_does_not_send(tmp_path):
         record = next(r for r in ledger.deliveries("4.2.0", "news") if r.recipient_key == last)
         assert record.state == L.SENDING and record.run_id == stolen[0] and record.attempts == 1
         said = [e.detail for e in events if isinstance(e, DeliveryChanged) and e.delivery_id == record.id]
-        assert any("being sent by another run" in d for d in said)
+        assert any(f"already being sent (by run #{stolen[0]})" in d for d in said)
         assert summary.counts[L.ACCEPTED] == 9
     finally:
         await server.stop_async()
