@@ -15,8 +15,8 @@ from anyone (a git clone, a colleague's copy). The rules:
   first use). A ledger whose tag does not verify, or that has none (made by an older relcomm,
   or forged), is refused; `relcomm adopt-state PLAN` shows what such a ledger says and, once the
   engineer agrees, tags it as theirs and records the adoption.
-* relcomm writes a `.gitignore` of `*` into the state folder, so the ledger (the customer list,
-  who got what) is not committed with the plan by accident.
+* relcomm writes a `.gitignore` of `*` into a state folder it creates, so the ledger (the customer
+  list, who got what) is not committed with the plan by accident.
 
 Every refusal is a `LedgerRefused` (a LedgerError: message plus hint) naming the place and the
 way on: `--state DIR`, or move the folder aside.
@@ -63,8 +63,9 @@ def _me() -> str:
 def way_on(folder: Path) -> str:
     """The hint every refusal ends with: how to go on without trusting this folder."""
     aside = shlex.quote(str(folder) + ".untrusted")
-    return (f"a state folder that came with the plan (a git clone, a copy) is not yours: move it aside "
-            f"(mv {shlex.quote(str(folder))} {aside}) or keep relcomm's state elsewhere with --state DIR")
+    return (f"relcomm uses only state it made for you (one that came with the plan, in a git clone or a copy, is "
+            f"not): move it aside (mv {shlex.quote(str(folder))} {aside}) or keep relcomm's state elsewhere "
+            "with --state DIR")
 
 
 def _refuse_kind(path: Path, info: os.stat_result, what: str, folder: Path, *, directory: bool) -> None:
@@ -102,10 +103,13 @@ def prepare_folder(folder: Path) -> None:
     """Create the state folder (0700) or check the one that is there, then make it private.
 
     The mode is set through a descriptor opened without following links, so a folder swapped
-    for a link after the check is not chmodded either."""
+    for a link after the check is not chmodded either. A folder relcomm makes gets a `.gitignore`
+    of `*` (never one that was there already: `--state .` must not hide a plan from git)."""
+    created = False
     if not check_entry(folder, "the state folder", folder, directory=True):
         try:
             folder.mkdir(mode=0o700, parents=True)
+            created = True
         except FileExistsError:
             pass  # another relcomm made it meanwhile: checked below like any other
     try:
@@ -117,6 +121,8 @@ def prepare_folder(folder: Path) -> None:
     try:
         _refuse_kind(folder, os.fstat(fd), "the state folder", folder, directory=True)
         os.fchmod(fd, 0o700)
+        if not created:
+            return
         try:
             ignore = os.open(GITIGNORE, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC,
                              0o600, dir_fd=fd)

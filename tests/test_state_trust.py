@@ -349,6 +349,9 @@ def test_a_new_state_folder_is_private_ignored_by_git_and_tagged_with_a_private_
     Ledger.open(folder).close()
     assert stat.S_IMODE(os.stat(folder).st_mode) == 0o700
     assert (folder / ".gitignore").read_text().splitlines()[-1] == "*"
+    existing = tmp_path / "plan"  # e.g. --state . : a folder relcomm did not make gets no .gitignore
+    Ledger.open(existing).close()
+    assert not (existing / ".gitignore").exists()
     key = user_config / "keys" / "ledger.key"
     assert stat.S_IMODE(os.stat(key).st_mode) == 0o600 and stat.S_IMODE(os.stat(key.parent).st_mode) == 0o700
     Ledger.open(folder).close()  # ours: opens again
