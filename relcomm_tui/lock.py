@@ -37,9 +37,10 @@ from pathlib import Path
 from . import state
 
 LOCK_NAME = "send.lock"
-# A sender refused the lock tries again for this long: a look (status, opening the ledger)
-# holds a shared lock for microseconds, and must not make a lone sender give up.
-LOOK_GRACE = 0.5
+# A sender refused the lock tries again for this long before it says who is sending: a look
+# (status, opening the ledger) holds a shared lock for microseconds (longer only on a loaded
+# machine), and must not make a lone sender give up. If the lock is free by then, it was a look.
+LOOK_GRACE = 2.0
 
 
 @dataclass(frozen=True)
@@ -158,17 +159,20 @@ class SendLock:
         self._fd = fd
         return True
 
-    def refusal(self) -> SendLockedError:
-        """Who holds the lock, as the error a refused sender raises."""
-        holder = lock_holder(self.state_dir) or LockHolder(None, None, None)
-        return SendLockedError(holder, self.path)
+    def _refused(self) -> SendLockedError | None:
+        """Why the lock cannot be had, or None when it is free again (it was only a look)."""
+        holder = lock_holder(self.state_dir)
+        return None if holder is None else SendLockedError(holder, self.path)
 
     def acquire(self, grace: float = LOOK_GRACE) -> None:
         """Take the lock or raise SendLockedError; a look at the lock is waited out for `grace` s."""
         deadline = time.monotonic() + grace
         while not self.try_acquire():
             if time.monotonic() >= deadline:
-                raise self.refusal()
+                refused = self._refused()
+                if refused is not None:
+                    raise refused
+                deadline = time.monotonic() + grace  # a look that was slow to end: try again
             time.sleep(0.01)
 
     async def acquire_async(self, grace: float = LOOK_GRACE) -> None:
@@ -176,7 +180,10 @@ class SendLock:
         deadline = time.monotonic() + grace
         while not self.try_acquire():
             if time.monotonic() >= deadline:
-                raise self.refusal()
+                refused = self._refused()
+                if refused is not None:
+                    raise refused
+                deadline = time.monotonic() + grace
             await asyncio.sleep(0.01)
 
     def release(self) -> None:

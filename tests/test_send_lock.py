@@ -12,6 +12,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import pytest
@@ -140,6 +141,29 @@ def test_a_child_the_holder_started_does_not_keep_the_lock(tmp_path):
         stop(child)
         if grandchild:
             os.kill(grandchild, signal.SIGKILL)
+
+
+def test_a_look_at_the_lock_does_not_turn_a_lone_sender_away(tmp_path):
+    """`relcomm status` or opening the ledger holds a shared lock for an instant (longer if that
+    process is descheduled): a sender meeting it waits, and is never told someone is sending."""
+    with SendLock(tmp_path):  # makes the file
+        pass
+    looker = subprocess.Popen([sys.executable, "-c",
+                               "import fcntl, os, sys\n"
+                               f"fd = os.open({str(tmp_path / LOCK_NAME)!r}, os.O_RDONLY)\n"
+                               "fcntl.flock(fd, fcntl.LOCK_SH)\nprint('held', flush=True)\nsys.stdin.read()"],
+                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        wait_held(looker)
+        assert not SendLock(tmp_path).try_acquire()  # the look does stand in the way of the exclusive lock
+        assert lock_is_free(tmp_path) and lock_holder(tmp_path) is None  # but it is not a sender
+        threading.Timer(0.2, looker.stdin.close).start()  # the look ends, later than any grace below
+        lock = SendLock(tmp_path)
+        lock.acquire(grace=0)  # no grace at all: still not refused, because only a look held it
+        assert lock.held
+        lock.release()
+    finally:
+        stop(looker)
 
 
 def test_a_second_lock_in_the_same_process_is_refused(tmp_path):
