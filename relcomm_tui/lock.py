@@ -15,7 +15,8 @@ dead and take over. Rules:
 * The descriptor is not inherited by commands relcomm runs (close-on-exec), so a child that
   outlives the sender cannot keep the lock.
 * A quick look (`lock_is_free`, `lock_holder`: `relcomm status`, opening the ledger) takes a
-  shared lock for an instant; a sender that meets one waits for it, for at most LOOK_GRACE.
+  shared lock for an instant. A sender that meets one waits it out: after LOOK_GRACE it names
+  the holder only if the lock is still held by a sender (a shared look would still get it).
 
 Across hosts the lock is only as good as the file system's: Linux NFS clients map flock onto
 NFS locks; a file system without locks makes every flock succeed (documented in security.md).
