@@ -36,6 +36,7 @@ FULL_SIZE = {
     "STORAGE_RECIPIENTS": 1000,  # CI: 300
     "PLAN_EXAMPLES": 2000,       # CI: 150 hypothesis examples
     "INBOUND_EXAMPLES": 1000,    # CI: 120 per mutation kind
+    "LOCK_PAIRS": 20,            # two `relcomm send` at once; CI runs it at full size
 }
 
 

@@ -93,4 +93,9 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    from relcomm_tui.ledger import LedgerError
+
+    try:
+        main()
+    except LedgerError as error:  # e.g. the ledger key in the settings folder is not usable
+        sys.exit(f"cannot use the ledger: {error.message}\n  hint: {error.hint}")

@@ -1,6 +1,6 @@
 """The `relcomm` command: open the app on a plan, or run a headless subcommand.
 
-Each subcommand lives in `relcomm_tui/commands/<name>.py` with `add_arguments(parser)` and
+Each subcommand lives in `relcomm_tui/commands/<name>.py` (`-` written `_`) with `add_arguments(parser)` and
 `run(args) -> int`, imported only when used so `relcomm validate` starts fast.
 
 A headless subcommand's stdout and stderr go through `terminal_text.PrintableStream` while it runs:
@@ -24,6 +24,7 @@ SUBCOMMANDS = {
     "demo": "run the whole journey against a built-in mail server",
     "schema": "print the plan format's JSON Schema",
     "allow": "show the commands a plan runs (gate, password commands) and allow them on this host",
+    "adopt-state": "review a ledger relcomm did not write for you (an older relcomm's) and adopt it as yours",
 }
 
 
@@ -54,7 +55,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
 
 
 def _module(name: str):
-    return importlib.import_module(f"relcomm_tui.commands.{name}")
+    return importlib.import_module(f"relcomm_tui.commands.{name.replace('-', '_')}")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -384,8 +384,10 @@ class SendEngine:
     async def run(self) -> RunSummary:
         lock = SendLock(self.state_dir)
         try:
-            lock.acquire()
+            await lock.acquire_async()
         except SendLockedError as error:
+            raise SendError(error.message, error.hint) from None
+        except LedgerError as error:  # the lock is a link or not the user's (state.py)
             raise SendError(error.message, error.hint) from None
         try:
             return await self._run_locked()
@@ -695,8 +697,14 @@ def _default_render(plan: Plan) -> Callable[[DeliveryJob], "object"]:
 def dry_run(plan: Plan, ledger: Ledger, *, only: Sequence[str] | None = None,
             render: Callable[[DeliveryJob], object] | None = None, who: str | None = None) -> DryRunResult:
     """Render every message into `<state>/outbox` (a Maildir); nothing is recorded as sent."""
+    from .state import check_outbox
+
     build = render or _default_render(plan)
     outbox = ledger.path.parent / "outbox"
+    try:
+        check_outbox(ledger.path.parent, outbox)  # a shipped link there would receive every message
+    except LedgerError as error:
+        raise SendError(error.message, error.hint) from None
     box = mailbox.Maildir(outbox, create=True)
     run_id = ledger.start_run("dry-run", plan.release.version, plan.digest, who)
     written, skipped, failures = 0, [], []

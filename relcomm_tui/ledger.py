@@ -67,6 +67,16 @@ class LedgerStorageError(LedgerError):
     process, I/O error). Nothing can be recorded, so nothing more may be sent."""
 
 
+class LedgerRefused(LedgerError):
+    """The state folder, the ledger or the send lock is not this user's own: a symbolic link,
+    another owner, or a ledger relcomm did not write for them (state.py). Nothing in it is used."""
+
+
+class ClaimRefused(LedgerError):
+    """A delivery could not be claimed for sending (it is not queued or deferred any more): the
+    run that asked does not send it."""
+
+
 # How long a write waits for another process's write transaction (seconds). Long enough for
 # a receipts refresh; the environment variable exists for slow shared disks (and the tests).
 BUSY_TIMEOUT = float(os.environ.get("RELCOMM_LEDGER_BUSY_TIMEOUT", "30"))
@@ -309,7 +319,33 @@ MIGRATIONS: list[str] = [
         at TEXT NOT NULL
     );
     """,
+    # the ledger's owner tag (state.py): a random ledger id and HMAC(the user's key, id), and
+    # every adoption of a ledger that did not carry a valid tag
+    """
+    CREATE TABLE ledger_tag (
+        only INTEGER PRIMARY KEY CHECK (only = 1),
+        ledger_id TEXT NOT NULL,
+        tag TEXT NOT NULL,
+        created TEXT NOT NULL,
+        who TEXT NOT NULL,
+        host TEXT NOT NULL
+    );
+    CREATE TABLE ledger_adoptions (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        at TEXT NOT NULL,
+        who TEXT NOT NULL,
+        host TEXT NOT NULL,
+        path TEXT NOT NULL,
+        reason TEXT NOT NULL,
+        summary TEXT NOT NULL
+    );
+    """,
 ]
+
+# A send may start only from these states (one conditional UPDATE claims a delivery): never
+# from `sending` (another run has it), a final state, `awaiting`, `rejected` or `in doubt`
+# (those go back to `queued` only through `requeue`, the engineer's explicit choice).
+CLAIMABLE_STATES = (QUEUED, DEFERRED)
 
 
 class Ledger:
@@ -323,21 +359,25 @@ class Ledger:
     # -- opening -------------------------------------------------------------------------
 
     @classmethod
-    def open(cls, state_dir: Path, *, recover: bool = True) -> "Ledger":
+    def open(cls, state_dir: Path, *, recover: bool = True, adopting: bool = False) -> "Ledger":
         """Open (creating with private modes, migrating) `<state_dir>/ledger.sqlite`.
+
+        Refuses (LedgerRefused) a state folder, ledger or lock that is a link or not this user's,
+        and a ledger relcomm did not write for this user (state.py); a new ledger is tagged as
+        theirs in the transaction that creates it. With `adopting` (only `relcomm adopt-state`),
+        an untrusted ledger is opened for `adopt_summary()` and `adopt()`, nothing written yet.
 
         With `recover`, deliveries left in `sending` by a dead process become `in doubt`,
         unless a live process holds the send lock (then they are really being sent).
         """
+        from . import state
+
         state_dir = Path(state_dir).expanduser()
+        path = state_dir / LEDGER_NAME
         try:
-            state_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
-            os.chmod(state_dir, 0o700)
-            path = state_dir / LEDGER_NAME
-            # Create the file ourselves so it is born 0600 (SQLite would use the umask).
-            fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
-            os.close(fd)
-            os.chmod(path, 0o600)
+            state.prepare_folder(state_dir)
+            # Created by us (born 0600: SQLite would use the umask), never through a link.
+            state.prepare_ledger_file(path)
             connection = sqlite3.connect(path, timeout=30, check_same_thread=False, isolation_level=None)
         except OSError as error:
             if (state_dir / LEDGER_NAME).exists():
@@ -353,11 +393,19 @@ class Ledger:
                               "check the file's permissions, or choose another with --state DIR") from None
         ledger = cls(path, connection)
         try:
-            ledger._configure()
-            ledger._migrate()
-        except (sqlite3.DatabaseError, LedgerStorageError) as error:
+            connection.execute(f"PRAGMA busy_timeout={int(BUSY_TIMEOUT * 1000)}")  # first: the others may wait
+            # Nothing of an untrusted ledger is used, or written to, before its tag is checked.
+            if not ledger._create_if_empty():
+                reason = state.distrust(connection)
+                ledger.distrusted = reason
+                if reason is not None and not adopting:
+                    raise state.refusal(path, reason)
+            if not adopting:
+                ledger._configure()
+                ledger._migrate()
+        except (sqlite3.DatabaseError, LedgerError) as error:
             connection.close()
-            if isinstance(error, LedgerStorageError):
+            if isinstance(error, LedgerError):
                 raise error from None
             name = getattr(error, "sqlite_errorname", "") or ""
             if name in ("SQLITE_NOTADB", "SQLITE_CORRUPT"):
@@ -365,16 +413,81 @@ class Ledger:
                                   "it is not a relcomm ledger or it is damaged; move it aside to start afresh") from None
             # Locked, read-only, full: the ledger is fine; moving it aside would forget what was sent.
             raise storage_error(error, path, "open") from None
-        if recover:
-            from .lock import lock_holder
-
-            if lock_holder(state_dir) is None:
-                try:
-                    ledger.recover_in_doubt()
-                except LedgerError:
-                    connection.close()
-                    raise
+        if recover and not adopting:
+            try:
+                ledger._recover_unless_sending()
+            except LedgerError:
+                connection.close()
+                raise
         return ledger
+
+    def _create_if_empty(self) -> bool:
+        """Make the schema and this user's tag in one transaction when the file holds nothing yet
+        (two relcomm processes making the same new ledger: one makes it, the other checks it)."""
+        from . import state
+
+        if not state.is_empty(self._db):
+            return False
+        self._db.execute("BEGIN IMMEDIATE")
+        try:
+            if not state.is_empty(self._db):
+                self._db.execute("ROLLBACK")
+                return False
+            for number, script in enumerate(MIGRATIONS):
+                for statement in _statements(script):
+                    self._db.execute(statement)
+                self._db.execute(f"PRAGMA user_version={number + 1}")
+            state.write_tag(self._db)
+            self._db.execute("COMMIT")
+        except BaseException:
+            if self._db.in_transaction:
+                self._db.execute("ROLLBACK")
+            raise
+        return True
+
+    def _recover_unless_sending(self) -> int:
+        """`recover_in_doubt`, unless a live process holds the send lock. The lock is looked at
+        inside the write transaction: a sender takes the lock before it claims anything and cannot
+        claim while this transaction holds the ledger, so a free lock here means every `sending`
+        row is a dead process's."""
+        from .lock import lock_is_free
+
+        folder = self.path.parent
+        return self._write(lambda db: self._recover_work(db) if lock_is_free(folder) else 0)  # type: ignore[return-value]
+
+    # -- adopting a ledger that does not carry this user's tag (relcomm adopt-state) ----------
+
+    distrusted: str | None = None  # why the tag did not verify (set by open)
+
+    def adopt_summary(self) -> list[str]:
+        """What the ledger says (runs, deliveries, sign-offs), for the engineer to judge."""
+        from . import state
+
+        with self._reading():
+            return state.summarize(self._db)
+
+    def adopt(self, summary: Sequence[str]) -> None:
+        """Tag the ledger as this user's and record who adopted it, when, and what it said then."""
+        from . import state
+
+        with self._reading():
+            foreign = state.foreign_objects(self._db)
+        if foreign:
+            raise LedgerRefused(f"the ledger {self.path} holds {', '.join(foreign)}, which relcomm never makes "
+                                "(they would act on every later write)", state.way_on(self.path.parent))
+        reason = self.distrusted or "adopted"
+        try:
+            self._configure()
+            self._migrate()
+        except sqlite3.DatabaseError as error:
+            raise LedgerError(f"cannot adopt the ledger {self.path}: {error}", state.way_on(self.path.parent)) from None
+
+        def work(db: sqlite3.Connection) -> None:
+            state.write_tag(db)
+            state.record_adoption(db, self.path, reason, list(summary))
+
+        self._write(work)
+        self.distrusted = None
 
     def _configure(self) -> None:
         self._db.execute(f"PRAGMA busy_timeout={int(BUSY_TIMEOUT * 1000)}")  # first: the others may wait
@@ -581,16 +694,24 @@ class Ledger:
 
     @staticmethod
     def sending_work(ident: str, run_id: int | None) -> Callable[[sqlite3.Connection], object]:
+        """Claim a delivery for this run: one conditional UPDATE, so of two runs (or two claims in
+        one) only one can move it to `sending`; the other gets ClaimRefused and must not send."""
         stamp = now()
 
         def work(db: sqlite3.Connection) -> object:
             cursor = db.execute(
                 "UPDATE deliveries SET state=?, attempts=attempts+1, updated=?, run_id=COALESCE(?, run_id), "
-                "sent_at=COALESCE(sent_at, ?) WHERE id=? AND state NOT IN (?, ?)",
-                (SENDING, stamp, run_id, stamp, ident, ACCEPTED, MARKED_DELIVERED),
+                f"sent_at=COALESCE(sent_at, ?) WHERE id=? AND state IN ({','.join('?' * len(CLAIMABLE_STATES))})",
+                (SENDING, stamp, run_id, stamp, ident, *CLAIMABLE_STATES),
             )
             if cursor.rowcount != 1:
-                raise LedgerError(f"delivery {ident} is already delivered or unknown; not sending it again")
+                row = db.execute("SELECT state, run_id FROM deliveries WHERE id=?", (ident,)).fetchone()
+                if row is None:
+                    raise ClaimRefused(f"delivery {ident} is not in the ledger; not sending it")
+                if row[0] == SENDING:
+                    raise ClaimRefused(f"delivery {ident} is already being sent (by run #{row[1]}); not sending it again")
+                raise ClaimRefused(f"delivery {ident} is {STATE_LABELS.get(row[0], row[0])}, not queued or deferred; "
+                                   "not sending it")
             return None
 
         return work
@@ -640,12 +761,16 @@ class Ledger:
         return self._write(work)  # type: ignore[return-value]
 
     def recover_in_doubt(self) -> int:
-        """Deliveries left in `sending` by a process that died become `in doubt`. Returns how many."""
-        stamp = now()
-        return self._write(lambda db: db.execute(
+        """Deliveries left in `sending` by a process that died become `in doubt`. Returns how many.
+        Only for the holder of the send lock (the engine); `open` checks the lock itself."""
+        return self._write(self._recover_work)  # type: ignore[return-value]
+
+    @staticmethod
+    def _recover_work(db: sqlite3.Connection) -> int:
+        return db.execute(
             "UPDATE deliveries SET state=?, updated=?, reply=COALESCE(reply || ' | ', '') || ? WHERE state=?",
-            (IN_DOUBT, stamp, "the sending process stopped before the server's reply was recorded", SENDING),
-        ).rowcount)  # type: ignore[return-value]
+            (IN_DOUBT, now(), "the sending process stopped before the server's reply was recorded", SENDING),
+        ).rowcount
 
     # -- receipts (recorded by the receipts work) ----------------------------------------
 

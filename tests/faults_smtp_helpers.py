@@ -15,14 +15,14 @@ from relcomm_tui import ledger as L
 from relcomm_tui.delivery import SendEngine
 from relcomm_tui.ledger import Ledger
 
-from send_helpers import load, simple_render, write_plan
+from send_helpers import load, open_ledger, simple_render, write_plan
 
 RELEASE = "4.2.0"
 
 
 def setup(folder: Path, port: int, **options):
     plan = load(write_plan(folder, port, **options))
-    return plan, Ledger.open(plan.state_dir)
+    return plan, open_ledger(plan.state_dir)
 
 
 def engine(plan, ledger, events: list | None = None, **options) -> SendEngine:

@@ -7,6 +7,7 @@ from email.message import EmailMessage
 from pathlib import Path
 
 from relcomm_tui.channels import DeliveryJob
+from relcomm_tui.ledger import Ledger, LedgerError
 from relcomm_tui.plan.loader import load_plan
 from relcomm_tui.plan.model import Plan
 
@@ -88,3 +89,12 @@ def simple_render(job: DeliveryJob) -> EmailMessage:
 
 def load(path: Path) -> Plan:
     return load_plan(path)
+
+
+def open_ledger(folder: Path) -> Ledger:
+    """Ledger.open for helpers and benches: a refused state folder (a link, another owner, a ledger
+    not written for this user) stops with its message and hint, not a traceback."""
+    try:
+        return Ledger.open(folder)
+    except LedgerError as error:
+        raise SystemExit(f"cannot use the ledger: {error.message}\n  hint: {error.hint}") from None

@@ -253,7 +253,7 @@ async def test_unencrypted_smtp_is_refused_off_loopback(tmp_path):
 async def test_second_sender_is_refused(tmp_path, server):
     plan, ledger = setup(tmp_path, server.port, recipients=1)
     with SendLock(plan.state_dir):
-        with pytest.raises(SendError, match=r"already being sent by PID \d+ on host .+ since "):
+        with pytest.raises(SendError, match=r"another relcomm process is sending this plan: PID \d+ on host .+ since "):
             await engine(plan, ledger).run()
     assert server.messages == []
 

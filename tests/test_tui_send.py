@@ -281,6 +281,7 @@ async def test_reopening_shows_in_doubt_rows_highlighted_and_explained(
         assert app.screen.rows[ident].state == REJECTED
     # A retry whose process died between recording "sending" and the server's reply leaves this behind.
     with Ledger.open(tmp_path / "state") as ledger:
+        ledger.requeue([ident])  # retry failed puts it back in the queue; only then can it be claimed
         ledger.mark_sending([ident])
 
     reopened = make_app(orion_plan, tmp_path)

@@ -31,7 +31,8 @@ def run(args: argparse.Namespace) -> int:
     if plan is None:
         return 2
     folder = state_dir(plan, args.state)
-    if not (folder / LEDGER_NAME).exists():
+    # A state folder that is a link is opened, so that it is refused (and said so), never followed.
+    if not (folder / LEDGER_NAME).exists() and not folder.is_symlink():
         print(f"{PROG}: nothing has been sent for {plan.release.name} {plan.release.version} "
               f"(no ledger in {folder})\n  hint: send first, or give the ledger's folder with --state DIR",
               file=sys.stderr)

@@ -38,7 +38,8 @@ def run(args: argparse.Namespace) -> int:
     version = plan.release.version
     records = []
     fates: dict = {}
-    if (folder / LEDGER_NAME).exists():
+    # A state folder that is a link is opened, so that it is refused (and said so), never followed.
+    if (folder / LEDGER_NAME).exists() or folder.is_symlink():
         from ..receipts.status import build_status, fate_of
 
         ledger = open_ledger_or_explain(folder, "relcomm status", json_for=plan if args.json else None)
@@ -57,7 +58,13 @@ def run(args: argparse.Namespace) -> int:
     counts = {state: 0 for state in STATES}
     for record in records:
         counts[record.state] += 1
-    holder = lock_holder(folder)
+    from ..ledger import LedgerError
+
+    try:
+        holder = lock_holder(folder)
+    except LedgerError as error:  # a state folder or lock that is a link or not the user's
+        print(f"relcomm status: {error.message}" + (f"\n  hint: {error.hint}" if error.hint else ""), file=sys.stderr)
+        return 2
     if args.json:
         json.dump({
             "release": {"name": plan.release.name, "version": version},

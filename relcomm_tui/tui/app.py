@@ -14,7 +14,7 @@ from textual.binding import Binding
 from textual.screen import Screen
 
 from ..config import load_config, remember_theme
-from ..ledger import Ledger, LedgerError, who_am_i
+from ..ledger import Ledger, LedgerError, LedgerRefused, who_am_i
 from ..plan import Plan, PlanError, load_plan
 from ..terminal_text import visible, visible_lines
 from .dialogs.help import HelpDialog
@@ -106,6 +106,9 @@ class RelcommApp(App[int]):
     def _open_ledger(self) -> None:
         try:
             self.ledger = Ledger.open(self.state_dir)
+        except LedgerRefused as error:  # a link, another owner, a ledger that came with the plan
+            self.ledger_problem = (f"Nothing is sent and no review is read from this state folder: {error.message}\n"
+                                   f"hint: {error.hint}")
         except (LedgerError, OSError) as error:
             hint = getattr(error, "hint", "") or "check that the folder beside the plan is writable"
             self.ledger_problem = f"Review state cannot be saved ({error}); {hint}"

@@ -397,6 +397,8 @@ class ChecklistScreen(Screen):
 
     def lock_reasons(self) -> list[str]:
         reasons: list[str] = []
+        if self.app.ledger is None:
+            reasons.append("the ledger cannot be used (see above)")
         if self.load_error:
             reasons.append("the plan on disk does not load")
         if self.checks_error:
