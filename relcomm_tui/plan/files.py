@@ -268,7 +268,12 @@ class FileWatch:
         return None
 
     def full_due(self) -> bool:
-        return time.monotonic() >= self._next_full
+        """True when a full check is due; the caller then runs `full()` (others meanwhile do not)."""
+        now = time.monotonic()
+        if now < self._next_full:
+            return False
+        self._next_full = now + self.FULL_EVERY
+        return True
 
     def full_soon(self) -> None:
         """The next check is a full one (a new communique starts)."""
