@@ -77,6 +77,8 @@ BOMBS: list[tuple[str, str]] = [
     ("translate expanding every character", "{{ ('x' * 100000).translate({120: 'y' * 1000}) }}"),
     ("sum of lists", "{{ ([[1]] * 100000)|sum(start=[])|length }}"),
     ("generator consumed into a list", "{{ range(100000)|map('center', 999999)|list|length }}"),
+    ("a template too long to compile", "{{ a }}" * 100000),
+    ("a template with too many tags to compile", "{% if a %}x{% endif %}" * 6000),
     ("cycler holding a big list", f"{{% set l = [{BIG}] %}}" + "".join(
         f"{{% set c{i} = cycler(*(l * 1)) %}}" for i in range(10)) + "{{ [c0, c1, c2] }}"),
 ]

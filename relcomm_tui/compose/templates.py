@@ -138,6 +138,8 @@ MAX_LOOPS = 100_000        # loop iterations in one render (all loops together)
 MAX_DEPTH = 50             # nested macro calls and recursive loops
 MAX_INT_BITS = 100_000     # about 30,000 decimal digits
 MAX_SECONDS = 5.0          # one render
+MAX_SOURCE = 200_000       # characters of one template: compiling is outside the render budget,
+MAX_NODES = 10_000         # and tags and expressions cost time and memory to compile (~5 KB each)
 
 _LIMITS_HINT = (f"templates may loop {MAX_LOOPS:,} times, nest {MAX_DEPTH} macro calls and {MAX_NESTING} lists "
                 f"deep, build values of {MAX_TEXT:,} characters ({MAX_BUILT:,} in all) and run {MAX_SECONDS:g} s "
@@ -697,7 +699,12 @@ class _Sandbox(ImmutableSandboxedEnvironment):
         self.tests = {name: _guard_filter(name, f) for name, f in self.tests.items()}
 
     def _parse(self, source: str, name: str | None, filename: str | None) -> nodes.Template:
-        return _Guard().visit(super()._parse(source, name, filename))
+        tree = super()._parse(source, name, filename)
+        count = sum(1 for _ in tree.find_all(nodes.Node))
+        if count > MAX_NODES:
+            raise TemplateLimit(f"the template has {count:,} tags, variables and operators (the limit is "
+                                f"{MAX_NODES:,}); compiling it would take too long")
+        return _Guard().visit(tree)
 
     def getattr(self, obj: Any, attribute: str) -> Any:
         if attribute.startswith("_"):
@@ -800,8 +807,17 @@ def compile_template(source: Source):
     template = _COMPILED.get(key)
     if template is not None:
         return template
+    if len(source.text) > MAX_SOURCE:
+        raise TemplateProblem(
+            f"template too long{_label(source)}: {len(source.text):,} characters (the limit is {MAX_SOURCE:,})",
+            file=source.file, line=source.fixed_line, hint="a template is a text of a few pages; put long "
+            "release notes in the notes file (`notes`)", kind="limit")
     try:
         code = ENVIRONMENT.compile(source.text, name=source.file, filename=source.file)
+    except TemplateLimit as error:
+        raise TemplateProblem(f"template too large{_label(source)}: {error}", file=source.file,
+                              line=source.fixed_line, hint="split it, or put long text in the notes file", kind="limit",
+                              ) from None
     except (RecursionError, MemoryError, SyntaxError):
         # Thousands of nested brackets or blocks: Python's parser gives up before Jinja's does.
         raise TemplateProblem(
