@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import campaign
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -104,6 +105,27 @@ def test_recipient_k_renders_the_same_whatever_was_rendered_before(folder: Path,
     for index in earlier:
         sent_text(plan, communique, index)
     assert sent_text(plan, communique, k) == alone
+
+
+@pytest.mark.campaign
+def test_each_stateful_piece_renders_the_same_in_every_order(tmp_path: Path) -> None:
+    """The campaign row: every piece alone, every recipient, forwards, backwards and twice."""
+    failures = []
+    for number, piece in enumerate(STATEFUL):
+        data = base_plan()
+        data["communiques"][0]["to"] = ["customers", "ops"]
+        plan = load_plan(write_plan(tmp_path / f"case{number}", data,
+                                    {"announce.md.j2": piece, "customers.csv": MEMBERS}))
+        communique = plan.communique("announce")
+        forward = renderings(plan, communique, list(range(7)))
+        backward = renderings(plan, communique, list(reversed(range(7))))
+        alone = [renderings(plan, communique, [k])[0] for k in range(7)]
+        sent = [sent_text(plan, communique, k) for k in reversed(range(7))][::-1]
+        if not (forward == list(reversed(backward)) == alone == sent):
+            failures.append(f"{piece}: {forward} / {list(reversed(backward))} / {sent}")
+    campaign.record("input", "templates: state kept between renders", tried=len(STATEFUL),
+                    held=len(STATEFUL) - len(failures))
+    assert failures == []
 
 
 def test_the_issue_template_is_refused_and_validation_and_dry_run_agree(tmp_path: Path) -> None:

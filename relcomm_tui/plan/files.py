@@ -90,6 +90,15 @@ def _open_inside(root: Path, path: Path) -> int:
         os.close(folder)
 
 
+def _symlink_on_the_way(root: Path, path: Path) -> bool:
+    here = root
+    for part in path.relative_to(root).parts[:-1]:
+        here = here / part
+        if here.is_symlink():
+            return True
+    return False
+
+
 def read_file(root: Path, path: Path, *, written: str, what: str, keypath: str) -> FileSnapshot:
     """Read one file of the plan (resolved by `resolve_inside`) into a snapshot; problems are recorded."""
 
@@ -101,6 +110,9 @@ def read_file(root: Path, path: Path, *, written: str, what: str, keypath: str) 
     except FileNotFoundError:
         return problem("missing")
     except NotADirectoryError:
+        # O_DIRECTORY | O_NOFOLLOW on a folder swapped for a symlink fails this way too.
+        if _symlink_on_the_way(root, path):
+            return problem("moved", "a folder on the way is now a symlink")
         return problem("missing", "a folder on the way is not a folder")
     except IsADirectoryError:
         return problem("folder")
