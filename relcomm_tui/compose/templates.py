@@ -24,7 +24,7 @@ from typing import Any, Callable, Mapping
 
 from jinja2 import BaseLoader, StrictUndefined, TemplateSyntaxError, UndefinedError, nodes
 from jinja2.exceptions import SecurityError, TemplateError
-from jinja2.runtime import BlockReference, LoopContext, Macro
+from jinja2.runtime import BlockReference, LoopContext, Macro, markup_join, str_join
 from jinja2.sandbox import ImmutableSandboxedEnvironment, SandboxedFormatter
 from jinja2.utils import Cycler, Joiner, _PassArg, missing
 from jinja2.utils import Namespace as JinjaNamespace
@@ -580,7 +580,7 @@ class _Guard(NodeTransformer):
     def visit_Concat(self, node: nodes.Concat) -> nodes.Node:
         self.generic_visit(node)
         # `a ~ b ~ ...` turns each part into text: one at a time, so the total is known before it is built.
-        return _call("relcomm_concat", *node.nodes)
+        return _call("relcomm_concat", nodes.ContextReference(lineno=node.lineno), *node.nodes)
 
     def _literal(self, node: nodes.Expr) -> nodes.Node:
         self.generic_visit(node)
@@ -655,15 +655,19 @@ def _slice(value: Any) -> Any:
     return _sized(_stable(value), "a slice", new=_slots(value))
 
 
-def _concat(*parts: Any) -> str:
+def _concat(context: Any, *parts: Any) -> str:
     pieces, size = [], 0
     for part in parts:
         _tick()
         size += _weigh(part, MAX_TEXT)[0]
         if size > MAX_TEXT:
             raise TemplateLimit(f"text joined with ~ is over {MAX_TEXT:,} characters")
-        pieces.append(str(part))
-    return _sized("".join(pieces), "text joined with ~")
+        pieces.append(part)
+    if context.eval_ctx.autoescape or context.eval_ctx.volatile:
+        joined = markup_join(pieces)  # what Jinja does in an {% autoescape %} block
+    else:
+        joined = str_join(pieces)
+    return _sized(joined, "text joined with ~")
 
 
 _INTERNAL = {_size: _size, _loop: _loop, _literal: _literal, _concat: _concat, _slice: _slice, _checked: _checked}
