@@ -88,3 +88,18 @@ def test_nested_values_within_the_limits_still_render(tmp_path: Path) -> None:
     assert '{"a": [1, {"b": [2, 3]}]}' in text and "['Customers']" in text
     assert "x and y Ada Lovelace-Ada Lovelace Ada Lovelace Ada Lovelace Ada Lovelace ababab [1, 1, 1, 0, 0]" in text
     assert not [f for f in run_checks(plan, gate=False, secrets=False) if f.id.startswith("template")]
+
+
+def test_nesting_is_bounded_also_when_a_counted_list_is_put_deeper(tmp_path: Path) -> None:
+    """A list already weighed (memoised) and then wrapped again must still count its depth."""
+    from relcomm_tui.compose.templates import MAX_NESTING, Source, TemplateProblem, render_source
+
+    def nested(levels: int, wraps: int) -> str:
+        return ("{% set a = [1] %}" + "{% set a = [a] %}" * (levels - 1) + "{{ a|length }}"
+                + "{% set a = [a] %}{{ a|length }}" * wraps)
+
+    assert render_source(Source(nested(MAX_NESTING, 0), "t"), {}) == "1"
+    for levels, wraps in ((MAX_NESTING + 1, 0), (MAX_NESTING - 1, 2), (MAX_NESTING, 1)):
+        with pytest.raises(TemplateProblem) as refused:
+            render_source(Source(nested(levels, wraps), "t"), {})
+        assert refused.value.kind == "limit" and f"nest more than {MAX_NESTING} deep" in refused.value.message

@@ -187,6 +187,8 @@ def _weigh_in(value: Any, memo: dict, level: int, limit: int) -> tuple[int, int,
     if isinstance(value, _CONTAINERS) or isinstance(value, MappingView):
         known = memo.get(id(value))
         if known is not None:
+            if level + known[2] > MAX_NESTING:  # a memoised part put deeper than it was
+                raise TemplateLimit(f"lists, tuples or dicts nest more than {MAX_NESTING} deep")
             return known[1], known[2], True
         if level >= MAX_NESTING:
             raise TemplateLimit(f"lists, tuples or dicts nest more than {MAX_NESTING} deep")
