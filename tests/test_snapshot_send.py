@@ -113,6 +113,10 @@ def swap_plan_file(folder: Path) -> None:
         'subject = "Orion 4.2.0 is out"', f'subject = "{NEW_TEXT}"'), encoding="utf-8")
 
 
+def swap_plan_file_for_fifo(folder: Path) -> None:
+    replace(folder / "plan.toml", lambda p: os.mkfifo(p))
+
+
 def remove_template(folder: Path) -> None:
     (folder / "templates" / "t.md.j2").unlink()
 
@@ -128,6 +132,7 @@ SWAPS = {
     "release notes rewritten": (swap_notes, "CHANGES.md", "content is different"),
     "members list grows": (swap_members, "customers.csv", "content is different"),
     "plan file rewritten": (swap_plan_file, "plan.toml", "content is different"),
+    "plan file -> FIFO": (swap_plan_file_for_fifo, "plan.toml", "FIFO"),
 }
 
 

@@ -220,11 +220,21 @@ def _describe(before: FileSnapshot, after: FileSnapshot | None, why: str = "") -
 def _recheck(plan: Plan, snapshot: FileSnapshot) -> FileChange | None:
     """Read the file again, exactly as loading does, and compare."""
     if snapshot.what == "plan file":
+        # The user named it (symlinks and all); only its content matters. Never a blocking open.
         try:
-            with open(snapshot.path, "rb") as handle:  # the user named it; only its content matters
+            fd = os.open(snapshot.path, os.O_RDONLY | _NONBLOCK | _CLOEXEC | _NOCTTY)
+        except OSError as error:
+            return FileChange(snapshot, "it was removed" if error.errno == errno.ENOENT
+                              else f"it can no longer be read: {error.strerror}")
+        try:
+            if not stat.S_ISREG(os.fstat(fd).st_mode):
+                return FileChange(snapshot, "it is now a FIFO, a device or a folder, not a regular file")
+            with os.fdopen(os.dup(fd), "rb") as handle:
                 same = hashlib.sha256(handle.read(MAX_FILE_BYTES + 1)).hexdigest() == snapshot.digest
         except OSError as error:
             return FileChange(snapshot, f"it can no longer be read: {error.strerror}")
+        finally:
+            os.close(fd)
         return None if same else FileChange(snapshot, "its content is different")
     try:
         path = resolve_inside(plan.root, snapshot.written)
