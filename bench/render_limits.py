@@ -21,8 +21,7 @@ sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
 
 from template_bombs import BOMBS  # noqa: E402
 
-BASELINE = ("import resource, relcomm_tui.compose.templates; "
-            "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)")
+BASELINE = "import relcomm_tui.compose.templates, template_bombs; print(template_bombs.peak_mb())"
 
 
 def main() -> int:
@@ -30,8 +29,8 @@ def main() -> int:
     parser.add_argument("--address-space-mb", type=int, default=0, help="RLIMIT_AS on top of the interpreter (0: none)")
     parser.add_argument("labels", nargs="*", help="only these bombs")
     args = parser.parse_args()
-    baseline = float(subprocess.run([sys.executable, "-c", BASELINE], capture_output=True, text=True, cwd=ROOT,
-                                    check=True).stdout)
+    baseline = float(subprocess.run([sys.executable, "-c", BASELINE], capture_output=True, text=True,
+                                    cwd=ROOT / "tests", check=True).stdout)
     print(f"interpreter with relcomm's templates loaded: {baseline:.0f} MB")
     print(f"{'template':52} {'ended as':9} {'seconds':>8} {'peak MB':>8}")
     worst_time = worst_memory = 0.0

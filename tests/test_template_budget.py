@@ -49,12 +49,13 @@ def test_every_bomb_stops_at_a_limit_in_a_process_with_little_memory() -> None:
         expected = NOT_A_LIMIT.get(result["label"], "limit")
         if result["kind"] != expected or "grows without end" in result["message"]:
             failures.append(f"{result['label']}: {result['kind']}: {result['message'][:200]}")
-    peak = max((r["peak_mb"] for r in results), default=0)
+    peak = max((r["peak_mb"] - r["base_mb"] for r in results), default=0)
     campaign.record("input", "templates: nesting, repetition and memory bombs", tried=len(BOMBS),
                     held=len(BOMBS) - len(failures))
     assert failures == []
-    # The interpreter itself is about 40 MB; a render may build about 100 MB more at worst.
-    assert peak < 200, f"peak {peak} MB"
+    # All 44 one after the other in one process (freed memory is not always given back): the peak
+    # over the interpreter's own ~40 MB stays near the 100 MB a render may reach at worst.
+    assert peak < 150, f"peak {peak:.0f} MB over the interpreter"
 
 
 def test_the_issue_bomb_is_a_located_template_limit_finding(tmp_path: Path) -> None:
