@@ -249,11 +249,12 @@ def _built(amount: int, what: str) -> None:
 
 def _sized(value: Any, what: str = "a value", *, new: int | None = None) -> Any:
     """Refuse a value over the limits; count what building it cost (`new`: its own size unless given)."""
-    if isinstance(value, (str, bytes)):
+    if isinstance(value, (str, bytes)):  # most values: checked inline, this runs for every output
         size = len(value)
         if size > MAX_TEXT:
             raise TemplateLimit(f"{what} is {size:,} characters long (the limit is {MAX_TEXT:,})")
-        _built(size if new is None else new, what)
+        if new != 0:
+            _built(size if new is None else new, what)
     elif isinstance(value, int) and not isinstance(value, bool):
         if value.bit_length() > MAX_INT_BITS:
             raise TemplateLimit(f"{what} is a number over {MAX_INT_BITS:,} bits")
@@ -761,8 +762,9 @@ class _Sandbox(ImmutableSandboxedEnvironment):
         return _sized(_stable(result), "the result of a call")
 
     def wrap_str_format(self, value: Any) -> Callable[..., str] | None:
-        wrapped = super().wrap_str_format(value)
-        if wrapped is None:
+        # The test Jinja makes, without building its wrapper only to drop it (this runs on every lookup).
+        if not isinstance(value, (types.MethodType, types.BuiltinMethodType)) \
+                or value.__name__ not in ("format", "format_map") or not isinstance(value.__self__, str):
             return None
         text: str = value.__self__
         is_map = value.__name__ == "format_map"
