@@ -304,7 +304,7 @@ class _Checker:
         release = self.plan.release
         if release.notes_file is None:
             return
-        section = notes_section(release.notes_file, release.version)
+        section = notes_section(self.plan.file(release.notes_file), release.version)
         where = self.at("release", "notes")
         if section.found:
             return
@@ -603,13 +603,9 @@ def _placeholder(text: str, *, json_like: bool = False) -> str:
 
 def _body_location(plan: Plan, communique: Communique, index: int, text: str, found: str) -> Location:
     """Where a placeholder is: the template file's line that holds it, when it is literally there."""
-    from .compose.templates import read_template_file
-
     if communique.template_file is not None:
-        try:
-            source = read_template_file(communique.template_file)
-        except (OSError, UnicodeDecodeError):
-            source = ""
+        snapshot = plan.file(communique.template_file)
+        source = (snapshot.text if snapshot is not None else None) or ""
         for number, line in enumerate(source.splitlines(), start=1):
             if found in line:
                 return Location(communique.template_file, number, None, keypath_text(("communiques", index)))

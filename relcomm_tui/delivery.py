@@ -22,6 +22,11 @@ tries again). A receiver's HTTP Retry-After replaces the backoff when longer, up
 deferred at once for the next run. A connection lost after the message was complete is `in doubt` and is never
 retried by itself. Failures that would fail every delivery alike (auth, TLS, unreachable
 server, sender refused) stop the run with one `RunStopped` and a `SendStopped` exception.
+
+Messages are rendered from the loaded plan's snapshot of its files, never from the disk. A file
+that changes on disk after the plan was loaded (and checked) stops the run the same way: the
+engine compares the disk with the snapshot before the run, before each message (lstat: cheap),
+and re-reads every file at the start of each communique and every few seconds (`plan.files.FileWatch`).
 """
 
 from __future__ import annotations
@@ -45,6 +50,7 @@ from .ledger import (
     DeliveryIntent, Ledger, LedgerError, LedgerStorageError, new_envelope_id, new_message_id, who_am_i,
 )
 from .lock import SendLock, SendLockedError
+from .plan.files import FileChange, FileWatch, changes
 from .plan.model import Communique, Plan, Recipient, StakeholderGroup
 
 # Engine workers per SMTP connection: one message on the wire, one queued to chain behind it
@@ -306,6 +312,7 @@ class SendEngine:
         self._channels: dict[str, Channel] = {}
         self.run_id: int | None = None
         self.channel_stats: dict[str, object] = {}
+        self._files = FileWatch(plan)
 
     # -- control ---------------------------------------------------------------------
 
@@ -447,7 +454,11 @@ class SendEngine:
         committer = _Committer(ledger)
         self._committer = committer
         try:
-            await self._open_channels(targets)
+            changed = await asyncio.to_thread(self._files.full)
+            if changed is not None:
+                self._stop_for_change(changed)
+            else:
+                await self._open_channels(targets)
             if self._stopped is None:
                 jobs = self._jobs(targets)
                 # More workers than connections: while some render and wait for the ledger, a
@@ -500,6 +511,7 @@ class SendEngine:
     def _jobs(self, targets: list[_Target]) -> Iterator[DeliveryJob]:
         release = self.plan.release.version
         for target in targets:
+            self._files.full_soon()  # every file is read again before a communique's first message
             rows = self.ledger.pending(release, target.communique.id, (QUEUED, DEFERRED))
             for ident, key, message_id, _attempts, state, envelope_id in rows:
                 group, recipient = target.people.get(key, (None, None))
@@ -517,7 +529,25 @@ class SendEngine:
             if not await self._wait_for_slot():
                 self._retry_waiting.setdefault(job.delivery_id, (job, "not started: the run was cancelled"))
                 return
+            if not await self._files_unchanged():
+                self._retry_waiting.setdefault(job.delivery_id, (job, "not started: a file of the plan changed"))
+                return
             await self._attempt(job)
+
+    async def _files_unchanged(self) -> bool:
+        """False (and the run stops) when a file of the plan no longer matches what was loaded."""
+        watch = self._files
+        # The full re-read runs in a thread: a members list on a slow disk must not stall the connections.
+        changed = await asyncio.to_thread(watch.full) if watch.full_due() else watch.quick()
+        if changed is None:
+            return True
+        self._stop_for_change(changed)
+        return False
+
+    def _stop_for_change(self, change: FileChange) -> None:
+        if self._stopped is None:
+            self._stopped = (change.message, change.hint)
+        self.cancel()
 
     async def _next_job(self, jobs: Iterator[DeliveryJob]) -> DeliveryJob | None:
         while True:
@@ -688,6 +718,13 @@ class DryRunResult:
     failures: tuple[str, ...] = ()
 
 
+def _refuse_changed_files(plan: Plan) -> None:
+    changed = changes(plan)
+    if changed is not None:
+        raise SendError(changed.message.replace("; nothing more is sent", "; nothing was written or sent"),
+                        "review the change, then load the plan again (relcomm validate PLAN, or `r` in the app)")
+
+
 def _default_render(plan: Plan) -> Callable[[DeliveryJob], "object"]:
     from .channels.email import default_render
 
@@ -699,6 +736,7 @@ def dry_run(plan: Plan, ledger: Ledger, *, only: Sequence[str] | None = None,
     """Render every message into `<state>/outbox` (a Maildir); nothing is recorded as sent."""
     from .state import check_outbox
 
+    _refuse_changed_files(plan)
     build = render or _default_render(plan)
     outbox = ledger.path.parent / "outbox"
     try:
@@ -757,6 +795,7 @@ async def send_test_message(plan: Plan, ledger: Ledger, *, communique_id: str | 
     """Send one communique to the engineer alone, "[TEST] " before the subject, outside the deliveries."""
     from .channels.email import EmailChannel
 
+    _refuse_changed_files(plan)
     address = to or plan.sender.test_to
     if not address:
         raise SendError("no address for a test send", "set [sender] test_to in the plan, or give the address")

@@ -219,14 +219,22 @@ def test_sandbox_refuses_internals(tmp_path: Path) -> None:
     assert caught.value.kind in ("undefined", "security")
 
 
-def test_a_changed_template_file_is_rendered_anew(tmp_path: Path) -> None:
+def test_a_loaded_plan_renders_its_snapshot_and_a_reload_sees_the_edit(tmp_path: Path) -> None:
+    """Issue 10 item 4: what was validated is what is sent. The files a plan uses are read once, at
+    load; an edit on disk (even one that keeps the mtime) changes nothing until the plan is loaded again."""
     plan = load_plan(write_plan(tmp_path))
-    template = tmp_path / "announce.md.j2"
+    template, notes = tmp_path / "announce.md.j2", tmp_path / "CHANGELOG.md"
     assert render_first(plan, "announce").text.startswith("Hello Ada Lovelace")
-    template.write_text("Bye {{ recipient.name }}\n", encoding="utf-8")
-    stat = template.stat()
-    os.utime(template, ns=(stat.st_atime_ns, stat.st_mtime_ns + 1_000_000))
-    assert render_first(plan, "announce").text == "Bye Ada Lovelace\n"
+    for path, text in ((template, "Bye {{ recipient.name }}\n{{ notes }}"), (notes, "## 2.0.0\n- EDITED\n")):
+        stat = path.stat()
+        path.write_text(text, encoding="utf-8")
+        os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns + 1_000_000))
+    again = render_first(plan, "announce").text
+    assert again.startswith("Hello Ada Lovelace") and "faster search" in again and "EDITED" not in again
+    assert TextRenderer(plan, plan.communique("announce")).render_text(*first(plan, "announce")[1:])[1] == again
+    reloaded = load_plan(plan.path)
+    assert render_first(reloaded, "announce").text == "Bye Ada Lovelace\n- EDITED"
+    assert reloaded.digest != plan.digest
 
 
 def test_text_renderer_matches_render(tmp_path: Path) -> None:

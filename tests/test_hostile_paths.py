@@ -290,3 +290,55 @@ async def test_fifos_devices_and_symlinks_in_the_publish_folder_are_skipped_neve
     assert stat_.S_ISFIFO(os.lstat(www / "fifo.html").st_mode)  # left as it was
     campaign.record("input", "paths: FIFOs, devices, symlinks in the publish folder", tried=len(odd),
                     held=sum(name not in index for name in odd))
+
+
+# -- read once, through one check (issue 10, item 4) ----------------------------------------------
+
+
+def test_a_symlink_swapped_in_after_the_check_is_refused_not_followed(tmp_path: Path) -> None:
+    """The race the snapshot closes: the name is checked (resolved inside the folder), then an
+    attacker swaps the file, or a folder on the way, for a symlink out before it is opened.
+    `read_file` opens what was checked without following links, so it reads nothing from outside."""
+    from relcomm_tui.plan.files import read_file, resolve_inside
+
+    out = outside(tmp_path)
+    folder = tmp_path / "plan"
+    (folder / "templates").mkdir(parents=True)
+    (folder / "templates" / "announce.md.j2").write_text(FILES["announce.md.j2"], encoding="utf-8")
+    checked = resolve_inside(folder, "templates/announce.md.j2")
+
+    def read():
+        return read_file(folder, checked, written="templates/announce.md.j2", what="template",
+                         keypath="communiques[0].template")
+
+    assert read().text == FILES["announce.md.j2"]
+    # The file itself becomes a symlink to a file outside.
+    (folder / "templates" / "announce.md.j2").unlink()
+    (folder / "templates" / "announce.md.j2").symlink_to(out / "announce.md.j2")
+    swapped = read()
+    assert swapped.text is None and swapped.problem == "moved" and swapped.digest == ""
+    # A folder on the way becomes a symlink to a folder outside (holding a file of the same name).
+    (folder / "templates").rename(folder / "templates.old")
+    (folder / "templates").symlink_to(out)
+    (out / "templates.md.j2").write_text(CANARY, encoding="utf-8")
+    swapped = read()
+    assert swapped.text is None and swapped.problem == "moved"
+    # A FIFO in its place is never opened for a blocking read.
+    (folder / "templates").unlink()
+    (folder / "templates.old").rename(folder / "templates")
+    (folder / "templates" / "announce.md.j2").unlink()
+    os.mkfifo(folder / "templates" / "announce.md.j2")
+    assert read().problem == "special"
+
+
+def test_a_template_or_notes_that_is_a_fifo_or_a_folder_is_a_finding_not_a_hang(tmp_path: Path) -> None:
+    data = base_plan()
+    data["communiques"][0]["template"] = "pipe.md.j2"
+    data["release"]["notes"] = "notes-dir"
+    plan_file = write_plan(tmp_path, data)
+    os.mkfifo(tmp_path / "pipe.md.j2")
+    (tmp_path / "notes-dir").mkdir()
+    plan = load_plan(plan_file)
+    findings = {f.id: f for f in run_checks(plan, gate=False, secrets=False)}
+    assert "not a regular file" in findings["template-missing"].message
+    assert "folder" in findings["notes-missing"].message

@@ -56,10 +56,10 @@ LIMITS = [
     ("triple nested loop with output", "{% for a in range(1000) %}{% for b in range(1000) %}{% for c in range(1000) %}x{% endfor %}{% endfor %}{% endfor %}"),
     ("recursive macro", "{% macro f(n) %}{{ f(n + 1) }}{% endmacro %}{{ f(0) }}"),
     ("mutually recursive macros", "{% macro a() %}{{ b() }}{% endmacro %}{% macro b() %}{{ a() }}{% endmacro %}{{ a() }}"),
-    ("recursive loop over itself", "{% set l = [] %}{% set _ = l.append(l) %}{% for x in l recursive %}{{ loop(x) }}{% endfor %}"),
+    ("recursive loop over itself", "{% set ns = namespace() %}{% set ns.l = [ns] %}{% for x in ns.l recursive %}{{ loop(x.l) }}{% endfor %}"),
     ("doubling with ~", "{% set ns = namespace(s='x') %}{% for i in range(64) %}{% set ns.s = ns.s ~ ns.s %}{% endfor %}{{ ns.s|length }}"),
     ("doubling with +", "{% set ns = namespace(s='x') %}{% for i in range(64) %}{% set ns.s = ns.s + ns.s %}{% endfor %}"),
-    ("doubling a list", "{% set l = [1] %}{% for i in range(64) %}{% set _ = l.extend(l) %}{% endfor %}"),
+    ("doubling a list", "{% set ns = namespace(l=[1]) %}{% for i in range(64) %}{% set ns.l = ns.l + ns.l %}{% endfor %}"),
     ("doubling in a block set", "{% set ns = namespace(s='y') %}{% for i in range(64) %}{% set t %}{{ ns.s }}{{ ns.s }}{% endset %}{% set ns.s = t %}{% endfor %}"),
     ("huge power", "{{ 9 ** 999999 }}"),
     ("repeated squaring", "{% set n = namespace(v=3) %}{% for i in range(64) %}{% set n.v = n.v * n.v %}{% endfor %}"),
@@ -79,7 +79,7 @@ LIMITS = [
     ("batch fill", "{{ [1]|batch(10**9, 0)|list }}"),
     ("slice count", "{{ [1]|slice(10**9)|list }}"),
     ("big output by loop", "{% for i in range(99999) %}{{ 'x' * 99 }}{% endfor %}"),
-    ("printing a list of big texts", "{% set l = [] %}{% for i in range(200) %}{% set _ = l.append('x' * 10000) %}{% endfor %}{{ l }}"),
+    ("printing a list of big texts", "{% set ns = namespace(l=[]) %}{% for i in range(200) %}{% set ns.l = ns.l + ['x' * 10000] %}{% endfor %}{{ ns.l }}"),
 ]
 
 

@@ -373,3 +373,26 @@ async def test_test_send_goes_to_the_engineer_alone_with_test_in_the_subject(
         # Outside the deliveries: nothing recorded as sent, every row still queued.
         assert not any(app.ledger.counts(VERSION).values())
         assert all(row.state == QUEUED for row in screen.rows.values())
+
+
+async def test_a_template_swapped_after_loading_stops_the_send_and_says_which_file(
+        orion_plan: Path, tmp_path: Path, server: LoopbackMailServer):
+    """Issue 10 item 4 in the app: the plan on screen was checked; a template replaced on disk since
+    (here by a symlink to a file outside the folder) is never sent, and the banner says what to do."""
+    app = make_app(orion_plan, tmp_path)
+    secret = tmp_path / "id_ed25519"
+    secret.write_text("PRIVATE-KEY-CANARY\n", encoding="utf-8")
+    template = orion_plan.parent / "templates" / "customer.md.j2"
+    template.unlink()
+    template.symlink_to(secret)
+    async with app.run_test(size=(80, 24)) as pilot:
+        app.push_screen(SendScreen(start=True))
+        await send_done(pilot)
+        screen = app.screen
+        assert isinstance(screen, SendScreen)
+        banner = text_of(screen.query_one("#banner"))
+        assert "Sending stopped" in banner and "customer.md.j2" in banner and "changed on disk" in banner
+        assert "load the plan again" in banner
+        assert server.messages_accepted == 0
+        assert not any(b"CANARY" in m.data for m in server.messages)
+        assert not [r for r in app.ledger.deliveries(VERSION) if r.state in (SENDING, IN_DOUBT, ACCEPTED)]

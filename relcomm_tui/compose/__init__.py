@@ -3,6 +3,11 @@
 `render(plan, communique, group, recipient)` gives one communique exactly as it will be sent:
 the subject and Markdown text from the templates, the HTML made from the Markdown, and for email
 the complete MIME message. Every problem a user can cause is a `RenderError` with file, line, hint.
+
+Rules that keep what was validated what is sent:
+- templates and notes come from the plan's snapshot (read once at load), never from the disk;
+- every render gets a fresh context; the caches here hold only immutable values (frozen Sources,
+  tuples, line numbers, read-only Namespaces), so no render can leave anything for the next one.
 """
 
 from __future__ import annotations
@@ -10,14 +15,15 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from email.message import EmailMessage
 from email.utils import parseaddr
-from typing import Any
+from types import MappingProxyType
+from typing import Any, Mapping
 
 from ..plan.locate import find_line
 from ..plan.model import Communique, Plan, Recipient, StakeholderGroup
 from . import mime
 from .markdown import html_document
 from .notes import notes_section
-from .templates import Namespace, Source, TemplateProblem, read_template_file, render_source
+from .templates import Namespace, Source, TemplateProblem, render_source
 
 
 class RenderError(Exception):
@@ -80,13 +86,14 @@ def render_text(plan: Plan, communique: Communique, group: StakeholderGroup | No
 class TextRenderer:
     """Subject and text of one communique for many recipients: sources and shared context prepared once.
 
-    What the checks use to render every recipient quickly. Files are read when it is made, so make
-    a new one to see edits on disk. `render_text` raises RenderError (also for a missing template).
+    What the checks use to render every recipient quickly; it gives exactly what `render` gives
+    (the same snapshot, a fresh context per recipient). `render_text` raises RenderError (also for
+    a missing template).
     """
 
     def __init__(self, plan: Plan, communique: Communique) -> None:
         self.plan, self.communique = plan, communique
-        self._base = _base_context(plan, communique)
+        self._base: Mapping[str, Any] = MappingProxyType(_base_context(plan, communique))
         spec = communique.spec
         self._subject = _plan_source(plan, communique, "subject", spec.subject) if spec.subject else None
         self._body: Source | RenderError
@@ -136,32 +143,23 @@ def _add_people(context: dict[str, Any], group: StakeholderGroup | None, recipie
 
 # -- internals -----------------------------------------------------------------------------------
 
-_BASE: dict[tuple, dict[str, Any]] = {}
-
 
 def _base_context(plan: Plan, communique: Communique) -> dict[str, Any]:
-    notes = notes_section(plan.release.notes_file, plan.release.version)
-    key = (id(plan), plan.digest, communique.id, notes.text)
-    cached = _BASE.get(key)
-    if cached is not None:
-        return cached
+    """A new context: read-only Namespaces and tuples, nothing a template could change for the next render."""
+    notes = notes_section(plan.file(plan.release.notes_file), plan.release.version)
     release = plan.release
     sender_name, sender_address = parseaddr(plan.sender.from_)
-    context = {
+    return {
         "release": Namespace("release", {"name": release.name, "version": release.version, "date": release.date},
                              f"{release.name} {release.version}"),
         "sender": Namespace("sender", {"name": sender_name, "address": sender_address, "from": plan.sender.from_,
                                        "reply_to": plan.sender.reply_to}, plan.sender.from_),
         "communique": _communique_namespace(communique, ""),
-        "groups": [Namespace("group", {"id": g.id, "name": g.name, "description": g.description,
-                                       "required": g.required}, g.name)
-                   for g in (plan.group(gid) for gid in communique.to) if g is not None],
+        "groups": tuple(Namespace("group", {"id": g.id, "name": g.name, "description": g.description,
+                                            "required": g.required}, g.name)
+                        for g in (plan.group(gid) for gid in communique.to) if g is not None),
         "notes": notes.text,
     }
-    if len(_BASE) > 256:
-        _BASE.clear()
-    _BASE[key] = context
-    return context
 
 
 def _communique_namespace(communique: Communique, subject: str) -> Namespace:
@@ -187,28 +185,36 @@ def _run(source: Source, context: dict[str, Any]) -> str:
                           kind=problem.kind) from None
 
 
+_TEMPLATE_PROBLEMS = {
+    # snapshot problem -> (message, hint, point at the plan's `template` key rather than the file)
+    "missing": ("template file not found: {path}", "paths in a plan are relative to the plan file's folder", True),
+    "folder": ("template is a folder, not a file: {path}", "name the file inside it", True),
+    "special": ("template is not a regular file (a FIFO or a device): {path}", "name a text file", True),
+    "too-large": ("template file is too large ({detail}): {path}", "a template is a text file of a few pages", True),
+    "moved": ("template changed while it was read ({detail}): {path}",
+              "check who else writes to the plan's folder, then load the plan again", True),
+    "encoding": ("template file is not UTF-8 text (at {detail})", "save the file as UTF-8", False),
+    "unreadable": ("cannot read template file {path}: {detail}", "check its permissions", False),
+}
+
+
 def _body_source(plan: Plan, communique: Communique) -> Source:
     spec = communique.spec
     if communique.template_file is not None:
         path = communique.template_file
-        try:
-            text = read_template_file(path)
-        except FileNotFoundError:
-            raise RenderError(f"template file not found: {path}", file=str(plan.path),
-                              line=_key_line(plan, communique, "template"),
-                              hint="paths in a plan are relative to the plan file's folder",
-                              kind="template-missing") from None
-        except IsADirectoryError:
-            raise RenderError(f"template is a folder, not a file: {path}", file=str(plan.path),
-                              line=_key_line(plan, communique, "template"), hint="name the file inside it",
-                              kind="template-missing") from None
-        except OSError as error:
-            raise RenderError(f"cannot read template file {path}: {error.strerror}", file=str(path),
-                              hint="check its permissions", kind="template-missing") from None
-        except UnicodeDecodeError as error:
-            raise RenderError(f"template file is not UTF-8 text (byte {error.start})", file=str(path),
-                              hint="save the file as UTF-8", kind="template-missing") from None
-        return Source(text, str(path))
+        snapshot = plan.file(path)
+        if snapshot is not None and snapshot.text is not None:
+            return Source(snapshot.text, str(path))
+        problem, detail = (snapshot.problem, snapshot.detail) if snapshot is not None else ("missing", "")
+        message, hint, at_key = _TEMPLATE_PROBLEMS.get(problem, _TEMPLATE_PROBLEMS["unreadable"])
+        if problem == "encoding":
+            line, column, byte = detail.split(":")
+            detail = f"line {line}, column {column}: byte {byte}"
+        text = message.format(path=path, detail=detail)
+        if at_key:
+            raise RenderError(text, file=str(plan.path), line=_key_line(plan, communique, "template"), hint=hint,
+                              kind="template-missing")
+        raise RenderError(text, file=str(path), hint=hint, kind="template-missing")
     for key in ("body", "instructions"):
         value = getattr(spec, key, None)
         if value is not None:
@@ -258,10 +264,10 @@ def _plan_source(plan: Plan, communique: Communique, key: str, text: str) -> Sou
     return source
 
 
-_FIXED: dict[tuple, tuple[list, str]] = {}
+_FIXED: dict[tuple, tuple[tuple, str]] = {}
 
 
-def _fixed_headers(plan: Plan, communique: Communique) -> tuple[list, str]:
+def _fixed_headers(plan: Plan, communique: Communique) -> tuple[tuple, str]:
     """Headers shared by every message of the communique, and the sender's domain. Raises HeaderProblem."""
     key = (plan.digest, communique.id)
     cached = _FIXED.get(key)
@@ -282,8 +288,8 @@ def _fixed_headers(plan: Plan, communique: Communique) -> tuple[list, str]:
     )
     if len(_FIXED) > 256:
         _FIXED.clear()
-    _FIXED[key] = (fixed, from_.domain)
-    return fixed, from_.domain
+    _FIXED[key] = (tuple(fixed), from_.domain)
+    return _FIXED[key]
 
 
 def _email(plan: Plan, communique: Communique, recipient: Recipient | None, subject: str, text: str,

@@ -1,20 +1,21 @@
 """The release-notes section for this version, taken from the plan's notes file (e.g. CHANGELOG.md).
 
 The section is the Markdown under the first heading that names the version (`## 4.2.0 - 2026-11-26`,
-`# v4.2.0`), up to the next heading of the same or a higher level.
+`# v4.2.0`), up to the next heading of the same or a higher level. It comes from the notes file's
+snapshot in the loaded plan (read once, at load), never from the disk.
 """
 
 from __future__ import annotations
 
-import os
 import re
 from dataclasses import dataclass
-from pathlib import Path
+
+from ..plan.model import FileSnapshot
 
 _HEADING = re.compile(r"^ {0,3}(#{1,6})(?:[ \t]+(.*?))?[ \t#]*$")
 _FENCE = re.compile(r"^ {0,3}(```|~~~)")
 
-_CACHE: dict[tuple[str, int, int, str], "NotesSection"] = {}
+_CACHE: dict[tuple[str, str], "NotesSection"] = {}  # (digest, version) -> section: immutable values only
 
 
 @dataclass(frozen=True)
@@ -55,31 +56,28 @@ def find_section(text: str, version: str) -> tuple[str, int | None]:
     return "\n".join(lines[start + 1:]).strip("\n"), start + 1
 
 
-def notes_section(notes_file: Path | None, version: str) -> NotesSection:
-    """The section for `version`, re-read when the file changes on disk."""
-    if notes_file is None:
+def notes_section(snapshot: FileSnapshot | None, version: str) -> NotesSection:
+    """The section for `version` in the notes file as the plan loaded it."""
+    if snapshot is None:
         return NotesSection("", False, None, "no notes file is configured")
-    try:
-        stat = os.stat(notes_file)
-    except FileNotFoundError:
-        return NotesSection("", False, None, f"release notes file not found: {notes_file}")
-    except OSError as error:
-        return NotesSection("", False, None, f"cannot read the release notes file: {error.strerror}")
-    key = (str(notes_file), stat.st_mtime_ns, stat.st_size, version)
+    path = snapshot.path
+    if snapshot.text is None:
+        problem = {
+            "missing": f"release notes file not found: {path}",
+            "folder": f"the release notes path is a folder: {path}",
+            "special": f"the release notes file is not a regular file: {path}",
+            "encoding": "the release notes file is not UTF-8 text",
+            "too-large": f"the release notes file is too large ({snapshot.detail}): {path}",
+            "moved": f"the release notes file changed while it was read ({snapshot.detail}): {path}",
+        }.get(snapshot.problem, f"cannot read the release notes file: {snapshot.detail}")
+        return NotesSection("", False, None, problem)
+    key = (snapshot.digest, version)
     cached = _CACHE.get(key)
     if cached is not None:
         return cached
-    try:
-        text = notes_file.read_bytes().decode("utf-8-sig")
-    except IsADirectoryError:
-        return NotesSection("", False, None, f"the release notes path is a folder: {notes_file}")
-    except OSError as error:
-        return NotesSection("", False, None, f"cannot read the release notes file: {error.strerror}")
-    except UnicodeDecodeError:
-        return NotesSection("", False, None, "the release notes file is not UTF-8 text")
-    body, line = find_section(text, version)
+    body, line = find_section(snapshot.text, version)
     if line is None:
-        section = NotesSection("", False, None, f"no section for {version} in {notes_file.name}")
+        section = NotesSection("", False, None, f"no section for {version} in {path.name}")
     else:
         section = NotesSection(body, True, line)
     if len(_CACHE) > 64:

@@ -18,9 +18,9 @@ from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
-from . import schema
+from . import files, schema
 from .locate import close_match, find_line, keypath_text, shown
-from .model import Communique, Location, Plan, Recipient, Release, StakeholderGroup
+from .model import Communique, FileSnapshot, Location, Plan, Recipient, Release, StakeholderGroup
 
 PLAN_NAMES = ("plan.toml", "relcomm.toml")
 _CONTROL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f-\x9f\u2028\u2029]")  # as compose.mime: never in a header
@@ -91,6 +91,12 @@ def find_plan_file(path: Path) -> Path:
 def read_text(path: Path, *, what: str = "file", keypath: str = "", plan_file: Path | None = None,
               plan_source: str = "") -> str:
     """Read a UTF-8 text file, turning every failure into a PlanError that points at it."""
+    return _decode(read_bytes(path, what=what, keypath=keypath, plan_file=plan_file, plan_source=plan_source), path)
+
+
+def read_bytes(path: Path, *, what: str = "file", keypath: str = "", plan_file: Path | None = None,
+               plan_source: str = "") -> bytes:
+    """A file's bytes, every failure a PlanError that points at it (or at the key that names it)."""
     def referenced_from() -> tuple[Path, int | None, str]:
         if plan_file is None:
             return path, None, ""
@@ -108,19 +114,24 @@ def read_text(path: Path, *, what: str = "file", keypath: str = "", plan_file: P
         file, line, key = referenced_from()
         raise PlanError(f"{what} is not a regular file: {path}", file, line, None, key, hint="name a text file")
     try:
-        data = path.read_bytes()
+        return path.read_bytes()
     except OSError as error:
         raise PlanError(f"cannot read {what}: {error.strerror}", path, hint="check its permissions") from None
+
+
+def _decode(data: bytes, path: Path) -> str:
     try:
         return data.decode("utf-8-sig")
     except UnicodeDecodeError as error:
         before = data[: error.start]
         line = before.count(b"\n") + 1
         column = error.start - (before.rfind(b"\n") + 1) + 1
-        raise PlanError(
-            f"not UTF-8 text (byte 0x{data[error.start]:02x})", path, line, column,
-            hint="save the file as UTF-8 (e.g. iconv -f latin1 -t utf-8)",
-        ) from None
+        raise _not_utf8(path, line, column, data[error.start]) from None
+
+
+def _not_utf8(path: Path, line: int, column: int, byte: int) -> PlanError:
+    return PlanError(f"not UTF-8 text (byte 0x{byte:02x})", path, line, column,
+                     hint="save the file as UTF-8 (e.g. iconv -f latin1 -t utf-8)")
 
 
 def load_plan(path: str | Path) -> Plan:
@@ -130,7 +141,8 @@ def load_plan(path: str | Path) -> Plan:
     except RuntimeError:  # "~nobody/plan.toml": no such user
         raise PlanError("no such file", path, hint="check the path; `~user` names a user that does not exist") from None
     plan_file = find_plan_file(given).resolve()
-    source = read_text(plan_file, what="plan file")
+    raw = read_bytes(plan_file, what="plan file")
+    source = _decode(raw, plan_file)
     try:
         data = tomllib.loads(source)
     except tomllib.TOMLDecodeError as error:
@@ -146,7 +158,7 @@ def load_plan(path: str | Path) -> Plan:
     _check_channel_keys(data, table, plan_file, source)
     _check_unique_ids(table, plan_file, source)
     _check_commands(table, plan_file, source)
-    return _build(table, plan_file, source)
+    return _build(table, plan_file, source, raw)
 
 
 def _toml_error(error: tomllib.TOMLDecodeError, file: Path) -> PlanError:
@@ -409,25 +421,27 @@ def _check_commands(table: schema.PlanFile, plan_file: Path, source: str) -> Non
     walk(table, ())
 
 
-def _build(table: schema.PlanFile, plan_file: Path, source: str) -> Plan:
+def _build(table: schema.PlanFile, plan_file: Path, source: str, raw: bytes) -> Plan:
     root = plan_file.parent
-    digest = hashlib.sha256(source.encode())
+    snapshots: list[FileSnapshot] = [files.snapshot_plan_file(plan_file, raw)]
 
     def where(*parts: str | int) -> Location:
         return Location(plan_file, find_line(source, parts), None, keypath_text(parts))
 
-    def relative(name: str, *parts: str | int) -> Path:
-        return inside_plan_folder(name, root, plan_file, source, parts)
+    def read(name: str, what: str, *parts: str | int) -> FileSnapshot:
+        # The one way a plan's file is read: checked, opened without following links, kept.
+        path = inside_plan_folder(name, root, plan_file, source, parts)
+        snapshot = files.read_file(root, path, written=name, what=what, keypath=keypath_text(parts))
+        snapshots.append(snapshot)
+        return snapshot
 
     groups = []
     for index, group in enumerate(table.stakeholders):
         members_file = None
         if isinstance(group.members, str):
-            members_file = relative(group.members, "stakeholders", index, "members")
-            text = read_text(members_file, what="members file", keypath=f"stakeholders[{index}].members",
-                             plan_file=plan_file, plan_source=source)
-            digest.update(text.encode())
-            members = _members_from_csv(text, members_file, group.id)
+            snapshot = read(group.members, "members file", "stakeholders", index, "members")
+            members_file = snapshot.path
+            members = _members_from_csv(_members_text(snapshot, plan_file, source), members_file, group.id)
         else:
             members = _inline_members(group.members, group.id, lambda i: where("stakeholders", index, "members", i))
         groups.append(StakeholderGroup(
@@ -437,26 +451,54 @@ def _build(table: schema.PlanFile, plan_file: Path, source: str) -> Plan:
 
     communiques = []
     for index, spec in enumerate(table.communiques):
-        template_file = relative(spec.template, "communiques", index, "template") if spec.template else None
-        if template_file is not None and template_file.is_file():
-            digest.update(template_file.read_bytes())
+        # A template that cannot be read is not a load error: the checks report it (template-missing).
+        template_file = read(spec.template, "template", "communiques", index, "template").path if spec.template else None
         communiques.append(Communique(
             id=spec.id, to=tuple(spec.to), channel=spec.channel, spec=spec, template_file=template_file,
             location=where("communiques", index),
         ))
 
-    notes_file = relative(table.release.notes, "release", "notes") if table.release.notes else None
-    if notes_file is not None and notes_file.is_file():
-        digest.update(notes_file.read_bytes())
+    notes_file = read(table.release.notes, "release notes file", "release", "notes").path if table.release.notes else None
     release = Release(
         name=table.release.name, version=table.release.version, date=table.release.date, notes_file=notes_file,
         gate=table.release.gate, gate_timeout=table.release.gate_timeout, location=where("release"),
     )
+    # The digest a review signs off covers every byte that can reach a message.
+    digest = hashlib.sha256(source.encode())
+    for snapshot in snapshots[1:]:
+        digest.update(f"\0{snapshot.keypath}\0{snapshot.digest}\0{snapshot.problem}".encode())
     return Plan(
         path=plan_file, root=root, release=release, sender=table.sender, smtp=table.transport.smtp,
         receipts=table.receipts, groups=tuple(groups), communiques=tuple(communiques),
-        digest=digest.hexdigest(), source=source,
+        digest=digest.hexdigest(), source=source, files=tuple(snapshots),
     )
+
+
+def _members_text(snapshot: FileSnapshot, plan_file: Path, source: str) -> str:
+    """A members file must be readable at load: its people are the plan's audience."""
+    if snapshot.text is not None:
+        return snapshot.text
+    path, what = snapshot.path, snapshot.what
+    line = find_line(source, tuple(int(p) if p.isdigit() else p for p in re.split(r"[.\[\]]+", snapshot.keypath) if p))
+
+    def at_key(message: str, hint: str) -> PlanError:
+        return PlanError(message, plan_file, line, None, snapshot.keypath, hint=hint)
+
+    if snapshot.problem == "missing":
+        raise at_key(f"{what} not found: {path}", "paths in a plan are relative to the plan file's folder")
+    if snapshot.problem == "folder":
+        raise at_key(f"{what} is a folder, not a file: {path}", "name the file inside it")
+    if snapshot.problem == "special":  # a FIFO or a device would block or never end
+        raise at_key(f"{what} is not a regular file: {path}", "name a text file")
+    if snapshot.problem == "too-large":
+        raise at_key(f"{what} is too large ({snapshot.detail}): {path}", "name a members list, not another file")
+    if snapshot.problem == "moved":
+        raise at_key(f"{what} changed while it was read ({snapshot.detail}): {path}",
+                     "check who else writes to the plan's folder, then load the plan again")
+    if snapshot.problem == "encoding":
+        line_no, column, byte = snapshot.detail.split(":")
+        raise _not_utf8(path, int(line_no), int(column), int(byte, 16))
+    raise PlanError(f"cannot read {what}: {snapshot.detail}", path, hint="check its permissions")
 
 
 def inside_plan_folder(name: str, root: Path, plan_file: Path, source: str, parts: tuple) -> Path:
@@ -464,30 +506,13 @@ def inside_plan_folder(name: str, root: Path, plan_file: Path, source: str, part
 
     Its content ends up in messages, so a plan (perhaps from a pull request) must not be able to make
     relcomm read ~/.ssh/id_rsa or /etc/passwd and mail it: no absolute path, no `~`, no `..` that climbs
-    out, no symlink that points out. Raises PlanError naming the key.
+    out, no symlink that points out (`files.resolve_inside`). Raises PlanError naming the key.
     """
-    keypath = keypath_text(parts)
-
-    def refuse(why: str, hint: str) -> PlanError:
-        return PlanError(f"{why}: {shown(name)}", plan_file, find_line(source, parts), None, keypath, hint=hint)
-
-    hint = "put the file in the plan's folder (or a folder below it) and name it relative to the plan"
-    if "\x00" in name or not name.strip():
-        raise refuse("not a file name", hint)
-    written = Path(name)
-    if written.is_absolute() or name.startswith("~"):
-        raise refuse("the path must be relative to the plan's folder", hint)
-    if ".." in written.parts:
-        raise refuse("the path climbs out of the plan's folder with `..`", hint)
     try:
-        path = (root / written).resolve()
-        path.exists()  # ENAMETOOLONG, ELOOP, EACCES: say so here rather than as a traceback later
-    except (OSError, RuntimeError, ValueError) as error:  # a symlink loop, a name too long, an unreadable folder
-        reason = getattr(error, "strerror", None) or str(error)
-        raise refuse(f"cannot use this path ({reason})", "check the name and the symlinks on the way") from None
-    if not path.is_relative_to(root):
-        raise refuse(f"the path leads out of the plan's folder through a symlink (to {path})", hint)
-    return path
+        return files.resolve_inside(root, name)
+    except files.OutsideFolder as refused:
+        raise PlanError(f"{refused.reason}: {shown(name)}", plan_file, find_line(source, parts), None,
+                        keypath_text(parts), hint=refused.hint) from None
 
 
 def _inline_members(entries: list, group_id: str, where) -> list[Recipient]:

@@ -1,6 +1,12 @@
 """The loaded plan: the release, its stakeholder groups and the communiques that reach them.
 
 Plain frozen dataclasses built by `loader.load_plan`; every layer above reads these.
+
+A loaded plan is a snapshot: the files it uses (members CSV, templates, release notes) were read
+once, at load, through `plan.files` (one containment check), and their text is kept here as a
+`FileSnapshot`. Everything that renders (checks, preview, dry run, test send, the send) reads the
+snapshot, never the disk again, so what was validated is what is sent; `plan.files.changes`
+says when the disk no longer matches.
 """
 
 from __future__ import annotations
@@ -12,6 +18,27 @@ from pathlib import Path
 from typing import Mapping
 
 from .schema import CommuniqueTable, ReceiptsTable, SenderTable, SmtpTable
+
+
+@dataclass(frozen=True)
+class FileSnapshot:
+    """One file a plan uses, as read at load: its text and digest, or why it could not be read."""
+
+    path: Path          # inside the plan's folder, symlinks resolved
+    written: str        # the name as the plan writes it (relative to the plan's folder)
+    what: str           # in the user's words: "template", "members file", "release notes file", "plan file"
+    keypath: str        # the plan key that names it: "communiques[0].template" ("" for the plan file)
+    text: str | None    # UTF-8 text (a BOM dropped); None when it could not be read
+    digest: str         # sha256 of the bytes read ("" when nothing was read)
+    problem: str = ""   # why there is no text: "missing", "folder", "special", "unreadable", "encoding",
+                        # "too-large", "moved" (a symlink appeared on the way while it was opened)
+    detail: str = ""    # the OS's words, or where the bad byte is ("line:column:0xNN")
+    identity: tuple[int, ...] = ()  # (device, inode, size, mtime ns, ctime ns) of what was read
+
+    @property
+    def name(self) -> str:
+        """How to name it to the user: the path as written in the plan."""
+        return self.written or self.path.name
 
 
 @dataclass(frozen=True)
@@ -103,19 +130,6 @@ class Communique:
     def subject(self) -> str | None:
         return self.spec.subject
 
-    def template_source(self) -> str:
-        """The template text, read afresh so edits on disk show at once.
-
-        Raises OSError/UnicodeDecodeError; checks report those as findings.
-        """
-        if self.template_file is not None:
-            return self.template_file.read_text(encoding="utf-8")
-        if self.spec.body is not None:
-            return self.spec.body
-        if self.spec.instructions is not None:
-            return self.spec.instructions
-        return ""
-
     @property
     def per_recipient(self) -> bool:
         """Email and manual steps go to each person; the other channels post once."""
@@ -132,8 +146,9 @@ class Plan:
     receipts: ReceiptsTable
     groups: tuple[StakeholderGroup, ...]
     communiques: tuple[Communique, ...]
-    digest: str
+    digest: str  # of the plan file and every file snapshot: what a review signs off
     source: str  # the plan file's text, for locating findings
+    files: tuple[FileSnapshot, ...] = ()  # the plan file first, then every file it uses, as read at load
 
     def group(self, group_id: str) -> StakeholderGroup | None:
         for group in self.groups:
@@ -161,6 +176,15 @@ class Plan:
                 seen.add(member.key)
                 people.append((group, member))
         return people
+
+    def file(self, path: Path | None) -> FileSnapshot | None:
+        """The snapshot of a file the plan uses (a communique's `template_file`, the notes file...)."""
+        if path is None:
+            return None
+        for snapshot in self.files:
+            if snapshot.path == path:
+                return snapshot
+        return None
 
     def communiques_for(self, group_id: str) -> list[Communique]:
         return [c for c in self.communiques if group_id in c.to]
