@@ -14,7 +14,7 @@ import pytest
 
 from relcomm_tui.channels import DeliveryJob
 from relcomm_tui.compose import Rendered
-from relcomm_tui.ledger import delivery_id
+from relcomm_tui.ledger import delivery_id, new_envelope_id
 from relcomm_tui.plan.loader import load_plan
 from relcomm_tui.webhook_receiver import Reply, WebhookReceiver, hang, ntfy_reply, pagerduty_reply  # noqa: F401
 
@@ -64,7 +64,8 @@ def job_for(plan, communique_id: str, member: int = 0) -> DeliveryJob:
     communique = plan.communique(communique_id)
     group, recipient = plan.audience(communique)[member]
     ident = delivery_id(plan.release.version, communique.id, recipient.key)
-    return DeliveryJob(ident, communique, group, recipient, f"<relcomm.{ident}@example.com>", ident)
+    envelope = new_envelope_id()  # random, as the ledger makes it: what goes out is never computable
+    return DeliveryJob(ident, communique, group, recipient, f"<{envelope}@example.com>", envelope)
 
 
 def fake_render(subject: str = "Orion 4.2.0 is live", text: str = "**Orion 4.2.0** is live. [Notes](https://x.example/4.2.0)",

@@ -175,7 +175,8 @@ def test_a_webhook_post_killed_before_its_outcome_is_in_doubt_and_never_reposted
     ledger = Ledger.open(plan.state_dir)  # no live sender: `sending` becomes in doubt
     [record] = ledger.deliveries("4.2.0")
     assert record.state == L.IN_DOUBT
-    assert first.headers["idempotency-key"] == record.id
+    # The key is the delivery's random id, stored in the ledger; never the computable internal id.
+    assert first.headers["idempotency-key"] == record.envelope_id != record.id
 
     import asyncio
 
@@ -186,5 +187,5 @@ def test_a_webhook_post_killed_before_its_outcome_is_in_doubt_and_never_reposted
 
     asyncio.run(SendEngine(plan, ledger, resend_in_doubt=True, backoff_base=0.01).run())
     again = receiver.requests_for("/hook")
-    assert len(again) == 2 and again[1].headers["idempotency-key"] == record.id
+    assert len(again) == 2 and again[1].headers["idempotency-key"] == record.envelope_id
     assert ledger.delivery(record.id).state == L.ACCEPTED

@@ -46,11 +46,11 @@ async def test_pagerduty_event_shape_and_receipt(tmp_path, receiver, monkeypatch
     assert outcome.state == "accepted", outcome
     [request] = receiver.requests_for("/v2/enqueue")
     assert request.json() == {
-        "routing_key": "R0UTINGKEY", "event_action": "trigger", "dedup_key": job.delivery_id,
+        "routing_key": "R0UTINGKEY", "event_action": "trigger", "dedup_key": job.envelope_id,
         "payload": {"summary": "Orion 4.2.0 deployed", "source": "relcomm Orion 4.2.0", "severity": "warning",
                     "custom_details": {"release": "Orion", "version": "4.2.0", "text": "Watch the dashboards"}},
     }
-    assert outcome.reply == f"HTTP 202 Accepted: dedup_key {job.delivery_id}; Event processed"
+    assert outcome.reply == f"HTTP 202 Accepted: dedup_key {job.envelope_id}; Event processed"
     assert "R0UTINGKEY" not in outcome.reply and log.calls == 1
 
 
@@ -72,7 +72,7 @@ async def test_pagerduty_throttled_then_accepted(tmp_path, receiver, monkeypatch
     outcome, job, _ = await page(plan)
     assert outcome.state == "accepted"
     first, second = receiver.requests_for("/v2/enqueue")
-    assert first.json()["dedup_key"] == second.json()["dedup_key"] == job.delivery_id
+    assert first.json()["dedup_key"] == second.json()["dedup_key"] == job.envelope_id
 
 
 async def test_pagerduty_without_routing_key_is_rejected_before_anything_is_sent(tmp_path, receiver):

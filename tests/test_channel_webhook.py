@@ -55,7 +55,7 @@ async def test_200_is_a_receipt_with_status_and_excerpt(tmp_path, receiver):
     assert outcome.intent_committed and log.calls == 1
     [request] = receiver.requests_for("/hook")
     assert request.method == "POST"
-    assert request.headers["idempotency-key"] == job.delivery_id
+    assert request.headers["idempotency-key"] == job.envelope_id
     assert request.headers["content-type"] == "application/json"
 
 
@@ -82,7 +82,7 @@ async def test_429_with_retry_after_is_waited_for_then_one_success(tmp_path, rec
     first, second = receiver.requests_for("/hook")
     assert second.at - first.at >= 0.95, "Retry-After: 1 was not honoured"
     assert elapsed < 3
-    assert first.headers["idempotency-key"] == second.headers["idempotency-key"] == job.delivery_id
+    assert first.headers["idempotency-key"] == second.headers["idempotency-key"] == job.envelope_id
     assert log.calls == 1, "one intent per delivery, whatever the retries"
 
 

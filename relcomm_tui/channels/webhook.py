@@ -438,7 +438,7 @@ class WebhookChannel:
         spec = job.communique.spec
         return Message(release=release.name, version=release.version,
                        subject=(rendered.subject or "").strip(), text=rendered.text or "", html=rendered.html,
-                       delivery_id=job.delivery_id, severity=spec.severity,
+                       delivery_id=job.envelope_id, severity=spec.severity,  # random, stored: never computable from the plan
                        source=f"relcomm {release.name} {release.version}")
 
     async def complete(self, job: DeliveryJob, message: Message) -> Message:
@@ -463,7 +463,7 @@ class WebhookChannel:
         return await self.secrets.value(job.communique.spec.url, "webhook url")
 
     async def headers(self, job: DeliveryJob, payload: Payload) -> dict[str, str]:
-        headers = {"Content-Type": payload.content_type, "Idempotency-Key": job.delivery_id}
+        headers = {"Content-Type": payload.content_type, "Idempotency-Key": job.envelope_id}
         headers.update(payload.headers)
         for name, value in job.communique.spec.headers.items():
             headers[name] = await self.secrets.value(value, f"header {name}")
