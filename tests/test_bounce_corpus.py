@@ -16,6 +16,8 @@ import pytest
 
 from relcomm_tui.receipts.parse import Report, parse_message
 
+from parse_strict import strict_parsing  # noqa: F401  (autouse: unexpected exceptions fail)
+
 REPO_ROOT = Path(__file__).resolve().parents[1]
 AGREEMENT_FLOOR = 0.94  # achieved 96.4% (404/419); issue minimum is 0.90
 

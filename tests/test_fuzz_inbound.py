@@ -37,6 +37,8 @@ from relcomm_tui.receipts import parse
 from relcomm_tui.receipts.parse import KINDS, parse_message, report_to_json
 from relcomm_tui.receipts.refresh import refresh
 from relcomm_tui.report import collect, render
+
+from parse_strict import strict_parsing  # noqa: F401  (autouse: unexpected exceptions fail)
 from test_bounce_corpus import corpus_dir
 
 # Bounds, not benchmarks: a corpus message takes ~2 ms (the slowest ~15 ms), the biggest

@@ -12,6 +12,8 @@ import pytest
 
 from relcomm_tui.receipts.parse import Report, parse_message, report_to_json
 
+from parse_strict import strict_parsing  # noqa: F401  (autouse: unexpected exceptions fail)
+
 
 def _original() -> EmailMessage:
     orig = EmailMessage()
@@ -389,14 +391,71 @@ def test_deeply_nested_message():
 
 
 @pytest.mark.parametrize(
-    "raw",
+    "raw, problem",
     [
-        b"\x00\x01\x02",
-        b"Content-Type: multipart/mixed; boundary=\"\"\n\n--\n--\n",
-        b"Subject: x\nContent-Type: message/delivery-status\n\nFinal-Recipient: rfc822;\nAction:\n",
-        b"Subject: x\nContent-Type: message/rfc822\n\n",
-        b"From: \n" * 5000,
+        (b"\x00\x01\x02", "no headers found"),
+        (b"Content-Type: multipart/mixed; boundary=\"\"\n\n--\n--\n", "multipart not closed"),
+        (b"Subject: x\nContent-Type: message/delivery-status\n\nFinal-Recipient: rfc822;\nAction:\n", None),
+        (b"Subject: x\nContent-Type: message/rfc822\n\n", None),
+        (b"From: \n" * 5000, None),
     ],
 )
-def test_odd_inputs_never_raise(raw):
-    assert isinstance(parse_message(raw), Report)
+def test_odd_inputs_never_raise(raw, problem):
+    # strict mode (parse_strict): an exception the parser did not expect fails here, it is not hidden
+    r = parse_message(raw)
+    assert (r.kind, r.recipients, r.problem) == ("none", [], problem)
+
+
+# --------------------------------------------------------------------------- strict mode
+
+NO_BOUNDARY_DSN = (
+    b"From: MAILER-DAEMON@mx.example.org\nSubject: Undelivered Mail Returned to Sender\nMIME-Version: 1.0\n"
+    b"Content-Type: multipart/report; report-type=delivery-status\n\n"
+    b"--lost\nContent-Type: text/plain; charset=iso-8859-1\n\nYour message could not be delivered.\n\n"
+    b"--lost\nContent-Type: message/delivery-status\n\nReporting-MTA: dns; mx.example.org\n\n"
+    b"Final-Recipient: rfc822; carol@example.net\nAction: failed\nStatus: 5.1.1\n"
+    b"Diagnostic-Code: smtp; 550 5.1.1 <carol@example.net>: User unknown\n\n--lost--\n"
+)
+
+
+def _boom(*args, **kwargs):
+    raise RuntimeError("injected bug")
+
+
+def test_a_multipart_without_boundary_is_recovered():
+    r = parse_message(NO_BOUNDARY_DSN)
+    assert r.kind == "dsn"
+    assert [(x.address, x.action, x.status) for x in r.recipients] == [("carol@example.net", "failed", "5.1.1")]
+
+
+@pytest.mark.parametrize("where", ["_recover_multipart", "_decode_bytes", "_lookup_charset", "_dsn_from_fields"])
+def test_an_injected_bug_fails_in_strict_mode_and_degrades_for_users(monkeypatch, where):
+    from relcomm_tui.receipts import parse
+
+    monkeypatch.setattr(parse, where, _boom)
+    with pytest.raises(RuntimeError, match="injected bug"):
+        parse_message(NO_BOUNDARY_DSN)
+    monkeypatch.setenv(parse.STRICT_ENV, "0")  # what users run: never a traceback
+    r = parse_message(NO_BOUNDARY_DSN)
+    assert (r.kind, r.problem) == ("none", "unparseable message (RuntimeError)")
+
+
+def test_an_injected_bug_in_a_tolerant_place_fails_in_strict_mode(monkeypatch):
+    """Header decoding goes on after a broken encoded word; a bug there must not hide behind that."""
+    from relcomm_tui.receipts import parse
+
+    monkeypatch.setattr(parse, "make_header", _boom)
+    raw = b"From: =?utf-8?q?Mail_Delivery?= <mailer-daemon@mx.example.org>\nSubject: =?utf-8?q?hi?=\n\nhello\n"
+    with pytest.raises(RuntimeError, match="injected bug"):
+        parse_message(raw)
+    monkeypatch.setenv(parse.STRICT_ENV, "")
+    assert parse_message(raw).from_address == "mailer-daemon@mx.example.org"
+
+
+def test_broken_charsets_are_message_errors_not_bugs():
+    """What a stranger's message makes the standard library raise is expected, even in strict mode."""
+    raw = (b"From: =?utf-8\x00?q?x?= <mailer-daemon@mx.example.org>\nSubject: =?x-nope?q?y?=\n"
+           b"Content-Type: text/plain; charset=\"utf-8\x00\"\nContent-Transfer-Encoding: base64\n\n@@@\xff\n")
+    r = parse_message(raw)
+    assert r.kind == "none"
+    assert r.problem and "undecodable" in r.problem

@@ -4,14 +4,23 @@ the non-standard bounce formats of real MTAs.
 ``parse_message`` never raises: on trouble it returns a ``Report`` whose kind is
 "none" and whose ``problem`` says why.  All work is capped (message size, text
 part size, number of MIME parts) so hostile input stays cheap.
+
+Only the errors a broken message can make the standard library raise (unknown
+charsets, undecodable bytes, malformed MIME: ``MESSAGE_ERRORS``) are expected.
+With ``RELCOMM_PARSE_STRICT=1`` (the tests set it) any other exception is raised
+again, so a bug in the parser fails a test instead of becoming an "unparseable
+message" a user would never question.
 """
 
 from __future__ import annotations
 
+import binascii
 import codecs
 import email
+import email.errors
 import email.policy
 import json
+import os
 import re
 from dataclasses import dataclass, field
 from email.header import decode_header, make_header
@@ -22,6 +31,7 @@ from typing import Iterable
 from . import bounce_heuristics as bh
 
 __all__ = [
+    "MESSAGE_ERRORS",
     "Report",
     "RecipientOutcome",
     "parse_message",
@@ -39,6 +49,29 @@ MAX_BOUNDARY_LINES = 1000  # "--..." lines parsed: the stdlib parser makes a par
 MAX_HEADERS = 1000  # header fields of the message looked at
 MAX_HEADER_CHARS = 4096  # of one header value: our regexes must never see megabytes of subject
 DIAG_MAX = 300
+
+# What a broken message can make the email package and the codecs raise: tolerated, the part is skipped.
+MESSAGE_ERRORS = (LookupError, UnicodeError, binascii.Error, email.errors.MessageError)
+STRICT_ENV = "RELCOMM_PARSE_STRICT"
+
+
+def strict() -> bool:
+    """True when unexpected exceptions must surface (tests), False for users (degrade gracefully)."""
+    return os.environ.get(STRICT_ENV, "").strip() not in ("", "0")
+
+
+def is_message_error(exc: BaseException) -> bool:
+    if isinstance(exc, MESSAGE_ERRORS):
+        return True
+    # the codec registry refuses a charset name holding a NUL (an RFC 2047 word's) with a ValueError
+    return type(exc) is ValueError and "null character" in str(exc)
+
+
+def _tolerate(exc: BaseException) -> None:
+    """Called from an ``except`` that goes on without the broken part: in strict mode anything
+    but a message error is a bug and is raised again."""
+    if strict() and not is_message_error(exc):
+        raise exc
 
 
 @dataclass
@@ -99,7 +132,8 @@ def _header_str(msg: Message, name: str) -> str:
     """Decoded header value as str (RFC 2047 decoded), never raising."""
     try:
         value = msg.get(name)
-    except Exception:
+    except Exception as exc:
+        _tolerate(exc)
         return ""
     if value is None:
         return ""
@@ -110,7 +144,8 @@ def _header_str(msg: Message, name: str) -> str:
             value = str(make_header(decode_header(value)))
         else:
             value = str(value)
-    except Exception:
+    except Exception as exc:
+        _tolerate(exc)
         value = str(value)
     return " ".join(value[:MAX_HEADER_CHARS].split())
 
@@ -121,7 +156,8 @@ def _header_values(msg: Message) -> dict[str, str]:
     out: dict[str, str] = {}
     try:
         items = msg.items()[:MAX_HEADERS]
-    except Exception:
+    except Exception as exc:
+        _tolerate(exc)
         return out
     for name, value in items:
         key = str(name).lower()
@@ -131,7 +167,8 @@ def _header_values(msg: Message) -> dict[str, str]:
         try:
             if "=?" in value:
                 value = str(make_header(decode_header(value)))
-        except Exception:
+        except Exception as exc:
+            _tolerate(exc)
             pass
         out[key] = " ".join(value.split())
     return out
@@ -187,15 +224,22 @@ def xtext_decode(value: str) -> str:
     return re.sub(r"\+([0-9A-Fa-f]{2})", rep, value)
 
 
+def _lookup_charset(charset: str) -> codecs.CodecInfo:
+    """codecs.lookup, with a NUL in the name a LookupError too (codecs raises ValueError for it)."""
+    if "\0" in charset:
+        raise LookupError(f"unknown encoding: {charset!r}")
+    return codecs.lookup(charset)
+
+
 def _decode_bytes(data: bytes, charset: str | None) -> str:
     if len(data) > MAX_TEXT_BYTES:
         data = data[:MAX_TEXT_BYTES]
     for cs in (charset, "utf-8"):
-        if not cs:
+        if not cs or "\0" in cs:  # a NUL in a codec name is a ValueError, not a LookupError
             continue
         try:
             return data.decode(cs)
-        except (LookupError, UnicodeDecodeError, TypeError, ValueError):
+        except (LookupError, UnicodeError):
             continue
     return data.decode("latin-1", errors="replace")
 
@@ -204,7 +248,8 @@ def _part_text(part: Message, problems: "_Parts | None" = None) -> str:
     """Decoded text of a non-multipart part, capped."""
     try:
         payload = part.get_payload(decode=True)
-    except Exception:
+    except Exception as exc:
+        _tolerate(exc)
         payload = None
     if payload is None:
         raw = part.get_payload()
@@ -220,12 +265,13 @@ def _part_text(part: Message, problems: "_Parts | None" = None) -> str:
         return ""
     try:
         charset = part.get_content_charset()
-    except Exception:
+    except Exception as exc:
+        _tolerate(exc)
         charset = None
     if charset and problems is not None:
         try:
-            codecs.lookup(charset)
-        except (LookupError, ValueError):  # ValueError: a NUL in the charset name
+            _lookup_charset(charset)
+        except LookupError:
             problems.problem(f"unknown charset {charset[:40]}")
     return _decode_bytes(payload, charset)
 
@@ -256,7 +302,8 @@ def _flatten(msg: Message) -> str:
         items = msg.raw_items() if hasattr(msg, "raw_items") else msg.items()
         for k, v in list(items)[:MAX_HEADERS]:
             lines.append(f"{k}: {_unescape(str(v)[:MAX_HEADER_CHARS])}")
-    except Exception:
+    except Exception as exc:
+        _tolerate(exc)
         pass
     body = ""
     try:
@@ -267,7 +314,8 @@ def _flatten(msg: Message) -> str:
                 p = msg.get_payload()
             if isinstance(p, str):
                 body = _unescape(p[:MAX_TEXT_BYTES])
-    except Exception:
+    except Exception as exc:
+        _tolerate(exc)
         pass
     return "\n".join(lines) + ("\n\n" + body if body else "")
 
@@ -355,7 +403,8 @@ def _walk(msg: Message, parts: _Parts, depth: int = 0, inside_original: bool = F
     parts.count += 1
     try:
         ctype = msg.get_content_type().lower()
-    except Exception:
+    except Exception as exc:
+        _tolerate(exc)
         ctype = "text/plain"
     for defect in getattr(msg, "defects", None) or []:
         parts.problem(_DEFECT_NAMES.get(type(defect).__name__, type(defect).__name__))
@@ -440,7 +489,8 @@ def _recover_multipart(ctype: str, payload: str) -> Message | None:
         sub = email.message_from_string(
             f'Content-Type: {ctype}; boundary="{boundary}"\n\n' + payload, policy=email.policy.compat32
         )
-    except Exception:
+    except Exception as exc:
+        _tolerate(exc)
         return None
     if not sub.is_multipart():
         return None
@@ -651,14 +701,20 @@ def _sanitized(report: Report) -> Report:
 
 
 def parse_message(raw: bytes) -> Report:
-    """Parse one inbound message. Never raises. Its text holds no control characters."""
+    """Parse one inbound message. Never raises (but see ``strict``). Its text holds no control characters."""
     try:
         return _sanitized(_parse(raw))
     except RecursionError:
+        if strict():  # the structure limits exist so that this cannot happen
+            raise
         return Report(kind="none", problem="message nesting too deep")
     except MemoryError:
+        if strict():
+            raise
         return Report(kind="none", problem="message too large")
-    except Exception as exc:  # pragma: no cover - defensive
+    except Exception as exc:
+        if strict():
+            raise
         return Report(kind="none", problem=f"unparseable message ({type(exc).__name__})")
 
 
@@ -687,11 +743,11 @@ def _parse(raw: bytes) -> Report:
         if isinstance(raw_value, str) and "=?" in raw_value:
             raw_value = raw_value[:MAX_HEADER_CHARS]
             try:
-                decode_header(raw_value)
                 for _, cs in decode_header(raw_value):
                     if cs:
-                        codecs.lookup(cs)
-            except Exception:
+                        _lookup_charset(cs)
+            except Exception as exc:
+                _tolerate(exc)
                 header_problem = f"undecodable {name} header"
     report.subject = _header_str(msg, "Subject")
     report.from_address = _bare_address(_header_str(msg, "From"))
