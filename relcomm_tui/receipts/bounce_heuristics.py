@@ -12,6 +12,8 @@ import json
 import re
 from typing import Any
 
+from . import reasons
+
 # --------------------------------------------------------------------------- text utils
 
 # Tags never span a "<": "[^<>]" keeps every match attempt short, so hostile text such as
@@ -92,29 +94,42 @@ def has_dsn_fields(text: str) -> bool:
 
 
 def enrich_dsn_recipients(recips: list, bodytext: str, weak: set[int] | None = None) -> None:
-    """Fill a missing diagnostic from the human-readable part, and replace a status
-    that did not come from the remote server (no code in Diagnostic-Code) by the
-    remote server's code quoted in the human-readable part near the recipient."""
-    if not bodytext:
-        return
+    """Complete DSN recipients from the human-readable part: a status that did not come from the
+    remote server (no code in Diagnostic-Code) is replaced by the remote server's code quoted next
+    to the recipient; a "delayed" recipient whose server words say it gave up is failed; every
+    recipient gets a reason (see ``reasons``: Diagnostic-Code, its own entry, the status meaning)."""
     weak = weak or set()
-    text = cut_original(bodytext)
-    low = text.lower()
+    note = reasons.Notification(cut_original(bodytext or ""))
+    low = note.low
+    alone = len(recips) == 1
     for idx, r in enumerate(recips):
         generic = not r.status or (idx in weak and r.status.endswith(".0.0"))
-        if not generic and r.diagnostic:
-            continue
-        i = low.find(r.address) if r.address else -1
-        if i < 0:
-            continue
-        ctx = text[i:i + 600]
         if generic:
-            st = find_status(ctx)
+            i = low.find(r.address) if r.address else -1
+            st = find_status(note.text[i:i + 600]) if i >= 0 else ""
             if st and (not r.action or st[0] == {"delivered": "2"}.get(r.action, st[0])):
                 if not (r.action == "failed" and st[0] == "2"):
                     r.status = st
-        if not r.diagnostic:
-            r.diagnostic = trim(ctx)
+        entry = note.entry(r.address)
+        if not entry and r.final_recipient and r.final_recipient != r.address:
+            entry = note.entry(r.final_recipient)
+        if r.action == "delayed" and (reasons.says_final(r.diagnostic, r.status)
+                                      or reasons.says_final(entry, r.status)):
+            r.action = "failed"  # e.g. OpenSMTPD: "Action: delayed", 4.4.7, "Envelope expired"
+        r.diagnostic = explain(r.status, r.diagnostic, entry, note if alone else None)
+
+
+def explain(status: str, diagnostic: str, entry: str, note: "reasons.Notification | None") -> str:
+    """A recipient's reason: the server's diagnostic, else its entry in the notification, else what
+    the status code means; the notification's most telling line (when the report is about this
+    recipient only) before a meaning that says no more than "other or undefined"."""
+    chosen = reasons.choose(diagnostic, entry)
+    if chosen:
+        return chosen
+    meaning = reasons.status_meaning(status)
+    if meaning and not status.endswith(".0"):
+        return meaning
+    return (note.best_sentence() if note is not None else "") or meaning
 
 
 # --------------------------------------------------------------------------- JSON notifications
@@ -477,11 +492,12 @@ def extract_bounce_recipients(body: str, headers: dict, parts, from_address: str
     if not addrs:
         return []
 
-    low = text.lower()
-    delayed = bool(re.search(r"delay|will (continue|keep) trying|not yet been delivered|temporar|"
-                             r"will retry|still trying", low))
-    permanent = bool(re.search(r"permanent|fatal|could not be delivered|undeliverable|failed|"
-                               r"rejected|unknown|not delivered|given up|giving up", low))
+    note = reasons.Notification(text)
+    said = reasons.clean(text[:20000]).lower()  # the notification without its boilerplate
+    delay_said = bool(_DELAY_RE.search(text[:20000]) or _DELAY_SUBJECT_RE.search(headers.get("subject", "")))
+    # "I've given up", "too long in the queue", "Returned mail: Cannot send message for 5 days"
+    final_said = reasons.says_final(text[:20000]) or reasons.says_final(headers.get("subject", ""))
+    permanent_said = bool(_PERMANENT_RE.search(said))
     recs = []
     for a in addrs:
         positions = [p for c, p in cands if c == a]
@@ -490,27 +506,54 @@ def extract_bounce_recipients(body: str, headers: dict, parts, from_address: str
         nxt = [p for c, p in cands if p > start and c != a]
         end = min(nxt[0] if nxt else len(text), start + 1500)
         ctx = text[start:end]
-        status = find_status(ctx)
+        entry = note.entry(a)
+        status = find_failure_status(entry) or find_failure_status(ctx)
         if not status:
             for p in positions[1:]:
-                status = find_status(text[p:p + 600])
+                status = find_failure_status(text[p:p + 600])
                 if status:
                     break
         if not status:
-            status = find_status(text)
-        action = "failed"
-        if status.startswith("4") or (delayed and not permanent and not status.startswith("5")):
-            action = "delayed"
-        diag = _diagnostic(ctx, a) or _diagnostic(text, a)
+            status = find_failure_status(text)
+        # the server's reply for this recipient decides; then what the whole notice says
+        m = FAIL_SMTP_CODE_RE.search(entry or ctx)
+        kind = status[:1] or (m.group(1)[:1] if m else "")
+        if reasons.says_final(entry, status):
+            action = "failed"
+        elif kind == "5":
+            action = "failed"
+        elif kind == "4":
+            action = "failed" if final_said else "delayed"
+        else:
+            action = "delayed" if delay_said and not permanent_said and not final_said else "failed"
+        diag = explain(status, "", entry or _diagnostic(ctx, a), note if len(addrs) == 1 else None)
         recs.append(dict(address=a, final_recipient=a, action=action, status=status, diagnostic=diag))
     return recs
 
 
+_DELAY_RE = re.compile(
+    r"(?i)delay|will (?:continue|keep) trying|not yet been delivered|not yet received|temporar|will retry|"
+    r"will be retried|still being retried|still trying|warning only|warning message only|"
+    r"do not need to re-?send|no need to resend|will continue to (?:try|attempt)")
+_DELAY_SUBJECT_RE = re.compile(r"(?i)delay|warning|still being retried|will retry")
+_PERMANENT_RE = re.compile(r"permanent|fatal|could not be delivered|undeliverable|failed|rejected|unknown|"
+                           r"not delivered|no such|does not exist")
+FAIL_STATUS_RE = re.compile(r"(?<![\d.])([45])\.(\d{1,3})\.(\d{1,3})(?![\d]|\.\d)")
+FAIL_SMTP_CODE_RE = re.compile(r"(?<![\d.\-])([45]\d\d)(?:[\s\-]|$)")
+
+
+def find_failure_status(text: str) -> str:
+    """The first 4.x.x or 5.x.x status in ``text``: a 2.x.x one there acknowledged a command of the
+    transcript (250 2.1.5 for RCPT TO), it says nothing about the failure."""
+    m = FAIL_STATUS_RE.search(text or "")
+    return ".".join(m.groups()) if m else ""
+
+
 def _diagnostic(ctx: str, addr: str) -> str:
-    for line in ctx.split("\n"):
-        s = line.strip()
+    """The first line after the recipient's address that carries a reply code or failure words."""
+    for line in ctx.split("\n")[:40]:
+        s = line.strip()[:reasons.LINE_MAX]
         if SMTP_CODE_RE.search(s) or STATUS_RE.search(s) or re.search(
                 r"unknown|does not exist|full|quota|rejected|denied|refused|invalid|disabled|blocked", s, re.I):
-            return trim(s)
-    rest = ctx.replace(addr, "", 1)
-    return trim(rest)
+            return s
+    return ""
