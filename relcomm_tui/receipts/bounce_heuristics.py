@@ -254,7 +254,10 @@ _BOUNCE_SUBJECT_RE = re.compile(
     r"delivery status|failed delivery|delivery unsuccessful|rejected|unable to deliver|"
     r"mail failure|bounce|nondeliverable|permanent error|message delivery|error sending|"
     r"Deliver(y|ed)? ?fail|ndr\b|mail could not|problem delivering|notification d.?.?tat de la remise|"
-    r"unzustellbar|onbestelbaar|non recapitabile|no se puede entregar|retour de courrier",
+    r"unzustellbar|onbestelbaar|non recapitabile|no se puede entregar|retour de courrier|"
+    r"warning: message \S+ delayed|still being retried|"
+    # Japanese carriers and MTAs: "mail error notice", "delivery error", "undelivered", "returned"
+    r"メールエラー|配信エラー|配送エラー|送信エラー|エラー通知|不達|未達|返送|配信できません|届きませんでした",
     re.I,
 )
 
@@ -262,11 +265,11 @@ _BOUNCE_BODY_RE = re.compile(
     r"could not be delivered|couldn.t be delivered|was not delivered|permanent (fatal )?error|"
     r"undeliverable|delivery (has )?failed|delivery to the following recipient|"
     r"following address(es)?( had permanent fatal errors| failed)|wasn.t able to deliver|"
-    r"unable to deliver|user unknown|unknown user|no such user|mailbox (unavailable|full|not found)|"
+    r"unable to deliver|user unknown|unknown user|no such user|mailbox (?:is )?(?:unavailable|full|not found)|"
     r"message was not delivered|message could not be|returned to sender|delivery failure|"
     r"failed to deliver|message you sent|rejected your message|delivery attempts|"
     r"could not deliver|not be delivered|transcript of session|hasn.t been delivered|"
-    r"have not yet been delivered|delivery is delayed|has been delayed|delivery to .* delayed|"
+    r"ha(?:ve|s) not yet been delivered|delivery is delayed|has been delayed|delivery to .* delayed|"
     r"recipient address rejected|address rejected|over quota|quota exceeded|"
     r"the following (message|recipient|address)|below this line is a copy",
     re.I,
@@ -280,7 +283,8 @@ def _local(addr: str) -> str:
 def looks_like_bounce(headers: dict, subject: str, from_address: str, body: str, parts) -> bool:
     score = 0
     frm = headers.get("from", "").lower()
-    if _local(from_address) in ("mailer-daemon", "mailerdaemon", "mail-daemon", "postmaster", "maildaemon") \
+    if _local(from_address) in ("mailer-daemon", "mailerdaemon", "mail-daemon", "postmaster", "maildaemon",
+                                "post_master", "post-master") \
             or "mailer-daemon" in frm or "mail delivery" in frm or "postmaster" in frm \
             or "mailer daemon" in frm or "delivery subsystem" in frm:
         score += 2
@@ -343,6 +347,45 @@ def looks_like_complaint(headers: dict, subject: str, body: str, parts) -> bool:
     return bool(parts.original_headers) and ("complaint" in subj.lower() or "abuse" in subj.lower())
 
 
+# --------------------------------------------------------------------------- mailing lists
+
+# Headers that list managers (fml, Mailman, ezmlm, Majordomo, LISTSERV, Sympa) put on what they send.
+_LIST_HEADERS = ("x-mlserver", "x-ml-name", "x-ml-info", "x-mailman-version", "list-id", "mailing-list",
+                 "x-mailing-list", "list-post", "x-listserver", "x-list-name", "x-sympa-to", "x-loop")
+_LIST_ADMIN_RE = re.compile(r"(?i)^(?:owner-.+|.+-(?:admin|owner|request|bounces?|ctl|approval)|mailman|"
+                            r"majordomo|listserv|sympa|fml|ezmlm)$")
+_LIST_REFUSAL_RE = re.compile(
+    r"(?i)not (?:a )?member|are not member|non-?members? (?:are )?not allowed|only (?:list )?members|"
+    r"members only|not (?:allowed|permitted|authori[sz]ed) to post|post(?:ing)? (?:is |was )?(?:rejected|"
+    r"refused|denied|not allowed)|(?:message|post|request) (?:was |has been )?rejected|has been rejected|"
+    r"loop alert|mail loop|duplicated? message-id")
+
+
+def list_refusal(headers: dict, subject: str, from_address: str, body: str) -> list[dict]:
+    """A mailing list manager refusing a post (not a member, a loop): the list address did not get
+    the message. Recipients as dicts, [] when this is not such a notice."""
+    if not any(h in headers for h in _LIST_HEADERS) or not _LIST_ADMIN_RE.match(_local(from_address)):
+        return []
+    notice = cut_original(body or "")[:5000]
+    if not (_LIST_REFUSAL_RE.search(subject or "") or _LIST_REFUSAL_RE.search(reasons.clean(notice))):
+        return []
+    parties = {a.lower() for k in ("from", "to", "reply-to", "sender") for a in ADDR_RE.findall(headers.get(k, ""))}
+    address = ""
+    for m in re.finditer(r"<(" + ADDR_RE.pattern + r")>", notice):
+        a = m.group(1).lower()
+        if a not in parties and not _LIST_ADMIN_RE.match(_local(a)):
+            address = a
+            break
+    if not address:
+        m = re.search(r"<mailto:(" + ADDR_RE.pattern + r")", headers.get("list-post", ""), re.I)
+        address = m.group(1).lower() if m else ""
+    if not address:
+        return []
+    note = reasons.Notification(notice)
+    why = reasons.choose(note.best_sentence(minimum=1), subject or "")
+    return [dict(address=address, final_recipient=address, action="failed", status="", diagnostic=why)]
+
+
 # --------------------------------------------------------------------------- bounce body extraction
 
 _ORIGINAL_SEP_RE = re.compile(
@@ -352,6 +395,7 @@ _ORIGINAL_SEP_RE = re.compile(
     r"[^\n]*(?:below this line is a copy|copy of the (?:original )?message|(?:this is a )?copy of your message|"
     r"original message (?:follows|headers|is attached)|message headers? follows?|headers of the original message|"
     r"header of the original message|(?:original|returned|undelivered|unsent) message (?:follows|below|headers)|"
+    r"original mail (?:as )?follows|"
     r"original message header)[^\n]*|"
     r"(?:original|returned|undelivered|unsent) message:?[ \t]*|"
     r"content-type: message/rfc822[^\n]*"

@@ -19,6 +19,7 @@ import codecs
 import email
 import email.errors
 import email.policy
+import itertools
 import json
 import os
 import re
@@ -128,17 +129,25 @@ def _msgids(value: str | None) -> list[str]:
     return out
 
 
-def _header_str(msg: Message, name: str) -> str:
-    """Decoded header value as str (RFC 2047 decoded), never raising."""
+def _raw_items(msg: Message) -> list[tuple[str, str]]:
+    """The first MAX_HEADERS header fields as parsed: 8-bit bytes (RFC 6532 UTF-8 headers) still
+    surrogates, where msg.get() would give a Header whose text is replacement characters."""
     try:
-        value = msg.get(name)
+        return list(itertools.islice(msg.raw_items(), MAX_HEADERS))
     except Exception as exc:
         _tolerate(exc)
-        return ""
+        return []
+
+
+def _header_str(msg: Message, name: str) -> str:
+    """Decoded header value as str (RFC 2047 decoded), never raising."""
+    name = name.lower()
+    value = next((v for k, v in _raw_items(msg) if str(k).lower() == name), None)
     if value is None:
         return ""
     if isinstance(value, str):
-        value = value[:MAX_HEADER_CHARS]  # decode_header is quadratic in encoded words
+        # decode_header is quadratic in encoded words; raw 8-bit (RFC 6532 UTF-8) comes as surrogates
+        value = _unescape(value[:MAX_HEADER_CHARS])
     try:
         if isinstance(value, str) and "=?" in value:
             value = str(make_header(decode_header(value)))
@@ -154,22 +163,16 @@ def _header_values(msg: Message) -> dict[str, str]:
     """First value of every header (lowercased names), decoded and capped, in one pass:
     looking each name up with msg.get() is quadratic in the number of headers."""
     out: dict[str, str] = {}
-    try:
-        items = msg.items()[:MAX_HEADERS]
-    except Exception as exc:
-        _tolerate(exc)
-        return out
-    for name, value in items:
+    for name, value in _raw_items(msg):
         key = str(name).lower()
         if key in out:
             continue
-        value = str(value)[:MAX_HEADER_CHARS]
+        value = _unescape(str(value)[:MAX_HEADER_CHARS])
         try:
             if "=?" in value:
                 value = str(make_header(decode_header(value)))
         except Exception as exc:
             _tolerate(exc)
-            pass
         out[key] = " ".join(value.split())
     return out
 
@@ -541,10 +544,15 @@ def _dsn_from_fields(texts: Iterable[str], report: Report, weak: set[int] | None
                     _action_from_status(status) if status else "failed")
             if not action:
                 action = _action_from_status(status)
+            final_addr = _bare_address(final)
+            if orig and _internal(final_addr) and not _internal(addr):
+                # "@smtp.example.net:kijitora@server": a source route to an internal host name says
+                # where the reporting MTA handed the message on, not which mailbox was addressed
+                final_addr = addr
             recips.append(
                 RecipientOutcome(
                     address=addr,
-                    final_recipient=_bare_address(final),
+                    final_recipient=final_addr,
                     original_recipient=_bare_address(orig),
                     action=action,
                     status=status,
@@ -554,6 +562,12 @@ def _dsn_from_fields(texts: Iterable[str], report: Report, weak: set[int] | None
             if not dstat:
                 weak.add(len(recips) - 1)
     return recips
+
+
+def _internal(address: str) -> bool:
+    """An address whose domain is a bare host name (no dot): only meaningful inside one site."""
+    domain = address.rpartition("@")[2]
+    return "@" in address and "." not in domain and not domain.startswith("[")
 
 
 _DSN_ACTIONS = ("failed", "delayed", "delivered", "relayed", "expanded")
@@ -817,7 +831,15 @@ def _parse(raw: bytes) -> Report:
         _fill_original_ids(report, parts, bodytext)
         return report
 
-    # 6. Non-standard bounce
+    # 6. A mailing list refused the post (not a member, a loop)
+    recs = bh.list_refusal(headers, report.subject, report.from_address, bodytext)
+    if recs:
+        report.kind = "dsn"
+        report.recipients = [RecipientOutcome(**r) for r in recs]
+        _fill_original_ids(report, parts, bodytext)
+        return report
+
+    # 7. Non-standard bounce
     if bh.looks_like_bounce(headers, report.subject, report.from_address, bodytext, parts):
         recs = bh.extract_bounce_recipients(bodytext, headers, parts, report.from_address)
         if recs:
@@ -826,7 +848,7 @@ def _parse(raw: bytes) -> Report:
             _fill_original_ids(report, parts, bodytext)
             return report
 
-    # 7. Auto reply
+    # 8. Auto reply
     if bh.looks_like_auto_reply(headers, report.subject):
         report.kind = "auto-reply"
         addr = report.from_address
@@ -838,7 +860,7 @@ def _parse(raw: bytes) -> Report:
         report.original_message_id = report.in_reply_to[0] if report.in_reply_to else None
         return report
 
-    # 8. Human reply
+    # 9. Human reply
     if report.in_reply_to:
         report.kind = "reply"
         report.recipients = [RecipientOutcome(address=report.from_address, final_recipient=report.from_address,

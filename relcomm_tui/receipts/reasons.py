@@ -457,14 +457,14 @@ def choose(*candidates: str, address: str = "") -> str:
 
 # The server stopped trying: the message left its queue. Matched on the server's words only.
 _GAVE_UP_RE = re.compile(
-    r"(?i)\b(?:giving up|gave up|given up|not going to try again|will not be retried|no (?:more|further) "
+    r"(?i)(?<!not )(?<!never )(?<!not yet )\b(?:giving up|gave up|given up|not going to try again|will not be retried|no (?:more|further) "
     r"(?:delivery )?(?:attempts|retries)|stopped trying|has been in the queue too long|too long in (?:the )?queue|"
     r"could not be delivered for too long|cannot send message for \d+ (?:day|hour))")
 _EXPIRED_MESSAGE_RE = re.compile(
     r"(?i)\b(?:(?:envelope|message|mail|delivery time|queue lifetime|lifetime|ttl|time to live)(?: has)? expired|"
     r"expired (?:in|from|on) (?:the )?queue|queue\.expired|retry time(?:out)? (?:exceeded|expired)|"
     r"retry timeout exceeded)")
-_EXPIRY_RE = re.compile(r"(?i)\bexpir(?:ed|y|ation|es)\b")
+_EXPIRY_RE = re.compile(r"(?i)(?<!not )(?<!not yet )\bexpired\b")  # "will expire in 2 days" is a delay
 # something else that expired: a certificate, a password, an account, a domain
 _OTHER_EXPIRY_RE = re.compile(
     r"(?i)\b(?:certificat\w*|cert|password|passwd|account|subscription|licen[cs]e|key|credentials?|token|"
