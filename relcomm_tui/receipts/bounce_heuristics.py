@@ -82,6 +82,45 @@ def trim(text: str, n: int = 300) -> str:
     return " ".join((text or "").split())[:n]
 
 
+# --------------------------------------------------------------------------- subjects are not statuses
+
+# "Orion 5.1.1 released": a release announcement's subject holds version numbers shaped like status
+# codes, and bounces quote it ("The subject of the message is: ...", "Undeliverable: ...").
+_SUBJECT_LINE_RE = re.compile(r"(?im)^[ \t>]*(?:the subject of the message is|subject)[ \t]*:[^\n]*")
+_VERSIONISH_RE = re.compile(r"[245]\.\d{1,3}\.\d{1,3}")
+
+
+def subjects_of(report_subject: str, parts, body: str = "") -> list[str]:
+    """Subjects that may be quoted in a report: its own and the returned message's."""
+    found = [report_subject or ""]
+    for h in getattr(parts, "original_headers", []):
+        found.append(h.get("subject", ""))
+    if body:
+        found.append(inline_original_headers(body, len(cut_original(body))).get("subject", ""))
+    out = []
+    for subject in found:
+        subject = " ".join(str(subject).split())[:500]
+        if _VERSIONISH_RE.search(subject) and subject not in out:
+            out.append(subject)
+    return out
+
+
+def mask_subjects(text: str, subjects: list[str]) -> str:
+    """``text`` with status-shaped numbers inside quoted subjects (and Subject lines) blanked out,
+    same length (positions stay valid)."""
+    if not text or not _VERSIONISH_RE.search(text):
+        return text
+    blank = lambda m: re.sub(r"\d", "x", m.group(0))  # noqa: E731
+    text = _SUBJECT_LINE_RE.sub(blank, text)
+    for subject in subjects:
+        words = subject.split()
+        if len(words) < 2:  # a bare version would mask the real status everywhere
+            continue
+        pattern = r"\s+".join(re.escape(w) for w in words)
+        text = re.sub(pattern, blank, text, flags=re.I)
+    return text
+
+
 # --------------------------------------------------------------------------- DSN fields in text
 
 
@@ -93,7 +132,8 @@ def has_dsn_fields(text: str) -> bool:
     return bool(text and _DSN_FIELD_RE.search(text) and _DSN_ACTION_RE.search(text))
 
 
-def enrich_dsn_recipients(recips: list, bodytext: str, weak: set[int] | None = None) -> None:
+def enrich_dsn_recipients(recips: list, bodytext: str, weak: set[int] | None = None,
+                          subjects: list[str] | None = None) -> None:
     """Complete DSN recipients from the human-readable part: a status that did not come from the
     remote server (no code in Diagnostic-Code) is replaced by the remote server's code quoted next
     to the recipient; a "delayed" recipient whose server words say it gave up is failed; every
@@ -106,7 +146,7 @@ def enrich_dsn_recipients(recips: list, bodytext: str, weak: set[int] | None = N
         generic = not r.status or (idx in weak and r.status.endswith(".0.0"))
         if generic:
             i = low.find(r.address) if r.address else -1
-            st = find_status(note.text[i:i + 600]) if i >= 0 else ""
+            st = find_status(mask_subjects(note.text[i:i + 600], subjects or [])) if i >= 0 else ""
             if st and (not r.action or st[0] == {"delivered": "2"}.get(r.action, st[0])):
                 if not (r.action == "failed" and st[0] == "2"):
                     r.status = st
@@ -537,6 +577,7 @@ def extract_bounce_recipients(body: str, headers: dict, parts, from_address: str
         return []
 
     note = reasons.Notification(text)
+    subjects = subjects_of(headers.get("subject", ""), parts, body or "")
     said = reasons.clean(text[:20000]).lower()  # the notification without its boilerplate
     delay_said = bool(_DELAY_RE.search(text[:20000]) or _DELAY_SUBJECT_RE.search(headers.get("subject", "")))
     # "I've given up", "too long in the queue", "Returned mail: Cannot send message for 5 days"
@@ -551,14 +592,15 @@ def extract_bounce_recipients(body: str, headers: dict, parts, from_address: str
         end = min(nxt[0] if nxt else len(text), start + 1500)
         ctx = text[start:end]
         entry = note.entry(a)
-        status = find_failure_status(entry) or find_failure_status(ctx)
+        status = find_failure_status(mask_subjects(entry, subjects)) or find_failure_status(
+            mask_subjects(ctx, subjects))
         if not status:
             for p in positions[1:]:
-                status = find_failure_status(text[p:p + 600])
+                status = find_failure_status(mask_subjects(text[p:p + 600], subjects))
                 if status:
                     break
-        if not status:
-            status = find_failure_status(text)
+        if not status and len(addrs) == 1:  # anywhere in the notice: only when it is about one recipient
+            status = find_failure_status(mask_subjects(text, subjects))
         # the server's reply for this recipient decides; then what the whole notice says
         m = FAIL_SMTP_CODE_RE.search(entry or ctx)
         kind = status[:1] or (m.group(1)[:1] if m else "")

@@ -503,8 +503,8 @@ def _recover_multipart(ctype: str, payload: str) -> Message | None:
 # --------------------------------------------------------------------------- report kinds
 
 
-def _dsn_from_fields(texts: Iterable[str], report: Report, weak: set[int] | None = None
-                     ) -> list[RecipientOutcome]:
+def _dsn_from_fields(texts: Iterable[str], report: Report, weak: set[int] | None = None,
+                     subjects: list[str] | None = None) -> list[RecipientOutcome]:
     """Recipients of DSN field groups. Indexes of recipients whose Diagnostic-Code carries
     no enhanced status code are added to ``weak``."""
     if weak is None:
@@ -533,7 +533,7 @@ def _dsn_from_fields(texts: Iterable[str], report: Report, weak: set[int] | None
                 diag = diag.split(";", 1)[1]
             # the remote server's own enhanced code (in Diagnostic-Code) is more precise
             # than the reporting MTA's summary in Status
-            dstat = _status_in_diagnostic(diag)
+            dstat = _status_in_diagnostic(bh.mask_subjects(diag, subjects or []))
             if dstat and (not status or dstat[0] == status[0] or status.endswith(".0.0")
                           or (dstat[0] in "45" and status[0] in "45")):
                 status = dstat
@@ -786,22 +786,23 @@ def _parse(raw: bytes) -> Report:
 
     # 2. Standard DSN
     weak: set[int] = set()
-    recips = _dsn_from_fields(parts.dsn_texts, report, weak) if parts.dsn_texts else []
+    subjects = bh.subjects_of(report.subject, parts)
+    recips = _dsn_from_fields(parts.dsn_texts, report, weak, subjects) if parts.dsn_texts else []
     if not recips and bh.has_dsn_fields(bodytext):
-        recips = _dsn_from_fields([bodytext], report, weak)
+        recips = _dsn_from_fields([bodytext], report, weak, subjects)
     if not recips and parts.nested_dsn_texts and not parts.mdn_texts:
         # a bounce forwarded as an attachment
-        recips = _dsn_from_fields(parts.nested_dsn_texts, report, weak)
+        recips = _dsn_from_fields(parts.nested_dsn_texts, report, weak, subjects)
     if not recips and ">" in bodytext:
         # a forwarded (quoted) bounce
         unquoted = re.sub(r"(?m)^[ \t]*>[ \t>]?", "", bodytext)
         if bh.has_dsn_fields(unquoted):
-            recips = _dsn_from_fields([unquoted], report, weak)
+            recips = _dsn_from_fields([unquoted], report, weak, subjects)
             bodytext = unquoted
     if recips:
         report.kind = "dsn"
         _repair_local_less(recips, parts)
-        bh.enrich_dsn_recipients(recips, bodytext, weak)
+        bh.enrich_dsn_recipients(recips, bodytext, weak, subjects)
         report.recipients = recips
         _fill_original_ids(report, parts, bodytext)
         return report
