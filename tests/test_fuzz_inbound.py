@@ -382,7 +382,11 @@ def regex_hostile(kind: str) -> bytes:
     size = 4 * 1024 * 1024
     patterns = {"<a": (b"html", b"<a"), "<script": (b"html", b"<script "), "a@a@": (b"html", b"<a@"),
                 "word": (b"plain", b"s"), "s@": (b"plain", b"s@"), "Final-Recipient lines": (b"plain", b"Final-Recipient: x\r\n"),
-                "{\"": (b"plain", b'"{'), "5.1.": (b"plain", b"5.1.")}
+                "{\"": (b"plain", b'"{'), "5.1.": (b"plain", b"5.1."),
+                # a line of '|' or '#' (address characters), of '-' (a rule), of tabs, blank lines, addresses:
+                # each took minutes to hours (quadratic and cubic backtracking) before issue 11
+                "|": (b"plain", b"|"), "#": (b"plain", b"#"), "-": (b"plain", b"-"), "tabs": (b"plain", b"\t"),
+                "blank lines": (b"plain", b"\r\n"), "addresses": (b"plain", b"a@example.net: ")}
     subtype, unit = patterns[kind]
     return BOUNCE_HEAD % subtype + unit * (size // len(unit))
 
@@ -394,7 +398,8 @@ BIG_CASES = (
         + b"--B\r\n\r\nx\r\n" * 200_000 + b"--B--\r\n")]
 )
 HEADER_CASES = ["one 10 MB header", "100k header fields", "200k folded lines", "200k encoded words", "1 MB From"]
-REGEX_CASES = ["<a", "<script", "a@a@", "word", "s@", "Final-Recipient lines", "{\"", "5.1."]
+REGEX_CASES = ["<a", "<script", "a@a@", "word", "s@", "Final-Recipient lines", "{\"", "5.1.", "|", "#", "-", "tabs",
+               "blank lines", "addresses"]
 BIG_MB = campaign.scale("INBOUND_BIG_MB", 50)
 
 

@@ -459,3 +459,37 @@ def test_broken_charsets_are_message_errors_not_bugs():
     r = parse_message(raw)
     assert r.kind == "none"
     assert r.problem and "undecodable" in r.problem
+
+
+# --------------------------------------------------------------------------- linear time on hostile lines
+
+
+def test_a_report_followed_by_a_flood_of_short_lines_is_still_read():
+    from relcomm_tui.receipts import parse
+
+    raw = NO_BOUNDARY_DSN.replace(b"--lost--\n", b"--lost--\n" + b"\n" * (parse.MAX_LINES * 2))
+    r = parse_message(raw)
+    assert [(x.address, x.action) for x in r.recipients] == [("carol@example.net", "failed")]
+    flood = b"From: someone@example.org\nSubject: hi\n\n" + b"\n" * (parse.MAX_LINES * 2)
+    assert "lines: only the first ones were parsed" in (parse_message(flood).problem or "")
+
+
+@pytest.mark.parametrize("line", [b"|", b"#", b"-", b"\t", b"\n"])
+def test_one_long_line_costs_linear_time(line):
+    """A bounce whose text is one run of a single character: each of these backtracked quadratically
+    or cubically (8 KB of '|' took minutes). Time 1 KB and 32 KB: 32 times the text, at most ~64
+    times the work, whatever the machine's speed (quadratic would be 1,000 times)."""
+    head = (b"From: MAILER-DAEMON@mx.example.org\nSubject: Undelivered Mail Returned to Sender\n"
+            b"Content-Type: text/plain\n\nThis message could not be delivered to bob@example.net.\n")
+
+    def cost(n: int) -> float:
+        best = float("inf")
+        for _ in range(3):
+            start = time.perf_counter()
+            r = parse_message(head + line * n)
+            best = min(best, time.perf_counter() - start)
+        assert r.kind == "dsn" and r.recipients[0].address == "bob@example.net"
+        return best
+
+    small, big = cost(1024), cost(32 * 1024)
+    assert big < max(small, 0.001) * 200, f"{big:.3f}s for 32 KB against {small:.4f}s for 1 KB"

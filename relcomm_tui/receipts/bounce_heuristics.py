@@ -57,8 +57,10 @@ def html_to_text(text: str) -> str:
     return html.unescape(text)
 
 
+# A match may only start where no local-part character precedes: else a long run of them with no
+# "@" (a line of "|||" or "###") is rescanned from every position, in quadratic time.
 ADDR_RE = re.compile(
-    r"(?<![A-Za-z0-9._%+\-=])"
+    r"(?<![A-Za-z0-9!#$%&'*+/=?^_`{|}~.\-])"
     r"([A-Za-z0-9!#$%&'*+/=?^_`{|}~\-]+(?:\.[A-Za-z0-9!#$%&'*+/=?^_`{|}~\-]+)*"
     r"@(?:[A-Za-z0-9](?:[A-Za-z0-9\-]*[A-Za-z0-9])?\.)+[A-Za-z0-9\-]*[A-Za-z0-9]"
     r"|[A-Za-z0-9!#$%&'*+/=?^_`{|}~\-]+(?:\.[A-Za-z0-9!#$%&'*+/=?^_`{|}~\-]+)*@[A-Za-z0-9\-]+)"
@@ -90,13 +92,14 @@ _SUBJECT_LINE_RE = re.compile(r"(?im)^[ \t>]*(?:the subject of the message is|su
 _VERSIONISH_RE = re.compile(r"[245]\.\d{1,3}\.\d{1,3}")
 
 
-def subjects_of(report_subject: str, parts, body: str = "") -> list[str]:
-    """Subjects that may be quoted in a report: its own and the returned message's."""
+def subjects_of(report_subject: str, parts, body: str = "", notice_end: int = 0) -> list[str]:
+    """Subjects that may be quoted in a report: its own and the returned message's (attached, or
+    inline in ``body`` after ``notice_end``, the end of the notification)."""
     found = [report_subject or ""]
     for h in getattr(parts, "original_headers", []):
         found.append(h.get("subject", ""))
-    if body:
-        found.append(inline_original_headers(body, len(cut_original(body))).get("subject", ""))
+    if body and notice_end:
+        found.append(inline_original_headers(body, notice_end).get("subject", ""))
     out = []
     for subject in found:
         subject = " ".join(str(subject).split())[:500]
@@ -124,8 +127,8 @@ def mask_subjects(text: str, subjects: list[str]) -> str:
 # --------------------------------------------------------------------------- DSN fields in text
 
 
-_DSN_FIELD_RE = re.compile(r"(?im)^\s*(Final-Recipient|Original-Recipient)\s*:\s*\S")
-_DSN_ACTION_RE = re.compile(r"(?im)^\s*(Action|Status)\s*:\s*\S")
+_DSN_FIELD_RE = re.compile(r"(?im)^[ \t]*(Final-Recipient|Original-Recipient)[ \t]*:[ \t]*(?:\r?\n[ \t]+)?\S")
+_DSN_ACTION_RE = re.compile(r"(?im)^[ \t]*(Action|Status)[ \t]*:[ \t]*(?:\r?\n[ \t]+)?\S")
 
 
 def has_dsn_fields(text: str) -> bool:
@@ -309,7 +312,7 @@ _BOUNCE_BODY_RE = re.compile(
     r"message was not delivered|message could not be|returned to sender|delivery failure|"
     r"failed to deliver|message you sent|rejected your message|delivery attempts|"
     r"could not deliver|not be delivered|transcript of session|hasn.t been delivered|"
-    r"ha(?:ve|s) not yet been delivered|delivery is delayed|has been delayed|delivery to .* delayed|"
+    r"ha(?:ve|s) not yet been delivered|delivery is delayed|has been delayed|delivery to [^\n]{0,200}?delayed|"
     r"recipient address rejected|address rejected|over quota|quota exceeded|"
     r"the following (message|recipient|address)|below this line is a copy",
     re.I,
@@ -428,19 +431,53 @@ def list_refusal(headers: dict, subject: str, from_address: str, body: str) -> l
 
 # --------------------------------------------------------------------------- bounce body extraction
 
-_ORIGINAL_SEP_RE = re.compile(
-    r"(?im)^[ \t>|]*(?:"
-    r"[-=_*#|]{2,}[^\n]*(?:original|returned|undelivered|unsent|copy of|message text|message body|"
-    r"headers? (?:of|follow)|header of)[^\n]*|"
-    r"[^\n]*(?:below this line is a copy|copy of the (?:original )?message|(?:this is a )?copy of your message|"
+# Where the returned message starts: a line holding one of these words ...
+_SEP_WORDS_RE = re.compile(
+    r"(?i)below this line is a copy|copy of the (?:original )?message|(?:this is a )?copy of your message|"
     r"original message (?:follows|headers|is attached)|message headers? follows?|headers of the original message|"
     r"header of the original message|(?:original|returned|undelivered|unsent) message (?:follows|below|headers)|"
-    r"original mail (?:as )?follows|"
-    r"original message header)[^\n]*|"
-    r"(?:original|returned|undelivered|unsent) message:?[ \t]*|"
-    r"content-type: message/rfc822[^\n]*"
-    r")\r?$"
-)
+    r"original mail (?:as )?follows|original message header")
+# ... a rule ("----- Original message -----") naming it, or a line that only names it
+_RULE_CHARS = frozenset("-=_*#|")
+_RULE_LEAD = frozenset(" \t>|")
+_SEP_RULE_WORDS_RE = re.compile(r"(?i)original|returned|undelivered|unsent|copy of|message text|message body|"
+                                r"headers? (?:of|follow)|header of")
+_SEP_LINE_RE = re.compile(
+    r"(?im)^[ \t>|]*(?:(?:original|returned|undelivered|unsent) message:?[ \t]*\r?$|content-type: message/rfc822)")
+
+
+def _starts_with_rule(line: str) -> bool:
+    """True when ``line`` is [ \\t>|]* then two or more of -=_*#| (a rule), decided in one pass: as one
+    regex the two overlapping classes backtrack in quadratic time on a long line of '|' or '-'."""
+    j = 0
+    while j < len(line) and line[j] in _RULE_LEAD:
+        j += 1
+    if line[j:j + 2] and len(line[j:j + 2]) == 2 and all(c in _RULE_CHARS for c in line[j:j + 2]):
+        return True
+    if j >= 1 and line[j - 1] == "|" and j < len(line) and line[j] in _RULE_CHARS:
+        return True
+    return "||" in line[:j]
+
+
+def _returned_message_start(text: str) -> int:
+    """Offset of the line that starts the returned message, len(text) when none does."""
+    end = len(text)
+    m = _SEP_WORDS_RE.search(text)
+    if m:
+        end = text.rfind("\n", 0, m.start()) + 1
+    m = _SEP_LINE_RE.search(text, 0, end)
+    if m:
+        end = min(end, m.start())
+    pos = 0
+    while pos < end:
+        nl = text.find("\n", pos)
+        stop = len(text) if nl < 0 else nl
+        line = text[pos:stop]
+        if _starts_with_rule(line) and _SEP_RULE_WORDS_RE.search(line):
+            return pos
+        pos = stop + 1
+    return end
+
 
 _HEADER_LINE_RE = re.compile(
     r"(?im)^(Return-Path|Received|Message-ID|From|Date|Subject|To|MIME-Version|Content-Type|"
@@ -450,8 +487,7 @@ _HEADER_LINE_RE = re.compile(
 
 def cut_original(text: str) -> str:
     """The notification part of a bounce body: everything before the returned message."""
-    m = _ORIGINAL_SEP_RE.search(text)
-    end = m.start() if m else len(text)
+    end = _returned_message_start(text)
     # a block of 3+ mail header lines in a row also starts the returned message
     lines = text[:end].split("\n")
     run = 0
@@ -522,12 +558,25 @@ def _candidate_addresses(text: str) -> list[tuple[str, int]]:
     return out
 
 
+# An address standing at the start of its line, then the rest of the line. (No two neighbouring
+# quantifiers over the same characters: "[ \t]*(...)?[ \t]*" backtracks cubically on a line of tabs.)
 _STRONG_LINE_RE = re.compile(
-    r"(?m)^[ \t]*(?:RCPT TO:|Recipient:|Address:|Original-Recipient:|Final-Recipient:)?[ \t]*(?:rfc822;)?[ \t]*"
-    r"<?" + ADDR_RE.pattern + r">?[ \t]*"
-    r"(:.*|\.\.\..*|\(expanded from[^\n]*|\(.*|;.*|,.*|[ \t]+[^@\n]*)?\r?$",
+    r"(?m)^[ \t]*(?:(?:RCPT TO:|Recipient:|Address:|Original-Recipient:|Final-Recipient:)[ \t]*)?"
+    r"(?:rfc822;[ \t]*)?<?" + ADDR_RE.pattern + r">?([^\n]*)$",
     re.I,
 )
+
+
+def _entry_tail(rest: str) -> str | None:
+    """What follows a line-leading address when the line is that address's entry ("<a@b>: reason",
+    "a@b... User unknown", "a@b (expanded from ...)", "a@b  reason"); None when it is not."""
+    rest = rest.rstrip("\r")
+    words = rest.lstrip(" \t")
+    if not words or words.startswith((":", "...", "(", ";", ",")):
+        return words
+    if rest[:1] in (" ", "\t") and "@" not in rest:
+        return words
+    return None
 _SENDER_LINE_RE = re.compile(r"sender ok|sender address|mail from|is the sender|from:", re.I)
 
 
@@ -548,10 +597,13 @@ def extract_bounce_recipients(body: str, headers: dict, parts, from_address: str
     addrs: list[str] = []
     # 1. addresses standing at the start of a line ("<a@b>:", "a@b", "<a@b>... User unknown")
     for m in _STRONG_LINE_RE.finditer(text):
+        tail = _entry_tail(m.group(2))
+        if tail is None:
+            continue
         a = m.group(1).strip(".").lower()
         if a in bounce_from or _local(a) in SYSTEM_LOCALS or "." not in a.split("@", 1)[1]:
             continue
-        if _SENDER_LINE_RE.search(m.group(2) or ""):
+        if _SENDER_LINE_RE.search(tail):
             continue
         if a not in addrs:
             addrs.append(a)
@@ -577,7 +629,7 @@ def extract_bounce_recipients(body: str, headers: dict, parts, from_address: str
         return []
 
     note = reasons.Notification(text)
-    subjects = subjects_of(headers.get("subject", ""), parts, body or "")
+    subjects = subjects_of(headers.get("subject", ""), parts, body or "", len(text))
     said = reasons.clean(text[:20000]).lower()  # the notification without its boilerplate
     delay_said = bool(_DELAY_RE.search(text[:20000]) or _DELAY_SUBJECT_RE.search(headers.get("subject", "")))
     # "I've given up", "too long in the queue", "Returned mail: Cannot send message for 5 days"

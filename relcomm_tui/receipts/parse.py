@@ -47,6 +47,7 @@ MAX_TEXT_BYTES = 256 * 1024  # per text part
 MAX_PARTS = 200
 MAX_CONTAINERS = 40  # multipart/* and message/* declarations parsed; nesting beyond is read as text
 MAX_BOUNDARY_LINES = 1000  # "--..." lines parsed: the stdlib parser makes a part for each
+MAX_LINES = 100_000  # lines parsed: the stdlib parser keeps an object per line (4 MB of blank lines: 150 MB)
 MAX_HEADERS = 1000  # header fields of the message looked at
 MAX_HEADER_CHARS = 4096  # of one header value: our regexes must never see megabytes of subject
 DIAG_MAX = 300
@@ -193,6 +194,17 @@ def _limit_structure(raw: bytes) -> tuple[bytes, bool]:
                 cut = min(cut, m.start())
                 break
     return (raw[:cut], True) if cut < len(raw) else (raw, False)
+
+
+def _limit_lines(raw: bytes) -> tuple[bytes, bool]:
+    """Cut the message after its MAX_LINES-th line. Real messages stay far below (4 MB of 76-column
+    lines is 55,000); only a message of very short lines reaches it, and its report comes first."""
+    if raw.count(b"\n") <= MAX_LINES:
+        return raw, False
+    pos = -1
+    for _ in range(MAX_LINES):
+        pos = raw.find(b"\n", pos + 1)
+    return raw[:pos + 1], True
 
 
 def _bare_address(value: str) -> str:
@@ -678,11 +690,11 @@ def _fill_original_ids(report: Report, parts: _Parts, bodytext: str) -> None:
                     report.envelope_id = xtext_decode(hdrs[key].strip())
                     break
     if not report.original_message_id and bodytext:
-        m = re.search(r"(?im)^\s*>?\s*Message-ID:\s*<([^<>\s]+@[^<>\s]+)>", bodytext)
+        m = re.search(r"(?im)^[ \t]*(?:>[ \t]*)?Message-ID:[ \t]*<([^<>\s]+@[^<>\s]+)>", bodytext)
         if m:
             report.original_message_id = m.group(1)
     if not report.envelope_id and bodytext:
-        m = re.search(r"(?im)^\s*(?:Original-Envelope-Id|X-Envelope-Id|Envelope-Id):\s*(\S+)", bodytext)
+        m = re.search(r"(?im)^[ \t]*(?:Original-Envelope-Id|X-Envelope-Id|Envelope-Id):[ \t]*(\S+)", bodytext)
         if m:
             report.envelope_id = xtext_decode(m.group(1))
 
@@ -746,6 +758,7 @@ def _parse(raw: bytes) -> Report:
         nl = raw.find(b"\n")
         raw = raw[nl + 1:] if nl >= 0 else b""
     raw, cut = _limit_structure(raw)
+    raw, too_many_lines = _limit_lines(raw)
     msg = email.message_from_bytes(raw, policy=email.policy.compat32)
     if not msg.keys():
         return Report(kind="none", problem="no headers found")
@@ -875,6 +888,8 @@ def _parse(raw: bytes) -> Report:
         problems.insert(0, header_problem)
     if cut:
         problems.insert(0, "too many nested or separate MIME parts: only the first ones were parsed")
+    if too_many_lines:
+        problems.insert(0, f"more than {MAX_LINES:,} lines: only the first ones were parsed")
     if truncated:
         problems.insert(0, "message truncated for parsing")
     if problems:

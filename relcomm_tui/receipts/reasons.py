@@ -262,7 +262,7 @@ _LABEL_RE = re.compile(
     r"remote host said:|for the following reason:|because:|error:)\s*")
 # Exim notes where an address came from: about the address, not about the failure
 _GENERATED_RE = re.compile(r"(?i)\((?:ultimately )?generated from [^()]{0,300}\)|"
-                           r"^\s*(?:ultimately )?generated (?:from|by) \S+\s*$", re.M)
+                           r"^[ \t]*(?:ultimately )?generated (?:from|by) \S+[ \t]*$", re.M)
 
 # a sentence ends at . ! ? before a capital; a line ends one unless the next line goes on in
 # lowercase (MTAs wrap their sentences: "could not\nbe delivered", "more of its\nrecipients")
@@ -362,8 +362,8 @@ _SEPARATOR_RE = re.compile(r"^\s*[-=_*#~]{3,}")
 # what may stand in front of the address when the line is the recipient's own entry
 _ENTRY_PREFIX_RE = re.compile(
     r"(?i)^[\s*\-•>]*(?:(?:rcpt to|recipient(?: address)?|original address|final-recipient|"
-    r"original-recipient|address|target mail address|could not be delivered to)\s*:?\s*)?"
-    r"(?:rfc822;\s*)?[<\"(\[]*$")
+    r"original-recipient|address|target mail address|could not be delivered to)[ \t]*(?::[ \t]*)?)?"
+    r"(?:rfc822;[ \t]*)?[<\"(\[]*$")
 # a line that starts another recipient's entry ("<b@x>: ...", "  b@x", "554 <b@x>... Host unknown")
 _LINE_ADDRESS_RE = re.compile(
     r"^\s*(?:[245]\d\d[ -])?[<\"]?([^\s<>@\"]{1,256}@[^\s<>\"]{1,256}?)[>\"]?(?=[\s:;,.)\]]|$)")
