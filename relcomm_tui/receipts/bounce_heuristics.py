@@ -636,12 +636,21 @@ def extract_bounce_recipients(body: str, headers: dict, parts, from_address: str
     final_said = reasons.says_final(text[:20000]) or reasons.says_final(headers.get("subject", ""))
     permanent_said = bool(_PERMANENT_RE.search(said))
     recs = []
+    where: dict[str, list[int]] = {}  # candidate -> its positions; cands are in text order
+    for i, (c, _) in enumerate(cands):
+        where.setdefault(c, []).append(i)
     for a in addrs:
-        positions = [p for c, p in cands if c == a]
+        mine = where.get(a, [])
+        positions = [cands[i][1] for i in mine]
         start = positions[0] if positions else 0
         # context: from the address to the next different candidate address
-        nxt = [p for c, p in cands if p > start and c != a]
-        end = min(nxt[0] if nxt else len(text), start + 1500)
+        first = mine[0] + 1 if mine else 0
+        end = len(text)
+        for c, p in cands[first:]:
+            if p > start and c != a:
+                end = p
+                break
+        end = min(end, start + 1500)
         ctx = text[start:end]
         entry = note.entry(a)
         status = find_failure_status(mask_subjects(entry, subjects)) or find_failure_status(

@@ -15,6 +15,7 @@ Rules of this module:
 
 from __future__ import annotations
 
+import bisect
 import re
 
 __all__ = [
@@ -309,7 +310,9 @@ def clean(text: str) -> str:
 
 # --------------------------------------------------------------------------- does it say something
 
-_ADDRESS_RE = re.compile(r"[^\s<>()\[\]\"',;:]*@[^\s<>()\[\]\"',;]*")
+# words are split at these; a word holding "@" is an address (split, not matched: a pattern around
+# "@" rescans a long run of letters from every position)
+_TOKEN_SPLIT_RE = re.compile(r"[\s<>()\[\]\"',;:]+")
 _CODE_RE = re.compile(r"(?<![\d.])(?:[245]\.\d{1,3}\.\d{1,3}|[245]\d\d)(?!\d)")
 _FAIL_CODE_RE = re.compile(r"(?<![\d.])(?:[45]\.\d{1,3}\.\d{1,3}|[45]\d\d)(?![\d.])")
 _WORD_RE = re.compile(r"[^\W\d_]{2,}")
@@ -334,20 +337,22 @@ _SPECIFIC_RE = re.compile(
 LINE_MAX = 2000  # of one line looked at: reasons are short, and hostile lines must stay cheap
 
 
-def says_something(text: str, address: str = "") -> bool:
+def says_something(text: str) -> bool:
     """True when ``text`` holds words beyond addresses, codes, protocol noise and greetings."""
     if not text:
         return False
-    rest = text.replace(address, " ") if address else text
-    rest = _CODE_RE.sub(" ", _ADDRESS_RE.sub(" ", rest))
+    text = text[:REASON_MAX * 3]  # what could be shown, and some
+    rest = " ".join(t for t in _TOKEN_SPLIT_RE.split(text) if "@" not in t)
+    rest = _CODE_RE.sub(" ", rest)
     return any(w.lower() not in _NOISE_WORDS for w in _WORD_RE.findall(rest))
 
 
-def _score(text: str, address: str = "", labelled: bool = False) -> int:
+def _score(text: str, labelled: bool = False) -> int:
     """0 nothing, 1 some words, 2 words about a failure, 3 a failure reply (4xx/5xx code) or a
     labelled reason ("Reason: ...") with words."""
-    if not says_something(text, address):
+    if not says_something(text):
         return 0
+    text = text[:REASON_MAX * 3]
     if labelled or _FAIL_CODE_RE.search(text):
         return 3
     return 2 if _SPECIFIC_RE.search(text) else 1
@@ -405,19 +410,17 @@ class Notification:
         if not address:
             return ""
         best, best_score = "", 0
-        line_no = 0
         at = self.low.find(address)
         for _ in range(MAX_OCCURRENCES):
             if at < 0:
                 break
-            while line_no + 1 < len(self.starts) and self.starts[line_no + 1] <= at:
-                line_no += 1
+            line_no = bisect.bisect_right(self.starts, at) - 1
             line = self.lines[line_no]
             col = at - self.starts[line_no]
             if not _HEADERISH_RE.match(line):
                 own = _ENTRY_PREFIX_RE.match(line[:col]) is not None
                 words = clean(self._entry(line_no, col + len(address) if own else 0, address))
-                score = _score(words, address)
+                score = _score(words)
                 if score > best_score:
                     best, best_score = words, score
                     if score == 3:
@@ -444,11 +447,11 @@ class Notification:
         return best[:REASON_MAX] if best_score >= minimum else ""
 
 
-def choose(*candidates: str, address: str = "") -> str:
+def choose(*candidates: str) -> str:
     """The first candidate that says something, cleaned and cut to REASON_MAX."""
     for c in candidates:
         words = clean((c or "")[:LINE_MAX * 2])
-        if says_something(words, address):
+        if says_something(words):
             return words[:REASON_MAX]
     return ""
 
