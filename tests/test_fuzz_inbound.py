@@ -54,9 +54,10 @@ def memory_bound(raw: bytes) -> int:
 
 
 def _corpus_files() -> list[Path]:
+    """The real bounce corpus and the delay/expiry reports of tests/reports."""
     corpus = corpus_dir()
     assert corpus is not None, "bounce corpus not found (see tests/test_bounce_corpus.py)"
-    return sorted((corpus / "emails").iterdir())
+    return sorted((corpus / "emails").iterdir()) + sorted((Path(__file__).parent / "reports").glob("*.eml"))
 
 
 CORPUS = _corpus_files()
@@ -301,7 +302,8 @@ def inject_escape(raw: bytes, escape: str, where: str) -> bytes:
 @pytest.mark.campaign
 def test_terminal_escapes_in_report_text():
     tally = Tally()
-    reports = [p for p in CORPUS if p.name.startswith(("rfc3464", "lhost-postfix", "arf", "lhost-exim"))][::3]
+    reports = [p for p in CORPUS if p.name.startswith(("rfc3464", "lhost-postfix", "arf", "lhost-exim", "postfix-3",
+                                                      "opensmtpd-6", "exim-4"))][::3]
     for path in reports:
         raw = path.read_bytes()
         for escape in ESCAPES:
