@@ -273,6 +273,7 @@ _NEW_STATEMENT_RE = re.compile(r"^(?:[a-z][\w-]*(?: [\w-]+){0,3}:\s|[^\s@]+@[^\s
 
 
 def sentences(text: str) -> list[str]:
+    """The sentences of ``text``, whitespace collapsed, wrapped lines joined."""
     logical: list[str] = []
     joinable = False
     for line in text.split("\n"):
@@ -292,6 +293,7 @@ def sentences(text: str) -> list[str]:
 
 
 def is_boilerplate(sentence: str) -> bool:
+    """True for a sentence MTAs put around every report (or a greeting, a signature)."""
     low = sentence.lower()
     return bool(_BOILERPLATE_RE.search(low)) or low.strip(" .:-*#") in _EMPTY_SENTENCES
 
