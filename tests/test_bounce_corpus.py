@@ -4,6 +4,10 @@ Agreement is defined by the corpus README: same verdict (delivered / bounced /
 auto-reply / complaint / not a report); for delivered and bounced the same
 recipient set (case-insensitive) and every expected status code that appears
 literally in the message among the reported statuses.
+
+The disagreements left are pinned, with the evidence, in bounce_corpus_known_disagreements.json
+(cases where expected.json is wrong or the message contradicts itself): any new disagreement fails,
+and so does a known one that stopped happening (then update the file).
 """
 
 from __future__ import annotations
@@ -16,8 +20,21 @@ import pytest
 
 from relcomm_tui.receipts.parse import Report, parse_message
 
+from parse_strict import strict_parsing  # noqa: F401  (autouse: unexpected exceptions fail)
+
 REPO_ROOT = Path(__file__).resolve().parents[1]
-AGREEMENT_FLOOR = 0.94  # achieved 96.4% (404/419); issue minimum is 0.90
+KNOWN_FILE = Path(__file__).with_name("bounce_corpus_known_disagreements.json")
+# 96.42% (404/419) before issue 11; 97.61% (409/419) after, the 10 left pinned in KNOWN_FILE
+AGREEMENT_FLOOR = 409 / 419
+
+
+def known_disagreements() -> dict[str, str]:
+    """file name -> the disagreement compare() reports for it."""
+    known = json.loads(KNOWN_FILE.read_text())
+    known.pop("_about", None)
+    for name, entry in known.items():
+        assert entry.get("why", "").strip(), f"{KNOWN_FILE.name}: {name} has no reason"
+    return {name: entry["disagreement"] for name, entry in known.items()}
 
 
 def corpus_dir() -> Path | None:
@@ -109,9 +126,13 @@ def test_bounce_corpus_agreement(capsys):
         print(f"\nbounce corpus agreement: {rate:.2%} ({total - len(bad)}/{total}) from {corpus}")
         for name, why in bad:
             print(f"  DISAGREE {name}: {why}")
-    assert rate >= AGREEMENT_FLOOR, (
-        f"agreement {rate:.2%} below floor {AGREEMENT_FLOOR:.0%}; disagreeing: {[n for n, _ in bad]}"
-    )
+    known = known_disagreements()
+    got = dict(bad)
+    new_ones = {n: w for n, w in got.items() if known.get(n) != w}
+    fixed = sorted(set(known) - set(got))
+    assert not new_ones, f"new disagreements (fix the parser, never the expectation): {new_ones}"
+    assert not fixed, f"these now agree: remove them from {KNOWN_FILE.name} and raise AGREEMENT_FLOOR: {fixed}"
+    assert rate >= AGREEMENT_FLOOR, f"agreement {rate:.2%} below {AGREEMENT_FLOOR:.2%}"
 
 
 if __name__ == "__main__":  # pragma: no cover - handy for development

@@ -37,6 +37,8 @@ from relcomm_tui.receipts import parse
 from relcomm_tui.receipts.parse import KINDS, parse_message, report_to_json
 from relcomm_tui.receipts.refresh import refresh
 from relcomm_tui.report import collect, render
+
+from parse_strict import strict_parsing  # noqa: F401  (autouse: unexpected exceptions fail)
 from test_bounce_corpus import corpus_dir
 
 # Bounds, not benchmarks: a corpus message takes ~2 ms (the slowest ~15 ms), the biggest
@@ -52,9 +54,10 @@ def memory_bound(raw: bytes) -> int:
 
 
 def _corpus_files() -> list[Path]:
+    """The real bounce corpus and the delay/expiry reports of tests/reports."""
     corpus = corpus_dir()
     assert corpus is not None, "bounce corpus not found (see tests/test_bounce_corpus.py)"
-    return sorted((corpus / "emails").iterdir())
+    return sorted((corpus / "emails").iterdir()) + sorted((Path(__file__).parent / "reports").glob("*.eml"))
 
 
 CORPUS = _corpus_files()
@@ -299,7 +302,8 @@ def inject_escape(raw: bytes, escape: str, where: str) -> bytes:
 @pytest.mark.campaign
 def test_terminal_escapes_in_report_text():
     tally = Tally()
-    reports = [p for p in CORPUS if p.name.startswith(("rfc3464", "lhost-postfix", "arf", "lhost-exim"))][::3]
+    reports = [p for p in CORPUS if p.name.startswith(("rfc3464", "lhost-postfix", "arf", "lhost-exim", "postfix-3",
+                                                      "opensmtpd-6", "exim-4"))][::3]
     for path in reports:
         raw = path.read_bytes()
         for escape in ESCAPES:
@@ -380,7 +384,11 @@ def regex_hostile(kind: str) -> bytes:
     size = 4 * 1024 * 1024
     patterns = {"<a": (b"html", b"<a"), "<script": (b"html", b"<script "), "a@a@": (b"html", b"<a@"),
                 "word": (b"plain", b"s"), "s@": (b"plain", b"s@"), "Final-Recipient lines": (b"plain", b"Final-Recipient: x\r\n"),
-                "{\"": (b"plain", b'"{'), "5.1.": (b"plain", b"5.1.")}
+                "{\"": (b"plain", b'"{'), "5.1.": (b"plain", b"5.1."),
+                # a line of '|' or '#' (address characters), of '-' (a rule), of tabs, blank lines, addresses:
+                # each took minutes to hours (quadratic and cubic backtracking) before issue 11
+                "|": (b"plain", b"|"), "#": (b"plain", b"#"), "-": (b"plain", b"-"), "tabs": (b"plain", b"\t"),
+                "blank lines": (b"plain", b"\r\n"), "addresses": (b"plain", b"a@example.net: ")}
     subtype, unit = patterns[kind]
     return BOUNCE_HEAD % subtype + unit * (size // len(unit))
 
@@ -392,7 +400,8 @@ BIG_CASES = (
         + b"--B\r\n\r\nx\r\n" * 200_000 + b"--B--\r\n")]
 )
 HEADER_CASES = ["one 10 MB header", "100k header fields", "200k folded lines", "200k encoded words", "1 MB From"]
-REGEX_CASES = ["<a", "<script", "a@a@", "word", "s@", "Final-Recipient lines", "{\"", "5.1."]
+REGEX_CASES = ["<a", "<script", "a@a@", "word", "s@", "Final-Recipient lines", "{\"", "5.1.", "|", "#", "-", "tabs",
+               "blank lines", "addresses"]
 BIG_MB = campaign.scale("INBOUND_BIG_MB", 50)
 
 

@@ -12,6 +12,8 @@ import pytest
 
 from relcomm_tui.receipts.parse import Report, parse_message, report_to_json
 
+from parse_strict import strict_parsing  # noqa: F401  (autouse: unexpected exceptions fail)
+
 
 def _original() -> EmailMessage:
     orig = EmailMessage()
@@ -389,14 +391,210 @@ def test_deeply_nested_message():
 
 
 @pytest.mark.parametrize(
-    "raw",
+    "raw, problem",
     [
-        b"\x00\x01\x02",
-        b"Content-Type: multipart/mixed; boundary=\"\"\n\n--\n--\n",
-        b"Subject: x\nContent-Type: message/delivery-status\n\nFinal-Recipient: rfc822;\nAction:\n",
-        b"Subject: x\nContent-Type: message/rfc822\n\n",
-        b"From: \n" * 5000,
+        (b"\x00\x01\x02", "no headers found"),
+        (b"Content-Type: multipart/mixed; boundary=\"\"\n\n--\n--\n", "multipart not closed"),
+        (b"Subject: x\nContent-Type: message/delivery-status\n\nFinal-Recipient: rfc822;\nAction:\n", None),
+        (b"Subject: x\nContent-Type: message/rfc822\n\n", None),
+        (b"From: \n" * 5000, None),
     ],
 )
-def test_odd_inputs_never_raise(raw):
-    assert isinstance(parse_message(raw), Report)
+def test_odd_inputs_never_raise(raw, problem):
+    # strict mode (parse_strict): an exception the parser did not expect fails here, it is not hidden
+    r = parse_message(raw)
+    assert (r.kind, r.recipients, r.problem) == ("none", [], problem)
+
+
+# --------------------------------------------------------------------------- strict mode
+
+NO_BOUNDARY_DSN = (
+    b"From: MAILER-DAEMON@mx.example.org\nSubject: Undelivered Mail Returned to Sender\nMIME-Version: 1.0\n"
+    b"Content-Type: multipart/report; report-type=delivery-status\n\n"
+    b"--lost\nContent-Type: text/plain; charset=iso-8859-1\n\nYour message could not be delivered.\n\n"
+    b"--lost\nContent-Type: message/delivery-status\n\nReporting-MTA: dns; mx.example.org\n\n"
+    b"Final-Recipient: rfc822; carol@example.net\nAction: failed\nStatus: 5.1.1\n"
+    b"Diagnostic-Code: smtp; 550 5.1.1 <carol@example.net>: User unknown\n\n--lost--\n"
+)
+
+
+def _boom(*args, **kwargs):
+    raise RuntimeError("injected bug")
+
+
+def test_a_multipart_without_boundary_is_recovered():
+    r = parse_message(NO_BOUNDARY_DSN)
+    assert r.kind == "dsn"
+    assert [(x.address, x.action, x.status) for x in r.recipients] == [("carol@example.net", "failed", "5.1.1")]
+
+
+@pytest.mark.parametrize("where", ["_recover_multipart", "_decode_bytes", "_lookup_charset", "_dsn_from_fields"])
+def test_an_injected_bug_fails_in_strict_mode_and_degrades_for_users(monkeypatch, where):
+    from relcomm_tui.receipts import parse
+
+    monkeypatch.setattr(parse, where, _boom)
+    with pytest.raises(RuntimeError, match="injected bug"):
+        parse_message(NO_BOUNDARY_DSN)
+    monkeypatch.setenv(parse.STRICT_ENV, "0")  # what users run: never a traceback
+    r = parse_message(NO_BOUNDARY_DSN)
+    assert (r.kind, r.problem) == ("none", "unparseable message (RuntimeError)")
+
+
+def test_an_injected_bug_in_a_tolerant_place_fails_in_strict_mode(monkeypatch):
+    """Header decoding goes on after a broken encoded word; a bug there must not hide behind that."""
+    from relcomm_tui.receipts import parse
+
+    monkeypatch.setattr(parse, "make_header", _boom)
+    raw = b"From: =?utf-8?q?Mail_Delivery?= <mailer-daemon@mx.example.org>\nSubject: =?utf-8?q?hi?=\n\nhello\n"
+    with pytest.raises(RuntimeError, match="injected bug"):
+        parse_message(raw)
+    monkeypatch.setenv(parse.STRICT_ENV, "")
+    assert parse_message(raw).from_address == "mailer-daemon@mx.example.org"
+
+
+def test_broken_charsets_are_message_errors_not_bugs():
+    """What a stranger's message makes the standard library raise is expected, even in strict mode."""
+    raw = (b"From: =?utf-8\x00?q?x?= <mailer-daemon@mx.example.org>\nSubject: =?x-nope?q?y?=\n"
+           b"Content-Type: text/plain; charset=\"utf-8\x00\"\nContent-Transfer-Encoding: base64\n\n@@@\xff\n")
+    r = parse_message(raw)
+    assert r.kind == "none"
+    assert r.problem and "undecodable" in r.problem
+
+
+# --------------------------------------------------------------------------- linear time on hostile lines
+
+
+def test_a_report_followed_by_a_flood_of_short_lines_is_still_read():
+    from relcomm_tui.receipts import parse
+
+    raw = NO_BOUNDARY_DSN.replace(b"--lost--\n", b"--lost--\n" + b"\n" * (parse.MAX_LINES * 2))
+    r = parse_message(raw)
+    assert [(x.address, x.action) for x in r.recipients] == [("carol@example.net", "failed")]
+    flood = b"From: someone@example.org\nSubject: hi\n\n" + b"\n" * (parse.MAX_LINES * 2)
+    assert "lines: only the first ones were parsed" in (parse_message(flood).problem or "")
+
+
+@pytest.mark.parametrize("line", [b"|", b"#", b"-", b"\t", b"\n"])
+def test_one_long_line_costs_linear_time(line):
+    """A bounce whose text is one run of a single character: each of these backtracked quadratically
+    or cubically (8 KB of '|' took minutes). Time 1 KB and 32 KB: 32 times the text, at most ~64
+    times the work, whatever the machine's speed (quadratic would be 1,000 times)."""
+    head = (b"From: MAILER-DAEMON@mx.example.org\nSubject: Undelivered Mail Returned to Sender\n"
+            b"Content-Type: text/plain\n\nThis message could not be delivered to bob@example.net.\n")
+
+    def cost(n: int) -> float:
+        best = float("inf")
+        for _ in range(3):
+            start = time.perf_counter()
+            r = parse_message(head + line * n)
+            best = min(best, time.perf_counter() - start)
+        assert r.kind == "dsn" and r.recipients[0].address == "bob@example.net"
+        return best
+
+    small, big = cost(1024), cost(32 * 1024)
+    assert big < max(small, 0.001) * 200, f"{big:.3f}s for 32 KB against {small:.4f}s for 1 KB"
+
+
+# --------------------------------------------------------------------------- fates and reasons (issue 11)
+
+
+def _delay_dsn(fields: str, human: str = "Your message is delayed.", subject: str = "Delayed Mail") -> bytes:
+    raw = _report("delivery-status", human, fields, "delivery-status")
+    return raw.replace(b"Subject: Delivery Status Notification", f"Subject: {subject}".encode(), 1)
+
+
+def _one(raw: bytes):
+    r = parse_message(raw)
+    assert r.kind == "dsn" and len(r.recipients) == 1, (r.kind, r.recipients)
+    return r.recipients[0]
+
+
+@pytest.mark.parametrize("diagnostic", [
+    "smtp; 451 4.4.7 Message expired in queue",
+    "X-Postfix; delivery time expired",
+    "smtp; 421 4.4.2 Connection timed out; giving up on this message",
+    "x-local; retry timeout exceeded",
+])
+def test_a_delay_whose_server_words_say_it_is_over_is_a_failure(diagnostic):
+    fields = (f"Reporting-MTA: dns; mx.example.org\n\nFinal-Recipient: rfc822; bob@example.net\n"
+              f"Action: delayed\nStatus: 4.4.7\nDiagnostic-Code: {diagnostic}\n")
+    r = _one(_delay_dsn(fields))
+    assert r.action == "failed"
+    assert r.diagnostic == diagnostic.split(";", 1)[1].strip()  # the server's words, as they are
+
+
+@pytest.mark.parametrize("diagnostic", [
+    "smtp; 454 4.7.5 TLS handshake failed: certificate has expired",
+    "smtp; 451 4.4.7 Message delayed, the queue entry will expire in 2 days",
+    "smtp; 450 4.2.0 <bob@example.net>: Recipient address rejected: Greylisted",
+    "smtp; 451 4.7.1 Password expired for relay account, try again later",
+    "smtp; 451 4.4.7 We are not giving up yet",
+])
+def test_a_real_delay_stays_a_delay(diagnostic):
+    fields = (f"Reporting-MTA: dns; mx.example.org\n\nFinal-Recipient: rfc822; bob@example.net\n"
+              f"Action: delayed\nStatus: 4.4.7\nDiagnostic-Code: {diagnostic}\n")
+    r = _one(_delay_dsn(fields))
+    assert r.action == "delayed"
+    assert r.diagnostic == diagnostic.split(";", 1)[1].strip()
+
+
+def test_expiry_words_in_the_human_part_are_read_per_recipient():
+    """OpenSMTPD lists "address: error" lines: only the expired envelope is failed."""
+    human = ("    A message is delayed for more than 0 seconds for the following\n    list of recipients:\n\n"
+             "bob@example.net: Envelope expired\ncarol@example.org: 421 4.7.0 Try again later\n\n"
+             "    Please note that this is only a temporary failure report.\n")
+    fields = ("Reporting-MTA: dns; mx.example.org\n\nFinal-Recipient: rfc822; bob@example.net\nAction: delayed\n"
+              "Status: 4.4.7\n\nFinal-Recipient: rfc822; carol@example.org\nAction: delayed\nStatus: 4.7.0\n")
+    r = parse_message(_delay_dsn(fields, human))
+    assert [(x.address, x.action, x.diagnostic) for x in r.recipients] == [
+        ("bob@example.net", "failed", "Envelope expired"),
+        ("carol@example.org", "delayed", "421 4.7.0 Try again later")]
+
+
+def test_only_a_delay_is_turned_into_a_failure():
+    human = "<bob@example.net>: delivered; your old message expired long ago, giving up on it\n"
+    fields = ("Reporting-MTA: dns; mx.example.org\n\nFinal-Recipient: rfc822; bob@example.net\nAction: delivered\n"
+              "Status: 2.0.0\n")
+    r = _one(_delay_dsn(fields, human, "Successful Mail Delivery Report"))
+    assert r.action == "delivered"
+
+
+def test_a_reason_without_server_words_is_the_status_meaning():
+    human = ("This is an automatically generated Delivery Status Notification.\n\n"
+             "THIS IS A WARNING MESSAGE ONLY.\n\nYOU DO NOT NEED TO RESEND YOUR MESSAGE.\n\n"
+             "Delivery to the following recipients has been delayed.\n\n       bob@example.net\n")
+    fields = "Reporting-MTA: dns; mx.example.org\n\nFinal-Recipient: rfc822;bob@example.net\nAction: delayed\nStatus: 4.4.1\n"
+    r = _one(_delay_dsn(fields, human))
+    assert (r.action, r.status, r.diagnostic) == ("delayed", "4.4.1", "No answer from host")
+
+
+def test_a_diagnostic_code_that_says_nothing_gives_way_to_the_recipients_line():
+    human = ("This is the mail system at host mx.example.org.\n\n"
+             "<bob@example.net>: connect to mx.example.net[192.0.2.7]:25: Connection timed out\n")
+    fields = ("Reporting-MTA: dns; mx.example.org\n\nFinal-Recipient: rfc822; bob@example.net\nAction: delayed\n"
+              "Status: 4.4.1\nDiagnostic-Code: X-Unix; 75\n")
+    r = _one(_delay_dsn(fields, human))
+    assert r.diagnostic == "connect to mx.example.net[192.0.2.7]:25: Connection timed out"
+
+
+def test_a_version_number_in_the_subject_is_not_a_status_code():
+    """Release announcements carry versions shaped like status codes ("Orion 5.1.1")."""
+    text = (b"From: Mail Delivery System <Mailer-Daemon@relay.example.org>\nTo: releases@example.com\n"
+            b"Subject: Warning: message 1UZtEa-0004xk-Ab delayed 24 hours\n\n"
+            b"This message was created automatically by mail delivery software.\n"
+            b"A message that you sent has not yet been delivered to one or more of its\n"
+            b"recipients after more than 24 hours on the queue on relay.example.org.\n\n"
+            b"The subject of the message is: Orion 5.1.1 released\n\n"
+            b"The address to which the message has not yet been delivered is:\n\n"
+            b"  bob@example.net\n    Delay reason: SMTP error from remote mail server after RCPT TO:<bob@example.net>:\n"
+            b"    host mx.example.net [192.0.2.26]: 451 Temporary local problem - please try later\n")
+    r = _one(text)
+    assert (r.action, r.status) == ("delayed", "")
+    assert r.diagnostic.endswith("451 Temporary local problem - please try later")
+
+    # the returned message's Subject quoted in the Diagnostic-Code, after the real code
+    fields = ("Reporting-MTA: dns; mx.example.org\n\nFinal-Recipient: rfc822; alice@example.org\nAction: failed\n"
+              "Status: 5.0.0\nDiagnostic-Code: smtp; 550 5.7.1 Message Orion 2.4 released blocked as spam\n")
+    raw = _report("delivery-status", "failed", fields, "delivery-status")
+    r = _one(raw.replace(b"Orion 2.4 released", b"Orion 5.1.1 released"))  # in the Subject and the diagnostic
+    assert (r.status, r.diagnostic) == ("5.7.1", "550 5.7.1 Message Orion 5.1.1 released blocked as spam")

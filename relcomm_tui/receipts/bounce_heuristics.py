@@ -12,6 +12,8 @@ import json
 import re
 from typing import Any
 
+from . import reasons
+
 # --------------------------------------------------------------------------- text utils
 
 # Tags never span a "<": "[^<>]" keeps every match attempt short, so hostile text such as
@@ -55,8 +57,10 @@ def html_to_text(text: str) -> str:
     return html.unescape(text)
 
 
+# A match may only start where no local-part character precedes: else a long run of them with no
+# "@" (a line of "|||" or "###") is rescanned from every position, in quadratic time.
 ADDR_RE = re.compile(
-    r"(?<![A-Za-z0-9._%+\-=])"
+    r"(?<![A-Za-z0-9!#$%&'*+/=?^_`{|}~.\-])"
     r"([A-Za-z0-9!#$%&'*+/=?^_`{|}~\-]+(?:\.[A-Za-z0-9!#$%&'*+/=?^_`{|}~\-]+)*"
     r"@(?:[A-Za-z0-9](?:[A-Za-z0-9\-]*[A-Za-z0-9])?\.)+[A-Za-z0-9\-]*[A-Za-z0-9]"
     r"|[A-Za-z0-9!#$%&'*+/=?^_`{|}~\-]+(?:\.[A-Za-z0-9!#$%&'*+/=?^_`{|}~\-]+)*@[A-Za-z0-9\-]+)"
@@ -80,41 +84,95 @@ def trim(text: str, n: int = 300) -> str:
     return " ".join((text or "").split())[:n]
 
 
+# --------------------------------------------------------------------------- subjects are not statuses
+
+# "Orion 5.1.1 released": a release announcement's subject holds version numbers shaped like status
+# codes, and bounces quote it ("The subject of the message is: ...", "Undeliverable: ...").
+_SUBJECT_LINE_RE = re.compile(r"(?im)^[ \t>]*(?:the subject of the message is|subject)[ \t]*:[^\n]*")
+_VERSIONISH_RE = re.compile(r"[245]\.\d{1,3}\.\d{1,3}")
+
+
+def subjects_of(report_subject: str, parts, body: str = "", notice_end: int = 0) -> list[str]:
+    """Subjects that may be quoted in a report: its own and the returned message's (attached, or
+    inline in ``body`` after ``notice_end``, the end of the notification)."""
+    found = [report_subject or ""]
+    for h in getattr(parts, "original_headers", []):
+        found.append(h.get("subject", ""))
+    if body and notice_end:
+        found.append(inline_original_headers(body, notice_end).get("subject", ""))
+    out = []
+    for subject in found:
+        subject = " ".join(str(subject).split())[:500]
+        if _VERSIONISH_RE.search(subject) and subject not in out:
+            out.append(subject)
+    return out
+
+
+def mask_subjects(text: str, subjects: list[str]) -> str:
+    """``text`` with status-shaped numbers inside quoted subjects (and Subject lines) blanked out,
+    same length (positions stay valid)."""
+    if not text or not _VERSIONISH_RE.search(text):
+        return text
+    blank = lambda m: re.sub(r"\d", "x", m.group(0))  # noqa: E731
+    text = _SUBJECT_LINE_RE.sub(blank, text)
+    for subject in subjects:
+        words = subject.split()
+        if len(words) < 2:  # a bare version would mask the real status everywhere
+            continue
+        pattern = r"\s+".join(re.escape(w) for w in words)
+        text = re.sub(pattern, blank, text, flags=re.I)
+    return text
+
+
 # --------------------------------------------------------------------------- DSN fields in text
 
 
-_DSN_FIELD_RE = re.compile(r"(?im)^\s*(Final-Recipient|Original-Recipient)\s*:\s*\S")
-_DSN_ACTION_RE = re.compile(r"(?im)^\s*(Action|Status)\s*:\s*\S")
+_DSN_FIELD_RE = re.compile(r"(?im)^[ \t]*(Final-Recipient|Original-Recipient)[ \t]*:[ \t]*(?:\r?\n[ \t]+)?\S")
+_DSN_ACTION_RE = re.compile(r"(?im)^[ \t]*(Action|Status)[ \t]*:[ \t]*(?:\r?\n[ \t]+)?\S")
 
 
 def has_dsn_fields(text: str) -> bool:
     return bool(text and _DSN_FIELD_RE.search(text) and _DSN_ACTION_RE.search(text))
 
 
-def enrich_dsn_recipients(recips: list, bodytext: str, weak: set[int] | None = None) -> None:
-    """Fill a missing diagnostic from the human-readable part, and replace a status
-    that did not come from the remote server (no code in Diagnostic-Code) by the
-    remote server's code quoted in the human-readable part near the recipient."""
-    if not bodytext:
-        return
+def enrich_dsn_recipients(recips: list, bodytext: str, weak: set[int] | None = None,
+                          subjects: list[str] | None = None) -> None:
+    """Complete DSN recipients from the human-readable part: a status that did not come from the
+    remote server (no code in Diagnostic-Code) is replaced by the remote server's code quoted next
+    to the recipient; a "delayed" recipient whose server words say it gave up is failed; every
+    recipient gets a reason (see ``reasons``: Diagnostic-Code, its own entry, the status meaning)."""
     weak = weak or set()
-    text = cut_original(bodytext)
-    low = text.lower()
+    note = reasons.Notification(cut_original(bodytext or ""))
+    low = note.low
+    alone = len(recips) == 1
     for idx, r in enumerate(recips):
         generic = not r.status or (idx in weak and r.status.endswith(".0.0"))
-        if not generic and r.diagnostic:
-            continue
-        i = low.find(r.address) if r.address else -1
-        if i < 0:
-            continue
-        ctx = text[i:i + 600]
         if generic:
-            st = find_status(ctx)
+            i = low.find(r.address) if r.address else -1
+            st = find_status(mask_subjects(note.text[i:i + 600], subjects or [])) if i >= 0 else ""
             if st and (not r.action or st[0] == {"delivered": "2"}.get(r.action, st[0])):
                 if not (r.action == "failed" and st[0] == "2"):
                     r.status = st
-        if not r.diagnostic:
-            r.diagnostic = trim(ctx)
+        entry = note.entry(r.address)
+        if not entry and r.final_recipient and r.final_recipient != r.address:
+            entry = note.entry(r.final_recipient)
+        if r.action == "delayed" and (reasons.says_final(r.diagnostic, r.status)
+                                      or reasons.says_final(entry, r.status)):
+            r.action = "failed"  # e.g. OpenSMTPD: "Action: delayed", 4.4.7, "Envelope expired"
+        r.diagnostic = explain(r.status, r.diagnostic, entry, note if alone else None)
+
+
+def explain(status: str, diagnostic: str, entry: str, note: "reasons.Notification | None") -> str:
+    """A recipient's reason: the server's diagnostic, else its entry in the notification, else what
+    the status code means; the notification's most telling line (when the report is about this
+    recipient only) before a meaning that says no more than "other or undefined"."""
+    chosen = reasons.choose(diagnostic, entry)
+    if chosen:
+        return chosen
+    meaning = reasons.status_meaning(status)
+    if meaning and not status.endswith(".0"):
+        return meaning
+    return (note.best_sentence() if note is not None else "") or meaning
 
 
 # --------------------------------------------------------------------------- JSON notifications
@@ -239,7 +297,10 @@ _BOUNCE_SUBJECT_RE = re.compile(
     r"delivery status|failed delivery|delivery unsuccessful|rejected|unable to deliver|"
     r"mail failure|bounce|nondeliverable|permanent error|message delivery|error sending|"
     r"Deliver(y|ed)? ?fail|ndr\b|mail could not|problem delivering|notification d.?.?tat de la remise|"
-    r"unzustellbar|onbestelbaar|non recapitabile|no se puede entregar|retour de courrier",
+    r"unzustellbar|onbestelbaar|non recapitabile|no se puede entregar|retour de courrier|"
+    r"warning: message \S+ delayed|still being retried|"
+    # Japanese carriers and MTAs: "mail error notice", "delivery error", "undelivered", "returned"
+    r"メールエラー|配信エラー|配送エラー|送信エラー|エラー通知|不達|未達|返送|配信できません|届きませんでした",
     re.I,
 )
 
@@ -247,11 +308,11 @@ _BOUNCE_BODY_RE = re.compile(
     r"could not be delivered|couldn.t be delivered|was not delivered|permanent (fatal )?error|"
     r"undeliverable|delivery (has )?failed|delivery to the following recipient|"
     r"following address(es)?( had permanent fatal errors| failed)|wasn.t able to deliver|"
-    r"unable to deliver|user unknown|unknown user|no such user|mailbox (unavailable|full|not found)|"
+    r"unable to deliver|user unknown|unknown user|no such user|mailbox (?:is )?(?:unavailable|full|not found)|"
     r"message was not delivered|message could not be|returned to sender|delivery failure|"
     r"failed to deliver|message you sent|rejected your message|delivery attempts|"
     r"could not deliver|not be delivered|transcript of session|hasn.t been delivered|"
-    r"have not yet been delivered|delivery is delayed|has been delayed|delivery to .* delayed|"
+    r"ha(?:ve|s) not yet been delivered|delivery is delayed|has been delayed|delivery to [^\n]{0,200}?delayed|"
     r"recipient address rejected|address rejected|over quota|quota exceeded|"
     r"the following (message|recipient|address)|below this line is a copy",
     re.I,
@@ -265,7 +326,8 @@ def _local(addr: str) -> str:
 def looks_like_bounce(headers: dict, subject: str, from_address: str, body: str, parts) -> bool:
     score = 0
     frm = headers.get("from", "").lower()
-    if _local(from_address) in ("mailer-daemon", "mailerdaemon", "mail-daemon", "postmaster", "maildaemon") \
+    if _local(from_address) in ("mailer-daemon", "mailerdaemon", "mail-daemon", "postmaster", "maildaemon",
+                                "post_master", "post-master") \
             or "mailer-daemon" in frm or "mail delivery" in frm or "postmaster" in frm \
             or "mailer daemon" in frm or "delivery subsystem" in frm:
         score += 2
@@ -328,20 +390,94 @@ def looks_like_complaint(headers: dict, subject: str, body: str, parts) -> bool:
     return bool(parts.original_headers) and ("complaint" in subj.lower() or "abuse" in subj.lower())
 
 
+# --------------------------------------------------------------------------- mailing lists
+
+# Headers that list managers (fml, Mailman, ezmlm, Majordomo, LISTSERV, Sympa) put on what they send.
+_LIST_HEADERS = ("x-mlserver", "x-ml-name", "x-ml-info", "x-mailman-version", "list-id", "mailing-list",
+                 "x-mailing-list", "list-post", "x-listserver", "x-list-name", "x-sympa-to", "x-loop")
+_LIST_ADMIN_RE = re.compile(r"(?i)^(?:owner-.+|.+-(?:admin|owner|request|bounces?|ctl|approval)|mailman|"
+                            r"majordomo|listserv|sympa|fml|ezmlm)$")
+_LIST_REFUSAL_RE = re.compile(
+    r"(?i)not (?:a )?member|are not member|non-?members? (?:are )?not allowed|only (?:list )?members|"
+    r"members only|not (?:allowed|permitted|authori[sz]ed) to post|post(?:ing)? (?:is |was )?(?:rejected|"
+    r"refused|denied|not allowed)|(?:message|post|request) (?:was |has been )?rejected|has been rejected|"
+    r"loop alert|mail loop|duplicated? message-id")
+
+
+def list_refusal(headers: dict, subject: str, from_address: str, body: str) -> list[dict]:
+    """A mailing list manager refusing a post (not a member, a loop): the list address did not get
+    the message. Recipients as dicts, [] when this is not such a notice."""
+    if not any(h in headers for h in _LIST_HEADERS) or not _LIST_ADMIN_RE.match(_local(from_address)):
+        return []
+    notice = cut_original(body or "")[:5000]
+    if not (_LIST_REFUSAL_RE.search(subject or "") or _LIST_REFUSAL_RE.search(reasons.clean(notice))):
+        return []
+    parties = {a.lower() for k in ("from", "to", "reply-to", "sender") for a in ADDR_RE.findall(headers.get(k, ""))}
+    address = ""
+    for m in re.finditer(r"<(" + ADDR_RE.pattern + r")>", notice):
+        a = m.group(1).lower()
+        if a not in parties and not _LIST_ADMIN_RE.match(_local(a)):
+            address = a
+            break
+    if not address:
+        m = re.search(r"<mailto:(" + ADDR_RE.pattern + r")", headers.get("list-post", ""), re.I)
+        address = m.group(1).lower() if m else ""
+    if not address:
+        return []
+    note = reasons.Notification(notice)
+    why = reasons.choose(note.best_sentence(minimum=1), subject or "")
+    return [dict(address=address, final_recipient=address, action="failed", status="", diagnostic=why)]
+
+
 # --------------------------------------------------------------------------- bounce body extraction
 
-_ORIGINAL_SEP_RE = re.compile(
-    r"(?im)^[ \t>|]*(?:"
-    r"[-=_*#|]{2,}[^\n]*(?:original|returned|undelivered|unsent|copy of|message text|message body|"
-    r"headers? (?:of|follow)|header of)[^\n]*|"
-    r"[^\n]*(?:below this line is a copy|copy of the (?:original )?message|(?:this is a )?copy of your message|"
+# Where the returned message starts: a line holding one of these words ...
+_SEP_WORDS_RE = re.compile(
+    r"(?i)below this line is a copy|copy of the (?:original )?message|(?:this is a )?copy of your message|"
     r"original message (?:follows|headers|is attached)|message headers? follows?|headers of the original message|"
     r"header of the original message|(?:original|returned|undelivered|unsent) message (?:follows|below|headers)|"
-    r"original message header)[^\n]*|"
-    r"(?:original|returned|undelivered|unsent) message:?[ \t]*|"
-    r"content-type: message/rfc822[^\n]*"
-    r")\r?$"
-)
+    r"original mail (?:as )?follows|original message header")
+# ... a rule ("----- Original message -----") naming it, or a line that only names it
+_RULE_CHARS = frozenset("-=_*#|")
+_RULE_LEAD = frozenset(" \t>|")
+_SEP_RULE_WORDS_RE = re.compile(r"(?i)original|returned|undelivered|unsent|copy of|message text|message body|"
+                                r"headers? (?:of|follow)|header of")
+_SEP_LINE_RE = re.compile(
+    r"(?im)^[ \t>|]*(?:(?:original|returned|undelivered|unsent) message:?[ \t]*\r?$|content-type: message/rfc822)")
+
+
+def _starts_with_rule(line: str) -> bool:
+    """True when ``line`` is [ \\t>|]* then two or more of -=_*#| (a rule), decided in one pass: as one
+    regex the two overlapping classes backtrack in quadratic time on a long line of '|' or '-'."""
+    j = 0
+    while j < len(line) and line[j] in _RULE_LEAD:
+        j += 1
+    if line[j:j + 2] and len(line[j:j + 2]) == 2 and all(c in _RULE_CHARS for c in line[j:j + 2]):
+        return True
+    if j >= 1 and line[j - 1] == "|" and j < len(line) and line[j] in _RULE_CHARS:
+        return True
+    return "||" in line[:j]
+
+
+def _returned_message_start(text: str) -> int:
+    """Offset of the line that starts the returned message, len(text) when none does."""
+    end = len(text)
+    m = _SEP_WORDS_RE.search(text)
+    if m:
+        end = text.rfind("\n", 0, m.start()) + 1
+    m = _SEP_LINE_RE.search(text, 0, end)
+    if m:
+        end = min(end, m.start())
+    pos = 0
+    while pos < end:
+        nl = text.find("\n", pos)
+        stop = len(text) if nl < 0 else nl
+        line = text[pos:stop]
+        if _starts_with_rule(line) and _SEP_RULE_WORDS_RE.search(line):
+            return pos
+        pos = stop + 1
+    return end
+
 
 _HEADER_LINE_RE = re.compile(
     r"(?im)^(Return-Path|Received|Message-ID|From|Date|Subject|To|MIME-Version|Content-Type|"
@@ -351,8 +487,7 @@ _HEADER_LINE_RE = re.compile(
 
 def cut_original(text: str) -> str:
     """The notification part of a bounce body: everything before the returned message."""
-    m = _ORIGINAL_SEP_RE.search(text)
-    end = m.start() if m else len(text)
+    end = _returned_message_start(text)
     # a block of 3+ mail header lines in a row also starts the returned message
     lines = text[:end].split("\n")
     run = 0
@@ -423,12 +558,25 @@ def _candidate_addresses(text: str) -> list[tuple[str, int]]:
     return out
 
 
+# An address standing at the start of its line, then the rest of the line. (No two neighbouring
+# quantifiers over the same characters: "[ \t]*(...)?[ \t]*" backtracks cubically on a line of tabs.)
 _STRONG_LINE_RE = re.compile(
-    r"(?m)^[ \t]*(?:RCPT TO:|Recipient:|Address:|Original-Recipient:|Final-Recipient:)?[ \t]*(?:rfc822;)?[ \t]*"
-    r"<?" + ADDR_RE.pattern + r">?[ \t]*"
-    r"(:.*|\.\.\..*|\(expanded from[^\n]*|\(.*|;.*|,.*|[ \t]+[^@\n]*)?\r?$",
+    r"(?m)^[ \t]*(?:(?:RCPT TO:|Recipient:|Address:|Original-Recipient:|Final-Recipient:)[ \t]*)?"
+    r"(?:rfc822;[ \t]*)?<?" + ADDR_RE.pattern + r">?([^\n]*)$",
     re.I,
 )
+
+
+def _entry_tail(rest: str) -> str | None:
+    """What follows a line-leading address when the line is that address's entry ("<a@b>: reason",
+    "a@b... User unknown", "a@b (expanded from ...)", "a@b  reason"); None when it is not."""
+    rest = rest.rstrip("\r")
+    words = rest.lstrip(" \t")
+    if not words or words.startswith((":", "...", "(", ";", ",")):
+        return words
+    if rest[:1] in (" ", "\t") and "@" not in rest:
+        return words
+    return None
 _SENDER_LINE_RE = re.compile(r"sender ok|sender address|mail from|is the sender|from:", re.I)
 
 
@@ -449,10 +597,13 @@ def extract_bounce_recipients(body: str, headers: dict, parts, from_address: str
     addrs: list[str] = []
     # 1. addresses standing at the start of a line ("<a@b>:", "a@b", "<a@b>... User unknown")
     for m in _STRONG_LINE_RE.finditer(text):
+        tail = _entry_tail(m.group(2))
+        if tail is None:
+            continue
         a = m.group(1).strip(".").lower()
         if a in bounce_from or _local(a) in SYSTEM_LOCALS or "." not in a.split("@", 1)[1]:
             continue
-        if _SENDER_LINE_RE.search(m.group(2) or ""):
+        if _SENDER_LINE_RE.search(tail):
             continue
         if a not in addrs:
             addrs.append(a)
@@ -477,40 +628,79 @@ def extract_bounce_recipients(body: str, headers: dict, parts, from_address: str
     if not addrs:
         return []
 
-    low = text.lower()
-    delayed = bool(re.search(r"delay|will (continue|keep) trying|not yet been delivered|temporar|"
-                             r"will retry|still trying", low))
-    permanent = bool(re.search(r"permanent|fatal|could not be delivered|undeliverable|failed|"
-                               r"rejected|unknown|not delivered|given up|giving up", low))
+    note = reasons.Notification(text)
+    subjects = subjects_of(headers.get("subject", ""), parts, body or "", len(text))
+    said = reasons.clean(text[:20000]).lower()  # the notification without its boilerplate
+    delay_said = bool(_DELAY_RE.search(text[:20000]) or _DELAY_SUBJECT_RE.search(headers.get("subject", "")))
+    # "I've given up", "too long in the queue", "Returned mail: Cannot send message for 5 days"
+    final_said = reasons.says_final(text[:20000]) or reasons.says_final(headers.get("subject", ""))
+    permanent_said = bool(_PERMANENT_RE.search(said))
     recs = []
+    where: dict[str, list[int]] = {}  # candidate -> its positions; cands are in text order
+    for i, (c, _) in enumerate(cands):
+        where.setdefault(c, []).append(i)
     for a in addrs:
-        positions = [p for c, p in cands if c == a]
+        mine = where.get(a, [])
+        positions = [cands[i][1] for i in mine]
         start = positions[0] if positions else 0
         # context: from the address to the next different candidate address
-        nxt = [p for c, p in cands if p > start and c != a]
-        end = min(nxt[0] if nxt else len(text), start + 1500)
+        first = mine[0] + 1 if mine else 0
+        end = len(text)
+        for c, p in cands[first:]:
+            if p > start and c != a:
+                end = p
+                break
+        end = min(end, start + 1500)
         ctx = text[start:end]
-        status = find_status(ctx)
+        entry = note.entry(a)
+        status = find_failure_status(mask_subjects(entry, subjects)) or find_failure_status(
+            mask_subjects(ctx, subjects))
         if not status:
             for p in positions[1:]:
-                status = find_status(text[p:p + 600])
+                status = find_failure_status(mask_subjects(text[p:p + 600], subjects))
                 if status:
                     break
-        if not status:
-            status = find_status(text)
-        action = "failed"
-        if status.startswith("4") or (delayed and not permanent and not status.startswith("5")):
-            action = "delayed"
-        diag = _diagnostic(ctx, a) or _diagnostic(text, a)
+        if not status and len(addrs) == 1:  # anywhere in the notice: only when it is about one recipient
+            status = find_failure_status(mask_subjects(text, subjects))
+        # the server's reply for this recipient decides; then what the whole notice says
+        m = FAIL_SMTP_CODE_RE.search(entry or ctx)
+        kind = status[:1] or (m.group(1)[:1] if m else "")
+        if reasons.says_final(entry, status):
+            action = "failed"
+        elif kind == "5":
+            action = "failed"
+        elif kind == "4":
+            action = "failed" if final_said else "delayed"
+        else:
+            action = "delayed" if delay_said and not permanent_said and not final_said else "failed"
+        diag = explain(status, "", entry or _diagnostic(ctx, a), note if len(addrs) == 1 else None)
         recs.append(dict(address=a, final_recipient=a, action=action, status=status, diagnostic=diag))
     return recs
 
 
+_DELAY_RE = re.compile(
+    r"(?i)delay|will (?:continue|keep) trying|not yet been delivered|not yet received|temporar|will retry|"
+    r"will be retried|still being retried|still trying|warning only|warning message only|"
+    r"do not need to re-?send|no need to resend|will continue to (?:try|attempt)")
+_DELAY_SUBJECT_RE = re.compile(r"(?i)delay|warning|still being retried|will retry")
+_PERMANENT_RE = re.compile(r"permanent|fatal|could not be delivered|undeliverable|failed|rejected|unknown|"
+                           r"not delivered|no such|does not exist")
+FAIL_STATUS_RE = re.compile(r"(?<![\d.])([45])\.(\d{1,3})\.(\d{1,3})(?![\d]|\.\d)")
+FAIL_SMTP_CODE_RE = re.compile(r"(?<![\d.\-])([45]\d\d)(?:[\s\-]|$)")
+
+
+def find_failure_status(text: str) -> str:
+    """The first 4.x.x or 5.x.x status in ``text``: a 2.x.x one there acknowledged a command of the
+    transcript (250 2.1.5 for RCPT TO), it says nothing about the failure."""
+    m = FAIL_STATUS_RE.search(text or "")
+    return ".".join(m.groups()) if m else ""
+
+
 def _diagnostic(ctx: str, addr: str) -> str:
-    for line in ctx.split("\n"):
-        s = line.strip()
+    """The first line after the recipient's address that carries a reply code or failure words."""
+    for line in ctx.split("\n")[:40]:
+        s = line.strip()[:reasons.LINE_MAX]
         if SMTP_CODE_RE.search(s) or STATUS_RE.search(s) or re.search(
                 r"unknown|does not exist|full|quota|rejected|denied|refused|invalid|disabled|blocked", s, re.I):
-            return trim(s)
-    rest = ctx.replace(addr, "", 1)
-    return trim(rest)
+            return s
+    return ""

@@ -4,14 +4,24 @@ the non-standard bounce formats of real MTAs.
 ``parse_message`` never raises: on trouble it returns a ``Report`` whose kind is
 "none" and whose ``problem`` says why.  All work is capped (message size, text
 part size, number of MIME parts) so hostile input stays cheap.
+
+Only the errors a broken message can make the standard library raise (unknown
+charsets, undecodable bytes, malformed MIME: ``MESSAGE_ERRORS``) are expected.
+With ``RELCOMM_PARSE_STRICT=1`` (the tests set it) any other exception is raised
+again, so a bug in the parser fails a test instead of becoming an "unparseable
+message" a user would never question.
 """
 
 from __future__ import annotations
 
+import binascii
 import codecs
 import email
+import email.errors
 import email.policy
+import itertools
 import json
+import os
 import re
 from dataclasses import dataclass, field
 from email.header import decode_header, make_header
@@ -22,6 +32,7 @@ from typing import Iterable
 from . import bounce_heuristics as bh
 
 __all__ = [
+    "MESSAGE_ERRORS",
     "Report",
     "RecipientOutcome",
     "parse_message",
@@ -36,9 +47,33 @@ MAX_TEXT_BYTES = 256 * 1024  # per text part
 MAX_PARTS = 200
 MAX_CONTAINERS = 40  # multipart/* and message/* declarations parsed; nesting beyond is read as text
 MAX_BOUNDARY_LINES = 1000  # "--..." lines parsed: the stdlib parser makes a part for each
+MAX_LINES = 100_000  # lines parsed: the stdlib parser keeps an object per line (4 MB of blank lines: 150 MB)
 MAX_HEADERS = 1000  # header fields of the message looked at
 MAX_HEADER_CHARS = 4096  # of one header value: our regexes must never see megabytes of subject
 DIAG_MAX = 300
+
+# What a broken message can make the email package and the codecs raise: tolerated, the part is skipped.
+MESSAGE_ERRORS = (LookupError, UnicodeError, binascii.Error, email.errors.MessageError)
+STRICT_ENV = "RELCOMM_PARSE_STRICT"
+
+
+def strict() -> bool:
+    """True when unexpected exceptions must surface (tests), False for users (degrade gracefully)."""
+    return os.environ.get(STRICT_ENV, "").strip() not in ("", "0")
+
+
+def is_message_error(exc: BaseException) -> bool:
+    if isinstance(exc, MESSAGE_ERRORS):
+        return True
+    # the codec registry refuses a charset name holding a NUL (an RFC 2047 word's) with a ValueError
+    return type(exc) is ValueError and "null character" in str(exc)
+
+
+def _tolerate(exc: BaseException) -> None:
+    """Called from an ``except`` that goes on without the broken part: in strict mode anything
+    but a message error is a bug and is raised again."""
+    if strict() and not is_message_error(exc):
+        raise exc
 
 
 @dataclass
@@ -97,22 +132,32 @@ def _msgids(value: str | None) -> list[str]:
     return out
 
 
+def _raw_items(msg: Message) -> list[tuple[str, str]]:
+    """The first MAX_HEADERS header fields as parsed: 8-bit bytes (RFC 6532 UTF-8 headers) still
+    surrogates, where msg.get() would give a Header whose text is replacement characters."""
+    try:
+        return list(itertools.islice(msg.raw_items(), MAX_HEADERS))
+    except Exception as exc:
+        _tolerate(exc)
+        return []
+
+
 def _header_str(msg: Message, name: str) -> str:
     """Decoded header value as str (RFC 2047 decoded), never raising."""
-    try:
-        value = msg.get(name)
-    except Exception:
-        return ""
+    name = name.lower()
+    value = next((v for k, v in _raw_items(msg) if str(k).lower() == name), None)
     if value is None:
         return ""
     if isinstance(value, str):
-        value = value[:MAX_HEADER_CHARS]  # decode_header is quadratic in encoded words
+        # decode_header is quadratic in encoded words; raw 8-bit (RFC 6532 UTF-8) comes as surrogates
+        value = _unescape(value[:MAX_HEADER_CHARS])
     try:
         if isinstance(value, str) and "=?" in value:
             value = str(make_header(decode_header(value)))
         else:
             value = str(value)
-    except Exception:
+    except Exception as exc:
+        _tolerate(exc)
         value = str(value)
     return " ".join(value[:MAX_HEADER_CHARS].split())
 
@@ -121,20 +166,16 @@ def _header_values(msg: Message) -> dict[str, str]:
     """First value of every header (lowercased names), decoded and capped, in one pass:
     looking each name up with msg.get() is quadratic in the number of headers."""
     out: dict[str, str] = {}
-    try:
-        items = msg.items()[:MAX_HEADERS]
-    except Exception:
-        return out
-    for name, value in items:
+    for name, value in _raw_items(msg):
         key = str(name).lower()
         if key in out:
             continue
-        value = str(value)[:MAX_HEADER_CHARS]
+        value = _unescape(str(value)[:MAX_HEADER_CHARS])
         try:
             if "=?" in value:
                 value = str(make_header(decode_header(value)))
-        except Exception:
-            pass
+        except Exception as exc:
+            _tolerate(exc)
         out[key] = " ".join(value.split())
     return out
 
@@ -155,6 +196,17 @@ def _limit_structure(raw: bytes) -> tuple[bytes, bool]:
                 cut = min(cut, m.start())
                 break
     return (raw[:cut], True) if cut < len(raw) else (raw, False)
+
+
+def _limit_lines(raw: bytes) -> tuple[bytes, bool]:
+    """Cut the message after its MAX_LINES-th line. Real messages stay far below (4 MB of 76-column
+    lines is 55,000); only a message of very short lines reaches it, and its report comes first."""
+    if raw.count(b"\n") <= MAX_LINES:
+        return raw, False
+    pos = -1
+    for _ in range(MAX_LINES):
+        pos = raw.find(b"\n", pos + 1)
+    return raw[:pos + 1], True
 
 
 def _bare_address(value: str) -> str:
@@ -189,15 +241,22 @@ def xtext_decode(value: str) -> str:
     return re.sub(r"\+([0-9A-Fa-f]{2})", rep, value)
 
 
+def _lookup_charset(charset: str) -> codecs.CodecInfo:
+    """codecs.lookup, with a NUL in the name a LookupError too (codecs raises ValueError for it)."""
+    if "\0" in charset:
+        raise LookupError(f"unknown encoding: {charset!r}")
+    return codecs.lookup(charset)
+
+
 def _decode_bytes(data: bytes, charset: str | None) -> str:
     if len(data) > MAX_TEXT_BYTES:
         data = data[:MAX_TEXT_BYTES]
     for cs in (charset, "utf-8"):
-        if not cs:
+        if not cs or "\0" in cs:  # a NUL in a codec name is a ValueError, not a LookupError
             continue
         try:
             return data.decode(cs)
-        except (LookupError, UnicodeDecodeError, TypeError, ValueError):
+        except (LookupError, UnicodeError):
             continue
     return data.decode("latin-1", errors="replace")
 
@@ -206,7 +265,8 @@ def _part_text(part: Message, problems: "_Parts | None" = None) -> str:
     """Decoded text of a non-multipart part, capped."""
     try:
         payload = part.get_payload(decode=True)
-    except Exception:
+    except Exception as exc:
+        _tolerate(exc)
         payload = None
     if payload is None:
         raw = part.get_payload()
@@ -222,12 +282,13 @@ def _part_text(part: Message, problems: "_Parts | None" = None) -> str:
         return ""
     try:
         charset = part.get_content_charset()
-    except Exception:
+    except Exception as exc:
+        _tolerate(exc)
         charset = None
     if charset and problems is not None:
         try:
-            codecs.lookup(charset)
-        except (LookupError, ValueError):  # ValueError: a NUL in the charset name
+            _lookup_charset(charset)
+        except LookupError:
             problems.problem(f"unknown charset {charset[:40]}")
     return _decode_bytes(payload, charset)
 
@@ -258,7 +319,8 @@ def _flatten(msg: Message) -> str:
         items = msg.raw_items() if hasattr(msg, "raw_items") else msg.items()
         for k, v in list(items)[:MAX_HEADERS]:
             lines.append(f"{k}: {_unescape(str(v)[:MAX_HEADER_CHARS])}")
-    except Exception:
+    except Exception as exc:
+        _tolerate(exc)
         pass
     body = ""
     try:
@@ -269,7 +331,8 @@ def _flatten(msg: Message) -> str:
                 p = msg.get_payload()
             if isinstance(p, str):
                 body = _unescape(p[:MAX_TEXT_BYTES])
-    except Exception:
+    except Exception as exc:
+        _tolerate(exc)
         pass
     return "\n".join(lines) + ("\n\n" + body if body else "")
 
@@ -357,7 +420,8 @@ def _walk(msg: Message, parts: _Parts, depth: int = 0, inside_original: bool = F
     parts.count += 1
     try:
         ctype = msg.get_content_type().lower()
-    except Exception:
+    except Exception as exc:
+        _tolerate(exc)
         ctype = "text/plain"
     for defect in getattr(msg, "defects", None) or []:
         parts.problem(_DEFECT_NAMES.get(type(defect).__name__, type(defect).__name__))
@@ -442,7 +506,8 @@ def _recover_multipart(ctype: str, payload: str) -> Message | None:
         sub = email.message_from_string(
             f'Content-Type: {ctype}; boundary="{boundary}"\n\n' + payload, policy=email.policy.compat32
         )
-    except Exception:
+    except Exception as exc:
+        _tolerate(exc)
         return None
     if not sub.is_multipart():
         return None
@@ -452,8 +517,8 @@ def _recover_multipart(ctype: str, payload: str) -> Message | None:
 # --------------------------------------------------------------------------- report kinds
 
 
-def _dsn_from_fields(texts: Iterable[str], report: Report, weak: set[int] | None = None
-                     ) -> list[RecipientOutcome]:
+def _dsn_from_fields(texts: Iterable[str], report: Report, weak: set[int] | None = None,
+                     subjects: list[str] | None = None) -> list[RecipientOutcome]:
     """Recipients of DSN field groups. Indexes of recipients whose Diagnostic-Code carries
     no enhanced status code are added to ``weak``."""
     if weak is None:
@@ -482,7 +547,7 @@ def _dsn_from_fields(texts: Iterable[str], report: Report, weak: set[int] | None
                 diag = diag.split(";", 1)[1]
             # the remote server's own enhanced code (in Diagnostic-Code) is more precise
             # than the reporting MTA's summary in Status
-            dstat = _status_in_diagnostic(diag)
+            dstat = _status_in_diagnostic(bh.mask_subjects(diag, subjects or []))
             if dstat and (not status or dstat[0] == status[0] or status.endswith(".0.0")
                           or (dstat[0] in "45" and status[0] in "45")):
                 status = dstat
@@ -493,10 +558,15 @@ def _dsn_from_fields(texts: Iterable[str], report: Report, weak: set[int] | None
                     _action_from_status(status) if status else "failed")
             if not action:
                 action = _action_from_status(status)
+            final_addr = _bare_address(final)
+            if orig and _internal(final_addr) and not _internal(addr):
+                # "@smtp.example.net:kijitora@server": a source route to an internal host name says
+                # where the reporting MTA handed the message on, not which mailbox was addressed
+                final_addr = addr
             recips.append(
                 RecipientOutcome(
                     address=addr,
-                    final_recipient=_bare_address(final),
+                    final_recipient=final_addr,
                     original_recipient=_bare_address(orig),
                     action=action,
                     status=status,
@@ -506,6 +576,12 @@ def _dsn_from_fields(texts: Iterable[str], report: Report, weak: set[int] | None
             if not dstat:
                 weak.add(len(recips) - 1)
     return recips
+
+
+def _internal(address: str) -> bool:
+    """An address whose domain is a bare host name (no dot): only meaningful inside one site."""
+    domain = address.rpartition("@")[2]
+    return "@" in address and "." not in domain and not domain.startswith("[")
 
 
 _DSN_ACTIONS = ("failed", "delayed", "delivered", "relayed", "expanded")
@@ -616,11 +692,11 @@ def _fill_original_ids(report: Report, parts: _Parts, bodytext: str) -> None:
                     report.envelope_id = xtext_decode(hdrs[key].strip())
                     break
     if not report.original_message_id and bodytext:
-        m = re.search(r"(?im)^\s*>?\s*Message-ID:\s*<([^<>\s]+@[^<>\s]+)>", bodytext)
+        m = re.search(r"(?im)^[ \t]*(?:>[ \t]*)?Message-ID:[ \t]*<([^<>\s]+@[^<>\s]+)>", bodytext)
         if m:
             report.original_message_id = m.group(1)
     if not report.envelope_id and bodytext:
-        m = re.search(r"(?im)^\s*(?:Original-Envelope-Id|X-Envelope-Id|Envelope-Id):\s*(\S+)", bodytext)
+        m = re.search(r"(?im)^[ \t]*(?:Original-Envelope-Id|X-Envelope-Id|Envelope-Id):[ \t]*(\S+)", bodytext)
         if m:
             report.envelope_id = xtext_decode(m.group(1))
 
@@ -663,14 +739,20 @@ def _sanitized(report: Report) -> Report:
 
 
 def parse_message(raw: bytes) -> Report:
-    """Parse one inbound message. Never raises. Its text holds no control characters."""
+    """Parse one inbound message. Never raises (but see ``strict``). Its text holds no control characters."""
     try:
         return _sanitized(_parse(raw))
     except RecursionError:
+        if strict():  # the structure limits exist so that this cannot happen
+            raise
         return Report(kind="none", problem="message nesting too deep")
     except MemoryError:
+        if strict():
+            raise
         return Report(kind="none", problem="message too large")
-    except Exception as exc:  # pragma: no cover - defensive
+    except Exception as exc:
+        if strict():
+            raise
         return Report(kind="none", problem=f"unparseable message ({type(exc).__name__})")
 
 
@@ -688,6 +770,7 @@ def _parse(raw: bytes) -> Report:
         nl = raw.find(b"\n")
         raw = raw[nl + 1:] if nl >= 0 else b""
     raw, cut = _limit_structure(raw)
+    raw, too_many_lines = _limit_lines(raw)
     msg = email.message_from_bytes(raw, policy=email.policy.compat32)
     if not msg.keys():
         return Report(kind="none", problem="no headers found")
@@ -699,11 +782,11 @@ def _parse(raw: bytes) -> Report:
         if isinstance(raw_value, str) and "=?" in raw_value:
             raw_value = raw_value[:MAX_HEADER_CHARS]
             try:
-                decode_header(raw_value)
                 for _, cs in decode_header(raw_value):
                     if cs:
-                        codecs.lookup(cs)
-            except Exception:
+                        _lookup_charset(cs)
+            except Exception as exc:
+                _tolerate(exc)
                 header_problem = f"undecodable {name} header"
     report.subject = _header_str(msg, "Subject")
     report.from_address = _bare_address(_header_str(msg, "From"))
@@ -729,22 +812,23 @@ def _parse(raw: bytes) -> Report:
 
     # 2. Standard DSN
     weak: set[int] = set()
-    recips = _dsn_from_fields(parts.dsn_texts, report, weak) if parts.dsn_texts else []
+    subjects = bh.subjects_of(report.subject, parts)
+    recips = _dsn_from_fields(parts.dsn_texts, report, weak, subjects) if parts.dsn_texts else []
     if not recips and bh.has_dsn_fields(bodytext):
-        recips = _dsn_from_fields([bodytext], report, weak)
+        recips = _dsn_from_fields([bodytext], report, weak, subjects)
     if not recips and parts.nested_dsn_texts and not parts.mdn_texts:
         # a bounce forwarded as an attachment
-        recips = _dsn_from_fields(parts.nested_dsn_texts, report, weak)
+        recips = _dsn_from_fields(parts.nested_dsn_texts, report, weak, subjects)
     if not recips and ">" in bodytext:
         # a forwarded (quoted) bounce
         unquoted = re.sub(r"(?m)^[ \t]*>[ \t>]?", "", bodytext)
         if bh.has_dsn_fields(unquoted):
-            recips = _dsn_from_fields([unquoted], report, weak)
+            recips = _dsn_from_fields([unquoted], report, weak, subjects)
             bodytext = unquoted
     if recips:
         report.kind = "dsn"
         _repair_local_less(recips, parts)
-        bh.enrich_dsn_recipients(recips, bodytext, weak)
+        bh.enrich_dsn_recipients(recips, bodytext, weak, subjects)
         report.recipients = recips
         _fill_original_ids(report, parts, bodytext)
         return report
@@ -774,7 +858,15 @@ def _parse(raw: bytes) -> Report:
         _fill_original_ids(report, parts, bodytext)
         return report
 
-    # 6. Non-standard bounce
+    # 6. A mailing list refused the post (not a member, a loop)
+    recs = bh.list_refusal(headers, report.subject, report.from_address, bodytext)
+    if recs:
+        report.kind = "dsn"
+        report.recipients = [RecipientOutcome(**r) for r in recs]
+        _fill_original_ids(report, parts, bodytext)
+        return report
+
+    # 7. Non-standard bounce
     if bh.looks_like_bounce(headers, report.subject, report.from_address, bodytext, parts):
         recs = bh.extract_bounce_recipients(bodytext, headers, parts, report.from_address)
         if recs:
@@ -783,7 +875,7 @@ def _parse(raw: bytes) -> Report:
             _fill_original_ids(report, parts, bodytext)
             return report
 
-    # 7. Auto reply
+    # 8. Auto reply
     if bh.looks_like_auto_reply(headers, report.subject):
         report.kind = "auto-reply"
         addr = report.from_address
@@ -795,7 +887,7 @@ def _parse(raw: bytes) -> Report:
         report.original_message_id = report.in_reply_to[0] if report.in_reply_to else None
         return report
 
-    # 8. Human reply
+    # 9. Human reply
     if report.in_reply_to:
         report.kind = "reply"
         report.recipients = [RecipientOutcome(address=report.from_address, final_recipient=report.from_address,
@@ -809,6 +901,8 @@ def _parse(raw: bytes) -> Report:
         problems.insert(0, header_problem)
     if cut:
         problems.insert(0, "too many nested or separate MIME parts: only the first ones were parsed")
+    if too_many_lines:
+        problems.insert(0, f"more than {MAX_LINES:,} lines: only the first ones were parsed")
     if truncated:
         problems.insert(0, "message truncated for parsing")
     if problems:
