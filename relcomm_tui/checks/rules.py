@@ -21,6 +21,7 @@ from urllib.parse import parse_qsl, urlsplit
 
 from ..plan import consent
 from ..compose.mime import header_injection, header_problem, header_too_long
+from ..compose.pages import page_target
 from ..common.net import is_loopback
 from ..plan.locate import close_match, find_line, keypath_text, shown
 from ..plan.model import Communique, Location, Plan, Recipient, StakeholderGroup
@@ -447,8 +448,6 @@ class _Checker:
                 except RenderError as error:
                     full_done = from_error(error, who, gid) != "address"  # else try the next recipient
         if communique.channel == "publish" and communique.spec.path:
-            from ..channels.publish import page_target
-
             try:
                 page_target(plan, communique)  # renders the path and refuses one that leaves where it may go
             except RenderError as error:
