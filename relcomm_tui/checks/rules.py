@@ -112,7 +112,7 @@ class _Checker:
         plan = self.plan
         known = [g.id for g in plan.groups]
         for index, communique in enumerate(plan.communiques):
-            for position, group_id in enumerate(communique.to):
+            for group_id in communique.to:
                 group = plan.group(group_id)
                 where = self.at("communiques", index, "to")
                 if group is None:
@@ -131,7 +131,7 @@ class _Checker:
                          f"{shown(communique.spec.reminder_for)}, which is no communique",
                          f"did you mean {close!r}?" if close else "name the id of the communique it follows up",
                          self.at("communiques", index, "reminder_for"), communique=communique.id)
-        for index, group in enumerate(plan.groups):
+        for group in plan.groups:
             if plan.communiques_for(group.id):
                 continue
             if group.required:
