@@ -23,12 +23,14 @@ from types import MappingProxyType
 from typing import Any, Callable, Mapping
 
 from jinja2 import BaseLoader, StrictUndefined, TemplateSyntaxError, UndefinedError, nodes
+from jinja2.constants import LOREM_IPSUM_WORDS
 from jinja2.exceptions import SecurityError, TemplateError
 from jinja2.runtime import BlockReference, LoopContext, Macro, markup_join, str_join
 from jinja2.sandbox import ImmutableSandboxedEnvironment, SandboxedFormatter
 from jinja2.utils import Cycler, Joiner, _PassArg, missing
 from jinja2.utils import Namespace as JinjaNamespace
 from jinja2.visitor import NodeTransformer
+from markupsafe import Markup, escape
 
 
 class TemplateProblem(Exception):
@@ -127,7 +129,8 @@ class _Undefined(StrictUndefined):
 # - what a render builds is added up (MAX_BUILT): many values each under the limit cannot fill
 #   memory together;
 # - generators from filters are counted as they are consumed (`map(...)|list` cannot build more);
-# - the clock (MAX_SECONDS) is read at every loop step, call, filter, operator and while weighing.
+# - the clock (MAX_SECONDS of this thread's CPU time, so a busy host does not turn a good template
+#   into a limit error) is read at every loop step, call, filter, operator and while weighing.
 # Together: no template takes more than MAX_SECONDS or about 100 MB, whatever it nests.
 
 MAX_TEXT = 1_000_000       # characters in the output, and in any one value a template builds
@@ -164,7 +167,7 @@ _BUDGET = _Budget()
 
 
 def _tick() -> None:
-    if _BUDGET.active and time.monotonic() > _BUDGET.deadline:
+    if _BUDGET.active and time.thread_time() > _BUDGET.deadline:
         raise TemplateLimit(f"rendering took longer than {MAX_SECONDS:g} s")
 
 
@@ -515,8 +518,6 @@ class _Joiner(Joiner):
 
 def _lipsum(n: int = 5, html: bool = True, min: int = 20, max: int = 100) -> str:  # noqa: A002
     """Jinja's lorem ipsum, limited, and the same text every time (seeded by its arguments)."""
-    from jinja2.constants import LOREM_IPSUM_WORDS
-    from markupsafe import Markup, escape
 
     if _count(n) > 100 or _count(max) > 1000 or _count(min) > 1000:
         raise TemplateLimit("lipsum() is limited to 100 paragraphs of 1,000 words")
@@ -853,7 +854,7 @@ def render_source(source: Source, context: Mapping[str, Any]) -> str:
     outer = budget.active  # a render inside a render (none today) shares the outer budget
     if not outer:
         budget.loops, budget.output, budget.depth, budget.built, budget.memo = 0, 0, 0, 0, {}
-        budget.deadline, budget.active = time.monotonic() + MAX_SECONDS, True
+        budget.deadline, budget.active = time.thread_time() + MAX_SECONDS, True
     try:
         pieces, size = [], 0
         for piece in template.generate(context):
