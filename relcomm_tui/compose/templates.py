@@ -4,6 +4,10 @@ A template is compiled once per source text (the text comes from the plan's snap
 disk). Every render starts from a fresh context and a fresh budget; the compiled templates and
 every value they can reach are immutable, so no render can leave anything behind for the next:
 recipient k renders the same text whether or not recipients 1..k-1 were rendered before.
+
+Why one long module: the sandbox, the budget and the limits are one defence; every rule that
+keeps a hostile template cheap and stateless is read here together, so none is missed when
+another changes.
 """
 
 from __future__ import annotations
