@@ -37,7 +37,7 @@ from send_helpers import load, write_plan
 
 RECIPIENTS = campaign.scale("KILL_RECIPIENTS", 1000)
 KILL_POINTS = campaign.scale("KILL_POINTS", 20)
-SEED = campaign.scale("KILL_SEED", 0) or random.SystemRandom().randrange(1, 2**31)
+SEED = campaign.seed("KILL_SEED")  # fixed by default; RELCOMM_TEST_SEED or RELCOMM_CAMPAIGN_KILL_SEED to vary
 
 
 def relcomm_send(plan_file, *extra: str) -> subprocess.Popen:

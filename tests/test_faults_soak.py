@@ -23,7 +23,7 @@ from relcomm_tui.demo.mailserver import DropConnection, LoopbackMailServer, Temp
 from send_helpers import load, simple_render, write_plan
 
 RECIPIENTS = campaign.scale("SOAK_RECIPIENTS", 3000)
-SEED = campaign.scale("SOAK_SEED", 0) or random.SystemRandom().randrange(1, 2**31)
+SEED = campaign.seed("SOAK_SEED")  # fixed by default; RELCOMM_TEST_SEED or RELCOMM_CAMPAIGN_SOAK_SEED to vary
 FAULT_SHARE = 0.01
 
 
