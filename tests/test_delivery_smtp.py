@@ -24,14 +24,14 @@ from relcomm_tui.delivery.engine import (
 )
 from relcomm_tui.store.ledger import Ledger
 from relcomm_tui.store.lock import SendLock
-from relcomm_tui.demo.mailserver import Delay, DropConnection, LoopbackMailServer, PermFail, TempFail
+from faulty_mailserver import Delay, DropConnection, FaultyMailServer, PermFail, TempFail
 
 from send_helpers import load, simple_render, write_plan
 
 
 @pytest.fixture
 async def server(tmp_path):
-    server = LoopbackMailServer(maildir=tmp_path / "server-mail")
+    server = FaultyMailServer(maildir=tmp_path / "server-mail")
     await server.start_async()
     yield server
     await server.stop_async()
@@ -202,7 +202,7 @@ async def test_connection_lost_before_the_data_is_retried_once(tmp_path, server)
 
 
 async def test_authentication(tmp_path, monkeypatch):
-    server = LoopbackMailServer(auth=("release-bot", "right horse"))
+    server = FaultyMailServer(auth=("release-bot", "right horse"))
     await server.start_async()
     try:
         monkeypatch.setenv("RELCOMM_TEST_SMTP", "wrong")
@@ -509,7 +509,7 @@ async def test_starttls_upgrades_then_sends(tmp_path, certificate, monkeypatch):
 
 def test_xtext_and_dot_stuffing():
     from relcomm_tui.transport.smtp import dot_stuff, xtext
-    from relcomm_tui.demo.mailserver import xtext_decode
+    from relcomm_tui.demo.esmtp import xtext_decode
 
     for text in ("ana+releases@example.com", "a=b@example.com", "plain@example.com", "zoë@例え.jp"):
         encoded = xtext(text)

@@ -20,7 +20,7 @@ import pytest
 
 import campaign
 from relcomm_tui.commands import main as cli
-from relcomm_tui.demo.mailserver import LoopbackMailServer, PermFail
+from faulty_mailserver import FaultyMailServer, PermFail
 from relcomm_tui.common.terminal_text import visible, visible_lines
 from relcomm_tui.tui.app import build_app
 from relcomm_tui.tui.screens.preview import PreviewScreen
@@ -149,7 +149,7 @@ def run_command(outputs: Outputs, capsys, argv: list[str], *, through_main: bool
 
 @pytest.fixture
 def servers(tmp_path: Path):
-    with LoopbackMailServer(maildir=tmp_path / "server-mail") as smtp, WebhookReceiver() as hooks:
+    with FaultyMailServer(maildir=tmp_path / "server-mail") as smtp, WebhookReceiver() as hooks:
         smtp.faults["bob@example.com"] = PermFail(msg="5.1.1 \x1b]0;pwned\x07 unknown \x1b[2J\x1b[5m user")
         hooks.answer("/hook-ok", Reply(200, "ok " + HOSTILE))
         hooks.answer("/hook-500", Reply(500, "down " + HOSTILE))
