@@ -19,14 +19,12 @@ import asyncio
 import collections
 import functools
 import logging
-from typing import TYPE_CHECKING, Any, Optional
+from typing import Any, Optional, Protocol
 
 from aiosmtpd.smtp import MISSING, SMTP, Envelope, syntax
 
 from .esmtp import ParamError, enhance, parse_mail_params, parse_rcpt_params
-
-if TYPE_CHECKING:  # pragma: no cover
-    from .mailserver import LoopbackMailServer
+from .store import AcceptedMessage
 
 log = logging.getLogger(__name__)
 
@@ -51,10 +49,23 @@ class DsnEnvelope(Envelope):
         self.rcpt_params: list[dict[str, Any]] = []
 
 
+class Server(Protocol):
+    """What a session and its handler need of the server (it is
+    :class:`relcomm_tui.demo.mailserver.LoopbackMailServer`; a Protocol keeps
+    the import one way)."""
+
+    connections_opened: int
+
+    @property
+    def messages_accepted(self) -> int: ...
+
+    def accept(self, envelope: "DsnEnvelope") -> AcceptedMessage: ...
+
+
 class StoreHandler:
     """The aiosmtpd handler: stores what the session accepted."""
 
-    def __init__(self, server: "LoopbackMailServer") -> None:
+    def __init__(self, server: Server) -> None:
         self.server = server
 
     async def handle_DATA(self, smtp: "SmtpSession", session, envelope: DsnEnvelope) -> str:
