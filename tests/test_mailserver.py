@@ -20,7 +20,7 @@ from faulty_mailserver import Delay, DropConnection, FaultyMailServer, PermFail,
 from fixtures_mailserver import async_mailserver, mailserver, make_message  # noqa: F401
 from relcomm_tui.demo.esmtp import xtext_decode
 from relcomm_tui.demo.mailserver import BounceRule, LoopbackMailServer
-from relcomm_tui.transport.smtp import xtext as xtext_encode
+from relcomm_tui.transport.xtext import encode as xtext_encode
 
 SENDER = "releases@example.org"
 

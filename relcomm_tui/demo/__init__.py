@@ -5,7 +5,8 @@ Only `relcomm demo` (relcomm_tui/commands/demo.py) imports this package; nothing
 
 * mailserver: :class:`~.mailserver.LoopbackMailServer`, the SMTP server (start/stop, messages, reports);
 * session: one SMTP conversation (aiosmtpd plus PIPELINING, DSN, enhanced codes, AUTH);
-* esmtp: the MAIL/RCPT parameter rules and enhanced status codes, as plain functions;
+* esmtp: the MAIL/RCPT parameter rules and enhanced status codes, as plain functions
+  (decoding xtext with relcomm's one codec, transport/xtext.py: the only import from the core);
 * reports: the DSNs and read receipts the server writes back later, as a relay would;
 * store: what was accepted (:class:`~.store.AcceptedMessage`) and the Maildir it went into;
 * webhook_receiver: the stand-in for the chat webhook.

@@ -13,8 +13,9 @@ from __future__ import annotations
 import re
 from typing import Any, Optional
 
+from ..transport import xtext
+
 _XTEXT = re.compile(r"(?:[!-*,-<>-~]|\+[0-9A-F]{2})*")
-_HEXCHAR = re.compile(r"\+([0-9A-F]{2})")
 
 _ESMTP_KEYWORD = re.compile(r"[A-Za-z0-9][A-Za-z0-9-]*")
 _ESMTP_VALUE = re.compile(r"[!-<>-~\x80-\U0010ffff]+")
@@ -45,19 +46,13 @@ class ParamError(Exception):
 def xtext_decode(value: str) -> str:
     """Decode RFC 3461 xtext; raises ``ValueError`` if ``value`` is not xtext.
 
-    Strict, as a server should be: hex escapes must use upper-case digits.
-    (relcomm's own receipts parser is lenient on purpose: it reads what others wrote.)
+    Strict, as a server should be (hex escapes in upper case, no stray
+    characters); the decoding itself is relcomm's one copy, which is lenient
+    because the receipts parser reads what others wrote.
     """
     if not _XTEXT.fullmatch(value):
         raise ValueError(f"not valid xtext: {value!r}")
-    out = bytearray()
-    pos = 0
-    for m in _HEXCHAR.finditer(value):
-        out += value[pos : m.start()].encode("ascii")
-        out.append(int(m.group(1), 16))
-        pos = m.end()
-    out += value[pos:].encode("ascii")
-    return out.decode("utf-8", "replace")
+    return xtext.decode(value)
 
 
 def _xtext(key: str, value: Optional[str], *, max_len: int) -> str:
@@ -128,10 +123,10 @@ def parse_rcpt_params(rest: str) -> dict[str, Any]:
                 raise ParamError("501 5.5.4 Syntax: NOTIFY=NEVER or NOTIFY=SUCCESS,FAILURE,DELAY")
             result[key] = items
         elif key == "ORCPT":
-            addr_type, semi, xtext = (value or "").partition(";")
-            if not semi or not _ADDR_TYPE.fullmatch(addr_type) or not xtext:
+            addr_type, semi, address = (value or "").partition(";")
+            if not semi or not _ADDR_TYPE.fullmatch(addr_type) or not address:
                 raise ParamError("501 5.5.4 Syntax: ORCPT=<addr-type>;<xtext>")
-            result[key] = f"{addr_type};{_xtext(key, xtext, max_len=500)}"
+            result[key] = f"{addr_type};{_xtext(key, address, max_len=500)}"
         else:
             raise ParamError(f"555 5.5.4 RCPT TO parameter {key} not recognized")
     return result
