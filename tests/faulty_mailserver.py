@@ -9,6 +9,7 @@ handler hooks with what only tests need:
 * a fixed wait before every RCPT / end-of-DATA reply (``rcpt_delay``, ``data_delay``);
 * every command received (:attr:`FaultyMailServer.commands`), so a test can
   prove what a client did *not* send (no MAIL, no AUTH);
+* waiting for and finding messages (``wait_for_messages``, ``messages_for``);
 * ``advertise_starttls``: offer STARTTLS without having it (it then answers
   454), to test client fallbacks;
 * ``bounce_mode="smtp"``: refuse bouncing recipients at RCPT instead of
@@ -21,6 +22,7 @@ handler hooks with what only tests need:
 from __future__ import annotations
 
 import asyncio
+import time
 from typing import Any, Optional, Sequence
 
 from aiosmtpd.smtp import MISSING
@@ -28,6 +30,7 @@ from aiosmtpd.smtp import MISSING
 from relcomm_tui.demo.mailserver import LoopbackMailServer
 from relcomm_tui.demo.reports import BounceRule, find_bounce_rule  # noqa: F401  (re-exported for tests)
 from relcomm_tui.demo.session import DsnEnvelope, SmtpSession, StoreHandler
+from relcomm_tui.demo.store import AcceptedMessage
 from smtp_faults import (  # noqa: F401  (re-exported: tests import rules and server from here)
     CloseAfter,
     Delay,
@@ -268,6 +271,20 @@ class FaultyMailServer(LoopbackMailServer):
     def _record_command(self, connection: int, verb: str, arg: Optional[str]) -> None:
         with self._lock:
             self._commands.append((connection, verb, arg))
+
+    def messages_for(self, address: str) -> list[AcceptedMessage]:
+        """Accepted messages that had ``address`` among their recipients."""
+        address = address.lower()
+        return [m for m in self.messages if address in (r.lower() for r in m.rcpt_tos)]
+
+    async def wait_for_messages(self, count: int, timeout: float = 5.0) -> list[AcceptedMessage]:
+        """Wait (asynchronously) until ``count`` messages were accepted."""
+        deadline = time.monotonic() + timeout
+        while self.messages_accepted < count:
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"{self.messages_accepted} of {count} messages after {timeout}s")
+            await asyncio.sleep(0.01)
+        return self.messages
 
     def clear(self) -> None:
         """Forget accepted messages, commands and faults (the Maildirs are kept)."""
