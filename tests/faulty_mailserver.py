@@ -9,7 +9,8 @@ handler hooks with what only tests need:
 * a fixed wait before every RCPT / end-of-DATA reply (``rcpt_delay``, ``data_delay``);
 * every command received (:attr:`FaultyMailServer.commands`), so a test can
   prove what a client did *not* send (no MAIL, no AUTH);
-* waiting for and finding messages (``wait_for_messages``, ``messages_for``);
+* waiting for and finding messages (``wait_for_messages``, ``messages_for``)
+  and counting connections (``connections_opened``, ``connections_dropped``);
 * ``advertise_starttls``: offer STARTTLS without having it (it then answers
   454), to test client fallbacks;
 * ``bounce_mode="smtp"``: refuse bouncing recipients at RCPT instead of
@@ -52,6 +53,9 @@ class FaultySession(SmtpSession):
 
     def __init__(self, handler: StoreHandler, **kwargs: Any) -> None:
         super().__init__(handler, **kwargs)
+        self.server.connections_opened += 1
+        #: this connection's number (1 = the first), as in ``server.commands``
+        self.connection_no = self.server.connections_opened
         self.accepted_here = 0  # messages stored from this connection (for CloseAfter)
         self._close_after_push = False  # CloseAfter: close once this reply is out
         self._swallow_push = False  # Garbage: it replaced the reply
@@ -253,6 +257,8 @@ class FaultyMailServer(LoopbackMailServer):
         self.bounce_mode = bounce_mode
         if bounce_mode == "smtp" and self.reports is not None:
             self.reports.bounce_rules = ()  # refused at RCPT: nothing to report later
+        #: number of TCP connections accepted so far
+        self.connections_opened = 0
         #: number of connections closed by a fault (DropConnection, CloseAfter)
         self.connections_dropped = 0
         self._commands: list[Command] = []

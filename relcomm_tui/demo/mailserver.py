@@ -119,8 +119,6 @@ class LoopbackMailServer:
                 bounce_rules=self.bounce_rules,
                 reporting_mta=hostname,
             )
-        #: number of TCP connections accepted so far
-        self.connections_opened = 0
         self._messages: list[AcceptedMessage] = []
         self._lock = threading.Lock()
         self._pending: dict[int, PendingReport] = {}

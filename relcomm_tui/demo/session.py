@@ -54,8 +54,6 @@ class Server(Protocol):
     :class:`relcomm_tui.demo.mailserver.LoopbackMailServer`; a Protocol keeps
     the import one way)."""
 
-    connections_opened: int
-
     @property
     def messages_accepted(self) -> int: ...
 
@@ -96,9 +94,6 @@ class SmtpSession(SMTP):
         self._command: Optional[str] = None
         self._smtp_methods = {name: self._tracked(name, method) for name, method in self._smtp_methods.items()}
         self.server = handler.server
-        self.server.connections_opened += 1
-        #: this connection's number (1 = the first)
-        self.connection_no = self.server.connections_opened
 
     def _create_envelope(self) -> DsnEnvelope:
         return DsnEnvelope()
