@@ -24,7 +24,7 @@ from relcomm_tui.delivery.engine import (
 )
 from relcomm_tui.store.ledger import Ledger
 from relcomm_tui.store.lock import SendLock
-from relcomm_tui.demo.mailserver import Delay, DropConnection, LoopbackMailServer, PermFail, TempFail
+from faulty_mailserver import Delay, DropConnection, FaultyMailServer, PermFail, TempFail
 
 from send_helpers import load, simple_render, write_plan
 from waits import parked_on_pause, until
@@ -53,7 +53,7 @@ async def paused_and_quiet(sender: SendEngine, ledger, server, task) -> None:
 
 @pytest.fixture
 async def server(tmp_path):
-    server = LoopbackMailServer(maildir=tmp_path / "server-mail")
+    server = FaultyMailServer(maildir=tmp_path / "server-mail")
     await server.start_async()
     yield server
     await server.stop_async()
@@ -224,7 +224,7 @@ async def test_connection_lost_before_the_data_is_retried_once(tmp_path, server)
 
 
 async def test_authentication(tmp_path, monkeypatch):
-    server = LoopbackMailServer(auth=("release-bot", "right horse"))
+    server = FaultyMailServer(auth=("release-bot", "right horse"))
     await server.start_async()
     try:
         monkeypatch.setenv("RELCOMM_TEST_SMTP", "wrong")
