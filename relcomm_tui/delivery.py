@@ -3,24 +3,27 @@
 Headless: it reports progress as small frozen events (a callback and/or `events()`), and the
 send screen and `relcomm send` render them. One engine run holds the send lock beside the
 ledger, turns deliveries a dead process left in `sending` into `in doubt`, creates a `queued`
-delivery for each (communique, recipient) not yet known, and works through the queue with
-`concurrency` workers and at most `rate` messages per time.
+delivery for each (communique, recipient) not yet known, and works through the queue. The
+engine knows no channel: each one declares its `settings` (how many deliveries at once, how
+fast, its `RetryPolicy`, from `[transport.smtp]` for email and `[channels.NAME]` for the others)
+and the engine keeps them.
 
-The exactly-once rule lives in two awaits per message:
-* before the message's text (the bytes that can deliver it): the `sending` row (Message-ID
-  already stored) is committed; a message still waiting for a connection has none, so after a
-  crash only messages that were on a live connection can be in doubt;
-* right after the reply: the outcome is committed.
+The exactly-once rule lives in two awaits per delivery:
+* before the first byte that can deliver it (an email's text, a webhook's request, a page's
+  write): the channel awaits `intent.commit()`, which commits the `sending` row (Message-ID
+  already stored); a delivery still waiting for a connection has none, so after a crash only
+  deliveries that may have gone out can be in doubt;
+* right after the answer: the outcome is committed.
 Writes from all workers are group-committed (one transaction, one fsync, for whatever the
 workers asked for meanwhile), so durability costs little and nothing is claimed early: at
-most WORKERS_PER_CONNECTION x `concurrency` deliveries can ever be in doubt after a crash.
+most the channels' `in_flight` deliveries can ever be in doubt after a crash.
 
-Transient failures (4xx, a connection lost before the message was complete) are retried
-with exponential backoff and jitter up to `max_attempts`, then left `deferred` (a later run
-tries again). A receiver's HTTP Retry-After replaces the backoff when longer, up to
-`channels.RETRY_AFTER_MAX` (60 s) per retry; a longer ask is not waited for: the delivery is
-deferred at once for the next run. A connection lost after the message was complete is `in doubt` and is never
-retried by itself. Failures that would fail every delivery alike (auth, TLS, unreachable
+Transient failures (4xx, 5xx over HTTP, a connection lost before the message was complete) are
+retried here, and only here, with the channel's `RetryPolicy`: exponential backoff with jitter up
+to `max_attempts`, then left `deferred` (a later run tries again). A receiver's HTTP Retry-After
+replaces the backoff when longer, up to RETRY_AFTER_MAX (60 s) per retry; a longer ask is not
+waited for: the delivery is deferred at once for the next run. A connection lost after the
+message was complete is `in doubt` and is never retried by itself. Failures that would fail every delivery alike (auth, TLS, unreachable
 server, sender refused) stop the run with one `RunStopped` and a `SendStopped` exception.
 
 Messages are rendered from the loaded plan's snapshot of its files, never from the disk. A file
@@ -32,32 +35,28 @@ and re-reads every file at the start of each communique and every few seconds (`
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import dataclasses
-import mailbox
-import random
-import re
 import secrets
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, replace
 from email.utils import parseaddr
 from pathlib import Path
 from typing import AsyncIterator, Callable, Iterator, Mapping, Sequence
 
 from .errors import UserError
-from .channels import RETRY_AFTER_MAX, Channel, ChannelStopped, DeliveryJob, DeliveryWithdrawn, Outcome, channel_factory
+from .channels import (
+    Channel, ChannelSettings, ChannelStopped, DeliveryJob, DeliveryWithdrawn, Intent, Outbox, Outcome, RetryPolicy,
+    channel_factory, render_error_text,
+)
+from .channels.base import parse_rate as _parse_rate
 from .ledger import (
     ACCEPTED, AWAITING, DEFERRED, FINAL_STATES, IN_DOUBT, MARKED_DELIVERED, QUEUED, REJECTED, SENDING, STATES,
-    DeliveryIntent, Ledger, LedgerError, LedgerStorageError, new_envelope_id, new_message_id, who_am_i,
+    DeliveryIntent, Ledger, LedgerError, LedgerStorageError, delivery_id, new_envelope_id, new_message_id, who_am_i,
 )
 from .lock import SendLock, SendLockedError
 from .plan.files import FileChange, FileWatch, changes
 from .plan.model import Communique, Plan, Recipient, StakeholderGroup
-
-# Engine workers per SMTP connection: one message on the wire, one queued to chain behind it
-# (pipelining), one being rendered. Email commits `sending` only for the message whose text is
-# next on a live connection (and the one chained behind it), so after a crash at most about
-# 2 x concurrency deliveries are in doubt, each with its envelope at the server.
-WORKERS_PER_CONNECTION = 3
 
 # -- events --------------------------------------------------------------------------------
 
@@ -146,14 +145,10 @@ class SendStopped(SendError):
 
 def parse_rate(text: str | None) -> float | None:
     """Messages per second from "120/min", "2/s", "1000/hour"; None for no limit."""
-    if not text:
-        return None
-    found = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*/\s*(s|sec|second|m|min|minute|h|hour)\s*", text)
-    if not found:
-        raise SendError(f"rate {text!r} is not understood", 'write it like "120/min", "2/s" or "1000/hour"')
-    amount = float(found.group(1))
-    per = {"s": 1, "sec": 1, "second": 1, "m": 60, "min": 60, "minute": 60, "h": 3600, "hour": 3600}[found.group(2)]
-    return amount / per if amount > 0 else None
+    try:
+        return _parse_rate(text)
+    except UserError as error:
+        raise SendError(error.message, error.hint) from None
 
 
 def sender_domain(plan: Plan) -> str:
@@ -245,6 +240,26 @@ class _Target:
     people: dict[str, tuple[StakeholderGroup, Recipient]]
 
 
+@dataclass
+class _Pace:
+    """One channel's pace in this run, as the channel declared it: deliveries at once, rate, retries."""
+
+    settings: ChannelSettings
+    retry: RetryPolicy
+    slots: asyncio.Semaphore
+    next_slot: float = 0.0
+
+
+def channel_options(name: str, password: str | None, render: object) -> dict[str, object]:
+    """What the engine gives every channel's factory: the login secret (channels without one
+    ignore it) and the renderer: one for all channels, or one per channel name."""
+    chosen = render.get(name) if isinstance(render, Mapping) else render
+    options: dict[str, object] = {"password": password}
+    if chosen is not None:
+        options["render"] = chosen
+    return options
+
+
 # -- the engine ----------------------------------------------------------------------------
 
 
@@ -264,12 +279,12 @@ class SendEngine:
         who: str | None = None,
         host: str | None = None,
         mode: str = "send",
-        backoff_base: float = 1.0,
-        backoff_max: float = 60.0,
-        retry_after_max: float = RETRY_AFTER_MAX,
+        backoff_base: float | None = None,
+        backoff_max: float | None = None,
+        retry_after_max: float | None = None,
         channels: Mapping[str, Callable[..., Channel]] | None = None,
         progress_interval: float = 0.1,
-        render: Callable[[DeliveryJob], object] | None = None,
+        render: Callable[[DeliveryJob], object] | Mapping[str, Callable[[DeliveryJob], object]] | None = None,
         person_keys: Mapping[str, str] | None = None,
     ) -> None:
         self.plan = plan
@@ -284,15 +299,13 @@ class SendEngine:
         self._on_event = on_event
         self.who, self.host = who, host
         self.mode = mode
-        self.backoff_base = backoff_base
-        self.backoff_max = backoff_max
-        self.retry_after_max = retry_after_max
+        # Overrides of every channel's retry policy (tests shrink the waits); None: the channel's own.
+        self._retry_overrides = {k: v for k, v in (("backoff_base", backoff_base), ("backoff_max", backoff_max),
+                                                   ("retry_after_max", retry_after_max)) if v is not None}
         self._channel_overrides = dict(channels or {})
         self.progress_interval = progress_interval
-        self._render = render  # email messages; default: the compose layer
-        self.rate = parse_rate(plan.smtp.rate)
-        self.max_attempts = plan.smtp.max_attempts
-        self.concurrency = plan.smtp.concurrency
+        self._render = render  # given to every channel (or per channel name); default: the compose layer
+        self._paces: dict[str, _Pace] = {}
         self.state_dir = ledger.path.parent
         self._subscribers: list[asyncio.Queue] = []
         self._running = asyncio.Event()
@@ -306,7 +319,6 @@ class SendEngine:
         self._finished_this_run = 0
         self._started = 0.0
         self._last_progress = 0.0
-        self._next_slot = 0.0
         self._retry_queue: asyncio.Queue[DeliveryJob] = asyncio.Queue()
         self._retry_waiting: dict[str, tuple[DeliveryJob, str]] = {}
         self._channels: dict[str, Channel] = {}
@@ -461,11 +473,11 @@ class SendEngine:
                 await self._open_channels(targets)
             if self._stopped is None:
                 jobs = self._jobs(targets)
-                # More workers than connections: while some render and wait for the ledger, a
-                # connection has its current message and the next one ready to chain. Each worker
-                # holds at most one committed intent: that bounds the `sending` rows.
+                # As many workers as the channels take deliveries at once (each channel says how
+                # many: email a few per connection, so one is on the wire while the next is ready to
+                # chain). Each worker holds at most one committed intent: that bounds the `sending` rows.
                 workers = [asyncio.create_task(self._worker(jobs))
-                           for _ in range(WORKERS_PER_CONNECTION * max(1, self.concurrency))]
+                           for _ in range(sum(p.settings.in_flight for p in self._paces.values()) or 1)]
                 await asyncio.gather(*workers)
         finally:
             await self._close_channels()
@@ -491,9 +503,11 @@ class SendEngine:
         for name in dict.fromkeys(t.communique.channel for t in targets):
             factory = self._channel_overrides.get(name) or channel_factory(name)
             assert factory is not None
-            kwargs = {"password": self.password, "render": self._render} if name == "email" else {}
-            channel = factory(self.plan, **kwargs)
+            channel = factory(self.plan, **channel_options(name, self.password, self._render))
             self._channels[name] = channel
+            settings = channel.settings
+            self._paces[name] = _Pace(settings, replace(settings.retry, **self._retry_overrides),
+                                      asyncio.Semaphore(max(1, settings.in_flight)))
             try:
                 await channel.open()
             except ChannelStopped as error:
@@ -526,13 +540,15 @@ class SendEngine:
             job = await self._next_job(jobs)
             if job is None:
                 return
-            if not await self._wait_for_slot():
-                self._retry_waiting.setdefault(job.delivery_id, (job, "not started: the run was cancelled"))
-                return
-            if not await self._files_unchanged():
-                self._retry_waiting.setdefault(job.delivery_id, (job, "not started: a file of the plan changed"))
-                return
-            await self._attempt(job)
+            pace = self._paces[job.communique.channel]
+            async with pace.slots:  # no more of this channel's deliveries at once than it takes
+                if not await self._wait_for_slot(pace):
+                    self._retry_waiting.setdefault(job.delivery_id, (job, "not started: the run was cancelled"))
+                    return
+                if not await self._files_unchanged():
+                    self._retry_waiting.setdefault(job.delivery_id, (job, "not started: a file of the plan changed"))
+                    return
+                await self._attempt(job)
 
     async def _files_unchanged(self) -> bool:
         """False (and the run stops) when a file of the plan no longer matches what was loaded."""
@@ -574,13 +590,14 @@ class SendEngine:
     async def _wait_running(self) -> None:
         await self._running.wait()
 
-    async def _wait_for_slot(self) -> bool:
-        """Honour `rate`; False when cancelled meanwhile."""
-        if self.rate is None:
+    async def _wait_for_slot(self, pace: _Pace) -> bool:
+        """Honour the channel's `rate`; False when cancelled meanwhile."""
+        rate = pace.settings.rate
+        if rate is None:
             return not self._cancel.is_set()
         now = time.monotonic()
-        start = max(now, self._next_slot)
-        self._next_slot = start + 1.0 / self.rate
+        start = max(now, pace.next_slot)
+        pace.next_slot = start + 1.0 / rate
         if start > now:
             try:
                 await asyncio.wait_for(self._cancel.wait(), start - now)
@@ -610,10 +627,9 @@ class SendEngine:
             committed = True
             self._set_state(job, SENDING)
 
-        job.commit_intent = commit_intent
         channel = self._channels[job.communique.channel]
         try:
-            outcome = await channel.deliver(job)
+            outcome = await channel.deliver(job, Intent(commit_intent))
         except DeliveryWithdrawn:
             return  # still queued in the ledger; a later run sends it
         except ChannelStopped as error:
@@ -670,18 +686,18 @@ class SendEngine:
         elif outcome.state == "awaiting":
             await self._record(job, AWAITING, words)  # a manual step: nothing was attempted yet
         else:
-            if job.attempt >= self.max_attempts or self._cancel.is_set():
+            retry = self._paces[job.communique.channel].retry
+            if retry.gives_up(job.attempt) or self._cancel.is_set():
                 await self._record(job, DEFERRED, f"gave up after {job.attempt} attempt(s): {words}", attempted)
                 return
-            delay = min(self.backoff_max, self.backoff_base * 2 ** (job.attempt - 1)) * random.uniform(0.5, 1.0)
-            if outcome.retry_after is not None:  # the receiver said when (HTTP Retry-After)
-                if outcome.retry_after > self.retry_after_max:
-                    # Not waited for: a receiver cannot hold the run (400 digits once waited 4 minutes).
-                    await self._record(job, DEFERRED, f"not retried in this run: {words}", attempted)
-                    return
-                delay = max(delay, outcome.retry_after)
+            refused = retry.refuses_wait(outcome.retry_after)
+            if refused:
+                # Not waited for: a receiver cannot hold the run (400 digits once waited 4 minutes).
+                await self._record(job, DEFERRED, f"not retried in this run: {refused}: {words}", attempted)
+                return
+            delay = retry.delay(job.attempt, outcome.retry_after)  # the receiver's Retry-After when longer
             await self._record(job, DEFERRED, f"retrying in {delay:.1f} s (attempt {job.attempt} of "
-                                              f"{self.max_attempts}): {words}", attempted)
+                                              f"{retry.max_attempts}): {words}", attempted)
             job.attempt += 1
             self._retry_waiting[job.delivery_id] = (job, words)
             asyncio.get_running_loop().call_later(delay, self._retry_due, job)
@@ -725,60 +741,48 @@ def _refuse_changed_files(plan: Plan) -> None:
                         "review the change, then load the plan again (relcomm validate PLAN, or `r` in the app)")
 
 
-def _default_render(plan: Plan) -> Callable[[DeliveryJob], "object"]:
-    from .channels.email import default_render
-
-    return default_render(plan)
-
-
 def dry_run(plan: Plan, ledger: Ledger, *, only: Sequence[str] | None = None,
-            render: Callable[[DeliveryJob], object] | None = None, who: str | None = None) -> DryRunResult:
-    """Render every message into `<state>/outbox` (a Maildir); nothing is recorded as sent."""
+            render: Callable[[DeliveryJob], object] | Mapping[str, Callable] | None = None,
+            who: str | None = None) -> DryRunResult:
+    """Write what every delivery would send into `<state>/outbox`; nothing leaves the machine and
+    nothing is recorded as sent. Every channel does it the same way: `rehearse(job)` gives the
+    file, `Outbox` writes it (see channels.base)."""
     from .state import check_outbox
 
     _refuse_changed_files(plan)
-    build = render or _default_render(plan)
-    outbox = ledger.path.parent / "outbox"
+    folder = ledger.path.parent / "outbox"
     try:
-        check_outbox(ledger.path.parent, outbox)  # a shipped link there would receive every message
+        check_outbox(ledger.path.parent, folder)  # a shipped link there would receive every message
     except LedgerError as error:
         raise SendError(error.message, error.hint) from None
-    box = mailbox.Maildir(outbox, create=True)
     run_id = ledger.start_run("dry-run", plan.release.version, plan.digest, who)
+    # The channels are async; a thread of its own runs them whether or not the caller runs a loop.
+    with concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool:
+        result = pool.submit(asyncio.run, _rehearse(plan, Outbox(folder), select_communiques(plan, only), render)).result()
+    ledger.finish_run(run_id, f"dry run: {result.written} message(s) in {folder}")
+    return result
+
+
+async def _rehearse(plan: Plan, outbox: Outbox, communiques: list[Communique], render: object) -> DryRunResult:
     written, skipped, failures = 0, [], []
     domain = sender_domain(plan)
-    for communique in select_communiques(plan, only):
-        if communique.channel != "email":
-            from .channels.webhook import dry_run_deliveries
-            from .ledger import delivery_id as make_id
-
-            jobs = []
-            for group, recipient in delivery_audience(plan, communique):
-                ident = make_id(plan.release.version, communique.id, recipient.key)
-                jobs.append(DeliveryJob(ident, communique, group, recipient, new_message_id(domain), new_envelope_id()))
-            # Writes <outbox>/<communique>/<delivery>.json|.html|.txt: what would be posted or published.
-            for job, outcome in zip(jobs, dry_run_deliveries(plan, communique.channel, jobs, outbox)):
-                if outcome.state == "accepted":
-                    written += 1
-                else:
-                    failures.append(f"{communique.id}: {outcome.detail or outcome.reply}")
+    for communique in communiques:
+        factory = channel_factory(communique.channel)
+        if factory is None:
+            skipped.append(CommuniqueSkipped(communique.id, communique.channel,
+                                             f"not written: channel {communique.channel} not available yet"))
             continue
-        for group, recipient in plan.audience(communique):
-            from .ledger import delivery_id as make_id
-
-            ident = make_id(plan.release.version, communique.id, recipient.key)
+        channel = factory(plan, **channel_options(communique.channel, None, render))
+        for group, recipient in delivery_audience(plan, communique):
+            ident = delivery_id(plan.release.version, communique.id, recipient.key)
             job = DeliveryJob(ident, communique, group, recipient, new_message_id(domain), new_envelope_id())
             try:
-                message = build(job)
-            except Exception as error:
-                failures.append(f"{communique.id} -> {recipient.display}: {getattr(error, 'message', None) or error}")
+                outbox.write(job, await channel.rehearse(job))
+            except Exception as error:  # a template or preset that cannot go out as written
+                failures.append(f"{communique.id} -> {recipient.display}: {render_error_text(error)}")
                 continue
-            del message["X-Relcomm-Dry-Run"]
-            message["X-Relcomm-Dry-Run"] = f"envelope to {recipient.email}; delivery {ident}"
-            (outbox / "new" / box.add(message)).chmod(0o600)  # the state dir is private (mailbox uses the umask)
             written += 1
-    ledger.finish_run(run_id, f"dry run: {written} message(s) in {outbox}")
-    return DryRunResult(outbox, written, tuple(skipped), tuple(failures))
+    return DryRunResult(outbox.folder, written, tuple(skipped), tuple(failures))
 
 
 @dataclass(frozen=True)
@@ -793,7 +797,7 @@ async def send_test_message(plan: Plan, ledger: Ledger, *, communique_id: str | 
                     password: str | None = None, render: Callable[[DeliveryJob], object] | None = None,
                     who: str | None = None) -> SendTestResult:
     """Send one communique to the engineer alone, "[TEST] " before the subject, outside the deliveries."""
-    from .channels.email import EmailChannel
+    from .channels.email import EmailChannel, default_render
 
     _refuse_changed_files(plan)
     address = to or plan.sender.test_to
@@ -806,7 +810,7 @@ async def send_test_message(plan: Plan, ledger: Ledger, *, communique_id: str | 
                         "name an email communique of the plan")
     audience = plan.audience(communique)
     group, sample = audience[0] if audience else (None, None)
-    build = render or _default_render(plan)
+    build = render or default_render(plan)
     ident = "test-" + secrets.token_hex(6)
     message_id = new_message_id(sender_domain(plan))
 
@@ -826,16 +830,11 @@ async def send_test_message(plan: Plan, ledger: Ledger, *, communique_id: str | 
     test_recipient = Recipient(name="", email=parseaddr(address)[1], group_id=group.id if group else "",
                                location=communique.location)
     job = DeliveryJob(ident, communique, group, test_recipient, message_id, new_envelope_id())
-
-    async def no_intent() -> None:
-        return None
-
-    job.commit_intent = no_intent
     run_id = await asyncio.to_thread(ledger.start_run, "test", plan.release.version, plan.digest, who)
     channel = EmailChannel(plan, password=password, render=test_message, concurrency=1)
     try:
         await channel.open()
-        outcome = await channel.deliver(job)
+        outcome = await channel.deliver(job, Intent.unrecorded())  # outside the deliveries: nothing to be in doubt about
     except ChannelStopped as error:
         await asyncio.to_thread(ledger.finish_run, run_id, f"stopped: {error.message}")
         raise SendStopped(error.message, error.hint) from None

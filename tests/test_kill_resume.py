@@ -17,7 +17,7 @@ import sys
 import time
 
 from relcomm_tui import ledger as L
-from relcomm_tui.delivery import WORKERS_PER_CONNECTION
+from relcomm_tui.channels.email import WORKERS_PER_CONNECTION
 from relcomm_tui.ledger import Ledger
 from relcomm_tui.mailserver import LoopbackMailServer
 

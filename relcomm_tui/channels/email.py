@@ -35,13 +35,19 @@ from typing import Callable
 from ..net import is_loopback
 from ..plan.model import Plan
 from ..secret_text import SecretHider
-from . import ChannelStopped, DeliveryJob, DeliveryWithdrawn, Outcome
+from .base import ChannelSettings, ChannelStopped, DeliveryJob, Intent, Outcome, Rehearsal, settings_from
 from .smtpclient import (
     FLUSH_TEXT_FIRST, Reply, SmtpAuthError, SmtpBusy, SmtpCertificateError, SmtpClosed, SmtpConnectError,
     SmtpConnection, SmtpDisconnected, SmtpTlsError, Transaction, dot_stuff, login_secrets, xtext,
 )
 
 AUTH_CODES = {530, 534, 535, 538}
+
+# Deliveries the engine hands this channel per SMTP connection: one message on the wire, one
+# queued to chain behind it (pipelining), one being rendered. The intent is committed only for
+# the message whose text is next on a live connection (and the one chained behind it), so after
+# a crash at most about 2 x concurrency deliveries are in doubt, each with its envelope at the server.
+WORKERS_PER_CONNECTION = 3
 
 RenderMessage = Callable[[DeliveryJob], EmailMessage]
 
@@ -55,10 +61,11 @@ class _Work:
     data: bytes
     smtputf8: bool
     future: asyncio.Future
+    commit: Intent
     tx: Transaction = field(default_factory=Transaction)
     reconnected: bool = False
     driver: "asyncio.Task | None" = None
-    intent: "asyncio.Task | None" = None  # job.commit_intent(), started as the envelope goes out
+    intent: "asyncio.Task | None" = None  # commit.commit(), started as the envelope goes out
 
     __hash__ = object.__hash__
 
@@ -90,6 +97,9 @@ class EmailChannel:
         self._password = password
         self._render = render or default_render(plan)
         self.concurrency = concurrency or self.smtp.concurrency
+        # [transport.smtp] concurrency counts connections; the engine hands each a few deliveries.
+        self.settings: ChannelSettings = replace(settings_from(self.smtp, WORKERS_PER_CONNECTION),
+                                                 in_flight=WORKERS_PER_CONNECTION * self.concurrency)
         self.timeout = float(timeout or self.smtp.timeout)
         self._queue: asyncio.Queue[_Work | None] = asyncio.Queue()
         self._drivers: set[asyncio.Task] = set()
@@ -226,7 +236,18 @@ class EmailChannel:
         except UnicodeEncodeError:
             return message.as_bytes(policy=email.policy.SMTPUTF8), True
 
-    async def deliver(self, job: DeliveryJob) -> Outcome:
+    async def rehearse(self, job: DeliveryJob) -> Rehearsal:
+        """The message as it would be sent, for the outbox's Maildir, with the envelope noted in a header."""
+        message = self._render(job)
+        if message["Message-ID"] != job.message_id:
+            del message["Message-ID"]
+            message["Message-ID"] = job.message_id
+        del message["X-Relcomm-Dry-Run"]
+        recipient = job.recipient.email if job.recipient else ""
+        message["X-Relcomm-Dry-Run"] = f"envelope to {recipient}; delivery {job.delivery_id}"
+        return Rehearsal("eml", message.as_bytes())
+
+    async def deliver(self, job: DeliveryJob, intent: Intent) -> Outcome:
         recipient = address_of(job.recipient.email if job.recipient else "")
         if not recipient:
             return Outcome("rejected", detail="the recipient has no email address")
@@ -240,7 +261,7 @@ class EmailChannel:
         # The intent is committed on the connection, as the envelope goes out, and awaited before
         # the message's text: a message still waiting for a connection (or its setup) has no
         # `sending` row, so a crash leaves in doubt only messages whose text may have gone out.
-        work = _Work(job, recipient, data, smtputf8, asyncio.get_running_loop().create_future())
+        work = _Work(job, recipient, data, smtputf8, asyncio.get_running_loop().create_future(), intent)
         if self._stopped is not None:
             raise self._stopped
         self._queue.put_nowait(work)
@@ -300,7 +321,7 @@ class EmailChannel:
                             self._stop(error, work)
                             return
                         except SmtpDisconnected as error:  # 421 greeting: busy, try later
-                            self._resolve(work, Outcome("transient", detail=str(error), intent_committed=True))
+                            self._resolve(work, Outcome("transient", detail=str(error)))
                             connection = None
                             break
                     connection, work = await self._chain(connection, work)
@@ -368,7 +389,7 @@ class EmailChannel:
                 try:
                     payload += self._envelope_bytes(connection, following)
                 except Exception as error:  # an address the envelope cannot carry
-                    self._resolve(following, Outcome("rejected", detail=str(error), intent_committed=True))
+                    self._resolve(following, Outcome("rejected", detail=str(error)))
                     following = None
             tx.end_sent = True  # from here on, the server may have the whole message
             try:
@@ -434,7 +455,7 @@ class EmailChannel:
     @staticmethod
     def _begin_intent(work: "_Work") -> None:
         if work.intent is None:  # once: a message started again on a new connection keeps its intent
-            work.intent = asyncio.ensure_future(work.job.commit_intent())
+            work.intent = asyncio.ensure_future(work.commit.commit())
 
     @staticmethod
     async def _intent_ready(connection: SmtpConnection | None, work: "_Work") -> bool:
@@ -494,12 +515,12 @@ class EmailChannel:
 
     def _outcome(self, result: Transaction) -> Outcome:
         if result.accepted:
-            return Outcome("accepted", reply=str(result.end), intent_committed=True)
+            return Outcome("accepted", reply=str(result.end))
         if result.error is not None:
             if result.end_sent:
                 return Outcome("in_doubt", detail=f"{result.error} after the whole message was sent; "
-                               "the server may have accepted it", intent_committed=True)
-            return Outcome("transient", detail=f"{result.error} before the message was complete", intent_committed=True)
+                               "the server may have accepted it")
+            return Outcome("transient", detail=f"{result.error} before the message was complete")
         reply = result.failed_reply or Reply(0, "no reply")
         if result.mail is not None and result.mail.code in AUTH_CODES:
             raise ChannelStopped(f"the server wants a login before sending: {result.mail}",
@@ -508,5 +529,5 @@ class EmailChannel:
             raise ChannelStopped(f"the server refused the sender {self.return_path}: {result.mail}",
                                  "check [sender] from / receipts_to: the relay must accept them as senders")
         if reply.transient or reply.code == 0:
-            return Outcome("transient", reply=str(reply), intent_committed=True)
-        return Outcome("rejected", reply=str(reply), intent_committed=True)
+            return Outcome("transient", reply=str(reply))
+        return Outcome("rejected", reply=str(reply))
