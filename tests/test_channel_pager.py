@@ -73,8 +73,8 @@ async def test_pagerduty_throttled_then_accepted(tmp_path, receiver, monkeypatch
     receiver.script("/v2/enqueue", Reply(429, {"status": "throttled"}, {"Retry-After": "0"}))
     receiver.answer("/v2/enqueue", Reply(202, pagerduty_reply))
     plan = pager_plan(tmp_path, receiver.url("/v2/enqueue"), "pagerduty", extra='routing_key = { env = "TEST_PD_KEY" }')
-    from relcomm_tui.delivery import SendEngine
-    from relcomm_tui.ledger import Ledger
+    from relcomm_tui.delivery.engine import SendEngine
+    from relcomm_tui.store.ledger import Ledger
 
     ledger = Ledger.open(plan.state_dir)
     fast = {"pager": lambda plan, **kw: pager(plan, **{k: v for k, v in kw.items() if k != "render"})}

@@ -16,7 +16,6 @@ import campaign
 import pytest
 
 from http_receiver import IntentLog, Reply, channel_plan, fake_render, job_for, receiver, rehearse  # noqa: F401
-from relcomm_tui.channels import Intent
 from relcomm_tui.channels.publish import INDEX, PublishChannel, index_entries
 from relcomm_tui.transport.http import HttpTimeouts
 
@@ -158,9 +157,9 @@ async def test_public_url_that_does_not_serve_the_page_is_transient(tmp_path, re
 async def test_through_the_engine_a_page_not_served_yet_is_retried_per_the_plan(tmp_path, receiver):
     """Publish used to retry 3 times inside one delivery, under the engine's 5 tries: up to 15
     GETs with two backoffs. Now the engine alone retries, [channels.publish] max_attempts times."""
-    from relcomm_tui import ledger as L
-    from relcomm_tui.delivery import SendEngine
-    from relcomm_tui.ledger import Ledger
+    from relcomm_tui.store import ledger as L
+    from relcomm_tui.delivery.engine import SendEngine
+    from relcomm_tui.store.ledger import Ledger
 
     receiver.script("/site/4.2.0.html", Reply(404, "not synced yet"))
     receiver.serve_directory("/site", tmp_path / "www" / "releases")
@@ -263,7 +262,7 @@ async def test_put_only_publishes_without_a_local_file(tmp_path, receiver):
 from html.parser import HTMLParser  # noqa: E402
 from urllib.parse import unquote, urljoin, urlsplit  # noqa: E402
 
-from relcomm_tui.checks import run_checks  # noqa: E402
+from relcomm_tui.checks.rules import run_checks  # noqa: E402
 
 HOSTILE_NAMES = [
     "javascript:alert(1).html", "JaVaScRiPt:alert(document.cookie).html", "data:text,x.html",
@@ -406,3 +405,14 @@ async def test_a_page_may_not_be_called_index_html(tmp_path):
     assert [f for f in run_checks(plan, gate=False, secrets=False) if f.id == "path-unsafe"]
     outcome, _ = await publish(plan)
     assert outcome.state == "rejected" and "index" in outcome.detail and not (tmp_path / "www").exists()
+
+
+def test_page_and_email_render_markdown_the_same_way():
+    """One Markdown setup: a page body written in Markdown shows strikethrough and tables as the email does."""
+    from relcomm_tui.channels.publish import body_fragment
+    from relcomm_tui.compose.markdown import to_html
+
+    text = "~~old~~ new\n\n| a | b |\n|---|---|\n| 1 | 2 |\n"
+    page = body_fragment(None, text)
+    assert "<s>old</s>" in page and "<table>" in page
+    assert page == to_html(text).strip()

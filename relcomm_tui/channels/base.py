@@ -33,8 +33,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Awaitable, Callable, Literal, Protocol
 
-from ..errors import UserError
-from ..regular_files import atomic_write
+from ..common.errors import UserError
+from ..common.files import atomic_write
 from ..transport.retry import RETRY_AFTER_MAX, RetryPolicy  # noqa: F401  (part of the contract)
 
 if TYPE_CHECKING:

@@ -13,11 +13,11 @@ import getpass
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from ..errors import UserError
+from ..common.errors import UserError
 from .base import ChannelSettings, DeliveryJob, Intent, Outcome, Rehearsal, RenderJob, RetryPolicy, post_render, render_error_text
 
 if TYPE_CHECKING:
-    from ..ledger import DeliveryRecord, Ledger
+    from ..store.ledger import DeliveryRecord, Ledger
     from ..plan.model import Plan
 
 # The Outcome state a manual step reports; the engine records it as the ledger's `awaiting`.
@@ -111,7 +111,7 @@ def confirm_manual(ledger: "Ledger", delivery_id: str, who: str | None = None, n
     The delivery becomes "marked delivered" (final: never re-issued) and the confirmation is kept
     as a receipt, so the receipts view and the report show who did it, when, and what they noted.
     """
-    from ..ledger import FINAL_STATES, now
+    from ..store.ledger import FINAL_STATES, now
 
     record = ledger.delivery(delivery_id)
     if record is None:

@@ -33,9 +33,9 @@ from urllib.parse import urlsplit
 
 import httpx
 
-from ..errors import UserError
+from ..common.errors import UserError
 from ..plan.secrets import SecretError, is_reference, resolve
-from ..secret_text import hide_secrets
+from ..common.secret_text import hide_secrets
 from .retry import RETRY_AFTER_LONGEST
 
 USER_AGENT = "relcomm (release communications)"
@@ -271,7 +271,7 @@ class SecretCache:
     def hide(self, text: str, *also: str) -> str:
         """`text` with every resolved secret (and `also`) replaced by "(secret)": a careless receiver
         echoes the request back (Express's default 404 says "Cannot POST /services/T0/B0/<token>"),
-        and its answer becomes the reply relcomm keeps and prints. See `relcomm_tui.secret_text`."""
+        and its answer becomes the reply relcomm keeps and prints. See `relcomm_tui.common.secret_text`."""
         return hide_secrets(text, (*self._values.values(), *also))
 
     def hidden(self, result: HttpResult, url: str) -> HttpResult:

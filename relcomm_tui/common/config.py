@@ -15,7 +15,7 @@ from pathlib import Path
 import tomli_w
 from platformdirs import user_config_dir
 
-from .regular_files import atomic_write
+from .files import atomic_write
 
 CONFIG_DIR_ENV = "RELCOMM_CONFIG_DIR"
 KNOWN_KEYS = {"theme"}

@@ -44,19 +44,19 @@ from email.utils import parseaddr
 from pathlib import Path
 from typing import AsyncIterator, Callable, Iterator, Mapping, Sequence
 
-from .errors import UserError
-from .channels import (
+from ..common.errors import UserError
+from ..channels import (
     Channel, ChannelSettings, ChannelStopped, DeliveryJob, DeliveryWithdrawn, Intent, Outbox, Outcome, RetryPolicy,
     channel_factory, render_error_text,
 )
-from .channels.base import parse_rate as _parse_rate
-from .ledger import (
+from ..channels.base import parse_rate as _parse_rate
+from ..store.ledger import (
     ACCEPTED, AWAITING, DEFERRED, FINAL_STATES, IN_DOUBT, MARKED_DELIVERED, QUEUED, REJECTED, SENDING, STATES,
     DeliveryIntent, Ledger, LedgerError, LedgerStorageError, delivery_id, new_envelope_id, new_message_id, who_am_i,
 )
-from .lock import SendLock, SendLockedError
-from .plan.files import FileChange, FileWatch, changes
-from .plan.model import Communique, Plan, Recipient, StakeholderGroup
+from ..store.lock import SendLock, SendLockedError
+from ..plan.files import FileChange, FileWatch, changes
+from ..plan.model import Communique, Plan, Recipient, StakeholderGroup
 
 # -- events --------------------------------------------------------------------------------
 
@@ -747,7 +747,7 @@ def dry_run(plan: Plan, ledger: Ledger, *, only: Sequence[str] | None = None,
     """Write what every delivery would send into `<state>/outbox`; nothing leaves the machine and
     nothing is recorded as sent. Every channel does it the same way: `rehearse(job)` gives the
     file, `Outbox` writes it (see channels.base)."""
-    from .state import check_outbox
+    from ..store.state import check_outbox
 
     _refuse_changed_files(plan)
     folder = ledger.path.parent / "outbox"
@@ -797,7 +797,7 @@ async def send_test_message(plan: Plan, ledger: Ledger, *, communique_id: str | 
                     password: str | None = None, render: Callable[[DeliveryJob], object] | None = None,
                     who: str | None = None) -> SendTestResult:
     """Send one communique to the engineer alone, "[TEST] " before the subject, outside the deliveries."""
-    from .channels.email import EmailChannel, default_render
+    from ..channels.email import EmailChannel, default_render
 
     _refuse_changed_files(plan)
     address = to or plan.sender.test_to
