@@ -44,7 +44,7 @@ from dataclasses import replace
 from typing import AsyncIterator, Callable, Iterator, Mapping, Sequence
 
 from ..channels import Channel, ChannelStopped, DeliveryJob, DeliveryWithdrawn, Intent, Outcome, channel_factory
-from ..plan.files import FileChange, FileWatch
+from ..plan.files import FileWatch
 from ..plan.model import Plan
 from ..store.ledger import (
     ACCEPTED, AWAITING, DEFERRED, IN_DOUBT, QUEUED, REJECTED, SENDING, Ledger, LedgerError, LedgerStorageError,
@@ -189,7 +189,7 @@ class SendEngine:
         try:
             changed = await asyncio.to_thread(self._files.full)
             if changed is not None:
-                self._stop_for_change(changed)
+                self._stop(changed.message, changed.hint)
             else:
                 await self._open_channels(targets)
             if self._stopped is None:
@@ -283,11 +283,8 @@ class SendEngine:
         changed = await asyncio.to_thread(watch.full) if watch.full_due() else watch.quick()
         if changed is None:
             return True
-        self._stop_for_change(changed)
+        self._stop(changed.message, changed.hint)
         return False
-
-    def _stop_for_change(self, change: FileChange) -> None:
-        self._stop(change.message, change.hint)
 
     async def _attempt(self, job: DeliveryJob) -> None:
         committed = False
