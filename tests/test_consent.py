@@ -124,6 +124,7 @@ def test_send_refuses_without_consent_and_nothing_reaches_the_server(tmp_path: P
         assert refused("send", server.messages == [] and not marker.exists())
         assert "Traceback" not in attempt.stderr
 
+        assert relcomm("review", str(path)).returncode == 0  # the sign-off the same rule needs (app.readiness)
         sent = relcomm("send", "--yes", "--allow-commands", str(path))
         assert sent.returncode == 0, sent.stderr
         assert marker.exists() and len(server.messages) == 3
