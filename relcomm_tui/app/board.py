@@ -22,21 +22,18 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Callable, Sequence
 
-from ..delivery import delivery_audience, select_communiques
-from ..ledger import (
+from ..delivery.engine import delivery_audience, select_communiques
+from ..store.ledger import (
     AWAITING, DEFERRED, FINAL_STATES, IN_DOUBT, MARKED_DELIVERED, QUEUED, REJECTED, STATE_LABELS, DeliveryRecord,
     Ledger, RunRecord, delivery_id,
 )
+from ..common.text import plural
 from ..plan.model import Plan
 from ..receipts.status import BOUNCED, CONFIRMED, REACHED, UNKNOWN, Fate, status_from
 
 NOT_SENT = Fate("not sent", UNKNOWN, "not sent yet")
 # Finished for this run: nothing more happens to these without the user asking.
 DONE_STATES = frozenset({*FINAL_STATES, REJECTED, IN_DOUBT})
-
-
-def plural(count: int, word: str) -> str:
-    return f"{count} {word}{'' if count == 1 else 's'}"
 
 
 def deliveries(count: int, adjective: str = "") -> str:

@@ -17,7 +17,7 @@ import getpass
 from dataclasses import dataclass
 from typing import Awaitable, Callable
 
-from ..errors import UserError
+from ..common.errors import UserError
 from ..plan.model import Plan
 from ..plan.secrets import SecretError, describe, is_reference, login_password
 
@@ -98,7 +98,7 @@ def terminal_prompt(question: Ask) -> str | None:
     """A masked prompt on the terminal (getpass), after saying why the lookup failed."""
     import sys
 
-    from ..terminal_text import visible
+    from ..common.terminal_text import visible
 
     if question.why:
         print(visible(question.why), file=sys.stderr)

@@ -11,9 +11,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ..channels.manual import ManualError, confirm_manual
-from ..delivery import delivery_audience, sender_domain
-from ..errors import UserError
-from ..ledger import FINAL_STATES, DeliveryIntent, DeliveryRecord, Ledger, delivery_id
+from ..delivery.engine import delivery_audience, sender_domain
+from ..common.errors import UserError
+from ..store.ledger import FINAL_STATES, DeliveryIntent, DeliveryRecord, Ledger, delivery_id
 from ..plan.locate import close_match
 from ..plan.model import Plan
 

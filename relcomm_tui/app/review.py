@@ -10,8 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Sequence
 
-from ..errors import UserError
-from ..ledger import Ledger, now, who_am_i
+from ..common.errors import UserError
+from ..store.ledger import Ledger, now, who_am_i
 from ..plan.locate import close_match
 from ..plan.model import Plan
 

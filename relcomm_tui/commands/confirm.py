@@ -15,7 +15,7 @@ import argparse
 import json
 import sys
 
-from ..terminal_text import visible
+from ..common.terminal_text import visible
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

@@ -20,8 +20,8 @@ import sys
 from typing import TextIO
 
 from . import add_allow_commands
-from ..ledger import ACCEPTED, DEFERRED, IN_DOUBT, MARKED_DELIVERED, REJECTED, STATE_LABELS, who_am_i
-from ..terminal_text import visible
+from ..store.ledger import ACCEPTED, DEFERRED, IN_DOUBT, MARKED_DELIVERED, REJECTED, STATE_LABELS, who_am_i
+from ..common.terminal_text import visible
 
 OUTCOME_STATES = (ACCEPTED, REJECTED, IN_DOUBT, DEFERRED, MARKED_DELIVERED)
 
@@ -60,7 +60,7 @@ def _fail(message: str, hint: str = "", stream: TextIO | None = None) -> int:
 
 def run(args: argparse.Namespace) -> int:
     from ..app.board import board
-    from ..delivery import SendError
+    from ..delivery.engine import SendError
     from . import load_plan_or_explain, open_ledger_or_explain, state_dir
 
     plan = load_plan_or_explain(args.plan, "relcomm send", allow_commands=args.allow_commands)
@@ -112,8 +112,8 @@ def run(args: argparse.Namespace) -> int:
 def _readiness(plan, ledger, where, args) -> int | None:
     """The one rule (app.readiness): None to go on; else the exit code after saying why not."""
     from ..app.readiness import DONE, LOCKED, check
-    from ..checks import run_checks
-    from ..ledger import AWAITING, FINAL_STATES
+    from ..checks.rules import run_checks
+    from ..store.ledger import AWAITING, FINAL_STATES
 
     try:
         left = where.left(retry_failed=args.retry_failed, resend_in_doubt=args.resend_in_doubt)
@@ -144,7 +144,7 @@ def _readiness(plan, ledger, where, args) -> int | None:
 
 
 def _needs_email(plan, args) -> bool:
-    from ..delivery import select_communiques
+    from ..delivery.engine import select_communiques
 
     if args.test is not None:
         return bool(plan.smtp.username)
@@ -152,7 +152,7 @@ def _needs_email(plan, args) -> bool:
 
 
 def _validate(plan) -> int | None:
-    from ..checks import run_checks
+    from ..checks.rules import run_checks
 
     try:
         findings = run_checks(plan, gate=True, secrets=True)
@@ -200,7 +200,7 @@ def _confirm(plan, where) -> bool:
 
 
 def _dry_run(plan, ledger, only, login) -> int:
-    from ..delivery import SendError, dry_run
+    from ..delivery.engine import SendError, dry_run
 
     try:
         result = dry_run(plan, ledger, only=only or None, who=login)
@@ -215,7 +215,7 @@ def _dry_run(plan, ledger, only, login) -> int:
 
 
 def _test_send(plan, ledger, args, password, login) -> int:
-    from ..delivery import SendError, send_test_message
+    from ..delivery.engine import SendError, send_test_message
 
     only = args.only[0] if args.only else None
     try:
@@ -236,7 +236,7 @@ class _Printer:
         self._line = 0
 
     def __call__(self, event) -> None:
-        from ..delivery import CommuniqueSkipped, DeliveryChanged, Progress, RunStopped
+        from ..delivery.engine import CommuniqueSkipped, DeliveryChanged, Progress, RunStopped
 
         if isinstance(event, DeliveryChanged):
             if not self.tty and event.state in OUTCOME_STATES:
@@ -277,7 +277,7 @@ class _Printer:
 
 
 async def _send(plan, ledger, args, password, login, host) -> int:
-    from ..delivery import SendEngine, SendError, SendStopped
+    from ..delivery.engine import SendEngine, SendError, SendStopped
 
     printer = _Printer(sys.stdout)
     engine = SendEngine(plan, ledger, only=args.only or None, password=password,

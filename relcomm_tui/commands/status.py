@@ -16,8 +16,8 @@ import argparse
 import json
 import sys
 
-from ..ledger import LEDGER_NAME, STATE_LABELS, STATES
-from ..terminal_text import visible
+from ..store.ledger import LEDGER_NAME, STATE_LABELS, STATES
+from ..common.terminal_text import visible
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -29,9 +29,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from ..app.board import board
-    from ..delivery import SendError
-    from ..ledger import LedgerError
-    from ..lock import lock_holder
+    from ..delivery.engine import SendError
+    from ..store.ledger import LedgerError
+    from ..store.lock import lock_holder
     from . import load_plan_or_explain, open_ledger_or_explain, state_dir
 
     plan = load_plan_or_explain(args.plan, "relcomm status", as_json=args.json)
