@@ -386,7 +386,7 @@ def test_a_password_command_that_cannot_run_says_so(tmp_path: Path) -> None:
     (folder / "scripts" / "pw.sh").mkdir(parents=True)  # a folder where the script should be
     path = plan_with_gate(folder, "true", username="relcomm", password={"command": "scripts/pw.sh"})
     done = relcomm("validate", "--allow-commands", str(path))
-    assert "error[secret-unresolved]" in done.stdout and "cannot run" in done.stdout
+    assert "warning[smtp-password-unresolved]" in done.stdout and "cannot run" in done.stdout
     assert "Traceback" not in done.stdout + done.stderr
 
 

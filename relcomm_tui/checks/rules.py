@@ -78,6 +78,7 @@ RULES: dict[str, tuple[Severity, str]] = {
     "preset-unknown": ("error", "a webhook or pager preset is not one relcomm knows"),
     "url-literal-token": ("warning", "a URL written in the plan looks like it contains a token"),
     "secret-unresolved": ("error", "a secret reference cannot be resolved (keyring, environment, command)"),
+    "smtp-password-unresolved": ("warning", "the SMTP password cannot be looked up here: relcomm asks for it when sending"),
     "smtp-insecure": ("error", 'SMTP security "none" to a host that is not loopback'),
     "notes-missing": ("warning", "the release notes file is missing or unreadable"),
     "notes-section-missing": ("warning", "the release notes have no section for this version"),
@@ -535,6 +536,10 @@ class _Checker:
             if isinstance(value, CommandNotAllowed):
                 self.add("secret-not-allowed", f"the {what} ({key}) was not resolved: {value.message}",
                          value.hint, where, communique=cid)
+            elif isinstance(value, SecretError) and what == "SMTP password":
+                # Not a lock: app.credentials asks for it (masked) when sending, or refuses headless with a hint.
+                self.add("smtp-password-unresolved", f"the {what} ({key}) cannot be looked up here: {value.message}; "
+                         "relcomm will ask for it when sending", value.hint, where, communique=cid)
             elif isinstance(value, SecretError):
                 self.add("secret-unresolved", f"the {what} ({key}) cannot be resolved: {value.message}",
                          value.hint, where, communique=cid)

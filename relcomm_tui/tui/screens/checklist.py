@@ -10,7 +10,6 @@ ticking manual steps send nothing.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
 
 from textual import on, work
