@@ -9,6 +9,7 @@ send) and the reasons' words.
 
 from __future__ import annotations
 
+import asyncio
 import io
 from pathlib import Path
 
@@ -59,9 +60,12 @@ def build(case: str, folder: Path, port: int) -> Path:
     if case == "stale-review":
         data["communiques"][1]["body"] = "Hello {{ recipient.name }}, version {{ release.version }} is live now.\n"
         write_plan(folder, data)  # edited after the review: the sign-offs are for the old digest
-    if case == "fully-sent":
-        assert main(["send", str(plan_file), "--yes", "--allow-commands"]) == 0
     return plan_file
+
+
+async def relcomm(*argv: str) -> int:
+    """main() in a thread: `relcomm send` runs its own event loop."""
+    return await asyncio.to_thread(main, list(argv))
 
 
 async def app_answer(plan_file: Path):
@@ -77,10 +81,10 @@ async def app_answer(plan_file: Path):
     return answer, status, send_key
 
 
-def cli_answer(plan_file: Path, server: LoopbackMailServer, capsys, monkeypatch) -> tuple[str, str, str]:
+async def cli_answer(plan_file: Path, server: LoopbackMailServer, capsys, monkeypatch) -> tuple[str, str, str]:
     monkeypatch.setattr("sys.stdin", io.StringIO(""))  # no terminal: nothing can be typed
     before = len(server.messages)
-    code = main(["send", str(plan_file), "--yes", "--allow-commands"])
+    code = await relcomm("send", str(plan_file), "--yes", "--allow-commands")
     out, err = capsys.readouterr()
     sent = len(server.messages) - before
     if code == 2:
@@ -97,9 +101,11 @@ def cli_answer(plan_file: Path, server: LoopbackMailServer, capsys, monkeypatch)
 async def test_the_app_and_relcomm_send_give_the_same_answer(case: str, tmp_path: Path, server, user_config,
                                                                capsys, monkeypatch):
     plan_file = build(case, tmp_path / "plan", server.port)
+    if case == "fully-sent":
+        assert await relcomm("send", str(plan_file), "--yes", "--allow-commands") == 0
     capsys.readouterr()
     app, status, send_key = await app_answer(plan_file)
-    verdict, out, err = cli_answer(plan_file, server, capsys, monkeypatch)
+    verdict, out, err = await cli_answer(plan_file, server, capsys, monkeypatch)
 
     expected_verdict, expected_codes = EXPECTED[case]
     assert app.verdict == verdict == expected_verdict, (case, app, out, err)
@@ -121,10 +127,10 @@ async def test_a_headless_send_after_relcomm_review_reopens_on_the_summary(tmp_p
     "N required groups not reviewed" or "Ready to send"."""
     plan_file = write_plan(tmp_path / "plan", base_plan() | {
         "transport": {"smtp": {"host": "127.0.0.1", "port": server.port, "security": "none"}}})
-    assert main(["send", str(plan_file), "--yes", "--allow-commands"]) == 2  # not reviewed yet
+    assert await relcomm("send", str(plan_file), "--yes", "--allow-commands") == 2  # not reviewed yet
     assert "1 required group not reviewed" in capsys.readouterr().err
-    assert main(["review", str(plan_file)]) == 0
-    assert main(["send", str(plan_file), "--yes", "--allow-commands"]) == 0
+    assert await relcomm("review", str(plan_file)) == 0
+    assert await relcomm("send", str(plan_file), "--yes", "--allow-commands") == 0
     _, status, send_key = await app_answer(plan_file)
     assert status.startswith("Sent ") and "3/3 accepted" in status and "c receipts" in status
     assert "not reviewed" not in status and "Ready to send" not in status and send_key
