@@ -26,7 +26,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Sequence
 
-from ..checks.rules import BLOCKING_WARNINGS, Finding, run_checks
+from ..checks.findings import BLOCKING_WARNINGS, Finding
+from ..checks.rules import run_checks
 from ..store.ledger import Ledger
 from ..plan.model import Plan
 from .board import Board, plural

@@ -39,7 +39,8 @@ def _fail(args, plan_path, message: str, hint: str) -> int:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..app.manual import ManualError, StepNotFound, find_step, tick
+    from ..app.manual import find_step, tick
+    from ..common.errors import UserError
     from ..app.review import reviewer
     from . import load_plan_or_explain, open_ledger_or_explain, state_dir
 
@@ -53,7 +54,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         step = find_step(plan, ledger, args.communique, args.recipient)
         record = tick(plan, ledger, step.delivery_id, reviewer(), args.note)
-    except (StepNotFound, ManualError) as error:
+    except UserError as error:  # StepNotFound, or the manual channel's ManualError (already done)
         return _fail(args, plan.path, error.message, error.hint)
     finally:
         ledger.close()

@@ -28,7 +28,8 @@ from ...plan import consent
 from ...app.board import Board, board
 from ...app.readiness import GATE_NOT_ALLOWED, READY, GateStatus, Readiness, Reviews, assess, reviews  # noqa: F401
 from ...app.review import set_reviewed
-from ...checks.rules import Finding, run_checks
+from ...checks.findings import Finding
+from ...checks.rules import run_checks
 from ...plan import Plan, PlanError
 from ...plan.model import Location
 from ..dialogs.consent import ConsentDialog

@@ -20,6 +20,7 @@ from textual.worker import Worker, WorkerState
 
 from ...app import credentials, manual
 from ...app.board import DONE_STATES, Board
+from ...common.errors import UserError
 from ...delivery.engine import (
     CommuniqueSkipped, DeliveryChanged, Progress, RunStopped, RunSummary, SendEngine, SendError, SendStopped,
     select_communiques, send_test_message,
@@ -110,7 +111,7 @@ class SendEngineScreen(Screen):
                 manual.tick(self.plan, self.ledger, ident, self.app.reviewer, note)
             else:
                 self.ledger.mark_delivered(ident, self.app.reviewer, note)
-        except manual.ManualError as error:
+        except UserError as error:  # already done, not a manual delivery
             self.post_message(self.Recorded(ident, done, (error.message, error.hint or "")))
             return
         self.post_message(self.Recorded(ident, done))
