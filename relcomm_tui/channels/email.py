@@ -131,19 +131,14 @@ class EmailChannel(PipelinedSender):
         return login_secrets(self.smtp.username or "", self._password) if self._password else ()
 
     async def _resolve_password(self) -> str:
-        from ..plan.secrets import SecretError, is_reference, resolve
+        from ..plan.secrets import SecretError, login_password
 
-        reference = self.smtp.password
-        if reference is None or not is_reference(reference):
-            raise ChannelStopped(
-                f"the SMTP login {self.smtp.username!r} needs a password and the plan names none",
-                'add password = { env = "RELCOMM_SMTP_PASSWORD" } to [transport.smtp], or give it when asked',
-            )
         try:
             # keyring and password commands block; keep the event loop free.
-            return await asyncio.to_thread(resolve, reference, 10.0)
+            return await asyncio.to_thread(login_password, self.smtp, 10.0)
         except SecretError as error:
-            raise ChannelStopped(f"cannot get the SMTP password: {error.message}", error.hint) from None
+            message = error.message if self.smtp.password is None else f"cannot get the SMTP password: {error.message}"
+            raise ChannelStopped(message, error.hint) from None
 
     async def _connect(self) -> SmtpConnection:
         connection = SmtpConnection(self.smtp.host, self.smtp.port, self.smtp.security, self.timeout,
