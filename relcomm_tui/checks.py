@@ -398,9 +398,15 @@ class _Checker:
                                                         group=group, communique=cid), example=who)
             problem.count += 1
 
+        # With an unknown group in `to`, `groups` is short of it (`groups[0]` is undefined): group-unknown
+        # is the one root cause, so undefined names wait until `to` is fixed and the plan checked again.
+        unknown_group = any(plan.group(group_id) is None for group_id in communique.to)
+
         def from_error(error: RenderError, who: str, group: str | None) -> str:
             if error.kind in ("address", "recipient"):
                 return "address"  # the address rules report it, with the member's or sender's line
+            if error.kind == "undefined" and unknown_group:
+                return "template-undefined"
             rule = {"syntax": "template-syntax", "undefined": "template-undefined", "template-missing": "template-missing",
                     "header-injection": "header-injection", "header-invalid": "header-invalid",
                     "limit": "template-limit", "path": "path-unsafe"}.get(error.kind, "template-error")

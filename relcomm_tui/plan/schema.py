@@ -11,7 +11,9 @@ import datetime as dt
 from pathlib import Path
 from typing import Literal, Union
 
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, StrictBool, StrictInt, StrictStr
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, StrictBool, StrictInt, StrictStr, field_validator
+
+from .dates import parse_release_date
 
 CHANNELS = ("email", "webhook", "publish", "pager", "manual")
 
@@ -57,10 +59,16 @@ SecretRef = Union[KeyringSecret, EnvSecret, CommandSecret]
 class ReleaseTable(Strict):
     name: StrictStr = Field(min_length=1, description="product or release name")
     version: StrictStr = Field(min_length=1, description="the version being released")
-    date: dt.date | None = Field(None, description="release date (TOML date)")
+    date: dt.date | None = Field(None, description="release date: a TOML date, 2026-12-03 (a quoted \"2026-12-03\" is accepted too)")
     notes: StrictStr | None = Field(None, description="release-notes file; its section for this version is `notes` in templates")
     gate: StrictStr | None = Field(None, description="command that must exit 0 before sending (the release was declared a success)")
     gate_timeout: StrictInt = Field(30, ge=1, le=3600, description="seconds the gate may run")
+
+    @field_validator("date", mode="before")
+    @classmethod
+    def _a_real_day(cls, value: object) -> object:
+        # pydantic alone takes a number as a timestamp and says "input is too short" for "Dec 3".
+        return parse_release_date(value)
 
 
 class SenderTable(Strict):
