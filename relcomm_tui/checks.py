@@ -22,6 +22,7 @@ from urllib.parse import parse_qsl, urlsplit
 from . import consent
 from .compose.mime import header_injection, header_problem, header_too_long
 from .net import is_loopback
+from .plan import addresses
 from .plan.locate import close_match, find_line, keypath_text, shown
 from .plan.model import Communique, Location, Plan, Recipient, StakeholderGroup
 
@@ -68,6 +69,7 @@ RULES: dict[str, tuple[Severity, str]] = {
     "address-invalid": ("error", "a member of a group reached by email has an invalid address"),
     "address-missing": ("error", "a member of a group reached by email has no email address"),
     "address-duplicate": ("warning", "the same address appears twice in one group"),
+    "address-special-domain": ("warning", "addresses at a special-use domain (corp.local, .test, ...) that the plan allows"),
     "sender-address-invalid": ("error", "sender from, reply_to, receipts_to, test_to or a communique's reply_to is invalid"),
     "subject-missing": ("error", "an email or publish communique has no subject"),
     "body-missing": ("error", "a communique has no template, body or instructions"),
@@ -198,8 +200,13 @@ class _Checker:
     def at(self, *parts: str | int) -> Location:
         return Location(self.plan.path, find_line(self.plan.source, parts), None, keypath_text(parts))
 
-    def address_problem(self, address: str) -> str | None:
+    def address_problem(self, address: str, *, allow_special: bool = False) -> str | None:
         """Why an address is invalid (email-validator, no DNS), or None. Cached: groups overlap."""
+        if allow_special:
+            key = "special:" + address
+            if key not in self._valid:
+                self._valid[key] = addresses.address_problem(address, allow_special=True)
+            return self._valid[key]
         if address in self._valid:
             return self._valid[address]
         local, at, domain = address.rpartition("@")
@@ -283,10 +290,28 @@ class _Checker:
         if self.header_value(value, what, where, communique):
             return
         name, address = parseaddr(value)
-        problem = self.address_problem(address) if address else "there is no address in it"
+        hint = 'write "Name <user@example.com>" or "user@example.com"'
+        if address and addresses.special_suffix(address):
+            if addresses.allows(self.plan.sender.allow_special_domains, address):
+                problem = self.address_problem(address, allow_special=True)
+                if not problem:
+                    self.add("address-special-domain",
+                             f"{what} {address} is at {addresses.domain_of(address)}, {self._special_words(address)}",
+                             "make sure your mail servers deliver there", where, communique=communique)
+            else:
+                problem = addresses.special_problem(address)
+                hint = addresses.SPECIAL_HINT.format(domain=addresses.domain_of(address)).replace(
+                    " or to this group", "")
+        else:
+            problem = self.address_problem(address) if address else "there is no address in it"
         if problem:
             self.add("sender-address-invalid", f"{what} {value!r} is not a valid address: {problem}",
-                     'write "Name <user@example.com>" or "user@example.com"', where, communique=communique)
+                     hint, where, communique=communique)
+
+    def _special_words(self, address: str) -> str:
+        suffix = addresses.special_suffix(address) or ""
+        return (f"a special-use name (.{suffix}: {addresses.SPECIAL_USE.get(suffix, 'reserved')}) that only your own "
+                "mail servers can deliver to; allowed by allow_special_domains")
 
     def transport(self) -> None:
         smtp = self.plan.smtp
@@ -477,9 +502,10 @@ class _Checker:
             if communique.channel == "email":
                 for group_id in communique.to:
                     emailed.setdefault(group_id, communique.id)
-        for group in plan.groups:
+        for group_index, group in enumerate(plan.groups):
             counts: dict[str, int] = {}
             seen: dict[str, Recipient] = {}
+            special: dict[str, list[str]] = {}  # allowed special-use domain -> its addresses in this group
             for member in group.members:
                 if member.email and member.email.strip().lower() in seen:
                     first = seen[member.email.strip().lower()]
@@ -508,11 +534,31 @@ class _Checker:
                                  f"but communique {emailed[group.id]} goes by email",
                                  "add the address, or reach this group by another channel", member.location)
                     continue
-                problem = self.address_problem(member.email)
+                hint = "fix the address in the members list"
+                if addresses.special_suffix(member.email):
+                    if addresses.allows(group.allow_special_domains, member.email) or \
+                            addresses.allows(plan.sender.allow_special_domains, member.email):
+                        problem = self.address_problem(member.email, allow_special=True)
+                        if not problem:
+                            special.setdefault(addresses.domain_of(member.email), []).append(member.email)
+                    else:
+                        problem = addresses.special_problem(member.email)
+                        hint = addresses.SPECIAL_HINT.format(domain=addresses.domain_of(member.email))
+                else:
+                    problem = self.address_problem(member.email)
                 if problem:
                     self._capped(counts, "address-invalid", group,
                                  f"{member.email!r} in group {group.id} is not a valid address: {problem}",
-                                 "fix the address in the members list", member.location)
+                                 hint, member.location)
+            for domain, found in special.items():
+                by = (f"stakeholders[{group_index}].allow_special_domains"
+                      if addresses.allows(group.allow_special_domains, found[0]) else "sender.allow_special_domains")
+                people = f"{len(found)} addresses" if len(found) > 1 else found[0]
+                self.add("address-special-domain",
+                         f"{people} in group {group.id} {'are' if len(found) > 1 else 'is'} at {domain}, "
+                         + self._special_words(found[0]).replace("allow_special_domains", by),
+                         "make sure your relay delivers there; remove the setting to have such addresses refused again",
+                         group.location, group=group.id)
             for rule, count in counts.items():
                 if count > MAX_PER_GROUP:
                     self.add(rule, f"... and {count - MAX_PER_GROUP} more like this in group {group.id}",

@@ -286,7 +286,7 @@ def _most_useful(problems: list[dict]) -> dict:
 
 MODEL_NAMES = {
     "KeyringSecret", "EnvSecret", "CommandSecret", "MaildirSourceTable", "MboxSourceTable",
-    "ImapSourceTable", "MemberTable", "str", "list[union[str,MemberTable]]",
+    "ImapSourceTable", "MemberTable", "str", "bool", "list[union[str,MemberTable]]",
 }
 
 
@@ -344,6 +344,8 @@ def _type_hint(parts: tuple, kind: str) -> str:
         return 'to is a list of stakeholder group ids, e.g. to = ["customers"]'
     if last == "date":
         return f"write the day as YYYY-MM-DD without quotes: date = {dates.EXAMPLE}"
+    if last == "allow_special_domains":
+        return 'write true, or a list of domains such as ["corp.local"]'
     if last == "rate":
         return 'write a rate like "120/min" or "5/s"'
     if kind in ("int_type", "int_parsing"):
@@ -471,6 +473,8 @@ def _build(table: schema.PlanFile, plan_file: Path, source: str, raw: bytes) -> 
         groups.append(StakeholderGroup(
             id=group.id, name=group.name or group.id, required=group.required, description=group.description,
             members=tuple(members), members_file=members_file, location=where("stakeholders", index),
+            allow_special_domains=(group.allow_special_domains if isinstance(group.allow_special_domains, bool)
+                                   else tuple(group.allow_special_domains)),
         ))
 
     communiques = []

@@ -28,6 +28,10 @@ CHANNEL_KEYS: dict[str, frozenset[str]] = {
 COMMON_KEYS = frozenset({"id", "to", "channel", "description", "reminder_for"})
 
 
+SPECIAL_DOMAINS_HELP = ('addresses at special-use names (.local, .localhost, .test, .invalid, .onion, .arpa) are errors '
+                        'unless allowed: true, or a list such as ["corp.local"]; allowed ones are warnings')
+
+
 class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -77,6 +81,7 @@ class SenderTable(Strict):
     receipts_to: StrictStr | None = Field(None, description="return path: where DSNs, read receipts and replies come back")
     test_to: StrictStr | None = Field(None, description="the engineer's own address for test sends")
     list_id: StrictStr | None = Field(None, description="List-Id header value, e.g. releases.example.com")
+    allow_special_domains: StrictBool | list[StrictStr] = Field(False, description=SPECIAL_DOMAINS_HELP)
 
 
 class SmtpTable(Strict):
@@ -131,6 +136,7 @@ class StakeholderTable(Strict):
     required: StrictBool = Field(False, description="must be reached by at least one communique")
     description: StrictStr | None = None
     members: StrictStr | list[StrictStr | MemberTable] = Field(default_factory=list, description='CSV file (name,email,...) or a list of "Name <addr>" / tables')
+    allow_special_domains: StrictBool | list[StrictStr] = Field(False, description=SPECIAL_DOMAINS_HELP)
 
 
 class CommuniqueTable(Strict):
