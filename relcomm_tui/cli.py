@@ -92,6 +92,12 @@ def _run(args: argparse.Namespace) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:
+        # `relcomm status PLAN | head`: the reader has what it wanted; no traceback, no second error at exit.
+        import os
+
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.__stdout__.fileno())
+        return 141
 
 
 if __name__ == "__main__":

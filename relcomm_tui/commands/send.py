@@ -17,7 +17,8 @@ import sys
 from typing import TextIO
 
 from . import add_allow_commands
-from ..ledger import ACCEPTED, DEFERRED, IN_DOUBT, MARKED_DELIVERED, REJECTED, STATE_LABELS, who_am_i
+from ..ledger import (ACCEPTED, AWAITING, DEFERRED, IN_DOUBT, MARKED_DELIVERED, QUEUED, REJECTED, SENDING, STATE_LABELS,
+                      who_am_i)
 from ..terminal_text import visible
 
 OUTCOME_STATES = (ACCEPTED, REJECTED, IN_DOUBT, DEFERRED, MARKED_DELIVERED)
@@ -266,15 +267,29 @@ async def _send(plan, ledger, args, password, login, host) -> int:
     return summary.exit_code
 
 
+# Beyond the four every summary shows, each other state a delivery can end a run in, in the user's words.
+OTHER_OUTCOMES = {
+    MARKED_DELIVERED: "marked delivered", AWAITING: "manual step(s) waiting for you", QUEUED: "not sent yet",
+    SENDING: "still sending (another process)",
+}
+
+
+def summary_parts(counts, skipped: int = 0) -> list[str]:
+    """Every count of a run's summary: none hidden (a manual step waiting is work left to do)."""
+    parts = [f"{counts.get(state, 0)} {STATE_LABELS[state]}" for state in (ACCEPTED, DEFERRED, REJECTED, IN_DOUBT)]
+    parts += [f"{counts[state]} {words}" for state, words in OTHER_OUTCOMES.items() if counts.get(state)]
+    parts += [f"{n} {state}" for state, n in counts.items()
+              if n and state not in OTHER_OUTCOMES and state not in (ACCEPTED, DEFERRED, REJECTED, IN_DOUBT)]
+    if skipped:
+        parts.append(f"{skipped} communique(s) skipped")
+    return parts
+
+
 def _report(plan, summary) -> None:
     if summary is None:
         return
     counts = summary.counts
-    parts = [f"{counts.get(state, 0)} {STATE_LABELS[state]}" for state in (ACCEPTED, DEFERRED, REJECTED, IN_DOUBT)]
-    if counts.get(MARKED_DELIVERED):
-        parts.append(f"{counts[MARKED_DELIVERED]} marked delivered")
-    if counts.get("queued"):
-        parts.append(f"{counts['queued']} not sent yet")
+    parts = summary_parts(counts, len(summary.skipped))
     ending = " (cancelled)" if summary.cancelled else ""
     print(f"{visible(plan.release.name)} {visible(plan.release.version)}: {', '.join(parts)}; "
           f"{summary.sent_this_run} finished in this run{ending}")
@@ -283,3 +298,6 @@ def _report(plan, summary) -> None:
               "mark them delivered in the app, or send them again with --resend-in-doubt (same Message-ID)")
     if counts.get(DEFERRED):
         print("  deferred deliveries are tried again by the next `relcomm send`")
+    if counts.get(AWAITING):
+        print(f"  {counts[AWAITING]} manual step(s) are yours to do (relcomm status PLAN lists them); when done, "
+              f"tick each in the app: relcomm {visible(plan.path)}, send screen, enter")

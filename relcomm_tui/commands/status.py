@@ -85,18 +85,42 @@ def run(args: argparse.Namespace) -> int:
         return 0
     if holder:
         print(f"note: {visible(holder.describe())}")
-    width = max(len(visible(r.recipient_display)) for r in records)
-    current = None
-    for record in records:
-        if record.communique_id != current:
-            current = record.communique_id
-            print(f"\n{visible(current)}")
-        reply = visible(" ".join((record.reply or "").split()))
-        fate = fates.get(record.id)
-        print(f"  {record.state_label:<16} {visible(record.recipient_display):<{width}}  "
-              f"{record.attempts} attempt(s)  {visible(record.updated[:19])}  {reply}".rstrip())
-        if fate is not None and fate.outcome != record.state_label:
-            print(f"  {'':<16} fate: {visible(fate.describe())}")
+    for line in table_lines(records, fates):
+        print(line)
     summary = ", ".join(f"{n} {STATE_LABELS[s]}" for s, n in counts.items() if n)
     print(f"\n{release}: {summary}")
     return 0
+
+
+HEADERS = ("recipient", "state", "tries", "updated", "fate", "since", "server's reply")
+
+
+def table_lines(records, fates, *, limit: int | None | bool = True) -> list[str]:
+    """One block per communique, every column aligned (widths from every row, so the blocks line up
+    too), fitted to the terminal's width when printing to one. A fate with more to say than its
+    label (a bounce's reason, a delay) gets its own line below, never a ragged column."""
+    from .receipts import short_time
+    from .table import fit, lines, terminal_width
+
+    width = terminal_width() if limit is True else (limit or None)
+    rows, details = [], []
+    for record in records:
+        fate = fates.get(record.id)
+        rows.append(tuple(visible(cell) for cell in (
+            record.recipient_display, record.state_label, str(record.attempts), short_time(record.updated),
+            fate.outcome if fate is not None else "", short_time(fate.since) if fate is not None else "",
+            " ".join((record.reply or "").split()))))
+        more = fate.describe() if fate is not None else ""
+        details.append(visible(more) if fate is not None and fate.reason or (fate and fate.unverified) else "")
+    # Too narrow (80 columns): leave out since, tries, updated, then the reply, before cutting names.
+    widths = fit([HEADERS, *rows], limit=width, indent=2, shrink=0, min_shrink=32, drop=(5, 2, 3, 6))
+    out: list[str] = []
+    current = None
+    for record, row, detail in zip(records, rows, details):
+        if record.communique_id != current:
+            current = record.communique_id
+            out += ["", visible(current), *lines([HEADERS], widths, indent=2)]
+        out += lines([row], widths, indent=2)
+        if detail:
+            out += lines([(f"fate: {detail}",)], [width - 4 if width else len(detail) + 6], indent=4)
+    return out
