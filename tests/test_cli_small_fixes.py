@@ -18,7 +18,7 @@ ORION = ROOT / "sample_plans" / "orion" / "plan.toml"
 
 
 def relcomm(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "relcomm_tui.cli", *args], capture_output=True, text=True,
+    return subprocess.run([sys.executable, "-m", "relcomm_tui.commands.main", *args], capture_output=True, text=True,
                           cwd=ROOT, timeout=60)
 
 

@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 from plan_helpers import base_plan, check, ids, only
 
-from relcomm_tui.cli import main
-from relcomm_tui.mailserver import LoopbackMailServer
+from relcomm_tui.commands.main import main
+from relcomm_tui.demo.mailserver import LoopbackMailServer
 from relcomm_tui.plan import PlanError, load_plan
 from relcomm_tui.plan.addresses import valid_address
 from send_helpers import write_plan as write_send_plan

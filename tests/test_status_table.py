@@ -7,11 +7,11 @@ import re
 
 import pytest
 
-from relcomm_tui.cli import main
+from relcomm_tui.commands.main import main
 from relcomm_tui.commands.status import HEADERS, table_lines
 from relcomm_tui.commands.table import cell_width, fit, lines
-from relcomm_tui.ledger import Ledger
-from relcomm_tui.mailserver import LoopbackMailServer
+from relcomm_tui.store.ledger import Ledger
+from relcomm_tui.demo.mailserver import LoopbackMailServer
 from relcomm_tui.receipts.status import build_status, fate_of
 from relcomm_tui.plan import load_plan
 
