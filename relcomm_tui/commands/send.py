@@ -34,6 +34,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--resend-in-doubt", action="store_true",
                         help="send deliveries that are in doubt again (same Message-ID)")
     parser.add_argument("--retry-failed", action="store_true", help="send rejected deliveries again")
+    parser.add_argument("--resend-to", metavar="OLD=NEW", action="append", default=[],
+                        help="send the communique that bounced at OLD again, to the corrected address NEW "
+                             "(repeatable; every communique that bounced there, or those named by --only)")
     parser.add_argument("--test", metavar="ADDRESS", nargs="?", const="",
                         help="test send: one communique (the first, or --only) to ADDRESS or [sender] test_to")
     parser.add_argument("--state", metavar="DIR", help="folder for the ledger (default: beside the plan, .relcomm)")
@@ -63,6 +66,9 @@ def run(args: argparse.Namespace) -> int:
     if plan is None:
         return 2
 
+    if args.resend_to and (args.dry_run or args.test is not None or args.resend_in_doubt or args.retry_failed):
+        return _fail("--resend-to goes alone", "correct addresses in a run of its own, without --dry-run, --test, "
+                     "--resend-in-doubt or --retry-failed")
     refused = _validate(plan)
     if refused is not None:
         return refused
@@ -88,6 +94,11 @@ def run(args: argparse.Namespace) -> int:
             return _dry_run(plan, ledger, args.only, login)
         if args.test is not None:
             return _test_send(plan, ledger, args, password, login)
+        if args.resend_to:
+            from .resend import resend_to_corrected
+
+            return resend_to_corrected(plan, ledger, args, password, login, host, confirm=_confirm, fail=_fail,
+                                       printer=_Printer(sys.stdout))
         if not args.yes and not _confirm(plan):
             return 2
         return asyncio.run(_send(plan, ledger, args, password, login, host))
@@ -134,7 +145,7 @@ def _password_or_prompt(plan) -> str | int | None:
         return _fail("no password given")
 
 
-def _confirm(plan) -> bool:
+def _confirm(plan, question: str | None = None) -> bool:
     if not _isatty(sys.stdin):
         _fail("not confirmed: sending needs --yes when there is no terminal to ask on",
               "review the plan (relcomm validate PLAN), then run again with --yes")
@@ -142,7 +153,7 @@ def _confirm(plan) -> bool:
     version = plan.release.version
     try:
         shown = visible(version)
-        typed = input(visible(f"Send {plan.release.name} {version}'s communiques now?")
+        typed = input(visible(question or f"Send {plan.release.name} {version}'s communiques now?")
                       + f" Type the version ({shown}) to confirm: ")
     except (EOFError, KeyboardInterrupt):
         print()

@@ -110,8 +110,12 @@ def table_lines(records, fates, *, limit: int | None | bool = True) -> list[str]
             record.recipient_display, record.state_label, str(record.attempts), short_time(record.updated),
             fate.outcome if fate is not None else "", short_time(fate.since) if fate is not None else "",
             " ".join((record.reply or "").split()))))
-        more = fate.describe() if fate is not None else ""
-        details.append(visible(more) if fate is not None and fate.reason or (fate and fate.unverified) else "")
+        notes = []
+        if fate is not None and (fate.reason or fate.unverified):
+            notes.append(f"fate: {visible(fate.describe())}")
+        if record.person_key:  # a resend at a corrected address (relcomm send --resend-to)
+            notes.append(f"corrects: {visible(record.person_key)}")
+        details.append(notes)
     # Too narrow (80 columns): leave out since, tries, updated, then the reply, before cutting names.
     widths = fit([HEADERS, *rows], limit=width, indent=2, shrink=0, min_shrink=32, drop=(5, 2, 3, 6))
     out: list[str] = []
@@ -121,6 +125,6 @@ def table_lines(records, fates, *, limit: int | None | bool = True) -> list[str]
             current = record.communique_id
             out += ["", visible(current), *lines([HEADERS], widths, indent=2)]
         out += lines([row], widths, indent=2)
-        if detail:
-            out += lines([(f"fate: {detail}",)], [width - 4 if width else len(detail) + 6], indent=4)
+        for note in detail:
+            out += lines([(note,)], [width - 4 if width else len(note)], indent=4)
     return out
