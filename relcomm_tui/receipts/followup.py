@@ -45,13 +45,10 @@ def reminder_of(plan: Plan, communique_id: str) -> Communique | None:
 
 
 def valid_address(text: str) -> str | None:
-    """The address, normalised, or None when it is not a usable email address."""
-    from email_validator import EmailNotValidError, validate_email
+    """The address, normalised, or None when it is not a usable email address (plan/addresses.py)."""
+    from ..plan.addresses import valid_address as checked
 
-    try:
-        return validate_email(text.strip(), check_deliverability=False).normalized
-    except EmailNotValidError:
-        return None
+    return checked(text)
 
 
 def prepare_follow_up(plan: Plan, communique_id: str, recipient_keys: Collection[str],
