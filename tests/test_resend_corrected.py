@@ -11,7 +11,7 @@ import pytest
 
 from receipts_helpers import write_plan
 from relcomm_tui.commands.main import main
-from relcomm_tui.delivery.corrections import CorrectionError, prepare_corrections
+from relcomm_tui.receipts.corrections import CorrectionError, prepare_corrections
 from relcomm_tui.demo.mailserver import LoopbackMailServer
 from relcomm_tui.plan import load_plan
 from relcomm_tui.store.ledger import Ledger, delivery_id

@@ -1,5 +1,5 @@
 """`relcomm send PLAN --resend-to OLD=NEW [--only ID] [--yes]`: the communique that bounced at OLD,
-sent again to the corrected address NEW (delivery/corrections.py does the work; this is its words).
+sent again to the corrected address NEW (receipts/corrections.py does the work; this is its words).
 
 Without `--only`, every email communique whose delivery to OLD bounced is corrected; with it, those
 named. Each correction is said before anything is sent, then confirmed as any send is (the version
@@ -27,7 +27,7 @@ def parse_pairs(values: list[str]) -> list[tuple[str, str]] | str:
 
 
 def resend_to_corrected(plan, ledger, args, password, login, host, *, confirm, fail, printer) -> int:
-    from ..delivery.corrections import CorrectionError, bounced_communiques, prepare_corrections
+    from ..receipts.corrections import CorrectionError, bounced_communiques, prepare_corrections
 
     pairs = parse_pairs(args.resend_to)
     if isinstance(pairs, str):
@@ -62,7 +62,7 @@ def resend_to_corrected(plan, ledger, args, password, login, host, *, confirm, f
 
 
 async def _send(plan, ledger, batches, password, login, host, printer, fail) -> int:
-    from ..delivery.corrections import outcome, resend_corrected
+    from ..receipts.corrections import outcome, resend_corrected
     from ..delivery.engine import SendError, SendStopped
     from ..store.ledger import FINAL_STATES, STATE_LABELS
 

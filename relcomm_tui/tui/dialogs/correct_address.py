@@ -1,5 +1,5 @@
 """Ask for a corrected address for a recipient whose message bounced (receipts follow-up): the same
-communique is then sent there (delivery/corrections.py).
+communique is then sent there (receipts/corrections.py).
 
 Returns the address typed (checked as an email address), or None to leave that recipient out.
 """

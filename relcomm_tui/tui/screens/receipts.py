@@ -416,7 +416,7 @@ class ReceiptsScreen(Screen):
                         severity="warning", timeout=8)
             return
         # A bounced person never got the communique: it goes to them again, at a corrected address
-        # (delivery/corrections.py). The others, who got it, get the plan's reminder, if it has one.
+        # (receipts/corrections.py). The others, who got it, get the plan's reminder, if it has one.
         bounced = [r for r in rows if r.standing == BOUNCED and r.channel == "email"]
         others = [r for r in rows if r not in bounced]
         if others and reminder_of(self.plan, communiques[0]) is None:
@@ -459,7 +459,7 @@ class ReceiptsScreen(Screen):
 
     async def resend_corrected_flow(self, communique_id: str, rows: list[RecipientReceipt]) -> bool:
         """Ask each bounced row's corrected address, confirm, send the same communique there once."""
-        from ...delivery.corrections import CorrectionError, prepare_corrections, resend_corrected
+        from ...receipts.corrections import CorrectionError, prepare_corrections, resend_corrected
         from ...delivery.engine import SendError
 
         corrections: dict[str, str] = {}

@@ -77,7 +77,7 @@ class CorrectionBatch:
 
 def bounced_communiques(plan: Plan, ledger: Ledger, address: str) -> list[str]:
     """The email communiques of this release whose delivery to `address` bounced, in plan order."""
-    from ..receipts.status import BOUNCED, build_status
+    from .status import BOUNCED, build_status
 
     key = address.strip().lower()
     rows = [r for r in build_status(plan, ledger).rows if r.recipient_key == key and r.channel == "email"]
@@ -87,7 +87,7 @@ def bounced_communiques(plan: Plan, ledger: Ledger, address: str) -> list[str]:
 def prepare_corrections(plan: Plan, ledger: Ledger, communique_id: str,
                         corrected: Mapping[str, str]) -> CorrectionBatch:
     """Check `corrected` (bounced address -> corrected address) for one communique. Raises CorrectionError."""
-    from ..receipts.status import BOUNCED, build_status, fate_of
+    from .status import BOUNCED, build_status, fate_of
 
     communique = plan.communique(communique_id)
     if communique is None:
@@ -157,7 +157,7 @@ async def resend_corrected(batch: CorrectionBatch, ledger: Ledger, *, password: 
                            render: Callable | None = None, channels: Mapping | None = None):
     """Send the batch's communique to each corrected address not sent to before. Returns the
     engine's RunSummary, or None when every one was already sent; raises the engine's SendError."""
-    from .engine import SendEngine
+    from ..delivery.engine import SendEngine
 
     if not batch.to_send:
         return None
