@@ -3,8 +3,6 @@ width, and the headless send summary hides nothing (a manual step waiting is cou
 
 from __future__ import annotations
 
-import re
-
 import pytest
 
 from relcomm_tui.commands.main import main
@@ -42,11 +40,6 @@ def test_the_send_summary_counts_the_manual_step_waiting(sent) -> None:
     assert summary.startswith("Orion 4.2.0: 3 accepted, 0 deferred, 0 rejected, 0 in doubt, "
                               "1 manual step(s) waiting for you;"), summary
     assert "1 manual step(s) are yours to do" in out
-
-
-def columns_of(line: str, header: str) -> list[int]:
-    """Where each header word starts in `header`, checked against a row: every cell starts there."""
-    return [match.start() for match in re.finditer(r"(?<=  )\S", "  " + header)]
 
 
 def test_every_column_starts_where_its_header_does(sent, capsys) -> None:
@@ -93,3 +86,12 @@ def test_fit_drops_the_least_useful_columns_before_cutting_names() -> None:
     text = lines(rows, widths, indent=2)
     assert all(cell_width(line) <= 60 for line in text)
     assert text[1].startswith("  Ada Lovelace <ada@example.com>  awaiting confirmation")
+
+
+def test_wide_characters_take_two_columns_and_keep_the_next_column_in_line() -> None:
+    rows = [("recipient", "state"), ("山田 太郎 <taro@example.jp>", "accepted"), ("Ada <ada@example.com>", "accepted")]
+    widths = fit(rows, limit=None)
+    out = lines(rows, widths)
+    assert cell_width("山田") == 4
+    starts = {cell_width(line[: line.index("accepted")]) for line in out[1:]}
+    assert starts == {cell_width(out[0][: out[0].index("state")])}
