@@ -12,20 +12,19 @@ from email.utils import parseaddr
 from pathlib import Path
 from urllib.parse import parse_qsl, urlsplit
 
-from ..plan import consent
-from ..compose.mime import header_injection, header_problem, header_too_long
-from ..compose.pages import page_target
+from email_validator import EmailNotValidError, validate_email
+
 from ..common.net import is_loopback
-from ..plan import addresses
+from ..compose import RenderError, TextRenderer, render
+from ..compose.mime import header_injection, header_problem, header_too_long
+from ..compose.notes import notes_section
+from ..compose.pages import page_target
+from ..plan import addresses, consent
 from ..plan.locate import close_match, find_line, keypath_text, shown
 from ..plan.model import Communique, Location, Plan, Recipient, StakeholderGroup
+from ..plan.secrets import CommandNotAllowed, SecretError, describe, resolve, secret_uses
 from .findings import RULES, Finding, sort_findings
 from .gate import GateResult, run_gate
-
-
-
-
-
 
 WEBHOOK_PRESETS = ("slack", "teams", "mattermost", "googlechat", "json", "text")
 PAGER_PRESETS = ("pagerduty", "ntfy")
@@ -36,8 +35,6 @@ TOKEN_URL = re.compile(r"hooks\.slack\.com/services/|webhook\.office\.com|/api/w
 TOKEN_PARAMS = {"token", "access_token", "api_key", "apikey", "key", "secret", "sig", "signature", "password"}
 SECRET_TIMEOUT = 5.0
 MAX_PER_GROUP = 20  # findings per rule and group before one "and N more" finding
-
-
 
 
 def run_checks(plan: Plan, *, gate: bool = True, secrets: bool = True) -> list[Finding]:
@@ -56,12 +53,6 @@ def run_checks(plan: Plan, *, gate: bool = True, secrets: bool = True) -> list[F
     if gate:
         checker.gate(run_gate(plan))
     return sort_findings(checker.findings)
-
-
-
-
-
-
 
 
 # -- the checker -------------------------------------------------------------------------------
@@ -215,8 +206,6 @@ class _Checker:
         return any(c.channel == channel for c in self.plan.communiques)
 
     def notes(self) -> None:
-        from ..compose.notes import notes_section
-
         release = self.plan.release
         if release.notes_file is None:
             return
@@ -300,8 +289,6 @@ class _Checker:
     # -- rendering, for every recipient --
 
     def rendering(self, index: int, communique: Communique) -> None:
-        from ..compose import RenderError, TextRenderer, render
-
         plan = self.plan
         problems: dict[tuple, _Problem] = {}
         cid = communique.id
@@ -462,8 +449,6 @@ class _Checker:
     # -- secrets --
 
     def secrets(self) -> None:
-        from ..plan.secrets import CommandNotAllowed, SecretError, describe, resolve, secret_uses
-
         resolved: dict[str, str | Exception] = {}
         for use in secret_uses(self.plan):
             ref, where, cid, what = use.ref, self.at(*use.parts), use.communique, use.what
@@ -519,8 +504,6 @@ _PLAIN_LOCAL = re.compile(r"^[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+(\.[A-Za-z0-9!#$%&'*
 
 
 def _validate(address: str) -> str | None:
-    from email_validator import EmailNotValidError, validate_email
-
     try:
         validate_email(address, check_deliverability=False)
     except EmailNotValidError as error:

@@ -15,6 +15,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from email_validator import EmailNotValidError, validate_email
+
 # What email-validator refuses (its SPECIAL_USE_DOMAIN_NAMES), and why, in the user's words.
 SPECIAL_USE = {
     "local": "multicast DNS, RFC 6762",
@@ -62,8 +64,6 @@ def address_problem(address: str, *, allow_special: bool = False) -> str | None:
     still checked (the special name is swapped for an ordinary one of the same length, so length
     limits hold as written).
     """
-    from email_validator import EmailNotValidError, validate_email
-
     suffix = special_suffix(address) if allow_special else None
     checked, everywhere = address, True
     if suffix is not None:
@@ -92,8 +92,6 @@ SPECIAL_HINT = ('fix the address; or, if your own mail servers deliver to {domai
 def valid_address(text: str, *, allowance: Allowance | None = None) -> str | None:
     """The address, normalised, or None when it is not a usable email address. A special-use domain
     counts as usable only when `allowance` (the plan's setting for where it goes) covers it."""
-    from email_validator import EmailNotValidError, validate_email
-
     text = text.strip()
     if special_suffix(text) is not None:
         if not allows(allowance, text) or address_problem(text, allow_special=True):

@@ -25,9 +25,11 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 from ..common.errors import UserError
+from ..delivery.engine import SendEngine
 from ..plan import addresses
 from ..plan.model import Communique, Plan, Recipient, StakeholderGroup
 from ..store.ledger import FINAL_STATES, DeliveryRecord, Ledger, delivery_id
+from .status import BOUNCED, build_status, fate_of
 
 
 class CorrectionError(UserError):
@@ -77,8 +79,6 @@ class CorrectionBatch:
 
 def bounced_communiques(plan: Plan, ledger: Ledger, address: str) -> list[str]:
     """The email communiques of this release whose delivery to `address` bounced, in plan order."""
-    from .status import BOUNCED, build_status
-
     key = address.strip().lower()
     rows = [r for r in build_status(plan, ledger).rows if r.recipient_key == key and r.channel == "email"]
     return [r.communique_id for r in rows if r.standing == BOUNCED]
@@ -87,8 +87,6 @@ def bounced_communiques(plan: Plan, ledger: Ledger, address: str) -> list[str]:
 def prepare_corrections(plan: Plan, ledger: Ledger, communique_id: str,
                         corrected: Mapping[str, str]) -> CorrectionBatch:
     """Check `corrected` (bounced address -> corrected address) for one communique. Raises CorrectionError."""
-    from .status import BOUNCED, build_status, fate_of
-
     communique = plan.communique(communique_id)
     if communique is None:
         known = ", ".join(c.id for c in plan.communiques if c.channel == "email")
@@ -157,8 +155,6 @@ async def resend_corrected(batch: CorrectionBatch, ledger: Ledger, *, password: 
                            render: Callable | None = None, channels: Mapping | None = None):
     """Send the batch's communique to each corrected address not sent to before. Returns the
     engine's RunSummary, or None when every one was already sent; raises the engine's SendError."""
-    from ..delivery.engine import SendEngine
-
     if not batch.to_send:
         return None
     person_keys = {c.new_address.lower(): c.person for c in batch.to_send}
