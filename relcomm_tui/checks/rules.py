@@ -85,9 +85,12 @@ class _Checker:
     def address_problem(self, address: str, *, allow_special: bool = False) -> str | None:
         """Why an address is invalid (email-validator, no DNS), or None. Cached: groups overlap."""
         if allow_special:
-            key = "special:" + address
+            local, _, domain = address.rpartition("@")
+            # As below: a plain local part needs only its domain checked, once per domain.
+            plain = _PLAIN_LOCAL.match(local) and len(local) <= 64 and len(address) <= 254
+            key = "special:" + ("x@" + domain if plain else address)
             if key not in self._valid:
-                self._valid[key] = addresses.address_problem(address, allow_special=True)
+                self._valid[key] = addresses.address_problem(key[len("special:"):], allow_special=True)
             return self._valid[key]
         if address in self._valid:
             return self._valid[address]
