@@ -113,3 +113,14 @@ def test_the_core_refuses_a_channel_without_addresses_and_a_missing_communique(b
     narrowed = batch.plan.group("customers")
     assert [m.email for m in narrowed.members] == [FIXED]
     assert [m.email for m in plan.group("customers").members] != [FIXED]  # the loaded plan is untouched
+
+
+def test_a_corrected_address_at_an_allowed_special_domain_is_sent_to(bounced, capsys) -> None:
+    plan, state, server = bounced
+    text = plan.read_text(encoding="utf-8")
+    plan.write_text(text.replace('receipts_to = "receipts@orion.example.com"',
+                                 'receipts_to = "receipts@orion.example.com"\nallow_special_domains = ["corp.local"]'),
+                    encoding="utf-8")
+    assert main(["send", str(plan), "--yes", "--state", str(state), "--resend-to", f"{BOB}=bob@corp.local"]) == 0
+    assert "news to bob@corp.local (correcting bob.unknown@example.com): accepted" in capsys.readouterr().out
+    assert len(to(server, "bob@corp.local")) == 1

@@ -11,7 +11,7 @@ from plan_helpers import base_plan, check, ids, only
 from relcomm_tui.commands.main import main
 from relcomm_tui.demo.mailserver import LoopbackMailServer
 from relcomm_tui.plan import PlanError, load_plan
-from relcomm_tui.plan.addresses import valid_address
+from relcomm_tui.plan.addresses import combine, valid_address
 from send_helpers import write_plan as write_send_plan
 
 
@@ -63,6 +63,9 @@ def test_an_allowed_special_domain_still_gets_the_rest_of_the_address_checked(tm
     assert valid_address("noor@corp.local") is None
     assert valid_address("Noor@Corp.Local", allowance=["corp.local"]) == "Noor@corp.local"
     assert valid_address("noor@acme.test", allowance=["corp.local"]) is None
+    # A group's list and the sender's true together allow what either allows.
+    assert combine(("corp.local",), True) is True and combine(("corp.local",), ["lab.test"]) == ("corp.local", "lab.test")
+    assert valid_address("noor@acme.test", allowance=combine(("corp.local",), True)) == "noor@acme.test"
 
 
 def test_sender_addresses_follow_the_sender_setting(tmp_path: Path) -> None:

@@ -57,6 +57,13 @@ def allows(allowance: Allowance | None, address: str) -> bool:
     return False
 
 
+def combine(*allowances: Allowance | None) -> Allowance:
+    """One allowance covering what any of them covers (a group's list and the sender's `true`)."""
+    if any(a is True for a in allowances):
+        return True
+    return tuple(entry for a in allowances if a and not isinstance(a, bool) for entry in a)
+
+
 def address_problem(address: str, *, allow_special: bool = False) -> str | None:
     """Why `address` is not a usable email address (email-validator's words, no DNS), or None.
 

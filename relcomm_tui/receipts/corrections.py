@@ -117,7 +117,7 @@ def prepare_corrections(plan: Plan, ledger: Ledger, communique_id: str,
             raise CorrectionError(f"{person} is no longer in the audience of {communique_id} in the plan",
                                   "put them back in their group, or leave them out")
         group, member = audience[person]
-        allowance = group.allow_special_domains or plan.sender.allow_special_domains
+        allowance = addresses.combine(group.allow_special_domains, plan.sender.allow_special_domains)
         address = addresses.valid_address(new, allowance=allowance)
         if address is None:
             special = addresses.special_suffix(new.strip())

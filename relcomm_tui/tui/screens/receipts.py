@@ -24,7 +24,7 @@ from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Static
 from textual.worker import Worker, WorkerState
 
-from ...plan import Plan
+from ...plan import Plan, addresses
 from ...receipts.followup import FollowUpError, follow_up, prepare_follow_up, reminder_of
 from ...receipts.refresh import RefreshResult, refresh
 from ...receipts.status import (
@@ -465,8 +465,8 @@ class ReceiptsScreen(Screen):
         corrections: dict[str, str] = {}
         for row in rows:
             group = self.plan.group(row.group_id)
-            allowance = (group.allow_special_domains if group is not None else False) or \
-                self.plan.sender.allow_special_domains
+            allowance = addresses.combine(group.allow_special_domains if group is not None else False,
+                                          self.plan.sender.allow_special_domains)
             address = await self.app.push_screen_wait(
                 CorrectAddressDialog(row.recipient, row.recipient_key, row.reason, allowance=allowance))
             if address is not None:
