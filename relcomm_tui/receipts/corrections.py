@@ -120,7 +120,7 @@ def prepare_corrections(plan: Plan, ledger: Ledger, communique_id: str,
         allowance = addresses.combine(group.allow_special_domains, plan.sender.allow_special_domains)
         address = addresses.valid_address(new, allowance=allowance)
         if address is None:
-            special = addresses.special_suffix(new.strip())
+            special = addresses.special_suffix(new.strip()) and not addresses.allows(allowance, new.strip())
             raise CorrectionError(
                 f"{new.strip()!r} is not a usable email address"
                 + (f": {addresses.special_problem(new.strip())}" if special else ""),
