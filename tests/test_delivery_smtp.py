@@ -19,7 +19,7 @@ import pytest
 
 from relcomm_tui.store import ledger as L
 from relcomm_tui.delivery.engine import (
-    WORKERS_PER_CONNECTION, CommuniqueSkipped, DeliveryChanged, Progress, RunFinished, RunStopped, SendEngine, SendError, SendStopped,
+    CommuniqueSkipped, DeliveryChanged, Progress, RunFinished, RunStopped, SendEngine, SendError, SendStopped,
     dry_run, send_test_message,
 )
 from relcomm_tui.store.ledger import Ledger
@@ -31,7 +31,7 @@ from waits import parked_on_pause, until
 
 
 def workers(sender: SendEngine) -> int:
-    return WORKERS_PER_CONNECTION * sender.concurrency
+    return sender.in_flight  # what the channels declared: for email, 3 per SMTP connection
 
 
 async def paused_and_quiet(sender: SendEngine, ledger, server, task) -> None:

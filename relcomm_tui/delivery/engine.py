@@ -112,7 +112,7 @@ class SendEngine:
         self._paces: dict[str, Pace] = {}
         self._files = FileWatch(plan)
         self.run_id: int | None = None
-        self.channel_stats: dict[str, object] = {}
+        self.channel_stats: dict[str, object] = {}  # per channel: e.g. email's SMTP round trips
 
     # -- control ---------------------------------------------------------------------
 
@@ -136,6 +136,11 @@ class SendEngine:
     @property
     def paused(self) -> bool:
         return not self._running.is_set()
+
+    @property
+    def in_flight(self) -> int:
+        """Deliveries under way at once, as the run's channels declared (the bound on `sending` rows)."""
+        return sum(p.settings.in_flight for p in self._paces.values())
 
     def events(self) -> AsyncIterator[Event]:
         """Every event of the run, ending after RunFinished. Subscribe before `run()`."""
@@ -197,8 +202,7 @@ class SendEngine:
                 # As many workers as the channels take deliveries at once (each channel says how many:
                 # email a few per connection, so one is on the wire while the next is ready to chain).
                 # Each worker holds at most one committed intent: that bounds the `sending` rows.
-                workers = sum(p.settings.in_flight for p in self._paces.values()) or 1
-                await asyncio.gather(*(self._worker(jobs) for _ in range(workers)))
+                await asyncio.gather(*(self._worker(jobs) for _ in range(self.in_flight or 1)))
         finally:
             await self._close_channels()
             await self._settle_retries()
