@@ -159,7 +159,7 @@ class RelcommApp(App[int]):
         self.push_screen(confirm_send_dialog(self.plan, where),
                          lambda yes: self.push_screen(SendScreen(start=True)) if yes else None)
 
-    def readiness(self, **flags: bool):
+    def readiness(self, **flags):
         """The send rule as the checklist (home, always at the bottom of the stack) knows it now."""
         from .screens.checklist import ChecklistScreen
 
