@@ -156,7 +156,9 @@ class RelcommApp(App[int]):
         if where.started:
             self.push_screen(SendScreen())
             return
-        self.push_screen(confirm_send_dialog(self.plan, where),
+        answer = self.readiness()
+        warnings = tuple(f"Note: {w.text}." for w in answer.warnings) if answer is not None else ()
+        self.push_screen(confirm_send_dialog(self.plan, where, warnings=warnings),
                          lambda yes: self.push_screen(SendScreen(start=True)) if yes else None)
 
     def readiness(self, **flags):
