@@ -15,7 +15,7 @@ from pathlib import Path
 
 from relcomm_tui.app.review import groups_to_review, sign_off
 from relcomm_tui.commands.main import main
-from relcomm_tui.demo.mailserver import LoopbackMailServer, PermFail
+from faulty_mailserver import FaultyMailServer, PermFail
 from relcomm_tui.demo.webhook_receiver import WebhookReceiver
 from relcomm_tui.plan import load_plan
 from relcomm_tui.store.ledger import ACCEPTED, AWAITING, REJECTED, Ledger
@@ -47,7 +47,7 @@ async def cli_json(capsys, *argv: str) -> dict:
 
 
 async def test_every_view_counts_the_same_deliveries_after_a_real_send(tmp_path: Path, user_config, capsys):
-    with LoopbackMailServer(maildir=tmp_path / "maildir") as server, WebhookReceiver() as hooks:
+    with FaultyMailServer(maildir=tmp_path / "maildir") as server, WebhookReceiver() as hooks:
         server.faults["priya.raman@orion.example.com"] = PermFail(msg="5.1.1 Priya has left the company")
         plan = orion_copy(tmp_path, server.port, hooks)
         app = RelcommApp(load_plan(plan), allow_commands=True)

@@ -210,7 +210,8 @@ def _dry_run(plan, ledger, only, login) -> int:
         print(f"skipped  {visible(note.communique_id)}: {visible(note.reason)}")
     for failure in result.failures:
         print(f"failed   {visible(failure)}")
-    print(f"dry run: {result.written} message(s) written to {visible(result.outbox)} (Maildir); nothing was sent")
+    # Email goes into the outbox's Maildir (new/), posts, pages and tasks into <outbox>/<communique>/.
+    print(f"dry run: {result.written} message(s) written to {visible(result.outbox)}; nothing was sent")
     return 1 if result.failures else 0
 
 
