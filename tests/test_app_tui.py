@@ -16,7 +16,7 @@ from receipts_helpers import render, write_plan as write_receipts_plan
 from relcomm_tui.app.review import groups_to_review, sign_off
 from relcomm_tui.commands.main import main
 from relcomm_tui.delivery.engine import SendEngine
-from relcomm_tui.demo.mailserver import LoopbackMailServer, PermFail
+from faulty_mailserver import FaultyMailServer, PermFail
 from relcomm_tui.demo.webhook_receiver import WebhookReceiver
 from relcomm_tui.plan import load_plan
 from relcomm_tui.store.ledger import AWAITING, MARKED_DELIVERED, REJECTED, Ledger
@@ -39,7 +39,7 @@ async def wait_for(pilot, condition, steps: int = 300) -> None:
     assert condition(), "condition not reached"
 
 
-def orion_sent_then_edited(tmp_path: Path, server: LoopbackMailServer, hooks: WebhookReceiver) -> Path:
+def orion_sent_then_edited(tmp_path: Path, server: FaultyMailServer, hooks: WebhookReceiver) -> Path:
     """Orion reviewed and sent headless, then edited: its reviews are for the old plan."""
     folder = tmp_path / "orion"
     shutil.copytree(SAMPLE, folder, ignore=shutil.ignore_patterns(".relcomm"))
@@ -65,7 +65,7 @@ async def test_after_a_send_manual_steps_are_ticked_without_review_and_nothing_i
         return original(self, *args, **kwargs)
 
     monkeypatch.setattr(Ledger, "mark_delivered", observed)
-    with LoopbackMailServer(maildir=tmp_path / "maildir") as server, WebhookReceiver() as hooks:
+    with FaultyMailServer(maildir=tmp_path / "maildir") as server, WebhookReceiver() as hooks:
         server.faults["priya.raman@orion.example.com"] = PermFail(msg="5.1.1 gone")
         plan_file = await asyncio.to_thread(orion_sent_then_edited, tmp_path, server, hooks)
         sent_before = len(server.messages)
@@ -107,7 +107,7 @@ async def test_after_a_send_manual_steps_are_ticked_without_review_and_nothing_i
 async def test_a_follow_up_asks_for_the_smtp_password_as_a_send_does(tmp_path: Path, user_config,
                                                                       monkeypatch: pytest.MonkeyPatch):
     monkeypatch.delenv("RELCOMM_TEST_SMTP_PW", raising=False)
-    with LoopbackMailServer(maildir=tmp_path / "mail", auth=("bot", "s3cret"),
+    with FaultyMailServer(maildir=tmp_path / "mail", auth=("bot", "s3cret"),
                             write_reports_to=tmp_path / "plan" / "receipts", report_delay=(0.0, 0.0),
                             mdn_fraction=1.0, seed=7) as server:
         path = write_receipts_plan(tmp_path / "plan", server.port)
