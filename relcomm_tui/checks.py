@@ -85,6 +85,9 @@ RULES: dict[str, tuple[Severity, str]] = {
     "gate-none": ("warning", "no release gate is configured: nothing declares the release a success"),
     "gate-not-allowed": ("warning", "the release gate was not run: the plan's commands are not allowed on this host yet"),
     "secret-not-allowed": ("warning", "a { command = ... } secret was not run: the plan's commands are not allowed yet"),
+    "invitation-incomplete": ("error", "a calendar invitation has no start or duration, or neither a location nor a url"),
+    "invitation-time-zone": ("error", "an invitation's time zone is unknown, missing (start without an offset), or disagrees with start's offset"),
+    "invitation-past": ("error", "a calendar invitation starts in the past"),
 }
 # Warnings (the plan is fine as written) that still keep sending locked until dealt with.
 BLOCKING_WARNINGS = {"gate-not-allowed", "secret-not-allowed"}
@@ -122,6 +125,7 @@ def run_checks(plan: Plan, *, gate: bool = True, secrets: bool = True) -> list[F
     checker.notes()
     for index, communique in enumerate(plan.communiques):
         checker.communique_settings(index, communique)
+        checker.invitation(index, communique)
         checker.rendering(index, communique)
     checker.members()
     if secrets:
@@ -364,6 +368,20 @@ class _Checker:
                 self.add("header-injection", f"header {name} of {cid} contains {unsafe}",
                          "write header values on one line, without control characters", at("headers"), communique=cid)
 
+    def invitation(self, index: int, communique: Communique) -> None:
+        """A calendar invitation's time, duration and place (plan/invitation.py says what is wrong)."""
+        import datetime as dt
+
+        from .plan.invitation import when_of
+
+        table = communique.spec.invitation
+        if table is None:
+            return
+        _, problems = when_of(table, now=dt.datetime.now(dt.timezone.utc))
+        for problem in problems:
+            where = self.at("communiques", index, "invitation", *((problem.key,) if problem.key else ()))
+            self.add(problem.rule, f"{communique.id}: {problem.message}", problem.hint, where, communique=communique.id)
+
     def check_url(self, url: str, cid: str, where: Location, *, shown: str | None = None) -> None:
         """`shown` replaces the URL in messages when it came from a secret (its value is never printed)."""
         text = shown if shown is not None else repr(url)
@@ -401,6 +419,8 @@ class _Checker:
         def from_error(error: RenderError, who: str, group: str | None) -> str:
             if error.kind in ("address", "recipient"):
                 return "address"  # the address rules report it, with the member's or sender's line
+            if error.kind == "invitation":
+                return "invitation"  # the invitation rules report it, at the invitation's keys
             rule = {"syntax": "template-syntax", "undefined": "template-undefined", "template-missing": "template-missing",
                     "header-injection": "header-injection", "header-invalid": "header-invalid",
                     "limit": "template-limit", "path": "path-unsafe"}.get(error.kind, "template-error")

@@ -149,6 +149,9 @@ class Plan:
     digest: str  # of the plan file and every file snapshot: what a review signs off
     source: str  # the plan file's text, for locating findings
     files: tuple[FileSnapshot, ...] = ()  # the plan file first, then every file it uses, as read at load
+    # communique id -> compose.invitation.Stamp (UID, SEQUENCE, method) of its calendar invitation,
+    # set only for a send (invitations.send.for_send); the preview and test sends have none.
+    invitations: Mapping[str, object] = field(default_factory=dict)
 
     def group(self, group_id: str) -> StakeholderGroup | None:
         for group in self.groups:

@@ -1,0 +1,167 @@
+"""Calendar invitations (RFC 5545 iCalendar, RFC 5546 iTIP) inside a communique's email.
+
+An email communique with `[communiques.invitation]` carries the event twice, the way Google
+Calendar and Outlook send theirs, so every client finds it:
+
+    multipart/mixed
+      multipart/alternative
+        text/plain                          the communique's text
+        text/html
+        text/calendar; method=REQUEST       what calendar clients act on (Accept / Decline)
+      application/ics; name="invite.ics"    the same calendar, as an attachment
+
+Each message names one attendee, its recipient (RSVP=TRUE): one message per person, and nobody
+sees who else was invited. The ORGANIZER is the plan's sender: clients send replies (METHOD:REPLY)
+there. The UID is one per communique and release, random, made by the ledger at the first send
+(invitations/store.py); the SEQUENCE grows by one with each update; a cancel is METHOD:CANCEL.
+
+The iCalendar text is made by the `icalendar` library (escaping, line folding, VTIMEZONE from the
+zone database), never by string formatting: a title or a name holding `;`, `,` or a line break
+cannot add a property.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+from email.message import EmailMessage
+from email.utils import parseaddr
+
+import icalendar
+
+from ..plan.invitation import When, describe, duration_text, time_zone
+
+PRODID = "-//relcomm//release communications//EN"
+PREVIEW_UID = "(made at the first send)"
+
+
+@dataclass(frozen=True)
+class Stamp:
+    """What one invitation message is: the event's UID and SEQUENCE and the iTIP method.
+
+    `parent` is the plan's communique an update or a cancel is about (its deliveries have their
+    own communique id, e.g. `presentation#2`, so each sequence reaches each person once).
+    `previous` is the time the last sequence said (an update's text names both); `event` the
+    event as the ledger recorded it (a cancel needs no plan: the communique may be gone)."""
+
+    uid: str
+    sequence: int = 0
+    method: str = "REQUEST"            # or "CANCEL"
+    parent: str = ""
+    previous: When | None = None
+    event: "Event | None" = None
+    preview: bool = False              # the preview and test sends: not a real event yet
+
+
+PREVIEW = Stamp(uid=PREVIEW_UID, preview=True)
+
+
+@dataclass(frozen=True)
+class Event:
+    """The event as sent: what a calendar shows."""
+
+    title: str
+    when: When
+    location: str | None = None
+    url: str | None = None
+
+    def as_dict(self) -> dict:
+        return {"title": self.title, "when": self.when.as_dict(), "location": self.location, "url": self.url}
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "Event":
+        return cls(data["title"], When.from_dict(data["when"]), data.get("location"), data.get("url"))
+
+
+def calendar_text(event: Event, stamp: Stamp, *, organizer: str, attendee: tuple[str, str], description: str,
+                  now: dt.datetime | None = None) -> bytes:
+    """The VCALENDAR of one message (CRLF lines, folded at 75 octets)."""
+    cal = icalendar.Calendar()
+    cal.add("prodid", PRODID)
+    cal.add("version", "2.0")
+    cal.add("calscale", "GREGORIAN")
+    cal.add("method", stamp.method)
+    vevent = icalendar.Event()
+    vevent.add("uid", stamp.uid)
+    vevent.add("sequence", stamp.sequence)
+    vevent.add("dtstamp", (now or dt.datetime.now(dt.timezone.utc)).astimezone(dt.timezone.utc))
+    when = event.when
+    vevent.add("dtstart", when.start)
+    # DTEND, not DURATION: some clients (older Outlook) ignore DURATION in an invitation.
+    vevent.add("dtend", when.end)
+    vevent.add("summary", event.title)
+    if event.location or event.url:
+        vevent.add("location", event.location or event.url)
+    if event.url:
+        vevent.add("url", event.url)
+    if description:
+        vevent.add("description", description)
+    vevent.add("status", "CANCELLED" if stamp.method == "CANCEL" else "CONFIRMED")
+    vevent.add("transp", "OPAQUE")
+    org_name, org_address = parseaddr(organizer)
+    org = icalendar.vCalAddress(f"mailto:{org_address}")
+    if org_name:
+        org.params["CN"] = org_name
+    vevent.add("organizer", org)
+    name, address = attendee
+    who = icalendar.vCalAddress(f"mailto:{address}")
+    if name:
+        who.params["CN"] = name
+    who.params["CUTYPE"] = "INDIVIDUAL"
+    who.params["ROLE"] = "REQ-PARTICIPANT"
+    who.params["PARTSTAT"] = "NEEDS-ACTION"
+    who.params["RSVP"] = "FALSE" if stamp.method == "CANCEL" else "TRUE"
+    vevent.add("attendee", who)
+    tz = time_zone(when.zone)
+    if when.zone != "UTC" and tz is not None:
+        # Before the event (Outlook wants it first); only the years around the event: a zone's
+        # whole history is kilobytes of RDATEs.
+        first = when.start.date() - dt.timedelta(days=366)
+        cal.add_component(icalendar.Timezone.from_tzinfo(tz, when.zone, first, when.end.date() + dt.timedelta(days=366)))
+    cal.add_component(vevent)
+    return cal.to_ical()
+
+
+def attach(message: EmailMessage, ics: bytes, method: str) -> None:
+    """Add the calendar to a multipart/alternative message: a text/calendar alternative and invite.ics."""
+    message.add_alternative(ics.decode("utf-8"), subtype="calendar", charset="utf-8")
+    part = message.get_payload()[-1]
+    # As Google and Outlook write it: method unquoted (a few clients match it literally).
+    part.replace_header("Content-Type", f'text/calendar; charset="UTF-8"; method={method}')
+    message.add_attachment(ics, maintype="application", subtype="ics", filename="invite.ics",
+                           params={"name": "invite.ics"})
+
+
+def description_for(text: str, event: Event) -> str:
+    """The event's DESCRIPTION: the communique's text, and the link first where clients show it."""
+    lines = []
+    if event.url:
+        lines.append(f"Join: {event.url}")
+    lines.append(text.strip())
+    return "\n\n".join(line for line in lines if line)
+
+
+def update_note(event: Event, previous: When | None) -> str:
+    """The first lines of an update's text: what changed, in a person's words."""
+    if previous is not None and previous != event.when:
+        return f"**Updated:** now {describe(event.when)} (was {describe(previous)})."
+    return f"**Updated:** {describe(event.when)}; the place, link or title changed."
+
+
+def cancel_text(event: Event) -> str:
+    where = event.location or event.url or ""
+    return (f"**Cancelled:** {event.title}, {describe(event.when)}{f', {where}' if where else ''}, "
+            "will not take place. Your calendar removes it when you open this message.")
+
+
+def summary_lines(event: Event, stamp: Stamp) -> list[str]:
+    """What the preview shows of the invitation (rendered, never the template)."""
+    lines = [f"Calendar invitation ({stamp.method}, sequence {stamp.sequence}): {event.title}",
+             f"  when:      {describe(event.when)}, {duration_text(event.when.duration)}"]
+    if event.location:
+        lines.append(f"  where:     {event.location}")
+    if event.url:
+        lines.append(f"  join:      {event.url}")
+    lines.append(f"  uid:       {stamp.uid}")
+    lines.append("  replies:   Accept / Tentative / Decline come back to the sender as receipts")
+    return lines
