@@ -412,6 +412,14 @@ class SendEngine:
         await asyncio.to_thread(ledger.recover_in_doubt)
         communiques = select_communiques(self.plan, self.only)
         skipped: list[CommuniqueSkipped] = []
+        # Calendar invitations: each message's UID and SEQUENCE, an update to those invited at an
+        # older time, nothing more for a cancelled one (invitations/send.py).
+        from .invitations.send import for_send
+
+        self.plan, communiques, held = await asyncio.to_thread(for_send, self.plan, ledger, communiques)
+        for note in held:
+            skipped.append(CommuniqueSkipped(note.communique_id, "email", note.reason))
+            self._emit(skipped[-1])
         targets: list[_Target] = []
         for communique in communiques:
             factory = self._channel_overrides.get(communique.channel) or channel_factory(communique.channel)

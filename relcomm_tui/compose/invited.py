@@ -73,12 +73,12 @@ def event_for(plan: Plan, communique: Communique, subject: str, context: dict[st
 
 def plan_event(plan: Plan, communique: Communique) -> Event | None:
     """The event for the ledger's record (no recipient): None when the plan's time is unusable."""
-    from . import RenderError, template_context
-    from . import _render_parts
+    from . import RenderError, _plan_source, _run, template_context
 
     context = template_context(plan, communique, None, None)
+    spec = communique.spec
     try:
-        subject = _render_parts(plan, communique, context)[0] if communique.spec.subject else ""
+        subject = _run(_plan_source(plan, communique, "subject", spec.subject), context).strip() if spec.subject else ""
     except RenderError:
         subject = communique.spec.subject or communique.id  # it names a recipient: the text as written
     try:

@@ -1,0 +1,178 @@
+"""Calendar invitations sent for real: a loopback aiosmtpd server, the real engine and ledger, and the
+received bytes read back with the icalendar parser (what a calendar client would see).
+
+The first send invites (SEQUENCE 0), a changed time sends an update (same UID, SEQUENCE 1) to those
+already invited and nobody else, a run with nothing changed sends nothing, a late-added person gets
+the current sequence as their first invitation, and a cancel reaches everyone invited once."""
+
+from __future__ import annotations
+
+import email
+import email.policy
+
+import icalendar
+import pytest
+
+from relcomm_tui.delivery import SendEngine
+from relcomm_tui.invitations import store
+from relcomm_tui.invitations.send import cancel_plan
+from relcomm_tui.ledger import Ledger
+from relcomm_tui.mailserver import LoopbackMailServer
+from relcomm_tui.plan import load_plan
+
+PEOPLE = ['"Dana Chief" <dana@vega.example.com>', '"Ada Lovelace" <ada@vega.example.com>']
+
+
+def write(folder, port, *, start="2031-03-04T16:00:00", people=PEOPLE, location="Auditorium B"):
+    folder.mkdir(parents=True, exist_ok=True)
+    members = ", ".join(f"'{p}'" for p in people)
+    (folder / "plan.toml").write_text(f'''format = 1
+[release]
+name = "Vega"
+version = "2.0.0"
+[sender]
+from = "Vega Releases <releases@vega.example.com>"
+[transport.smtp]
+host = "127.0.0.1"
+port = {port}
+security = "none"
+[[stakeholders]]
+id = "exec"
+members = [{members}]
+[[communiques]]
+id = "presentation"
+to = ["exec"]
+subject = "Vega {{{{ release.version }}}}: the release presented"
+body = "Hello {{{{ recipient.name }}}}, join us {{{{ invitation.start }}}}."
+[communiques.invitation]
+start = {start}
+time_zone = "Europe/Berlin"
+duration = "45m"
+location = "{location}"
+url = "https://meet.example.com/vega"
+''', encoding="utf-8")
+    return folder / "plan.toml"
+
+
+def calendar_of(raw: bytes) -> tuple[email.message.EmailMessage, icalendar.Calendar, str]:
+    """The message, the calendar of its text/calendar part, and that part's method parameter."""
+    message = email.message_from_bytes(raw, policy=email.policy.default)
+    parts = [p for p in message.walk() if p.get_content_type() == "text/calendar"]
+    attachments = [p for p in message.walk() if p.get_content_type() == "application/ics"]
+    assert len(parts) == 1 and len(attachments) == 1
+    assert attachments[0].get_filename() == "invite.ics"
+    assert attachments[0].get_payload(decode=True) == parts[0].get_payload(decode=True)
+    return message, icalendar.Calendar.from_ical(parts[0].get_payload(decode=True)), parts[0].get_param("method")
+
+
+def event(cal: icalendar.Calendar) -> icalendar.Event:
+    (found,) = [c for c in cal.walk("VEVENT")]
+    return found
+
+
+async def send(plan_file, ledger, **options):
+    plan = load_plan(plan_file)
+    return await SendEngine(plan, ledger, **options).run()
+
+
+@pytest.fixture
+def server(tmp_path):
+    with LoopbackMailServer(maildir=tmp_path / "server-mail") as running:
+        yield running
+
+
+async def test_invite_update_and_cancel_reach_each_person_once_per_sequence(tmp_path, server):
+    plan_file = write(tmp_path / "plan", server.port)
+    ledger = Ledger.open(tmp_path / "plan" / ".relcomm")
+
+    summary = await send(plan_file, ledger)
+    assert summary.exit_code == 0 and len(server.messages) == 2
+    uids = set()
+    for accepted in server.messages:
+        message, cal, method = calendar_of(accepted.data)
+        vevent = event(cal)
+        assert method == "REQUEST" and str(cal["METHOD"]) == "REQUEST"
+        assert int(vevent["SEQUENCE"]) == 0
+        assert str(vevent["ORGANIZER"]) == "mailto:releases@vega.example.com"
+        attendee = vevent["ATTENDEE"]
+        assert str(attendee) == f"mailto:{accepted.rcpt_tos[0]}"  # each message invites its own recipient only
+        assert attendee.params["RSVP"] == "TRUE" and attendee.params["PARTSTAT"] == "NEEDS-ACTION"
+        assert vevent.decoded("DTSTART").isoformat() == "2031-03-04T16:00:00+01:00"
+        assert str(vevent["DTSTART"].params["TZID"]) == "Europe/Berlin"
+        assert (vevent.decoded("DTEND") - vevent.decoded("DTSTART")).total_seconds() == 45 * 60
+        assert str(vevent["LOCATION"]) == "Auditorium B" and str(vevent["URL"]) == "https://meet.example.com/vega"
+        assert [c.name for c in cal.subcomponents][0] == "VTIMEZONE"
+        uids.add(str(vevent["UID"]))
+    (uid,) = uids  # one event for everyone
+    assert uid.startswith("relcomm.") and [v.sequence for v in store.versions(ledger, "2.0.0", "presentation")] == [0]
+
+    # Nothing changed: nothing is sent.
+    assert (await send(plan_file, ledger)).exit_code == 0
+    assert len(server.messages) == 2
+
+    # The time moves, and a third person joins the plan.
+    write(tmp_path / "plan", server.port, start="2031-03-05T10:30:00",
+          people=PEOPLE + ['"Noor Haddad" <noor@vega.example.com>'])
+    assert (await send(plan_file, ledger)).exit_code == 0
+    new = server.messages[2:]
+    assert sorted(m.rcpt_tos[0] for m in new) == ["ada@vega.example.com", "dana@vega.example.com",
+                                                    "noor@vega.example.com"]
+    for accepted in new:
+        message, cal, method = calendar_of(accepted.data)
+        vevent = event(cal)
+        assert str(vevent["UID"]) == uid and int(vevent["SEQUENCE"]) == 1 and method == "REQUEST"
+        assert vevent.decoded("DTSTART").isoformat() == "2031-03-05T10:30:00+01:00"
+        if accepted.rcpt_tos[0] == "noor@vega.example.com":
+            assert not str(message["Subject"]).startswith("Updated:")  # her first invitation
+            assert message["X-Relcomm-Communique"] == "presentation"
+        else:
+            assert str(message["Subject"]) == "Updated: Vega 2.0.0: the release presented"
+            assert message["X-Relcomm-Communique"] == "presentation#1"
+            text = message.get_body(("plain",)).get_content()
+            assert "now Wed 5 Mar 2031 10:30-11:15" in text and "was Tue 4 Mar 2031 16:00-16:45" in text
+    updates = ledger.deliveries("2.0.0", "presentation#1")
+    assert sorted(d.recipient_key for d in updates) == ["ada@vega.example.com", "dana@vega.example.com"]
+    assert all(d.state == "accepted" for d in updates)
+
+    # Again: the update is never sent twice.
+    assert (await send(plan_file, ledger)).exit_code == 0
+    assert len(server.messages) == 5
+
+    # Cancel: everyone invited, once, SEQUENCE 2, from the ledger's record of the event.
+    plan, ident, people = cancel_plan(load_plan(plan_file), ledger, "presentation")
+    assert ident == "presentation#2" and people == 3
+    await SendEngine(plan, ledger, only=[ident]).run()
+    cancels = server.messages[5:]
+    assert len(cancels) == 3
+    for accepted in cancels:
+        message, cal, method = calendar_of(accepted.data)
+        vevent = event(cal)
+        assert method == "CANCEL" and str(cal["METHOD"]) == "CANCEL"
+        assert str(vevent["UID"]) == uid and int(vevent["SEQUENCE"]) == 2 and str(vevent["STATUS"]) == "CANCELLED"
+        assert str(message["Subject"]).startswith("Cancelled: Vega 2.0.0")
+    plan, ident, _ = cancel_plan(load_plan(plan_file), ledger, "presentation")
+    await SendEngine(plan, ledger, only=[ident]).run()
+    assert len(server.messages) == 8  # asked twice, sent once
+
+    # A send after the cancel does not invite anyone again.
+    summary = await send(plan_file, ledger)
+    assert len(server.messages) == 8
+    assert [s.communique_id for s in summary.skipped] == ["presentation"]
+    assert "cancelled" in summary.skipped[0].reason
+
+
+async def test_a_change_before_anything_went_out_stays_sequence_zero(tmp_path, server):
+    plan_file = write(tmp_path / "plan", server.port)
+    ledger = Ledger.open(tmp_path / "plan" / ".relcomm")
+    server.connection_faults = []
+    from relcomm_tui.invitations.send import for_send
+
+    plan = load_plan(plan_file)
+    for_send(plan, ledger, list(plan.communiques))  # recorded, nothing sent (a run that stopped at once)
+    write(tmp_path / "plan", server.port, start="2031-03-06T09:00:00")
+    await send(plan_file, ledger)
+    (version,) = store.versions(ledger, "2.0.0", "presentation")
+    assert version.sequence == 0 and version.event.when.start.isoformat() == "2031-03-06T09:00:00+01:00"
+    for accepted in server.messages:
+        _, cal, _ = calendar_of(accepted.data)
+        assert int(event(cal)["SEQUENCE"]) == 0
