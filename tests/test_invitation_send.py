@@ -176,3 +176,31 @@ async def test_a_change_before_anything_went_out_stays_sequence_zero(tmp_path, s
     for accepted in server.messages:
         _, cal, _ = calendar_of(accepted.data)
         assert int(event(cal)["SEQUENCE"]) == 0
+
+
+def test_cancel_invitation_command_after_the_communique_left_the_plan(tmp_path, server, capsys):
+    """Headless: `relcomm send` invites, the communique is deleted from the plan, `relcomm
+    cancel-invitation` still cancels it for everyone (from the ledger), and a second run sends nothing."""
+    from relcomm_tui.cli import main
+
+    plan_file = write(tmp_path / "plan", server.port)
+    assert main(["send", str(plan_file), "--yes"]) == 0
+    assert len(server.messages) == 2
+    text = plan_file.read_text(encoding="utf-8")
+    plan_file.write_text(text.replace('id = "presentation"', 'id = "news"').split("[communiques.invitation]")[0],
+                         encoding="utf-8")
+    assert main(["cancel-invitation", str(plan_file), "presentation"]) == 2  # no terminal, no --yes
+    assert "needs --yes" in capsys.readouterr().err and len(server.messages) == 2
+    assert main(["cancel-invitation", str(plan_file), "nothing-like-it", "--yes"]) == 2
+    assert "invitations sent for this release: presentation" in capsys.readouterr().err
+    assert main(["cancel-invitation", str(plan_file), "presentation", "--yes"]) == 0
+    out = capsys.readouterr().out
+    assert "2 of 2 accepted" in out
+    cancels = server.messages[2:]
+    assert sorted(m.rcpt_tos[0] for m in cancels) == ["ada@vega.example.com", "dana@vega.example.com"]
+    for accepted in cancels:
+        _, cal, method = calendar_of(accepted.data)
+        assert method == "CANCEL" and int(event(cal)["SEQUENCE"]) == 1
+        assert str(event(cal)["SUMMARY"]) == "Vega 2.0.0: the release presented"
+    assert main(["cancel-invitation", str(plan_file), "presentation", "--yes"]) == 0
+    assert len(server.messages) == 4
