@@ -18,10 +18,10 @@ from pathlib import Path
 import pytest
 
 from relcomm_tui.compose.invited import plan_event
-from relcomm_tui.delivery import SendEngine
+from relcomm_tui.delivery.engine import SendEngine
 from relcomm_tui.invitations import store
-from relcomm_tui.ledger import Ledger
-from relcomm_tui.mailserver import LoopbackMailServer
+from relcomm_tui.store.ledger import Ledger
+from relcomm_tui.demo.mailserver import LoopbackMailServer
 from relcomm_tui.plan import load_plan
 from relcomm_tui.plan.invitation import fingerprint
 from relcomm_tui.receipts.parse import parse_message

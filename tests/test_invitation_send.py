@@ -13,11 +13,11 @@ import email.policy
 import icalendar
 import pytest
 
-from relcomm_tui.delivery import SendEngine
+from relcomm_tui.delivery.engine import SendEngine
 from relcomm_tui.invitations import store
 from relcomm_tui.invitations.send import cancel_plan
-from relcomm_tui.ledger import Ledger
-from relcomm_tui.mailserver import LoopbackMailServer
+from relcomm_tui.store.ledger import Ledger
+from relcomm_tui.demo.mailserver import LoopbackMailServer
 from relcomm_tui.plan import load_plan
 
 PEOPLE = ['"Dana Chief" <dana@vega.example.com>', '"Ada Lovelace" <ada@vega.example.com>']
@@ -181,7 +181,7 @@ async def test_a_change_before_anything_went_out_stays_sequence_zero(tmp_path, s
 def test_cancel_invitation_command_after_the_communique_left_the_plan(tmp_path, server, capsys):
     """Headless: `relcomm send` invites, the communique is deleted from the plan, `relcomm
     cancel-invitation` still cancels it for everyone (from the ledger), and a second run sends nothing."""
-    from relcomm_tui.cli import main
+    from relcomm_tui.commands.main import main
 
     plan_file = write(tmp_path / "plan", server.port)
     assert main(["send", str(plan_file), "--yes"]) == 0

@@ -17,7 +17,7 @@ import asyncio
 import sys
 
 from . import add_allow_commands
-from ..terminal_text import visible
+from ..common.terminal_text import visible
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -81,9 +81,9 @@ def run(args: argparse.Namespace) -> int:
 
 
 async def _cancel(plan, ledger, communique_id: str, password: str | None) -> int:
-    from ..delivery import SendEngine, SendError, SendStopped
+    from ..delivery.engine import SendEngine, SendError, SendStopped
     from ..invitations.send import CancelError, cancel_plan
-    from ..ledger import who_am_i
+    from ..store.ledger import who_am_i
     from .send import _Printer, _report
 
     try:

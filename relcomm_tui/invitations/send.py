@@ -23,7 +23,7 @@ from typing import Sequence
 
 from ..compose.invitation import Stamp
 from ..compose.invited import plan_event
-from ..ledger import ACCEPTED, IN_DOUBT, MARKED_DELIVERED, DeliveryRecord, Ledger
+from ..store.ledger import ACCEPTED, IN_DOUBT, MARKED_DELIVERED, DeliveryRecord, Ledger
 from ..plan.invitation import fingerprint
 from ..plan.model import Communique, Location, Plan, Recipient, StakeholderGroup
 from ..plan.schema import CommuniqueTable

@@ -16,7 +16,7 @@ import sqlite3
 from dataclasses import dataclass
 
 from ..compose.invitation import Event
-from ..ledger import ID_BYTES, ID_PREFIX, DeliveryRecord, Ledger, now
+from ..store.ledger import ID_BYTES, ID_PREFIX, DeliveryRecord, Ledger, now
 
 SEPARATOR = "#"  # never in a plan's communique id: `presentation#2` cannot be a communique of the plan
 
