@@ -26,6 +26,7 @@ from typing import Callable
 import icalendar
 
 MAX_CALENDAR_CHARS = 256 * 1024  # one invitation is a few kB; a bigger one is not a reply we sent for
+MAX_ANSWERS = 20  # a reply speaks for its sender (and a delegate or two): never a receipt row per line of a flood
 # PARTSTAT values (RFC 5545 3.2.12) a VEVENT reply can carry, as the receipts store them
 ANSWERS = {"ACCEPTED": "accepted", "TENTATIVE": "tentative", "DECLINED": "declined",
            "DELEGATED": "delegated", "NEEDS-ACTION": "needs-action"}
@@ -79,7 +80,7 @@ def reply_of(texts: list[str]) -> Reply | None:
             if not isinstance(attendees, list):
                 attendees = [attendees]
             answers = []
-            for attendee in attendees:
+            for attendee in attendees[:MAX_ANSWERS]:
                 params = getattr(attendee, "params", None) or {}
                 partstat = str(params.get("PARTSTAT", "NEEDS-ACTION")).upper()
                 address = address_of(attendee)
