@@ -204,3 +204,36 @@ def test_cancel_invitation_command_after_the_communique_left_the_plan(tmp_path, 
         assert str(event(cal)["SUMMARY"]) == "Vega 2.0.0: the release presented"
     assert main(["cancel-invitation", str(plan_file), "presentation", "--yes"]) == 0
     assert len(server.messages) == 4
+
+
+async def test_a_past_event_is_skipped_and_the_rest_of_the_plan_sent(tmp_path, server):
+    """Days after the presentation, a send (retrying other communiques) sends nothing for it."""
+    plan_file = write(tmp_path / "plan", server.port, start="2020-01-06T09:00:00")
+    with open(plan_file, "a", encoding="utf-8") as handle:
+        handle.write('[[communiques]]\nid = "news"\nto = ["exec"]\nsubject = "News"\nbody = "Hello"\n')
+    ledger = Ledger.open(tmp_path / "plan" / ".relcomm")
+    summary = await send(plan_file, ledger)
+    assert [s.communique_id for s in summary.skipped] == ["presentation"]
+    assert "in the past" in summary.skipped[0].reason
+    assert len(server.messages) == 2 and all(b"text/calendar" not in m.data for m in server.messages)
+    assert store.versions(ledger, "2.0.0", "presentation") == []
+
+
+async def test_an_update_that_stopped_half_way_is_finished_by_the_next_send_never_doubled(tmp_path, server):
+    from relcomm_tui.demo.mailserver import TempFail
+
+    plan_file = write(tmp_path / "plan", server.port)
+    ledger = Ledger.open(tmp_path / "plan" / ".relcomm")
+    await send(plan_file, ledger)
+    write(tmp_path / "plan", server.port, start="2031-03-05T10:30:00")
+    server.faults["ada@vega.example.com"] = TempFail(times=None)  # every try of this run: deferred
+    summary = await send(plan_file, ledger, backoff_base=0.01, backoff_max=0.02)
+    assert summary.exit_code == 1
+    assert {d.recipient_key: d.state for d in ledger.deliveries("2.0.0", "presentation#1")} == {
+        "dana@vega.example.com": "accepted", "ada@vega.example.com": "deferred"}
+    server.faults.clear()
+    assert (await send(plan_file, ledger)).exit_code == 0
+    updates = [m for m in server.messages[2:] if b"SEQUENCE:1" in m.data]
+    assert sorted(m.rcpt_tos[0] for m in updates) == ["ada@vega.example.com", "dana@vega.example.com"]
+    assert (await send(plan_file, ledger)).exit_code == 0
+    assert len([m for m in server.messages if b"SEQUENCE:1" in m.data]) == 2

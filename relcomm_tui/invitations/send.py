@@ -10,7 +10,8 @@ first send) and compares the plan with the last sequence recorded:
   older one get an update (same UID, SEQUENCE+1) as deliveries of their own,
   `<communique>#<sequence>`, so the engine's exactly-once rules hold per sequence and person:
   a sequence is never sent twice to anyone, and a run that stops resumes where it was.
-* the invitation was cancelled (`relcomm cancel-invitation`): the communique is not sent again.
+* the invitation was cancelled (`relcomm cancel-invitation`), or the event's start has passed:
+  the communique is skipped (said in the run's output), the rest of the plan is sent.
 
 `cancel_plan` prepares METHOD:CANCEL the same way, for everyone invited, from the ledger alone.
 """
@@ -18,13 +19,14 @@ first send) and compares the plan with the last sequence recorded:
 from __future__ import annotations
 
 import dataclasses
+import datetime as dt
 from email.utils import parseaddr
 from typing import Sequence
 
 from ..compose.invitation import Stamp
 from ..compose.invited import plan_event
 from ..store.ledger import ACCEPTED, IN_DOUBT, MARKED_DELIVERED, DeliveryRecord, Ledger
-from ..plan.invitation import fingerprint
+from ..plan.invitation import describe, fingerprint
 from ..plan.model import Communique, Location, Plan, Recipient, StakeholderGroup
 from ..plan.schema import CommuniqueTable
 from . import store
@@ -59,8 +61,10 @@ def invited(rows: Sequence[DeliveryRecord], known: list[store.Version]) -> dict[
     return held
 
 
-def for_send(plan: Plan, ledger: Ledger, communiques: Sequence[Communique]) -> tuple[Plan, list[Communique], list[Skip]]:
-    """The plan the engine sends (with stamps and update deliveries), the communiques, and what is skipped."""
+def for_send(plan: Plan, ledger: Ledger, communiques: Sequence[Communique], *,
+             now: dt.datetime | None = None) -> tuple[Plan, list[Communique], list[Skip]]:
+    """The plan the engine sends (with stamps and update deliveries), the communiques, and what is
+    skipped (a cancelled event, an event in the past, a time the plan cannot say). `now`: tests."""
     release = plan.release.version
     stamps: dict[str, Stamp] = {}
     chosen: list[Communique] = []
@@ -74,6 +78,10 @@ def for_send(plan: Plan, ledger: Ledger, communiques: Sequence[Communique]) -> t
         event = plan_event(plan, communique)
         if event is None:
             skipped.append(Skip(communique.id, "not sent: its invitation's time is not usable (relcomm validate says why)"))
+            continue
+        if event.when.start <= (now or dt.datetime.now(dt.timezone.utc)):
+            skipped.append(Skip(communique.id, f"not sent: the event started {describe(event.when)}, in the past; "
+                                               "move `start` in [communiques.invitation] to send it"))
             continue
         known = store.versions(ledger, release, communique.id)
         if known and known[-1].method == "CANCEL":
