@@ -934,6 +934,8 @@ def report_to_json(file: str, report: Report) -> dict:
         ],
         "original_message_id": report.original_message_id,
         "envelope_id": report.envelope_id,
+        **({"calendar_uid": report.calendar_uid, "calendar_sequence": report.calendar_sequence}
+           if report.kind == "rsvp" else {}),
     }
 
 
