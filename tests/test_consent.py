@@ -621,7 +621,7 @@ async def test_the_consent_dialog_shows_every_command_whole_and_its_buttons_at_8
             await settle(pilot)
         assert scroll.scroll_y == scroll.max_scroll_y
         assert "".join(f"touch {marker}".split()) in "".join(seen_on_screen.split())
-        assert f"scripts/key.sh --name key-11" in seen_on_screen
+        assert "scripts/key.sh --name key-11" in seen_on_screen
         assert app.focused is dialog.query_one("#no", Button)
 
         await pilot.click("#yes")

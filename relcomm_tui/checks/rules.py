@@ -12,19 +12,19 @@ from email.utils import parseaddr
 from pathlib import Path
 from urllib.parse import parse_qsl, urlsplit
 
-from ..plan import consent
-from ..compose.mime import header_injection, header_problem, header_too_long
-from ..compose.pages import page_target
+from email_validator import EmailNotValidError, validate_email
+
 from ..common.net import is_loopback
+from ..compose import RenderError, TextRenderer, render
+from ..compose.mime import header_injection, header_problem, header_too_long
+from ..compose.notes import notes_section
+from ..compose.pages import page_target
+from ..plan import consent
 from ..plan.locate import close_match, find_line, keypath_text, shown
 from ..plan.model import Communique, Location, Plan, Recipient, StakeholderGroup
+from ..plan.secrets import CommandNotAllowed, SecretError, describe, resolve, secret_uses
 from .findings import RULES, Finding, sort_findings
 from .gate import GateResult, run_gate
-
-
-
-
-
 
 WEBHOOK_PRESETS = ("slack", "teams", "mattermost", "googlechat", "json", "text")
 PAGER_PRESETS = ("pagerduty", "ntfy")
@@ -35,8 +35,6 @@ TOKEN_URL = re.compile(r"hooks\.slack\.com/services/|webhook\.office\.com|/api/w
 TOKEN_PARAMS = {"token", "access_token", "api_key", "apikey", "key", "secret", "sig", "signature", "password"}
 SECRET_TIMEOUT = 5.0
 MAX_PER_GROUP = 20  # findings per rule and group before one "and N more" finding
-
-
 
 
 def run_checks(plan: Plan, *, gate: bool = True, secrets: bool = True) -> list[Finding]:
@@ -56,12 +54,6 @@ def run_checks(plan: Plan, *, gate: bool = True, secrets: bool = True) -> list[F
     if gate:
         checker.gate(run_gate(plan))
     return sort_findings(checker.findings)
-
-
-
-
-
-
 
 
 # -- the checker -------------------------------------------------------------------------------
@@ -113,7 +105,7 @@ class _Checker:
         plan = self.plan
         known = [g.id for g in plan.groups]
         for index, communique in enumerate(plan.communiques):
-            for position, group_id in enumerate(communique.to):
+            for group_id in communique.to:
                 group = plan.group(group_id)
                 where = self.at("communiques", index, "to")
                 if group is None:
@@ -132,7 +124,7 @@ class _Checker:
                          f"{shown(communique.spec.reminder_for)}, which is no communique",
                          f"did you mean {close!r}?" if close else "name the id of the communique it follows up",
                          self.at("communiques", index, "reminder_for"), communique=communique.id)
-        for index, group in enumerate(plan.groups):
+        for group in plan.groups:
             if plan.communiques_for(group.id):
                 continue
             if group.required:
@@ -192,8 +184,6 @@ class _Checker:
         return any(c.channel == channel for c in self.plan.communiques)
 
     def notes(self) -> None:
-        from ..compose.notes import notes_section
-
         release = self.plan.release
         if release.notes_file is None:
             return
@@ -291,8 +281,6 @@ class _Checker:
     # -- rendering, for every recipient --
 
     def rendering(self, index: int, communique: Communique) -> None:
-        from ..compose import RenderError, TextRenderer, render
-
         plan = self.plan
         problems: dict[tuple, _Problem] = {}
         cid = communique.id
@@ -428,8 +416,6 @@ class _Checker:
     # -- secrets --
 
     def secrets(self) -> None:
-        from ..plan.secrets import CommandNotAllowed, SecretError, describe, resolve, secret_uses
-
         resolved: dict[str, str | Exception] = {}
         for use in secret_uses(self.plan):
             ref, where, cid, what = use.ref, self.at(*use.parts), use.communique, use.what
@@ -485,8 +471,6 @@ _PLAIN_LOCAL = re.compile(r"^[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+(\.[A-Za-z0-9!#$%&'*
 
 
 def _validate(address: str) -> str | None:
-    from email_validator import EmailNotValidError, validate_email
-
     try:
         validate_email(address, check_deliverability=False)
     except EmailNotValidError as error:
