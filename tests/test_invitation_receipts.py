@@ -158,3 +158,19 @@ def test_a_bounced_invitation_stays_a_bounce(sent, tmp_path):
     assert refresh(load_plan(plan_file), ledger).matched == 1
     bounced = [o for o, _ in fates(plan_file, ledger).values()]
     assert bounced.count("bounced") == 1
+
+
+def test_the_audit_record_and_status_json_carry_the_answers(sent):
+    from relcomm_tui.audit.report import collect, render
+
+    plan_file, ledger, receipts = sent
+    deliver(receipts, "outlook-exchange-accepted.eml")
+    deliver(receipts, "apple-calendar-declined.eml")
+    refresh(load_plan(plan_file), ledger)
+    record = collect(load_plan(plan_file), ledger)
+    for fmt in ("md", "html", "csv"):
+        text = render(record, fmt)
+        assert "confirmed: accepted" in text and "declined" in text
+    rows = build_status(load_plan(plan_file), ledger).as_dict()["recipients"]
+    noor = next(r for r in rows if r["recipient_key"] == "noor@vega.example.com")
+    assert noor["rsvp"] == "declined" and noor["fate"]["outcome"] == "declined" and noor["standing"] == "reached"
