@@ -237,3 +237,24 @@ async def test_an_update_that_stopped_half_way_is_finished_by_the_next_send_neve
     assert sorted(m.rcpt_tos[0] for m in updates) == ["ada@vega.example.com", "dana@vega.example.com"]
     assert (await send(plan_file, ledger)).exit_code == 0
     assert len([m for m in server.messages if b"SEQUENCE:1" in m.data]) == 2
+
+
+def test_status_says_where_each_invitation_stands(tmp_path, server, capsys):
+    import json
+
+    from relcomm_tui.commands.main import main
+
+    plan_file = write(tmp_path / "plan", server.port)
+    assert main(["send", str(plan_file), "--yes"]) == 0
+    write(tmp_path / "plan", server.port, start="2031-03-05T10:30:00")
+    assert main(["send", str(plan_file), "--yes"]) == 0
+    capsys.readouterr()
+    assert main(["status", str(plan_file)]) == 0
+    out = capsys.readouterr().out
+    assert ("invitation sequence 1, updated 1 time(s): Vega 2.0.0: the release presented, "
+            "Wed 5 Mar 2031 10:30-11:15 Europe/Berlin (09:30 UTC)") in out
+    assert "presentation#1" in out
+    assert main(["status", str(plan_file), "--json"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert [v["sequence"] for v in data["invitations"]["presentation"]] == [0, 1]
+    assert data["invitations"]["presentation"][0]["uid"] == data["invitations"]["presentation"][1]["uid"]

@@ -38,6 +38,8 @@ def run(args: argparse.Namespace) -> int:
     version = plan.release.version
     records = []
     fates: dict = {}
+    invitations: dict = {}
+    from ..invitations import store as invitation_store
     # A state folder that is a link is opened, so that it is refused (and said so), never followed.
     if (folder / LEDGER_NAME).exists() or folder.is_symlink():
         from ..receipts.status import build_status, fate_of
@@ -49,6 +51,7 @@ def run(args: argparse.Namespace) -> int:
             records = ledger.deliveries(version)
             runs = ledger.runs(version)
             fates = {row.delivery_id: fate_of(row) for row in build_status(plan, ledger).rows}
+            invitations = invitation_store.released(ledger, version)  # calendar invitations' sequences
         finally:
             ledger.close()
     else:
@@ -73,6 +76,7 @@ def run(args: argparse.Namespace) -> int:
             "counts": counts,
             "deliveries": [r.as_dict() | {"fate": fates[r.id].as_dict() if r.id in fates else None}
                            for r in records],
+            "invitations": {cid: invitation_store.as_json(known) for cid, known in invitations.items()},
             "runs": [{"id": r.id, "started": r.started, "finished": r.finished, "who": r.who, "host": r.host,
                       "mode": r.mode, "outcome": r.outcome} for r in runs],
         }, sys.stdout, indent=2)
@@ -91,6 +95,8 @@ def run(args: argparse.Namespace) -> int:
         if record.communique_id != current:
             current = record.communique_id
             print(f"\n{visible(current)}")
+            if current in invitations:
+                print(f"  {visible(invitation_store.summary(invitations[current]))}")
         reply = visible(" ".join((record.reply or "").split()))
         fate = fates.get(record.id)
         print(f"  {record.state_label:<16} {visible(record.recipient_display):<{width}}  "

@@ -120,3 +120,19 @@ def sequence_of(delivery: DeliveryRecord, known: list[Version]) -> int | None:
     moment = delivery.accepted_at or delivery.updated
     carried = [v.sequence for v in known if v.created <= moment]
     return max(carried) if carried else (known[0].sequence if known else None)
+
+
+def summary(known: list[Version]) -> str:
+    """One line for `relcomm status`: where the invitation stands."""
+    from ..plan.invitation import describe
+
+    last = known[-1]
+    if last.method == "CANCEL":
+        return f"invitation cancelled (sequence {last.sequence}): {last.event.title}, {describe(last.event.when)}"
+    updated = f", updated {len(known) - 1} time(s)" if last.sequence else ""
+    return f"invitation sequence {last.sequence}{updated}: {last.event.title}, {describe(last.event.when)}"
+
+
+def as_json(known: list[Version]) -> list[dict]:
+    return [{"sequence": v.sequence, "method": v.method, "uid": v.uid, "event": v.event.as_dict(), "created": v.created}
+            for v in known]
