@@ -61,7 +61,8 @@ def calendar_of(raw: bytes) -> tuple[email.message.EmailMessage, icalendar.Calen
     attachments = [p for p in message.walk() if p.get_content_type() == "application/ics"]
     assert len(parts) == 1 and len(attachments) == 1
     assert attachments[0].get_filename() == "invite.ics"
-    assert attachments[0].get_payload(decode=True) == parts[0].get_payload(decode=True)
+    same = [p.get_payload(decode=True).replace(b"\r\n", b"\n") for p in (attachments[0], parts[0])]
+    assert same[0] == same[1]
     return message, icalendar.Calendar.from_ical(parts[0].get_payload(decode=True)), parts[0].get_param("method")
 
 
@@ -258,3 +259,29 @@ def test_status_says_where_each_invitation_stands(tmp_path, server, capsys):
     data = json.loads(capsys.readouterr().out)
     assert [v["sequence"] for v in data["invitations"]["presentation"]] == [0, 1]
     assert data["invitations"]["presentation"][0]["uid"] == data["invitations"]["presentation"][1]["uid"]
+
+
+def test_hostile_title_place_and_names_cannot_add_to_the_event(tmp_path):
+    """Line breaks, ';' ',' ':' and a BEGIN in the title, the place or a name stay text inside one
+    property: the message still has one event, one attendee (its recipient) and one organizer."""
+    from relcomm_tui.compose import render
+
+    folder = tmp_path / "plan"
+    plan_file = write(folder, 2525, people=['"Eve; ROLE=CHAIR:mailto:boss@x.example" <eve@vega.example.com>'],
+                      location='Room B\\r\\nATTENDEE:mailto:evil@x.example\\nEND:VEVENT\\nBEGIN:VEVENT')
+    text = plan_file.read_text().replace("[communiques.invitation]\n", "[communiques.invitation]\n"
+                                         'title = "Talk\\r\\nATTENDEE:mailto:evil2@x.example\\nBEGIN:VTODO"\n', 1)
+    plan_file.write_text(text)
+    plan = load_plan(plan_file)
+    communique = plan.communique("presentation")
+    group, recipient = plan.audience(communique)[0]
+    message = render(plan, communique, group, recipient, message_id="<relcomm.x@vega.example.com>").message
+    _, cal, _ = calendar_of(message.as_bytes())
+    (vevent,) = cal.walk("VEVENT")
+    assert not cal.walk("VTODO")
+    attendees = vevent.get("ATTENDEE")
+    assert not isinstance(attendees, list) and str(attendees) == "mailto:eve@vega.example.com"
+    assert attendees.params["ROLE"] == "REQ-PARTICIPANT" and attendees.params["CN"].startswith("Eve; ROLE=CHAIR")
+    assert "evil" not in str(vevent["ORGANIZER"])
+    assert str(vevent["LOCATION"]).startswith("Room B") and "END:VEVENT" in str(vevent["LOCATION"])
+    assert str(vevent["SUMMARY"]).startswith("Talk") and "ATTENDEE:mailto:evil2" in str(vevent["SUMMARY"])
