@@ -93,6 +93,8 @@ async def test_invite_update_and_cancel_reach_each_person_once_per_sequence(tmp_
         message, cal, method = calendar_of(accepted.data)
         vevent = event(cal)
         assert method == "REQUEST" and str(cal["METHOD"]) == "REQUEST"
+        # the parameter as Outlook and Google write it (unquoted), which some clients match literally
+        assert b'Content-Type: text/calendar; charset="UTF-8"; method=REQUEST\r\n' in accepted.data
         assert int(vevent["SEQUENCE"]) == 0
         assert str(vevent["ORGANIZER"]) == "mailto:releases@vega.example.com"
         attendee = vevent["ATTENDEE"]

@@ -148,15 +148,24 @@ def _frame(event: Event, uid: str, sequence: int, method: str, organizer: str, m
     return head, tail
 
 
+class _AsWritten(str):
+    """A header written exactly as given. The stdlib would write `method="REQUEST"`; Outlook and
+    Google write `method=REQUEST`, and some clients match that text (RFC 6047 2.4)."""
+
+    def __new__(cls, name: str, value: str) -> "_AsWritten":
+        made = super().__new__(cls, value)
+        made.name = name
+        return made
+
+    def fold(self, *, policy) -> str:
+        return f"{self.name}: {self}{policy.linesep}"
+
+
 @functools.lru_cache(maxsize=8)
 def _part_headers(method: str, encoding: str) -> tuple[tuple[str, object], ...]:
-    """Header objects of the calendar parts, parsed once (the stdlib parses every assignment)."""
-    factory = POLICY.header_factory
-    values = (
-        ("Content-Type", f'text/calendar; charset="UTF-8"; method={method}'),  # as Google and Outlook write it
-        ("Content-Transfer-Encoding", encoding),
-    )
-    return tuple((name, factory(name, value)) for name, value in values)
+    """Header objects of the calendar parts, made once (the stdlib parses every assignment)."""
+    return (("Content-Type", _AsWritten("Content-Type", f'text/calendar; charset="UTF-8"; method={method}')),
+            ("Content-Transfer-Encoding", POLICY.header_factory("Content-Transfer-Encoding", encoding)))
 
 
 @functools.lru_cache(maxsize=1)
