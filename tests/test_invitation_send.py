@@ -287,3 +287,16 @@ def test_hostile_title_place_and_names_cannot_add_to_the_event(tmp_path):
     assert "evil" not in str(vevent["ORGANIZER"])
     assert str(vevent["LOCATION"]).startswith("Room B") and "END:VEVENT" in str(vevent["LOCATION"])
     assert str(vevent["SUMMARY"]).startswith("Talk") and "ATTENDEE:mailto:evil2" in str(vevent["SUMMARY"])
+
+
+def test_a_test_send_carries_the_invitation_under_a_throwaway_uid(tmp_path, server, capsys):
+    from relcomm_tui.commands.main import main
+
+    plan_file = write(tmp_path / "plan", server.port)
+    assert main(["send", str(plan_file), "--test", "me@vega.example.com"]) == 0
+    (accepted,) = server.messages
+    assert accepted.rcpt_tos == ["me@vega.example.com"]
+    _, cal, method = calendar_of(accepted.data)
+    assert method == "REQUEST" and str(event(cal)["UID"]).startswith("preview.")
+    ledger = Ledger.open(tmp_path / "plan" / ".relcomm")
+    assert store.versions(ledger, "2.0.0", "presentation") == []  # the real event does not exist yet
