@@ -174,3 +174,24 @@ def test_the_audit_record_and_status_json_carry_the_answers(sent):
     rows = build_status(load_plan(plan_file), ledger).as_dict()["recipients"]
     noor = next(r for r in rows if r["recipient_key"] == "noor@vega.example.com")
     assert noor["rsvp"] == "declined" and noor["fate"]["outcome"] == "declined" and noor["standing"] == "reached"
+
+
+async def test_the_demo_server_answers_invitations_and_the_refresh_reads_them(tmp_path):
+    """The embedded demo server writes Outlook-shaped answers for invitations it accepted; the real
+    refresh credits them (what `relcomm demo` shows)."""
+    people = [f'"Person {i}" <person{i}@vega.example.com>' for i in range(12)]
+    receipts = tmp_path / "receipts"
+    with LoopbackMailServer(maildir=tmp_path / "server-mail", write_reports_to=receipts, report_delay=(0.0, 0.0),
+                            mdn_fraction=0.0, seed=7) as server:
+        plan_file = write(tmp_path / "plan", server.port, people=people)
+        with open(plan_file, "a", encoding="utf-8") as handle:
+            handle.write('[receipts]\nsources = [{ maildir = "../receipts" }]\n')
+        ledger = Ledger.open(tmp_path / "plan" / ".relcomm")
+        await SendEngine(load_plan(plan_file), ledger).run()
+        server.flush_reports()
+    result = refresh(load_plan(plan_file), ledger)
+    outcomes = [o for o, _ in fates(plan_file, ledger).values()]
+    answered = [o for o in outcomes if o in ("accepted", "tentative", "declined")]
+    credited = [r for r in ledger.receipts() if r["kind"] == "rsvp" and r["matched_by"] == "calendar-uid"]
+    assert len(credited) == len(answered) > 0 and result.unmatched == 0
+    assert len(set(answered)) >= 2  # the seeded mix has more than one kind of answer
