@@ -10,7 +10,7 @@ import os
 import signal
 import time
 
-from relcomm_tui.demo.mailserver import LoopbackMailServer
+from faulty_mailserver import FaultyMailServer
 from relcomm_tui.store import ledger as L
 from relcomm_tui.store.ledger import Ledger
 
@@ -30,7 +30,7 @@ def sequences(server) -> dict[str, list[bytes]]:
 
 
 def test_sigkill_mid_update_then_resume_never_doubles_a_sequence(tmp_path):
-    with LoopbackMailServer(maildir=tmp_path / "server-mail", data_delay=0.05) as server:
+    with FaultyMailServer(maildir=tmp_path / "server-mail", data_delay=0.05) as server:
         plan_file = write(tmp_path / "plan", server.port, people=PEOPLE)
         first = relcomm("send", str(plan_file), "--yes")
         assert first.returncode == 0, first.stdout + first.stderr

@@ -17,7 +17,7 @@ from relcomm_tui.delivery.engine import SendEngine
 from relcomm_tui.invitations import store
 from relcomm_tui.invitations.send import cancel_plan
 from relcomm_tui.store.ledger import Ledger
-from relcomm_tui.demo.mailserver import LoopbackMailServer
+from faulty_mailserver import FaultyMailServer
 from relcomm_tui.plan import load_plan
 
 PEOPLE = ['"Dana Chief" <dana@vega.example.com>', '"Ada Lovelace" <ada@vega.example.com>']
@@ -78,7 +78,7 @@ async def send(plan_file, ledger, **options):
 
 @pytest.fixture
 def server(tmp_path):
-    with LoopbackMailServer(maildir=tmp_path / "server-mail") as running:
+    with FaultyMailServer(maildir=tmp_path / "server-mail") as running:
         yield running
 
 
@@ -223,7 +223,7 @@ async def test_a_past_event_is_skipped_and_the_rest_of_the_plan_sent(tmp_path, s
 
 
 async def test_an_update_that_stopped_half_way_is_finished_by_the_next_send_never_doubled(tmp_path, server):
-    from relcomm_tui.demo.mailserver import TempFail
+    from faulty_mailserver import TempFail
 
     plan_file = write(tmp_path / "plan", server.port)
     ledger = Ledger.open(tmp_path / "plan" / ".relcomm")
