@@ -195,3 +195,21 @@ async def test_the_demo_server_answers_invitations_and_the_refresh_reads_them(tm
     credited = [r for r in ledger.receipts() if r["kind"] == "rsvp" and r["matched_by"] == "calendar-uid"]
     assert len(credited) == len(answered) > 0 and result.unmatched == 0
     assert len(set(answered)) >= 2  # the seeded mix has more than one kind of answer
+
+
+def test_relcomm_receipts_counts_the_answers(sent, capsys):
+    import json
+
+    from relcomm_tui.commands.main import main
+
+    plan_file, ledger, receipts = sent
+    deliver(receipts, "outlook-exchange-accepted.eml")
+    deliver(receipts, "apple-calendar-declined.eml")
+    ledger.close()
+    assert main(["receipts", str(plan_file), "--refresh"]) == 0
+    out = capsys.readouterr().out
+    assert "presentation: 3 invited · 1 accepted · 0 tentative · 1 declined · 1 no answer" in out
+    assert main(["receipts", str(plan_file), "--json"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert data["invitation_answers"]["presentation"] == {"invited": 3, "accepted": 1, "tentative": 0,
+                                                          "declined": 1, "no answer": 1}

@@ -144,3 +144,22 @@ def match(report, at: str | None, find) -> list:
             continue
         matches.append(Match(outcome, delivery, BY_CALENDAR_UID))
     return matches
+
+
+def answer_counts(plan, rows) -> dict[str, dict[str, int]]:
+    """Per communique with an invitation: how many invited people accepted, were tentative, declined
+    or have not answered (their delivery of the plan's communique; receipts.status rows)."""
+    counts: dict[str, dict[str, int]] = {}
+    for communique in plan.communiques:
+        if communique.spec.invitation is None:
+            continue
+        mine = [r for r in rows if r.communique_id == communique.id and r.first_sent]
+        if not mine:
+            continue
+        tally = {"invited": len(mine), "accepted": 0, "tentative": 0, "declined": 0}
+        for row in mine:
+            if row.rsvp in tally:
+                tally[row.rsvp] += 1
+        tally["no answer"] = len(mine) - tally["accepted"] - tally["tentative"] - tally["declined"]
+        counts[communique.id] = tally
+    return counts
