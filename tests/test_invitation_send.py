@@ -300,3 +300,18 @@ def test_a_test_send_carries_the_invitation_under_a_throwaway_uid(tmp_path, serv
     assert method == "REQUEST" and str(event(cal)["UID"]).startswith("preview.")
     ledger = Ledger.open(tmp_path / "plan" / ".relcomm")
     assert store.versions(ledger, "2.0.0", "presentation") == []  # the real event does not exist yet
+
+
+def test_the_recorded_event_never_carries_one_persons_name_or_a_template(tmp_path):
+    from relcomm_tui.compose.invited import plan_event
+
+    plan_file = write(tmp_path / "plan", 2525)
+    text = plan_file.read_text()
+    plan_file.write_text(text.replace("[communiques.invitation]\n",
+                                      '[communiques.invitation]\ntitle = "For {{ recipient.name }}"\n'))
+    plan = load_plan(plan_file)
+    assert plan_event(plan, plan.communique("presentation")).title == "Vega 2.0.0: the release presented"
+    plan_file.write_text(text.replace('subject = "Vega {{ release.version }}: the release presented"',
+                                      'subject = "Hi {{ recipient.name }}"'))
+    plan = load_plan(plan_file)
+    assert plan_event(plan, plan.communique("presentation")).title == "Vega 2.0.0: presentation"

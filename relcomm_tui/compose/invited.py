@@ -58,37 +58,50 @@ def event_for(plan: Plan, communique: Communique, subject: str, context: dict[st
         first = problems[0]
         raise RenderError(f"{communique.id}: {first.message}", file=str(plan.path), line=communique.location.line,
                           hint=first.hint, kind="invitation")
-    title = subject
-    if table.title is not None:
-        index = plan.communiques.index(communique) if communique in plan.communiques else -1
-        line = find_line(plan.source, ("communiques", index, "invitation", "title")) if index >= 0 else None
-        source = Source(table.title, str(plan.path), fixed_line=line, label=f"`invitation.title` of {communique.id}")
-        try:
-            title = render_source(source, dict(context or {})).strip()
-        except TemplateProblem as problem:
-            raise RenderError(problem.message, file=problem.file, line=problem.line, hint=problem.hint,
-                              kind=problem.kind) from None
+    title = _render_title(plan, communique, context) if table.title is not None else subject
     return Event(title or communique.id, when, table.location, table.url)
 
 
+def _render_title(plan: Plan, communique: Communique, context: dict[str, Any] | None) -> str:
+    """`invitation.title` rendered (errors point at its line in plan.toml). Raises RenderError."""
+    from . import RenderError
+
+    table = communique.spec.invitation
+    assert table is not None and table.title is not None
+    index = plan.communiques.index(communique) if communique in plan.communiques else -1
+    line = find_line(plan.source, ("communiques", index, "invitation", "title")) if index >= 0 else None
+    source = Source(table.title, str(plan.path), fixed_line=line, label=f"`invitation.title` of {communique.id}")
+    try:
+        return render_source(source, dict(context or {})).strip()
+    except TemplateProblem as problem:
+        raise RenderError(problem.message, file=problem.file, line=problem.line, hint=problem.hint,
+                          kind=problem.kind) from None
+
+
 def plan_event(plan: Plan, communique: Communique) -> Event | None:
-    """The event for the ledger's record (no recipient): None when the plan's time is unusable."""
+    """The event for the ledger's record, for nobody in particular: None when the plan's time is
+    unusable. A title that names a recipient gives way to the subject, then to release and id (a
+    cancel must not carry one person's name, nor a template)."""
     from . import RenderError, _plan_source, _run, template_context
 
+    table = communique.spec.invitation
+    when, _ = when_of(table) if table is not None else (None, [])
+    if table is None or when is None:
+        return None
     context = template_context(plan, communique, None, None)
-    spec = communique.spec
+    title = ""
     try:
-        subject = _run(_plan_source(plan, communique, "subject", spec.subject), context).strip() if spec.subject else ""
+        if table.title is not None:
+            title = _render_title(plan, communique, context)
     except RenderError:
-        subject = communique.spec.subject or communique.id  # it names a recipient: the text as written
-    try:
-        return event_for(plan, communique, subject, context)
-    except RenderError as error:
-        if error.kind == "invitation":
-            return None
-        table = communique.spec.invitation
-        when, _ = when_of(table) if table is not None else (None, [])
-        return Event((table.title if table else None) or subject, when, table.location, table.url) if when and table else None
+        title = ""
+    if not title and communique.spec.subject:
+        try:
+            title = _run(_plan_source(plan, communique, "subject", communique.spec.subject), context).strip()
+        except RenderError:
+            title = ""
+    return Event(title or f"{plan.release.name} {plan.release.version}: {communique.id}", when, table.location,
+                 table.url)
 
 
 def with_invitation(plan: Plan, communique: Communique, source: Communique, recipient: Recipient | None, subject: str,
