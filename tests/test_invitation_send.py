@@ -315,3 +315,18 @@ def test_the_recorded_event_never_carries_one_persons_name_or_a_template(tmp_pat
                                       'subject = "Hi {{ recipient.name }}"'))
     plan = load_plan(plan_file)
     assert plan_event(plan, plan.communique("presentation")).title == "Vega 2.0.0: presentation"
+
+
+async def test_a_send_after_the_invitation_left_the_plan_says_how_to_cancel_it(tmp_path, server):
+    plan_file = write(tmp_path / "plan", server.port)
+    ledger = Ledger.open(tmp_path / "plan" / ".relcomm")
+    await send(plan_file, ledger)
+    text = plan_file.read_text(encoding="utf-8")
+    plan_file.write_text(text.split("[communiques.invitation]")[0], encoding="utf-8")  # invitation removed
+    plan_file.write_text(plan_file.read_text().replace("{{ invitation.start }}", "soon"), encoding="utf-8")
+    summary = await send(plan_file, ledger)
+    assert len(server.messages) == 2  # nothing new: the communique went to everyone already
+    (note,) = summary.skipped
+    assert note.communique_id == "presentation"
+    assert "its invitation is gone from the plan" in note.reason
+    assert "relcomm cancel-invitation PLAN presentation --yes" in note.reason

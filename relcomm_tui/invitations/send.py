@@ -113,12 +113,33 @@ def for_send(plan: Plan, ledger: Ledger, communiques: Sequence[Communique], *,
         extra_groups.append(group)
         extra.append(update)
         stamps[update_id] = Stamp(latest.uid, latest.sequence, parent=communique.id, previous=previous)
+    skipped += _left_behind(plan, ledger, communiques)
     if not stamps:
         return plan, chosen, skipped
     widened = dataclasses.replace(plan, groups=plan.groups + tuple(extra_groups),
                                   communiques=plan.communiques + tuple(extra),
                                   invitations={**plan.invitations, **stamps})
     return widened, chosen + extra, skipped
+
+
+def _left_behind(plan: Plan, ledger: Ledger, communiques: Sequence[Communique]) -> list[Skip]:
+    """Invitations that went out but are gone from the plan: nothing is sent for them (people keep
+    the event in their calendars), and the send says how to cancel them."""
+    notes = []
+    chosen = {c.id for c in communiques}
+    for ident, known in store.released(ledger, plan.release.version).items():
+        if known[-1].method == "CANCEL":
+            continue
+        communique = plan.communique(ident)
+        if communique is not None and (communique.spec.invitation is not None or ident not in chosen):
+            continue
+        rows = _family_rows(ledger, plan.release.version, ident)
+        if not invited(rows, known):
+            continue
+        what = "the communique is gone from the plan" if communique is None else "its invitation is gone from the plan"
+        notes.append(Skip(ident, f"invitation not updated: {what}, and the people invited still have the event; "
+                                 f"to cancel it: relcomm cancel-invitation PLAN {ident} --yes"))
+    return notes
 
 
 def _narrowed(communique: Communique, ident: str, people: list[Recipient], name: str,
