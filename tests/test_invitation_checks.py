@@ -114,3 +114,9 @@ def test_durations_and_when():
     # DST: the same wall time in July is +02:00
     when, _ = when_of(InvitationTable(**{**GOOD, "start": dt.datetime(2031, 7, 4, 16, 0)}))
     assert when.start.utcoffset() == dt.timedelta(hours=2)
+
+
+def test_a_title_template_error_points_at_the_title(tmp_path: Path):
+    plan, findings = check(tmp_path, with_invitation(title="{{ recipient.nickname }} at the presentation"))
+    found = only(findings, "template-undefined")
+    assert "nickname" in found.message and found.location.line == line_of(plan.path, "title =")
