@@ -66,6 +66,7 @@ RULES: dict[str, tuple[Severity, str]] = {
     "preset-unknown": ("error", "a webhook or pager preset is not one relcomm knows"),
     "url-literal-token": ("warning", "a URL written in the plan looks like it contains a token"),
     "secret-unresolved": ("error", "a secret reference cannot be resolved (keyring, environment, command)"),
+    "smtp-password-unresolved": ("warning", "the SMTP password cannot be looked up here: relcomm asks for it when sending"),
     "smtp-insecure": ("error", 'SMTP security "none" to a host that is not loopback'),
     "notes-missing": ("warning", "the release notes file is missing or unreadable"),
     "notes-section-missing": ("warning", "the release notes have no section for this version"),

@@ -429,6 +429,10 @@ class _Checker:
             if isinstance(value, CommandNotAllowed):
                 self.add("secret-not-allowed", f"the {what} ({key}) was not resolved: {value.message}",
                          value.hint, where, communique=cid)
+            elif isinstance(value, SecretError) and what == "SMTP password":
+                # Not a lock: app.credentials asks for it (masked) when sending, or refuses headless with a hint.
+                self.add("smtp-password-unresolved", f"the {what} ({key}) cannot be looked up here: {value.message}; "
+                         "relcomm will ask for it when sending", value.hint, where, communique=cid)
             elif isinstance(value, SecretError):
                 self.add("secret-unresolved", f"the {what} ({key}) cannot be resolved: {value.message}",
                          value.hint, where, communique=cid)

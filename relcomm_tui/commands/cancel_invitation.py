@@ -38,7 +38,7 @@ def _fail(message: str, hint: str = "") -> int:
 
 def run(args: argparse.Namespace) -> int:
     from . import load_plan_or_explain, open_ledger_or_explain, state_dir
-    from .send import _isatty, _password_or_prompt
+    from .send import _isatty, _password
 
     plan = load_plan_or_explain(args.plan, "relcomm cancel-invitation", allow_commands=args.allow_commands)
     if plan is None:
@@ -72,7 +72,7 @@ def run(args: argparse.Namespace) -> int:
         if args.password_stdin:
             password = sys.stdin.readline().rstrip("\r\n") or None
         elif plan.smtp.username:
-            password = _password_or_prompt(plan)
+            password = _password(plan)
             if isinstance(password, int):
                 return password
         return asyncio.run(_cancel(plan, ledger, args.communique, password))

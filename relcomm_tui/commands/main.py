@@ -18,6 +18,8 @@ import sys
 SUBCOMMANDS = {
     "validate": "check a plan and list every finding",
     "send": "send the plan's communiques (headless)",
+    "review": "sign off stakeholder groups (every required group when none is named)",
+    "confirm": "tick a manual step done (who, when, a note)",
     "status": "show every delivery and its state",
     "receipts": "show, refresh or parse receipts",
     "report": "write the audit record of the release's communications",

@@ -1,8 +1,12 @@
 """`relcomm send PLAN --yes`: send the plan's communiques headless, exactly once.
 
-Validates first and refuses on any error finding (the release gate included). `--yes` stands
-in for typing the release version and for the group review; without it a terminal user is
-asked to type the version, and without a terminal the command refuses. A progress line on a
+Sends only when `app.readiness` says the plan may be sent: the same rule as the app's checklist
+(no error, the plan's commands allowed, every required group signed off for this plan's digest
+with `relcomm review` or in the app, the release gate passed when the plan names one). `--yes`
+stands in for typing the release version, never for the review; without it a terminal user is
+asked to type the version, and without a terminal the command refuses. Nothing left to send is
+said and exits as the deliveries stand. `--dry-run` and `--test` send nothing to the stakeholders
+and need no review, only a plan without errors. A progress line on a
 terminal, one line per outcome otherwise. Exit 0 when every delivery is accepted, 1 when any
 is rejected, deferred or in doubt, 2 for plan or configuration errors.
 """
@@ -11,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import getpass
 import signal
 import sys
 from typing import TextIO
@@ -56,15 +59,19 @@ def _fail(message: str, hint: str = "", stream: TextIO | None = None) -> int:
 
 
 def run(args: argparse.Namespace) -> int:
+    from ..app.board import board
+    from ..delivery.engine import SendError
     from . import load_plan_or_explain, open_ledger_or_explain, state_dir
 
     plan = load_plan_or_explain(args.plan, "relcomm send", allow_commands=args.allow_commands)
     if plan is None:
         return 2
 
-    refused = _validate(plan)
-    if refused is not None:
-        return refused
+    if args.dry_run or args.test is not None:
+        # Rehearsals send nothing to the stakeholders: they need a plan without errors, not a review.
+        refused = _validate(plan)
+        if refused is not None:
+            return refused
 
     password: str | None = None
     if args.password_stdin:
@@ -73,10 +80,6 @@ def run(args: argparse.Namespace) -> int:
         password = sys.stdin.readline().rstrip("\r\n")
         if not password:
             return _fail("no password on standard input")
-    elif plan.smtp.username and not args.dry_run:
-        password = _password_or_prompt(plan)
-        if isinstance(password, int):
-            return password
 
     ledger = open_ledger_or_explain(state_dir(plan, args.state), "relcomm send")
     if ledger is None:
@@ -85,13 +88,67 @@ def run(args: argparse.Namespace) -> int:
     try:
         if args.dry_run:
             return _dry_run(plan, ledger, args.only, login)
+        try:
+            where = board(plan, ledger, args.only or None)
+        except SendError as error:
+            return _fail(error.message, error.hint)
+        if args.test is None:
+            verdict = _readiness(plan, ledger, where, args)
+            if verdict is not None:
+                return verdict
+        if password is None and not args.password_stdin and _needs_email(plan, args):
+            password = _password(plan)
+            if isinstance(password, int):
+                return password
         if args.test is not None:
             return _test_send(plan, ledger, args, password, login)
-        if not args.yes and not _confirm(plan):
+        if not args.yes and not _confirm(plan, where):
             return 2
         return asyncio.run(_send(plan, ledger, args, password, login, host))
     finally:
         ledger.close()
+
+
+def _readiness(plan, ledger, where, args) -> int | None:
+    """The one rule (app.readiness): None to go on; else the exit code after saying why not."""
+    from ..app.readiness import DONE, LOCKED, check
+    from ..checks.rules import run_checks
+    from ..store.ledger import AWAITING, FINAL_STATES
+
+    try:
+        left = where.left(retry_failed=args.retry_failed, resend_in_doubt=args.resend_in_doubt)
+        findings = run_checks(plan, gate=True, secrets=True) if left else []
+        answer = check(plan, ledger, where, retry_failed=args.retry_failed, resend_in_doubt=args.resend_in_doubt,
+                       findings=findings)
+    except NotImplementedError:
+        return _fail("this build cannot validate plans yet, and relcomm never sends an unvalidated plan")
+    if answer.verdict == DONE:
+        print(visible(f"{plan.release.name} {plan.release.version}: nothing left to send. {where.summary()}"))
+        unfinished = sum(row.in_send and row.state not in FINAL_STATES and row.state != AWAITING for row in where.rows)
+        return 1 if unfinished else 0
+    if answer.verdict == LOCKED:
+        print(f"relcomm send: not sending: {'; '.join(visible(r.text) for r in answer.reasons)}", file=sys.stderr)
+        for reason in answer.reasons:
+            if reason.hint:
+                print(f"  {visible(reason.text)}: {visible(reason.hint)}", file=sys.stderr)
+        for finding in findings:
+            if finding.blocks_sending:
+                print(visible(f"{finding.location}: {finding.severity}: {finding.message} [{finding.id}]"),
+                      file=sys.stderr)
+                if finding.hint:
+                    print(f"  hint: {visible(finding.hint)}", file=sys.stderr)
+        return 2
+    for warning in answer.warnings:
+        print(f"relcomm send: warning: {visible(warning.text)}", file=sys.stderr)
+    return None
+
+
+def _needs_email(plan, args) -> bool:
+    from ..delivery.engine import select_communiques
+
+    if args.test is not None:
+        return bool(plan.smtp.username)
+    return any(c.channel == "email" for c in select_communiques(plan, args.only or None))
 
 
 def _validate(plan) -> int | None:
@@ -113,27 +170,17 @@ def _validate(plan) -> int | None:
     return 2
 
 
-def _password_or_prompt(plan) -> str | int | None:
-    from ..plan.secrets import SecretError, is_reference, resolve
+def _password(plan) -> str | int | None:
+    """The one credentials policy: the plan's reference, else a masked prompt on a terminal, else refuse."""
+    from ..app.credentials import NoPassword, refuse_headless, smtp_password, terminal_prompt
 
-    reference = plan.smtp.password
-    if reference is not None and is_reference(reference):
-        try:
-            return resolve(reference)
-        except SecretError as error:
-            if not _isatty(sys.stdin):
-                return _fail(f"cannot get the SMTP password: {error.message}", error.hint or "use --password-stdin")
-            print(f"relcomm send: {visible(error.message)}", file=sys.stderr)
-    elif not _isatty(sys.stdin):
-        return _fail(f"the SMTP login {plan.smtp.username!r} needs a password",
-                     "set password = { env = ... } in [transport.smtp] or use --password-stdin")
     try:
-        return getpass.getpass(visible(f"SMTP password for {plan.smtp.username}@{plan.smtp.host}") + ": ") or None
-    except (EOFError, KeyboardInterrupt):
-        return _fail("no password given")
+        return smtp_password(plan, terminal_prompt if _isatty(sys.stdin) else refuse_headless)
+    except NoPassword as error:
+        return _fail(error.message, error.hint)
 
 
-def _confirm(plan) -> bool:
+def _confirm(plan, where) -> bool:
     if not _isatty(sys.stdin):
         _fail("not confirmed: sending needs --yes when there is no terminal to ask on",
               "review the plan (relcomm validate PLAN), then run again with --yes")
@@ -141,7 +188,7 @@ def _confirm(plan) -> bool:
     version = plan.release.version
     try:
         shown = visible(version)
-        typed = input(visible(f"Send {plan.release.name} {version}'s communiques now?")
+        typed = input(visible(where.send_question(plan.release.name, version))
                       + f" Type the version ({shown}) to confirm: ")
     except (EOFError, KeyboardInterrupt):
         print()
@@ -163,7 +210,8 @@ def _dry_run(plan, ledger, only, login) -> int:
         print(f"skipped  {visible(note.communique_id)}: {visible(note.reason)}")
     for failure in result.failures:
         print(f"failed   {visible(failure)}")
-    print(f"dry run: {result.written} message(s) written to {visible(result.outbox)} (Maildir); nothing was sent")
+    # Email goes into the outbox's Maildir (new/), posts, pages and tasks into <outbox>/<communique>/.
+    print(f"dry run: {result.written} message(s) written to {visible(result.outbox)}; nothing was sent")
     return 1 if result.failures else 0
 
 

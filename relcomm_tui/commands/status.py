@@ -28,6 +28,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from ..app.board import board
+    from ..delivery.engine import SendError
+    from ..store.ledger import LedgerError
     from ..store.lock import lock_holder
     from . import load_plan_or_explain, open_ledger_or_explain, state_dir
 
@@ -36,33 +39,28 @@ def run(args: argparse.Namespace) -> int:
         return 2
     folder = state_dir(plan, args.state)
     version = plan.release.version
-    records = []
-    fates: dict = {}
-    invitations: dict = {}
-    from ..invitations import store as invitation_store
+    ledger = None
     # A state folder that is a link is opened, so that it is refused (and said so), never followed.
     if (folder / LEDGER_NAME).exists() or folder.is_symlink():
-        from ..receipts.status import build_status, fate_of
-
         ledger = open_ledger_or_explain(folder, "relcomm status", json_for=plan if args.json else None)
         if ledger is None:
             return 2
-        try:
-            records = ledger.deliveries(version)
-            runs = ledger.runs(version)
-            fates = {row.delivery_id: fate_of(row) for row in build_status(plan, ledger).rows}
-            invitations = invitation_store.released(ledger, version)  # calendar invitations' sequences
-        finally:
-            ledger.close()
-    else:
-        runs = []
-    if args.only:
-        records = [r for r in records if r.communique_id in args.only]
-    counts = {state: 0 for state in STATES}
-    for record in records:
-        counts[record.state] += 1
-    from ..store.ledger import LedgerError
+    from ..invitations import store as invitation_store
 
+    invitations: dict = {}
+    try:
+        # The same rows as the send screen (app.board): deliveries not recorded yet are "not sent yet".
+        where = board(plan, ledger, args.only or None)
+        if ledger is not None:
+            invitations = invitation_store.released(ledger, version)  # calendar invitations' sequences
+    except SendError as error:
+        print(f"relcomm status: {visible(error.message)}\n  hint: {visible(error.hint)}", file=sys.stderr)
+        return 2
+    finally:
+        if ledger is not None:
+            ledger.close()
+    counts = {state: 0 for state in STATES}
+    counts.update(where.counts())
     try:
         holder = lock_holder(folder)
     except LedgerError as error:  # a state folder or lock that is a link or not the user's
@@ -74,35 +72,39 @@ def run(args: argparse.Namespace) -> int:
             "ledger": str(folder / LEDGER_NAME),
             "sending_now": holder.describe() if holder else None,
             "counts": counts,
-            "deliveries": [r.as_dict() | {"fate": fates[r.id].as_dict() if r.id in fates else None}
-                           for r in records],
+            "total": where.total,
+            "summary": where.summary() if where.started else None,
+            "deliveries": [row.as_dict() for row in where.rows],
             "invitations": {cid: invitation_store.as_json(known) for cid, known in invitations.items()},
             "runs": [{"id": r.id, "started": r.started, "finished": r.finished, "who": r.who, "host": r.host,
-                      "mode": r.mode, "outcome": r.outcome} for r in runs],
+                      "mode": r.mode, "outcome": r.outcome} for r in where.runs],
         }, sys.stdout, indent=2)
         print()
         return 0
     # Names, replies and paths come from the plan and from servers: every one through `visible`.
     release = visible(f"{plan.release.name} {version}")
-    if not records:
-        print(f"{release}: nothing sent yet (no deliveries in {visible(folder / LEDGER_NAME)})")
+    if not where.recorded:
+        print(f"{release}: nothing sent yet (no deliveries in {visible(folder / LEDGER_NAME)}); "
+              f"{where.total} planned over {len(where.send_ids)} communiques")
         return 0
     if holder:
         print(f"note: {visible(holder.describe())}")
-    width = max(len(visible(r.recipient_display)) for r in records)
+    width = max(len(visible(row.recipient)) for row in where.rows)
     current = None
-    for record in records:
-        if record.communique_id != current:
-            current = record.communique_id
+    for row in where.rows:
+        if row.communique_id != current:
+            current = row.communique_id
             print(f"\n{visible(current)}")
             if current in invitations:
                 print(f"  {visible(invitation_store.summary(invitations[current]))}")
-        reply = visible(" ".join((record.reply or "").split()))
-        fate = fates.get(record.id)
-        print(f"  {record.state_label:<16} {visible(record.recipient_display):<{width}}  "
-              f"{record.attempts} attempt(s)  {visible(record.updated[:19])}  {reply}".rstrip())
-        if fate is not None and fate.outcome != record.state_label:
-            print(f"  {'':<16} fate: {visible(fate.describe())}")
+        reply = visible(" ".join(row.reply.split()))
+        updated = row.record.updated[:19] if row.record else ""
+        label = row.state_label if row.record else "not sent yet"
+        print(f"  {label:<16} {visible(row.recipient):<{width}}  "
+              f"{row.attempts} attempt(s)  {visible(updated):<19}  {reply}".rstrip())
+        if row.record is not None and row.fate.outcome != row.state_label:
+            print(f"  {'':<16} fate: {visible(row.fate.describe())}")
     summary = ", ".join(f"{n} {STATE_LABELS[s]}" for s, n in counts.items() if n)
-    print(f"\n{release}: {summary}")
+    print(f"\n{release}: {where.total} deliveries: {summary}")
+    print(visible(where.summary()))
     return 0

@@ -100,14 +100,10 @@ def for_send(plan: Plan, ledger: Ledger, communiques: Sequence[Communique], *,
         latest = known[-1]
         stamps[communique.id] = Stamp(latest.uid, latest.sequence)
         chosen.append(communique)
-        if latest.sequence == 0:
-            continue
-        update_id = store.sequence_id(communique.id, latest.sequence)
-        behind = {key for key, number in invited(rows, known).items() if number < latest.sequence}
-        behind |= {row.recipient_key for row in rows if row.communique_id == update_id}
-        people = [r for _, r in plan.audience(communique) if r.key in behind]
+        people = _behind(plan, communique, latest.sequence, rows, known)
         if not people:
             continue
+        update_id = store.sequence_id(communique.id, latest.sequence)
         previous = next((v.event.when for v in reversed(known[:-1]) if v.method == "REQUEST"), None)
         group, update = _narrowed(communique, update_id, people, f"people invited to {communique.id} before")
         extra_groups.append(group)
@@ -120,6 +116,49 @@ def for_send(plan: Plan, ledger: Ledger, communiques: Sequence[Communique], *,
                                   communiques=plan.communiques + tuple(extra),
                                   invitations={**plan.invitations, **stamps})
     return widened, chosen + extra, skipped
+
+
+def _behind(plan: Plan, communique: Communique, sequence: int, rows: Sequence[DeliveryRecord],
+            known: list[store.Version]) -> list[Recipient]:
+    """The plan's people who hold an older sequence than `sequence` (or have its update pending)."""
+    if sequence == 0:
+        return []
+    update_id = store.sequence_id(communique.id, sequence)
+    behind = {key for key, number in invited(rows, known).items() if number < sequence}
+    behind |= {row.recipient_key for row in rows if row.communique_id == update_id}
+    return [r for _, r in plan.audience(communique) if r.key in behind]
+
+
+def updates_due(plan: Plan, ledger: Ledger, communiques: Sequence[Communique], *,
+                now: dt.datetime | None = None) -> tuple[Plan, list[Communique]]:
+    """What `for_send` would add, without writing anything: the update deliveries a send would make
+    (app.board shows them, so a changed time is something left to send). Read only."""
+    release = plan.release.version
+    groups: list[StakeholderGroup] = []
+    extra: list[Communique] = []
+    for communique in communiques:
+        if communique.channel != "email" or communique.spec.invitation is None:
+            continue
+        known = store.versions(ledger, release, communique.id)
+        if not known or known[-1].method == "CANCEL":
+            continue
+        event = plan_event(plan, communique)
+        if event is None or event.when.start <= (now or dt.datetime.now(dt.timezone.utc)):
+            continue
+        rows = _family_rows(ledger, release, communique.id)
+        sequence = known[-1].sequence
+        if known[-1].fingerprint != fingerprint(communique.spec) and any(row.sent_at for row in rows):
+            sequence += 1  # the next send records it
+        people = _behind(plan, communique, sequence, rows, known)
+        if people:
+            group, update = _narrowed(communique, store.sequence_id(communique.id, sequence), people,
+                                      f"people invited to {communique.id} before")
+            groups.append(group)
+            extra.append(update)
+    if not extra:
+        return plan, list(communiques)
+    widened = dataclasses.replace(plan, groups=plan.groups + tuple(groups), communiques=plan.communiques + tuple(extra))
+    return widened, [*communiques, *extra]
 
 
 def _left_behind(plan: Plan, ledger: Ledger, communiques: Sequence[Communique]) -> list[Skip]:

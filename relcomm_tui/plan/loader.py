@@ -479,7 +479,7 @@ def _build(table: schema.PlanFile, plan_file: Path, source: str, raw: bytes) -> 
     return Plan(
         path=plan_file, root=root, release=release, sender=table.sender, smtp=table.transport.smtp,
         receipts=table.receipts, groups=tuple(groups), communiques=tuple(communiques),
-        digest=digest.hexdigest(), source=source, files=tuple(snapshots),
+        digest=digest.hexdigest(), source=source, files=tuple(snapshots), channels=table.channels,
     )
 
 

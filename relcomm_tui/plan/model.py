@@ -17,7 +17,7 @@ from email.utils import formataddr
 from pathlib import Path
 from typing import Mapping
 
-from .schema import CommuniqueTable, ReceiptsTable, SenderTable, SmtpTable
+from .schema import ChannelsTable, CommuniqueTable, ReceiptsTable, SenderTable, SmtpTable
 
 
 @dataclass(frozen=True)
@@ -149,6 +149,7 @@ class Plan:
     digest: str  # of the plan file and every file snapshot: what a review signs off
     source: str  # the plan file's text, for locating findings
     files: tuple[FileSnapshot, ...] = ()  # the plan file first, then every file it uses, as read at load
+    channels: ChannelsTable = field(default_factory=ChannelsTable)  # [channels.NAME]: pace of webhook, pager, publish
     # communique id -> compose.invitation.Stamp (UID, SEQUENCE, method) of its calendar invitation,
     # set only for a send (invitations.send.for_send); the preview and test sends have none.
     invitations: Mapping[str, object] = field(default_factory=dict, hash=False, compare=False)

@@ -87,6 +87,24 @@ class TransportTable(Strict):
     smtp: SmtpTable = Field(default_factory=SmtpTable)
 
 
+RATE_PATTERN = r"^\s*\d+(\.\d+)?\s*/\s*(s|sec|second|m|min|minute|h|hour)\s*$"
+
+
+class ChannelTable(Strict):
+    """Pace and retries of one channel that posts over HTTP. Email's are in [transport.smtp]."""
+
+    concurrency: StrictInt = Field(4, ge=1, le=64, description="deliveries of this channel under way at once")
+    rate: StrictStr | None = Field(None, pattern=RATE_PATTERN, description='maximum deliveries per time, e.g. "30/min"')
+    max_attempts: StrictInt = Field(5, ge=1, le=50, description="tries for a transient failure before it is deferred")
+    timeout: StrictInt = Field(15, ge=1, le=600, description="seconds one whole HTTP exchange may take")
+
+
+class ChannelsTable(Strict):
+    webhook: ChannelTable = Field(default_factory=ChannelTable)
+    pager: ChannelTable = Field(default_factory=ChannelTable)
+    publish: ChannelTable = Field(default_factory=ChannelTable)
+
+
 class MaildirSourceTable(Strict):
     maildir: StrictStr
 
@@ -176,6 +194,7 @@ class PlanFile(Strict):
     release: ReleaseTable
     sender: SenderTable
     transport: TransportTable = Field(default_factory=TransportTable)
+    channels: ChannelsTable = Field(default_factory=ChannelsTable, description="pace and retries of webhook, pager and publish")
     receipts: ReceiptsTable = Field(default_factory=ReceiptsTable)
     stakeholders: list[StakeholderTable] = Field(min_length=1)
     communiques: list[CommuniqueTable] = Field(min_length=1)

@@ -9,7 +9,6 @@ show a fixed "last refreshed" time.
 
 from __future__ import annotations
 
-import asyncio
 import datetime as dt
 from typing import Callable
 
@@ -24,6 +23,7 @@ from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Static
 from textual.worker import Worker, WorkerState
 
+from ...app import credentials
 from ...plan import Plan
 from ...receipts.followup import FollowUpError, follow_up, prepare_follow_up, reminder_of
 from ...receipts.refresh import RefreshResult, refresh
@@ -32,6 +32,7 @@ from ...receipts.status import (
 )
 from ..dialogs.confirm_follow_up import ConfirmFollowUpDialog
 from ..dialogs.correct_address import CorrectAddressDialog
+from ..dialogs.password import PasswordDialog
 from ..text import plain, plain_lines, visible
 
 # (key, label, width): what fits 80 columns first, the rest a scroll to the right.
@@ -446,15 +447,15 @@ class ReceiptsScreen(Screen):
                 prepared.reminder.id, prepared.reminder.subject or "", people, list(prepared.left_out))):
             return
         options = dict(self.send_options)
-        if "password" not in options and self.plan.smtp.password is not None:
-            from ...plan import secrets
+        if "password" not in options and credentials.needs_password(self.plan):
+            # The same policy as the send screen: the plan's reference, else ask (masked).
+            async def ask(question: credentials.Ask) -> str | None:
+                return await self.app.push_screen_wait(PasswordDialog(question.account, question.why))
 
-            reference = self.plan.smtp.password
             try:
-                options["password"] = reference if isinstance(reference, str) else await asyncio.to_thread(
-                    secrets.resolve, reference)
-            except secrets.SecretError as error:
-                self.notify(f"{error.message}. {error.hint}", title="SMTP password", severity="error", timeout=10)
+                options["password"] = await credentials.smtp_password_async(self.plan, ask)
+            except credentials.NoPassword as error:
+                self.notify(f"{error.message}. {error.hint}", title="SMTP password", severity="warning", timeout=10)
                 return
         from ...delivery.engine import SendError
 
