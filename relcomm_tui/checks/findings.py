@@ -57,6 +57,7 @@ RULES: dict[str, tuple[Severity, str]] = {
     "address-invalid": ("error", "a member of a group reached by email has an invalid address"),
     "address-missing": ("error", "a member of a group reached by email has no email address"),
     "address-duplicate": ("warning", "the same address appears twice in one group"),
+    "address-special-domain": ("warning", "addresses at a special-use domain (corp.local, .test, ...) that the plan allows"),
     "sender-address-invalid": ("error", "sender from, reply_to, receipts_to, test_to or a communique's reply_to is invalid"),
     "subject-missing": ("error", "an email or publish communique has no subject"),
     "body-missing": ("error", "a communique has no template, body or instructions"),

@@ -20,7 +20,8 @@ import sys
 from typing import TextIO
 
 from . import add_allow_commands
-from ..store.ledger import ACCEPTED, DEFERRED, IN_DOUBT, MARKED_DELIVERED, REJECTED, STATE_LABELS, who_am_i
+from ..store.ledger import (ACCEPTED, AWAITING, DEFERRED, IN_DOUBT, MARKED_DELIVERED, QUEUED, REJECTED, SENDING,
+                            STATE_LABELS, who_am_i)
 from ..common.terminal_text import visible
 
 OUTCOME_STATES = (ACCEPTED, REJECTED, IN_DOUBT, DEFERRED, MARKED_DELIVERED)
@@ -36,6 +37,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--resend-in-doubt", action="store_true",
                         help="send deliveries that are in doubt again (same Message-ID)")
     parser.add_argument("--retry-failed", action="store_true", help="send rejected deliveries again")
+    parser.add_argument("--resend-to", metavar="OLD=NEW", action="append", default=[],
+                        help="send the communique that bounced at OLD again, to the corrected address NEW "
+                             "(repeatable; every communique that bounced there, or those named by --only)")
     parser.add_argument("--test", metavar="ADDRESS", nargs="?", const="",
                         help="test send: one communique (the first, or --only) to ADDRESS or [sender] test_to")
     parser.add_argument("--state", metavar="DIR", help="folder for the ledger (default: beside the plan, .relcomm)")
@@ -67,8 +71,12 @@ def run(args: argparse.Namespace) -> int:
     if plan is None:
         return 2
 
-    if args.dry_run or args.test is not None:
-        # Rehearsals send nothing to the stakeholders: they need a plan without errors, not a review.
+    if args.resend_to and (args.dry_run or args.test is not None or args.resend_in_doubt or args.retry_failed):
+        return _fail("--resend-to goes alone", "correct addresses in a run of its own, without --dry-run, --test, "
+                     "--resend-in-doubt or --retry-failed")
+    if args.dry_run or args.test is not None or args.resend_to:
+        # Rehearsals send nothing to the stakeholders, and a resend to a corrected address sends what
+        # was already reviewed and sent: they need a plan without errors, not a review.
         refused = _validate(plan)
         if refused is not None:
             return refused
@@ -92,7 +100,7 @@ def run(args: argparse.Namespace) -> int:
             where = board(plan, ledger, args.only or None)
         except SendError as error:
             return _fail(error.message, error.hint)
-        if args.test is None:
+        if args.test is None and not args.resend_to:
             verdict = _readiness(plan, ledger, where, args)
             if verdict is not None:
                 return verdict
@@ -102,6 +110,12 @@ def run(args: argparse.Namespace) -> int:
                 return password
         if args.test is not None:
             return _test_send(plan, ledger, args, password, login)
+        if args.resend_to:
+            from .resend import resend_to_corrected
+
+            return resend_to_corrected(plan, ledger, args, password, login, host,
+                                       confirm=lambda plan, question=None: _confirm(plan, where, question), fail=_fail,
+                                       printer=_Printer(sys.stdout))
         if not args.yes and not _confirm(plan, where):
             return 2
         return asyncio.run(_send(plan, ledger, args, password, login, host))
@@ -180,7 +194,7 @@ def _password(plan) -> str | int | None:
         return _fail(error.message, error.hint)
 
 
-def _confirm(plan, where) -> bool:
+def _confirm(plan, where, question: str | None = None) -> bool:
     if not _isatty(sys.stdin):
         _fail("not confirmed: sending needs --yes when there is no terminal to ask on",
               "review the plan (relcomm validate PLAN), then run again with --yes")
@@ -188,7 +202,7 @@ def _confirm(plan, where) -> bool:
     version = plan.release.version
     try:
         shown = visible(version)
-        typed = input(visible(where.send_question(plan.release.name, version))
+        typed = input(visible(question or where.send_question(plan.release.name, version))
                       + f" Type the version ({shown}) to confirm: ")
     except (EOFError, KeyboardInterrupt):
         print()
@@ -314,15 +328,29 @@ async def _send(plan, ledger, args, password, login, host) -> int:
     return summary.exit_code
 
 
+# Beyond the four every summary shows, each other state a delivery can end a run in, in the user's words.
+OTHER_OUTCOMES = {
+    MARKED_DELIVERED: "marked delivered", AWAITING: "manual step(s) waiting for you", QUEUED: "not sent yet",
+    SENDING: "still sending (another process)",
+}
+
+
+def summary_parts(counts, skipped: int = 0) -> list[str]:
+    """Every count of a run's summary: none hidden (a manual step waiting is work left to do)."""
+    parts = [f"{counts.get(state, 0)} {STATE_LABELS[state]}" for state in (ACCEPTED, DEFERRED, REJECTED, IN_DOUBT)]
+    parts += [f"{counts[state]} {words}" for state, words in OTHER_OUTCOMES.items() if counts.get(state)]
+    parts += [f"{n} {state}" for state, n in counts.items()
+              if n and state not in OTHER_OUTCOMES and state not in (ACCEPTED, DEFERRED, REJECTED, IN_DOUBT)]
+    if skipped:
+        parts.append(f"{skipped} communique(s) skipped")
+    return parts
+
+
 def _report(plan, summary) -> None:
     if summary is None:
         return
     counts = summary.counts
-    parts = [f"{counts.get(state, 0)} {STATE_LABELS[state]}" for state in (ACCEPTED, DEFERRED, REJECTED, IN_DOUBT)]
-    if counts.get(MARKED_DELIVERED):
-        parts.append(f"{counts[MARKED_DELIVERED]} marked delivered")
-    if counts.get("queued"):
-        parts.append(f"{counts['queued']} not sent yet")
+    parts = summary_parts(counts, len(summary.skipped))
     ending = " (cancelled)" if summary.cancelled else ""
     print(f"{visible(plan.release.name)} {visible(plan.release.version)}: {', '.join(parts)}; "
           f"{summary.sent_this_run} finished in this run{ending}")
@@ -331,3 +359,6 @@ def _report(plan, summary) -> None:
               "mark them delivered in the app, or send them again with --resend-in-doubt (same Message-ID)")
     if counts.get(DEFERRED):
         print("  deferred deliveries are tried again by the next `relcomm send`")
+    if counts.get(AWAITING):
+        print(f"  {counts[AWAITING]} manual step(s) are yours to do (relcomm status PLAN lists them); when done, "
+              f"tick each in the app: relcomm {visible(plan.path)}, send screen, enter")

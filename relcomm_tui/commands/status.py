@@ -89,22 +89,53 @@ def run(args: argparse.Namespace) -> int:
         return 0
     if holder:
         print(f"note: {visible(holder.describe())}")
-    width = max(len(visible(row.recipient)) for row in where.rows)
-    current = None
-    for row in where.rows:
-        if row.communique_id != current:
-            current = row.communique_id
-            print(f"\n{visible(current)}")
-            if current in invitations:
-                print(f"  {visible(invitation_store.summary(invitations[current]))}")
-        reply = visible(" ".join(row.reply.split()))
-        updated = row.record.updated[:19] if row.record else ""
-        label = row.state_label if row.record else "not sent yet"
-        print(f"  {label:<16} {visible(row.recipient):<{width}}  "
-              f"{row.attempts} attempt(s)  {visible(updated):<19}  {reply}".rstrip())
-        if row.record is not None and row.fate.outcome != row.state_label:
-            print(f"  {'':<16} fate: {visible(row.fate.describe())}")
+    # A calendar invitation's line under its communique: which sequence it is at (invitations.store).
+    notes = {ident: invitation_store.summary(known) for ident, known in invitations.items()}
+    for line in table_lines(where.rows, headings=notes):
+        print(line)
     summary = ", ".join(f"{n} {STATE_LABELS[s]}" for s, n in counts.items() if n)
     print(f"\n{release}: {where.total} deliveries: {summary}")
     print(visible(where.summary()))
     return 0
+
+
+HEADERS = ("recipient", "state", "tries", "updated", "fate", "since", "server's reply")
+
+
+def table_lines(rows, *, limit: int | None | bool = True, headings: dict[str, str] | None = None) -> list[str]:
+    """One block per communique of the board's rows, every column aligned (widths from every row,
+    so the blocks line up too), fitted to the terminal's width when printing to one. A fate with
+    more to say than its label (a bounce's reason, a delay) gets its own line below, never a
+    ragged column."""
+    from .receipts import short_time
+    from .table import fit, lines, terminal_width
+
+    width = terminal_width() if limit is True else (limit or None)
+    cells, details = [], []
+    for row in rows:
+        record, fate = row.record, row.fate if row.record is not None else None
+        cells.append(tuple(visible(cell) for cell in (
+            row.recipient, row.state_label if record else "not sent yet", str(row.attempts),
+            short_time(record.updated) if record else "", fate.outcome if fate is not None else "",
+            short_time(fate.since) if fate is not None else "", " ".join((row.reply or "").split()))))
+        notes = []
+        if fate is not None and (fate.reason or fate.unverified):
+            notes.append(f"fate: {visible(fate.describe())}")
+        if record is not None and record.person_key:  # a resend at a corrected address (relcomm send --resend-to)
+            notes.append(f"corrects: {visible(record.person_key)}")
+        details.append(notes)
+    # Too narrow (80 columns): leave out since, tries, updated, then the reply, before cutting names.
+    widths = fit([HEADERS, *cells], limit=width, indent=2, shrink=0, min_shrink=32, drop=(5, 2, 3, 6))
+    out: list[str] = []
+    current = None
+    for board_row, row, detail in zip(rows, cells, details):
+        if board_row.communique_id != current:
+            current = board_row.communique_id
+            out += ["", visible(current)]
+            if headings and current in headings:  # e.g. where a calendar invitation stands
+                out.append("  " + visible(headings[current]))
+            out += lines([HEADERS], widths, indent=2)
+        out += lines([row], widths, indent=2)
+        for note in detail:
+            out += lines([(note,)], [width - 4 if width else len(note)], indent=4)
+    return out

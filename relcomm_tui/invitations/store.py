@@ -16,7 +16,9 @@ import sqlite3
 from dataclasses import dataclass
 
 from ..compose.invitation import Event
-from ..store.ledger import ID_BYTES, ID_PREFIX, DeliveryRecord, Ledger, now
+from ..store.ledger import Ledger
+from ..store.records import ID_BYTES, ID_PREFIX, DeliveryRecord
+from ..store.states import now
 
 SEPARATOR = "#"  # never in a plan's communique id: `presentation#2` cannot be a communique of the plan
 

@@ -104,6 +104,7 @@ class StakeholderGroup:
     members: tuple[Recipient, ...]
     members_file: Path | None
     location: Location
+    allow_special_domains: bool | tuple[str, ...] = False  # see plan/addresses.py
 
 
 @dataclass(frozen=True)

@@ -117,7 +117,7 @@ def lookup(ledger) -> "Callable[[str], tuple[list, list]]":
 
 def match(report, at: str | None, find) -> list:
     """One correlate.Match per answer of a calendar reply (see the module's docstring)."""
-    from ..store.ledger import is_relcomm_message_id
+    from ..store.records import is_relcomm_message_id
     from .correlate import ANOTHER_SEND, BEFORE_SENT, BY_CALENDAR_UID, CLOCK_ALLOWANCE, NOT_OURS, Match, dated_before
     from .parse import RecipientOutcome
 
