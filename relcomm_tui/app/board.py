@@ -187,6 +187,12 @@ def board(plan: Plan, ledger: Ledger | None, only: Sequence[str] | None = None) 
     """
     release = plan.release.version
     in_send = select_communiques(plan, only)
+    if ledger is not None:
+        # A calendar invitation whose time changed after it went out: its updates are left to send.
+        from ..invitations.send import updates_due
+
+        plan, in_send = updates_due(plan, ledger, in_send)
+        only = [*only, *(c.id for c in in_send if c.id not in only)] if only else None
     send_ids = tuple(c.id for c in in_send)
     records = ledger.deliveries(release) if ledger is not None else []
     fates: dict[str, Fate] = {}

@@ -175,6 +175,15 @@ class SendEngine:
         await asyncio.to_thread(ledger.recover_in_doubt)  # we hold the lock: `sending` is a dead process's
         communiques = select_communiques(plan, self.only)
         skipped: list[CommuniqueSkipped] = []
+        # Calendar invitations: each message's UID and SEQUENCE, an update to those invited at an
+        # older time, nothing more for a cancelled or past one (invitations/send.py).
+        from ..invitations.send import for_send
+
+        self.plan, communiques, held = await asyncio.to_thread(for_send, plan, ledger, communiques)
+        plan = self.plan
+        for note in held:
+            skipped.append(CommuniqueSkipped(note.communique_id, "email", note.reason))
+            self._tally.emit(skipped[-1])
         targets: list[Target] = []
         for communique in communiques:
             if self._factory(communique.channel) is None:
