@@ -22,6 +22,7 @@ from textual.widgets.option_list import Option
 from textual.worker import Worker, WorkerState
 
 from ...compose import RenderError, Rendered, render
+from ...compose.shown import path_for
 from ...plan import Plan, PlanError, load_plan
 from ...plan.model import Communique, Recipient, StakeholderGroup
 from ...plan.secrets import describe, is_reference
@@ -326,7 +327,7 @@ class PreviewScreen(Screen):
         if communique.channel in ("webhook", "pager") and spec.url is not None:
             return [(spec.method, shown(spec.url)), ("Format", spec.preset or spec.format or "json")]
         if communique.channel == "publish":
-            rows = [("Writes", spec.path or "(no path)")]
+            rows = [("Writes", path_for(self.plan, communique))]
             if spec.public_url:
                 rows.append(("Public URL", spec.public_url))
             return rows

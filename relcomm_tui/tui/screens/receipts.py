@@ -24,6 +24,7 @@ from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Static
 from textual.worker import Worker, WorkerState
 
+from ...compose.shown import subject_for
 from ...plan import Plan
 from ...receipts.followup import FollowUpError, follow_up, prepare_follow_up, reminder_of
 from ...receipts.refresh import RefreshResult, refresh
@@ -443,7 +444,7 @@ class ReceiptsScreen(Screen):
             return
         people = [r.display for _, r in prepared.people]
         if not await self.app.push_screen_wait(ConfirmFollowUpDialog(
-                prepared.reminder.id, prepared.reminder.subject or "", people, list(prepared.left_out))):
+                prepared.reminder.id, reminder_subject(prepared), people, list(prepared.left_out))):
             return
         options = dict(self.send_options)
         if "password" not in options and self.plan.smtp.password is not None:
@@ -470,6 +471,12 @@ class ReceiptsScreen(Screen):
         self.selected.clear()
         self.show_filter()
         self.start_refresh()
+
+
+def reminder_subject(prepared) -> str:
+    """The reminder's subject as the first person gets it (rendered, never the template)."""
+    group, recipient = prepared.people[0] if prepared.people else (None, None)
+    return subject_for(prepared.plan, prepared.reminder, recipient, group)
 
 
 def _next(ids: list[str], current: str | None) -> str | None:

@@ -34,6 +34,7 @@ from ...ledger import (
     ACCEPTED, AWAITING, DEFERRED, FINAL_STATES, IN_DOUBT, MARKED_DELIVERED, QUEUED, REJECTED, SENDING, STATE_LABELS,
     DeliveryIntent, Ledger, delivery_id, who_am_i,
 )
+from ...compose.shown import text_for
 from ...plan.model import Communique, Plan
 from ..dialogs.ask import AskDialog
 from ..dialogs.confirm_quit import ConfirmQuitDialog
@@ -69,6 +70,7 @@ class Row:
     state: str
     reply: str
     attempts: int
+    recipient_key: str = ""  # the plan member's key: the manual step's instructions are rendered for them
 
 
 def plural(count: int, word: str) -> str:
@@ -229,14 +231,15 @@ class SendScreen(Screen):
                 ident = delivery_id(release, communique.id, recipient.key)
                 record = records.pop(ident, None)
                 if record is None:
-                    rows.append((ident, Row(communique.id, communique.channel, recipient.display, QUEUED, "", 0)))
+                    rows.append((ident, Row(communique.id, communique.channel, recipient.display, QUEUED, "", 0,
+                                            recipient.key)))
                 else:
                     rows.append((ident, Row(communique.id, record.channel, record.recipient_display, record.state,
-                                            record.reply or "", record.attempts)))
+                                            record.reply or "", record.attempts, record.person)))
         for record in records.values():  # history: people no longer in the plan
             if record.communique_id in wanted:
                 rows.append((record.id, Row(record.communique_id, record.channel, record.recipient_display,
-                                            record.state, record.reply or "", record.attempts)))
+                                            record.state, record.reply or "", record.attempts, record.person)))
         table = self.query_one("#deliveries", DataTable)
         for ident, row in rows:
             self._add_row(table, ident, row)
@@ -463,9 +466,7 @@ class SendScreen(Screen):
             lines.append(Content.styled(IN_DOUBT_EXPLAINED + ". d resends (same Message-ID), m marks it delivered.",
                                         "$warning"))
         if row.channel == "manual" and row.state not in FINAL_STATES:
-            communique = self.plan.communique(row.communique_id)
-            steps = communique.spec.instructions if communique else ""
-            lines.append(Content(f"Manual step: {one_line(steps or '')}  (enter ticks it done)"))
+            lines.append(Content(f"Manual step: {one_line(self.instructions(row))}  (enter ticks it done)"))
         if row.reply:
             lines.append(Content.assemble(("Reply: ", "bold"), one_line(row.reply)))
         if record is not None and record.message_id and row.channel == "email":
@@ -583,8 +584,7 @@ class SendScreen(Screen):
         ident, row = self.highlighted_id(), self.highlighted_row()
         if ident is None or row is None or row.channel != "manual" or row.state in FINAL_STATES:
             return
-        communique = self.plan.communique(row.communique_id)
-        instructions = one_line(communique.spec.instructions or "") if communique else ""
+        instructions = self.instructions(row)
 
         def answered(note: str | None) -> None:
             if note is None or self.ledger is None:
@@ -593,6 +593,21 @@ class SendScreen(Screen):
 
         self.app.push_screen(ManualDoneDialog(f"{row.communique_id}: {row.recipient}", instructions,
                                               title="Manual step done"), answered)
+
+    def instructions(self, row: Row) -> str:
+        """A manual step's instructions as rendered for its person (never the template source)."""
+        communique = self.plan.communique(row.communique_id)
+        if communique is None:
+            return ""
+        if not row.recipient_key and self.ledger is not None:
+            ident = next((i for i, r in self.rows.items() if r is row), None)
+            record = self.ledger.delivery(ident) if ident else None
+            row.recipient_key = record.person if record else ""
+        cache = self.__dict__.setdefault("_instructions", {})
+        key = (self.plan.digest, row.communique_id, row.recipient_key)
+        if key not in cache:
+            cache[key] = text_for(self.plan, communique, row.recipient_key)
+        return cache[key]
 
     def record_manual(self, ident: str, row: Row, note: str) -> None:
         assert self.ledger is not None
