@@ -34,14 +34,18 @@ from ...receipts.status import (
 from ..dialogs.confirm_follow_up import ConfirmFollowUpDialog
 from ..dialogs.correct_address import CorrectAddressDialog
 from ..text import plain, plain_lines, visible
+from ..widgets.tables import Fit, ListTable, add_fit_columns, apply_widths
 
-# (key, label, width): what fits 80 columns first, the rest a scroll to the right.
-COLUMNS = (
-    ("sel", " ", 1), ("communique", "Communique", 12), ("recipient", "Recipient", 18), ("sent", "Sent", 5),
-    ("delivered", "Deliv", 5), ("displayed", "Read", 5), ("acknowledged", "Ack", 5), ("outcome", "Outcome", 10),
-    ("group", "Group", 10), ("channel", "Channel", 7), ("accepted", "Accepted", 5), ("reason", "Fate", 48),
-    ("complained", "Complaint", 11), ("auto_replied", "Auto-reply", 11), ("last_update", "Updated", 11),
-)
+# What fits 80 columns first (the fate's reason starts there and grows with the terminal); the
+# rest is a scroll to the right, and enter opens the whole story of the highlighted row.
+COLUMNS = [
+    Fit("sel", " ", 1), Fit("communique", "Communique", 12, weight=2), Fit("recipient", "Recipient", 18, weight=3),
+    Fit("outcome", "Outcome", 10), Fit("delivered", "Deliv", 5), Fit("displayed", "Read", 5),
+    Fit("acknowledged", "Ack", 5), Fit("reason", "Fate", 16, flex=True),
+    Fit("sent", "Sent", 5, extra=True), Fit("group", "Group", 10, extra=True), Fit("channel", "Channel", 7, extra=True),
+    Fit("accepted", "Accepted", 8, extra=True), Fit("complained", "Complaint", 11, extra=True),
+    Fit("auto_replied", "Auto-reply", 11, extra=True), Fit("last_update", "Updated", 11, extra=True),
+]
 STANDING_STYLE = {CONFIRMED: "bold $success", REACHED: "$success", BOUNCED: "bold $error", "unknown": "dim"}
 STANDING_FILTERS = ("all", "unconfirmed", "bounced")
 
@@ -110,7 +114,7 @@ class ReceiptsScreen(Screen):
         yield Static(id="receipts-head")
         yield Static(id="receipts-filter")
         yield Static(id="receipts-problem")
-        table: DataTable = DataTable(id="receipts", cursor_type="row", zebra_stripes=True)
+        table: DataTable = ListTable(id="receipts", cursor_type="row", zebra_stripes=True)
         table.border_title = "Receipts per recipient"
         yield table
         yield Static(id="receipts-detail")
@@ -120,9 +124,7 @@ class ReceiptsScreen(Screen):
         yield Footer()
 
     def on_mount(self) -> None:
-        table = self.query_one("#receipts", DataTable)
-        for key, label, width in COLUMNS:
-            table.add_column(label, key=key, width=width)
+        add_fit_columns(self.query_one("#receipts", DataTable), COLUMNS)
         self.query_one("#receipts-problem").display = False
         self.show_head()
         self.show_filter()
@@ -230,21 +232,37 @@ class ReceiptsScreen(Screen):
             if before is None:
                 table.add_row(*cells, key=row.delivery_id)
             else:
-                for (key, _, _), old, new in zip(COLUMNS, before, cells):
+                for column, old, new in zip(COLUMNS, before, cells):
                     if old != new:
-                        table.update_cell(row.delivery_id, key, new)
+                        table.update_cell(row.delivery_id, column.key, new)
             self._cells[row.delivery_id] = cells
         if rebuild and keep in self._cells:
             table.move_cursor(row=table.get_row_index(keep))
         table.border_subtitle = f"{len(self._cells)} of {len(self.status.rows) if self.status else 0}"
+        self.fit_columns()
+
+    def fit_columns(self) -> None:
+        """Columns as wide as their longest cell needs, as far as the terminal allows."""
+        wants: dict[str, int] = {}
+        for cells in self._cells.values():
+            for column, cell in zip(COLUMNS, cells):
+                size = len(getattr(cell, "plain", cell))
+                if size > wants.get(column.key, 0):
+                    wants[column.key] = size
+        self._wants = wants
+        apply_widths(self.query_one("#receipts", DataTable), COLUMNS, wants)
+
+    def on_resize(self) -> None:
+        self.call_after_refresh(apply_widths, self.query_one("#receipts", DataTable), COLUMNS,
+                                getattr(self, "_wants", {}))
 
     def cells(self, row: RecipientReceipt) -> list:
         fate = fate_of(row, self.when)  # the one fate every view shows (receipts.status)
         outcome = Content.styled(visible(fate.outcome), STANDING_STYLE.get(fate.standing, ""))
         mark = Content.styled("●", "bold $accent") if row.delivery_id in self.selected else " "
-        return [mark, plain(row.communique_id), plain(row.recipient), self.when(row.sent), self.when(row.delivered),
-                self.when(row.displayed), self.when(row.acknowledged), outcome, plain(row.group_id), plain(row.channel),
-                self.when(row.accepted), plain(fate.describe()), self.when(row.complained, long=True),
+        return [mark, plain(row.communique_id), plain(row.recipient), outcome, self.when(row.delivered),
+                self.when(row.displayed), self.when(row.acknowledged), plain(fate.describe()), self.when(row.sent),
+                plain(row.group_id), plain(row.channel), self.when(row.accepted), self.when(row.complained, long=True),
                 self.when(row.auto_replied, long=True), self.when(row.last_update, long=True)]
 
     def when(self, stamp: str | None, *, long: bool = False) -> str:
