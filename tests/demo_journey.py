@@ -12,10 +12,10 @@ from textual.app import App
 from textual.pilot import Pilot
 
 from relcomm_tui.commands import demo
-from relcomm_tui.mailserver import LoopbackMailServer
+from relcomm_tui.demo.mailserver import LoopbackMailServer
 from relcomm_tui.plan import load_plan
 from relcomm_tui.tui.app import RelcommApp
-from relcomm_tui.webhook_receiver import WebhookReceiver
+from relcomm_tui.demo.webhook_receiver import WebhookReceiver
 
 TEMPLATE_MARKS = ("{{", "{%", "}}", "%}")
 

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from ..compose import RenderError, render
 from ..compose.shown import person_of
-from ..ledger import DeliveryRecord, Ledger
+from ..store.ledger import DeliveryRecord, Ledger
 from ..plan.model import Plan
 from .status import RecipientReceipt, build_status
 

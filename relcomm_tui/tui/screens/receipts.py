@@ -24,6 +24,7 @@ from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Static
 from textual.worker import Worker, WorkerState
 
+from ...common.times import short_time
 from ...compose.shown import subject_for
 from ...plan import Plan
 from ...receipts.followup import FollowUpError, follow_up, prepare_follow_up, reminder_of
@@ -34,6 +35,7 @@ from ...receipts.status import (
 from ..dialogs.confirm_follow_up import ConfirmFollowUpDialog
 from ..dialogs.correct_address import CorrectAddressDialog
 from ..text import plain, plain_lines, visible
+from .delivery_detail import DeliveryDetailScreen
 from ..widgets.tables import Fit, ListTable, add_fit_columns, apply_widths
 
 # What fits 80 columns first (the fate's reason starts there and grows with the terminal); the
@@ -67,6 +69,8 @@ class ReceiptsScreen(Screen):
         Binding("c", "cycle_communique", "Communique", id="receipts-communique", show=False,
                 tooltip="Show one communique, then the next"),
         Binding("a", "clear_filters", "All", id="receipts-all", show=False, tooltip="Show every recipient"),
+        Binding("enter", "open_detail", "Open", id="receipts-open", priority=True,
+                tooltip="The whole story of the highlighted delivery: reason, every report, the message as sent"),
         Binding("space", "toggle_selected", "Select", id="receipts-select",
                 tooltip="Select the highlighted recipient for a follow-up"),
         Binding("f", "follow_up", "Follow up", id="receipts-follow-up",
@@ -266,17 +270,8 @@ class ReceiptsScreen(Screen):
                 self.when(row.auto_replied, long=True), self.when(row.last_update, long=True)]
 
     def when(self, stamp: str | None, *, long: bool = False) -> str:
-        """Ledger UTC text as "HH:MM" today, "MM-DD" before (long: "MM-DD HH:MM")."""
-        if not stamp:
-            return ""
-        try:
-            moment = dt.datetime.fromisoformat(stamp).astimezone(self.tz)
-        except ValueError:
-            return visible(stamp[:5])
-        if long:
-            return moment.strftime("%m-%d %H:%M")
-        today = self.clock().astimezone(self.tz).date()
-        return moment.strftime("%H:%M") if moment.date() == today else moment.strftime("%m-%d")
+        """Ledger UTC text as every view shows it: "HH:MM" today, "MM-DD HH:MM" another day."""
+        return visible(short_time(stamp, now=self.clock(), tz=self.tz))
 
     def highlighted_id(self) -> str | None:
         table = self.query_one("#receipts", DataTable)
@@ -313,7 +308,7 @@ class ReceiptsScreen(Screen):
         if self._refreshing and self.last_refreshed is None:
             parts.append(f" · reading the receipt sources… {self.reading or ''}".rstrip())
         elif self.last_refreshed is not None:
-            parts.append(f" · last refreshed {self.last_refreshed.astimezone(self.tz).strftime('%H:%M:%S')}")
+            parts.append(f" · last refreshed {short_time(self.last_refreshed, now=self.clock(), tz=self.tz)}")
             if self._refreshing:
                 parts.append(" (refreshing…)")
         if not self.plan.receipts.sources:
@@ -394,6 +389,11 @@ class ReceiptsScreen(Screen):
 
     def action_clear_filters(self) -> None:
         self.standing_filter, self.group_filter, self.communique_filter = "all", None, None
+
+    def action_open_detail(self) -> None:
+        ident = self.highlighted_id()
+        if ident is not None:
+            self.app.push_screen(DeliveryDetailScreen(ident, clock=self.clock, tz=self.tz))
 
     def action_back(self) -> None:
         if len(self.app.screen_stack) > 1:
