@@ -49,9 +49,9 @@ async def test_review_mark_is_remembered_across_restarts(orion: Path):
         screen = again.screen
         assert screen.reviewed == {"customers"}
         assert screen.query_one("#groups", DataTable).get_cell("customers", "reviewed").plain == "✓"
-        # Space again takes the mark back, and that is stored too.
+        # u takes the mark back, and that is stored too.
         screen.query_one("#groups", DataTable).move_cursor(row=0)
-        await pilot.press("space")
+        await pilot.press("u")
         assert screen.reviewed == set()
     with Ledger.open(plan.state_dir) as ledger:
         assert ledger.reviewed_groups(plan.release.version, plan.digest) == set()

@@ -28,10 +28,11 @@ from ...plan import Plan, PlanError
 from ...plan.model import Location
 from ..dialogs.consent import ConsentDialog
 from ..text import plain, plain_lines, visible
+from ..widgets.tables import Fit, ListOptions, ListTable, add_fit_columns, apply_widths
 from ...common.text import plural
 
-COLUMNS = (("reviewed", "✓", 3), ("group", "Group", 23), ("required", "Req", 4), ("members", "Members", 8),
-           ("communiques", "Communiques", 12), ("channels", "Channels", 17))
+COLUMNS = [Fit("reviewed", "✓", 1), Fit("group", "Group", 20, weight=1), Fit("required", "Req", 3),
+           Fit("members", "Members", 7), Fit("communiques", "Communiques", 11), Fit("channels", "Channels", 16, flex=True)]
 
 
 GATE_FAILED = ("gate-failed", "gate-not-found")
@@ -81,8 +82,10 @@ class ChecklistScreen(Screen):
     HELP_TITLE = "Checklist"
     AUTO_FOCUS = "#groups"
     BINDINGS = [
-        Binding("space", "toggle_reviewed", "Review", id="toggle-reviewed",
-                tooltip="Mark the highlighted stakeholder group reviewed (or not)"),
+        Binding("space", "mark_reviewed", "Reviewed", id="mark-reviewed",
+                tooltip="Mark the highlighted stakeholder group reviewed and go to the next"),
+        Binding("u", "unmark_reviewed", "Unreview", id="unmark-reviewed", show=False,
+                tooltip="Take the review mark off the highlighted group"),
         Binding("p", "preview", "Preview", id="preview", tooltip="See each communique exactly as it will be sent"),
         Binding("s", "send", "Send", id="send", tooltip="Send the communiques (locked until all is clear)"),
         Binding("r", "reload", "Reload", id="reload", tooltip="Load the plan again and re-run the checks"),
@@ -90,8 +93,8 @@ class ChecklistScreen(Screen):
                 tooltip="Review the commands this plan runs (release gate, password commands) and allow them"),
         Binding("c", "receipts", "Receipts", id="receipts", show=False,
                 tooltip="Who received each communique: receipts, coverage per group, follow-up"),
-        Binding("f", "focus_findings", "Findings", id="findings", show=False, tooltip="Go to the list of findings"),
-        Binding("g", "focus_groups", "Groups", id="groups", show=False, tooltip="Go to the stakeholder groups"),
+        Binding("f", "focus_findings", "Findings", id="findings",
+                tooltip="Go to the list of findings (again: back to the groups)"),
     ]
 
     send_lock: reactive[str | None] = reactive("Send locked: checking the plan…", bindings=True)
@@ -121,19 +124,18 @@ class ChecklistScreen(Screen):
         yield Static(id="release")
         yield Static(id="review-note")
         yield Static(id="problem")
-        table: DataTable = DataTable(id="groups", cursor_type="row", zebra_stripes=True)
+        table: DataTable = ListTable(id="groups", cursor_type="row", zebra_stripes=True)
         table.border_title = "Stakeholder groups"
         yield table
         yield Static(id="group-detail")
         with Vertical(id="findings-box"):
-            yield OptionList(id="findings")
+            yield ListOptions(id="findings")
         yield Static(id="send-status")
         yield Footer()
 
     def on_mount(self) -> None:
         table = self.query_one("#groups", DataTable)
-        for key, label, width in COLUMNS:
-            table.add_column(label, key=key, width=width)
+        add_fit_columns(table, COLUMNS)
         box = self.query_one("#findings-box")
         box.border_title = "Findings"
         box.border_subtitle = "f: go here · enter: jump to its place"
@@ -192,17 +194,25 @@ class ChecklistScreen(Screen):
 
     def load_reviews(self, plan: Plan) -> set[str]:
         ledger = self.app.ledger
-        note = self.query_one("#review-note", Static)
-        note.display = False
+        self.reviewed_before: set[str] = set()
+        self.query_one("#review-note", Static).display = False
         if ledger is None:
             return set()
         reviewed = ledger.reviewed_groups(plan.release.version, plan.digest)
-        earlier = {row["group_id"] for row in ledger.signoffs(plan.release.version)
-                   if row["reviewed"] and row["plan_digest"] != plan.digest}
-        if earlier - reviewed:
-            note.update("The plan changed since it was reviewed: review every group again.")
-            note.display = True
+        self.reviewed_before = {row["group_id"] for row in ledger.signoffs(plan.release.version)
+                                if row["reviewed"] and row["plan_digest"] != plan.digest}
+        self.update_review_note(reviewed)
         return reviewed
+
+    def update_review_note(self, reviewed: set[str] | None = None) -> None:
+        """"The plan changed since it was reviewed" stays until every group reviewed before is again."""
+        reviewed = self.reviewed if reviewed is None else reviewed
+        note = self.query_one("#review-note", Static)
+        in_plan = {group.id for group in self.plan.groups}
+        again = (getattr(self, "reviewed_before", set()) & in_plan) - reviewed
+        if again:
+            note.update(f"The plan changed since it was reviewed: review every group again ({len(again)} to go).")
+        note.display = bool(again)
 
     def fill_groups(self, plan: Plan) -> None:
         table = self.query_one("#groups", DataTable)
@@ -218,8 +228,9 @@ class ChecklistScreen(Screen):
                 table.move_cursor(row=wanted.index(keep))
         else:
             for group in plan.groups:
-                for (key, _, _), value in zip(COLUMNS, self.group_cells(plan, group.id)):
-                    table.update_cell(group.id, key, value)
+                for column, value in zip(COLUMNS, self.group_cells(plan, group.id)):
+                    table.update_cell(group.id, column.key, value)
+        self.fit_columns()
         self.show_group_detail()
 
     def group_cells(self, plan: Plan, group_id: str) -> list:
@@ -231,6 +242,13 @@ class ChecklistScreen(Screen):
         return [mark, plain(group.name), "yes" if group.required else "", str(len(group.members)),
                 str(len(reaching)) if reaching else Content.styled("none", "bold $error"),
                 plain(", ".join(channels) or "—")]
+
+    def fit_columns(self) -> None:
+        wants = {"group": max((len(visible(g.name)) for g in self.plan.groups), default=0)}
+        apply_widths(self.query_one("#groups", DataTable), COLUMNS, wants)
+
+    def on_resize(self) -> None:
+        self.call_after_refresh(self.fit_columns)
 
     def highlighted_group_id(self) -> str | None:
         table = self.query_one("#groups", DataTable)
@@ -253,7 +271,17 @@ class ChecklistScreen(Screen):
         state = "reviewed" if group.id in self.reviewed else "not reviewed"
         detail.update(Content.assemble((visible(group.name), "bold"), f" · {state} · ", visible(via)))
 
-    def action_toggle_reviewed(self) -> None:
+    def action_mark_reviewed(self) -> None:
+        # Marks, never unmarks (u does): pressing on past the last row must not undo the review.
+        table = self.query_one("#groups", DataTable)
+        self.set_reviewed(True)
+        if table.cursor_row < table.row_count - 1:
+            table.move_cursor(row=table.cursor_row + 1)  # review top to bottom without extra keys
+
+    def action_unmark_reviewed(self) -> None:
+        self.set_reviewed(False)
+
+    def set_reviewed(self, reviewed: bool) -> None:
         group_id = self.highlighted_group_id()
         ledger = self.app.ledger
         if group_id is None:
@@ -261,7 +289,8 @@ class ChecklistScreen(Screen):
         if ledger is None:
             self.notify(self.app.ledger_problem or "Review state cannot be saved", severity="error")
             return
-        reviewed = group_id not in self.reviewed
+        if (group_id in self.reviewed) == reviewed:
+            return
         plan = self.plan
         ledger.set_reviewed(plan.release.version, plan.digest, group_id, reviewed, self.app.reviewer)
         (self.reviewed.add if reviewed else self.reviewed.discard)(group_id)
@@ -269,8 +298,7 @@ class ChecklistScreen(Screen):
         table.update_cell(group_id, "reviewed", self.group_cells(plan, group_id)[0])
         self.show_group_detail()
         self.update_lock()
-        if reviewed and table.cursor_row < table.row_count - 1:
-            table.move_cursor(row=table.cursor_row + 1)  # review top to bottom without extra keys
+        self.update_review_note()
 
     # -- checks ---------------------------------------------------------------------------
 
@@ -470,7 +498,11 @@ class ChecklistScreen(Screen):
         problem.display = bool(text)
 
     def action_focus_findings(self) -> None:
-        self.query_one("#findings", OptionList).focus()
+        findings = self.query_one("#findings", OptionList)
+        if findings.has_focus:
+            self.action_focus_groups()
+        else:
+            findings.focus()
 
     def action_focus_groups(self) -> None:
         self.query_one("#groups", DataTable).focus()

@@ -27,6 +27,7 @@ from ...plan import Plan, PlanError, load_plan
 from ...plan.model import Communique, Recipient, StakeholderGroup
 from ...plan.secrets import describe, is_reference
 from ..text import plain_lines, visible, visible_lines
+from ..widgets.tables import ListOptions
 
 POLL_SECONDS = 0.5
 HEADER_ORDER = ("From", "To", "Subject", "Reply-To", "Date", "Message-ID")
@@ -117,7 +118,7 @@ class PreviewScreen(Screen):
 
     def compose(self) -> ComposeResult:
         with Horizontal():
-            communiques = OptionList(id="communiques")
+            communiques = ListOptions(id="communiques")
             communiques.border_title = "Communiques"
             yield communiques
             with Vertical(id="message"):

@@ -64,7 +64,7 @@ class ReceiptsScreen(Screen):
                 tooltip="Show only recipients not yet confirmed (again: show all)"),
         Binding("b", "filter_standing('bounced')", "Bounced", id="receipts-bounced", show=False,
                 tooltip="Show only bounced recipients (again: show all)"),
-        Binding("g", "cycle_group", "Group", id="receipts-group", show=False,
+        Binding("t", "cycle_group", "Group", id="receipts-group", show=False,
                 tooltip="Show one stakeholder group, then the next"),
         Binding("c", "cycle_communique", "Communique", id="receipts-communique", show=False,
                 tooltip="Show one communique, then the next"),
@@ -323,7 +323,7 @@ class ReceiptsScreen(Screen):
 
     def show_filter(self) -> None:
         parts = [f"showing (u/b): {self.standing_filter}"]
-        parts.append(f"group (g): {self.group_filter or 'all'}")
+        parts.append(f"group (t): {self.group_filter or 'all'}")
         parts.append(f"communique (c): {self.communique_filter or 'all'}")
         if self.selected:
             parts.append(f"{len(self.selected)} selected")

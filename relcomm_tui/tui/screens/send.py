@@ -42,11 +42,13 @@ from ..dialogs.confirm_send import ConfirmSendDialog
 from ..dialogs.manual_done import ManualDoneDialog
 from ..dialogs.password import PasswordDialog
 from ..text import plain, visible
+from ..widgets.tables import Fit, ListTable, add_fit_columns, apply_widths
 from ...common.text import plural
 
 FLUSH_SECONDS = 0.1
-COLUMNS = (("state", "State", 9), ("communique", "Communique", 16), ("recipient", "Recipient", 24),
-           ("tries", "#", 2), ("reply", "Problem", 70))
+# The recipient and communique grow towards their longest text with the terminal; the problem takes the rest.
+COLUMNS = [Fit("state", "State", 9), Fit("communique", "Communique", 12, weight=2),
+           Fit("recipient", "Recipient", 20, weight=3), Fit("tries", "#", 2), Fit("reply", "Problem", 12, flex=True)]
 # Finished for this run: nothing more happens to these without the user asking.
 DONE_STATES = frozenset({ACCEPTED, MARKED_DELIVERED, REJECTED, IN_DOUBT})
 FAILED_STATES = frozenset({DEFERRED, REJECTED})
@@ -194,7 +196,7 @@ class SendScreen(Screen):
                     yield ProgressBar(total=1, show_eta=False, show_percentage=False)
                     yield Label("", classes="bar-count", markup=False)
         yield Static(id="counts")
-        table: DataTable = DataTable(id="deliveries", cursor_type="row", zebra_stripes=True)
+        table: DataTable = ListTable(id="deliveries", cursor_type="row", zebra_stripes=True)
         yield table
         yield Static(id="detail")
         yield Static(id="send-status")
@@ -202,8 +204,8 @@ class SendScreen(Screen):
 
     def on_mount(self) -> None:
         table = self.query_one("#deliveries", DataTable)
-        for key, label, width in COLUMNS:
-            table.add_column(label, key=key, width=width)
+        add_fit_columns(table, COLUMNS)
+        self._wants = {"communique": max((len(c.id) for c in self.communiques), default=0)}
         self.query_one("#communiques").border_title = "Communiques"
         self.fill_from_ledger()
         self._flush_timer = self.set_interval(FLUSH_SECONDS, self.flush, pause=True)
@@ -241,6 +243,7 @@ class SendScreen(Screen):
         for ident, row in rows:
             self._add_row(table, ident, row)
         self.refresh_summary()
+        self.fit_columns()
         if self.counts[IN_DOUBT]:
             first = next(ident for ident, row in self.rows.items() if row.state == IN_DOUBT)
             table.move_cursor(row=table.get_row_index(first))
@@ -252,6 +255,8 @@ class SendScreen(Screen):
 
     def _add_row(self, table: DataTable, ident: str, row: Row) -> None:
         self.rows[ident] = row
+        if len(row.recipient) > self._wants.get("recipient", 0):
+            self._wants["recipient"] = len(row.recipient)
         self.counts[row.state] += 1
         self.per_communique.setdefault(row.communique_id, Counter())[row.state] += 1
         table.add_row(*self._cells(row), key=ident)
@@ -271,6 +276,12 @@ class SendScreen(Screen):
         if state == IN_DOUBT:
             style += " reverse"
         return Text(SHORT_LABELS.get(state, STATE_LABELS.get(state, state)), style=style.strip())
+
+    def fit_columns(self) -> None:
+        apply_widths(self.query_one("#deliveries", DataTable), COLUMNS, self._wants)
+
+    def on_resize(self) -> None:
+        self.call_after_refresh(self.fit_columns)
 
     # -- engine events --------------------------------------------------------------------
 
