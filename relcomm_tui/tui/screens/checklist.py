@@ -27,6 +27,7 @@ from ...checks.rules import BLOCKING_WARNINGS, Finding, run_checks
 from ...plan import Plan, PlanError
 from ...plan.model import Location
 from ..dialogs.consent import ConsentDialog
+from .preview import POLL_SECONDS, file_state, watched_files
 from ..text import plain, plain_lines, visible
 from ..widgets.tables import Fit, ListOptions, ListTable, add_fit_columns, apply_widths
 from ...common.text import plural
@@ -142,11 +143,23 @@ class ChecklistScreen(Screen):
         if self.app.ledger_problem:
             self.show_problem(self.app.ledger_problem)
         self.show_plan()
+        # Watch the plan and every file it reads, as the preview does: a fixed template unlocks
+        # sending without pressing r.
+        self._files = file_state(watched_files(self.plan))
+        self.set_interval(POLL_SECONDS, self.check_files, name="checklist-watch")
+
+    def check_files(self) -> None:
+        if self.app.screen is not self:
+            return  # the preview watches while it is open; resuming looks at the plan it left
+        state = file_state(list(self._files) or watched_files(self.plan))
+        if state != self._files:
+            self.action_reload(said="The plan changed on disk; checking again.")
 
     def on_screen_resume(self) -> None:
         # The preview may have reloaded the plan; review state belongs to the new digest.
         if self.plan.digest != self.shown_digest:
             self.show_plan()
+        self._files = file_state(watched_files(self.plan))
 
     # -- plan, groups and review state ----------------------------------------------------
 
@@ -480,8 +493,10 @@ class ChecklistScreen(Screen):
     def action_receipts(self) -> None:
         self.app.action_open_receipts()
 
-    def action_reload(self) -> None:
+    def action_reload(self, said: str = "Plan reloaded; checking again.") -> None:
         result = self.app.reload_plan()
+        # Watch what the plan reads now (a new template), from what is on disk now.
+        self._files = file_state(watched_files(self.plan))
         if isinstance(result, PlanError):
             self.load_error = result
             self.show_problem(f"The plan on disk does not load; still showing the last good one.\n{result}")
@@ -490,7 +505,7 @@ class ChecklistScreen(Screen):
         self.load_error = None
         self.show_problem(self.app.ledger_problem)
         self.show_plan()
-        self.notify("Plan reloaded; checking again.", timeout=2)
+        self.notify(said, timeout=2)
 
     def show_problem(self, text: str | None) -> None:
         problem = self.query_one("#problem", Static)
