@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from textual.screen import ModalScreen
 from textual.widgets import DataTable, OptionList
 
 from demo_journey import demo_plan, screen_text, template_source_in, wait_for  # noqa: F401
@@ -14,6 +15,7 @@ from relcomm_tui.tui.dialogs.confirm_follow_up import ConfirmFollowUpDialog
 from relcomm_tui.tui.dialogs.confirm_send import ConfirmSendDialog
 from relcomm_tui.tui.dialogs.manual_done import ManualDoneDialog
 from relcomm_tui.tui.screens.preview import PreviewScreen
+from relcomm_tui.tui.screens.delivery_detail import DeliveryDetailScreen
 from relcomm_tui.tui.screens.receipts import ReceiptsScreen
 from relcomm_tui.tui.screens.send import SendScreen
 from test_tui_send import confirm, send_done
@@ -25,6 +27,15 @@ def no_template_source(app, where: str, seen: list[str]) -> None:
     seen.append(text)
     shown = template_source_in(text)
     assert not shown, f"{where} shows template source:\n" + "\n".join(shown)
+    if not isinstance(app.screen, ModalScreen):
+        footer_fits(app, where)
+
+
+def footer_fits(app, where: str) -> None:
+    """The footer's keys end before the last column (a cut footer runs to the edge), help and quit shown."""
+    footer = screen_text(app).splitlines()[-1]
+    assert len(footer.rstrip()) < app.size.width - 1, f"{where}: the footer is cut: {footer!r}"
+    assert "? Help" in footer and "q Quit" in footer, f"{where}: {footer!r}"
 
 
 async def test_every_screen_of_the_demo_shows_rendered_text(demo_plan, tmp_path: Path):
@@ -86,6 +97,12 @@ async def test_every_screen_of_the_demo_shows_rendered_text(demo_plan, tmp_path:
         await wait_for(pilot, lambda: receipts.last_refreshed is not None)
         await settle(pilot)
         no_template_source(app, "the receipts", seen)
+        await pilot.press("enter")
+        await settle(pilot)
+        assert isinstance(app.screen, DeliveryDetailScreen)
+        no_template_source(app, "the detail view of a delivery", seen)
+        await pilot.press("escape")
+        await pilot.pause()
 
         # Follow up one customer who has not confirmed: the reminder's subject is shown rendered.
         rows = [r for r in receipts.visible_rows()

@@ -89,11 +89,12 @@ class ChecklistScreen(Screen):
                 tooltip="Take the review mark off the highlighted group"),
         Binding("p", "preview", "Preview", id="preview", tooltip="See each communique exactly as it will be sent"),
         Binding("s", "send", "Send", id="send", tooltip="Send the communiques (locked until all is clear)"),
-        Binding("r", "reload", "Reload", id="reload", tooltip="Load the plan again and re-run the checks"),
-        Binding("a", "allow_commands", "Allow commands", id="allow-commands",
-                tooltip="Review the commands this plan runs (release gate, password commands) and allow them"),
-        Binding("c", "receipts", "Receipts", id="receipts", show=False,
+        Binding("c", "receipts", "Receipts", id="receipts",
                 tooltip="Who received each communique: receipts, coverage per group, follow-up"),
+        Binding("r", "reload", "Reload", id="reload", show=False,
+                tooltip="Load the plan again and re-run the checks (files are watched: rarely needed)"),
+        Binding("a", "allow_commands", "Allow", id="allow-commands",
+                tooltip="Review the commands this plan runs (release gate, password commands) and allow them"),
         Binding("f", "focus_findings", "Findings", id="findings",
                 tooltip="Go to the list of findings (again: back to the groups)"),
     ]
@@ -132,7 +133,7 @@ class ChecklistScreen(Screen):
         with Vertical(id="findings-box"):
             yield ListOptions(id="findings")
         yield Static(id="send-status")
-        yield Footer()
+        yield Footer(show_command_palette=False)  # ctrl+p is in the help: the screen's keys fit 80 columns
 
     def on_mount(self) -> None:
         table = self.query_one("#groups", DataTable)
@@ -469,8 +470,6 @@ class ChecklistScreen(Screen):
         status.set_class(lock is None, "-ready")
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
-        if action == "send" and self.send_lock is not None:
-            return None  # shown greyed in the Footer; the status line says why
         if action == "allow_commands":
             # Only offered while consent is missing: not granted, or refused when a command was to run
             # (a file it names changed). Reads no file: this is asked on every refresh of the footer.
@@ -484,6 +483,10 @@ class ChecklistScreen(Screen):
     def action_send(self) -> None:
         if self.send_lock is None:
             self.app.action_open_send()
+            return
+        # Locked: say why where the eyes are, not only in the status line.
+        self.notify("\n".join(f"· {reason}" for reason in self.lock_reasons()), title="Sending is locked",
+                    severity="warning", timeout=6)
 
     # -- other keys -------------------------------------------------------------------------
 

@@ -69,7 +69,7 @@ class DeliveryDetailScreen(Screen):
             yield Static(id="story-message")
             with ScrollableContainer(id="story-raw"):
                 yield Static(id="story-raw-text", markup=False)
-        yield Footer()
+        yield Footer(show_command_palette=False)  # ctrl+p is in the help: the screen's keys fit 80 columns
 
     def on_mount(self) -> None:
         self.query_one("#story-head", Static).update("Reading the ledger…")

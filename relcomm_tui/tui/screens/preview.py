@@ -85,8 +85,10 @@ class PreviewScreen(Screen):
                 tooltip="Render for the next recipient"),
         Binding("N,left_square_bracket", "previous_recipient", "Prev", id="previous-recipient",
                 tooltip="Render for the previous recipient"),
-        Binding("m", "toggle_raw", "Raw MIME", id="raw", tooltip="Show the raw message as sent, or the readable view"),
-        Binding("r", "reload", "Reload", id="reload-preview", tooltip="Load the plan again and re-render now"),
+        Binding("m", "toggle_raw", "Raw", id="raw",
+                tooltip="The message exactly as sent (MIME, or the HTTP request), or the readable view"),
+        Binding("r", "reload", "Reload", id="reload-preview", show=False,
+                tooltip="Load the plan again and re-render now (files are watched: rarely needed)"),
     ]
 
     class RenderDone(Message):
@@ -129,7 +131,7 @@ class PreviewScreen(Screen):
                     yield Static(id="headers")
                     yield Markdown(id="text-part")
                     yield Static(id="raw", markup=False)
-        yield Footer()
+        yield Footer(show_command_palette=False)  # ctrl+p is in the help: the screen's keys fit 80 columns
 
     def on_mount(self) -> None:
         self.query_one("#preview").border_title = "Preview"

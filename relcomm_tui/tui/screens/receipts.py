@@ -59,7 +59,8 @@ class ReceiptsScreen(Screen):
     HELP_TITLE = "Receipts"
     AUTO_FOCUS = "#receipts"
     BINDINGS = [
-        Binding("r", "refresh", "Refresh", id="receipts-refresh", tooltip="Read new reports from the receipt sources now"),
+        Binding("r", "refresh", "Refresh", id="receipts-refresh", show=False,
+                tooltip="Read new reports from the receipt sources now (they are read every few seconds)"),
         Binding("u", "filter_standing('unconfirmed')", "Unconfirmed", id="receipts-unconfirmed", show=False,
                 tooltip="Show only recipients not yet confirmed (again: show all)"),
         Binding("b", "filter_standing('bounced')", "Bounced", id="receipts-bounced", show=False,
@@ -75,7 +76,7 @@ class ReceiptsScreen(Screen):
                 tooltip="Select the highlighted recipient for a follow-up"),
         Binding("f", "follow_up", "Follow up", id="receipts-follow-up",
                 tooltip="Send the reminder to the selected (or every unconfirmed one shown)"),
-        Binding("escape", "back", "Back", id="receipts-back", show=False, tooltip="Back to the checklist"),
+        Binding("escape", "back", "Back", id="receipts-back", tooltip="Back to the previous screen"),
     ]
 
     standing_filter: reactive[str] = reactive("all")
@@ -125,7 +126,7 @@ class ReceiptsScreen(Screen):
         with VerticalScroll(id="receipts-summary") as box:
             box.border_title = "Coverage"
             yield Static(id="receipts-coverage")
-        yield Footer()
+        yield Footer(show_command_palette=False)  # ctrl+p is in the help: the screen's keys fit 80 columns
 
     def on_mount(self) -> None:
         add_fit_columns(self.query_one("#receipts", DataTable), COLUMNS)

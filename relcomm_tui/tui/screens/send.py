@@ -124,9 +124,14 @@ class SendScreen(Screen):
                 tooltip="Resend in-doubt deliveries with the same Message-ID (asks first)"),
         Binding("m", "mark_delivered", "Mark", id="mark-delivered",
                 tooltip="Mark the highlighted in-doubt delivery as delivered (never sent again)"),
-        Binding("t", "test_send", "Test", id="test-send",
+        Binding("t", "test_send", "Test", id="test-send", show=False,
                 tooltip="Send the highlighted communique to your own address, [TEST] in the subject"),
-        Binding("enter,o", "tick_manual", "Done", id="tick-manual", tooltip="Tick the highlighted manual step done"),
+        # enter is the table's too: priority, so the footer, the help and the status line all say enter.
+        Binding("enter", "tick_manual", "Done", id="tick-manual", priority=True,
+                tooltip="Tick the highlighted manual step done"),
+        Binding("o", "tick_manual", "Done", id="tick-manual-o", show=False, tooltip="Tick the highlighted manual step done"),
+        Binding("c", "receipts", "Receipts", id="send-receipts",
+                tooltip="Who received each communique: receipts, coverage, follow-up"),
         Binding("escape", "back", "Back", id="back", show=False, tooltip="Back to the checklist"),
     ]
 
@@ -200,7 +205,7 @@ class SendScreen(Screen):
         yield table
         yield Static(id="detail")
         yield Static(id="send-status")
-        yield Footer(compact=True)
+        yield Footer(compact=True, show_command_palette=False)  # ctrl+p is in the help: keys fit 80 columns
 
     def on_mount(self) -> None:
         table = self.query_one("#deliveries", DataTable)
@@ -484,32 +489,41 @@ class SendScreen(Screen):
     # -- keys -----------------------------------------------------------------------------
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        # False hides a key that cannot apply now (the footer keeps to what matters and fits 80
+        # columns); None greys one that applies to other rows than the highlighted one.
         if action == "pause":
             return self.running and not self.paused and not self._cancelling
         if action == "resume":
             return self.running and self.paused and not self._cancelling
         if action == "continue":
-            if self.running:
-                return False
-            return True if self.ledger is not None and self.counts[QUEUED] + self.counts[DEFERRED] else None
+            return not self.running and self.ledger is not None and self.counts[QUEUED] + self.counts[DEFERRED] > 0
         if action == "cancel":
-            return True if self.running and not self._cancelling else None
+            return self.running and not self._cancelling
         if action == "retry_failed":
-            return True if not self.running and self.counts[DEFERRED] + self.counts[REJECTED] else None
+            return not self.running and self.counts[DEFERRED] + self.counts[REJECTED] > 0
         if action == "resend_in_doubt":
-            return True if not self.running and self.counts[IN_DOUBT] else None
+            return not self.running and self.counts[IN_DOUBT] > 0
         if action == "mark_delivered":
+            if not self.counts[IN_DOUBT]:
+                return False
             row = self.highlighted_row()
             return True if row is not None and row.state == IN_DOUBT else None
         if action == "tick_manual":
-            if not any(c.channel == "manual" for c in self.communiques):
+            if not self.open_manual_steps():
                 return False
             row = self.highlighted_row()
             return True if row is not None and row.channel == "manual" and row.state not in FINAL_STATES else None
         if action == "test_send":
             emails = any(c.channel == "email" for c in self.plan.communiques)
             return True if emails and not self.running and self.ledger is not None else None
+        if action == "receipts":
+            return not self.running
         return True
+
+    def open_manual_steps(self) -> int:
+        manual = [c.id for c in self.communiques if c.channel == "manual"]
+        return sum(count for ident in manual for state, count in self.per_communique.get(ident, {}).items()
+                   if state not in FINAL_STATES)
 
     def disabled_reason(self, action: str) -> str:
         """Why a key is greyed out (the command palette shows this)."""
@@ -656,6 +670,9 @@ class SendScreen(Screen):
         communique = self.plan.communique(row.communique_id) if row else None
         chosen = communique.id if communique is not None and communique.channel == "email" else None
         self.with_password(lambda: self.run_test_send(chosen))
+
+    def action_receipts(self) -> None:
+        self.app.action_open_receipts()
 
     def action_back(self) -> None:
         if not self.confirm_leave(self.dismiss_screen, leaving="go back"):
