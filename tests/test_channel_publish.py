@@ -102,7 +102,7 @@ async def test_a_failing_rename_leaves_the_old_page_intact(tmp_path, monkeypatch
 
 def test_a_process_killed_between_write_and_rename_leaves_the_old_page(tmp_path):
     plan_dir = tmp_path / "plan"
-    plan = page_plan(plan_dir)
+    page_plan(plan_dir)
     page = plan_dir / "www" / "releases" / "4.2.0.html"
     page.parent.mkdir(parents=True)
     old = '<html><head><meta name="generator" content="relcomm"><title>Old</title></head><body>the old page</body></html>'

@@ -35,7 +35,7 @@ from typing import Callable
 from ..common.net import is_loopback
 from ..plan.model import Plan
 from ..common.secret_text import SecretHider
-from . import ChannelStopped, DeliveryJob, DeliveryWithdrawn, Outcome
+from . import ChannelStopped, DeliveryJob, Outcome
 from ..transport import xtext
 from ..transport.smtp import (
     FLUSH_TEXT_FIRST, Reply, SmtpAuthError, SmtpBusy, SmtpCertificateError, SmtpClosed, SmtpConnectError,

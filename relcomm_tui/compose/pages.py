@@ -98,7 +98,7 @@ def safe_target(plan: "Plan", communique: "Communique", rendered: str) -> Path:
         raise refuse(f"the page path {rendered!r} contains `..`",
                      "name the folder directly; a path in a plan may not climb out with ..")
     path = Path(rendered).expanduser()
-    if not path.suffix.lower() in (".html", ".htm"):
+    if path.suffix.lower() not in (".html", ".htm"):
         raise refuse(f"the page path {rendered!r} does not end in .html",
                      "a release page is an .html file; this keeps a page from overwriting other files")
     if path.name.lower() == INDEX:

@@ -23,7 +23,8 @@ from textual.widgets.option_list import Option
 from textual.worker import Worker, WorkerState
 
 from ...plan import consent
-from ...checks.rules import BLOCKING_WARNINGS, Finding, run_checks
+from ...checks.rules import run_checks
+from ...checks.findings import BLOCKING_WARNINGS, Finding
 from ...plan import Plan, PlanError
 from ...plan.model import Location
 from ..dialogs.consent import ConsentDialog
