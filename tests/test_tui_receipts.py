@@ -338,3 +338,21 @@ async def test_enter_opens_the_whole_story_of_a_delivery(sent_plan):
         assert f"Message-ID: {app.ledger.delivery(bob).message_id}" in raw and "MIME-Version: 1.0" in raw
         await pilot.press("escape")
         assert app.screen is screen
+
+
+async def test_slash_filters_the_table_by_words_and_escape_clears(sent_plan):
+    path, state = sent_plan
+    app = RelcommApp(load_plan(path), state_dir=state)
+    async with app.run_test(size=SIZE) as pilot:
+        screen = await open_receipts(app, pilot)
+        table = screen.query_one("#receipts", DataTable)
+        assert table.row_count == 4
+        await pilot.press("slash", *"bounced")
+        await settle(pilot)
+        assert [str(k.value) for k in table.rows] == [delivery_id("4.2.0", "news", "bob.unknown@example.com")]
+        assert "words (/): bounced" in text_of(screen.query_one("#receipts-filter", Static))
+        await pilot.press("enter")  # keeps the filter, back in the table
+        assert table.has_focus and table.row_count == 1
+        await pilot.press("slash", "escape")
+        await settle(pilot)
+        assert table.row_count == 4 and table.has_focus

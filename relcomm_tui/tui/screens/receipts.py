@@ -36,6 +36,7 @@ from ..dialogs.confirm_follow_up import ConfirmFollowUpDialog
 from ..dialogs.correct_address import CorrectAddressDialog
 from ..text import plain, plain_lines, visible
 from .delivery_detail import DeliveryDetailScreen
+from ..widgets.filter_bar import FilterBar
 from ..widgets.tables import Fit, ListTable, add_fit_columns, apply_widths
 
 # What fits 80 columns first (the fate's reason starts there and grows with the terminal); the
@@ -72,6 +73,7 @@ class ReceiptsScreen(Screen):
         Binding("a", "clear_filters", "All", id="receipts-all", show=False, tooltip="Show every recipient"),
         Binding("enter", "open_detail", "Open", id="receipts-open", priority=True,
                 tooltip="The whole story of the highlighted delivery: reason, every report, the message as sent"),
+        Binding("slash", "find", "Filter", id="receipts-find", tooltip="Show only rows with these words (escape clears)"),
         Binding("space", "toggle_selected", "Select", id="receipts-select",
                 tooltip="Select the highlighted recipient for a follow-up"),
         Binding("f", "follow_up", "Follow up", id="receipts-follow-up",
@@ -82,6 +84,7 @@ class ReceiptsScreen(Screen):
     standing_filter: reactive[str] = reactive("all")
     group_filter: reactive[str | None] = reactive(None)
     communique_filter: reactive[str | None] = reactive(None)
+    text_filter: reactive[str] = reactive("")
 
     class Refreshed(Message):
         """A refresh (or a plain reload from the ledger) finished."""
@@ -121,6 +124,7 @@ class ReceiptsScreen(Screen):
         yield Static(id="receipts-problem")
         table: DataTable = ListTable(id="receipts", cursor_type="row", zebra_stripes=True)
         table.border_title = "Receipts per recipient"
+        yield FilterBar(id="receipts-find", target="#receipts")
         yield table
         yield Static(id="receipts-detail")
         with VerticalScroll(id="receipts-summary") as box:
@@ -217,6 +221,10 @@ class ReceiptsScreen(Screen):
             rows = [r for r in rows if r.group_id == self.group_filter]
         if self.communique_filter:
             rows = [r for r in rows if r.communique_id == self.communique_filter]
+        if self.text_filter:
+            bar = self.query_one("#receipts-find", FilterBar)
+            rows = [r for r in rows if bar.matches(r.recipient, r.communique_id, r.group_id, r.channel,
+                                                   r.fate.outcome, r.fate.describe())]
         return rows
 
     def fill_table(self, *, rebuild: bool = False) -> None:
@@ -326,6 +334,8 @@ class ReceiptsScreen(Screen):
         parts = [f"showing (u/b): {self.standing_filter}"]
         parts.append(f"group (t): {self.group_filter or 'all'}")
         parts.append(f"communique (c): {self.communique_filter or 'all'}")
+        if self.text_filter:
+            parts.append(f"words (/): {self.text_filter}")
         if self.selected:
             parts.append(f"{len(self.selected)} selected")
         self.query_one("#receipts-filter", Static).update(plain(" · ".join(parts)))
@@ -377,6 +387,15 @@ class ReceiptsScreen(Screen):
     def watch_communique_filter(self) -> None:
         self._filters_changed()
 
+    def watch_text_filter(self) -> None:
+        self._filters_changed()
+
+    def on_filter_bar_narrowed(self, message: FilterBar.Narrowed) -> None:
+        self.text_filter = message.text
+
+    def action_find(self) -> None:
+        self.query_one("#receipts-find", FilterBar).open()
+
     def action_filter_standing(self, which: str) -> None:
         self.standing_filter = "all" if self.standing_filter == which else which
 
@@ -390,6 +409,12 @@ class ReceiptsScreen(Screen):
 
     def action_clear_filters(self) -> None:
         self.standing_filter, self.group_filter, self.communique_filter = "all", None, None
+        self.query_one("#receipts-find", FilterBar).action_clear()
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if action == "open_detail":  # enter is the filter's too while typing there
+            return isinstance(self.focused, DataTable)
+        return True
 
     def action_open_detail(self) -> None:
         ident = self.highlighted_id()

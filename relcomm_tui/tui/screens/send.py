@@ -42,6 +42,7 @@ from ..dialogs.confirm_send import ConfirmSendDialog
 from ..dialogs.manual_done import ManualDoneDialog
 from ..dialogs.password import PasswordDialog
 from ..text import plain, visible
+from ..widgets.filter_bar import FilterBar
 from ..widgets.tables import Fit, ListTable, add_fit_columns, apply_widths
 from ...common.text import plural
 
@@ -132,6 +133,8 @@ class SendScreen(Screen):
         Binding("o", "tick_manual", "Done", id="tick-manual-o", show=False, tooltip="Tick the highlighted manual step done"),
         Binding("c", "receipts", "Receipts", id="send-receipts",
                 tooltip="Who received each communique: receipts, coverage, follow-up"),
+        Binding("slash", "find", "Filter", id="send-find", show=False,
+                tooltip="Show only deliveries with these words (a name, a state, a reply); escape clears"),
         Binding("escape", "back", "Back", id="back", show=False, tooltip="Back to the checklist"),
     ]
 
@@ -172,6 +175,7 @@ class SendScreen(Screen):
         self._after_run: Callable[[], object] | None = None
         self._asking_leave = False
         self._cancelling = False
+        self._filtering = False  # `/` narrowed the table: some rows are not in it
 
     @property
     def plan(self) -> Plan:
@@ -202,6 +206,7 @@ class SendScreen(Screen):
                     yield Label("", classes="bar-count", markup=False)
         yield Static(id="counts")
         table: DataTable = ListTable(id="deliveries", cursor_type="row", zebra_stripes=True)
+        yield FilterBar(id="deliveries-find", target="#deliveries")
         yield table
         yield Static(id="detail")
         yield Static(id="send-status")
@@ -342,13 +347,18 @@ class SendScreen(Screen):
             per[row.state] -= 1
             per[state] += 1
             row.state = state
-            table.update_cell(ident, "state", self._state_cell(state))
+            if shown := (not self._filtering or ident in table.rows):  # filtered out: counted, not drawn
+                table.update_cell(ident, "state", self._state_cell(state))
+        else:
+            shown = not self._filtering or ident in table.rows
         if state == SENDING:
             reply = ""  # a new attempt: the previous attempt's words no longer apply
         if reply != row.reply or state in FINAL_STATES:
             row.reply = reply
-            table.update_cell(ident, "reply", self._reply_cell(row))
-        table.update_cell(ident, "tries", Text(str(row.attempts) if row.attempts else "", justify="right"))
+            if shown:
+                table.update_cell(ident, "reply", self._reply_cell(row))
+        if shown:
+            table.update_cell(ident, "tries", Text(str(row.attempts) if row.attempts else "", justify="right"))
 
     # -- summary: head line, bars, counts, status ----------------------------------------
 
@@ -509,7 +519,7 @@ class SendScreen(Screen):
             row = self.highlighted_row()
             return True if row is not None and row.state == IN_DOUBT else None
         if action == "tick_manual":
-            if not self.open_manual_steps():
+            if not self.open_manual_steps() or isinstance(self.focused, FilterBar):  # enter while filtering
                 return False
             row = self.highlighted_row()
             return True if row is not None and row.channel == "manual" and row.state not in FINAL_STATES else None
@@ -670,6 +680,32 @@ class SendScreen(Screen):
         communique = self.plan.communique(row.communique_id) if row else None
         chosen = communique.id if communique is not None and communique.channel == "email" else None
         self.with_password(lambda: self.run_test_send(chosen))
+
+    def action_find(self) -> None:
+        self.query_one("#deliveries-find", FilterBar).open()
+
+    def on_filter_bar_narrowed(self, message: FilterBar.Narrowed) -> None:
+        # Typing into 10,000 rows: rebuild once the keys pause, not on every key.
+        timer = getattr(self, "_find_timer", None)
+        if timer is not None:
+            timer.stop()
+        self._find_timer = self.set_timer(0.15, self.apply_find)
+
+    def apply_find(self) -> None:
+        bar = self.query_one("#deliveries-find", FilterBar)
+        table = self.query_one("#deliveries", DataTable)
+        keep = self.highlighted_id()
+        table.clear()
+        self._filtering = bool(bar.words())
+        for ident, row in self.rows.items():
+            if bar.matches(row.recipient, row.communique_id, row.channel, STATE_LABELS.get(row.state, row.state),
+                           row.reply):
+                table.add_row(*self._cells(row), key=ident)
+        if keep is not None and keep in table.rows:
+            table.move_cursor(row=table.get_row_index(keep))
+        table.border_subtitle = f"{table.row_count} of {len(self.rows)}" if self._filtering else ""
+        self.update_detail()
+        self.refresh_bindings()
 
     def action_receipts(self) -> None:
         self.app.action_open_receipts()
