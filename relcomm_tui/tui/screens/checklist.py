@@ -133,6 +133,7 @@ class ChecklistScreen(Screen):
         yield Static(id="group-detail")
         with Vertical(id="findings-box"):
             yield ListOptions(id="findings")
+        yield Static(id="below-findings")
         yield Static(id="send-status")
         yield Footer(show_command_palette=False)  # ctrl+p is in the help: the screen's keys fit 80 columns
 
@@ -264,6 +265,16 @@ class ChecklistScreen(Screen):
 
     def on_resize(self) -> None:
         self.call_after_refresh(self.fit_columns)
+        self.call_after_refresh(self.fit_findings)
+
+    def fit_findings(self) -> None:
+        """The findings box takes what it needs, at most the rows the rest of the screen leaves."""
+        box = self.query_one("#findings-box")
+        used = sum(w.outer_size.height for w in self.children if w.id not in ("findings-box", "below-findings")
+                   and w.display)
+        left = max(3, self.size.height - used - 1)  # a 1fr spacer never gets less than one row
+        if box.styles.max_height is None or box.styles.max_height.value != left:
+            box.styles.max_height = left
 
     def highlighted_group_id(self) -> str | None:
         table = self.query_one("#groups", DataTable)
@@ -402,6 +413,7 @@ class ChecklistScreen(Screen):
         for index, finding in enumerate(self.findings):
             options.add_option(Option(self.finding_text(finding), id=f"finding-{index}"))
         options.highlighted = min(highlighted or 0, options.option_count - 1)
+        self.call_after_refresh(self.fit_findings)
 
     def finding_text(self, finding: Finding) -> Content:
         error = finding.severity == "error"
