@@ -202,7 +202,7 @@ def snapshot_plan(tmp_path, user_config):  # noqa: F811
     return path, tmp_path / "state"
 
 
-@pytest.mark.parametrize("size", [(80, 24), (160, 48)], ids=lambda s: f"{s[0]}x{s[1]}")
+@pytest.mark.parametrize("size", [(80, 24), (120, 40)], ids=lambda s: f"{s[0]}x{s[1]}")
 def test_receipts_snapshot(snap_compare, snapshot_plan, size):
     path, state = snapshot_plan
 
@@ -211,6 +211,22 @@ def test_receipts_snapshot(snap_compare, snapshot_plan, size):
 
     app = RelcommApp(load_plan(path), state_dir=state)
     assert snap_compare(app, terminal_size=size, run_before=open_screen)
+
+
+@pytest.mark.parametrize("size", [(80, 24), (120, 40)], ids=lambda s: f"{s[0]}x{s[1]}")
+def test_delivery_detail_snapshot(snap_compare, snapshot_plan, size):
+    path, state = snapshot_plan
+
+    async def open_detail(pilot):
+        screen = await open_receipts(pilot.app, pilot)
+        table = screen.query_one("#receipts", DataTable)
+        bounced = next(r.delivery_id for r in screen.status.rows if r.standing == "bounced")
+        table.move_cursor(row=table.get_row_index(bounced))
+        await pilot.press("enter")
+        await settle(pilot)
+
+    app = RelcommApp(load_plan(path), state_dir=state)
+    assert snap_compare(app, terminal_size=size, run_before=open_detail)
 
 
 def test_receipts_snapshot_bounced_filter(snap_compare, snapshot_plan):

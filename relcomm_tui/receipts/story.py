@@ -104,7 +104,9 @@ def _add_message(story: DeliveryStory, plan: Plan, ledger: Ledger) -> None:
     except RenderError as error:
         story.message_note = f"the message cannot be rendered from the plan now: {error.message}"
         return
-    story.headers = list(rendered.headers.items())
+    # The Date header is stamped when a message goes out and is not kept: say when it went out instead.
+    story.headers = [(name, f"{record.sent_at or '(not sent)'} (when it went out; the header itself is not kept)"
+                      if name == "Date" else value) for name, value in rendered.headers.items()]
     story.text = rendered.text
     if rendered.message is not None:
         story.raw = rendered.message.as_string()

@@ -10,9 +10,7 @@ from textual.screen import ModalScreen, Screen
 from textual.widgets import Static
 
 GLOBAL_KEYS = (("↑ ↓ j k pgup pgdn", "Move within a list, table or preview"),
-               ("g home, G end", "First, last row of a list or table"),
-               ("tab", "Next part of the screen"),
-               ("ctrl+p", "Command palette: every action of this screen, themes"))
+               ("g home, G end", "First, last row of a list or table"))
 SKIPPED_ACTIONS = {"screen.copy_text", "app.copy_text", "copy_text", "help_quit"}
 
 

@@ -375,7 +375,9 @@ class PreviewScreen(Screen):
 
     async def action_toggle_raw(self) -> None:
         self.raw = not self.raw
-        self.query_one("#preview").border_title = "Raw message" if self.raw else "Preview"
+        posted = self.rendered is not None and self.rendered.channel in ("webhook", "pager")
+        raw_title = "The exact request (tab, then ← → to scroll)" if posted else "Raw message (tab, then ← → to scroll)"
+        self.query_one("#preview").border_title = raw_title if self.raw else "Preview"
         if self.rendered is not None:
             await self.show_rendered(self.rendered)
 

@@ -47,6 +47,8 @@ from ..widgets.tables import Fit, ListTable, add_fit_columns, apply_widths
 from ...common.text import plural
 
 FLUSH_SECONDS = 0.1
+FIRST_ROWS = 200   # rows in the table when the screen opens; the rest follow in slices
+FILL_SLICE = 400   # rows added per slice: well under a frame's worth of work
 # The recipient and communique grow towards their longest text with the terminal; the problem takes the rest.
 COLUMNS = [Fit("state", "State", 9), Fit("communique", "Communique", 12, weight=2),
            Fit("recipient", "Recipient", 20, weight=3), Fit("tries", "#", 2), Fit("reply", "Problem", 12, flex=True)]
@@ -176,6 +178,8 @@ class SendScreen(Screen):
         self._asking_leave = False
         self._cancelling = False
         self._filtering = False  # `/` narrowed the table: some rows are not in it
+        self._to_add: list[str] = []  # rows not in the table yet (it fills in slices after opening)
+        self._cursor_to: str | None = None  # where the cursor goes once that row is in the table
 
     @property
     def plan(self) -> Plan:
@@ -251,24 +255,55 @@ class SendScreen(Screen):
                                             record.state, record.reply or "", record.attempts, record.person)))
         table = self.query_one("#deliveries", DataTable)
         for ident, row in rows:
-            self._add_row(table, ident, row)
+            self._register_row(ident, row)
+        # The first screenful now, the rest in slices between frames: the screen opens at once
+        # with 10,000 recipients and a key is never kept waiting by the filling.
+        for ident, row in rows[:FIRST_ROWS]:
+            table.add_row(*self._cells(row), key=ident)
+        self._to_add = [ident for ident, _ in rows[FIRST_ROWS:]]
+        if self._to_add:
+            self.set_timer(0.01, self._fill_more)
         self.refresh_summary()
         self.fit_columns()
         if self.counts[IN_DOUBT]:
-            first = next(ident for ident, row in self.rows.items() if row.state == IN_DOUBT)
-            table.move_cursor(row=table.get_row_index(first))
+            self._cursor_to = next(ident for ident, row in self.rows.items() if row.state == IN_DOUBT)
+            self._move_to_wanted_row()
             self.show_banner(
                 f"{deliveries(self.counts[IN_DOUBT])} in doubt: an earlier send stopped before the server's reply was recorded, so they may have "
                 "arrived. d resends them with the same Message-ID; m marks the highlighted one delivered.",
                 "warning")
         self.update_detail()
 
-    def _add_row(self, table: DataTable, ident: str, row: Row) -> None:
+    def _fill_more(self) -> None:
+        """Add the next slice of rows (as they stand now) to the table."""
+        if self._filtering:
+            self._to_add = []  # the filter rebuilt the table from every row
+            return
+        table = self.query_one("#deliveries", DataTable)
+        batch, self._to_add = self._to_add[:FILL_SLICE], self._to_add[FILL_SLICE:]
+        for ident in batch:
+            if ident not in table.rows:
+                table.add_row(*self._cells(self.rows[ident]), key=ident)
+        if self._to_add:
+            self.set_timer(0.01, self._fill_more)
+        else:
+            self._move_to_wanted_row()
+
+    def _move_to_wanted_row(self) -> None:
+        table = self.query_one("#deliveries", DataTable)
+        if self._cursor_to is not None and self._cursor_to in table.rows:
+            table.move_cursor(row=table.get_row_index(self._cursor_to))
+            self._cursor_to = None
+
+    def _register_row(self, ident: str, row: Row) -> None:
         self.rows[ident] = row
         if len(row.recipient) > self._wants.get("recipient", 0):
             self._wants["recipient"] = len(row.recipient)
         self.counts[row.state] += 1
         self.per_communique.setdefault(row.communique_id, Counter())[row.state] += 1
+
+    def _add_row(self, table: DataTable, ident: str, row: Row) -> None:
+        self._register_row(ident, row)
         table.add_row(*self._cells(row), key=ident)
 
     def _cells(self, row: Row) -> tuple[Text, Text, Text, Text, Text]:
@@ -347,10 +382,11 @@ class SendScreen(Screen):
             per[row.state] -= 1
             per[state] += 1
             row.state = state
-            if shown := (not self._filtering or ident in table.rows):  # filtered out: counted, not drawn
+            # Filtered out, or not added yet while the table fills: counted now, drawn when added.
+            if shown := (not (self._filtering or self._to_add) or ident in table.rows):
                 table.update_cell(ident, "state", self._state_cell(state))
         else:
-            shown = not self._filtering or ident in table.rows
+            shown = not (self._filtering or self._to_add) or ident in table.rows
         if state == SENDING:
             reply = ""  # a new attempt: the previous attempt's words no longer apply
         if reply != row.reply or state in FINAL_STATES:

@@ -13,7 +13,7 @@ class FilterBar(Input):
     """Hidden until opened; posts `FilterBar.Narrowed` with the text as it is typed."""
 
     DEFAULT_CSS = """
-    FilterBar { display: none; height: 1; border: none; padding: 0 1; background: $boost; }
+    FilterBar, FilterBar:focus { display: none; height: 1; border: none; padding: 0 1; background: $boost; }
     FilterBar.-open { display: block; }
     """
     BINDINGS = [Binding("escape", "clear", "Clear filter", show=False)]
@@ -29,7 +29,8 @@ class FilterBar(Input):
 
     def open(self) -> None:
         self.add_class("-open")
-        self.focus()
+        # Focus now, not after the next refresh: keys typed right after `/` belong to the filter.
+        self.screen.set_focus(self)
 
     def words(self) -> list[str]:
         return self.value.lower().split()
