@@ -372,3 +372,22 @@ async def test_slash_filters_the_table_by_words_and_escape_clears(sent_plan):
         await pilot.press("slash", "escape")
         await settle(pilot)
         assert table.row_count == 4 and table.has_focus
+
+
+@pytest.mark.parametrize("size", [(80, 24), (120, 40)], ids=lambda s: f"{s[0]}x{s[1]}")
+async def test_columns_grow_with_the_terminal(snapshot_plan, size):
+    """At 120 columns names are shown whole; at 80 they are cut (enter shows the rest)."""
+    from demo_journey import screen_text
+
+    path, state = snapshot_plan
+    app = RelcommApp(load_plan(path), state_dir=state)
+    async with app.run_test(size=size) as pilot:
+        screen = await open_receipts(app, pilot)
+        await pilot.pause()
+        names = [row.recipient for row in screen.status.rows]
+        table_lines = "\n".join(screen_text(app).splitlines()[3:10])
+        whole = [name for name in names if name in table_lines]
+        if size[0] >= 120:
+            assert whole == names, f"every recipient whole at {size[0]} columns: {table_lines}"
+        else:
+            assert len(whole) < len(names)

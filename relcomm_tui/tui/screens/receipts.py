@@ -266,8 +266,9 @@ class ReceiptsScreen(Screen):
         apply_widths(self.query_one("#receipts", DataTable), COLUMNS, wants)
 
     def on_resize(self) -> None:
-        self.call_after_refresh(apply_widths, self.query_one("#receipts", DataTable), COLUMNS,
-                                getattr(self, "_wants", {}))
+        # Read the wants when it runs: a refresh may have filled the table meanwhile.
+        self.call_after_refresh(lambda: apply_widths(self.query_one("#receipts", DataTable), COLUMNS,
+                                                     getattr(self, "_wants", {})))
 
     def cells(self, row: RecipientReceipt) -> list:
         fate = fate_of(row, self.when)  # the one fate every view shows (receipts.status)
