@@ -43,12 +43,12 @@ from ..dialogs.manual_done import ManualDoneDialog
 from ..dialogs.password import PasswordDialog
 from ..text import plain, visible
 from ..widgets.filter_bar import FilterBar
-from ..widgets.tables import Fit, ListTable, add_fit_columns, apply_widths
+from ..widgets.tables import Cell, Fit, ListTable, add_fit_columns, apply_widths
 from ...common.text import plural
 
 FLUSH_SECONDS = 0.1
-FIRST_ROWS = 200   # rows in the table when the screen opens; the rest follow in slices
-FILL_SLICE = 400   # rows added per slice: well under a frame's worth of work
+FIRST_ROWS = 60    # rows in the table when the screen opens (a screenful at 120x40); the rest follow
+FILL_SLICE = 250   # rows added per slice between frames
 # The recipient and communique grow towards their longest text with the terminal; the problem takes the rest.
 COLUMNS = [Fit("state", "State", 9), Fit("communique", "Communique", 12, weight=2),
            Fit("recipient", "Recipient", 20, weight=3), Fit("tries", "#", 2), Fit("reply", "Problem", 12, flex=True)]
@@ -307,20 +307,20 @@ class SendScreen(Screen):
         table.add_row(*self._cells(row), key=ident)
 
     def _cells(self, row: Row) -> tuple[Text, Text, Text, Text, Text]:
-        return (self._state_cell(row.state), Text(visible(row.communique_id)), Text(visible(row.recipient)),
-                Text(str(row.attempts) if row.attempts else "", justify="right"), self._reply_cell(row))
+        return (self._state_cell(row.state), Cell(visible(row.communique_id)), Cell(visible(row.recipient)),
+                Cell(str(row.attempts) if row.attempts else "", justify="right"), self._reply_cell(row))
 
     @staticmethod
     def _reply_cell(row: Row) -> Text:
         # Only what went wrong belongs in the table; an accepted row's reply is in the detail pane.
-        return Text("" if row.state in FINAL_STATES else one_line(row.reply))
+        return Cell("" if row.state in FINAL_STATES else one_line(row.reply))
 
     def _state_cell(self, state: str) -> Text:
         colour = self.app.theme_variables.get(STATE_COLOURS.get(state, "foreground"), "")
         style = f"bold {colour}" if state in (REJECTED, IN_DOUBT) else colour
         if state == IN_DOUBT:
             style += " reverse"
-        return Text(SHORT_LABELS.get(state, STATE_LABELS.get(state, state)), style=style.strip())
+        return Cell(SHORT_LABELS.get(state, STATE_LABELS.get(state, state)), style=style.strip())
 
     def fit_columns(self) -> None:
         apply_widths(self.query_one("#deliveries", DataTable), COLUMNS, self._wants)
@@ -384,7 +384,7 @@ class SendScreen(Screen):
             row.state = state
             # Filtered out, or not added yet while the table fills: counted now, drawn when added.
             if shown := (not (self._filtering or self._to_add) or ident in table.rows):
-                table.update_cell(ident, "state", self._state_cell(state))
+                table.update_cell_lazily(ident, "state", self._state_cell(state))
         else:
             shown = not (self._filtering or self._to_add) or ident in table.rows
         if state == SENDING:
@@ -392,9 +392,9 @@ class SendScreen(Screen):
         if reply != row.reply or state in FINAL_STATES:
             row.reply = reply
             if shown:
-                table.update_cell(ident, "reply", self._reply_cell(row))
+                table.update_cell_lazily(ident, "reply", self._reply_cell(row))
         if shown:
-            table.update_cell(ident, "tries", Text(str(row.attempts) if row.attempts else "", justify="right"))
+            table.update_cell_lazily(ident, "tries", Cell(str(row.attempts) if row.attempts else "", justify="right"))
 
     # -- summary: head line, bars, counts, status ----------------------------------------
 
