@@ -78,6 +78,8 @@ def test_manual_step_done_dialog(snap_compare, tmp_path: Path, server: LoopbackM
         table.move_cursor(row=table.get_row_index(manual))
         await pilot.pause()
         await pilot.press("enter")
+        await settle(pilot)
+        assert type(app.screen).__name__ == "ManualDoneDialog"
         await pilot.pause()
 
     assert snap_compare(app, terminal_size=size, run_before=tick)
