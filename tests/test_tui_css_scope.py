@@ -11,7 +11,7 @@ from textual.widgets import DataTable
 
 import relcomm_tui.tui as tui
 from relcomm_tui.store.ledger import REJECTED
-from relcomm_tui.demo.mailserver import LoopbackMailServer, PermFail
+from faulty_mailserver import FaultyMailServer as LoopbackMailServer, PermFail
 from relcomm_tui.tui.screens.preview import PreviewScreen
 from relcomm_tui.tui.screens.send import SendScreen
 from relcomm_tui.demo.webhook_receiver import WebhookReceiver

@@ -12,7 +12,6 @@ from typing import Iterable, Literal
 
 from ..plan.model import Location
 
-
 Severity = Literal["error", "warning"]
 
 
@@ -58,6 +57,7 @@ RULES: dict[str, tuple[Severity, str]] = {
     "address-invalid": ("error", "a member of a group reached by email has an invalid address"),
     "address-missing": ("error", "a member of a group reached by email has no email address"),
     "address-duplicate": ("warning", "the same address appears twice in one group"),
+    "address-special-domain": ("warning", "addresses at a special-use domain (corp.local, .test, ...) that the plan allows"),
     "sender-address-invalid": ("error", "sender from, reply_to, receipts_to, test_to or a communique's reply_to is invalid"),
     "subject-missing": ("error", "an email or publish communique has no subject"),
     "body-missing": ("error", "a communique has no template, body or instructions"),
@@ -67,6 +67,7 @@ RULES: dict[str, tuple[Severity, str]] = {
     "preset-unknown": ("error", "a webhook or pager preset is not one relcomm knows"),
     "url-literal-token": ("warning", "a URL written in the plan looks like it contains a token"),
     "secret-unresolved": ("error", "a secret reference cannot be resolved (keyring, environment, command)"),
+    "smtp-password-unresolved": ("warning", "the SMTP password cannot be looked up here: relcomm asks for it when sending"),
     "smtp-insecure": ("error", 'SMTP security "none" to a host that is not loopback'),
     "notes-missing": ("warning", "the release notes file is missing or unreadable"),
     "notes-section-missing": ("warning", "the release notes have no section for this version"),

@@ -12,19 +12,19 @@ from email.utils import parseaddr
 from pathlib import Path
 from urllib.parse import parse_qsl, urlsplit
 
-from ..plan import consent
-from ..compose.mime import header_injection, header_problem, header_too_long
-from ..compose.pages import page_target
+from email_validator import EmailNotValidError, validate_email
+
 from ..common.net import is_loopback
+from ..compose import RenderError, TextRenderer, render
+from ..compose.mime import header_injection, header_problem, header_too_long
+from ..compose.notes import notes_section
+from ..compose.pages import page_target
+from ..plan import addresses, consent
 from ..plan.locate import close_match, find_line, keypath_text, shown
 from ..plan.model import Communique, Location, Plan, Recipient, StakeholderGroup
+from ..plan.secrets import CommandNotAllowed, SecretError, describe, resolve, secret_uses
 from .findings import RULES, Finding, sort_findings
 from .gate import GateResult, run_gate
-
-
-
-
-
 
 WEBHOOK_PRESETS = ("slack", "teams", "mattermost", "googlechat", "json", "text")
 PAGER_PRESETS = ("pagerduty", "ntfy")
@@ -35,8 +35,6 @@ TOKEN_URL = re.compile(r"hooks\.slack\.com/services/|webhook\.office\.com|/api/w
 TOKEN_PARAMS = {"token", "access_token", "api_key", "apikey", "key", "secret", "sig", "signature", "password"}
 SECRET_TIMEOUT = 5.0
 MAX_PER_GROUP = 20  # findings per rule and group before one "and N more" finding
-
-
 
 
 def run_checks(plan: Plan, *, gate: bool = True, secrets: bool = True) -> list[Finding]:
@@ -55,12 +53,6 @@ def run_checks(plan: Plan, *, gate: bool = True, secrets: bool = True) -> list[F
     if gate:
         checker.gate(run_gate(plan))
     return sort_findings(checker.findings)
-
-
-
-
-
-
 
 
 # -- the checker -------------------------------------------------------------------------------
@@ -90,8 +82,16 @@ class _Checker:
     def at(self, *parts: str | int) -> Location:
         return Location(self.plan.path, find_line(self.plan.source, parts), None, keypath_text(parts))
 
-    def address_problem(self, address: str) -> str | None:
+    def address_problem(self, address: str, *, allow_special: bool = False) -> str | None:
         """Why an address is invalid (email-validator, no DNS), or None. Cached: groups overlap."""
+        if allow_special:
+            local, _, domain = address.rpartition("@")
+            # As below: a plain local part needs only its domain checked, once per domain.
+            plain = _PLAIN_LOCAL.match(local) and len(local) <= 64 and len(address) <= 254
+            key = "special:" + ("x@" + domain if plain else address)
+            if key not in self._valid:
+                self._valid[key] = addresses.address_problem(key[len("special:"):], allow_special=True)
+            return self._valid[key]
         if address in self._valid:
             return self._valid[address]
         local, at, domain = address.rpartition("@")
@@ -175,10 +175,28 @@ class _Checker:
         if self.header_value(value, what, where, communique):
             return
         name, address = parseaddr(value)
-        problem = self.address_problem(address) if address else "there is no address in it"
+        hint = 'write "Name <user@example.com>" or "user@example.com"'
+        if address and addresses.special_suffix(address):
+            if addresses.allows(self.plan.sender.allow_special_domains, address):
+                problem = self.address_problem(address, allow_special=True)
+                if not problem:
+                    self.add("address-special-domain",
+                             f"{what} {address} is at {addresses.domain_of(address)}, {self._special_words(address)}",
+                             "make sure your mail servers deliver there", where, communique=communique)
+            else:
+                problem = addresses.special_problem(address)
+                hint = addresses.SPECIAL_HINT.format(domain=addresses.domain_of(address)).replace(
+                    " or to this group", "")
+        else:
+            problem = self.address_problem(address) if address else "there is no address in it"
         if problem:
             self.add("sender-address-invalid", f"{what} {value!r} is not a valid address: {problem}",
-                     'write "Name <user@example.com>" or "user@example.com"', where, communique=communique)
+                     hint, where, communique=communique)
+
+    def _special_words(self, address: str) -> str:
+        suffix = addresses.special_suffix(address) or ""
+        return (f"a special-use name (.{suffix}: {addresses.SPECIAL_USE.get(suffix, 'reserved')}) that only your own "
+                "mail servers can deliver to; allowed by allow_special_domains")
 
     def transport(self) -> None:
         smtp = self.plan.smtp
@@ -191,8 +209,6 @@ class _Checker:
         return any(c.channel == channel for c in self.plan.communiques)
 
     def notes(self) -> None:
-        from ..compose.notes import notes_section
-
         release = self.plan.release
         if release.notes_file is None:
             return
@@ -276,8 +292,6 @@ class _Checker:
     # -- rendering, for every recipient --
 
     def rendering(self, index: int, communique: Communique) -> None:
-        from ..compose import RenderError, TextRenderer, render
-
         plan = self.plan
         problems: dict[tuple, _Problem] = {}
         cid = communique.id
@@ -290,9 +304,15 @@ class _Checker:
                                                         group=group, communique=cid), example=who)
             problem.count += 1
 
+        # With an unknown group in `to`, `groups` is short of it (`groups[0]` is undefined): group-unknown
+        # is the one root cause, so undefined names wait until `to` is fixed and the plan checked again.
+        unknown_group = any(plan.group(group_id) is None for group_id in communique.to)
+
         def from_error(error: RenderError, who: str, group: str | None) -> str:
             if error.kind in ("address", "recipient"):
                 return "address"  # the address rules report it, with the member's or sender's line
+            if error.kind == "undefined" and unknown_group:
+                return "template-undefined"
             rule = {"syntax": "template-syntax", "undefined": "template-undefined", "template-missing": "template-missing",
                     "header-injection": "header-injection", "header-invalid": "header-invalid",
                     "limit": "template-limit", "path": "path-unsafe"}.get(error.kind, "template-error")
@@ -361,9 +381,10 @@ class _Checker:
             if communique.channel == "email":
                 for group_id in communique.to:
                     emailed.setdefault(group_id, communique.id)
-        for group in plan.groups:
+        for group_index, group in enumerate(plan.groups):
             counts: dict[str, int] = {}
             seen: dict[str, Recipient] = {}
+            special: dict[str, list[str]] = {}  # allowed special-use domain -> its addresses in this group
             for member in group.members:
                 if member.email and member.email.strip().lower() in seen:
                     first = seen[member.email.strip().lower()]
@@ -392,11 +413,31 @@ class _Checker:
                                  f"but communique {emailed[group.id]} goes by email",
                                  "add the address, or reach this group by another channel", member.location)
                     continue
-                problem = self.address_problem(member.email)
+                hint = "fix the address in the members list"
+                if addresses.special_suffix(member.email):
+                    if addresses.allows(group.allow_special_domains, member.email) or \
+                            addresses.allows(plan.sender.allow_special_domains, member.email):
+                        problem = self.address_problem(member.email, allow_special=True)
+                        if not problem:
+                            special.setdefault(addresses.domain_of(member.email), []).append(member.email)
+                    else:
+                        problem = addresses.special_problem(member.email)
+                        hint = addresses.SPECIAL_HINT.format(domain=addresses.domain_of(member.email))
+                else:
+                    problem = self.address_problem(member.email)
                 if problem:
                     self._capped(counts, "address-invalid", group,
                                  f"{member.email!r} in group {group.id} is not a valid address: {problem}",
-                                 "fix the address in the members list", member.location)
+                                 hint, member.location)
+            for domain, found in special.items():
+                by = (f"stakeholders[{group_index}].allow_special_domains"
+                      if addresses.allows(group.allow_special_domains, found[0]) else "sender.allow_special_domains")
+                people = f"{len(found)} addresses" if len(found) > 1 else found[0]
+                self.add("address-special-domain",
+                         f"{people} in group {group.id} {'are' if len(found) > 1 else 'is'} at {domain}, "
+                         + self._special_words(found[0]).replace("allow_special_domains", by),
+                         "make sure your relay delivers there; remove the setting to have such addresses refused again",
+                         group.location, group=group.id)
             for rule, count in counts.items():
                 if count > MAX_PER_GROUP:
                     self.add(rule, f"... and {count - MAX_PER_GROUP} more like this in group {group.id}",
@@ -411,8 +452,6 @@ class _Checker:
     # -- secrets --
 
     def secrets(self) -> None:
-        from ..plan.secrets import CommandNotAllowed, SecretError, describe, resolve, secret_uses
-
         resolved: dict[str, str | Exception] = {}
         for use in secret_uses(self.plan):
             ref, where, cid, what = use.ref, self.at(*use.parts), use.communique, use.what
@@ -426,6 +465,10 @@ class _Checker:
             if isinstance(value, CommandNotAllowed):
                 self.add("secret-not-allowed", f"the {what} ({key}) was not resolved: {value.message}",
                          value.hint, where, communique=cid)
+            elif isinstance(value, SecretError) and what == "SMTP password":
+                # Not a lock: app.credentials asks for it (masked) when sending, or refuses headless with a hint.
+                self.add("smtp-password-unresolved", f"the {what} ({key}) cannot be looked up here: {value.message}; "
+                         "relcomm will ask for it when sending", value.hint, where, communique=cid)
             elif isinstance(value, SecretError):
                 self.add("secret-unresolved", f"the {what} ({key}) cannot be resolved: {value.message}",
                          value.hint, where, communique=cid)
@@ -468,8 +511,6 @@ _PLAIN_LOCAL = re.compile(r"^[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+(\.[A-Za-z0-9!#$%&'*
 
 
 def _validate(address: str) -> str | None:
-    from email_validator import EmailNotValidError, validate_email
-
     try:
         validate_email(address, check_deliverability=False)
     except EmailNotValidError as error:

@@ -15,8 +15,10 @@ from dataclasses import dataclass
 from typing import Callable, Collection, Mapping
 
 from ..common.errors import UserError
-from ..store.ledger import Ledger
+from ..delivery.engine import SendEngine
+from ..plan import addresses
 from ..plan.model import Communique, Plan, Recipient, StakeholderGroup
+from ..store.ledger import Ledger
 
 
 class FollowUpError(UserError):
@@ -45,13 +47,8 @@ def reminder_of(plan: Plan, communique_id: str) -> Communique | None:
 
 
 def valid_address(text: str) -> str | None:
-    """The address, normalised, or None when it is not a usable email address."""
-    from email_validator import EmailNotValidError, validate_email
-
-    try:
-        return validate_email(text.strip(), check_deliverability=False).normalized
-    except EmailNotValidError:
-        return None
+    """The address, normalised, or None when it is not a usable email address (plan/addresses.py)."""
+    return addresses.valid_address(text)
 
 
 def prepare_follow_up(plan: Plan, communique_id: str, recipient_keys: Collection[str],
@@ -112,7 +109,6 @@ async def follow_up(plan: Plan, ledger: Ledger, communique_id: str, recipient_ke
                     channels: Mapping | None = None):
     """Send the reminder of `communique_id` to the chosen recipients. Returns the engine's RunSummary;
     raises FollowUpError, or the engine's SendError (locked, stopped) with a message and hint."""
-    from ..delivery.engine import SendEngine
 
     prepared = prepare_follow_up(plan, communique_id, recipient_keys, corrections)
     engine = SendEngine(prepared.plan, ledger, only=[prepared.reminder.id], password=password, render=render,
