@@ -16,7 +16,8 @@ from ..plan.model import Communique, Plan
 from ..plan.secrets import describe, is_reference
 from . import DeliveryJob
 from .pager import PagerChannel
-from .webhook import USER_AGENT, WebhookChannel
+from ..transport.http import USER_AGENT
+from .webhook import WebhookChannel
 
 ASSIGNED_WHEN_SENT = "(assigned when sent)"
 
