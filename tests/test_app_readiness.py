@@ -118,7 +118,7 @@ async def test_the_app_and_relcomm_send_give_the_same_answer(case: str, tmp_path
     for reason in app.reasons:  # the same words on both sides
         assert reason.text in err and reason.text in status
     if verdict == LOCKED:
-        assert send_key is None  # greyed: the checklist's `s` does nothing
+        assert send_key  # live while locked: `s` says why (issue 13; test_tui_checklist) and opens nothing
     if case == "no-gate":  # sent with a warning, the same words in the app and headless
         (warning,) = app.warnings
         assert warning.text in err and warning.text in status and warning.text in notes

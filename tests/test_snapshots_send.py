@@ -1,4 +1,4 @@
-"""Snapshots of the send screen at 80x24 and 160x48: the typed confirmation, and a finished send
+"""Snapshots of the send screen at 80x24 and 120x40: the typed confirmation, and a finished send
 with one rejected recipient (pytest --snapshot-update to refresh).
 
 Deterministic by construction: rate and ETA are hidden (show_rate=False), accepted rows show no
@@ -21,7 +21,7 @@ from relcomm_tui.demo.webhook_receiver import WebhookReceiver
 from test_tui_send import copy_orion, hooks, make_app, send_done, server  # noqa: F401
 from tui_helpers import settle, user_config  # noqa: F401
 
-SIZES = [(80, 24), (160, 48)]
+SIZES = [(80, 24), (120, 40)]
 
 
 @pytest.fixture
@@ -61,3 +61,25 @@ def test_send_finished_with_one_rejected(snap_compare, tmp_path: Path, server: F
         await pilot.pause()
 
     assert snap_compare(app, terminal_size=size, run_before=send_all)
+
+
+@pytest.mark.parametrize("size", SIZES, ids=lambda size: f"{size[0]}x{size[1]}")
+def test_manual_step_done_dialog(snap_compare, tmp_path: Path, server: FaultyMailServer,
+                                 hooks: WebhookReceiver, user_config: Path, steady_ids, size):
+    app = make_app(copy_orion(tmp_path, server, hooks), tmp_path)
+
+    async def tick(pilot):
+        await settle(pilot)
+        app.push_screen(SendScreen(start=True, show_rate=False))
+        await send_done(pilot)
+        screen = app.screen
+        manual = next(ident for ident, row in screen.rows.items() if row.channel == "manual")
+        table = screen.query_one("#deliveries", DataTable)
+        table.move_cursor(row=table.get_row_index(manual))
+        await pilot.pause()
+        await pilot.press("enter")
+        await settle(pilot)
+        assert type(app.screen).__name__ == "ManualDoneDialog"
+        await pilot.pause()
+
+    assert snap_compare(app, terminal_size=size, run_before=tick)

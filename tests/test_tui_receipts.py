@@ -80,7 +80,7 @@ async def test_rows_filters_and_in_place_refresh(sent_plan):
         assert outcome(table, plan, "news", "bob.unknown@example.com") == "bounced"
         assert outcome(table, plan, "ops-notice", "dave@example.com") == "delivered"
         head = text_of(screen.query_one("#receipts-head", Static))
-        assert "last refreshed 12:00:00" in head and "matched no delivery" not in head
+        assert "last refreshed 12:00" in head and "matched no delivery" not in head
         coverage = text_of(screen.query_one("#receipts-coverage", Static))
         assert "group customers     3 reached 2 67% confirmed 2 67% bounced 1 unknown 0" in coverage
 
@@ -107,7 +107,7 @@ async def test_rows_filters_and_in_place_refresh(sent_plan):
         assert screen.refreshes == refreshes + 1 and screen.rebuilds == rebuilds  # cells changed in place
         assert table.cursor_row == 3 and table.row_count == 4
         assert outcome(table, plan, "ops-notice", "dave@example.com") == "confirmed"
-        assert table.get_cell(dave.id, "acknowledged") == replied.strftime("%m-%d")  # not the (fixed) today
+        assert table.get_cell(dave.id, "acknowledged") == replied.strftime("%m-%d %H:%M")  # not the (fixed) today: with its day
         assert screen.last_result.read == 2
         assert "1 report matched no delivery" in text_of(screen.query_one("#receipts-head", Static))
 
@@ -236,7 +236,7 @@ def snapshot_plan(tmp_path, user_config):  # noqa: F811
     return path, tmp_path / "state"
 
 
-@pytest.mark.parametrize("size", [(80, 24), (160, 48)], ids=lambda s: f"{s[0]}x{s[1]}")
+@pytest.mark.parametrize("size", [(80, 24), (120, 40)], ids=lambda s: f"{s[0]}x{s[1]}")
 def test_receipts_snapshot(snap_compare, snapshot_plan, size):
     path, state = snapshot_plan
 
@@ -245,6 +245,22 @@ def test_receipts_snapshot(snap_compare, snapshot_plan, size):
 
     app = RelcommApp(load_plan(path), state_dir=state)
     assert snap_compare(app, terminal_size=size, run_before=open_screen)
+
+
+@pytest.mark.parametrize("size", [(80, 24), (120, 40)], ids=lambda s: f"{s[0]}x{s[1]}")
+def test_delivery_detail_snapshot(snap_compare, snapshot_plan, size):
+    path, state = snapshot_plan
+
+    async def open_detail(pilot):
+        screen = await open_receipts(pilot.app, pilot)
+        table = screen.query_one("#receipts", DataTable)
+        bounced = next(r.delivery_id for r in screen.status.rows if r.standing == "bounced")
+        table.move_cursor(row=table.get_row_index(bounced))
+        await pilot.press("enter")
+        await settle(pilot)
+
+    app = RelcommApp(load_plan(path), state_dir=state)
+    assert snap_compare(app, terminal_size=size, run_before=open_detail)
 
 
 def test_receipts_snapshot_bounced_filter(snap_compare, snapshot_plan):
@@ -335,4 +351,77 @@ async def test_delays_relays_unverified_and_other_sends_are_shown(snapshot_plan)
         table.move_cursor(row=2)
         await pilot.pause()
         detail = text_of(screen.query_one("#receipts-detail", Static))
-        assert "delayed since 11-27 09:45: 4.4.1" in detail
+        assert "delayed since 09:45: 4.4.1" in detail  # today: the time alone, as everywhere
+
+
+async def test_enter_opens_the_whole_story_of_a_delivery(sent_plan):
+    """At 80 columns the bounce reason is cut in the table; enter shows it whole, with every report
+    received (time and source) and the message as sent."""
+    from demo_journey import screen_text
+    from relcomm_tui.tui.screens.delivery_detail import DeliveryDetailScreen
+
+    path, state = sent_plan
+    app = RelcommApp(load_plan(path), state_dir=state)
+    async with app.run_test(size=SIZE) as pilot:
+        screen = await open_receipts(app, pilot)
+        plan = app.plan
+        table = screen.query_one("#receipts", DataTable)
+        bob = delivery_id(plan.release.version, "news", "bob.unknown@example.com")
+        table.move_cursor(row=table.get_row_index(bob))
+        reason = screen.status.row(bob).reason
+        assert reason and reason not in screen_text(app)  # cut at 80 columns
+        await pilot.press("enter")
+        await settle(pilot)
+        detail = app.screen
+        assert isinstance(detail, DeliveryDetailScreen) and detail.story is not None
+        shown = screen_text(app)
+        assert "Bob Unknown <bob.unknown@example.com>" in shown
+        assert f"Reports received ({len(app.ledger.receipts(bob))})" in shown and detail.story.reports
+        standing = text_of(detail.query_one("#story-standing", Static))
+        assert f"Reason: {reason}" in standing
+        reports = text_of(detail.query_one("#story-reports", Static))
+        assert "dsn failed" in reports and "from receipts/" in reports
+        message = text_of(detail.query_one("#story-message", Static))
+        assert "Subject:" in message and "Hello" in message
+        await pilot.press("m")
+        raw = text_of(detail.query_one("#story-raw-text", Static))
+        assert f"Message-ID: {app.ledger.delivery(bob).message_id}" in raw and "MIME-Version: 1.0" in raw
+        await pilot.press("escape")
+        assert app.screen is screen
+
+
+async def test_slash_filters_the_table_by_words_and_escape_clears(sent_plan):
+    path, state = sent_plan
+    app = RelcommApp(load_plan(path), state_dir=state)
+    async with app.run_test(size=SIZE) as pilot:
+        screen = await open_receipts(app, pilot)
+        table = screen.query_one("#receipts", DataTable)
+        assert table.row_count == 4
+        await pilot.press("slash", *"bounced")
+        await settle(pilot)
+        assert [str(k.value) for k in table.rows] == [delivery_id("4.2.0", "news", "bob.unknown@example.com")]
+        assert "words (/): bounced" in text_of(screen.query_one("#receipts-filter", Static))
+        await pilot.press("enter")  # keeps the filter, back in the table
+        assert table.has_focus and table.row_count == 1
+        await pilot.press("slash", "escape")
+        await settle(pilot)
+        assert table.row_count == 4 and table.has_focus
+
+
+@pytest.mark.parametrize("size", [(80, 24), (120, 40)], ids=lambda s: f"{s[0]}x{s[1]}")
+async def test_columns_grow_with_the_terminal(snapshot_plan, size):
+    """At 120 columns names are shown whole; at 80 they are cut (enter shows the rest)."""
+    from demo_journey import screen_text
+
+    path, state = snapshot_plan
+    app = RelcommApp(load_plan(path), state_dir=state)
+    async with app.run_test(size=size) as pilot:
+        screen = await open_receipts(app, pilot)
+        await pilot.pause()
+        names = [row.recipient for row in screen.status.rows]
+        table_lines = "\n".join(screen_text(app).splitlines()[3:10])
+        whole = [name for name in names if name in table_lines]
+        if size[0] >= 120:
+            assert whole == names, f"every recipient whole at {size[0]} columns: {table_lines}"
+        else:
+            assert len(whole) < len(names)

@@ -17,7 +17,6 @@ not confirmed. The confirm dialog says so, which is why a plan of 7 communiques 
 
 from __future__ import annotations
 
-import datetime as dt
 from collections import Counter
 from dataclasses import dataclass, field
 from typing import Callable, Sequence
@@ -28,6 +27,7 @@ from ..store.ledger import (
     Ledger, RunRecord, delivery_id,
 )
 from ..common.text import plural
+from ..common.times import short_time
 from ..plan.model import Plan
 from ..receipts.status import BOUNCED, CONFIRMED, REACHED, UNKNOWN, Fate, apply_receipt, fate_of, row_for
 
@@ -171,11 +171,8 @@ def follow_up_note(plan: Plan, send_ids: Sequence[str]) -> str:
 
 
 def local_time(stamp: str) -> str:
-    """Ledger UTC text as local "MM-DD HH:MM" (the engineer's clock)."""
-    try:
-        return dt.datetime.fromisoformat(stamp).astimezone().strftime("%m-%d %H:%M")
-    except ValueError:
-        return stamp[:16]
+    """Ledger UTC text as every view shows it: local "HH:MM" today, "MM-DD HH:MM" another day."""
+    return short_time(stamp)
 
 
 def board(plan: Plan, ledger: Ledger | None, only: Sequence[str] | None = None) -> Board:

@@ -17,6 +17,7 @@ import time
 
 from . import add_allow_commands
 from ..common.terminal_text import visible
+from ..common.times import short_time as common_short_time
 
 PROG = "relcomm receipts"
 SUBCOMMANDS = ("show", "parse")
@@ -195,13 +196,8 @@ def refresh_summary(result) -> str:
 
 
 def short_time(stamp: str | None) -> str:
-    """Ledger UTC text as local "MM-DD HH:MM"; empty for none."""
-    if not stamp:
-        return ""
-    try:
-        return dt.datetime.fromisoformat(stamp).astimezone().strftime("%m-%d %H:%M")
-    except ValueError:
-        return stamp[:16]
+    """Ledger UTC text as the app shows it too: local "HH:MM" today, "MM-DD HH:MM" another day."""
+    return common_short_time(stamp)
 
 
 def describe(row) -> str:

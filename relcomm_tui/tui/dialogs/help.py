@@ -9,7 +9,8 @@ from textual.content import Content
 from textual.screen import ModalScreen, Screen
 from textual.widgets import Static
 
-GLOBAL_KEYS = (("↑ ↓ pgup pgdn", "Move within a list, table or preview"),)
+GLOBAL_KEYS = (("↑ ↓ j k pgup pgdn", "Move within a list, table or preview"),
+               ("g home, G end", "First, last row of a list or table"))
 SKIPPED_ACTIONS = {"screen.copy_text", "app.copy_text", "copy_text", "help_quit"}
 
 

@@ -33,11 +33,13 @@ from ...checks.rules import run_checks
 from ...plan import Plan, PlanError
 from ...plan.model import Location
 from ..dialogs.consent import ConsentDialog
+from .preview import POLL_SECONDS, file_state, watched_files
 from ..text import plain, plain_lines, visible
+from ..widgets.tables import Fit, ListOptions, ListTable, add_fit_columns, apply_widths
 from ...common.text import plural
 
-COLUMNS = (("reviewed", "✓", 3), ("group", "Group", 23), ("required", "Req", 4), ("members", "Members", 8),
-           ("communiques", "Communiques", 12), ("channels", "Channels", 17))
+COLUMNS = [Fit("reviewed", "✓", 1), Fit("group", "Group", 20, weight=1), Fit("required", "Req", 3),
+           Fit("members", "Members", 7), Fit("communiques", "Communiques", 11), Fit("channels", "Channels", 16, flex=True)]
 
 
 def place(location: Location, root: Path) -> str:
@@ -61,17 +63,20 @@ class ChecklistScreen(Screen):
     HELP_TITLE = "Checklist"
     AUTO_FOCUS = "#groups"
     BINDINGS = [
-        Binding("space", "toggle_reviewed", "Review", id="toggle-reviewed",
-                tooltip="Mark the highlighted stakeholder group reviewed (or not)"),
+        Binding("space", "mark_reviewed", "Reviewed", id="mark-reviewed",
+                tooltip="Mark the highlighted stakeholder group reviewed and go to the next"),
+        Binding("u", "unmark_reviewed", "Unreview", id="unmark-reviewed", show=False,
+                tooltip="Take the review mark off the highlighted group"),
         Binding("p", "preview", "Preview", id="preview", tooltip="See each communique exactly as it will be sent"),
         Binding("s", "send", "Send", id="send", tooltip="Send the communiques (locked until all is clear)"),
-        Binding("r", "reload", "Reload", id="reload", tooltip="Load the plan again and re-run the checks"),
-        Binding("a", "allow_commands", "Allow commands", id="allow-commands",
-                tooltip="Review the commands this plan runs (release gate, password commands) and allow them"),
-        Binding("c", "receipts", "Receipts", id="receipts", show=False,
+        Binding("c", "receipts", "Receipts", id="receipts",
                 tooltip="Who received each communique: receipts, coverage per group, follow-up"),
-        Binding("f", "focus_findings", "Findings", id="findings", show=False, tooltip="Go to the list of findings"),
-        Binding("g", "focus_groups", "Groups", id="groups", show=False, tooltip="Go to the stakeholder groups"),
+        Binding("r", "reload", "Reload", id="reload", show=False,
+                tooltip="Load the plan again and re-run the checks (files are watched: rarely needed)"),
+        Binding("a", "allow_commands", "Allow", id="allow-commands",
+                tooltip="Review the commands this plan runs (release gate, password commands) and allow them"),
+        Binding("f", "focus_findings", "Findings", id="findings",
+                tooltip="Go to the list of findings (again: back to the groups)"),
     ]
 
     send_lock: reactive[str | None] = reactive("Send locked: checking the plan…", bindings=True)
@@ -103,25 +108,36 @@ class ChecklistScreen(Screen):
         yield Static(id="release")
         yield Static(id="review-note")
         yield Static(id="problem")
-        table: DataTable = DataTable(id="groups", cursor_type="row", zebra_stripes=True)
+        table: DataTable = ListTable(id="groups", cursor_type="row", zebra_stripes=True)
         table.border_title = "Stakeholder groups"
         yield table
         yield Static(id="group-detail")
         with Vertical(id="findings-box"):
-            yield OptionList(id="findings")
+            yield ListOptions(id="findings")
+        yield Static(id="below-findings")
         yield Static(id="send-status")
-        yield Footer()
+        yield Footer(show_command_palette=False)  # ctrl+p is in the help: the screen's keys fit 80 columns
 
     def on_mount(self) -> None:
         table = self.query_one("#groups", DataTable)
-        for key, label, width in COLUMNS:
-            table.add_column(label, key=key, width=width)
+        add_fit_columns(table, COLUMNS)
         box = self.query_one("#findings-box")
         box.border_title = "Findings"
         box.border_subtitle = "f: go here · enter: jump to its place"
         if self.app.ledger_problem:
             self.show_problem(self.app.ledger_problem)
         self.show_plan()
+        # Watch the plan and every file it reads, as the preview does: a fixed template unlocks
+        # sending without pressing r.
+        self._files = file_state(watched_files(self.plan))
+        self.set_interval(POLL_SECONDS, self.check_files, name="checklist-watch")
+
+    def check_files(self) -> None:
+        if self.app.screen is not self:
+            return  # the preview watches while it is open; resuming looks at the plan it left
+        state = file_state(list(self._files) or watched_files(self.plan))
+        if state != self._files:
+            self.action_reload(said="The plan changed on disk; checking again.")
 
     def on_screen_resume(self) -> None:
         # The preview may have reloaded the plan; review state belongs to the new digest.
@@ -130,6 +146,7 @@ class ChecklistScreen(Screen):
         else:
             self.refresh_board()  # back from sending: the summary shows where things stand now
             self.update_lock()
+        self._files = file_state(watched_files(self.plan))
 
     # -- plan, groups and review state ----------------------------------------------------
 
@@ -178,12 +195,25 @@ class ChecklistScreen(Screen):
         self.app.push_screen(dialog, answered)
 
     def load_reviews(self, plan: Plan) -> set[str]:
-        note = self.query_one("#review-note", Static)
         found = reviews(self.app.ledger, plan)
-        self.stale_review = found.stale
-        note.update("The plan changed since it was reviewed: review every group again.")
-        note.display = found.stale
+        ledger = self.app.ledger
+        # Who was reviewed for an earlier version of the plan: the banner stays until each is again.
+        self.reviewed_before: set[str] = {
+            row["group_id"] for row in ledger.signoffs(plan.release.version)
+            if row["reviewed"] and row["plan_digest"] != plan.digest} if ledger is not None else set()
+        self.update_review_note(set(found.reviewed))
         return set(found.reviewed)
+
+    def update_review_note(self, reviewed: set[str] | None = None) -> None:
+        """"The plan changed since it was reviewed" stays until every group reviewed before is again."""
+        reviewed = self.reviewed if reviewed is None else reviewed
+        note = self.query_one("#review-note", Static)
+        in_plan = {group.id for group in self.plan.groups}
+        again = (getattr(self, "reviewed_before", set()) & in_plan) - reviewed
+        if again:
+            note.update(f"The plan changed since it was reviewed: review every group again ({len(again)} to go).")
+        note.display = bool(again)
+        self.stale_review = bool(again)
 
     def fill_groups(self, plan: Plan) -> None:
         table = self.query_one("#groups", DataTable)
@@ -199,8 +229,9 @@ class ChecklistScreen(Screen):
                 table.move_cursor(row=wanted.index(keep))
         else:
             for group in plan.groups:
-                for (key, _, _), value in zip(COLUMNS, self.group_cells(plan, group.id)):
-                    table.update_cell(group.id, key, value)
+                for column, value in zip(COLUMNS, self.group_cells(plan, group.id)):
+                    table.update_cell(group.id, column.key, value)
+        self.fit_columns()
         self.show_group_detail()
 
     def group_cells(self, plan: Plan, group_id: str) -> list:
@@ -212,6 +243,23 @@ class ChecklistScreen(Screen):
         return [mark, plain(group.name), "yes" if group.required else "", str(len(group.members)),
                 str(len(reaching)) if reaching else Content.styled("none", "bold $error"),
                 plain(", ".join(channels) or "—")]
+
+    def fit_columns(self) -> None:
+        wants = {"group": max((len(visible(g.name)) for g in self.plan.groups), default=0)}
+        apply_widths(self.query_one("#groups", DataTable), COLUMNS, wants)
+
+    def on_resize(self) -> None:
+        self.call_after_refresh(self.fit_columns)
+        self.call_after_refresh(self.fit_findings)
+
+    def fit_findings(self) -> None:
+        """The findings box takes what it needs, at most the rows the rest of the screen leaves."""
+        box = self.query_one("#findings-box")
+        used = sum(w.outer_size.height for w in self.children if w.id not in ("findings-box", "below-findings")
+                   and w.display)
+        left = max(3, self.size.height - used - 1)  # a 1fr spacer never gets less than one row
+        if box.styles.max_height is None or box.styles.max_height.value != left:
+            box.styles.max_height = left
 
     def highlighted_group_id(self) -> str | None:
         table = self.query_one("#groups", DataTable)
@@ -234,7 +282,17 @@ class ChecklistScreen(Screen):
         state = "reviewed" if group.id in self.reviewed else "not reviewed"
         detail.update(Content.assemble((visible(group.name), "bold"), f" · {state} · ", visible(via)))
 
-    def action_toggle_reviewed(self) -> None:
+    def action_mark_reviewed(self) -> None:
+        # Marks, never unmarks (u does): pressing on past the last row must not undo the review.
+        table = self.query_one("#groups", DataTable)
+        self.set_reviewed(True)
+        if table.cursor_row < table.row_count - 1:
+            table.move_cursor(row=table.cursor_row + 1)  # review top to bottom without extra keys
+
+    def action_unmark_reviewed(self) -> None:
+        self.set_reviewed(False)
+
+    def set_reviewed(self, reviewed: bool) -> None:
         group_id = self.highlighted_group_id()
         ledger = self.app.ledger
         if group_id is None:
@@ -242,16 +300,16 @@ class ChecklistScreen(Screen):
         if ledger is None:
             self.notify(self.app.ledger_problem or "Review state cannot be saved", severity="error")
             return
-        reviewed = group_id not in self.reviewed
+        if (group_id in self.reviewed) == reviewed:
+            return
         plan = self.plan
         set_reviewed(ledger, plan, group_id, reviewed, self.app.reviewer)
         (self.reviewed.add if reviewed else self.reviewed.discard)(group_id)
         table = self.query_one("#groups", DataTable)
         table.update_cell(group_id, "reviewed", self.group_cells(plan, group_id)[0])
         self.show_group_detail()
+        self.update_review_note()  # before the lock: a stale review is one of its reasons
         self.update_lock()
-        if reviewed and table.cursor_row < table.row_count - 1:
-            table.move_cursor(row=table.cursor_row + 1)  # review top to bottom without extra keys
 
     # -- checks ---------------------------------------------------------------------------
 
@@ -340,6 +398,7 @@ class ChecklistScreen(Screen):
         for index, finding in enumerate(self.findings):
             options.add_option(Option(self.finding_text(finding), id=f"finding-{index}"))
         options.highlighted = min(highlighted or 0, options.option_count - 1)
+        self.call_after_refresh(self.fit_findings)
 
     def finding_text(self, finding: Finding) -> Content:
         error = finding.severity == "error"
@@ -439,8 +498,6 @@ class ChecklistScreen(Screen):
         return self.board is not None and self.board.started
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
-        if action == "send" and self.send_lock is not None and not self.sent_before:
-            return None  # shown greyed in the Footer; the status line says why
         if action == "allow_commands":
             # Only offered while consent is missing: not granted, or refused when a command was to run
             # (a file it names changed). Reads no file: this is asked on every refresh of the footer.
@@ -454,6 +511,10 @@ class ChecklistScreen(Screen):
     def action_send(self) -> None:
         if self.send_lock is None or self.sent_before:
             self.app.action_open_send()
+            return
+        # Locked: say why where the eyes are, not only in the status line.
+        self.notify("\n".join(f"· {reason}" for reason in self.lock_reasons()), title="Sending is locked",
+                    severity="warning", timeout=6)
 
     # -- other keys -------------------------------------------------------------------------
 
@@ -463,8 +524,10 @@ class ChecklistScreen(Screen):
     def action_receipts(self) -> None:
         self.app.action_open_receipts()
 
-    def action_reload(self) -> None:
+    def action_reload(self, said: str = "Plan reloaded; checking again.") -> None:
         result = self.app.reload_plan()
+        # Watch what the plan reads now (a new template), from what is on disk now.
+        self._files = file_state(watched_files(self.plan))
         if isinstance(result, PlanError):
             self.load_error = result
             self.show_problem(f"The plan on disk does not load; still showing the last good one.\n{result}")
@@ -473,7 +536,7 @@ class ChecklistScreen(Screen):
         self.load_error = None
         self.show_problem(self.app.ledger_problem)
         self.show_plan()
-        self.notify("Plan reloaded; checking again.", timeout=2)
+        self.notify(said, timeout=2)
 
     def show_problem(self, text: str | None) -> None:
         problem = self.query_one("#problem", Static)
@@ -481,7 +544,11 @@ class ChecklistScreen(Screen):
         problem.display = bool(text)
 
     def action_focus_findings(self) -> None:
-        self.query_one("#findings", OptionList).focus()
+        findings = self.query_one("#findings", OptionList)
+        if findings.has_focus:
+            self.action_focus_groups()
+        else:
+            findings.focus()
 
     def action_focus_groups(self) -> None:
         self.query_one("#groups", DataTable).focus()

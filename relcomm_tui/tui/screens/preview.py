@@ -22,10 +22,13 @@ from textual.widgets.option_list import Option
 from textual.worker import Worker, WorkerState
 
 from ...compose import RenderError, Rendered, render
+from ...channels.request_preview import RequestPreview, request_preview
+from ...compose.shown import path_for
 from ...plan import Plan, PlanError, load_plan
 from ...plan.model import Communique, Recipient, StakeholderGroup
 from ...plan.secrets import describe, is_reference
 from ..text import plain_lines, visible, visible_lines
+from ..widgets.tables import ListOptions
 
 POLL_SECONDS = 0.5
 HEADER_ORDER = ("From", "To", "Subject", "Reply-To", "Date", "Message-ID")
@@ -83,14 +86,17 @@ class PreviewScreen(Screen):
                 tooltip="Render for the next recipient"),
         Binding("N,left_square_bracket", "previous_recipient", "Prev", id="previous-recipient",
                 tooltip="Render for the previous recipient"),
-        Binding("m", "toggle_raw", "Raw MIME", id="raw", tooltip="Show the raw message as sent, or the readable view"),
-        Binding("r", "reload", "Reload", id="reload-preview", tooltip="Load the plan again and re-render now"),
+        Binding("m", "toggle_raw", "Raw", id="raw",
+                tooltip="The message exactly as sent (MIME, or the HTTP request), or the readable view"),
+        Binding("r", "reload", "Reload", id="reload-preview", show=False,
+                tooltip="Load the plan again and re-render now (files are watched: rarely needed)"),
     ]
 
     class RenderDone(Message):
-        def __init__(self, token: tuple, rendered: Rendered | None, error: RenderError | None) -> None:
+        def __init__(self, token: tuple, rendered: Rendered | None, error: RenderError | None,
+                     request: RequestPreview | str | None = None) -> None:
             super().__init__()
-            self.token, self.rendered, self.error = token, rendered, error
+            self.token, self.rendered, self.error, self.request = token, rendered, error, request
 
     class PlanLoaded(Message):
         def __init__(self, result: Plan | PlanError) -> None:
@@ -109,6 +115,7 @@ class PreviewScreen(Screen):
         self._files: dict[Path, tuple[int, int] | None] = {}
         self._token: tuple | None = None
         self._shown_markdown: str | None = None
+        self.request: RequestPreview | str | None = None  # a webhook's request as it will be made
 
     @property
     def plan(self) -> Plan:
@@ -116,7 +123,7 @@ class PreviewScreen(Screen):
 
     def compose(self) -> ComposeResult:
         with Horizontal():
-            communiques = OptionList(id="communiques")
+            communiques = ListOptions(id="communiques")
             communiques.border_title = "Communiques"
             yield communiques
             with Vertical(id="message"):
@@ -126,14 +133,16 @@ class PreviewScreen(Screen):
                     yield Static(id="render-error")
                     yield Static(id="headers")
                     yield Markdown(id="text-part")
+                    yield Static(id="post-text", markup=False)
                     yield Static(id="raw", markup=False)
-        yield Footer()
+        yield Footer(show_command_palette=False)  # ctrl+p is in the help: the screen's keys fit 80 columns
 
     def on_mount(self) -> None:
         self.query_one("#preview").border_title = "Preview"
         self.query_one("#plan-error").display = False
         self.query_one("#render-error").display = False
         self.query_one("#raw").display = False
+        self.query_one("#post-text").display = False
         self.fill_communiques()
         self._files = file_state(watched_files(self.plan))
         self.set_interval(POLL_SECONDS, self.check_files, name="live-preview")
@@ -240,7 +249,13 @@ class PreviewScreen(Screen):
         except RenderError as error:
             self.post_message(self.RenderDone(token, None, error))
             return
-        self.post_message(self.RenderDone(token, rendered, None))
+        request: RequestPreview | str | None = None
+        if communique.channel in ("webhook", "pager"):
+            try:  # the request exactly as a send builds it, for the raw view
+                request = request_preview(plan, communique)
+            except Exception as error:  # RenderError, PresetError, SecretError: say it in the raw view
+                request = f"The request cannot be built: {getattr(error, 'message', None) or error}"
+        self.post_message(self.RenderDone(token, rendered, None, request))
 
     async def on_preview_screen_render_done(self, message: RenderDone) -> None:
         if message.token != self._token:
@@ -248,6 +263,7 @@ class PreviewScreen(Screen):
         if message.error is not None:
             self.show_error(message.error)
         elif message.rendered is not None:
+            self.request = message.request
             await self.show_rendered(message.rendered)
 
     def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
@@ -271,7 +287,7 @@ class PreviewScreen(Screen):
         widget = self.query_one("#render-error", Static)
         widget.update(Content.assemble(*parts))
         widget.display = True
-        for name in ("#headers", "#text-part", "#raw"):
+        for name in ("#headers", "#text-part", "#raw", "#post-text"):
             self.query_one(name).display = False
 
     async def show_rendered(self, rendered: Rendered) -> None:
@@ -282,8 +298,14 @@ class PreviewScreen(Screen):
         self.query_one("#headers", Static).update(self.headers_content(rendered))
         raw = self.query_one("#raw", Static)
         markdown = self.query_one("#text-part", Markdown)
+        post = self.query_one("#post-text", Static)
+        posted = rendered.channel in ("webhook", "pager")
         if self.raw:
             raw.update(plain_lines(self.raw_text(rendered)))
+        elif posted:
+            # A chat post is not Markdown to lay out (and a code block would cut its links): its words, wrapped.
+            body = rendered.payload.decode("utf-8", errors="replace") if rendered.payload is not None else rendered.text
+            post.update(Content.assemble(("What will be posted (m: the exact request)\n\n", "bold"), visible_lines(body)))
         else:
             readable = visible_lines(self.readable_text(rendered))
             if readable != self._shown_markdown:
@@ -291,8 +313,10 @@ class PreviewScreen(Screen):
                 self._shown_markdown = readable
                 await markdown.update(readable)
         self.query_one("#headers").display = not self.raw
-        markdown.display = not self.raw
+        markdown.display = not self.raw and not posted
+        post.display = not self.raw and posted
         raw.display = self.raw
+        scroll.set_class(self.raw, "-raw")
         # A re-render after a file change must not throw the reader back to the top.
         self.call_after_refresh(scroll.scroll_to, y=keep_y, animate=False)
 
@@ -331,7 +355,7 @@ class PreviewScreen(Screen):
         if communique.channel in ("webhook", "pager") and spec.url is not None:
             return [(spec.method, shown(spec.url)), ("Format", spec.preset or spec.format or "json")]
         if communique.channel == "publish":
-            rows = [("Writes", spec.path or "(no path)")]
+            rows = [("Writes", path_for(self.plan, communique))]
             if spec.public_url:
                 rows.append(("Public URL", spec.public_url))
             return rows
@@ -340,21 +364,25 @@ class PreviewScreen(Screen):
         return []
 
     def readable_text(self, rendered: Rendered) -> str:
-        if rendered.channel in ("webhook", "pager") and rendered.payload is not None:
-            body = rendered.payload.decode("utf-8", errors="replace")
-            return f"What will be posted:\n\n```\n{body}\n```\n"
         return rendered.text
 
     def raw_text(self, rendered: Rendered) -> str:
+        """What goes on the wire: the MIME message, the HTTP request, the page written."""
         if rendered.message is not None:
             return rendered.message.as_string()
+        if isinstance(self.request, RequestPreview):
+            return self.request.as_text()
+        if isinstance(self.request, str):
+            return self.request
         if rendered.payload is not None:
             return rendered.payload.decode("utf-8", errors="replace")
         return rendered.html or rendered.text
 
     async def action_toggle_raw(self) -> None:
         self.raw = not self.raw
-        self.query_one("#preview").border_title = "Raw message" if self.raw else "Preview"
+        posted = self.rendered is not None and self.rendered.channel in ("webhook", "pager")
+        raw_title = "The exact request (tab, then ← → to scroll)" if posted else "Raw message (tab, then ← → to scroll)"
+        self.query_one("#preview").border_title = raw_title if self.raw else "Preview"
         if self.rendered is not None:
             await self.show_rendered(self.rendered)
 

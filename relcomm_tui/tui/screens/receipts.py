@@ -25,6 +25,8 @@ from textual.widgets import DataTable, Footer, Static
 from textual.worker import Worker, WorkerState
 
 from ...app import credentials
+from ...common.times import short_time
+from ...compose.shown import subject_for
 from ...plan import Plan, addresses
 from ...receipts.followup import FollowUpError, follow_up, prepare_follow_up, reminder_of
 from ...receipts.refresh import RefreshResult, refresh
@@ -35,14 +37,20 @@ from ..dialogs.confirm_follow_up import ConfirmFollowUpDialog
 from ..dialogs.correct_address import CorrectAddressDialog
 from ..dialogs.password import PasswordDialog
 from ..text import plain, plain_lines, visible
+from .delivery_detail import DeliveryDetailScreen
+from ..widgets.filter_bar import FilterBar
+from ..widgets.tables import Fit, ListTable, add_fit_columns, apply_widths
 
-# (key, label, width): what fits 80 columns first, the rest a scroll to the right.
-COLUMNS = (
-    ("sel", " ", 1), ("communique", "Communique", 12), ("recipient", "Recipient", 18), ("sent", "Sent", 5),
-    ("delivered", "Deliv", 5), ("displayed", "Read", 5), ("acknowledged", "Ack", 5), ("outcome", "Outcome", 10),
-    ("group", "Group", 10), ("channel", "Channel", 7), ("accepted", "Accepted", 5), ("reason", "Fate", 48),
-    ("complained", "Complaint", 11), ("auto_replied", "Auto-reply", 11), ("last_update", "Updated", 11),
-)
+# What fits 80 columns first (the fate's reason starts there and grows with the terminal); the
+# rest is a scroll to the right, and enter opens the whole story of the highlighted row.
+COLUMNS = [
+    Fit("sel", " ", 1), Fit("communique", "Communique", 12, weight=2), Fit("recipient", "Recipient", 18, weight=3),
+    Fit("outcome", "Outcome", 10), Fit("delivered", "Deliv", 5), Fit("displayed", "Read", 5),
+    Fit("acknowledged", "Ack", 5), Fit("reason", "Fate", 16, flex=True),
+    Fit("sent", "Sent", 5, extra=True), Fit("group", "Group", 10, extra=True), Fit("channel", "Channel", 7, extra=True),
+    Fit("accepted", "Accepted", 8, extra=True), Fit("complained", "Complaint", 11, extra=True),
+    Fit("auto_replied", "Auto-reply", 11, extra=True), Fit("last_update", "Updated", 11, extra=True),
+]
 STANDING_STYLE = {CONFIRMED: "bold $success", REACHED: "$success", BOUNCED: "bold $error", "unknown": "dim"}
 STANDING_FILTERS = ("all", "unconfirmed", "bounced")
 
@@ -54,26 +62,31 @@ class ReceiptsScreen(Screen):
     HELP_TITLE = "Receipts"
     AUTO_FOCUS = "#receipts"
     BINDINGS = [
-        Binding("r", "refresh", "Refresh", id="receipts-refresh", tooltip="Read new reports from the receipt sources now"),
+        Binding("r", "refresh", "Refresh", id="receipts-refresh", show=False,
+                tooltip="Read new reports from the receipt sources now (they are read every few seconds)"),
         Binding("u", "filter_standing('unconfirmed')", "Unconfirmed", id="receipts-unconfirmed", show=False,
                 tooltip="Show only recipients not yet confirmed (again: show all)"),
         Binding("b", "filter_standing('bounced')", "Bounced", id="receipts-bounced", show=False,
                 tooltip="Show only bounced recipients (again: show all)"),
-        Binding("g", "cycle_group", "Group", id="receipts-group", show=False,
+        Binding("t", "cycle_group", "Group", id="receipts-group", show=False,
                 tooltip="Show one stakeholder group, then the next"),
         Binding("c", "cycle_communique", "Communique", id="receipts-communique", show=False,
                 tooltip="Show one communique, then the next"),
         Binding("a", "clear_filters", "All", id="receipts-all", show=False, tooltip="Show every recipient"),
+        Binding("enter", "open_detail", "Open", id="receipts-open", priority=True,
+                tooltip="The whole story of the highlighted delivery: reason, every report, the message as sent"),
+        Binding("slash", "find", "Filter", id="receipts-find", tooltip="Show only rows with these words (escape clears)"),
         Binding("space", "toggle_selected", "Select", id="receipts-select",
                 tooltip="Select the highlighted recipient for a follow-up"),
         Binding("f", "follow_up", "Follow up", id="receipts-follow-up",
                 tooltip="Send the reminder to the selected (or every unconfirmed one shown)"),
-        Binding("escape", "back", "Back", id="receipts-back", show=False, tooltip="Back to the checklist"),
+        Binding("escape", "back", "Back", id="receipts-back", tooltip="Back to the previous screen"),
     ]
 
     standing_filter: reactive[str] = reactive("all")
     group_filter: reactive[str | None] = reactive(None)
     communique_filter: reactive[str | None] = reactive(None)
+    text_filter: reactive[str] = reactive("")
 
     class Refreshed(Message):
         """A refresh (or a plain reload from the ledger) finished."""
@@ -111,19 +124,18 @@ class ReceiptsScreen(Screen):
         yield Static(id="receipts-head")
         yield Static(id="receipts-filter")
         yield Static(id="receipts-problem")
-        table: DataTable = DataTable(id="receipts", cursor_type="row", zebra_stripes=True)
+        table: DataTable = ListTable(id="receipts", cursor_type="row", zebra_stripes=True)
         table.border_title = "Receipts per recipient"
+        yield FilterBar(id="receipts-find", target="#receipts")
         yield table
         yield Static(id="receipts-detail")
         with VerticalScroll(id="receipts-summary") as box:
             box.border_title = "Coverage"
             yield Static(id="receipts-coverage")
-        yield Footer()
+        yield Footer(show_command_palette=False)  # ctrl+p is in the help: the screen's keys fit 80 columns
 
     def on_mount(self) -> None:
-        table = self.query_one("#receipts", DataTable)
-        for key, label, width in COLUMNS:
-            table.add_column(label, key=key, width=width)
+        add_fit_columns(self.query_one("#receipts", DataTable), COLUMNS)
         self.query_one("#receipts-problem").display = False
         self.show_head()
         self.show_filter()
@@ -211,6 +223,10 @@ class ReceiptsScreen(Screen):
             rows = [r for r in rows if r.group_id == self.group_filter]
         if self.communique_filter:
             rows = [r for r in rows if r.communique_id == self.communique_filter]
+        if self.text_filter:
+            bar = self.query_one("#receipts-find", FilterBar)
+            rows = [r for r in rows if bar.matches(r.recipient, r.communique_id, r.group_id, r.channel,
+                                                   r.fate.outcome, r.fate.describe())]
         return rows
 
     def fill_table(self, *, rebuild: bool = False) -> None:
@@ -231,35 +247,43 @@ class ReceiptsScreen(Screen):
             if before is None:
                 table.add_row(*cells, key=row.delivery_id)
             else:
-                for (key, _, _), old, new in zip(COLUMNS, before, cells):
+                for column, old, new in zip(COLUMNS, before, cells):
                     if old != new:
-                        table.update_cell(row.delivery_id, key, new)
+                        table.update_cell(row.delivery_id, column.key, new)
             self._cells[row.delivery_id] = cells
         if rebuild and keep in self._cells:
             table.move_cursor(row=table.get_row_index(keep))
         table.border_subtitle = f"{len(self._cells)} of {len(self.status.rows) if self.status else 0}"
+        self.fit_columns()
+
+    def fit_columns(self) -> None:
+        """Columns as wide as their longest cell needs, as far as the terminal allows."""
+        wants: dict[str, int] = {}
+        for cells in self._cells.values():
+            for column, cell in zip(COLUMNS, cells):
+                size = len(getattr(cell, "plain", cell))
+                if size > wants.get(column.key, 0):
+                    wants[column.key] = size
+        self._wants = wants
+        apply_widths(self.query_one("#receipts", DataTable), COLUMNS, wants)
+
+    def on_resize(self) -> None:
+        # Read the wants when it runs: a refresh may have filled the table meanwhile.
+        self.call_after_refresh(lambda: apply_widths(self.query_one("#receipts", DataTable), COLUMNS,
+                                                     getattr(self, "_wants", {})))
 
     def cells(self, row: RecipientReceipt) -> list:
         fate = fate_of(row, self.when)  # the one fate every view shows (receipts.status)
         outcome = Content.styled(visible(fate.outcome), STANDING_STYLE.get(fate.standing, ""))
         mark = Content.styled("●", "bold $accent") if row.delivery_id in self.selected else " "
-        return [mark, plain(row.communique_id), plain(row.recipient), self.when(row.sent), self.when(row.delivered),
-                self.when(row.displayed), self.when(row.acknowledged), outcome, plain(row.group_id), plain(row.channel),
-                self.when(row.accepted), plain(fate.describe()), self.when(row.complained, long=True),
+        return [mark, plain(row.communique_id), plain(row.recipient), outcome, self.when(row.delivered),
+                self.when(row.displayed), self.when(row.acknowledged), plain(fate.describe()), self.when(row.sent),
+                plain(row.group_id), plain(row.channel), self.when(row.accepted), self.when(row.complained, long=True),
                 self.when(row.auto_replied, long=True), self.when(row.last_update, long=True)]
 
     def when(self, stamp: str | None, *, long: bool = False) -> str:
-        """Ledger UTC text as "HH:MM" today, "MM-DD" before (long: "MM-DD HH:MM")."""
-        if not stamp:
-            return ""
-        try:
-            moment = dt.datetime.fromisoformat(stamp).astimezone(self.tz)
-        except ValueError:
-            return visible(stamp[:5])
-        if long:
-            return moment.strftime("%m-%d %H:%M")
-        today = self.clock().astimezone(self.tz).date()
-        return moment.strftime("%H:%M") if moment.date() == today else moment.strftime("%m-%d")
+        """Ledger UTC text as every view shows it: "HH:MM" today, "MM-DD HH:MM" another day."""
+        return visible(short_time(stamp, now=self.clock(), tz=self.tz))
 
     def highlighted_id(self) -> str | None:
         table = self.query_one("#receipts", DataTable)
@@ -296,7 +320,7 @@ class ReceiptsScreen(Screen):
         if self._refreshing and self.last_refreshed is None:
             parts.append(f" · reading the receipt sources… {self.reading or ''}".rstrip())
         elif self.last_refreshed is not None:
-            parts.append(f" · last refreshed {self.last_refreshed.astimezone(self.tz).strftime('%H:%M:%S')}")
+            parts.append(f" · last refreshed {short_time(self.last_refreshed, now=self.clock(), tz=self.tz)}")
             if self._refreshing:
                 parts.append(" (refreshing…)")
         if not self.plan.receipts.sources:
@@ -311,8 +335,10 @@ class ReceiptsScreen(Screen):
 
     def show_filter(self) -> None:
         parts = [f"showing (u/b): {self.standing_filter}"]
-        parts.append(f"group (g): {self.group_filter or 'all'}")
+        parts.append(f"group (t): {self.group_filter or 'all'}")
         parts.append(f"communique (c): {self.communique_filter or 'all'}")
+        if self.text_filter:
+            parts.append(f"words (/): {self.text_filter}")
         if self.selected:
             parts.append(f"{len(self.selected)} selected")
         self.query_one("#receipts-filter", Static).update(plain(" · ".join(parts)))
@@ -364,6 +390,15 @@ class ReceiptsScreen(Screen):
     def watch_communique_filter(self) -> None:
         self._filters_changed()
 
+    def watch_text_filter(self) -> None:
+        self._filters_changed()
+
+    def on_filter_bar_narrowed(self, message: FilterBar.Narrowed) -> None:
+        self.text_filter = message.text
+
+    def action_find(self) -> None:
+        self.query_one("#receipts-find", FilterBar).open()
+
     def action_filter_standing(self, which: str) -> None:
         self.standing_filter = "all" if self.standing_filter == which else which
 
@@ -377,6 +412,17 @@ class ReceiptsScreen(Screen):
 
     def action_clear_filters(self) -> None:
         self.standing_filter, self.group_filter, self.communique_filter = "all", None, None
+        self.query_one("#receipts-find", FilterBar).action_clear()
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if action == "open_detail":  # enter is the filter's too while typing there
+            return isinstance(self.focused, DataTable)
+        return True
+
+    def action_open_detail(self) -> None:
+        ident = self.highlighted_id()
+        if ident is not None:
+            self.app.push_screen(DeliveryDetailScreen(ident, clock=self.clock, tz=self.tz))
 
     def action_back(self) -> None:
         if len(self.app.screen_stack) > 1:
@@ -507,13 +553,8 @@ class ReceiptsScreen(Screen):
         return True
 
     def subject_of(self, communique, group=None, recipient=None) -> str:
-        """The subject as rendered for a recipient (never template source); "" when it cannot be rendered."""
-        from ...compose import RenderError, render_text
-
-        try:
-            return render_text(self.plan, communique, group, recipient)[0]
-        except RenderError:
-            return ""
+        """The subject as rendered for a recipient (never template source)."""
+        return subject_for(self.plan, communique, recipient, group)
 
     async def reminder_flow(self, communique_id: str, rows: list[RecipientReceipt]) -> bool:
         keys = [row.recipient_key for row in rows]

@@ -18,12 +18,14 @@ from textual.widgets import Footer, Static
 
 from ...app.board import DONE_STATES, Board, board, deliveries, follow_up_note
 from ...common.text import plural
+from ...compose.shown import text_for
 from ...plan.model import Plan
 from ...store.ledger import DEFERRED, FINAL_STATES, IN_DOUBT, QUEUED, REJECTED, SENDING, STATE_LABELS
 from ..dialogs.ask import AskDialog
 from ..dialogs.confirm_send import ConfirmSendDialog
 from ..dialogs.manual_done import ManualDoneDialog
 from ..text import plain, visible
+from ..widgets.filter_bar import FilterBar
 from ..widgets.delivery_table import STATE_COLOURS, DeliveryTable, Row, one_line
 from ..widgets.send_progress import clock, compose_bars, counts_line, status_text, update_bars
 from .send_engine import FLUSH_SECONDS, SendEngineScreen
@@ -62,9 +64,16 @@ class SendScreen(SendEngineScreen):
                 tooltip="Resend in-doubt deliveries with the same Message-ID (asks first)"),
         Binding("m", "mark_delivered", "Mark", id="mark-delivered",
                 tooltip="Mark the highlighted in-doubt delivery as delivered (never sent again)"),
-        Binding("t", "test_send", "Test", id="test-send",
+        Binding("t", "test_send", "Test", id="test-send", show=False,
                 tooltip="Send the highlighted communique to your own address, [TEST] in the subject"),
-        Binding("enter,o", "tick_manual", "Done", id="tick-manual", tooltip="Tick the highlighted manual step done"),
+        # enter is the table's too: priority, so the footer, the help and the status line all say enter.
+        Binding("enter", "tick_manual", "Done", id="tick-manual", priority=True,
+                tooltip="Tick the highlighted manual step done"),
+        Binding("o", "tick_manual", "Done", id="tick-manual-o", show=False, tooltip="Tick the highlighted manual step done"),
+        Binding("c", "receipts", "Receipts", id="send-receipts",
+                tooltip="Who received each communique: receipts, coverage, follow-up"),
+        Binding("slash", "find", "Filter", id="send-find", show=False,
+                tooltip="Show only deliveries with these words (a name, a state, a reply); escape clears"),
         Binding("escape", "back", "Back", id="back", show=False, tooltip="Back to the checklist"),
     ]
 
@@ -88,10 +97,11 @@ class SendScreen(SendEngineScreen):
         yield Static(id="banner", markup=False)
         yield from compose_bars(self.board.communique_ids)
         yield Static(id="counts")
+        yield FilterBar(id="deliveries-find", target="#deliveries")
         yield DeliveryTable(id="deliveries")
         yield Static(id="detail")
         yield Static(id="send-status")
-        yield Footer(compact=True)
+        yield Footer(compact=True, show_command_palette=False)  # ctrl+p is in the help: keys fit 80 columns
 
     def on_mount(self) -> None:
         self.query_one("#communiques").border_title = "Communiques"
@@ -99,7 +109,7 @@ class SendScreen(SendEngineScreen):
         table.load(self.board.rows if self.board else ())
         self.refresh_summary()
         if self.counts[IN_DOUBT]:
-            table.move_cursor(row=table.get_row_index(table.first(IN_DOUBT)))
+            table.move_to(table.first(IN_DOUBT))
             self.show_banner(
                 f"{deliveries(self.counts[IN_DOUBT])} in doubt: an earlier send stopped before the server's reply "
                 "was recorded, so they may have arrived. d resends them with the same Message-ID; m marks the "
@@ -213,9 +223,7 @@ class SendScreen(SendEngineScreen):
             lines.append(Content.styled(IN_DOUBT_EXPLAINED + ". d resends (same Message-ID), m marks it delivered.",
                                         "$warning"))
         if row.channel == "manual" and row.state not in FINAL_STATES:
-            communique = self.plan.communique(row.communique_id)
-            steps = communique.spec.instructions if communique else ""
-            lines.append(Content(f"Manual step: {one_line(steps or '')}  (enter ticks it done)"))
+            lines.append(Content(f"Manual step: {one_line(self.instructions(row))}  (enter ticks it done)"))
         if row.reply:
             lines.append(Content.assemble(("Reply: ", "bold"), one_line(row.reply)))
         if record is not None and record.message_id and row.channel == "email":
@@ -225,22 +233,47 @@ class SendScreen(SendEngineScreen):
     # -- keys -----------------------------------------------------------------------------
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        # False hides a key that cannot apply now (the footer keeps to what matters and fits 80
+        # columns); None greys one that applies to other rows than the highlighted one.
         counts, row, idle = self.counts, self.highlighted_row(), not self.running
         if action in ("pause", "resume"):
             return self.running and self.paused == (action == "resume") and not self._cancelling
         if action == "continue":
-            return False if self.running else True if self.ledger is not None and counts[QUEUED] + counts[DEFERRED] else None
-        enabled = {
-            "cancel": self.running and not self._cancelling,
-            "retry_failed": idle and counts[DEFERRED] + counts[REJECTED] > 0,
-            "resend_in_doubt": idle and counts[IN_DOUBT] > 0,
-            "mark_delivered": row is not None and row.state == IN_DOUBT,
-            "tick_manual": row is not None and row.channel == "manual" and row.state not in FINAL_STATES,
-            "test_send": idle and self.ledger is not None and any(c.channel == "email" for c in self.plan.communiques),
-        }
-        if action == "tick_manual" and not any(c.channel == "manual" for c in self.communiques):
-            return False
-        return (True if enabled[action] else None) if action in enabled else True
+            return idle and self.ledger is not None and counts[QUEUED] + counts[DEFERRED] > 0
+        if action == "cancel":
+            return self.running and not self._cancelling
+        if action == "retry_failed":
+            return idle and counts[DEFERRED] + counts[REJECTED] > 0
+        if action == "resend_in_doubt":
+            return idle and counts[IN_DOUBT] > 0
+        if action == "mark_delivered":
+            return (True if row is not None and row.state == IN_DOUBT else None) if counts[IN_DOUBT] else False
+        if action == "tick_manual":
+            if not self.open_manual_steps() or isinstance(self.focused, FilterBar):  # enter while filtering
+                return False
+            return True if row is not None and row.channel == "manual" and row.state not in FINAL_STATES else None
+        if action == "test_send":
+            emails = any(c.channel == "email" for c in self.plan.communiques)
+            return True if idle and self.ledger is not None and emails else None
+        if action == "receipts":
+            return idle
+        return True
+
+    def open_manual_steps(self) -> int:
+        manual = [c.id for c in self.communiques if c.channel == "manual"]
+        per = self.table.per_communique
+        return sum(n for ident in manual for state, n in per.get(ident, {}).items() if state not in FINAL_STATES)
+
+    def instructions(self, row: Row) -> str:
+        """A manual step's instructions as rendered for its person (never the template source)."""
+        communique = self.plan.communique(row.communique_id)
+        if communique is None:
+            return ""
+        cache = self.__dict__.setdefault("_instructions", {})
+        key = (self.plan.digest, row.communique_id, row.recipient_key)
+        if key not in cache:
+            cache[key] = text_for(self.plan, communique, row.recipient_key)
+        return cache[key]
 
     def disabled_reason(self, action: str) -> str:
         """Why a key is greyed out (the command palette shows this)."""
@@ -304,8 +337,7 @@ class SendScreen(SendEngineScreen):
         ident, row = self.highlighted_id(), self.highlighted_row()
         if ident is None or row is None or row.channel != "manual" or row.state in FINAL_STATES:
             return
-        communique = self.plan.communique(row.communique_id)
-        instructions = one_line(communique.spec.instructions or "") if communique else ""
+        instructions = self.instructions(row)
         self.app.push_screen(ManualDoneDialog(f"{row.communique_id}: {row.recipient}", instructions,
                                               title="Manual step done"),
                              lambda note: self.record(ident, f"{row.recipient}: done", note)
@@ -316,6 +348,27 @@ class SendScreen(SendEngineScreen):
         communique = self.plan.communique(row.communique_id) if row else None
         chosen = communique.id if communique is not None and communique.channel == "email" else None
         self.with_password(lambda: self.run_test_send(chosen))
+
+    def action_receipts(self) -> None:
+        self.app.action_open_receipts()
+
+    def action_find(self) -> None:
+        self.query_one("#deliveries-find", FilterBar).open()
+
+    def on_filter_bar_narrowed(self, message: FilterBar.Narrowed) -> None:
+        # Typing into 10,000 rows: narrow once the keys pause, not on every key.
+        timer = getattr(self, "_find_timer", None)
+        if timer is not None:
+            timer.stop()
+        self._find_timer = self.set_timer(0.15, self.apply_find)
+
+    def apply_find(self) -> None:
+        bar = self.query_one("#deliveries-find", FilterBar)
+        matches = (lambda row: bar.matches(row.recipient, row.communique_id, row.channel,
+                                           STATE_LABELS.get(row.state, row.state), row.reply)) if bar.words() else None
+        self.table.narrow(matches)
+        self.update_detail()
+        self.refresh_bindings()
 
     def action_back(self) -> None:
         if not self.confirm_leave(self.dismiss_screen, leaving="go back"):
