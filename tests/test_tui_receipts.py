@@ -3,6 +3,8 @@ receipts Maildir, filters, in-place refresh, the follow-up flow; and snapshots w
 
 from __future__ import annotations
 
+import hashlib
+
 import datetime as dt
 import json
 from email.utils import format_datetime
@@ -205,6 +207,11 @@ def fixed_ledger(plan_path: Path, state: Path) -> None:
         intents = [DeliveryIntent(c.id, r.key, r.display, g.id, c.channel)
                    for c in plan.communiques if not c.spec.reminder_for for g, r in plan.audience(c)]
         ledger.ensure_deliveries("4.2.0", intents, domain="orion.example.com")
+        # The ids are random per delivery (issue 10.7); the saved screens show them, so fix them here.
+        ledger.apply([lambda db, d=d: db.execute(
+            "UPDATE deliveries SET message_id=?, envelope_id=? WHERE id=?",
+            (f"<relcomm.{hashlib.sha256(d.id.encode()).hexdigest()[:32]}@orion.example.com>",
+             f"relcomm.{hashlib.sha256(d.id.encode()).hexdigest()[32:64]}", d.id)) for d in ledger.deliveries("4.2.0")])
         sent = "2026-11-27T09:30:00.000+00:00"
         states = {"bob.unknown@example.com": "rejected"}
         ledger.apply([lambda db, d=d: db.execute(
