@@ -1,5 +1,9 @@
 """`relcomm status PLAN [--json]`: every delivery of the plan's release, its send state and its fate.
 
+The rows are `app.board`'s, the send screen's: every delivery the send covers (those not recorded
+yet are "not sent yet"), then the ledger's others (follow-ups, people since removed), counted as
+every view counts them.
+
 The state is what the send did (accepted by the server, refused, in doubt); the fate is what
 became of the message, from the reports already read (receipts.status.fate_of: the one function
 every view asks, so `status`, `receipts`, `report` and the app never disagree). A bounced

@@ -107,7 +107,6 @@ def plan_event(plan: Plan, communique: Communique) -> Event | None:
 def with_invitation(plan: Plan, communique: Communique, source: Communique, recipient: Recipient | None, subject: str,
                     text: str, message_id: str | None, stamp: Stamp, context: dict[str, Any]):
     """The communique's email with its invitation (an update's with "Updated: " and what changed)."""
-    from . import _email
 
     event = event_for(plan, source, subject, context)
     if stamp.parent:

@@ -84,6 +84,9 @@ class SenderTable(Strict):
     allow_special_domains: StrictBool | list[StrictStr] = Field(False, description=SPECIAL_DOMAINS_HELP)
 
 
+RATE_PATTERN = r"^\s*\d+(\.\d+)?\s*/\s*(s|sec|second|m|min|minute|h|hour)\s*$"
+
+
 class SmtpTable(Strict):
     host: StrictStr = Field("127.0.0.1", min_length=1)
     port: StrictInt = Field(587, ge=1, le=65535)
@@ -91,7 +94,7 @@ class SmtpTable(Strict):
     username: StrictStr | None = None
     password: SecretRef | StrictStr | None = Field(None, description="a secret reference; never the password itself")
     concurrency: StrictInt = Field(4, ge=1, le=64, description="SMTP connections used at once")
-    rate: StrictStr | None = Field(None, pattern=r"^\s*\d+(\.\d+)?\s*/\s*(s|sec|second|m|min|minute|h|hour)\s*$", description='maximum messages per time, e.g. "120/min"')
+    rate: StrictStr | None = Field(None, pattern=RATE_PATTERN, description='maximum messages per time, e.g. "120/min"')
     timeout: StrictInt = Field(30, ge=1, le=600, description="seconds to wait for the server")
     max_attempts: StrictInt = Field(5, ge=1, le=50, description="tries for a transient failure before it is deferred")
 
@@ -99,8 +102,6 @@ class SmtpTable(Strict):
 class TransportTable(Strict):
     smtp: SmtpTable = Field(default_factory=SmtpTable)
 
-
-RATE_PATTERN = r"^\s*\d+(\.\d+)?\s*/\s*(s|sec|second|m|min|minute|h|hour)\s*$"
 
 
 class ChannelTable(Strict):
