@@ -59,7 +59,7 @@ def test_a_plan_without_invitations_never_imports_icalendar():
         "from relcomm_tui.plan import load_plan\n"
         "from relcomm_tui.compose import render\n"
         "from relcomm_tui.checks.rules import run_checks\n"
-        "import relcomm_tui.app.board, relcomm_tui.delivery.engine, relcomm_tui.receipts.refresh\n"
+        "import relcomm_tui.app.board, relcomm_tui.delivery.engine, relcomm_tui.receipts.refresh, relcomm_tui.demo.mailserver\n"
         "p = load_plan('sample_plans/orion/plan.toml')\n"
         "c = p.communiques[0]\n"
         "g, r = p.audience(c)[0]\n"
