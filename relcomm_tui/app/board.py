@@ -184,8 +184,9 @@ def board(plan: Plan, ledger: Ledger | None, only: Sequence[str] | None = None) 
     """
     release = plan.release.version
     in_send = select_communiques(plan, only)
-    if ledger is not None:
+    if ledger is not None and any(c.spec.invitation is not None for c in in_send):
         # A calendar invitation whose time changed after it went out: its updates are left to send.
+        # (Imported only then: icalendar is slow to import, and the board is drawn on the UI thread.)
         from ..invitations.send import updates_due
 
         plan, in_send = updates_due(plan, ledger, in_send)

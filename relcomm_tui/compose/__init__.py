@@ -65,9 +65,11 @@ __all__ = ["Rendered", "RenderError", "TextRenderer", "render", "render_text", "
 def render(plan: Plan, communique: Communique, group: StakeholderGroup | None, recipient: Recipient | None,
            *, message_id: str | None = None) -> Rendered:
     """Render one communique for one recipient. Raises RenderError."""
-    from . import invited
+    stamp = None
+    if communique.spec.invitation is not None or communique.id in plan.invitations:
+        from . import invited  # only then: icalendar is slow to import (and may be on the UI thread)
 
-    stamp = invited.stamp_for(plan, communique)
+        stamp = invited.stamp_for(plan, communique)
     if stamp is not None and stamp.method == "CANCEL":
         return invited.cancel(plan, communique, recipient, stamp, message_id)
     # An update's deliveries (`presentation#2`) say what the plan's communique says.
@@ -77,6 +79,8 @@ def render(plan: Plan, communique: Communique, group: StakeholderGroup | None, r
     channel = communique.channel
     if channel == "email":
         if stamp is not None:
+            from . import invited
+
             return invited.with_invitation(plan, communique, source, recipient, subject, text, message_id, stamp,
                                            context)
         return _email(plan, communique, recipient, subject, text, message_id)

@@ -65,6 +65,14 @@ from .testsend import SendTestResult, send_test_message  # noqa: F401  (re-expor
 Render = Callable[[DeliveryJob], object]
 
 
+def _invitations_for_send(plan: Plan, ledger: Ledger, communiques: list):
+    """invitations.send.for_send, imported in the worker thread: icalendar is slow to import and the
+    app's event loop must not wait for it."""
+    from ..invitations.send import for_send
+
+    return for_send(plan, ledger, communiques)
+
+
 class SendEngine:
     """One send of a plan. `await run()` once; `pause()`, `resume()`, `cancel()` from anywhere in the loop."""
 
@@ -177,9 +185,7 @@ class SendEngine:
         skipped: list[CommuniqueSkipped] = []
         # Calendar invitations: each message's UID and SEQUENCE, an update to those invited at an
         # older time, nothing more for a cancelled or past one (invitations/send.py).
-        from ..invitations.send import for_send
-
-        self.plan, communiques, held = await asyncio.to_thread(for_send, plan, ledger, communiques)
+        self.plan, communiques, held = await asyncio.to_thread(_invitations_for_send, plan, ledger, communiques)
         plan = self.plan
         for note in held:
             skipped.append(CommuniqueSkipped(note.communique_id, "email", note.reason))

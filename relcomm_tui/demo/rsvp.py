@@ -16,14 +16,13 @@ import email.policy
 import email.utils
 from email.message import EmailMessage
 
-import icalendar
-
 SUBJECTS = {"ACCEPTED": "Accepted", "TENTATIVE": "Tentative", "DECLINED": "Declined"}
 WORDS = {"ACCEPTED": "accepted", "TENTATIVE": "tentatively accepted", "DECLINED": "declined"}
 
 
-def invitation_of(original: bytes) -> icalendar.Event | None:
+def invitation_of(original: bytes):
     """The VEVENT of a METHOD:REQUEST calendar part in `original`, if it has one."""
+    import icalendar  # here: slow to import, and only invitations need it
     message = email.message_from_bytes(original, policy=email.policy.default)
     for part in message.walk():
         if part.get_content_type() != "text/calendar":
@@ -40,6 +39,7 @@ def invitation_of(original: bytes) -> icalendar.Event | None:
 
 def build_rsvp(original: bytes, recipient: str, answer: str, *, now: dt.datetime | None = None) -> bytes | None:
     """The REPLY `recipient` sends to an invitation (answer: ACCEPTED, TENTATIVE or DECLINED), or None."""
+    import icalendar
     event = invitation_of(original)
     if event is None or answer not in SUBJECTS:
         return None

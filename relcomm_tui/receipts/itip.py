@@ -23,8 +23,6 @@ import re
 from dataclasses import dataclass, field
 from typing import Callable
 
-import icalendar
-
 MAX_CALENDAR_CHARS = 256 * 1024  # one invitation is a few kB; a bigger one is not a reply we sent for
 MAX_ANSWERS = 20  # a reply speaks for its sender (and a delegate or two): never a receipt row per line of a flood
 # PARTSTAT values (RFC 5545 3.2.12) a VEVENT reply can carry, as the receipts store them
@@ -59,6 +57,7 @@ def address_of(value: object) -> str:
 
 def reply_of(texts: list[str]) -> Reply | None:
     """The first calendar text that is a METHOD:REPLY with a VEVENT, read; None if none is."""
+    import icalendar  # here: slow to import, and most refreshes read no calendar at all
     for text in texts:
         if "REPLY" not in text.upper() or len(text) > MAX_CALENDAR_CHARS:
             continue
