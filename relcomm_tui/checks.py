@@ -85,6 +85,15 @@ RULES: dict[str, tuple[Severity, str]] = {
     "gate-none": ("warning", "no release gate is configured: nothing declares the release a success"),
     "gate-not-allowed": ("warning", "the release gate was not run: the plan's commands are not allowed on this host yet"),
     "secret-not-allowed": ("warning", "a { command = ... } secret was not run: the plan's commands are not allowed yet"),
+    # The script (`[[steps]]`, issue 14): script/checks.py
+    "script-unknown": ("error", "a step's `send` or `after` names no communique or step"),
+    "script-duplicate": ("error", "a communique is sent by two steps"),
+    "script-unscheduled": ("error", "the plan has steps, and a communique (not a follow-up) is in none of them"),
+    "script-cycle": ("error", "steps wait for each other in a circle (`after`)"),
+    "script-unreachable": ("error", "a step can never start: it comes after a step in a circle, an unknown id or a communique no step sends"),
+    "script-unconfirmable": ("error", "`confirmed` on a step whose `after` reaches no person who could confirm"),
+    "script-time-past": ("warning", "a step's `not_before` is already past: it will not wait"),
+    "script-time-pushed": ("warning", "the waits before a step push it past its own `not_before`"),
 }
 # Warnings (the plan is fine as written) that still keep sending locked until dealt with.
 BLOCKING_WARNINGS = {"gate-not-allowed", "secret-not-allowed"}
@@ -124,6 +133,9 @@ def run_checks(plan: Plan, *, gate: bool = True, secrets: bool = True) -> list[F
         checker.communique_settings(index, communique)
         checker.rendering(index, communique)
     checker.members()
+    from .script.checks import script_findings
+
+    checker.findings.extend(script_findings(plan))
     if secrets:
         checker.secrets()
     if gate:

@@ -20,7 +20,7 @@ from pydantic import BaseModel, ValidationError
 
 from . import files, schema
 from .locate import close_match, find_line, keypath_text, shown
-from .model import Communique, FileSnapshot, Location, Plan, Recipient, Release, StakeholderGroup
+from .model import Communique, FileSnapshot, Location, Plan, Recipient, Release, StakeholderGroup, Step
 
 PLAN_NAMES = ("plan.toml", "relcomm.toml")
 _CONTROL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f-\x9f\u2028\u2029]")  # as compose.mime: never in a header
@@ -320,6 +320,12 @@ def _type_hint(parts: tuple, kind: str) -> str:
         return 'to is a list of stakeholder group ids, e.g. to = ["customers"]'
     if last == "date":
         return "write a TOML date without quotes: date = 2026-11-26"
+    if last == "not_before":
+        return "write a TOML date-time with a time zone, without quotes: not_before = 2026-11-26T17:00:00Z"
+    if last == "wait":
+        return 'write a delay like "30m", "1h30m", "45s" or "2d"'
+    if last in ("send", "after"):
+        return f'{last} is a list of ids, e.g. {last} = ["customer-announcement"]'
     if last == "rate":
         return 'write a rate like "120/min" or "5/s"'
     if kind in ("int_type", "int_parsing"):
@@ -352,7 +358,8 @@ def _check_channel_keys(data: dict, table: schema.PlanFile, file: Path, source: 
 
 
 def _check_unique_ids(table: schema.PlanFile, file: Path, source: str) -> None:
-    for section, items in (("stakeholders", table.stakeholders), ("communiques", table.communiques)):
+    for section, items in (("stakeholders", table.stakeholders), ("communiques", table.communiques),
+                           ("steps", table.steps)):
         seen: dict[str, int] = {}
         for index, item in enumerate(items):
             if item.id in seen:
@@ -471,7 +478,27 @@ def _build(table: schema.PlanFile, plan_file: Path, source: str, raw: bytes) -> 
         path=plan_file, root=root, release=release, sender=table.sender, smtp=table.transport.smtp,
         receipts=table.receipts, groups=tuple(groups), communiques=tuple(communiques),
         digest=digest.hexdigest(), source=source, files=tuple(snapshots),
+        steps=_steps(table.steps, where),
     )
+
+
+def _steps(tables: list[schema.StepTable], where) -> tuple[Step, ...]:
+    """The script as written; unknown ids, cycles and times are findings (script/checks.py), not load errors."""
+    steps: list[Step] = []
+    for index, spec in enumerate(tables):
+        if spec.after is not None:
+            after, written = tuple(spec.after), True
+        else:
+            after, written = ((tables[index - 1].id,) if index else ()), False
+        halt = spec.halt_if
+        steps.append(Step(
+            id=spec.id, send=tuple(spec.send), after=after, after_written=written,
+            wait=schema.duration_seconds(spec.wait) if spec.wait else 0, wait_text=(spec.wait or "").strip(),
+            not_before=spec.not_before, checkpoint=spec.checkpoint, confirmed=spec.confirmed,
+            failed_over=halt.failed_over if halt else None, post_failed=bool(halt and halt.post_failed),
+            description=spec.description, location=where("steps", index),
+        ))
+    return tuple(steps)
 
 
 def _members_text(snapshot: FileSnapshot, plan_file: Path, source: str) -> str:
@@ -485,6 +512,12 @@ def _members_text(snapshot: FileSnapshot, plan_file: Path, source: str) -> str:
         return PlanError(message, plan_file, line, None, snapshot.keypath, hint=hint)
 
     if snapshot.problem == "missing":
+        maker = plan_file.parent / "make_members.py"
+        if maker.is_file():
+            # A plan whose members are generated (sample_plans/large): say the exact command.
+            raise at_key(f"{what} not found: {path}",
+                         f"this plan's members files are generated: run `python3 {maker}` (it writes them beside "
+                         "the plan), then try again")
         raise at_key(f"{what} not found: {path}", "paths in a plan are relative to the plan file's folder")
     if snapshot.problem == "folder":
         raise at_key(f"{what} is a folder, not a file: {path}", "name the file inside it")

@@ -8,10 +8,11 @@ an error with a location, and they are the source of the published JSON Schema
 from __future__ import annotations
 
 import datetime as dt
+import re
 from pathlib import Path
 from typing import Literal, Union
 
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, StrictBool, StrictInt, StrictStr
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, StrictBool, StrictInt, StrictStr, field_validator
 
 CHANNELS = ("email", "webhook", "publish", "pager", "manual")
 
@@ -152,6 +153,58 @@ class CommuniqueTable(Strict):
     instructions: StrictStr | None = None
 
 
+# -- the script: ordered steps (issue 14) ---------------------------------------------------
+
+DURATION = r"^\s*(\d+\s*[dhms]\s*)+$"
+_DURATION_PART = re.compile(r"(\d+)\s*([dhms])")
+_UNIT_SECONDS = {"d": 86400, "h": 3600, "m": 60, "s": 1}
+
+
+def duration_seconds(text: str) -> int:
+    """ "30m" -> 1800, "1h30m" -> 5400, "45s" -> 45, "2d" -> 172800."""
+    return sum(int(amount) * _UNIT_SECONDS[unit] for amount, unit in _DURATION_PART.findall(text))
+
+
+class HaltTable(Strict):
+    """When the script stops after a step, before the next one starts, and says why."""
+
+    failed_over: StrictInt | None = Field(
+        None, ge=0, le=100,
+        description="percent: stop when more than this share of the step's deliveries failed (rejected, in doubt, "
+                    "not delivered after every try, or bounced in the reports read so far)")
+    post_failed: StrictBool = Field(False, description="stop when a webhook, pager or publish post of the step failed")
+
+
+class StepTable(Strict):
+    """One step of the script: what goes out together, and what must happen before it does."""
+
+    id: StrictStr = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$", description="the step's id (relcomm release PLAN ID)")
+    description: StrictStr | None = None
+    send: list[StrictStr] = Field(default_factory=list, description="communique ids this step sends, together")
+    after: list[StrictStr] | None = Field(
+        None, description="step or communique ids that must be done first (default: the step before this one; [] for none)")
+    confirmed: StrictInt | None = Field(
+        None, ge=1, le=100,
+        description="percent: also wait until at least this share of the people the `after` communiques reach confirmed")
+    wait: StrictStr | None = Field(None, pattern=DURATION, description='delay after `after` is done, e.g. "30m", "1h30m"')
+    not_before: dt.datetime | None = Field(
+        None, description="nothing of this step goes out before this time (TOML date-time with a time zone)")
+    checkpoint: StrictStr | None = Field(
+        None, min_length=1, description="pause before this step until the engineer confirms this (app, or relcomm release)")
+    halt_if: HaltTable | None = Field(None, description="stop the script after this step when it went wrong")
+
+    @field_validator("not_before", mode="before")
+    @classmethod
+    def _with_time_zone(cls, value: object) -> object:
+        if isinstance(value, dt.datetime):
+            if value.tzinfo is None:
+                raise ValueError("the time has no time zone: write 2026-11-26T17:00:00Z or 2026-11-26T18:00:00+01:00")
+            return value
+        if isinstance(value, (dt.date, dt.time)):
+            raise ValueError("write a date and a time with a time zone: 2026-11-26T17:00:00Z")
+        return value
+
+
 class PlanFile(Strict):
     format: Literal[1] = Field(description="plan format version")
     release: ReleaseTable
@@ -160,6 +213,8 @@ class PlanFile(Strict):
     receipts: ReceiptsTable = Field(default_factory=ReceiptsTable)
     stakeholders: list[StakeholderTable] = Field(min_length=1)
     communiques: list[CommuniqueTable] = Field(min_length=1)
+    steps: list[StepTable] = Field(
+        default_factory=list, description="the script: ordered steps; without it every communique goes out at once")
 
 
 def json_schema() -> dict:
