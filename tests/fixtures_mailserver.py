@@ -16,7 +16,7 @@ from typing import Optional
 
 import pytest
 
-from relcomm_tui.mailserver import LoopbackMailServer
+from relcomm_tui.demo.mailserver import LoopbackMailServer
 
 
 @pytest.fixture

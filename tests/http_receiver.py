@@ -2,7 +2,7 @@
 
     from http_receiver import receiver, Reply, hang, channel_plan, job_for, fake_render  # noqa: F401
 
-The server itself is `relcomm_tui.webhook_receiver.WebhookReceiver` (the demo uses it too).
+The server itself is `relcomm_tui.demo.webhook_receiver.WebhookReceiver` (the demo uses it too).
 """
 
 from __future__ import annotations
@@ -14,9 +14,9 @@ import pytest
 
 from relcomm_tui.channels import DeliveryJob
 from relcomm_tui.compose import Rendered
-from relcomm_tui.ledger import delivery_id, new_envelope_id
+from relcomm_tui.store.ledger import delivery_id, new_envelope_id
 from relcomm_tui.plan.loader import load_plan
-from relcomm_tui.webhook_receiver import Reply, WebhookReceiver, hang, ntfy_reply, pagerduty_reply  # noqa: F401
+from relcomm_tui.demo.webhook_receiver import Reply, WebhookReceiver, hang, ntfy_reply, pagerduty_reply  # noqa: F401
 
 
 @pytest.fixture

@@ -221,7 +221,7 @@ async def test_put_only_publishes_without_a_local_file(tmp_path, receiver):
 from html.parser import HTMLParser  # noqa: E402
 from urllib.parse import unquote, urljoin, urlsplit  # noqa: E402
 
-from relcomm_tui.checks import run_checks  # noqa: E402
+from relcomm_tui.checks.rules import run_checks  # noqa: E402
 
 HOSTILE_NAMES = [
     "javascript:alert(1).html", "JaVaScRiPt:alert(document.cookie).html", "data:text,x.html",

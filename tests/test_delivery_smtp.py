@@ -17,14 +17,14 @@ import time
 
 import pytest
 
-from relcomm_tui import ledger as L
-from relcomm_tui.delivery import (
+from relcomm_tui.store import ledger as L
+from relcomm_tui.delivery.engine import (
     CommuniqueSkipped, DeliveryChanged, Progress, RunFinished, RunStopped, SendEngine, SendError, SendStopped,
     dry_run, send_test_message,
 )
-from relcomm_tui.ledger import Ledger
-from relcomm_tui.lock import SendLock
-from relcomm_tui.mailserver import Delay, DropConnection, LoopbackMailServer, PermFail, TempFail
+from relcomm_tui.store.ledger import Ledger
+from relcomm_tui.store.lock import SendLock
+from relcomm_tui.demo.mailserver import Delay, DropConnection, LoopbackMailServer, PermFail, TempFail
 
 from send_helpers import load, simple_render, write_plan
 
@@ -508,8 +508,8 @@ async def test_starttls_upgrades_then_sends(tmp_path, certificate, monkeypatch):
 
 
 def test_xtext_and_dot_stuffing():
-    from relcomm_tui.channels.smtpclient import dot_stuff, xtext
-    from relcomm_tui.mailserver import xtext_decode
+    from relcomm_tui.transport.smtp import dot_stuff, xtext
+    from relcomm_tui.demo.mailserver import xtext_decode
 
     for text in ("ana+releases@example.com", "a=b@example.com", "plain@example.com", "zoë@例え.jp"):
         encoded = xtext(text)

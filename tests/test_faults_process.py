@@ -29,9 +29,9 @@ import time
 import pytest
 
 import campaign
-from relcomm_tui import ledger as L
-from relcomm_tui.ledger import Ledger
-from relcomm_tui.mailserver import Delay, LoopbackMailServer
+from relcomm_tui.store import ledger as L
+from relcomm_tui.store.ledger import Ledger
+from relcomm_tui.demo.mailserver import Delay, LoopbackMailServer
 
 from send_helpers import load, write_plan
 
@@ -41,7 +41,7 @@ SEED = campaign.scale("KILL_SEED", 0) or random.SystemRandom().randrange(1, 2**3
 
 
 def relcomm_send(plan_file, *extra: str) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", "relcomm_tui.cli", "send", str(plan_file), "--yes", *extra],
+    return subprocess.Popen([sys.executable, "-m", "relcomm_tui.commands.main", "send", str(plan_file), "--yes", *extra],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, text=True)
 
 

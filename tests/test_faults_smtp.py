@@ -23,10 +23,10 @@ import email
 
 import pytest
 
-from relcomm_tui import ledger as L
-from relcomm_tui.cli import main
-from relcomm_tui.delivery import DeliveryChanged, SendStopped
-from relcomm_tui.mailserver import (
+from relcomm_tui.store import ledger as L
+from relcomm_tui.commands.main import main
+from relcomm_tui.delivery.engine import DeliveryChanged, SendStopped
+from relcomm_tui.demo.mailserver import (
     CloseAfter, Delay, DropConnection, Garbage, LoopbackMailServer, PermFail, TempFail,
 )
 

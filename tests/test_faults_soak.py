@@ -15,10 +15,10 @@ import time
 import pytest
 
 import campaign
-from relcomm_tui import ledger as L
-from relcomm_tui.delivery import SendEngine
-from relcomm_tui.ledger import Ledger
-from relcomm_tui.mailserver import DropConnection, LoopbackMailServer, TempFail
+from relcomm_tui.store import ledger as L
+from relcomm_tui.delivery.engine import SendEngine
+from relcomm_tui.store.ledger import Ledger
+from relcomm_tui.demo.mailserver import DropConnection, LoopbackMailServer, TempFail
 
 from send_helpers import load, simple_render, write_plan
 

@@ -26,9 +26,9 @@ from pathlib import Path
 import pytest
 
 import campaign
-from relcomm_tui import ledger as L
-from relcomm_tui.ledger import LEDGER_NAME, Ledger
-from relcomm_tui.mailserver import LoopbackMailServer, TempFail
+from relcomm_tui.store import ledger as L
+from relcomm_tui.store.ledger import LEDGER_NAME, Ledger
+from relcomm_tui.demo.mailserver import LoopbackMailServer, TempFail
 
 from send_helpers import write_plan
 
@@ -45,7 +45,7 @@ def send(plan_file: Path, state: Path, *, env_extra: dict | None = None, limit_f
             signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a write past the limit fails (EFBIG)
             resource.setrlimit(resource.RLIMIT_FSIZE, (limit_file_size, limit_file_size))
 
-    process = subprocess.Popen([sys.executable, "-m", "relcomm_tui.cli", "send", str(plan_file), "--yes",
+    process = subprocess.Popen([sys.executable, "-m", "relcomm_tui.commands.main", "send", str(plan_file), "--yes",
                                 "--state", str(state)], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                stdin=subprocess.DEVNULL, text=True, env=env, preexec_fn=limits)
     if not wait:

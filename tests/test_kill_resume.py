@@ -16,10 +16,10 @@ import subprocess
 import sys
 import time
 
-from relcomm_tui import ledger as L
-from relcomm_tui.delivery import WORKERS_PER_CONNECTION
-from relcomm_tui.ledger import Ledger
-from relcomm_tui.mailserver import LoopbackMailServer
+from relcomm_tui.store import ledger as L
+from relcomm_tui.delivery.engine import WORKERS_PER_CONNECTION
+from relcomm_tui.store.ledger import Ledger
+from relcomm_tui.demo.mailserver import LoopbackMailServer
 
 from send_helpers import load, write_plan
 
@@ -27,7 +27,7 @@ RECIPIENTS = 40
 
 
 def relcomm(*args: str, wait: bool = True, env=None):
-    command = [sys.executable, "-m", "relcomm_tui.cli", *args]
+    command = [sys.executable, "-m", "relcomm_tui.commands.main", *args]
     if not wait:
         return subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL,
                                 text=True, env=env)

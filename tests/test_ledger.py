@@ -8,8 +8,8 @@ import stat
 
 import pytest
 
-from relcomm_tui import ledger as L
-from relcomm_tui.ledger import DeliveryIntent, Ledger, LedgerError
+from relcomm_tui.store import ledger as L
+from relcomm_tui.store.ledger import DeliveryIntent, Ledger, LedgerError
 
 
 def intents(n: int, communique: str = "news") -> list[DeliveryIntent]:

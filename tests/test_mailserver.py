@@ -12,7 +12,7 @@ import aiosmtplib
 import pytest
 
 from fixtures_mailserver import async_mailserver, mailserver, make_message  # noqa: F401
-from relcomm_tui.mailserver import (
+from relcomm_tui.demo.mailserver import (
     BounceRule,
     Delay,
     DropConnection,

@@ -32,8 +32,8 @@ import pytest
 from textual.widgets import Input
 
 from memory_keyring import MemoryKeyring
-from relcomm_tui import consent
-from relcomm_tui.mailserver import LoopbackMailServer
+from relcomm_tui.plan import consent
+from relcomm_tui.demo.mailserver import LoopbackMailServer
 from relcomm_tui.plan.loader import load_plan
 from relcomm_tui.tui.app import build_app
 from relcomm_tui.tui.dialogs.password import PasswordDialog
@@ -195,7 +195,7 @@ def relcomm(world: World, places: Places, route: str, *args: str, stdin: str | N
     env = dict(world.env)
     if route == "env":
         env[ENV_VAR] = PASSWORD
-    done = subprocess.run([sys.executable, "-m", "relcomm_tui.cli", *args], env=env, input=stdin,
+    done = subprocess.run([sys.executable, "-m", "relcomm_tui.commands.main", *args], env=env, input=stdin,
                           capture_output=True, text=True, timeout=120, cwd=world.root)
     label = " ".join(a if "/" not in a else Path(a).name for a in args)
     places.look(f"stdout of relcomm {label}", done.stdout)
@@ -382,7 +382,7 @@ async def test_the_app_never_shows_the_password(route: str, world: World, monkey
 # a piece of it.
 
 from echo_smtp import EchoSmtpServer  # noqa: E402
-from relcomm_tui.cli import main as relcomm_main  # noqa: E402
+from relcomm_tui.commands.main import main as relcomm_main  # noqa: E402
 
 ECHOES = [  # (stage, code, form, AUTH methods offered)
     ("auth", 535, "line", "PLAIN LOGIN"),

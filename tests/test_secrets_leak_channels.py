@@ -27,11 +27,11 @@ import keyring  # noqa: F401  (test_secrets_leak's world expects it importable)
 import pytest
 
 from imap_server import DovecotServer
-from relcomm_tui import consent
+from relcomm_tui.plan import consent
 from relcomm_tui.plan.loader import load_plan
 from relcomm_tui.tui.app import build_app
 from relcomm_tui.tui.screens.send import SendScreen
-from relcomm_tui.webhook_receiver import Reply, WebhookReceiver, hang, pagerduty_reply
+from relcomm_tui.demo.webhook_receiver import Reply, WebhookReceiver, hang, pagerduty_reply
 from test_secrets_leak import Places, World, _base64_cores, relcomm, world  # noqa: F401  (world is a fixture)
 from tui_helpers import settle
 

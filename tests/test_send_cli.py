@@ -10,10 +10,10 @@ import sys
 
 import pytest
 
-from relcomm_tui import ledger as L
-from relcomm_tui.cli import main
-from relcomm_tui.ledger import Ledger
-from relcomm_tui.mailserver import LoopbackMailServer, PermFail
+from relcomm_tui.store import ledger as L
+from relcomm_tui.commands.main import main
+from relcomm_tui.store.ledger import Ledger
+from relcomm_tui.demo.mailserver import LoopbackMailServer, PermFail
 
 from send_helpers import load, write_plan
 
@@ -51,7 +51,7 @@ def test_on_a_terminal_it_asks_for_the_version(tmp_path, server):
 
     def run_with_tty(answer: bytes) -> tuple[int, bytes]:
         leader, follower = pty.openpty()
-        process = subprocess.Popen([sys.executable, "-m", "relcomm_tui.cli", "send", str(plan_file)],
+        process = subprocess.Popen([sys.executable, "-m", "relcomm_tui.commands.main", "send", str(plan_file)],
                                    stdin=follower, stdout=follower, stderr=follower)
         os.close(follower)
         output = b""

@@ -23,7 +23,7 @@ from pathlib import Path
 import pytest
 
 import campaign
-from relcomm_tui.mailserver import Delay, LoopbackMailServer
+from relcomm_tui.demo.mailserver import Delay, LoopbackMailServer
 
 from send_helpers import write_plan
 
@@ -46,7 +46,7 @@ class Hold(Delay):
 
 
 def start(plan_file: Path, env: dict) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", "relcomm_tui.cli", "send", str(plan_file), "--yes"],
+    return subprocess.Popen([sys.executable, "-m", "relcomm_tui.commands.main", "send", str(plan_file), "--yes"],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, text=True,
                             env=env)
 

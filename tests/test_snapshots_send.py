@@ -14,10 +14,10 @@ from pathlib import Path
 import pytest
 from textual.widgets import DataTable
 
-from relcomm_tui.ledger import REJECTED
-from relcomm_tui.mailserver import LoopbackMailServer, PermFail
+from relcomm_tui.store.ledger import REJECTED
+from relcomm_tui.demo.mailserver import LoopbackMailServer, PermFail
 from relcomm_tui.tui.screens.send import SendScreen
-from relcomm_tui.webhook_receiver import WebhookReceiver
+from relcomm_tui.demo.webhook_receiver import WebhookReceiver
 from test_tui_send import copy_orion, hooks, make_app, send_done, server  # noqa: F401
 from tui_helpers import settle, user_config  # noqa: F401
 

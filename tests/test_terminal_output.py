@@ -19,14 +19,14 @@ from pathlib import Path
 import pytest
 
 import campaign
-from relcomm_tui import cli
-from relcomm_tui.mailserver import LoopbackMailServer, PermFail
-from relcomm_tui.terminal_text import visible, visible_lines
+from relcomm_tui.commands import main as cli
+from relcomm_tui.demo.mailserver import LoopbackMailServer, PermFail
+from relcomm_tui.common.terminal_text import visible, visible_lines
 from relcomm_tui.tui.app import build_app
 from relcomm_tui.tui.screens.preview import PreviewScreen
 from relcomm_tui.tui.screens.receipts import ReceiptsScreen
 from relcomm_tui.tui.screens.send import SendScreen
-from relcomm_tui.webhook_receiver import Reply, WebhookReceiver
+from relcomm_tui.demo.webhook_receiver import Reply, WebhookReceiver
 from tui_helpers import settle, user_config  # noqa: F401  (a fixture)
 
 # What a terminal acts on: set the window title, clear the screen, colour, a hyperlink, the

@@ -14,8 +14,8 @@ import pytest
 from textual.pilot import Pilot
 from textual.widgets import DataTable, Input
 
-from relcomm_tui.ledger import ACCEPTED, FINAL_STATES as FINAL, IN_DOUBT, QUEUED, REJECTED, SENDING, Ledger
-from relcomm_tui.mailserver import LoopbackMailServer, PermFail
+from relcomm_tui.store.ledger import ACCEPTED, FINAL_STATES as FINAL, IN_DOUBT, QUEUED, REJECTED, SENDING, Ledger
+from relcomm_tui.demo.mailserver import LoopbackMailServer, PermFail
 from relcomm_tui.plan import load_plan
 from relcomm_tui.tui.app import RelcommApp
 from relcomm_tui.tui.dialogs.ask import AskDialog
@@ -23,7 +23,7 @@ from relcomm_tui.tui.dialogs.confirm_quit import ConfirmQuitDialog
 from relcomm_tui.tui.dialogs.confirm_send import ConfirmSendDialog
 from relcomm_tui.tui.dialogs.password import PasswordDialog
 from relcomm_tui.tui.screens.send import SendScreen
-from relcomm_tui.webhook_receiver import WebhookReceiver
+from relcomm_tui.demo.webhook_receiver import WebhookReceiver
 from tui_helpers import SAMPLE, text_of, user_config  # noqa: F401
 
 VERSION = "4.2.0"

@@ -21,7 +21,7 @@ import importlib
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Awaitable, Callable, Literal, Protocol
 
-from ..errors import UserError
+from ..common.errors import UserError
 
 if TYPE_CHECKING:
     from ..plan.model import Communique, Plan, Recipient, StakeholderGroup

@@ -40,7 +40,7 @@ from urllib.parse import quote
 
 import httpx
 
-from ..regular_files import NotRegular, read_regular
+from ..common.files import NotRegular, read_regular
 from . import DeliveryJob, Outcome
 from .webhook import (
     USER_AGENT, HttpRequest, RenderJob, RetryPolicy, SecretCache, Sleep, atomic_write, check_url, default_render,
@@ -132,7 +132,7 @@ def _text(name: str) -> str:
 
 
 def read_head(path: Path, limit: int = HEAD_BYTES) -> tuple[bytes, os.stat_result] | None:
-    """The head of a regular file (see relcomm_tui.regular_files); raises NotRegular otherwise."""
+    """The head of a regular file (see relcomm_tui.common.files); raises NotRegular otherwise."""
     return read_regular(path, limit)
 
 

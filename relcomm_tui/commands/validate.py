@@ -10,8 +10,8 @@ import json
 import sys
 from pathlib import Path
 
-from .. import consent
-from ..terminal_text import visible, visible_lines
+from ..plan import consent
+from ..common.terminal_text import visible, visible_lines
 from . import add_allow_commands
 
 
@@ -28,7 +28,7 @@ def plural(count: int, word: str) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..checks import run_checks
+    from ..checks.rules import run_checks
     from ..plan import PlanError, load_plan
 
     try:

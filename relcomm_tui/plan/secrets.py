@@ -14,7 +14,7 @@ import subprocess
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from ..errors import UserError
+from ..common.errors import UserError
 from .schema import CommandSecret, EnvSecret, KeyringSecret, SecretRef
 
 if TYPE_CHECKING:
@@ -91,7 +91,7 @@ def resolve(ref: SecretRef, timeout: float = 10.0) -> str:
 
 def _from_command(ref: CommandSecret, timeout: float) -> str:
     """Run a password command from the plan's folder, only if consent covers it as it is now."""
-    from ..consent import ALLOW_HINT, may_run  # late: consent imports the plan package
+    from .consent import ALLOW_HINT, may_run  # late: consent imports the plan package
 
     command, folder = ref.command, ref._folder
     try:

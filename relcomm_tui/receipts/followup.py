@@ -14,8 +14,8 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Callable, Collection, Mapping
 
-from ..errors import UserError
-from ..ledger import Ledger
+from ..common.errors import UserError
+from ..store.ledger import Ledger
 from ..plan.model import Communique, Plan, Recipient, StakeholderGroup
 
 
@@ -112,7 +112,7 @@ async def follow_up(plan: Plan, ledger: Ledger, communique_id: str, recipient_ke
                     channels: Mapping | None = None):
     """Send the reminder of `communique_id` to the chosen recipients. Returns the engine's RunSummary;
     raises FollowUpError, or the engine's SendError (locked, stopped) with a message and hint."""
-    from ..delivery import SendEngine
+    from ..delivery.engine import SendEngine
 
     prepared = prepare_follow_up(plan, communique_id, recipient_keys, corrections)
     engine = SendEngine(prepared.plan, ledger, only=[prepared.reminder.id], password=password, render=render,

@@ -31,7 +31,7 @@ from email.utils import parsedate_to_datetime
 from pathlib import Path
 from typing import Callable, Iterator, Protocol
 
-from ..ledger import Ledger
+from ..store.ledger import Ledger
 from ..plan.model import Plan
 from ..plan.schema import ImapSourceTable, MaildirSourceTable, MboxSourceTable
 from .correlate import ANOTHER_SEND, CLOCK_ALLOWANCE, Correlator, normalize_message_id

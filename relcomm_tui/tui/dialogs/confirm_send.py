@@ -9,7 +9,7 @@ from textual.containers import Vertical
 from textual.screen import ModalScreen
 from textual.widgets import Input, Static
 
-from ...terminal_text import visible
+from ...common.terminal_text import visible
 
 
 def plural(count: int, word: str) -> str:

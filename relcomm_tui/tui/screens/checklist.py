@@ -22,8 +22,8 @@ from textual.widgets import DataTable, Footer, OptionList, Static
 from textual.widgets.option_list import Option
 from textual.worker import Worker, WorkerState
 
-from ... import consent
-from ...checks import BLOCKING_WARNINGS, Finding, run_checks
+from ...plan import consent
+from ...checks.rules import BLOCKING_WARNINGS, Finding, run_checks
 from ...plan import Plan, PlanError
 from ...plan.model import Location
 from ..dialogs.consent import ConsentDialog

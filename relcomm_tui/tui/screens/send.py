@@ -26,11 +26,11 @@ from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Label, ProgressBar, Static
 from textual.worker import Worker, WorkerState
 
-from ...delivery import (
+from ...delivery.engine import (
     CommuniqueSkipped, DeliveryChanged, delivery_audience, Progress, RunStopped, RunSummary, SendEngine, SendError, SendStopped,
     select_communiques, send_test_message, sender_domain,
 )
-from ...ledger import (
+from ...store.ledger import (
     ACCEPTED, AWAITING, DEFERRED, FINAL_STATES, IN_DOUBT, MARKED_DELIVERED, QUEUED, REJECTED, SENDING, STATE_LABELS,
     DeliveryIntent, Ledger, delivery_id, who_am_i,
 )

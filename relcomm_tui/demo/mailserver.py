@@ -22,7 +22,7 @@ top of stock aiosmtpd it
   so a test can prove what a client did *not* send (no MAIL, no AUTH);
 * offers real STARTTLS (``tls_context``) or implicit TLS (``ssl_context``);
 * optionally writes DSNs and read receipts back into a receipts Maildir
-  (see :mod:`relcomm_tui.mailserver_reports`).
+  (see :mod:`relcomm_tui.demo.reports`).
 
 Threaded use (the server gets its own loop, so a test's loop is free to run
 the client)::
@@ -58,7 +58,7 @@ from typing import Any, Optional, Sequence, Union
 
 from aiosmtpd.smtp import MISSING, SMTP, AuthResult, Envelope, syntax
 
-from relcomm_tui.mailserver_reports import (
+from relcomm_tui.demo.reports import (
     DEFAULT_BOUNCE_RULES,
     BounceRule,
     PendingReport,

@@ -34,7 +34,7 @@ import sqlite3
 import stat
 from pathlib import Path
 
-from .config import CONFIG_DIR_ENV, config_dir
+from ..common.config import CONFIG_DIR_ENV, config_dir
 from .ledger import LedgerError, LedgerRefused, now, who_am_i
 
 KEY_FOLDER = "keys"

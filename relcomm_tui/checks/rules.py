@@ -19,11 +19,11 @@ from pathlib import Path
 from typing import Literal
 from urllib.parse import parse_qsl, urlsplit
 
-from . import consent
-from .compose.mime import header_injection, header_problem, header_too_long
-from .net import is_loopback
-from .plan.locate import close_match, find_line, keypath_text, shown
-from .plan.model import Communique, Location, Plan, Recipient, StakeholderGroup
+from ..plan import consent
+from ..compose.mime import header_injection, header_problem, header_too_long
+from ..common.net import is_loopback
+from ..plan.locate import close_match, find_line, keypath_text, shown
+from ..plan.model import Communique, Location, Plan, Recipient, StakeholderGroup
 
 Severity = Literal["error", "warning"]
 
@@ -311,7 +311,7 @@ class _Checker:
         return any(c.channel == channel for c in self.plan.communiques)
 
     def notes(self) -> None:
-        from .compose.notes import notes_section
+        from ..compose.notes import notes_section
 
         release = self.plan.release
         if release.notes_file is None:
@@ -396,7 +396,7 @@ class _Checker:
     # -- rendering, for every recipient --
 
     def rendering(self, index: int, communique: Communique) -> None:
-        from .compose import RenderError, TextRenderer, render
+        from ..compose import RenderError, TextRenderer, render
 
         plan = self.plan
         problems: dict[tuple, _Problem] = {}
@@ -459,7 +459,7 @@ class _Checker:
                 except RenderError as error:
                     full_done = from_error(error, who, gid) != "address"  # else try the next recipient
         if communique.channel == "publish" and communique.spec.path:
-            from .channels.publish import page_target
+            from ..channels.publish import page_target
 
             try:
                 page_target(plan, communique)  # renders the path and refuses one that leaves where it may go
@@ -533,7 +533,7 @@ class _Checker:
     # -- secrets --
 
     def secrets(self) -> None:
-        from .plan.secrets import CommandNotAllowed, SecretError, describe, resolve, secret_uses
+        from ..plan.secrets import CommandNotAllowed, SecretError, describe, resolve, secret_uses
 
         resolved: dict[str, str | Exception] = {}
         for use in secret_uses(self.plan):

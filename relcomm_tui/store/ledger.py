@@ -31,7 +31,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterable, Iterator, Sequence
 
-from .errors import UserError
+from ..common.errors import UserError
 
 LEDGER_NAME = "ledger.sqlite"
 

@@ -1,6 +1,6 @@
 """Realistic delivery reports for the embedded demo mail server.
 
-After :class:`relcomm_tui.mailserver.LoopbackMailServer` accepts a message it
+After :class:`relcomm_tui.demo.mailserver.LoopbackMailServer` accepts a message it
 can hand it to a :class:`ReportGenerator`, which decides - like a relay and the
 recipients' mail clients would - which reports come back to the sender:
 
@@ -32,7 +32,7 @@ from email.mime.text import MIMEText
 from typing import TYPE_CHECKING, Iterable, Optional, Sequence
 
 if TYPE_CHECKING:  # pragma: no cover
-    from relcomm_tui.mailserver import AcceptedMessage
+    from relcomm_tui.demo.mailserver import AcceptedMessage
 
 __all__ = [
     "BounceRule",
