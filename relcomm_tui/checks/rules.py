@@ -133,7 +133,7 @@ def run_checks(plan: Plan, *, gate: bool = True, secrets: bool = True) -> list[F
         checker.communique_settings(index, communique)
         checker.rendering(index, communique)
     checker.members()
-    from .script.checks import script_findings
+    from ..script.checks import script_findings
 
     checker.findings.extend(script_findings(plan))
     if secrets:

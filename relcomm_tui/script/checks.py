@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 
-from ..checks import RULES, Finding
+from ..checks.rules import RULES, Finding
 from ..plan.locate import close_match, find_line, keypath_text, shown
 from ..plan.model import Location, Plan, Step
 from .scheduler import format_time

@@ -12,9 +12,9 @@ from __future__ import annotations
 import datetime as dt
 from typing import Mapping
 
-from ..delivery import delivery_audience
-from ..errors import UserError
-from ..ledger import Ledger, who_am_i
+from ..delivery.engine import delivery_audience
+from ..common.errors import UserError
+from ..store.ledger import Ledger, who_am_i
 from ..plan.model import Plan
 from .scheduler import (
     CHECKPOINT, DONE, EV_OVERRIDDEN, EV_RELEASED, EV_WAIT_SKIPPED, HALTED, CommuniqueFacts, ScriptEvent,

@@ -18,8 +18,8 @@ import time
 from dataclasses import dataclass, field
 from typing import Callable
 
-from ..delivery import RunSummary, SendEngine, SendError
-from ..ledger import Ledger
+from ..delivery.engine import RunSummary, SendEngine, SendError
+from ..store.ledger import Ledger
 from ..plan.model import Plan
 from .clock import Clock
 from .progress import expected_deliveries, record, release_checkpoint, script_state, skip_wait

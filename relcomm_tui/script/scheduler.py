@@ -25,7 +25,7 @@ import datetime as dt
 from dataclasses import dataclass, field
 from typing import Iterable, Mapping, Sequence
 
-from ..ledger import ACCEPTED, AWAITING, DEFERRED, IN_DOUBT, MARKED_DELIVERED, REJECTED
+from ..store.ledger import ACCEPTED, AWAITING, DEFERRED, IN_DOUBT, MARKED_DELIVERED, REJECTED
 from ..plan.model import Step
 
 # Step statuses, in the user's words.
