@@ -7,6 +7,7 @@ A `PlanError` names the file, the line and column where known, the key path
 from __future__ import annotations
 
 import csv
+import datetime as dt
 import hashlib
 import io
 import re
@@ -494,7 +495,9 @@ def _steps(tables: list[schema.StepTable], where) -> tuple[Step, ...]:
         steps.append(Step(
             id=spec.id, send=tuple(spec.send), after=after, after_written=written,
             wait=schema.duration_seconds(spec.wait) if spec.wait else 0, wait_text=(spec.wait or "").strip(),
-            not_before=spec.not_before, checkpoint=spec.checkpoint, confirmed=spec.confirmed,
+            not_before=spec.not_before if isinstance(spec.not_before, dt.datetime) else None,
+            not_before_daily=schema.time_of_day(spec.not_before) if isinstance(spec.not_before, str) else None,
+            checkpoint=spec.checkpoint, confirmed=spec.confirmed,
             failed_over=halt.failed_over if halt else None, post_failed=bool(halt and halt.post_failed),
             description=spec.description, location=where("steps", index),
         ))

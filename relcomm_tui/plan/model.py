@@ -149,6 +149,7 @@ class Step:
     wait: int                        # seconds after `after` is done (0: none)
     wait_text: str                   # as written: "30m"
     not_before: dt.datetime | None   # aware
+    not_before_daily: dt.time | None  # aware time of day, on the day the script starts ("17:00 UTC")
     checkpoint: str | None           # what the engineer confirms before the step goes
     confirmed: int | None            # percent of the `after` communiques' people who must have confirmed
     failed_over: int | None          # halt: percent of this step's deliveries failed

@@ -160,6 +160,33 @@ _DURATION_PART = re.compile(r"(\d+)\s*([dhms])")
 _UNIT_SECONDS = {"d": 86400, "h": 3600, "m": 60, "s": 1}
 
 
+_TIME_OF_DAY = re.compile(r"^\s*(\d{1,2}):(\d{2})(?::(\d{2}))?\s*(Z|UTC|[+-]\d{2}:?\d{2}|[A-Za-z_]+(?:/[A-Za-z_+-]+)+)\s*$")
+
+
+def time_of_day(text: str) -> dt.time:
+    """ "17:00 UTC", "17:00Z", "18:00+01:00", "09:30 Europe/Berlin" -> an aware time (ValueError otherwise)."""
+    found = _TIME_OF_DAY.match(text)
+    if not found:
+        raise ValueError('write a time of day with its time zone: "17:00 UTC", "18:00+01:00" or "09:30 Europe/Berlin"')
+    hour, minute, second, zone = int(found[1]), int(found[2]), int(found[3] or 0), found[4]
+    if hour > 23 or minute > 59 or second > 59:
+        raise ValueError(f"{text.strip()!r} is not a time of day (00:00 to 23:59)")
+    if zone in ("Z", "UTC"):
+        tz: dt.tzinfo = dt.timezone.utc
+    elif zone[0] in "+-":
+        digits = zone[1:].replace(":", "")
+        offset = dt.timedelta(hours=int(digits[:2]), minutes=int(digits[2:]))
+        tz = dt.timezone(-offset if zone[0] == "-" else offset)
+    else:
+        from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+        try:
+            tz = ZoneInfo(zone)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"unknown time zone {zone!r}: write UTC, an offset like +01:00, or a name like Europe/Berlin") from None
+    return dt.time(hour, minute, second, tzinfo=tz)
+
+
 def duration_seconds(text: str) -> int:
     """ "30m" -> 1800, "1h30m" -> 5400, "45s" -> 45, "2d" -> 172800."""
     return sum(int(amount) * _UNIT_SECONDS[unit] for amount, unit in _DURATION_PART.findall(text))
@@ -187,8 +214,9 @@ class StepTable(Strict):
         None, ge=1, le=100,
         description="percent: also wait until at least this share of the people the `after` communiques reach confirmed")
     wait: StrictStr | None = Field(None, pattern=DURATION, description='delay after `after` is done, e.g. "30m", "1h30m"')
-    not_before: dt.datetime | None = Field(
-        None, description="nothing of this step goes out before this time (TOML date-time with a time zone)")
+    not_before: dt.datetime | StrictStr | None = Field(
+        None, description='nothing of this step goes out before this time: a TOML date-time with a time zone '
+                          '(2026-11-26T17:00:00Z), or a time of day on the day the script starts ("17:00 UTC")')
     checkpoint: StrictStr | None = Field(
         None, min_length=1, description="pause before this step until the engineer confirms this (app, or relcomm release)")
     halt_if: HaltTable | None = Field(None, description="stop the script after this step when it went wrong")
@@ -201,7 +229,9 @@ class StepTable(Strict):
                 raise ValueError("the time has no time zone: write 2026-11-26T17:00:00Z or 2026-11-26T18:00:00+01:00")
             return value
         if isinstance(value, (dt.date, dt.time)):
-            raise ValueError("write a date and a time with a time zone: 2026-11-26T17:00:00Z")
+            raise ValueError('write a date and a time with a time zone (2026-11-26T17:00:00Z), or a time of day in quotes ("17:00 UTC")')
+        if isinstance(value, str):
+            time_of_day(value)
         return value
 
 

@@ -79,10 +79,11 @@ def script_findings(plan: Plan, now: dt.datetime | None = None) -> list[Finding]
         if key in reported:
             continue
         reported.add(key)
-        first = min(cycle, key=index_of.__getitem__)
-        path = " -> ".join(cycle[cycle.index(first):] + cycle[:cycle.index(first)] + [first])
+        order = list(reversed(cycle))  # as they would go: each after the one before it
+        first = min(order, key=index_of.__getitem__)
+        path = " -> ".join(order[order.index(first):] + order[:order.index(first)] + [first])
         step = plan.steps[index_of[first]]
-        add("script-cycle", f"steps wait for each other in a circle: {path} (each comes after the next)",
+        add("script-cycle", f"steps wait for each other in a circle: {path} (each waits for the one before it)",
             "take one of them out of the other's `after`" + (
                 "; a step without `after` comes after the step before it" if not step.after_written else ""),
             at("steps", index_of[first], "after") if step.after_written else at("steps", index_of[first]))

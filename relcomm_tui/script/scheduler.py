@@ -189,6 +189,8 @@ def evaluate(steps: Sequence[Step], facts: Mapping[str, CommuniqueFacts], events
         return len(own) == len(step.send) and all(f.done for f in own)
 
     step_by_id = {s.id: s for s in steps}
+    # A time of day ("17:00 UTC") is on the day the script started: its first recorded event.
+    anchor = min((e.at for e in events), default=now)
 
     def dependency_done(ident: str) -> bool:
         if ident in step_ids:
@@ -262,8 +264,9 @@ def evaluate(steps: Sequence[Step], facts: Mapping[str, CommuniqueFacts], events
         waits: list[tuple[dt.datetime, str]] = []
         if step.wait and not skipped:
             waits.append((ready_at + dt.timedelta(seconds=step.wait / (scale or 1.0)), f"wait {step.wait_text}"))
-        if step.not_before is not None and not skipped:
-            waits.append((step.not_before, f"not before {format_time(step.not_before)}"))
+        not_before = not_before_of(step, anchor)
+        if not_before is not None and not skipped:
+            waits.append((not_before, f"not before {format_time(not_before)}"))
         pending = [(due, what) for due, what in waits if due > now]
         checkpoint_open = bool(step.checkpoint) and not has(step.id, EV_RELEASED)
         if pending:
@@ -317,11 +320,22 @@ def _done_text(own: Sequence[CommuniqueFacts]) -> str:
     return f"{total - failed}/{total} delivered" + (f", {failed} failed" if failed else "")
 
 
+def not_before_of(step: Step, anchor: dt.datetime) -> dt.datetime | None:
+    """The step's `not_before` as a time: as written, or its time of day on the anchor's day (in its zone)."""
+    if step.not_before is not None:
+        return step.not_before
+    daily = step.not_before_daily
+    if daily is None or daily.tzinfo is None:
+        return None
+    day = anchor.astimezone(daily.tzinfo).date()  # type: ignore[arg-type]
+    return dt.datetime.combine(day, daily.replace(tzinfo=None), tzinfo=daily.tzinfo)
+
+
 def format_time(when: dt.datetime) -> str:
-    """17:00 UTC on 2026-11-26, in the plan's own time zone as written."""
-    offset = when.utcoffset()
-    zone = "UTC" if offset == dt.timedelta(0) else when.strftime("%z")
-    return f"{when:%Y-%m-%d %H:%M} {zone}"
+    """"2026-11-26 17:00 UTC", in the time zone the plan wrote."""
+    zone = "UTC" if when.utcoffset() == dt.timedelta(0) else (when.tzname() or when.strftime("%z"))
+    seconds = f":{when:%S}" if when.second else ""
+    return f"{when:%Y-%m-%d %H:%M}{seconds} {zone}"
 
 
 def countdown(until: dt.datetime | None, now: dt.datetime) -> str:
