@@ -19,6 +19,8 @@ SUBCOMMANDS = {
     "validate": "check a plan and list every finding",
     "send": "send the plan's communiques (headless)",
     "status": "show every delivery and its state",
+    "done": "mark a manual step's tasks done (the calls were made)",
+    "checkpoint": "release a checkpoint of the plan's script (or skip a wait, or go on after a halt)",
     "receipts": "show, refresh or parse receipts",
     "report": "write the audit record of the release's communications",
     "demo": "run the whole journey against a built-in mail server",

@@ -48,11 +48,13 @@ def run(args: argparse.Namespace) -> int:
         try:
             records = ledger.deliveries(version)
             runs = ledger.runs(version)
+            script = _script(plan, ledger)
             fates = {row.delivery_id: fate_of(row) for row in build_status(plan, ledger).rows}
         finally:
             ledger.close()
     else:
         runs = []
+        script = _script(plan, None)
     if args.only:
         records = [r for r in records if r.communique_id in args.only]
     counts = {state: 0 for state in STATES}
@@ -75,11 +77,19 @@ def run(args: argparse.Namespace) -> int:
                            for r in records],
             "runs": [{"id": r.id, "started": r.started, "finished": r.finished, "who": r.who, "host": r.host,
                       "mode": r.mode, "outcome": r.outcome} for r in runs],
+            "script": ({"summary": script[0].summary, "steps": [v.as_dict(script[1]) for v in script[0].steps]}
+                       if script else None),
         }, sys.stdout, indent=2)
         print()
         return 0
     # Names, replies and paths come from the plan and from servers: every one through `visible`.
     release = visible(f"{plan.release.name} {version}")
+    if script:
+        from .checkpoint import step_lines
+
+        print(visible(f"{release}: {script[0].summary}"))
+        for line in step_lines(*script):
+            print(visible(line))
     if not records:
         print(f"{release}: nothing sent yet (no deliveries in {visible(folder / LEDGER_NAME)})")
         return 0
@@ -100,3 +110,19 @@ def run(args: argparse.Namespace) -> int:
     summary = ", ".join(f"{n} {STATE_LABELS[s]}" for s, n in counts.items() if n)
     print(f"\n{release}: {summary}")
     return 0
+
+
+def _script(plan, ledger):
+    """(where the plan's script stands, now), or None for a plan without steps (issue 14)."""
+    if not plan.steps:
+        return None
+    from ..script.clock import utc_now
+    from ..script.scheduler import evaluate
+    from ..script.progress import expected_deliveries, gather_facts, load_events
+    from ..script.scheduler import CommuniqueFacts
+
+    now = utc_now()
+    if ledger is None:  # nothing sent yet: every step as the script starts
+        facts = {c: CommuniqueFacts(plan.communique(c).channel, n) for c, n in expected_deliveries(plan).items()}
+        return evaluate(plan.steps, facts, [], now), now
+    return evaluate(plan.steps, gather_facts(plan, ledger), load_events(plan, ledger), now), now

@@ -51,6 +51,7 @@ class ManualClock(Clock):
         self._tick = asyncio.Event()
         self._asleep = asyncio.Event()
         self.waiting = 0
+        self.sleeps = 0  # waits begun so far: a test awaits the next one to know the runner looked again
 
     def now(self) -> dt.datetime:
         return self._now
@@ -64,15 +65,22 @@ class ManualClock(Clock):
         tick.set()
         await asyncio.sleep(0)
 
-    async def until_waiting(self) -> None:
-        """Return once something sleeps on this clock."""
-        while not self.waiting:
+    async def until_waiting(self, after: int = 0) -> None:
+        """Return once something sleeps on this clock (a wait begun after the first `after` ones)."""
+        while not self.waiting or self.sleeps <= after:
             self._asleep.clear()
             await self._asleep.wait()
+
+    async def advance_and_settle(self, seconds: float) -> None:
+        """Move the time, then return when the runner has looked at it and sleeps again."""
+        seen = self.sleeps
+        await self.advance(seconds)
+        await self.until_waiting(after=seen)
 
     async def wait(self, seconds: float, wake: asyncio.Event) -> None:
         due = self._now + dt.timedelta(seconds=max(0.0, seconds))
         self.waiting += 1
+        self.sleeps += 1
         self._asleep.set()
         try:
             while self._now < due and not wake.is_set():

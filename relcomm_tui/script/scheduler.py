@@ -31,7 +31,7 @@ from ..plan.model import Step
 # Step statuses, in the user's words.
 DONE, RUNNING, WAITING, CHECKPOINT, HALTED, READY = "done", "running", "waiting", "checkpoint", "halted", "ready"
 STATUS_LABELS = {DONE: "done", RUNNING: "sending", WAITING: "waiting", CHECKPOINT: "at checkpoint",
-                 HALTED: "halted", READY: "starting"}
+                 HALTED: "halted", READY: "ready"}
 
 # Script events (ledger table script_events, kind column).
 EV_READY, EV_STARTED, EV_FINISHED = "ready", "started", "finished"
@@ -240,7 +240,8 @@ def evaluate(steps: Sequence[Step], facts: Mapping[str, CommuniqueFacts], events
             continue
         if started:
             ticks = sum(f.to_tick for f in own)
-            views.append(StepView(step, WAITING, f"{ticks} manual task{'s' if ticks != 1 else ''} to mark done",
+            views.append(StepView(step, WAITING, f"{ticks} manual task{'s' if ticks != 1 else ''} to mark done "
+                                  f"({', '.join(c for c in step.send if facts.get(c) and facts[c].to_tick)})",
                                   to_tick=ticks, **common))
             continue
         # Not started: what does it wait for?
