@@ -41,6 +41,7 @@ from ..dialogs.confirm_send import ConfirmSendDialog
 from ..dialogs.manual_done import ManualDoneDialog
 from ..dialogs.password import PasswordDialog
 from ..text import plain, visible
+from .send_script import SCRIPT_ACTIONS, SCRIPT_BINDINGS, ScriptControls
 
 FLUSH_SECONDS = 0.1
 COLUMNS = (("state", "State", 9), ("communique", "Communique", 16), ("recipient", "Recipient", 24),
@@ -54,7 +55,7 @@ STATE_COLOURS = {QUEUED: "foreground-muted", SENDING: "accent", ACCEPTED: "succe
 SHORT_LABELS = {MARKED_DELIVERED: "marked ✓", AWAITING: "to do"}
 COUNT_ORDER = (ACCEPTED, MARKED_DELIVERED, REJECTED, IN_DOUBT, DEFERRED, AWAITING, SENDING, QUEUED)
 KEY_ACTIONS = ("pause", "resume", "continue", "cancel", "retry_failed", "resend_in_doubt", "mark_delivered",
-               "tick_manual", "test_send")
+               "tick_manual", "test_send") + SCRIPT_ACTIONS
 IN_DOUBT_EXPLAINED = ("in doubt: the connection ended after the whole message was sent, before the server "
                       "answered, so it may have arrived")
 
@@ -106,7 +107,7 @@ def has_history(ledger: Ledger | None, plan: Plan) -> bool:
     return ledger is not None and any(ledger.counts(plan.release.version).values())
 
 
-class SendScreen(Screen):
+class SendScreen(ScriptControls, Screen):
     """Send the plan's communiques and watch every delivery; pause, cancel, retry, resend."""
 
     CSS_PATH = "send.tcss"
@@ -127,6 +128,7 @@ class SendScreen(Screen):
                 tooltip="Send the highlighted communique to your own address, [TEST] in the subject"),
         Binding("enter,o", "tick_manual", "Done", id="tick-manual", tooltip="Tick the highlighted manual step done"),
         Binding("escape", "back", "Back", id="back", show=False, tooltip="Back to the checklist"),
+        *SCRIPT_BINDINGS,
     ]
 
     running: reactive[bool] = reactive(False, bindings=True)
@@ -184,6 +186,8 @@ class SendScreen(Screen):
     def compose(self) -> ComposeResult:
         yield Static(id="send-head")
         yield Static(id="banner", markup=False)
+        if self.scripted:
+            yield self.compose_timeline()  # the script's steps stand in for the per-communique bars
         with Horizontal(id="overall"):
             yield Label("All", classes="bar-name")
             yield ProgressBar(total=1, show_eta=False, show_percentage=False, id="overall-bar")
@@ -206,7 +210,9 @@ class SendScreen(Screen):
         for key, label, width in COLUMNS:
             table.add_column(label, key=key, width=width)
         self.query_one("#communiques").border_title = "Communiques"
+        self.query_one("#communiques").display = not self.scripted
         self.fill_from_ledger()
+        self.refresh_script()
         self._flush_timer = self.set_interval(FLUSH_SECONDS, self.flush, pause=True)
         if self.ledger is None:
             self.show_banner(self.app.ledger_problem or "The ledger cannot be opened, so nothing can be sent.", "error")
@@ -371,6 +377,8 @@ class SendScreen(Screen):
         self.update_status()
 
     def phase(self) -> str:
+        if self.scripted and (scripted := self.script_phase()):
+            return scripted
         if self.running:
             if self._cancelling:
                 return "cancelling"
@@ -382,6 +390,8 @@ class SendScreen(Screen):
         return "not sending"
 
     def status_text(self) -> str:
+        if self.scripted and (scripted := self.script_status()) and not (self.running and self._cancelling):
+            return scripted
         failed = self.counts[DEFERRED] + self.counts[REJECTED]
         left = self.counts[QUEUED] + self.counts[DEFERRED]
         if self.running and self._cancelling:
@@ -475,6 +485,8 @@ class SendScreen(Screen):
     # -- keys -----------------------------------------------------------------------------
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if action in SCRIPT_ACTIONS:
+            return self.check_script_action(action)
         if action == "pause":
             return self.running and not self.paused and not self._cancelling
         if action == "resume":
@@ -614,6 +626,7 @@ class SendScreen(Screen):
         except ManualError as error:
             self.notify(error.hint or "", title=error.message, severity="warning")
         self.apply_record(ident)
+        self.refresh_script()  # a step may have been waiting for this tick
         self.notify(f"{row.recipient}: done", title="Manual step")
 
     def apply_record(self, ident: str) -> None:
@@ -737,10 +750,11 @@ class SendScreen(Screen):
         if self.running or self.ledger is None:
             return
         login, host = who_am_i()
-        self.engine = SendEngine(
-            self.plan, self.ledger, only=self.only or None, password=self._password,
-            retry_failed=retry_failed, resend_in_doubt=resend_in_doubt, on_event=self.on_engine_event,
-            who=login, host=host, progress_interval=FLUSH_SECONDS)
+        if not self.scripted:
+            self.engine = SendEngine(
+                self.plan, self.ledger, only=self.only or None, password=self._password,
+                retry_failed=retry_failed, resend_in_doubt=resend_in_doubt, on_event=self.on_engine_event,
+                who=login, host=host, progress_interval=FLUSH_SECONDS)
         self.stopped = None
         self.progress = None
         self._cancelling = False
@@ -749,6 +763,9 @@ class SendScreen(Screen):
         self.show_banner("")
         self._flush_timer.resume()
         self.refresh_summary()
+        if self.scripted:
+            self.start_script(retry_failed=retry_failed, resend_in_doubt=resend_in_doubt)
+            return
         self.run_worker(self.run_engine(self.engine), group="send", exclusive=True, exit_on_error=False,
                         name="send")
 
