@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from relcomm_tui.plan import PlanError, load_plan
-from relcomm_tui.script.checks import script_findings
+from relcomm_tui.checks.script import script_findings
 
 from plan_helpers import base_plan, check, ids, only, write_plan
 

@@ -85,7 +85,7 @@ RULES: dict[str, tuple[Severity, str]] = {
     "gate-none": ("warning", "no release gate is configured: nothing declares the release a success"),
     "gate-not-allowed": ("warning", "the release gate was not run: the plan's commands are not allowed on this host yet"),
     "secret-not-allowed": ("warning", "a { command = ... } secret was not run: the plan's commands are not allowed yet"),
-    # The script (`[[steps]]`, issue 14): script/checks.py
+    # The script (`[[steps]]`, issue 14): checks/script.py
     "script-unknown": ("error", "a step's `send` or `after` names no communique or step"),
     "script-duplicate": ("error", "a communique is sent by two steps"),
     "script-unscheduled": ("error", "the plan has steps, and a communique (not a follow-up) is in none of them"),
@@ -133,7 +133,7 @@ def run_checks(plan: Plan, *, gate: bool = True, secrets: bool = True) -> list[F
         checker.communique_settings(index, communique)
         checker.rendering(index, communique)
     checker.members()
-    from ..script.checks import script_findings
+    from .script import script_findings
 
     checker.findings.extend(script_findings(plan))
     if secrets:

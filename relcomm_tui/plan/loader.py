@@ -484,7 +484,7 @@ def _build(table: schema.PlanFile, plan_file: Path, source: str, raw: bytes) -> 
 
 
 def _steps(tables: list[schema.StepTable], where) -> tuple[Step, ...]:
-    """The script as written; unknown ids, cycles and times are findings (script/checks.py), not load errors."""
+    """The script as written; unknown ids, cycles and times are findings (checks/script.py), not load errors."""
     steps: list[Step] = []
     for index, spec in enumerate(tables):
         if spec.after is not None:

@@ -3,7 +3,7 @@
 - `scheduler`: pure: plan steps + ledger facts + time -> where every step stands, what to do now;
 - `progress`: the same read from (and decisions written to) the ledger;
 - `runner`: runs the steps by calling the send engine for each step's communiques;
-- `checks`: validation findings for a bad script; `clock`: real, manual (tests) and compressed (demo) time.
+- `clock`: real, manual (tests) and compressed (demo) time. Validation of a script: checks/script.py.
 
 Nothing here imports Textual: the app's timeline and the headless commands share it.
 """

@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from typing import Iterable, Mapping, Sequence
 
 from ..store.ledger import ACCEPTED, AWAITING, DEFERRED, IN_DOUBT, MARKED_DELIVERED, REJECTED
+from ..common.times import format_time
 from ..plan.model import Step
 
 # Step statuses, in the user's words.
@@ -330,13 +331,6 @@ def not_before_of(step: Step, anchor: dt.datetime) -> dt.datetime | None:
         return None
     day = anchor.astimezone(daily.tzinfo).date()  # type: ignore[arg-type]
     return dt.datetime.combine(day, daily.replace(tzinfo=None), tzinfo=daily.tzinfo)
-
-
-def format_time(when: dt.datetime) -> str:
-    """"2026-11-26 17:00 UTC", in the time zone the plan wrote."""
-    zone = "UTC" if when.utcoffset() == dt.timedelta(0) else (when.tzname() or when.strftime("%z"))
-    seconds = f":{when:%S}" if when.second else ""
-    return f"{when:%Y-%m-%d %H:%M}{seconds} {zone}"
 
 
 def countdown(until: dt.datetime | None, now: dt.datetime) -> str:

@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import datetime as dt
 
-from ..checks.rules import RULES, Finding
+from ..common.times import format_time
 from ..plan.locate import close_match, find_line, keypath_text, shown
 from ..plan.model import Location, Plan, Step
-from .scheduler import format_time
+from .rules import RULES, Finding
 
 # The rule ids (script-...) are listed with the others in checks.RULES and docs/plan-format.md.
 
