@@ -19,6 +19,8 @@ def build_parser() -> argparse.ArgumentParser:
                         help="colour theme: dark, light, high-contrast (or any Textual theme); remembered")
     parser.add_argument("--state", metavar="DIR", help="folder for the ledger and review state (default: PLAN/.relcomm)")
     add_allow_commands(parser)
+    # `relcomm demo` only: the script's waits last 1/N as long (the timeline says so). Never from the plan.
+    parser.add_argument("--time-scale", type=float, default=1.0, help=argparse.SUPPRESS)
     return parser
 
 
@@ -33,5 +35,9 @@ def main(argv: list[str]) -> int:
     from ..tui.app import RelcommApp
 
     app = RelcommApp(plan, theme=args.theme, state_dir=args.state, allow_commands=args.allow_commands)
+    if args.time_scale != 1.0:
+        from ..script.clock import Clock
+
+        app.script_clock = Clock(args.time_scale)
     app.run()
     return app.return_code or 0
