@@ -10,7 +10,9 @@ import pytest
 from plan_helpers import base_plan, check, ids, only, write_plan
 
 from relcomm_tui.plan import consent
-from relcomm_tui.checks.rules import RULES, GateResult, run_checks, run_gate
+from relcomm_tui.checks.rules import run_checks
+from relcomm_tui.checks.findings import RULES
+from relcomm_tui.checks.gate import GateResult, run_gate
 from relcomm_tui.plan import load_plan
 
 DOCS = Path(__file__).resolve().parent.parent / "docs" / "plan-format.md"

@@ -88,7 +88,7 @@ def unaccounted(server, state: Path) -> list[str]:
     with Ledger.open(state) as ledger:  # a stopped sender's `sending` rows become in doubt
         records = {r.recipient_key: r for r in ledger.deliveries("4.2.0", "news")}
     problems = [f"{key}: {n} copies" for key, n in got.items() if n > 1]
-    for key, n in got.items():
+    for key in got:
         record = records.get(key)
         if record is None or record.state not in (L.ACCEPTED, L.IN_DOUBT):
             problems.append(f"{key}: at the server, ledger says {record.state_label if record else 'nothing'}")

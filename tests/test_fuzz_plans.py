@@ -31,7 +31,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from plan_helpers import FILES, base_plan
 
-from relcomm_tui.checks.rules import Finding, run_checks
+from relcomm_tui.checks.rules import run_checks
+
+from relcomm_tui.checks.findings import Finding
 from relcomm_tui.plan import load_plan
 from relcomm_tui.plan.loader import PlanError
 

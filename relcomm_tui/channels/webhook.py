@@ -44,7 +44,7 @@ from .presets import Message, Payload, PresetError, webhook_payload
 
 if TYPE_CHECKING:  # compose and the plan are imported lazily
     from ..compose import Rendered
-    from ..plan.model import Communique, Plan
+    from ..plan.model import Plan
 
 USER_AGENT = "relcomm (release communications)"
 EXCERPT = 200

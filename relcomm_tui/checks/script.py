@@ -12,7 +12,7 @@ import datetime as dt
 from ..common.times import format_time
 from ..plan.locate import close_match, find_line, keypath_text, shown
 from ..plan.model import Location, Plan, Step
-from .rules import RULES, Finding
+from .findings import RULES, Finding
 
 # The rule ids (script-...) are listed with the others in checks.RULES and docs/plan-format.md.
 
@@ -34,7 +34,7 @@ def script_findings(plan: Plan, now: dt.datetime | None = None) -> list[Finding]
     # Who sends each communique.
     sender_of: dict[str, str] = {}
     for index, step in enumerate(plan.steps):
-        for position, ident in enumerate(step.send):
+        for ident in step.send:
             if plan.communique(ident) is None:
                 close = close_match(ident, communique_ids)
                 add("script-unknown", f"step {step.id} sends {shown(ident)}, which is no communique",

@@ -13,6 +13,7 @@ from pathlib import Path
 from ..plan import consent
 from ..common.terminal_text import visible, visible_lines
 from . import add_allow_commands
+from ..common.text import plural
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -21,10 +22,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-gate", action="store_true", help="do not run the release gate")
     parser.add_argument("--no-secrets", action="store_true", help="do not resolve secret references")
     add_allow_commands(parser)
-
-
-def plural(count: int, word: str) -> str:
-    return f"{count} {word}{'' if count == 1 else 's'}"
 
 
 def run(args: argparse.Namespace) -> int:

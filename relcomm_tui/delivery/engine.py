@@ -38,7 +38,7 @@ import random
 import re
 import secrets
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from email.utils import parseaddr
 from pathlib import Path
 from typing import AsyncIterator, Callable, Iterator, Mapping, Sequence
@@ -47,7 +47,7 @@ from ..common.errors import UserError
 from ..channels import RETRY_AFTER_MAX, Channel, ChannelStopped, DeliveryJob, DeliveryWithdrawn, Outcome, channel_factory
 from ..store.ledger import (
     ACCEPTED, AWAITING, DEFERRED, FINAL_STATES, IN_DOUBT, MARKED_DELIVERED, QUEUED, REJECTED, SENDING, STATES,
-    DeliveryIntent, Ledger, LedgerError, LedgerStorageError, new_envelope_id, new_message_id, who_am_i,
+    DeliveryIntent, Ledger, LedgerError, LedgerStorageError, new_envelope_id, new_message_id,
 )
 from ..store.lock import SendLock, SendLockedError
 from ..plan.files import FileChange, FileWatch, changes
@@ -757,7 +757,7 @@ def dry_run(plan: Plan, ledger: Ledger, *, only: Sequence[str] | None = None,
                 ident = make_id(plan.release.version, communique.id, recipient.key)
                 jobs.append(DeliveryJob(ident, communique, group, recipient, new_message_id(domain), new_envelope_id()))
             # Writes <outbox>/<communique>/<delivery>.json|.html|.txt: what would be posted or published.
-            for job, outcome in zip(jobs, dry_run_deliveries(plan, communique.channel, jobs, outbox)):
+            for _job, outcome in zip(jobs, dry_run_deliveries(plan, communique.channel, jobs, outbox)):
                 if outcome.state == "accepted":
                     written += 1
                 else:

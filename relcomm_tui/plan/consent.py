@@ -44,7 +44,7 @@ from ..common.config import config_dir
 from .locate import keypath_text
 from .model import Plan
 from .schema import CommandSecret
-from .secrets import secret_uses
+from .references import secret_uses
 
 ALLOWED_DIR = "allowed"
 ALLOW_HINT = "review them with `relcomm allow PLAN` (it prints them and records your consent), or pass --allow-commands"

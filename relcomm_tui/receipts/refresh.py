@@ -102,7 +102,7 @@ def plan_sources(plan: Plan, *, password_for: Callable[[ImapSourceTable], str] |
         elif isinstance(entry, ImapSourceTable):
             get_password = password_for or imap_password
             result.append(ConfiguredSource(f"imap:{entry.imap}", f"IMAP {entry.imap}",
-                                           lambda e=entry: ImapSource(e.imap, get_password(e))))
+                                           lambda e=entry, get=get_password: ImapSource(e.imap, get(e))))
     return result
 
 

@@ -852,17 +852,6 @@ class Ledger:
         with self._reading():
             return {row[0] for row in self._db.execute("SELECT DISTINCT release_version FROM deliveries")}
 
-    def is_seen(self, source: str, key: str) -> bool:
-        with self._reading():
-            return self._db.execute("SELECT 1 FROM seen_messages WHERE source=? AND key=?", (source, key)).fetchone() is not None
-
-    def mark_seen(self, source: str, keys: Iterable[str]) -> None:
-        stamp = now()
-        self._write(lambda db: db.executemany(
-            "INSERT INTO seen_messages (source, key, at) VALUES (?,?,?) ON CONFLICT DO NOTHING",
-            ((source, key, stamp) for key in keys),
-        ))
-
     def seen_keys(self, source: str) -> set[str]:
         """Every key of `source` already read: one query, so a refresh of a big mailbox stays fast."""
         with self._lock:

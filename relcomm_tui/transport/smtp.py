@@ -121,11 +121,6 @@ class Transaction:
         return None
 
 
-def xtext(text: str) -> str:
-    """RFC 3461 xtext: printable ASCII except "+" and "=", the rest as +HH."""
-    return "".join(chr(b) if 33 <= b <= 126 and b not in (0x2B, 0x3D) else f"+{b:02X}" for b in text.encode("utf-8"))
-
-
 def _shown(raw: bytes, cleaned: str, limit: int = 80) -> str:
     """Bytes a server sent, shown safely (escaped, cut short); `cleaned` is them decoded and
     cleaned of secrets, shown instead when cleaning changed anything."""

@@ -183,7 +183,7 @@ class RelcommApp(App[int]):
             yield SystemCommand("Receipts", "Who received each communique, refreshed from the reports that "
                                 "come back; follow up the unconfirmed", self.action_open_receipts)
         seen: set[str] = set()
-        for key, active in screen.active_bindings.items():
+        for active in screen.active_bindings.values():
             binding = active.binding
             if not binding.description or binding.action in seen or binding.action in ("quit", "command_palette"):
                 continue

@@ -10,10 +10,7 @@ from textual.screen import ModalScreen
 from textual.widgets import Input, Static
 
 from ...common.terminal_text import visible
-
-
-def plural(count: int, word: str) -> str:
-    return f"{count} {word}{'' if count == 1 else 's'}"
+from ...common.text import plural
 
 
 class ConfirmSendDialog(ModalScreen[bool]):

@@ -18,7 +18,7 @@ from rich.text import Text
 from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
-from textual.containers import Horizontal, Vertical, VerticalScroll
+from textual.containers import Horizontal, VerticalScroll
 from textual.content import Content
 from textual.message import Message
 from textual.reactive import reactive
@@ -41,6 +41,7 @@ from ..dialogs.confirm_send import ConfirmSendDialog
 from ..dialogs.manual_done import ManualDoneDialog
 from ..dialogs.password import PasswordDialog
 from ..text import plain, visible
+from ...common.text import plural
 from .send_script import SCRIPT_ACTIONS, SCRIPT_BINDINGS, ScriptControls
 
 FLUSH_SECONDS = 0.1
@@ -70,10 +71,6 @@ class Row:
     state: str
     reply: str
     attempts: int
-
-
-def plural(count: int, word: str) -> str:
-    return f"{count} {word}{'' if count == 1 else 's'}"
 
 
 def deliveries(count: int, adjective: str = "") -> str:
