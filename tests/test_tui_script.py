@@ -66,7 +66,8 @@ async def test_checkpoint_release_wait_skip_and_tick_in_the_app(tmp_path, server
                     and app.screen.script.view("briefed").status == "checkpoint")
         screen = app.screen
         assert len(server.messages) == 2 and "⏸ briefed" in timeline(app) and "at checkpoint" in timeline(app)
-        assert "At checkpoint briefed: Support confirmed the briefing. r releases it" in text_of(screen.query_one("#send-status"))
+        assert "At checkpoint briefed: r releases it" in text_of(screen.query_one("#send-status"))
+        assert "Support confirmed the briefing" in timeline(app)
         assert screen.check_action("skip_wait", ()) is None  # nothing waits for time yet
 
         await pilot.press("r")
@@ -134,3 +135,31 @@ wait = "30m"
         view = app.screen.script.view("customers")
         assert view.status == "waiting" and view.until == T0 + dt.timedelta(minutes=30)
         assert "25:00" in timeline(app)
+
+
+def test_timeline_snapshot_at_80x24(snap_compare, tmp_path, server, hooks, user_config, monkeypatch):
+    """The send screen of a script waiting for its next step: the timeline with a countdown."""
+    import itertools
+    import secrets
+
+    counter = itertools.count(1)
+    monkeypatch.setattr(secrets, "token_hex", lambda n=None: f"{next(counter):0{2 * (n or 4)}x}")
+    app, clock = scripted_app(tmp_path, server, hooks, not_before=T0 + dt.timedelta(minutes=45))
+
+    async def waiting(pilot):
+        await settle(pilot)
+        app.push_screen(SendScreen(start=True, show_rate=False))
+        await until(pilot, lambda: app.screen.script is not None
+                    and app.screen.script.view("briefed").status == "checkpoint")
+        app.screen.runner.release("briefed")
+        await until(pilot, lambda: app.screen.script.view("customers").until is not None)
+        await clock.advance(12 * 60 + 34)
+        screen = app.screen
+        table = screen.query_one("#deliveries")
+        first_customer = next(i for i, row in screen.rows.items() if row.communique_id == "announce")
+        table.move_cursor(row=table.get_row_index(first_customer))
+        screen.query_one("#timeline").redraw()
+        screen.update_status()
+        await pilot.pause()
+
+    assert snap_compare(app, terminal_size=(80, 24), run_before=waiting)

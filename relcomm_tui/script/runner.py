@@ -71,6 +71,7 @@ class ScriptRunner:
         self.state: ScriptState | None = None
         self._wake = asyncio.Event()
         self._stopping = False
+        self.paused = False
         self._expected = expected_deliveries(plan)
         self._last_refresh = 0.0
 
@@ -85,12 +86,16 @@ class ScriptRunner:
         self._wake.set()
 
     def pause(self) -> None:
+        """No new message and no new step starts until `resume()` (waits keep counting)."""
+        self.paused = True
         if self.engine is not None:
             self.engine.pause()
 
     def resume(self) -> None:
+        self.paused = False
         if self.engine is not None:
             self.engine.resume()
+        self._wake.set()
 
     def release(self, step_id: str, note: str = "") -> str:
         text = release_checkpoint(self.plan, self.ledger, step_id, self.clock.now(), who=self.who or "",
@@ -138,7 +143,7 @@ class ScriptRunner:
             state = await self.evaluate()
             if self._stopping:
                 return ScriptResult(state, STOPPED, summaries)
-            if state.start:
+            if state.start and not self.paused:
                 progress = sum(v.sent for v in state.steps)
                 if last_attempt == (state.start, progress):
                     raise ScriptStopped(f"step {state.start[0]} could not be sent: its deliveries stay unsent",

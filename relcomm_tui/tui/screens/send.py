@@ -116,6 +116,7 @@ class SendScreen(ScriptControls, Screen):
         Binding("space", "resume", "Resume", id="resume", tooltip="Carry on sending"),
         Binding("space", "continue", "Send", id="continue", tooltip="Send what is not sent yet (asks first)"),
         Binding("x", "cancel", "Cancel", id="cancel", tooltip="Stop the send (asks first); nothing is lost"),
+        *SCRIPT_BINDINGS,  # hidden for a plan without a script
         Binding("f", "retry_failed", "Retry", id="retry-failed", tooltip="Send the deferred and rejected again"),
         Binding("d", "resend_in_doubt", "Resend", id="resend-in-doubt",
                 tooltip="Resend in-doubt deliveries with the same Message-ID (asks first)"),
@@ -125,7 +126,6 @@ class SendScreen(ScriptControls, Screen):
                 tooltip="Send the highlighted communique to your own address, [TEST] in the subject"),
         Binding("enter,o", "tick_manual", "Done", id="tick-manual", tooltip="Tick the highlighted manual step done"),
         Binding("escape", "back", "Back", id="back", show=False, tooltip="Back to the checklist"),
-        *SCRIPT_BINDINGS,
     ]
 
     running: reactive[bool] = reactive(False, bindings=True)

@@ -134,19 +134,19 @@ class ScriptControls:
     def script_status(self) -> str | None:
         """The status line while the script waits for time or for the engineer."""
         state = self.script
-        if state is None:
-            return None
+        if state is None or self.paused:  # type: ignore[attr-defined]
+            return None  # "Paused: ... space resumes" says it
         if state.halted is not None:
             return f"Halted after {state.halted.id}: {state.halted.reason}. f retries failed · r goes on anyway"
         at = next((v for v in state.steps if v.status == CHECKPOINT), None)
         if at is not None:
-            return f"At checkpoint {at.id}: {' '.join(at.step.checkpoint.split())}. r releases it"
+            return f"At checkpoint {at.id}: r releases it once it is true (the line above says what)"
         if not self.running:  # type: ignore[attr-defined]
             return None
         timed = next((v for v in state.steps if v.wait_open), None)
         if timed is not None and self.runner is not None and self.runner.engine is None:
             left = countdown(timed.until, self.clock.now())
-            return f"Waiting: {timed.id} {timed.reason.split(' · ')[0]} ({left}). w starts it now · x stops"
+            return f"Waiting: {timed.id} in {left}. w starts it now · x stops"
         return None
 
     # -- keys --
