@@ -189,10 +189,12 @@ async def send_scripted(plan, ledger, args, password, login, host) -> int:
     printer.done()
     state = result.state
     counts = _counts(plan, ledger, state)
+    # As a send without a script: 1 while any delivery is refused, deferred or in doubt.
+    code = result.exit_code or (1 if any(counts.get(s) for s in (REJECTED, DEFERRED, IN_DOUBT)) else 0)
     if as_json:
         printer._emit({"event": "script", "ending": result.ending, "summary": state.summary, "counts": counts,
-                       "exit": result.exit_code, "steps": [v.as_dict(clock.now()) for v in state.steps]})
-        return result.exit_code
+                       "exit": code, "steps": [v.as_dict(clock.now()) for v in state.steps]})
+        return code
     parts = ", ".join(f"{n} {STATE_LABELS.get(s, s)}" for s, n in counts.items() if n)
     print(visible(f"{plan.release.name} {plan.release.version}: {state.summary}" + (f"; {parts}" if parts else "")))
     if result.ending == HALTED and state.halted is not None:
@@ -208,7 +210,7 @@ async def send_scripted(plan, ledger, args, password, login, host) -> int:
     if counts.get(IN_DOUBT):
         print(f"  {counts[IN_DOUBT]} in doubt: the server may have them; --resend-in-doubt sends them again "
               "(same Message-ID)")
-    return result.exit_code
+    return code
 
 
 def _counts(plan, ledger, state) -> dict[str, int]:
