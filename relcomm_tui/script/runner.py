@@ -170,6 +170,7 @@ class ScriptRunner:
         if fresh:
             # Before the first message: a kill from here on resumes the step, never forgets it.
             await asyncio.to_thread(record, self.plan, self.ledger, fresh, self.clock.now(), self.who or "")
+            await self.evaluate()  # the step shows as sending
         communiques = [c for step in state.start for c in self.plan.step(step).send]  # type: ignore[union-attr]
         if not communiques:
             return RunSummary(None, {}, {})

@@ -176,7 +176,8 @@ class SendScreen(ScriptControls, Screen):
 
     @property
     def communiques(self) -> list[Communique]:
-        return select_communiques(self.plan, self.only)
+        chosen = select_communiques(self.plan, self.only)
+        return self.step_order(chosen) if self.scripted else chosen
 
     # -- layout ---------------------------------------------------------------------------
 
@@ -371,6 +372,8 @@ class SendScreen(ScriptControls, Screen):
                 parts.append(Content.styled(f"{self.counts[state]} {STATE_LABELS[state]}",
                                             f"${STATE_COLOURS[state]}"))
         self.query_one("#counts", Static).update(Content(" · ").join(parts))
+        if self.scripted:
+            self.live_counts()
         self.update_status()
 
     def phase(self) -> str:

@@ -78,6 +78,23 @@ class ScriptControls:
         self.refresh_keys()  # type: ignore[attr-defined]
         self.update_status()  # type: ignore[attr-defined]
 
+    def live_counts(self) -> None:
+        """While a step sends, its count on the timeline follows the send's events (every flush)."""
+        if self.script is None or not self.running:  # type: ignore[attr-defined]
+            return
+        from ...script.scheduler import OUTCOME_STATES
+
+        timeline = self.query_one("#timeline", ScriptTimeline)  # type: ignore[attr-defined]
+        per = self.per_communique  # type: ignore[attr-defined]
+        timeline.live = {v.id: sum(per.get(c, {}).get(s, 0) for c in v.step.send for s in OUTCOME_STATES)
+                         for v in self.script.steps}
+        timeline.redraw()
+
+    def step_order(self, communiques: list) -> list:
+        """The communiques in the order the script sends them (then the rest, in plan order)."""
+        rank = {c: number for number, step in enumerate(self.plan.steps) for c in step.send}  # type: ignore[attr-defined]
+        return sorted(communiques, key=lambda c: rank.get(c.id, len(rank)))
+
     # -- the run --
 
     def start_script(self, *, retry_failed: bool = False, resend_in_doubt: bool = False) -> None:

@@ -45,6 +45,7 @@ class ScriptTimeline(Static):
         self.now = now
         self.state: ScriptState | None = None
         self.note = ""  # e.g. "time compressed 60x (demo)"
+        self.live: dict[str, int] = {}  # step id -> deliveries with an outcome, from the send's events
 
     def on_mount(self) -> None:
         self.set_interval(1.0, self.redraw)
@@ -65,7 +66,8 @@ class ScriptTimeline(Static):
             colour = f"${COLOURS.get(view.status, 'foreground')}"
             name = visible(view.id)
             name = name if len(name) <= width else name[: width - 1] + "…"
-            sent = f"{view.sent}/{view.total}" if view.total else ""
+            done = max(view.sent, self.live.get(view.id, 0)) if view.status in (RUNNING, READY) else view.sent
+            sent = f"{min(done, view.total)}/{view.total}" if view.total else ""
             left = countdown(view.until, now)
             reason = visible(" ".join(view.reason.split()))
             style = f"bold {colour}" if view.status in (CHECKPOINT, HALTED, RUNNING) else colour
