@@ -160,6 +160,11 @@ class ScriptControls:
             return f"At checkpoint {at.id}: r releases it once it is true (the line above says what)"
         if not self.running:  # type: ignore[attr-defined]
             return None
+        idle = self.runner is not None and self.runner.engine is None
+        ticking = next((v for v in state.steps if v.to_tick), None)
+        if ticking is not None and idle and not any(v.wait_open for v in state.steps):
+            tasks = f"{ticking.to_tick} manual task{'s' if ticking.to_tick != 1 else ''}"
+            return f"Waiting for {tasks} of {ticking.id}: enter on its row ticks it done"
         timed = next((v for v in state.steps if v.wait_open), None)
         if timed is not None and self.runner is not None and self.runner.engine is None:
             left = countdown(timed.until, self.clock.now())
