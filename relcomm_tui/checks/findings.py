@@ -12,7 +12,6 @@ from typing import Iterable, Literal
 
 from ..plan.model import Location
 
-
 Severity = Literal["error", "warning"]
 
 

@@ -10,6 +10,9 @@ charsets, undecodable bytes, malformed MIME: ``MESSAGE_ERRORS``) are expected.
 With ``RELCOMM_PARSE_STRICT=1`` (the tests set it) any other exception is raised
 again, so a bug in the parser fails a test instead of becoming an "unparseable
 message" a user would never question.
+
+Why one long module: the fallbacks for each kind of report are tried in a fixed order, and that
+order is the parser's logic; split apart it would be read out of order.
 """
 
 from __future__ import annotations
