@@ -153,3 +153,40 @@ async def test_a_failed_webhook_halts_right_after_the_first_step(tmp_path, serve
     assert result.state.halted.reason.startswith("the webhook post chat failed")
     assert result.state.view("heads-up").status == STEP_HALTED and len(server.messages) == 2
     ledger.close()
+
+
+async def test_retrying_the_failures_clears_the_halt_and_the_script_goes_on(tmp_path, server, hooks):
+    for i in (0, 1):  # refused once: a retry is accepted
+        server.faults[f"customers{i}@example.com"] = PermFail(msg="4.2.2 mailbox busy, come back", times=1)
+    plan, ledger = setup(tmp_path, server, hooks, ops=1, customers=4, wait="1m")
+    clock = ManualClock(T0)
+    runner = ScriptRunner(plan, ledger, clock=clock, poll=1.0)
+    task = asyncio.create_task(runner.run())
+    await clock.until_waiting()
+    runner.release("briefed")
+    await clock.until_waiting(after=clock.sleeps)
+    await clock.advance(60)
+    result = await asyncio.wait_for(task, 30)
+    assert result.ending == HALTED and result.state.halted.reason.startswith("2 of 4 deliveries failed")
+    retried = await asyncio.wait_for(ScriptRunner(plan, ledger, clock=clock, poll=1.0, retry_failed=True).run(), 30)
+    assert retried.ending == SENDING_OVER and retried.state.halted is None
+    assert ledger.counts("4.2.0", "announce")["accepted"] == 4 and ledger.counts("4.2.0", "call")[AWAITING] == 1
+    assert sum(1 for m in server.messages if m.rcpt_tos[0].startswith("customers")) == 4
+    ledger.close()
+
+
+async def test_pause_holds_the_next_step(tmp_path, server, hooks):
+    plan, ledger = setup(tmp_path, server, hooks, ops=1, customers=2, wait="1m")
+    clock = ManualClock(T0)
+    runner = ScriptRunner(plan, ledger, clock=clock, poll=1.0)
+    task = asyncio.create_task(runner.run())
+    await clock.until_waiting()
+    runner.release("briefed")
+    await clock.until_waiting(after=clock.sleeps)
+    runner.pause()
+    await clock.advance_and_settle(120)   # the wait is over, but the script is paused
+    assert runner.state.start == ("customers",) and len(server.messages) == 1
+    runner.resume()
+    result = await asyncio.wait_for(task, 30)
+    assert result.ending == SENDING_OVER and len(server.messages) == 3
+    ledger.close()
