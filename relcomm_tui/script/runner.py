@@ -22,7 +22,7 @@ from ..delivery.engine import RunSummary, SendEngine, SendError
 from ..store.ledger import Ledger
 from ..plan.model import Plan
 from .clock import Clock
-from .progress import expected_deliveries, record, release_checkpoint, script_state, skip_wait
+from .progress import FactsCache, expected_deliveries, record, release_checkpoint, script_state, skip_wait
 from .scheduler import DONE, EV_STARTED, HALTED as HALTED_STEP, READY, RUNNING, WAITING, ScriptState
 
 COMPLETE, SENDING_OVER, HALTED, STOPPED = "complete", "sending over", "halted", "stopped"
@@ -73,6 +73,7 @@ class ScriptRunner:
         self._stopping = False
         self.paused = False
         self._expected = expected_deliveries(plan)
+        self._facts = FactsCache()  # worked out again only when the ledger changed
         self._last_refresh = 0.0
 
     # -- control ------------------------------------------------------------------------------
@@ -119,7 +120,7 @@ class ScriptRunner:
         for _ in range(len(self.plan.steps) * 4 + 2):  # each round records at most one event per step
             now = self.clock.now()
             state = await asyncio.to_thread(script_state, self.plan, self.ledger, now, scale=self.clock.scale,
-                                            expected=self._expected)
+                                            expected=self._expected, cache=self._facts)
             if not state.record:
                 break
             await asyncio.to_thread(record, self.plan, self.ledger, list(state.record), now, self.who or "")
