@@ -106,6 +106,10 @@ def test_json_events_checkpoint_done_and_status(tmp_path: Path, hooks) -> None:
         assert "script done: 4 of 4 steps" in final.stdout, final.stdout + final.stderr
         assert final.returncode == 1  # one delivery was refused: not every delivery is accepted
         assert len(server.messages) == 5  # 2 ops + 3 customers (one refused at RCPT): nothing twice
+        # The audit record says what the script did and who decided.
+        report = relcomm("report", str(plan_file)).stdout
+        assert "## Script" in report and "briefed: released by" in report
+        assert "customers: halted: 1 of 4 deliveries failed" in report and "customers: halt overridden by" in report
 
 
 def test_plain_output_names_the_command_for_a_checkpoint(tmp_path: Path, hooks) -> None:
