@@ -8,7 +8,7 @@ from pathlib import Path
 
 def write_script_plan(folder: Path, smtp_port: int, hook_url: str, *, ops: int = 6, customers: int = 12,
                       concurrency: int = 4, steps: str | None = None, not_before: dt.datetime | None = None,
-                      wait: str = "30m") -> Path:
+                      wait: str = "30m", receipts: bool = False) -> Path:
     """ops -> (checkpoint) -> customers (wait, not_before, halt over 10%) -> calls (manual)."""
     folder.mkdir(parents=True, exist_ok=True)
     for name, count in (("ops", ops), ("customers", customers)):
@@ -38,6 +38,13 @@ halt_if = {{ failed_over = 10 }}
 id = "calls"
 send = ["call"]
 """
+    reading = """receipts_to = "receipts@orion.example.com"
+
+[receipts]
+sources = [{ maildir = "reports" }]
+read_receipts = true
+refresh = 5
+""" if receipts else ""
     text = f"""format = 1
 [release]
 name = "Orion"
@@ -45,7 +52,7 @@ version = "4.2.0"
 
 [sender]
 from = "Release Engineering <release@orion.example.com>"
-
+{reading}
 [transport.smtp]
 host = "127.0.0.1"
 port = {smtp_port}

@@ -190,3 +190,40 @@ async def test_pause_holds_the_next_step(tmp_path, server, hooks):
     result = await asyncio.wait_for(task, 30)
     assert result.ending == SENDING_OVER and len(server.messages) == 3
     ledger.close()
+
+
+async def test_a_step_waits_for_confirmations_read_from_the_reports(tmp_path):
+    """`confirmed = 50`: the customers go once half the people of the step before read it; the runner
+    reads the plan's receipts Maildir while it waits (read receipts written by the loopback server)."""
+    from relcomm_tui.store.ledger import ACCEPTED
+
+    steps = """
+[[steps]]
+id = "heads-up"
+send = ["ops-notice", "chat"]
+
+[[steps]]
+id = "customers"
+send = ["announce", "call"]
+confirmed = 50
+"""
+    folder = tmp_path / "plan"
+    with LoopbackMailServer(maildir=tmp_path / "mail", write_reports_to=folder / "reports", report_delay=(30.0, 30.0),
+                            mdn_fraction=1.0, seed=7) as server, WebhookReceiver() as hooks:
+        plan = load_plan(write_script_plan(folder, server.port, hooks.url("/chat"), ops=4, customers=2, steps=steps,
+                                           receipts=True))
+        ledger = Ledger.open(plan.state_dir)
+        clock = ManualClock(T0)
+        runner = ScriptRunner(plan, ledger, clock=clock, poll=1.0)
+        task = asyncio.create_task(runner.run())
+        await clock.until_waiting()
+        view = runner.state.view("customers")
+        assert view.status == WAITING and view.reason == "confirmations: 0 of 4 (needs 50%)"
+        assert ledger.counts("4.2.0", "ops-notice")[ACCEPTED] == 4 and len(server.messages) == 4
+        server.flush_reports()          # the read receipts arrive in the Maildir...
+        await clock.advance_and_settle(1)   # ...but the runner reads it every `refresh` (5 s)
+        assert runner.state.view("customers").status == WAITING
+        await clock.advance(5)
+        result = await asyncio.wait_for(task, 30)
+        assert result.ending == SENDING_OVER and len(server.messages) == 6
+        ledger.close()

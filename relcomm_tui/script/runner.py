@@ -14,7 +14,6 @@ same point: a finished step is never sent again and a wait that has not elapsed 
 from __future__ import annotations
 
 import asyncio
-import time
 from dataclasses import dataclass, field
 from typing import Callable
 
@@ -74,7 +73,7 @@ class ScriptRunner:
         self.paused = False
         self._expected = expected_deliveries(plan)
         self._facts = FactsCache()  # worked out again only when the ledger changed
-        self._last_refresh = 0.0
+        self._last_refresh: object = None  # the clock's time of the last receipts refresh
 
     # -- control ------------------------------------------------------------------------------
 
@@ -158,7 +157,8 @@ class ScriptRunner:
                 return ScriptResult(state, SENDING_OVER, summaries)
             if state.halted is not None and self.stop_when_halted:
                 return ScriptResult(state, HALTED, summaries)
-            await self._maybe_refresh_receipts(state)
+            if await self._maybe_refresh_receipts(state):
+                continue  # new reports: look again now
             timeout = self.poll
             if state.next_change is not None:
                 timeout = min(timeout, max(0.0, (state.next_change - self.clock.now()).total_seconds()))
@@ -188,15 +188,18 @@ class ScriptRunner:
         finally:
             self.engine = None
 
-    async def _maybe_refresh_receipts(self, state: ScriptState) -> None:
-        """Confirmations come from the reports: read the plan's sources while a step waits for them."""
+    async def _maybe_refresh_receipts(self, state: ScriptState) -> bool:
+        """Confirmations come from the reports: read the plan's sources (every `receipts.refresh`
+        seconds) while a step waits for them. True when new reports were read."""
         if not self.plan.receipts.sources:
-            return
+            return False
         if not any(v.status == WAITING and v.reason.startswith("confirmations") for v in state.steps):
-            return
-        if time.monotonic() - self._last_refresh < self.plan.receipts.refresh:
-            return
-        self._last_refresh = time.monotonic()
+            return False
+        now = self.clock.now()
+        if self._last_refresh is not None and (now - self._last_refresh).total_seconds() < self.plan.receipts.refresh:
+            return False
+        self._last_refresh = now
         from ..receipts.refresh import refresh
 
-        await asyncio.to_thread(refresh, self.plan, self.ledger)
+        result = await asyncio.to_thread(refresh, self.plan, self.ledger)
+        return bool(result.read)
