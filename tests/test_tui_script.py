@@ -105,6 +105,7 @@ async def test_checkpoint_release_wait_skip_and_tick_in_the_app(tmp_path, server
         assert "✓ calls" in timeline(app)
         kinds = [(e.step_id, e.kind) for e in load_events(app.plan, app.ledger)]
         assert ("briefed", "released") in kinds and ("customers", "wait skipped") in kinds
+        assert ("calls", "finished") in kinds  # ticked in the app: the ledger says the script is done
 
 
 async def test_stop_during_a_wait_then_reopen_shows_the_same_wait(tmp_path, server, hooks, user_config):

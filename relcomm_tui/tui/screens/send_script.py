@@ -69,7 +69,13 @@ class ScriptControls:
         if self.runner is not None:
             self.runner.wake()
             return
-        state = script_state(self.plan, self.ledger, self.clock.now(), scale=self.clock.scale)  # type: ignore[attr-defined]
+        from ...script.progress import record
+
+        plan, ledger, now = self.plan, self.ledger, self.clock.now()  # type: ignore[attr-defined]
+        state = script_state(plan, ledger, now, scale=self.clock.scale)
+        if state.record:  # e.g. the last manual task ticked here: the step is finished, say so in the ledger
+            record(plan, ledger, list(state.record), now, self.app.reviewer)  # type: ignore[attr-defined]
+            state = script_state(plan, ledger, now, scale=self.clock.scale)
         self.show_script(state)
 
     def show_script(self, state: ScriptState) -> None:
