@@ -153,6 +153,10 @@ def test_bad_wait_and_duplicate_step_ids_are_load_errors(tmp_path: Path) -> None
     with pytest.raises(PlanError) as caught:
         load_plan(write_plan(tmp_path / "a", with_steps({"id": "a", "send": ["chat"], "wait": "half an hour"})))
     assert caught.value.location.keypath == "steps[0].wait" and "30m" in caught.value.hint
+    for huge in ("31d", "1" * 5000 + "s"):  # a typo, or a hostile plan: a clear error, never a traceback
+        with pytest.raises(PlanError) as caught:
+            load_plan(write_plan(tmp_path / "c", with_steps({"id": "a", "send": ["chat"], "wait": huge})))
+        assert "at most 30 days" in caught.value.message and caught.value.location.keypath == "steps[0].wait"
     with pytest.raises(PlanError) as caught:
         load_plan(write_plan(tmp_path / "b", with_steps({"id": "a", "send": ["chat"]}, {"id": "a", "send": ["announce"]})))
     assert "used twice" in caught.value.message and caught.value.location.keypath == "steps[1].id"
@@ -165,3 +169,11 @@ def test_time_of_day_and_durations_are_read() -> None:
     assert time_of_day("17:00 UTC").tzinfo == dt.timezone.utc
     assert time_of_day("18:00+01:00").utcoffset() == dt.timedelta(hours=1)
     assert time_of_day("09:30 Europe/Berlin").tzinfo.key == "Europe/Berlin"
+
+
+def test_a_not_before_at_the_end_of_time_is_no_traceback(tmp_path: Path) -> None:
+    end = dt.datetime(9999, 12, 31, 23, 59, tzinfo=dt.timezone.utc)
+    _, findings = check(tmp_path, with_steps({"id": "a", "send": ["chat"], "not_before": end},
+                                             {"id": "b", "send": ["ops-notice", "announce"], "wait": "30d",
+                                              "not_before": FUTURE}))
+    assert "script-time-pushed" in script_ids(findings)

@@ -172,7 +172,11 @@ def _earliest(plan: Plan, edges: dict[str, list[str]], skip: set[str]) -> dict[s
             if when is not None and (best[0] is None or when > best[0]):
                 best = (when, why)
         if best[0] is not None and step.wait:
-            best = (best[0] + dt.timedelta(seconds=step.wait), f"{best[1]}, then {step.id} waits {step.wait_text}")
+            try:
+                later = best[0] + dt.timedelta(seconds=step.wait)
+            except OverflowError:  # a not_before in the year 9999
+                later = dt.datetime.max.replace(tzinfo=dt.timezone.utc)
+            best = (later, f"{best[1]}, then {step.id} waits {step.wait_text}")
         memo[step.id] = best
         return best
 

@@ -187,9 +187,19 @@ def time_of_day(text: str) -> dt.time:
     return dt.time(hour, minute, second, tzinfo=tz)
 
 
+MAX_WAIT = 30 * 86400  # a script waits at most 30 days at one step (a bigger number is a typo)
+
+
 def duration_seconds(text: str) -> int:
-    """ "30m" -> 1800, "1h30m" -> 5400, "45s" -> 45, "2d" -> 172800."""
-    return sum(int(amount) * _UNIT_SECONDS[unit] for amount, unit in _DURATION_PART.findall(text))
+    """ "30m" -> 1800, "1h30m" -> 5400, "45s" -> 45, "2d" -> 172800 (ValueError past MAX_WAIT)."""
+    total = 0
+    for amount, unit in _DURATION_PART.findall(text):
+        if len(amount) > 9:
+            raise ValueError(f"a wait of at most 30 days, not {text.strip()[:40]!r}")
+        total += int(amount) * _UNIT_SECONDS[unit]
+    if total > MAX_WAIT:
+        raise ValueError(f"a wait of at most 30 days, not {text.strip()[:40]!r}")
+    return total
 
 
 class HaltTable(Strict):
@@ -220,6 +230,13 @@ class StepTable(Strict):
     checkpoint: StrictStr | None = Field(
         None, min_length=1, description="pause before this step until the engineer confirms this (app, or relcomm release)")
     halt_if: HaltTable | None = Field(None, description="stop the script after this step when it went wrong")
+
+    @field_validator("wait")
+    @classmethod
+    def _at_most_30_days(cls, value: str | None) -> str | None:
+        if value is not None:
+            duration_seconds(value)
+        return value
 
     @field_validator("not_before", mode="before")
     @classmethod
