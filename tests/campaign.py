@@ -48,6 +48,17 @@ def scale(name: str, default: int) -> int:
     return int(value) if value else default
 
 
+DEFAULT_SEED = 20261202  # the fixed default: a failure replays without anything to copy
+
+
+def seed(name: str) -> int:
+    """The seed of a randomised test: RELCOMM_CAMPAIGN_<NAME>, else RELCOMM_TEST_SEED, else the fixed
+    DEFAULT_SEED. Fixed by default so every run tries the same cases and a failure replays; set
+    RELCOMM_TEST_SEED to explore others. Tests print it (and conftest prints RELCOMM_TEST_SEED)."""
+    value = os.environ.get(f"RELCOMM_CAMPAIGN_{name.upper()}") or os.environ.get("RELCOMM_TEST_SEED")
+    return int(value) if value else DEFAULT_SEED
+
+
 def table(tallies: list[Tally]) -> str:
     """The campaign table: one row per area, then totals per kind."""
     rows = [("kind", "area", "tried", "held", "dup", "lost", "leaked")]

@@ -1,14 +1,31 @@
-"""Shared pytest hooks: print the hardening campaign's figures at the end of a run."""
+"""Shared pytest hooks: deterministic by default (fixed seeds, Hypothesis derandomized), parser
+crashes fail tests, and the hardening campaign's figures are printed at the end of a run."""
 
 from __future__ import annotations
 
+import os
+
 import campaign
 import pytest
+from hypothesis import settings
+
+# Hypothesis: the same examples every run (a failure replays), no example database written into
+# the checkout, and no per-example deadline (a wall-clock threshold that fails on a loaded machine).
+# HYPOTHESIS_PROFILE=explore draws fresh examples; tests that set their own settings keep them.
+settings.register_profile("relcomm", derandomize=True, database=None, deadline=None, print_blob=True)
+settings.register_profile("explore", derandomize=False, database=None, deadline=None, print_blob=True)
+HYPOTHESIS_PROFILE = os.environ.get("HYPOTHESIS_PROFILE", "relcomm")
+settings.load_profile(HYPOTHESIS_PROFILE)
 
 
 def pytest_configure(config) -> None:
     config.addinivalue_line("markers", "slow: a long campaign test (still run in CI)")
     config.addinivalue_line("markers", "campaign: part of the hardening campaign that bench/faults.py runs")
+
+
+def pytest_report_header(config) -> str:
+    return (f"seeds: RELCOMM_TEST_SEED={os.environ.get('RELCOMM_TEST_SEED') or campaign.DEFAULT_SEED} "
+            f"(fixed default unless set), hypothesis profile {HYPOTHESIS_PROFILE}")
 
 
 def pytest_terminal_summary(terminalreporter, exitstatus, config) -> None:
@@ -26,3 +43,13 @@ def isolated_consent(tmp_path_factory, monkeypatch):
     consent._granted.clear()
     yield
     consent._granted.clear()
+
+
+@pytest.fixture(autouse=True)
+def strict_report_parsing(monkeypatch):
+    """The report parser degrades gracefully for users (a crash becomes an "unparseable message"
+    report); in every test a crash is raised instead, so it fails the test that met it. Tests of
+    the user-facing degradation set RELCOMM_PARSE_STRICT=0 themselves."""
+    from relcomm_tui.receipts import parse
+
+    monkeypatch.setenv(parse.STRICT_ENV, "1")

@@ -31,13 +31,13 @@ import pytest
 import campaign
 from relcomm_tui.store import ledger as L
 from relcomm_tui.store.ledger import Ledger
-from relcomm_tui.demo.mailserver import Delay, LoopbackMailServer
+from faulty_mailserver import Delay, FaultyMailServer
 
 from send_helpers import load, write_plan
 
 RECIPIENTS = campaign.scale("KILL_RECIPIENTS", 1000)
 KILL_POINTS = campaign.scale("KILL_POINTS", 20)
-SEED = campaign.scale("KILL_SEED", 0) or random.SystemRandom().randrange(1, 2**31)
+SEED = campaign.seed("KILL_SEED")  # fixed by default; RELCOMM_TEST_SEED or RELCOMM_CAMPAIGN_KILL_SEED to vary
 
 
 def relcomm_send(plan_file, *extra: str) -> subprocess.Popen:
@@ -48,7 +48,7 @@ def relcomm_send(plan_file, *extra: str) -> subprocess.Popen:
 class Watch:
     """Per recipient: RCPTs seen, complete messages seen (end of DATA), copies stored."""
 
-    def __init__(self, server: LoopbackMailServer, addresses: list[str]) -> None:
+    def __init__(self, server: FaultyMailServer, addresses: list[str]) -> None:
         self.server = server
         self.rules = {}
         for address in addresses:
@@ -106,7 +106,7 @@ def test_sigkill_at_random_points_then_resume_sends_each_recipient_once(tmp_path
     chance = random.Random(SEED)
     started = time.monotonic()
     # A small delay before each end-of-DATA reply keeps messages in flight when the kill lands.
-    with LoopbackMailServer(maildir=None, data_delay=0.002) as server:
+    with FaultyMailServer(maildir=None, data_delay=0.002) as server:
         plan_file = write_plan(tmp_path / "plan", server.port, recipients=RECIPIENTS, concurrency=CONCURRENCY)
         plan = load(plan_file)
         watch = Watch(server, [f"customer{i}@example.com" for i in range(RECIPIENTS)])

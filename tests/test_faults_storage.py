@@ -28,7 +28,7 @@ import pytest
 import campaign
 from relcomm_tui.store import ledger as L
 from relcomm_tui.store.ledger import LEDGER_NAME, Ledger
-from relcomm_tui.demo.mailserver import LoopbackMailServer, TempFail
+from faulty_mailserver import FaultyMailServer, TempFail
 
 from send_helpers import write_plan
 
@@ -129,7 +129,7 @@ def finish(server, plan_file: Path, state: Path) -> tuple[int, int, int, list[st
 
 @pytest.fixture
 def server():
-    with LoopbackMailServer(maildir=None) as running:
+    with FaultyMailServer(maildir=None) as running:
         yield running
 
 

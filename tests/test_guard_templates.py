@@ -1,0 +1,68 @@
+"""Template limits in both operand orders (issue 15): `n * text` must be refused before Python builds
+the text, exactly like `text * n` (before, only `text * n` was checked and `{{ 10**8 * 'x' }}` cost
+95 MiB before the size check after the fact refused it).
+
+Each case asserts the refusal *before* allocation (its message names the repetition, not "the
+result of *") and a small peak of traced memory. Seen to fail by hand with `_check_repeat` looking
+at (left, right) only, and with the list-items branch removed.
+"""
+
+from __future__ import annotations
+
+import tracemalloc
+
+import pytest
+
+from relcomm_tui.compose.templates import MAX_INT_BITS, MAX_ITEMS, MAX_TEXT, Source, TemplateProblem, render_source
+
+PEAK_MIB = 16  # the refused results are 95 MiB to 1 GB; the checks allocate next to nothing
+
+
+def refused(template: str) -> TemplateProblem:
+    tracemalloc.start()
+    try:
+        with pytest.raises(TemplateProblem) as caught:
+            render_source(Source(template, "announce.md.j2"), {})
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert caught.value.kind == "limit", caught.value.message
+    assert peak < PEAK_MIB * 2**20, f"{template}: allocated {peak / 2**20:.0f} MiB before refusing"
+    return caught.value
+
+
+@pytest.mark.parametrize("template", [
+    "{{ 'x' * 10**8 }}", "{{ 10**8 * 'x' }}", "{{ [1] * 10**7 }}", "{{ 10**7 * [1] }}",
+    "{{ 'ab' * 10**9 }}", "{{ 10**9 * 'ab' }}",
+    "{% set n = 10**8 %}{{ n * 'x' }}", "{% set n = 10**8 %}{{ 'x' * n }}",
+])
+def test_repeating_text_is_refused_before_it_is_built_in_either_order(template):
+    problem = refused(template)
+    assert "repeating a value" in problem.message and f"{MAX_TEXT:,} characters" in problem.message
+
+
+@pytest.mark.parametrize("template", [
+    # small items, many of them: under the text limit, over the item limit
+    "{{ [''] * 200000 }}", "{{ 200000 * [''] }}",
+    "{{ ('',) * 200000 }}", "{{ 200000 * ('',) }}",
+])
+def test_repeating_a_list_is_refused_before_it_is_built_in_either_order(template):
+    problem = refused(template)
+    assert "repeating a list" in problem.message and f"{MAX_ITEMS:,} items" in problem.message
+
+
+# (Jinja's ** groups from the left: `10 ** 10**6` is (10**10)**6)
+@pytest.mark.parametrize("template", ["{{ 10 ** 1000000 }}", "{% set n = 10**6 %}{{ 2 ** n }}"])
+def test_a_huge_power_is_refused_before_it_is_computed(template):
+    problem = refused(template)
+    assert f"over {MAX_INT_BITS:,} bits" in problem.message
+
+
+@pytest.mark.parametrize(("template", "expected"), [
+    ("{{ 'ab' * 3 }}", "ababab"), ("{{ 3 * 'ab' }}", "ababab"), ("{{ [1] * 2 }}", "[1, 1]"),
+    ("{{ 2 * [1] }}", "[1, 1]"), ("{{ 'x' * 0 }}|{{ -1 * 'x' }}", "|"), ("{{ 2 ** 10 }}", "1024"),
+    ("{{ ('x' * " + str(MAX_TEXT) + ") | length }}", str(MAX_TEXT)),
+    ("{{ (" + str(MAX_TEXT) + " * 'x') | length }}", str(MAX_TEXT)),
+])
+def test_repeating_within_the_limits_still_renders(template, expected):
+    assert render_source(Source(template, "announce.md.j2"), {}) == expected
