@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from relcomm_tui.demo.mailserver import LoopbackMailServer, PermFail
+from faulty_mailserver import FaultyMailServer, PermFail
 from relcomm_tui.demo.webhook_receiver import WebhookReceiver
 from relcomm_tui.plan import load_plan
 from relcomm_tui.store.ledger import Ledger
@@ -51,7 +51,7 @@ def hooks():
 
 
 def test_json_events_checkpoint_done_and_status(tmp_path: Path, hooks) -> None:
-    with LoopbackMailServer(maildir=tmp_path / "mail") as server:
+    with FaultyMailServer(maildir=tmp_path / "mail") as server:
         server.faults["customers0@example.com"] = PermFail(msg="5.1.1 no such user")
         plan_file = write_script_plan(tmp_path / "plan", server.port, hooks.url("/chat"), ops=2, customers=4,
                                       steps=STEPS)
@@ -113,7 +113,7 @@ def test_json_events_checkpoint_done_and_status(tmp_path: Path, hooks) -> None:
 
 
 def test_plain_output_names_the_command_for_a_checkpoint(tmp_path: Path, hooks) -> None:
-    with LoopbackMailServer(maildir=tmp_path / "mail") as server:
+    with FaultyMailServer(maildir=tmp_path / "mail") as server:
         steps = STEPS.replace('send = ["call"]', 'send = []')
         plan_file = write_script_plan(tmp_path / "plan", server.port, hooks.url("/chat"), ops=1, customers=1,
                                       steps=steps + '\n[[steps]]\nid = "last"\nsend = ["call"]\n')

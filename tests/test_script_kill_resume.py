@@ -18,8 +18,8 @@ from pathlib import Path
 
 import pytest
 
-from relcomm_tui.demo.mailserver import LoopbackMailServer
-from relcomm_tui.demo.webhook_receiver import WebhookReceiver
+from faulty_mailserver import FaultyMailServer
+from http_receiver import ScriptedReceiver
 from relcomm_tui.plan import load_plan
 from relcomm_tui.store import ledger as L
 from relcomm_tui.store.ledger import Ledger
@@ -62,7 +62,7 @@ def copies(server) -> collections.Counter:
 
 @pytest.fixture
 def hooks():
-    with WebhookReceiver() as running:
+    with ScriptedReceiver() as running:
         yield running
 
 
@@ -83,7 +83,7 @@ send = ["call"]
 
 
 def test_sigkill_during_a_wait_resumes_the_same_wait(tmp_path: Path, hooks) -> None:
-    with LoopbackMailServer(maildir=tmp_path / "mail") as server:
+    with FaultyMailServer(maildir=tmp_path / "mail") as server:
         plan_file = write_script_plan(tmp_path / "plan", server.port, hooks.url("/chat"), ops=3, customers=4,
                                       steps=STEPS_WAIT)
         plan = load_plan(plan_file)
@@ -122,7 +122,7 @@ send = ["announce", "call"]
 
 
 def test_sigkill_at_a_checkpoint_then_release_it_headless(tmp_path: Path, hooks) -> None:
-    with LoopbackMailServer(maildir=tmp_path / "mail") as server:
+    with FaultyMailServer(maildir=tmp_path / "mail") as server:
         plan_file = write_script_plan(tmp_path / "plan", server.port, hooks.url("/chat"), ops=3, customers=4,
                                       steps=STEPS_CHECKPOINT)
         plan = load_plan(plan_file)
@@ -166,7 +166,7 @@ send = ["call"]
 
 
 def test_sigkill_mid_step_resumes_that_step_and_never_resends(tmp_path: Path, hooks) -> None:
-    with LoopbackMailServer(maildir=tmp_path / "mail", data_delay=0.05) as server:
+    with FaultyMailServer(maildir=tmp_path / "mail", data_delay=0.05) as server:
         plan_file = write_script_plan(tmp_path / "plan", server.port, hooks.url("/chat"), ops=3, customers=40,
                                       steps=STEPS_BIG)
         plan = load_plan(plan_file)

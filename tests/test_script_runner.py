@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from relcomm_tui.demo.mailserver import LoopbackMailServer, PermFail
-from relcomm_tui.demo.webhook_receiver import Reply, WebhookReceiver
+from faulty_mailserver import FaultyMailServer, PermFail
+from http_receiver import Reply, ScriptedReceiver
 from relcomm_tui.plan import load_plan
 from relcomm_tui.script.clock import ManualClock
 from relcomm_tui.script.progress import ScriptError, load_events, release_checkpoint, script_state
@@ -26,13 +26,13 @@ T0 = dt.datetime(2026, 11, 26, 16, 0, tzinfo=dt.timezone.utc)
 
 @pytest.fixture
 def server(tmp_path: Path):
-    with LoopbackMailServer(maildir=tmp_path / "maildir", data_delay=0.01) as running:
+    with FaultyMailServer(maildir=tmp_path / "maildir", data_delay=0.01) as running:
         yield running
 
 
 @pytest.fixture
 def hooks():
-    with WebhookReceiver() as running:
+    with ScriptedReceiver() as running:
         yield running
 
 
@@ -208,8 +208,8 @@ send = ["announce", "call"]
 confirmed = 50
 """
     folder = tmp_path / "plan"
-    with LoopbackMailServer(maildir=tmp_path / "mail", write_reports_to=folder / "reports", report_delay=(30.0, 30.0),
-                            mdn_fraction=1.0, seed=7) as server, WebhookReceiver() as hooks:
+    with FaultyMailServer(maildir=tmp_path / "mail", write_reports_to=folder / "reports", report_delay=(30.0, 30.0),
+                            mdn_fraction=1.0, seed=7) as server, ScriptedReceiver() as hooks:
         plan = load_plan(write_script_plan(folder, server.port, hooks.url("/chat"), ops=4, customers=2, steps=steps,
                                            receipts=True))
         ledger = Ledger.open(plan.state_dir)
