@@ -164,3 +164,20 @@ def test_timeline_snapshot_at_80x24(snap_compare, tmp_path, server, hooks, user_
         await pilot.pause()
 
     assert snap_compare(app, terminal_size=(80, 24), run_before=waiting)
+
+
+async def test_compressed_time_is_said_on_the_timeline(tmp_path, server, hooks, user_config):
+    """`relcomm demo` runs minutes in seconds: the timeline says so, and a 30-minute wait counts 30 s."""
+    plan = load_plan(write_script_plan(tmp_path / "plan", server.port, hooks.url("/chat"), ops=1, customers=1))
+    app = RelcommApp(plan, state_dir=tmp_path / "state", allow_commands=True)
+    app.script_clock = ManualClock(T0, scale=60)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await settle(pilot)
+        app.push_screen(SendScreen(start=True, show_rate=False))
+        await until(pilot, lambda: app.screen.script is not None and app.screen.script.view("briefed").checkpoint_open)
+        app.screen.runner.release("briefed")
+        await until(pilot, lambda: app.screen.script.view("customers").until is not None)
+        assert app.screen.script.view("customers").until == T0 + dt.timedelta(seconds=30)
+        assert "time compressed 60x (demo): a wait of minutes runs in seconds" in timeline(app)
+        app.screen.cancel_run()
+        await until(pilot, lambda: not app.screen.running)
