@@ -13,6 +13,10 @@ def test_demo_sends_everything_and_collects_receipts(tmp_path):
     assert done.returncode == 0, done.stdout + done.stderr
     assert "Traceback" not in done.stderr
     out = done.stdout
+    # The sample is a script (issue 14): followed in order with time compressed, said so, to the end.
+    assert "time compressed 300x" in out and "Script: script done: 6 of 6 steps" in out
+    assert out.index("step heads-up       done") < out.index("step customers      done")
+    assert "demo: releasing the checkpoint of support-ready" in out
     # The two bouncing demo customers come back bounced with their reasons...
     assert "bounced: 5.1.1" in out and "bounced: 5.2.2" in out
     # ...everyone else's mail was reached, and some read receipts confirm it.

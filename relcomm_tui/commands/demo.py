@@ -193,8 +193,9 @@ async def _follow_script(plan, ledger, show) -> dict[str, int]:
                 runner.wake()
 
     runner = ScriptRunner(plan, ledger, clock=clock, on_event=show, on_state=watch, poll=0.5)
-    result = await runner.run()
-    print(f"Script: {result.state.summary}")
+    await runner.run()
+    state = await runner.evaluate()  # the last tasks were ticked just now: record the step finished
+    print(f"Script: {state.summary}")
     counts: dict[str, int] = {}
     for communique in plan.communiques:
         for state, n in ledger.counts(plan.release.version, communique.id).items():
