@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import signal
 import sys
 from typing import TextIO
@@ -62,8 +63,6 @@ class ScriptPrinter:
         text = visible(text)
         width = 200
         try:
-            import os
-
             width = os.get_terminal_size(self.stream.fileno()).columns - 1
         except (OSError, ValueError, AttributeError):
             pass
