@@ -1,5 +1,5 @@
 """The headless script commands (issue 14), as a user types them: `relcomm send --json` events,
-`relcomm checkpoint`, `relcomm done`, `relcomm status` with a script, the large sample's hint."""
+`relcomm checkpoint`, `relcomm confirm` (a manual step), `relcomm status` with a script, the large sample's hint."""
 
 from __future__ import annotations
 
@@ -70,12 +70,11 @@ def test_json_events_checkpoint_done_and_status(tmp_path: Path, hooks) -> None:
                 break
         assert {"event": "delivery", "communique": "chat", "recipient": "ops", "state": "accepted",
                 "detail": next(e["detail"] for e in events if e.get("communique") == "chat")} in events
-        # The call to the executives is a manual task: the script waits for it (headless: relcomm done).
+        # The call to the executives is a manual task: the script waits for it (headless: relcomm confirm).
         status = relcomm("status", str(plan_file))
         assert "calls" in status.stdout and "1 manual task to mark done (call)" in status.stdout
-        assert relcomm("done", str(plan_file), "call").returncode == 2  # no terminal: --yes needed
-        ticked = relcomm("done", str(plan_file), "call", "--yes", "--note", "spoke at 17:40")
-        assert ticked.returncode == 0 and "1 task(s) of call marked done" in ticked.stdout
+        ticked = relcomm("confirm", str(plan_file), "call", "--note", "spoke at 17:40")
+        assert ticked.returncode == 0, ticked.stdout + ticked.stderr
         for line in first.stdout:
             events.append(json.loads(line))
             if events[-1].get("status") == "checkpoint":
@@ -102,9 +101,11 @@ def test_json_events_checkpoint_done_and_status(tmp_path: Path, hooks) -> None:
         assert script["summary"].startswith("halted at customers") and script["steps"][0]["status"] == "done"
         going = relcomm("checkpoint", str(plan_file), "customers", "--despite-halt", "--yes")
         assert going.returncode == 0 and "goes on after customers despite" in going.stdout
-        final = relcomm("send", str(plan_file), "--yes")
-        assert "script done: 4 of 4 steps" in final.stdout, final.stdout + final.stderr
+        final = relcomm("send", str(plan_file), "--yes")  # the halt was at the last step: nothing is left
+        assert "nothing left to send" in final.stdout, final.stdout + final.stderr
         assert final.returncode == 1  # one delivery was refused: not every delivery is accepted
+        status = relcomm("status", str(plan_file), "--json")
+        assert json.loads(status.stdout)["script"]["summary"] == "script done: 4 of 4 steps"
         assert len(server.messages) == 5  # 2 ops + 3 customers (one refused at RCPT): nothing twice
         # The audit record says what the script did and who decided.
         report = relcomm("report", str(plan_file)).stdout

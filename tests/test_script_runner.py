@@ -144,7 +144,7 @@ async def test_too_many_failures_halt_before_the_next_step(tmp_path, server, hoo
 
 
 async def test_a_failed_webhook_halts_right_after_the_first_step(tmp_path, server, hooks):
-    hooks.script("/chat", Reply(status=500, body=b"down"), Reply(status=500, body=b"down"), Reply(status=500, body=b"down"))
+    hooks.script("/chat", *[Reply(status=500, body=b"down")] * 20)  # more than any retry policy tries
     plan, ledger = setup(tmp_path, server, hooks, ops=2, customers=3)
     clock = ManualClock(T0)
     result = await asyncio.wait_for(ScriptRunner(plan, ledger, clock=clock, poll=1.0,

@@ -148,7 +148,9 @@ async def _headless(plan_path: Path, server) -> int:
         except SendError as error:
             print(f"relcomm demo: {error.message}", file=sys.stderr)
             return 1
-        print("Sent: " + ", ".join(f"{n} {state}" for state, n in sorted(counts.items()) if n))
+        from .send import summary_parts
+
+        print("Sent: " + ", ".join(summary_parts(counts, 0)))
         print("Collecting the delivery reports and read receipts the demo server wrote back...")
         server.flush_reports()  # no need to wait out the realistic delays here
         result = refresh(plan, ledger)
@@ -189,7 +191,7 @@ async def _follow_script(plan, ledger, show) -> dict[str, int]:
                     for record in ledger.deliveries(plan.release.version, ident):
                         if record.state == AWAITING:
                             confirm_manual(ledger, record.id, "demo", "done in the demo")
-                            print(f"  demo: {record.recipient_display}: {ident} done (relcomm done PLAN {ident})")
+                            print(f"  demo: {record.recipient_display}: {ident} done (relcomm confirm PLAN {ident} ...)")
                 runner.wake()
 
     runner = ScriptRunner(plan, ledger, clock=clock, on_event=show, on_state=watch, poll=0.5)

@@ -113,7 +113,8 @@ class ScriptPrinter:
             return [f"release it (another terminal): relcomm checkpoint {plan} {view.id}"]
         if view.to_tick:
             open_ones = [c for c in view.step.send if (com := self.plan.communique(c)) and com.channel == "manual"]
-            return [f"when done: relcomm done {plan} {c}   (or enter on its rows in the app)" for c in open_ones]
+            return [f"when done: relcomm confirm {plan} {c} RECIPIENT --note TEXT   (or enter on its rows in the app)"
+                    for c in open_ones]
         if view.status == "halted":
             return [f"go on anyway: relcomm checkpoint {plan} {view.id} --despite-halt"]
         return []

@@ -19,7 +19,7 @@ from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
-from . import files, schema
+from . import dates, files, schema
 from .locate import close_match, find_line, keypath_text, shown
 from .model import Communique, FileSnapshot, Location, Plan, Recipient, Release, StakeholderGroup, Step
 
@@ -147,7 +147,7 @@ def load_plan(path: str | Path) -> Plan:
     try:
         data = tomllib.loads(source)
     except tomllib.TOMLDecodeError as error:
-        raise _toml_error(error, plan_file) from None
+        raise _toml_error(error, plan_file, source) from None
     except RecursionError:
         raise PlanError("TOML nests too deeply (arrays or inline tables inside each other thousands of times)",
                         plan_file, hint="a plan nests a few levels deep; check the brackets") from None
@@ -162,11 +162,16 @@ def load_plan(path: str | Path) -> Plan:
     return _build(table, plan_file, source, raw)
 
 
-def _toml_error(error: tomllib.TOMLDecodeError, file: Path) -> PlanError:
+def _toml_error(error: tomllib.TOMLDecodeError, file: Path, source: str = "") -> PlanError:
     text = str(error)
     found = re.search(r"\(at line (\d+), column (\d+)\)", text)
     line = int(found.group(1)) if found else None
     column = int(found.group(2)) if found else None
+    bad_date = _bad_toml_date(source, line)
+    if bad_date is not None:
+        key, problem, at_column, keypath = bad_date
+        return PlanError(problem, file, line, at_column, keypath,
+                         hint=f"write a real day as YYYY-MM-DD without quotes: {key} = {dates.EXAMPLE}")
     message = re.sub(r"\s*\(at line \d+, column \d+\)", "", text) or "invalid TOML"
     hint = "check quotes, brackets and `key = value` syntax on that line"
     if "Invalid value" in message or "Expected '=' after a key" in message:
@@ -174,6 +179,22 @@ def _toml_error(error: tomllib.TOMLDecodeError, file: Path) -> PlanError:
     elif "Cannot overwrite" in message or "Cannot declare" in message:
         hint = "a key or table is defined twice; use [[...]] for a list of tables"
     return PlanError(f"TOML syntax error: {message[0].lower() + message[1:]}", file, line, column, hint=hint)
+
+
+def _bad_toml_date(source: str, line: int | None) -> tuple[str, str, int, str] | None:
+    """`date = 2026-13-03` is a date that does not exist; tomllib only says "expected newline"."""
+    lines = source.splitlines()
+    if line is None or not 1 <= line <= len(lines):
+        return None
+    found = dates.toml_date_problem(lines[line - 1])
+    if found is None:
+        return None
+    key, problem, column = found
+    table = next((m.group(1).strip() for m in map(_TABLE_LINE.match, reversed(lines[: line - 1])) if m), "")
+    return key, problem, column, f"{table}.{key}" if table else key
+
+
+_TABLE_LINE = re.compile(r"^\s*\[\[?\s*([A-Za-z0-9_.\-]+)\s*\]")
 
 
 SECRET_KEYS = {("transport", "smtp", "password"), ("communiques", "*", "routing_key"), ("receipts", "sources", "*", "password")}
@@ -235,6 +256,9 @@ def _schema_error(error: ValidationError, file: Path, source: str) -> PlanError:
             else:
                 close = close_match(given, schema.CHANNELS)
                 hint = f'did you mean "{close}"?' if close else f"use one of {expected}"
+    elif kind == "value_error":
+        message = str(first.get("ctx", {}).get("error") or first["msg"])  # our own words, without "Value error, "
+        hint = _type_hint(parts, kind)
     else:
         message = first["msg"][0].lower() + first["msg"][1:]
         given = first.get("input")
@@ -263,7 +287,7 @@ def _most_useful(problems: list[dict]) -> dict:
 
 MODEL_NAMES = {
     "KeyringSecret", "EnvSecret", "CommandSecret", "MaildirSourceTable", "MboxSourceTable",
-    "ImapSourceTable", "MemberTable", "str", "list[union[str,MemberTable]]",
+    "ImapSourceTable", "MemberTable", "str", "bool", "list[union[str,MemberTable]]",
 }
 
 
@@ -320,7 +344,9 @@ def _type_hint(parts: tuple, kind: str) -> str:
     if last == "to":
         return 'to is a list of stakeholder group ids, e.g. to = ["customers"]'
     if last == "date":
-        return "write a TOML date without quotes: date = 2026-11-26"
+        return f"write the day as YYYY-MM-DD without quotes: date = {dates.EXAMPLE}"
+    if last == "allow_special_domains":
+        return 'write true, or a list of domains such as ["corp.local"]'
     if last == "not_before":
         return "write a TOML date-time with a time zone, without quotes: not_before = 2026-11-26T17:00:00Z"
     if last == "wait":
@@ -455,6 +481,8 @@ def _build(table: schema.PlanFile, plan_file: Path, source: str, raw: bytes) -> 
         groups.append(StakeholderGroup(
             id=group.id, name=group.name or group.id, required=group.required, description=group.description,
             members=tuple(members), members_file=members_file, location=where("stakeholders", index),
+            allow_special_domains=(group.allow_special_domains if isinstance(group.allow_special_domains, bool)
+                                   else tuple(group.allow_special_domains)),
         ))
 
     communiques = []
@@ -478,7 +506,7 @@ def _build(table: schema.PlanFile, plan_file: Path, source: str, raw: bytes) -> 
     return Plan(
         path=plan_file, root=root, release=release, sender=table.sender, smtp=table.transport.smtp,
         receipts=table.receipts, groups=tuple(groups), communiques=tuple(communiques),
-        digest=digest.hexdigest(), source=source, files=tuple(snapshots),
+        digest=digest.hexdigest(), source=source, files=tuple(snapshots), channels=table.channels,
         steps=_steps(table.steps, where),
     )
 

@@ -91,17 +91,29 @@ class ScriptControls:
         from ...script.scheduler import OUTCOME_STATES
 
         timeline = self.query_one("#timeline", ScriptTimeline)  # type: ignore[attr-defined]
-        per = self.per_communique  # type: ignore[attr-defined]
+        per = self.table.per_communique  # type: ignore[attr-defined]
         timeline.live = {v.id: sum(per.get(c, {}).get(s, 0) for c in v.step.send for s in OUTCOME_STATES)
                          for v in self.script.steps}
         timeline.redraw()
 
-    def step_order(self, communiques: list) -> list:
-        """The communiques in the order the script sends them (then the rest, in plan order)."""
-        rank = {c: number for number, step in enumerate(self.plan.steps) for c in step.send}  # type: ignore[attr-defined]
-        return sorted(communiques, key=lambda c: rank.get(c.id, len(rank)))
+    def after_recorded(self) -> None:
+        self.refresh_script()  # a step may have been waiting for this tick
 
     # -- the run --
+
+    def start_engine(self, *, retry_failed: bool = False, resend_in_doubt: bool = False) -> None:
+        """A plan with a script runs it (the runner calls the engine step by step); others as before."""
+        if not self.scripted:
+            super().start_engine(retry_failed=retry_failed, resend_in_doubt=resend_in_doubt)  # type: ignore[misc]
+            return
+        if self.running or self.ledger is None:  # type: ignore[attr-defined]
+            return
+        self.stopped, self.progress, self._cancelling = None, None, False  # type: ignore[attr-defined]
+        self.paused, self.running = False, True  # type: ignore[attr-defined]
+        self.show_banner("")  # type: ignore[attr-defined]
+        self._flush_timer.resume()  # type: ignore[attr-defined]
+        self.refresh_summary()  # type: ignore[attr-defined]
+        self.start_script(retry_failed=retry_failed, resend_in_doubt=resend_in_doubt)
 
     def start_script(self, *, retry_failed: bool = False, resend_in_doubt: bool = False) -> None:
         login, host = who_am_i()
