@@ -122,7 +122,7 @@ async def test_confirmation_needs_the_exact_version_then_everything_is_accepted_
         assert isinstance(dialog, ConfirmSendDialog)
         question = text_of(dialog.query_one("#confirm-question"))
         # Deliveries, counted as the send screen counts them (app.board); the follow-up is named apart.
-        assert question == "Send Orion 4.2.0: 41 deliveries over 8 communiques?"
+        assert question == "Send Orion 4.2.0: 40 deliveries over 8 communiques?"
         assert "customer-reminder" in text_of(dialog.query_one(".confirm-note"))
         for wrong in ("", "4.2", "4.2.0 ", "v4.2.0"):
             await confirm(pilot, wrong)
