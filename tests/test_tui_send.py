@@ -25,7 +25,7 @@ from relcomm_tui.tui.dialogs.confirm_send import ConfirmSendDialog
 from relcomm_tui.tui.dialogs.password import PasswordDialog
 from relcomm_tui.tui.screens.send import SendScreen
 from relcomm_tui.demo.webhook_receiver import WebhookReceiver
-from tui_helpers import SAMPLE, text_of, user_config  # noqa: F401
+from tui_helpers import SAMPLE, text_of, user_config, without_script  # noqa: F401
 
 VERSION = "4.2.0"
 
@@ -47,6 +47,7 @@ def copy_orion(tmp_path: Path, server: FaultyMailServer, hooks: WebhookReceiver,
     folder = tmp_path / "orion"
     shutil.copytree(SAMPLE, folder, ignore=shutil.ignore_patterns(".relcomm"))
     plan = folder / "plan.toml"
+    without_script(plan)  # these tests send everything at once; the script has test_tui_script.py
     text = plan.read_text(encoding="utf-8")
     assert "port = 2525" in text and "http://127.0.0.1:8765/" in text
     text = text.replace("port = 2525", f"port = {server.port}" + smtp_extra)
@@ -121,7 +122,7 @@ async def test_confirmation_needs_the_exact_version_then_everything_is_accepted_
         assert isinstance(dialog, ConfirmSendDialog)
         question = text_of(dialog.query_one("#confirm-question"))
         # Deliveries, counted as the send screen counts them (app.board); the follow-up is named apart.
-        assert question == "Send Orion 4.2.0: 37 deliveries over 6 communiques?"
+        assert question == "Send Orion 4.2.0: 40 deliveries over 8 communiques?"
         assert "customer-reminder" in text_of(dialog.query_one(".confirm-note"))
         for wrong in ("", "4.2", "4.2.0 ", "v4.2.0"):
             await confirm(pilot, wrong)
@@ -142,18 +143,20 @@ async def test_confirmation_needs_the_exact_version_then_everything_is_accepted_
         envelope_ids = {app.ledger.delivery(ident).envelope_id for ident in addresses}
         assert set(received) == envelope_ids and set(received.values()) == {1}
         assert "finished" in text_of(screen.query_one("#send-head"))
-        # The two manual steps (calls to the executives) wait for the engineer to tick them.
+        # The four manual steps (calls to the executives, then the presentation: issue 14's sample)
+        # wait for the engineer to tick them.
         overall = screen.query_one("#overall-bar")
         manual = [ident for ident, row in screen.rows.items() if row.channel == "manual"]
-        assert len(manual) == 2 and overall.total == len(screen.rows)
-        assert overall.progress == len(screen.rows) - 2
+        assert len(manual) == 4 and overall.total == len(screen.rows)
+        assert overall.progress == len(screen.rows) - 4
         table = screen.query_one("#deliveries", DataTable)
         for number, ident in enumerate(manual):
             table.move_cursor(row=table.get_row_index(ident))
             await pilot.pause()
             await pilot.press("enter" if number == 0 else "o")
             await pilot.pause()
-            assert "Call " in text_of(app.screen.query_one("#manual-instructions"))
+            instructions = text_of(app.screen.query_one("#manual-instructions"))
+            assert "Call " in instructions or "Present " in instructions
             await pilot.press(*"spoke at 17:40", "enter")
             await pilot.pause()
             assert screen.rows[ident].state in FINAL

@@ -41,12 +41,25 @@ class AuditRecord:
     runs: list
     signoffs: list[dict]
     generated: str
+    script: tuple = ()  # (step, kind, at, who, detail): what the plan's script did, and who decided (issue 14)
 
 
 def collect(plan: Plan, ledger: Ledger, *, generated: str | None = None) -> AuditRecord:
     version = plan.release.version
     return AuditRecord(plan, build_status(plan, ledger), ledger.runs(version), ledger.signoffs(version),
-                       generated or dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"))
+                       generated or dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+                       tuple(ledger.script_events(version)))
+
+
+def _script_lines(record: AuditRecord) -> list[str]:
+    """The script's events in words: a step started, a checkpoint released by whom, a wait skipped..."""
+    lines = []
+    for step, kind, at, who, detail in record.script:
+        if kind == "ready":
+            continue  # the moment its wait began: the next event says what happened
+        lines.append(f"{_when(at)} {step}: {kind}" + (f" by {who}" if kind in (
+            "released", "wait skipped", "halt overridden") else "") + (f": {detail}" if detail else ""))
+    return lines
 
 
 def render(record: AuditRecord, fmt: str) -> str:
@@ -120,6 +133,11 @@ def to_markdown(record: AuditRecord) -> str:
                        + (f": {v(run.outcome)}" if run.outcome else ""))
     else:
         out.append("Nothing has been sent.")
+    if record.script:
+        out.append("")
+        out.append("## Script")
+        out.append("")
+        out.extend(f"- {v(line)}" for line in _script_lines(record))
     reviewed = [s for s in record.signoffs if s["reviewed"]]
     if reviewed:
         out.append("")
@@ -182,6 +200,8 @@ def to_html(record: AuditRecord) -> str:
         parts.append(f"<li>run {run.id}: {e(run.mode)} by {e(run.who)} on {e(run.host)}, {e(_when(run.started))}"
                      + (f": {e(run.outcome)}" if run.outcome else "") + "</li>")
     parts.append("</ul>")
+    if record.script:
+        parts.append("<h2>Script</h2><ul>" + "".join(f"<li>{e(line)}</li>" for line in _script_lines(record)) + "</ul>")
     for ident, name, rows in _rows_by_group(record):
         parts.append(f"<h2>{e(name)} <small>({e(ident)})</small></h2>")
         if not rows:

@@ -79,6 +79,15 @@ RULES: dict[str, tuple[Severity, str]] = {
     "invitation-incomplete": ("error", "a calendar invitation has no start or duration, or neither a location nor a url"),
     "invitation-time-zone": ("error", "an invitation's time zone is unknown, missing (start without an offset), or disagrees with start's offset"),
     "invitation-past": ("warning", "a calendar invitation starts in the past: a send skips it (nothing is sent for a past event)"),
+    # The script (`[[steps]]`, issue 14): checks/script.py
+    "script-unknown": ("error", "a step's `send` or `after` names no communique or step"),
+    "script-duplicate": ("error", "a communique is sent by two steps"),
+    "script-unscheduled": ("error", "the plan has steps, and a communique (not a follow-up) is in none of them"),
+    "script-cycle": ("error", "steps wait for each other in a circle (`after`)"),
+    "script-unreachable": ("error", "a step can never start: it comes after a step in a circle, an unknown id or a communique no step sends"),
+    "script-unconfirmable": ("error", "`confirmed` on a step whose `after` reaches no person who could confirm"),
+    "script-time-past": ("warning", "a step's `not_before` is already past: it will not wait"),
+    "script-time-pushed": ("warning", "the waits before a step push it past its own `not_before`"),
 }
 
 

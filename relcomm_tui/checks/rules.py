@@ -39,6 +39,9 @@ def run_checks(plan: Plan, *, gate: bool = True, secrets: bool = True) -> list[F
         checker.invitation(index, communique)
         checker.rendering(index, communique)
     checker.members()
+    from .script import script_findings
+
+    checker.findings.extend(script_findings(plan))
     if secrets:
         checker.secrets()
     if gate:

@@ -21,6 +21,8 @@ def build_parser() -> argparse.ArgumentParser:
     from .. import __version__
 
     parser.add_argument("--version", action="version", version=f"relcomm {__version__}")
+    # `relcomm demo` only: the script's waits last 1/N as long (the timeline says so). Never from the plan.
+    parser.add_argument("--time-scale", type=float, default=1.0, help=argparse.SUPPRESS)
     return parser
 
 
@@ -35,5 +37,9 @@ def main(argv: list[str]) -> int:
     from ..tui.app import RelcommApp
 
     app = RelcommApp(plan, theme=args.theme, state_dir=args.state, allow_commands=args.allow_commands)
+    if args.time_scale != 1.0:
+        from ..script.clock import Clock
+
+        app.script_clock = Clock(args.time_scale)
     app.run()
     return app.return_code or 0

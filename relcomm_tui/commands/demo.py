@@ -4,6 +4,12 @@ It copies the Orion sample plan into a new folder, starts an embedded SMTP serve
 loopback (which later writes delivery reports, bounces and read receipts into the plan's
 receipts Maildir) and a local webhook receiver, points the plan at them, and opens the app.
 `--headless` runs validate, send and a receipts refresh without the app and prints them.
+
+The sample is a script (issue 14): chat and pager first, the support briefing, a checkpoint, the
+release page, customers after a wait and not before a time, the presentation. The demo compresses
+time (a wait of minutes runs in seconds: `TIME_SCALE`, said on screen) and moves the customers'
+`not_before` to a little after now; headless, it plays the engineer: it releases the checkpoint
+and ticks the manual tasks, and prints each as it does.
 """
 
 from __future__ import annotations
@@ -19,6 +25,10 @@ from pathlib import Path
 from platformdirs import user_state_dir
 
 from ..common.resources import sample_plan
+
+TIME_SCALE = 60           # the app: a 15-minute wait takes 15 seconds
+HEADLESS_TIME_SCALE = 300  # headless: 3 seconds
+NOT_BEFORE_IN = 40         # seconds from now for the customers' "not before" (app); headless: 5
 
 # Demo customers whose mail bounces (the embedded server's rules: "unknown" -> 5.1.1, "full" -> 5.2.2).
 BOUNCING_CUSTOMERS = (
@@ -52,7 +62,8 @@ def run(args: argparse.Namespace) -> int:
     )
     receiver = WebhookReceiver()
     with server, receiver:
-        plan_path = write_plan(folder, smtp_port=server.port, webhook_url=receiver.url("/hooks/eng-chat"))
+        plan_path = write_plan(folder, smtp_port=server.port, webhook_url=receiver.url("/hooks/eng-chat"),
+                               not_before_in=5 if args.headless else NOT_BEFORE_IN)
         allow_own_gate(plan_path)
         print(f"Demo plan: {plan_path}")
         print(f"Embedded mail server on {server.host}:{server.port}; delivery reports go to {state / 'receipts'}")
@@ -60,7 +71,8 @@ def run(args: argparse.Namespace) -> int:
             return asyncio.run(_headless(plan_path, server))
         from . import app
 
-        argv = [str(plan_path)] + (["--theme", args.theme] if args.theme else [])
+        print(f"Time is compressed {TIME_SCALE}x in the demo: the script's waits of minutes run in seconds.")
+        argv = [str(plan_path), "--time-scale", str(TIME_SCALE)] + (["--theme", args.theme] if args.theme else [])
         code = app.main(argv)
         server.flush_reports()  # whatever was still on its way, so reopening later shows it
     print(f"\nReopen any time (receipts are in the plan's folder): relcomm {plan_path}")
@@ -93,21 +105,25 @@ def allow_own_gate(plan_path: Path) -> None:
         print(f"relcomm demo: consent for the sample gate not recorded ({error.strerror}); the app will ask")
 
 
-def write_plan(folder: Path, *, smtp_port: int, webhook_url: str) -> Path:
-    """Point the copied plan at the embedded servers."""
+def write_plan(folder: Path, *, smtp_port: int, webhook_url: str, not_before_in: float = NOT_BEFORE_IN) -> Path:
+    """Point the copied plan at the embedded servers; move the script's time of day to just after now."""
     plan_path = folder / "plan.toml"
     text = plan_path.read_text(encoding="utf-8")
     text = re.sub(r"(?m)^host = .*$", 'host = "127.0.0.1"', text, count=1)
     text = re.sub(r"(?m)^port = \d+$", f"port = {smtp_port}", text, count=1)
     text = re.sub(r"(?m)^security = .*$", 'security = "none"', text, count=1)
-    text = re.sub(r'(?m)^url = .*$', f'url = "{webhook_url}"', text, count=1)
+    base = webhook_url.split("/hooks/")[0]
+    # Every post (the chat webhook, the on-call pager) goes to the local receiver, under its own path.
+    text = re.sub(r'(?m)^url = "http://127\.0\.0\.1:8765(/[^"]*)"', lambda m: f'url = "{base}{m.group(1)}"', text)
+    soon = dt.datetime.now(dt.timezone.utc) + dt.timedelta(seconds=not_before_in)
+    text = re.sub(r'(?m)^not_before = "[^"]*"', f'not_before = "{soon:%H:%M:%S} UTC"', text)
     plan_path.write_text(text, encoding="utf-8")
     return plan_path
 
 
 async def _headless(plan_path: Path, server) -> int:
     from ..checks.rules import run_checks
-    from ..delivery.engine import DeliveryChanged, SendEngine, SendError
+    from ..delivery.engine import DeliveryChanged, SendError
     from ..store.ledger import Ledger
     from ..plan import load_plan
     from ..receipts.refresh import refresh
@@ -127,15 +143,14 @@ async def _headless(plan_path: Path, server) -> int:
 
     ledger = Ledger.open(plan.state_dir)
     try:
-        engine = SendEngine(plan, ledger, on_event=show, mode="send")
         try:
-            summary = await engine.run()
+            counts = await _follow_script(plan, ledger, show)
         except SendError as error:
             print(f"relcomm demo: {error.message}", file=sys.stderr)
             return 1
         from .send import summary_parts
 
-        print("Sent: " + ", ".join(summary_parts(summary.counts, len(summary.skipped))))
+        print("Sent: " + ", ".join(summary_parts(counts, 0)))
         print("Collecting the delivery reports and read receipts the demo server wrote back...")
         server.flush_reports()  # no need to wait out the realistic delays here
         result = refresh(plan, ledger)
@@ -147,3 +162,44 @@ async def _headless(plan_path: Path, server) -> int:
     receipts_command.run(argparse.Namespace(plan=str(plan_path), allow_commands=True))
     print(f"\nOpen it in the app: relcomm {plan_path}")
     return 0 if result.ok else 1
+
+
+async def _follow_script(plan, ledger, show) -> dict[str, int]:
+    """Run the sample's script with time compressed, playing the engineer: release the checkpoint,
+    tick the manual tasks. Returns the deliveries per state."""
+    from ..channels.manual import confirm_manual
+    from ..script.clock import Clock
+    from ..script.runner import ScriptRunner
+    from ..store.ledger import AWAITING
+
+    clock = Clock(HEADLESS_TIME_SCALE)
+    print(f"Following the plan's script, time compressed {HEADLESS_TIME_SCALE:g}x (a 15-minute wait takes 3 seconds):")
+    said: dict[str, str] = {}
+
+    def watch(state) -> None:
+        for view in state.steps:
+            line = f"{view.label}" + (f": {view.reason}" if view.reason else "")
+            if said.get(view.id) != line:
+                said[view.id] = line
+                print(f"  step {view.id:<14} {line}")
+            if view.status == "checkpoint":
+                print(f"  demo: releasing the checkpoint of {view.id}, as the engineer would "
+                      f"(relcomm checkpoint PLAN {view.id})")
+                runner.release(view.id, note="demo")
+            elif view.to_tick:
+                for ident in view.step.send:
+                    for record in ledger.deliveries(plan.release.version, ident):
+                        if record.state == AWAITING:
+                            confirm_manual(ledger, record.id, "demo", "done in the demo")
+                            print(f"  demo: {record.recipient_display}: {ident} done (relcomm confirm PLAN {ident} ...)")
+                runner.wake()
+
+    runner = ScriptRunner(plan, ledger, clock=clock, on_event=show, on_state=watch, poll=0.5)
+    await runner.run()
+    state = await runner.evaluate()  # the last tasks were ticked just now: record the step finished
+    print(f"Script: {state.summary}")
+    counts: dict[str, int] = {}
+    for communique in plan.communiques:
+        for state, n in ledger.counts(plan.release.version, communique.id).items():
+            counts[state] = counts.get(state, 0) + n
+    return counts

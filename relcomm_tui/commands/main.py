@@ -23,6 +23,7 @@ SUBCOMMANDS = {
     "review": "sign off stakeholder groups (every required group when none is named)",
     "confirm": "tick a manual step done (who, when, a note)",
     "status": "show every delivery and its state",
+    "checkpoint": "release a checkpoint of the plan's script (or skip a wait, or go on after a halt)",
     "receipts": "show, refresh or parse receipts",
     "report": "write the audit record of the release's communications",
     "demo": "run the whole journey against a built-in mail server",

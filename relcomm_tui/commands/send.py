@@ -44,6 +44,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="test send: one communique (the first, or --only) to ADDRESS or [sender] test_to")
     parser.add_argument("--state", metavar="DIR", help="folder for the ledger (default: beside the plan, .relcomm)")
     parser.add_argument("--password-stdin", action="store_true", help="read the SMTP password from standard input")
+    parser.add_argument("--json", action="store_true",
+                        help="a plan with a script: one JSON object per line (step changes, outcomes, the end) for CI")
+    # Demo and tests only: a plan's waits last 1/N as long (said on every progress line). Never from the plan.
+    parser.add_argument("--time-scale", type=float, default=1.0, help=argparse.SUPPRESS)
     add_allow_commands(parser)
 
 
@@ -118,6 +122,13 @@ def run(args: argparse.Namespace) -> int:
                                        printer=_Printer(sys.stdout))
         if not args.yes and not _confirm(plan, where):
             return 2
+        if plan.steps and not args.only:
+            # The plan's script: steps in order, waits, checkpoints, halts (issue 14).
+            from .send_script import send_scripted
+
+            return asyncio.run(send_scripted(plan, ledger, args, password, login, host))
+        if plan.steps:
+            print("note: --only sends the communiques named now, outside the script's order", file=sys.stderr)
         return asyncio.run(_send(plan, ledger, args, password, login, host))
     finally:
         ledger.close()

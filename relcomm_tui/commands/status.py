@@ -55,6 +55,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         # The same rows as the send screen (app.board): deliveries not recorded yet are "not sent yet".
         where = board(plan, ledger, args.only or None)
+        script = _script(plan, ledger)  # where the plan's script stands (issue 14), None without steps
         if ledger is not None:
             invitations = invitation_store.released(ledger, version)  # calendar invitations' sequences
     except SendError as error:
@@ -82,11 +83,19 @@ def run(args: argparse.Namespace) -> int:
             "invitations": {cid: invitation_store.as_json(known) for cid, known in invitations.items()},
             "runs": [{"id": r.id, "started": r.started, "finished": r.finished, "who": r.who, "host": r.host,
                       "mode": r.mode, "outcome": r.outcome} for r in where.runs],
+            "script": ({"summary": script[0].summary, "steps": [v.as_dict(script[1]) for v in script[0].steps]}
+                       if script else None),
         }, sys.stdout, indent=2)
         print()
         return 0
     # Names, replies and paths come from the plan and from servers: every one through `visible`.
     release = visible(f"{plan.release.name} {version}")
+    if script:
+        from .checkpoint import step_lines
+
+        print(visible(f"{release}: {script[0].summary}"))
+        for line in step_lines(*script):
+            print(visible(line))
     if not where.recorded:
         print(f"{release}: nothing sent yet (no deliveries in {visible(folder / LEDGER_NAME)}); "
               f"{where.total} planned over {len(where.send_ids)} communiques")
@@ -143,3 +152,18 @@ def table_lines(rows, *, limit: int | None | bool = True, headings: dict[str, st
         for note in detail:
             out += lines([(note,)], [width - 4 if width else len(note)], indent=4)
     return out
+
+
+def _script(plan, ledger):
+    """(where the plan's script stands, now), or None for a plan without steps (issue 14)."""
+    if not plan.steps:
+        return None
+    from ..script.clock import utc_now
+    from ..script.progress import expected_deliveries, gather_facts, load_events
+    from ..script.scheduler import CommuniqueFacts, evaluate
+
+    now = utc_now()
+    if ledger is None:  # nothing sent yet: every step as the script starts
+        facts = {c: CommuniqueFacts(plan.communique(c).channel, n) for c, n in expected_deliveries(plan).items()}
+        return evaluate(plan.steps, facts, [], now), now
+    return evaluate(plan.steps, gather_facts(plan, ledger), load_events(plan, ledger), now), now

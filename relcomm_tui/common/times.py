@@ -1,5 +1,9 @@
-"""One way to show a time, in the app and on the command line: `05:55` today, `12-02 05:55` on
-any other day, in the machine's local time (the ledger keeps UTC ISO text)."""
+"""Times as the engineer reads them, in the app and on the command line alike.
+
+* `short_time`: when something happened, `05:55` today, `12-02 05:55` on any other day, in the
+  machine's local time (the ledger keeps UTC ISO text).
+* `format_time`: a time the plan wrote (a script's not_before), in the time zone the plan wrote.
+"""
 
 from __future__ import annotations
 
@@ -22,3 +26,10 @@ def short_time(stamp: str | dt.datetime | None, *, now: dt.datetime | None = Non
     moment = moment.astimezone(tz)
     today = (now or dt.datetime.now(dt.timezone.utc)).astimezone(tz).date()
     return moment.strftime("%H:%M") if moment.date() == today else moment.strftime("%m-%d %H:%M")
+
+
+def format_time(when: dt.datetime) -> str:
+    """ "2026-11-26 17:00 UTC", in the time zone the plan wrote (seconds only when there are some)."""
+    zone = "UTC" if when.utcoffset() == dt.timedelta(0) else (when.tzname() or when.strftime("%z"))
+    seconds = f":{when:%S}" if when.second else ""
+    return f"{when:%Y-%m-%d %H:%M}{seconds} {zone}"

@@ -197,6 +197,12 @@ def _type_hint(parts: tuple, kind: str) -> str:
         return f"write the day as YYYY-MM-DD without quotes: date = {dates.EXAMPLE}"
     if last == "allow_special_domains":
         return 'write true, or a list of domains such as ["corp.local"]'
+    if last == "not_before":
+        return "write a TOML date-time with a time zone, without quotes: not_before = 2026-11-26T17:00:00Z"
+    if last == "wait":
+        return 'write a delay like "30m", "1h30m", "45s" or "2d"'
+    if last in ("send", "after"):
+        return f'{last} is a list of ids, e.g. {last} = ["customer-announcement"]'
     if last == "rate":
         return 'write a rate like "120/min" or "5/s"'
     if last == "duration":

@@ -7,6 +7,7 @@ A `PlanError` names the file, the line and column where known, the key path
 from __future__ import annotations
 
 import csv
+import datetime as dt
 import hashlib
 import io
 import re
@@ -22,7 +23,7 @@ from . import files, schema
 from .errors import PlanError
 from .explain import schema_error, toml_error
 from .locate import find_line, keypath_text, shown
-from .model import Communique, FileSnapshot, Location, Plan, Recipient, Release, StakeholderGroup
+from .model import Communique, FileSnapshot, Location, Plan, Recipient, Release, StakeholderGroup, Step
 
 PLAN_NAMES = ("plan.toml", "relcomm.toml")
 _CONTROL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f-\x9f\u2028\u2029]")  # as compose.mime: never in a header
@@ -165,7 +166,8 @@ def _check_channel_keys(data: dict, table: schema.PlanFile, file: Path, source: 
 
 
 def _check_unique_ids(table: schema.PlanFile, file: Path, source: str) -> None:
-    for section, items in (("stakeholders", table.stakeholders), ("communiques", table.communiques)):
+    for section, items in (("stakeholders", table.stakeholders), ("communiques", table.communiques),
+                           ("steps", table.steps)):
         seen: dict[str, int] = {}
         for index, item in enumerate(items):
             if item.id in seen:
@@ -286,7 +288,29 @@ def _build(table: schema.PlanFile, plan_file: Path, source: str, raw: bytes) -> 
         path=plan_file, root=root, release=release, sender=table.sender, smtp=table.transport.smtp,
         receipts=table.receipts, groups=tuple(groups), communiques=tuple(communiques),
         digest=digest.hexdigest(), source=source, files=tuple(snapshots), channels=table.channels,
+        steps=_steps(table.steps, where),
     )
+
+
+def _steps(tables: list[schema.StepTable], where) -> tuple[Step, ...]:
+    """The script as written; unknown ids, cycles and times are findings (checks/script.py), not load errors."""
+    steps: list[Step] = []
+    for index, spec in enumerate(tables):
+        if spec.after is not None:
+            after, written = tuple(spec.after), True
+        else:
+            after, written = ((tables[index - 1].id,) if index else ()), False
+        halt = spec.halt_if
+        steps.append(Step(
+            id=spec.id, send=tuple(spec.send), after=after, after_written=written,
+            wait=schema.duration_seconds(spec.wait) if spec.wait else 0, wait_text=(spec.wait or "").strip(),
+            not_before=spec.not_before if isinstance(spec.not_before, dt.datetime) else None,
+            not_before_daily=schema.time_of_day(spec.not_before) if isinstance(spec.not_before, str) else None,
+            checkpoint=spec.checkpoint, confirmed=spec.confirmed,
+            failed_over=halt.failed_over if halt else None, post_failed=bool(halt and halt.post_failed),
+            description=spec.description, location=where("steps", index),
+        ))
+    return tuple(steps)
 
 
 def _members_text(snapshot: FileSnapshot, plan_file: Path, source: str) -> str:
@@ -300,6 +324,12 @@ def _members_text(snapshot: FileSnapshot, plan_file: Path, source: str) -> str:
         return PlanError(message, plan_file, line, None, snapshot.keypath, hint=hint)
 
     if snapshot.problem == "missing":
+        maker = plan_file.parent / "make_members.py"
+        if maker.is_file():
+            # A plan whose members are generated (sample_plans/large): say the exact command.
+            raise at_key(f"{what} not found: {path}",
+                         f"this plan's members files are generated: run `python3 {maker}` (it writes them beside "
+                         "the plan), then try again")
         raise at_key(f"{what} not found: {path}", "paths in a plan are relative to the plan file's folder")
     if snapshot.problem == "folder":
         raise at_key(f"{what} is a folder, not a file: {path}", "name the file inside it")

@@ -138,6 +138,28 @@ class Communique:
 
 
 @dataclass(frozen=True)
+class Step:
+    """One step of the plan's script (`[[steps]]`): what goes out together, and what must happen first.
+
+    The order is kept by `relcomm_tui.script` (scheduler and runner); here it is only what the plan says."""
+
+    id: str
+    send: tuple[str, ...]            # communique ids
+    after: tuple[str, ...]           # step or communique ids done first (the previous step when not written)
+    after_written: bool              # `after` was written (else it is the previous step by default)
+    wait: int                        # seconds after `after` is done (0: none)
+    wait_text: str                   # as written: "30m"
+    not_before: dt.datetime | None   # aware
+    not_before_daily: dt.time | None  # aware time of day, on the day the script starts ("17:00 UTC")
+    checkpoint: str | None           # what the engineer confirms before the step goes
+    confirmed: int | None            # percent of the `after` communiques' people who must have confirmed
+    failed_over: int | None          # halt: percent of this step's deliveries failed
+    post_failed: bool                # halt: a webhook/pager/publish post failed
+    description: str | None
+    location: Location
+
+
+@dataclass(frozen=True)
 class Plan:
     path: Path
     root: Path
@@ -154,6 +176,13 @@ class Plan:
     # communique id -> compose.invitation.Stamp (UID, SEQUENCE, method) of its calendar invitation,
     # set only for a send (invitations.send.for_send); the preview and test sends have none.
     invitations: Mapping[str, object] = field(default_factory=dict, hash=False, compare=False)
+    steps: tuple[Step, ...] = ()  # the script; empty: every communique at once (today's behaviour)
+
+    def step(self, step_id: str) -> Step | None:
+        for step in self.steps:
+            if step.id == step_id:
+                return step
+        return None
 
     def group(self, group_id: str) -> StakeholderGroup | None:
         for group in self.groups:

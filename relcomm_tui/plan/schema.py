@@ -8,6 +8,7 @@ an error with a location, and they are the source of the published JSON Schema
 from __future__ import annotations
 
 import datetime as dt
+import re
 from pathlib import Path
 from typing import Literal, Union
 
@@ -204,6 +205,105 @@ class CommuniqueTable(Strict):
     instructions: StrictStr | None = None
 
 
+# -- the script: ordered steps (issue 14) ---------------------------------------------------
+
+DURATION = r"^\s*(\d+\s*[dhms]\s*)+$"
+_DURATION_PART = re.compile(r"(\d+)\s*([dhms])")
+_UNIT_SECONDS = {"d": 86400, "h": 3600, "m": 60, "s": 1}
+
+
+_TIME_OF_DAY = re.compile(r"^\s*(\d{1,2}):(\d{2})(?::(\d{2}))?\s*(Z|UTC|[+-]\d{2}:?\d{2}|[A-Za-z_]+(?:/[A-Za-z_+-]+)+)\s*$")
+
+
+def time_of_day(text: str) -> dt.time:
+    """ "17:00 UTC", "17:00Z", "18:00+01:00", "09:30 Europe/Berlin" -> an aware time (ValueError otherwise)."""
+    found = _TIME_OF_DAY.match(text)
+    if not found:
+        raise ValueError('write a time of day with its time zone: "17:00 UTC", "18:00+01:00" or "09:30 Europe/Berlin"')
+    hour, minute, second, zone = int(found[1]), int(found[2]), int(found[3] or 0), found[4]
+    if hour > 23 or minute > 59 or second > 59:
+        raise ValueError(f"{text.strip()!r} is not a time of day (00:00 to 23:59)")
+    if zone in ("Z", "UTC"):
+        tz: dt.tzinfo = dt.timezone.utc
+    elif zone[0] in "+-":
+        digits = zone[1:].replace(":", "")
+        offset = dt.timedelta(hours=int(digits[:2]), minutes=int(digits[2:]))
+        tz = dt.timezone(-offset if zone[0] == "-" else offset)
+    else:
+        from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+        try:
+            tz = ZoneInfo(zone)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"unknown time zone {zone!r}: write UTC, an offset like +01:00, or a name like Europe/Berlin") from None
+    return dt.time(hour, minute, second, tzinfo=tz)
+
+
+MAX_WAIT = 30 * 86400  # a script waits at most 30 days at one step (a bigger number is a typo)
+
+
+def duration_seconds(text: str) -> int:
+    """ "30m" -> 1800, "1h30m" -> 5400, "45s" -> 45, "2d" -> 172800 (ValueError past MAX_WAIT)."""
+    total = 0
+    for amount, unit in _DURATION_PART.findall(text):
+        if len(amount) > 9:
+            raise ValueError(f"a wait of at most 30 days, not {text.strip()[:40]!r}")
+        total += int(amount) * _UNIT_SECONDS[unit]
+    if total > MAX_WAIT:
+        raise ValueError(f"a wait of at most 30 days, not {text.strip()[:40]!r}")
+    return total
+
+
+class HaltTable(Strict):
+    """When the script stops after a step, before the next one starts, and says why."""
+
+    failed_over: StrictInt | None = Field(
+        None, ge=0, le=100,
+        description="percent: stop when more than this share of the step's deliveries failed (rejected, in doubt, "
+                    "not delivered after every try, or bounced in the reports read so far)")
+    post_failed: StrictBool = Field(False, description="stop when a webhook, pager or publish post of the step failed")
+
+
+class StepTable(Strict):
+    """One step of the script: what goes out together, and what must happen before it does."""
+
+    id: StrictStr = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$", description="the step's id (relcomm release PLAN ID)")
+    description: StrictStr | None = None
+    send: list[StrictStr] = Field(default_factory=list, description="communique ids this step sends, together")
+    after: list[StrictStr] | None = Field(
+        None, description="step or communique ids that must be done first (default: the step before this one; [] for none)")
+    confirmed: StrictInt | None = Field(
+        None, ge=1, le=100,
+        description="percent: also wait until at least this share of the people the `after` communiques reach confirmed")
+    wait: StrictStr | None = Field(None, pattern=DURATION, description='delay after `after` is done, e.g. "30m", "1h30m"')
+    not_before: dt.datetime | StrictStr | None = Field(
+        None, description='nothing of this step goes out before this time: a TOML date-time with a time zone '
+                          '(2026-11-26T17:00:00Z), or a time of day on the day the script starts ("17:00 UTC")')
+    checkpoint: StrictStr | None = Field(
+        None, min_length=1, description="pause before this step until the engineer confirms this (app, or relcomm release)")
+    halt_if: HaltTable | None = Field(None, description="stop the script after this step when it went wrong")
+
+    @field_validator("wait")
+    @classmethod
+    def _at_most_30_days(cls, value: str | None) -> str | None:
+        if value is not None:
+            duration_seconds(value)
+        return value
+
+    @field_validator("not_before", mode="before")
+    @classmethod
+    def _with_time_zone(cls, value: object) -> object:
+        if isinstance(value, dt.datetime):
+            if value.tzinfo is None:
+                raise ValueError("the time has no time zone: write 2026-11-26T17:00:00Z or 2026-11-26T18:00:00+01:00")
+            return value
+        if isinstance(value, (dt.date, dt.time)):
+            raise ValueError('write a date and a time with a time zone (2026-11-26T17:00:00Z), or a time of day in quotes ("17:00 UTC")')
+        if isinstance(value, str):
+            time_of_day(value)
+        return value
+
+
 class PlanFile(Strict):
     format: Literal[1] = Field(description="plan format version")
     release: ReleaseTable
@@ -213,6 +313,8 @@ class PlanFile(Strict):
     receipts: ReceiptsTable = Field(default_factory=ReceiptsTable)
     stakeholders: list[StakeholderTable] = Field(min_length=1)
     communiques: list[CommuniqueTable] = Field(min_length=1)
+    steps: list[StepTable] = Field(
+        default_factory=list, description="the script: ordered steps; without it every communique goes out at once")
 
 
 def json_schema() -> dict:

@@ -223,6 +223,21 @@ MIGRATIONS: list[str] = [
     );
     CREATE INDEX invitations_by_uid ON invitations (uid);
     """,
+    # The script's progress (issue 14): what happened to each step, appended, never changed. A wait
+    # counts from the step's `ready` row, so a resumed send never shortens it; `started` rows say a
+    # step's communiques were handed to the engine, so a finished step is never sent again.
+    """
+    CREATE TABLE script_events (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        release_version TEXT NOT NULL,
+        step_id TEXT NOT NULL,
+        kind TEXT NOT NULL,
+        at TEXT NOT NULL,
+        who TEXT NOT NULL,
+        detail TEXT NOT NULL DEFAULT ''
+    );
+    CREATE INDEX script_events_by_release ON script_events (release_version, id);
+    """,
 ]
 
 
@@ -458,6 +473,31 @@ class Ledger(DeliveryBook, InboundBook):
                 (release_version,),
             ).fetchall()
         return [dict(zip(("plan_digest", "group_id", "reviewed", "who", "at"), row)) for row in rows]
+
+    # -- the script (issue 14; relcomm_tui.script reads and writes these) -----------------
+
+    def script_events(self, release_version: str) -> list[tuple[str, str, str, str, str]]:
+        """(step id, kind, at, who, detail) of the release's script, oldest first."""
+        with self._reading():
+            return [tuple(row) for row in self._db.execute(
+                "SELECT step_id, kind, at, who, detail FROM script_events WHERE release_version=? ORDER BY id",
+                (release_version,))]
+
+    def activity_mark(self, release_version: str) -> tuple:
+        """Changes when a delivery of the release or any receipt changes (cheap: two indexed reads),
+        so what is computed from them (fates: seconds for 10,000 people) is computed again only then."""
+        with self._reading():
+            receipts = self._db.execute("SELECT COUNT(*), MAX(id) FROM receipts").fetchone()
+            updated = self._db.execute("SELECT MAX(updated), COUNT(*) FROM deliveries WHERE release_version=?",
+                                       (release_version,)).fetchone()
+        return (*receipts, *updated)
+
+    def add_script_events(self, release_version: str, events: Sequence[tuple[str, str, str, str, str]]) -> None:
+        """Append (step id, kind, at, who, detail) rows in one transaction."""
+        if events:
+            self._write(lambda db: db.executemany(
+                "INSERT INTO script_events (release_version, step_id, kind, at, who, detail) VALUES (?,?,?,?,?,?)",
+                [(release_version, *event) for event in events]))
 
     # -- runs ----------------------------------------------------------------------------
 

@@ -29,10 +29,11 @@ from ..widgets.filter_bar import FilterBar
 from ..widgets.delivery_table import STATE_COLOURS, DeliveryTable, Row, one_line
 from ..widgets.send_progress import clock, compose_bars, counts_line, status_text, update_bars
 from .send_engine import FLUSH_SECONDS, SendEngineScreen
+from .send_script import SCRIPT_ACTIONS, SCRIPT_BINDINGS, ScriptControls
 
 FAILED_STATES = frozenset({DEFERRED, REJECTED})
 KEY_ACTIONS = ("pause", "resume", "continue", "cancel", "retry_failed", "resend_in_doubt", "mark_delivered",
-               "tick_manual", "test_send")
+               "tick_manual", "test_send") + SCRIPT_ACTIONS
 IN_DOUBT_EXPLAINED = ("in doubt: the connection ended after the whole message was sent, before the server "
                       "answered, so it may have arrived")
 __all__ = ["SendScreen", "confirm_send_dialog", "one_line"]
@@ -47,7 +48,7 @@ def confirm_send_dialog(plan: Plan, where: Board, deliveries_left: int | None = 
                              notes=(*warnings, follow_up_note(plan, where.send_ids)))
 
 
-class SendScreen(SendEngineScreen):
+class SendScreen(ScriptControls, SendEngineScreen):
     """Send the plan's communiques and watch every delivery; pause, cancel, retry, resend."""
 
     CSS_PATH = "send.tcss"
@@ -59,6 +60,7 @@ class SendScreen(SendEngineScreen):
         Binding("space", "resume", "Resume", id="resume", tooltip="Carry on sending"),
         Binding("space", "continue", "Send", id="continue", tooltip="Send what is not sent yet (asks first)"),
         Binding("x", "cancel", "Cancel", id="cancel", tooltip="Stop the send (asks first); nothing is lost"),
+        *SCRIPT_BINDINGS,  # hidden for a plan without a script
         Binding("f", "retry_failed", "Retry", id="retry-failed", tooltip="Send the deferred and rejected again"),
         Binding("d", "resend_in_doubt", "Resend", id="resend-in-doubt",
                 tooltip="Resend in-doubt deliveries with the same Message-ID (asks first)"),
@@ -95,6 +97,8 @@ class SendScreen(SendEngineScreen):
         self.board = board(self.plan, self.ledger, self.only or None)
         yield Static(id="send-head")
         yield Static(id="banner", markup=False)
+        if self.scripted:
+            yield self.compose_timeline()  # the script's steps stand in for the per-communique bars
         yield from compose_bars(self.board.communique_ids)
         yield Static(id="counts")
         yield FilterBar(id="deliveries-find", target="#deliveries")
@@ -105,6 +109,7 @@ class SendScreen(SendEngineScreen):
 
     def on_mount(self) -> None:
         self.query_one("#communiques").border_title = "Communiques"
+        self.query_one("#communiques").display = not self.scripted
         table = self.table
         table.load(self.board.rows if self.board else ())
         self.refresh_summary()
@@ -116,6 +121,7 @@ class SendScreen(SendEngineScreen):
                 "highlighted one delivered.", "warning")
         self.update_detail()
         self._flush_timer = self.set_interval(FLUSH_SECONDS, self.flush, pause=True)
+        self.refresh_script()
         if self.ledger is None:
             self.show_banner(self.app.ledger_problem or "The ledger cannot be opened, so nothing can be sent.", "error")
         elif self.start_on_mount:
@@ -160,9 +166,13 @@ class SendScreen(SendEngineScreen):
         self.query_one("#send-head", Static).update(Content.assemble(*head))
         update_bars(self, counts, self.table.per_communique, self.skipped)
         self.query_one("#counts", Static).update(counts_line(counts))
+        if self.scripted:
+            self.live_counts()
         self.update_status()
 
     def phase(self) -> str:
+        if self.scripted and (scripted := self.script_phase()):
+            return scripted
         if self.running:
             return "cancelling" if self._cancelling else "paused" if self.paused else "sending"
         if self.stopped:
@@ -172,6 +182,8 @@ class SendScreen(SendEngineScreen):
         return "not sending"
 
     def status_text(self) -> str:
+        if self.scripted and (scripted := self.script_status()) and not (self.running and self._cancelling):
+            return scripted
         return status_text(self.counts, running=self.running, paused=self.paused, cancelling=self._cancelling,
                            stopped=self.stopped)
 
@@ -235,6 +247,8 @@ class SendScreen(SendEngineScreen):
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         # False hides a key that cannot apply now (the footer keeps to what matters and fits 80
         # columns); None greys one that applies to other rows than the highlighted one.
+        if action in SCRIPT_ACTIONS:
+            return self.check_script_action(action)
         counts, row, idle = self.counts, self.highlighted_row(), not self.running
         if action in ("pause", "resume"):
             return self.running and self.paused == (action == "resume") and not self._cancelling

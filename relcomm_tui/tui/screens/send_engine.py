@@ -128,6 +128,10 @@ class SendEngineScreen(Screen):
         self.refresh_summary()
         self.update_detail()
         self.refresh_bindings()
+        self.after_recorded()
+
+    def after_recorded(self) -> None:
+        """A tick or mark was written: the send screen's script part looks again (a step may wait for it)."""
 
     # -- leaving while a send runs --------------------------------------------------------
 
