@@ -24,19 +24,18 @@ from textual.widgets import DataTable, Footer, OptionList, Static
 from textual.widgets.option_list import Option
 from textual.worker import Worker, WorkerState
 
-from ...plan import consent
-from ...app.board import Board, board
+from ...app.board import Board
 from ...app.readiness import GATE_NOT_ALLOWED, READY, GateStatus, Readiness, Reviews, assess, reviews  # noqa: F401
-from ...app.review import set_reviewed
 from ...checks.findings import Finding
 from ...checks.rules import run_checks
-from ...plan import Plan, PlanError
+from ...common.text import plural
+from ...plan import Plan, PlanError, consent
 from ...plan.model import Location
-from ..dialogs.consent import ConsentDialog
-from .preview import POLL_SECONDS, file_state, watched_files
 from ..text import plain, plain_lines, visible
 from ..widgets.tables import Fit, ListOptions, ListTable, add_fit_columns, apply_widths
-from ...common.text import plural
+from .checklist_lock import SendLock
+from .checklist_review import Review
+from .preview import POLL_SECONDS, file_state, watched_files
 
 COLUMNS = [Fit("reviewed", "✓", 1), Fit("group", "Group", 20, weight=1), Fit("required", "Req", 3),
            Fit("members", "Members", 7), Fit("communiques", "Communiques", 11), Fit("channels", "Channels", 16, flex=True)]
@@ -56,7 +55,7 @@ def place(location: Location, root: Path) -> str:
     return text
 
 
-class ChecklistScreen(Screen):
+class ChecklistScreen(SendLock, Review, Screen):
     """Home: review every stakeholder group and clear every error before sending."""
 
     CSS_PATH = "checklist.tcss"
@@ -167,54 +166,6 @@ class ChecklistScreen(Screen):
         else:
             self.action_allow_commands()
 
-    def action_allow_commands(self) -> None:
-        plan = self.plan
-        if isinstance(self.app.screen, ConsentDialog):
-            return  # already asking
-        dialog = ConsentDialog(plan)
-        shown = dialog.review  # what the engineer sees is what is recorded, even if a file changes meanwhile
-
-        def answered(allowed: bool | None) -> None:
-            if allowed:
-                try:
-                    consent.allow(shown)
-                except OSError as error:
-                    consent.grant(shown)  # the user said yes: run them now, even if it cannot be remembered
-                    self.notify(f"Consent not remembered ({error.strerror}); you will be asked again next time.",
-                                severity="warning")
-                self.app.consent_declined.discard(shown.digest)
-            else:
-                self.app.consent_declined.add(shown.digest)
-            self.refresh_bindings()
-            if plan is self.plan:
-                self.findings, self.gate = None, None
-                self.show_release()
-                self.update_lock()
-                self.start_checks(plan)
-
-        self.app.push_screen(dialog, answered)
-
-    def load_reviews(self, plan: Plan) -> set[str]:
-        found = reviews(self.app.ledger, plan)
-        ledger = self.app.ledger
-        # Who was reviewed for an earlier version of the plan: the banner stays until each is again.
-        self.reviewed_before: set[str] = {
-            row["group_id"] for row in ledger.signoffs(plan.release.version)
-            if row["reviewed"] and row["plan_digest"] != plan.digest} if ledger is not None else set()
-        self.update_review_note(set(found.reviewed))
-        return set(found.reviewed)
-
-    def update_review_note(self, reviewed: set[str] | None = None) -> None:
-        """"The plan changed since it was reviewed" stays until every group reviewed before is again."""
-        reviewed = self.reviewed if reviewed is None else reviewed
-        note = self.query_one("#review-note", Static)
-        in_plan = {group.id for group in self.plan.groups}
-        again = (getattr(self, "reviewed_before", set()) & in_plan) - reviewed
-        if again:
-            note.update(f"The plan changed since it was reviewed: review every group again ({len(again)} to go).")
-        note.display = bool(again)
-        self.stale_review = bool(again)
-
     def fill_groups(self, plan: Plan) -> None:
         table = self.query_one("#groups", DataTable)
         wanted = [group.id for group in plan.groups]
@@ -282,35 +233,6 @@ class ChecklistScreen(Screen):
         state = "reviewed" if group.id in self.reviewed else "not reviewed"
         detail.update(Content.assemble((visible(group.name), "bold"), f" · {state} · ", visible(via)))
 
-    def action_mark_reviewed(self) -> None:
-        # Marks, never unmarks (u does): pressing on past the last row must not undo the review.
-        table = self.query_one("#groups", DataTable)
-        self.set_reviewed(True)
-        if table.cursor_row < table.row_count - 1:
-            table.move_cursor(row=table.cursor_row + 1)  # review top to bottom without extra keys
-
-    def action_unmark_reviewed(self) -> None:
-        self.set_reviewed(False)
-
-    def set_reviewed(self, reviewed: bool) -> None:
-        group_id = self.highlighted_group_id()
-        ledger = self.app.ledger
-        if group_id is None:
-            return
-        if ledger is None:
-            self.notify(self.app.ledger_problem or "Review state cannot be saved", severity="error")
-            return
-        if (group_id in self.reviewed) == reviewed:
-            return
-        plan = self.plan
-        set_reviewed(ledger, plan, group_id, reviewed, self.app.reviewer)
-        (self.reviewed.add if reviewed else self.reviewed.discard)(group_id)
-        table = self.query_one("#groups", DataTable)
-        table.update_cell(group_id, "reviewed", self.group_cells(plan, group_id)[0])
-        self.show_group_detail()
-        self.update_review_note()  # before the lock: a stale review is one of its reasons
-        self.update_lock()
-
     # -- checks ---------------------------------------------------------------------------
 
     @work(thread=True, exclusive=True, exit_on_error=False, group="checks")
@@ -350,30 +272,6 @@ class ChecklistScreen(Screen):
         self.checks_error = visible(f"{type(error).__name__}: {error}" if str(error) else type(error).__name__)
         self.show_findings()
         self.update_lock()
-
-    def show_release(self) -> None:
-        release = self.plan.release
-        parts: list = [(visible(f"{release.name} {release.version}"), "bold")]
-        if release.date:
-            parts.append(f" · {release.date.isoformat()}")
-        parts.append(f" · {visible(self.plan.path.name)} · ")
-        gate = self.gate
-        if gate is None:
-            parts.append(("gate: checking…", "dim"))
-        elif not gate.configured:
-            parts.append(("gate: none (confirming declares success)", "bold $warning"))
-        elif not gate.allowed:
-            parts.append(("gate not run: press a", "bold $warning"))
-        elif gate.ok:
-            parts.append(("gate ✓ passed", "bold $success"))
-        else:
-            parts.append(("gate ✗ not passed", "bold $error"))
-        line = Content.assemble(*parts)
-        widget = self.query_one("#release", Static)
-        widget.update(line)
-        widget.set_class(gate is not None and gate.configured and gate.ok, "-gate-ok")
-        widget.set_class(gate is not None and gate.configured and not gate.ok, "-gate-bad")
-        widget.tooltip = plain_lines(gate.output) if gate and gate.output else None
 
     def show_findings(self) -> None:
         options = self.query_one("#findings", OptionList)
@@ -432,89 +330,10 @@ class ChecklistScreen(Screen):
 
     # -- the send lock ---------------------------------------------------------------------
 
-    def readiness(self, *, retry_failed: bool = False, resend_in_doubt: bool = False,
-                  left: int | None = None) -> Readiness:
-        """The one rule (app.readiness) on what this screen knows; the send screen asks it too,
-        with `left` from its own rows (fresher than this screen's board during a send)."""
-        if left is None and self.board is not None:
-            left = self.board.left(retry_failed=retry_failed, resend_in_doubt=resend_in_doubt)
-        return assess(self.plan, findings=self.findings, reviewed=Reviews(frozenset(self.reviewed), self.stale_review),
-                      ledger_ok=self.app.ledger is not None, plan_loads=self.load_error is None,
-                      checks_error=self.checks_error, left=left)
-
-    def lock_reasons(self) -> list[str]:
-        answer = self.readiness()
-        return [reason.in_app() for reason in answer.reasons]
-
-    @work(thread=True, exclusive=True, exit_on_error=False, group="board")
-    def refresh_board(self) -> None:
-        """Where the send stands (app.board): read when the plan is shown and on coming back, not on
-        every key, and in a thread (10,000 deliveries take a moment to read)."""
-        plan, ledger = self.plan, self.app.ledger
-        if ledger is not None:
-            self.post_message(self.BoardRead(plan.digest, board(plan, ledger)))
-
     class BoardRead(Message):
         def __init__(self, digest: str, where: Board) -> None:
             super().__init__()
             self.digest, self.where = digest, where
-
-    def on_checklist_screen_board_read(self, message: BoardRead) -> None:
-        if message.digest == self.plan.digest:
-            self.board = message.where
-            self.update_lock()
-
-    def update_lock(self) -> None:
-        answer = self.readiness()
-        self.send_lock = answer.locked_text() if answer.reasons else None
-        self.show_send_status(answer)
-
-    def show_send_status(self, answer: Readiness) -> None:
-        status = self.query_one("#send-status", Static)
-        where = self.board
-        if where is not None and where.started:
-            # After a send (here or headless): where it stands, not "ready to send".
-            text = where.summary() + " · c receipts"
-            if answer.verdict == READY:
-                text += " · s continues"
-            elif answer.reasons:
-                text += f" · s shows it (sending more is locked: {' · '.join(r.in_app() for r in answer.reasons)})"
-            else:
-                text += " · s shows it"
-        elif answer.reasons:
-            text = answer.locked_text()
-        elif answer.warnings:
-            text = f"Ready to send: every group reviewed, no errors; {answer.warnings[0].text}. Press s."
-        else:
-            text = "Ready to send: every group reviewed, no errors, gate passed. Press s."
-        status.update(plain(text))
-        status.set_class(answer.verdict == READY or (where is not None and where.started), "-ready")
-
-    def watch_send_lock(self, lock: str | None) -> None:
-        self.refresh_bindings()
-
-    @property
-    def sent_before(self) -> bool:
-        return self.board is not None and self.board.started
-
-    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
-        if action == "allow_commands":
-            # Only offered while consent is missing: not granted, or refused when a command was to run
-            # (a file it names changed). Reads no file: this is asked on every refresh of the footer.
-            refused = any(f.id in (GATE_NOT_ALLOWED, "secret-not-allowed") for f in self.findings or ())
-            return refused or not consent.has_grant(self.plan)
-        return True
-
-    def disabled_reason(self, action: str) -> str:
-        return self.send_lock or "" if action == "send" else ""
-
-    def action_send(self) -> None:
-        if self.send_lock is None or self.sent_before:
-            self.app.action_open_send()
-            return
-        # Locked: say why where the eyes are, not only in the status line.
-        self.notify("\n".join(f"· {reason}" for reason in self.lock_reasons()), title="Sending is locked",
-                    severity="warning", timeout=6)
 
     # -- other keys -------------------------------------------------------------------------
 

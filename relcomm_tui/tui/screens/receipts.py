@@ -9,7 +9,6 @@ show a fixed "last refreshed" time.
 
 from __future__ import annotations
 
-import asyncio
 import datetime as dt
 from typing import Callable
 
@@ -24,22 +23,24 @@ from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Static
 from textual.worker import Worker, WorkerState
 
-from ...app import credentials
 from ...common.times import short_time
-from ...compose.shown import subject_for
-from ...plan import Plan, addresses
-from ...receipts.followup import FollowUpError, follow_up, prepare_follow_up, reminder_of
+from ...plan import Plan
 from ...receipts.refresh import RefreshResult, refresh
 from ...receipts.status import (
-    BOUNCED, CONFIRMED, REACHED, ReceiptStatus, RecipientReceipt, build_status, coverage, fate_of,
+    BOUNCED,
+    CONFIRMED,
+    REACHED,
+    ReceiptStatus,
+    RecipientReceipt,
+    build_status,
+    fate_of,
 )
-from ..dialogs.confirm_follow_up import ConfirmFollowUpDialog
-from ..dialogs.correct_address import CorrectAddressDialog
-from ..dialogs.password import PasswordDialog
 from ..text import plain, plain_lines, visible
-from .delivery_detail import DeliveryDetailScreen
 from ..widgets.filter_bar import FilterBar
 from ..widgets.tables import Fit, ListTable, add_fit_columns, apply_widths
+from .delivery_detail import DeliveryDetailScreen
+from .receipts_filters import Filters
+from .receipts_follow_up import FollowUp
 
 # What fits 80 columns first (the fate's reason starts there and grows with the terminal); the
 # rest is a scroll to the right, and enter opens the whole story of the highlighted row.
@@ -55,7 +56,7 @@ STANDING_STYLE = {CONFIRMED: "bold $success", REACHED: "$success", BOUNCED: "bol
 STANDING_FILTERS = ("all", "unconfirmed", "bounced")
 
 
-class ReceiptsScreen(Screen):
+class ReceiptsScreen(FollowUp, Filters, Screen):
     """Who received each communique, refreshed from the confirmations that come back."""
 
     CSS_PATH = "receipts.tcss"
@@ -314,106 +315,6 @@ class ReceiptsScreen(Screen):
 
     # -- header, filters, coverage ------------------------------------------------------------
 
-    def show_head(self) -> None:
-        release = self.plan.release
-        parts: list = [(visible(f"{release.name} {release.version}"), "bold")]
-        if self._refreshing and self.last_refreshed is None:
-            parts.append(f" · reading the receipt sources… {self.reading or ''}".rstrip())
-        elif self.last_refreshed is not None:
-            parts.append(f" · last refreshed {short_time(self.last_refreshed, now=self.clock(), tz=self.tz)}")
-            if self._refreshing:
-                parts.append(" (refreshing…)")
-        if not self.plan.receipts.sources:
-            parts.append((" · no receipt sources in the plan", "$warning"))
-        if self.status is not None and self.status.other_send:
-            count = self.status.other_send
-            parts.append((f" · {count} report{'s' if count != 1 else ''} for another send", "$warning"))
-        if self.status is not None and self.status.unmatched:
-            count = self.status.unmatched
-            parts.append((f" · {count} report{'s' if count != 1 else ''} matched no delivery", "$warning"))
-        self.query_one("#receipts-head", Static).update(Content.assemble(*parts))
-
-    def show_filter(self) -> None:
-        parts = [f"showing (u/b): {self.standing_filter}"]
-        parts.append(f"group (t): {self.group_filter or 'all'}")
-        parts.append(f"communique (c): {self.communique_filter or 'all'}")
-        if self.text_filter:
-            parts.append(f"words (/): {self.text_filter}")
-        if self.selected:
-            parts.append(f"{len(self.selected)} selected")
-        self.query_one("#receipts-filter", Static).update(plain(" · ".join(parts)))
-
-    def show_problem(self, text: str | None) -> None:
-        problem = self.query_one("#receipts-problem", Static)
-        problem.update(plain_lines(text or ""))
-        problem.display = bool(text)
-
-    def show_coverage(self) -> None:
-        status = self.status
-        if status is None:
-            return
-        lines = []
-        if not status.rows:
-            lines.append("Nothing sent yet for this release.")
-        else:
-            lines.append(self.coverage_line(status.overall, "all"))
-            shown = self.visible_rows()
-            if (self.group_filter or self.communique_filter or self.standing_filter != "all") and shown:
-                lines.append(self.coverage_line(coverage("shown", "shown", shown), "shown"))
-            for c in status.by_group:
-                lines.append(self.coverage_line(c, f"group {c.id}"))
-            for c in status.by_communique:
-                lines.append(self.coverage_line(c, c.id))
-        self.query_one("#receipts-coverage", Static).update(plain_lines("\n".join(visible(line) for line in lines)))
-
-    @staticmethod
-    def coverage_line(c, label: str) -> str:
-        # Groups count people, communiques deliveries (receipts.status).
-        return (f"{label[:16]:<16} {c.total:>4} reached {c.reached} {c.percent(c.reached):.0f}%"
-                f" confirmed {c.confirmed} {c.percent(c.confirmed):.0f}% bounced {c.bounced} unknown {c.unknown}")
-
-    def _filters_changed(self) -> None:
-        if not self.is_mounted:
-            return
-        self.show_filter()
-        if self.status is not None:
-            self.fill_table(rebuild=True)
-            self.show_coverage()
-            self.show_detail()
-
-    def watch_standing_filter(self) -> None:
-        self._filters_changed()
-
-    def watch_group_filter(self) -> None:
-        self._filters_changed()
-
-    def watch_communique_filter(self) -> None:
-        self._filters_changed()
-
-    def watch_text_filter(self) -> None:
-        self._filters_changed()
-
-    def on_filter_bar_narrowed(self, message: FilterBar.Narrowed) -> None:
-        self.text_filter = message.text
-
-    def action_find(self) -> None:
-        self.query_one("#receipts-find", FilterBar).open()
-
-    def action_filter_standing(self, which: str) -> None:
-        self.standing_filter = "all" if self.standing_filter == which else which
-
-    def action_cycle_group(self) -> None:
-        ids = [g.id for g in (self.status.by_group if self.status else [])]
-        self.group_filter = _next(ids, self.group_filter)
-
-    def action_cycle_communique(self) -> None:
-        ids = [c.id for c in (self.status.by_communique if self.status else [])]
-        self.communique_filter = _next(ids, self.communique_filter)
-
-    def action_clear_filters(self) -> None:
-        self.standing_filter, self.group_filter, self.communique_filter = "all", None, None
-        self.query_one("#receipts-find", FilterBar).action_clear()
-
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         if action == "open_detail":  # enter is the filter's too while typing there
             return isinstance(self.focused, DataTable)
@@ -430,166 +331,3 @@ class ReceiptsScreen(Screen):
 
     # -- follow-up ------------------------------------------------------------------------------
 
-    def action_toggle_selected(self) -> None:
-        ident = self.highlighted_id()
-        if ident is None or self.status is None:
-            return
-        (self.selected.discard if ident in self.selected else self.selected.add)(ident)
-        row = self.status.row(ident)
-        if row is not None:
-            self.fill_table()
-        self.show_filter()
-        table = self.query_one("#receipts", DataTable)
-        if table.cursor_row < table.row_count - 1:
-            table.move_cursor(row=table.cursor_row + 1)
-
-    def follow_up_rows(self) -> list[RecipientReceipt]:
-        """The selected rows, or, with nothing selected, every unconfirmed row shown."""
-        if self.status is None:
-            return []
-        if self.selected:
-            return [r for r in self.status.rows if r.delivery_id in self.selected]
-        return [r for r in self.visible_rows() if r.standing != CONFIRMED]
-
-    def action_follow_up(self) -> None:
-        rows = self.follow_up_rows()
-        if not rows:
-            self.notify("Select recipients first (space), or show some unconfirmed ones.", title="Follow up",
-                        severity="warning")
-            return
-        communiques = sorted({r.communique_id for r in rows})
-        if len(communiques) > 1:
-            self.notify(f"The rows are of {len(communiques)} communiques ({', '.join(communiques)}); "
-                        "follow up one at a time: press c to show one communique.", title="Follow up",
-                        severity="warning", timeout=8)
-            return
-        # A bounced person never got the communique: it goes to them again, at a corrected address
-        # (receipts/corrections.py). The others, who got it, get the plan's reminder, if it has one.
-        bounced = [r for r in rows if r.standing == BOUNCED and r.channel == "email"]
-        others = [r for r in rows if r not in bounced]
-        if others and reminder_of(self.plan, communiques[0]) is None:
-            if not bounced:
-                self.notify(f'The plan has no reminder for {communiques[0]}: add a communique with '
-                            f'reminder_for = "{communiques[0]}".', title="Follow up", severity="warning", timeout=8)
-                return
-            self.notify(f"Only the {len(bounced)} bounced are sent {communiques[0]} again; the plan has no reminder "
-                        "for the others.", title="Follow up", timeout=8)
-            others = []
-        self.follow_up_flow(communiques[0], bounced, others)
-
-    async def _send_options(self) -> dict | None:
-        """Keywords for a send from this screen (the SMTP password resolved), or None when it cannot be had."""
-        options = dict(self.send_options)
-        if "password" not in options and credentials.needs_password(self.plan):
-            # The same policy as the send screen: the plan's reference, else ask (masked).
-            async def ask(question: credentials.Ask) -> str | None:
-                return await self.app.push_screen_wait(PasswordDialog(question.account, question.why))
-
-            try:
-                options["password"] = await credentials.smtp_password_async(self.plan, ask)
-            except credentials.NoPassword as error:
-                self.notify(f"{error.message}. {error.hint}", title="SMTP password", severity="warning", timeout=10)
-                return None
-        return options
-
-    @work(exclusive=True, exit_on_error=False, group="receipts-follow-up")
-    async def follow_up_flow(self, communique_id: str, bounced: list[RecipientReceipt],
-                             others: list[RecipientReceipt]) -> None:
-        sent = False
-        if bounced:
-            sent = await self.resend_corrected_flow(communique_id, bounced)
-        if others:
-            sent = await self.reminder_flow(communique_id, others) or sent
-        if sent:
-            self.selected.clear()
-            self.show_filter()
-            self.start_refresh()
-
-    async def resend_corrected_flow(self, communique_id: str, rows: list[RecipientReceipt]) -> bool:
-        """Ask each bounced row's corrected address, confirm, send the same communique there once."""
-        from ...receipts.corrections import CorrectionError, prepare_corrections, resend_corrected
-        from ...delivery.engine import SendError
-
-        corrections: dict[str, str] = {}
-        for row in rows:
-            group = self.plan.group(row.group_id)
-            allowance = addresses.combine(group.allow_special_domains if group is not None else False,
-                                          self.plan.sender.allow_special_domains)
-            address = await self.app.push_screen_wait(
-                CorrectAddressDialog(row.recipient, row.recipient_key, row.reason, allowance=allowance))
-            if address is not None:
-                corrections[row.recipient_key] = address
-        if not corrections:
-            self.notify("Nobody left to send again.", title="Follow up")
-            return False
-        try:
-            batch = await asyncio.to_thread(prepare_corrections, self.plan, self.app.ledger, communique_id,
-                                            corrections)
-        except CorrectionError as error:
-            self.notify(f"{error.message}. {error.hint}", title="Corrected address", severity="error", timeout=10)
-            return False
-        people = [f"{c.recipient.display} (bounced at {c.old_address})" for c in batch.to_send]
-        already = [f"{c.new_address}: already sent there, not again" for c in batch.already_sent]
-        if not people:
-            self.notify("; ".join(already), title="Follow up")
-            return False
-        first = batch.to_send[0]
-        subject = self.subject_of(batch.communique, first.group, first.recipient)
-        if not await self.app.push_screen_wait(ConfirmFollowUpDialog(batch.communique.id, subject, people, already)):
-            return False
-        options = await self._send_options()
-        if options is None:
-            return False
-        try:
-            summary = await resend_corrected(batch, self.app.ledger, who=getattr(self.app, "reviewer", None),
-                                             **options)
-        except SendError as error:
-            self.notify(f"{error.message}. {error.hint}", title="Not sent", severity="error", timeout=10)
-            return False
-        per = summary.per_communique.get(batch.communique.id, {}) if summary is not None else {}
-        self.notify(f"{batch.communique.id} sent again to {len(batch.to_send)} corrected address(es); "
-                    f"{per.get('rejected', 0)} refused, {per.get('deferred', 0)} deferred in all",
-                    title="Sent at corrected addresses")
-        return True
-
-    def subject_of(self, communique, group=None, recipient=None) -> str:
-        """The subject as rendered for a recipient (never template source)."""
-        return subject_for(self.plan, communique, recipient, group)
-
-    async def reminder_flow(self, communique_id: str, rows: list[RecipientReceipt]) -> bool:
-        keys = [row.recipient_key for row in rows]
-        try:
-            prepared = prepare_follow_up(self.plan, communique_id, keys)
-        except FollowUpError as error:
-            self.notify(f"{error.message}. {error.hint}", title="Follow up", severity="error", timeout=10)
-            return False
-        people = [r.display for _, r in prepared.people]
-        if not await self.app.push_screen_wait(ConfirmFollowUpDialog(
-                prepared.reminder.id, self.subject_of(prepared.reminder, *prepared.people[0]), people,
-                list(prepared.left_out))):
-            return False
-        options = await self._send_options()
-        if options is None:
-            return False
-        from ...delivery.engine import SendError
-
-        try:
-            summary = await follow_up(self.plan, self.app.ledger, communique_id, keys,
-                                      who=getattr(self.app, "reviewer", None), **options)
-        except SendError as error:
-            self.notify(f"{error.message}. {error.hint}", title="Follow up not sent", severity="error", timeout=10)
-            return False
-        per = summary.per_communique.get(prepared.reminder.id, {})
-        self.notify(f"{prepared.reminder.id}: {per.get('accepted', 0)} accepted, {per.get('rejected', 0)} refused, "
-                    f"{per.get('deferred', 0)} deferred", title="Follow-up sent")
-        return True
-
-
-def _next(ids: list[str], current: str | None) -> str | None:
-    """all -> first -> ... -> last -> all."""
-    if not ids:
-        return None
-    if current not in ids:
-        return ids[0]
-    index = ids.index(current) + 1
-    return ids[index] if index < len(ids) else None

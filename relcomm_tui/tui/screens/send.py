@@ -25,8 +25,8 @@ from ..dialogs.ask import AskDialog
 from ..dialogs.confirm_send import ConfirmSendDialog
 from ..dialogs.manual_done import ManualDoneDialog
 from ..text import plain, visible
-from ..widgets.filter_bar import FilterBar
 from ..widgets.delivery_table import STATE_COLOURS, DeliveryTable, Row, one_line
+from ..widgets.filter_bar import FilterBar
 from ..widgets.send_progress import clock, compose_bars, counts_line, status_text, update_bars
 from .send_engine import FLUSH_SECONDS, SendEngineScreen
 from .send_script import SCRIPT_ACTIONS, SCRIPT_BINDINGS, ScriptControls

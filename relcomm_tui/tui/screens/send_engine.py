@@ -22,8 +22,16 @@ from ...app import credentials, manual
 from ...app.board import DONE_STATES, Board
 from ...common.errors import UserError
 from ...delivery.engine import (
-    CommuniqueSkipped, DeliveryChanged, Progress, RunStopped, RunSummary, SendEngine, SendError, SendStopped,
-    select_communiques, send_test_message,
+    CommuniqueSkipped,
+    DeliveryChanged,
+    Progress,
+    RunStopped,
+    RunSummary,
+    SendEngine,
+    SendError,
+    SendStopped,
+    select_communiques,
+    send_test_message,
 )
 from ...plan.model import Communique, Plan
 from ...store.ledger import ACCEPTED, DEFERRED, IN_DOUBT, MARKED_DELIVERED, QUEUED, REJECTED, SENDING, Ledger, who_am_i

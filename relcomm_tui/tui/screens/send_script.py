@@ -15,7 +15,8 @@ from textual.message import Message
 from ...script.clock import Clock
 from ...script.progress import ScriptError, script_state
 from ...script.runner import COMPLETE, HALTED, SENDING_OVER, ScriptRunner
-from ...script.scheduler import CHECKPOINT, DONE, HALTED as STEP_HALTED, ScriptState, countdown
+from ...script.scheduler import CHECKPOINT, DONE, ScriptState, countdown
+from ...script.scheduler import HALTED as STEP_HALTED
 from ...store.ledger import who_am_i
 from ..dialogs.ask import AskDialog
 from ..widgets.timeline import ScriptTimeline
