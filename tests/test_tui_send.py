@@ -14,6 +14,7 @@ import pytest
 from textual.pilot import Pilot
 from textual.widgets import DataTable, Input
 
+from relcomm_tui.delivery import WORKERS_PER_CONNECTION
 from relcomm_tui.ledger import ACCEPTED, FINAL_STATES as FINAL, IN_DOUBT, QUEUED, REJECTED, SENDING, Ledger
 from relcomm_tui.mailserver import LoopbackMailServer, PermFail
 from relcomm_tui.plan import load_plan
@@ -25,6 +26,7 @@ from relcomm_tui.tui.dialogs.password import PasswordDialog
 from relcomm_tui.tui.screens.send import SendScreen
 from relcomm_tui.webhook_receiver import WebhookReceiver
 from tui_helpers import SAMPLE, text_of, user_config  # noqa: F401
+from waits import parked_on_pause
 
 VERSION = "4.2.0"
 
@@ -208,8 +210,13 @@ async def test_pause_stops_progress_and_resume_continues(tmp_path: Path, hooks: 
             await until(pilot, lambda: screen.counts[SENDING] == 0 and not screen._pending)
             held = server.messages_accepted
             assert held < 33
-            await pilot.pause(0.4)
-            assert server.messages_accepted == held
+            # The engine's workers wait on the pause (one may hold a manual step instead): an engine
+            # that ignored the pause would have none waiting and go on sending. No time window.
+            engine = screen.engine
+            workers = WORKERS_PER_CONNECTION * engine.concurrency
+            await until(pilot, lambda: parked_on_pause(engine) >= workers - 1, seconds=30)
+            await pilot.pause()
+            assert server.messages_accepted == held and screen.counts[SENDING] == 0
             assert "Paused" in text_of(screen.query_one("#send-status"))
             await pilot.press("space")
             assert not screen.paused
