@@ -17,7 +17,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from relcomm_tui.ledger import DeliveryIntent, Ledger  # noqa: E402
+from relcomm_tui.store.ledger import DeliveryIntent, Ledger  # noqa: E402
 from relcomm_tui.plan.loader import load_plan  # noqa: E402
 from relcomm_tui.receipts.refresh import refresh  # noqa: E402
 
@@ -92,7 +92,7 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    from relcomm_tui.ledger import LedgerError
+    from relcomm_tui.store.ledger import LedgerError
 
     try:
         main()

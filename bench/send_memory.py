@@ -22,14 +22,14 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
 
-from relcomm_tui.delivery import SendEngine  # noqa: E402
-from relcomm_tui.ledger import Ledger  # noqa: E402
+from relcomm_tui.delivery.engine import SendEngine  # noqa: E402
+from relcomm_tui.store.ledger import Ledger  # noqa: E402
 from send_helpers import load, write_plan  # noqa: E402
 
 SERVER = """
 import sys, threading, time
 sys.path[:0] = [{root!r}]
-from relcomm_tui.mailserver import LoopbackMailServer
+from relcomm_tui.demo.mailserver import LoopbackMailServer
 server = LoopbackMailServer().start()
 total = 0
 lock = threading.Lock()
@@ -93,7 +93,7 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    from relcomm_tui.ledger import LedgerError
+    from relcomm_tui.store.ledger import LedgerError
 
     try:
         main()

@@ -21,10 +21,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
 
-from relcomm_tui.mailserver import LoopbackMailServer  # noqa: E402
+from relcomm_tui.demo.mailserver import LoopbackMailServer  # noqa: E402
 from relcomm_tui.plan import load_plan  # noqa: E402
 from relcomm_tui.tui.app import RelcommApp  # noqa: E402
-from relcomm_tui.tui.screens import send as send_module  # noqa: E402
 from relcomm_tui.tui.screens.send import SendScreen  # noqa: E402
 from send_helpers import simple_render, write_plan  # noqa: E402
 

@@ -25,8 +25,8 @@ sys.path[:0] = [str(ROOT), str(ROOT / "tests"), str(ROOT / "bench")]
 
 import aiosmtplib  # noqa: E402
 
-from relcomm_tui.delivery import SendEngine  # noqa: E402
-from relcomm_tui.ledger import Ledger  # noqa: E402
+from relcomm_tui.delivery.engine import SendEngine  # noqa: E402
+from relcomm_tui.store.ledger import Ledger  # noqa: E402
 from send_helpers import load, write_plan  # noqa: E402
 
 
@@ -60,7 +60,7 @@ RELAY = """
 import sys, threading
 sys.path[:0] = [{root!r}, {bench!r}]
 from latency_proxy import LatencyProxy
-from relcomm_tui.mailserver import LoopbackMailServer
+from relcomm_tui.demo.mailserver import LoopbackMailServer
 server = LoopbackMailServer().start()
 proxy = LatencyProxy(server.port, {delay}).start()
 print(proxy.port, flush=True)
@@ -102,7 +102,7 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    from relcomm_tui.ledger import LedgerError
+    from relcomm_tui.store.ledger import LedgerError
 
     try:
         main()

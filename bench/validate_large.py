@@ -33,7 +33,7 @@ def main() -> int:
         shutil.copytree(LARGE, folder, ignore=shutil.ignore_patterns("stakeholders", ".relcomm"))
         subprocess.run([sys.executable, str(folder / "make_members.py"), str(folder)], check=True,
                        stdout=subprocess.DEVNULL)
-        command = [sys.executable, "-m", "relcomm_tui.cli", "validate", str(folder / "plan.toml")]
+        command = [sys.executable, "-m", "relcomm_tui.commands.main", "validate", str(folder / "plan.toml")]
         times = []
         for _ in range(args.runs):
             start = time.perf_counter()

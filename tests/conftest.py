@@ -37,7 +37,7 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config) -> None:
 @pytest.fixture(autouse=True)
 def isolated_consent(tmp_path_factory, monkeypatch):
     """Each test starts with no command granted and its own settings folder (consent records live there)."""
-    from relcomm_tui import consent
+    from relcomm_tui.plan import consent
 
     monkeypatch.setenv("RELCOMM_CONFIG_DIR", str(tmp_path_factory.mktemp("config")))
     consent._granted.clear()

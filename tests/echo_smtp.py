@@ -127,7 +127,7 @@ class EchoSmtpServer:
                         continue
                     writer.write(b"354 go ahead\r\n")
                     await writer.drain()
-                    while (body := await reader.readline()) not in (b".\r\n", b""):
+                    while (await reader.readline()) not in (b".\r\n", b""):
                         pass
                     if self.echo_at == "data":
                         writer.write(self.reply(self.code, "5.6.0", "message refused"))

@@ -11,9 +11,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import campaign
-from relcomm_tui import ledger as L
-from relcomm_tui.delivery import SendEngine
-from relcomm_tui.ledger import Ledger
+from relcomm_tui.store import ledger as L
+from relcomm_tui.delivery.engine import SendEngine
+from relcomm_tui.store.ledger import Ledger
 
 from send_helpers import load, open_ledger, simple_render, write_plan
 

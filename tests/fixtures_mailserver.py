@@ -7,6 +7,8 @@ Import the fixtures into a test module (``tests/`` is on ``sys.path``)::
 ``mailserver`` runs in a background thread (its own event loop), so the
 test's loop is free to drive an aiosmtplib client.  ``async_mailserver``
 runs inside the test's own loop.  Both store mail in ``tmp_path/"maildir"``.
+Both are the tests' :class:`FaultyMailServer` (the demo server plus faults
+and a command log), with no faults set.
 """
 
 from __future__ import annotations
@@ -16,21 +18,21 @@ from typing import Optional
 
 import pytest
 
-from relcomm_tui.mailserver import LoopbackMailServer
+from faulty_mailserver import FaultyMailServer
 
 
 @pytest.fixture
 def mailserver(tmp_path):
-    """A started threaded :class:`LoopbackMailServer` (no reports)."""
-    server = LoopbackMailServer(maildir=tmp_path / "maildir")
+    """A started threaded :class:`FaultyMailServer` (no reports)."""
+    server = FaultyMailServer(maildir=tmp_path / "maildir")
     with server:
         yield server
 
 
 @pytest.fixture
 async def async_mailserver(tmp_path):
-    """A :class:`LoopbackMailServer` running in the test's event loop."""
-    server = LoopbackMailServer(maildir=tmp_path / "maildir")
+    """A :class:`FaultyMailServer` running in the test's event loop."""
+    server = FaultyMailServer(maildir=tmp_path / "maildir")
     await server.start_async()
     try:
         yield server

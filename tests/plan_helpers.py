@@ -11,8 +11,9 @@ from pathlib import Path
 
 import tomli_w
 
-from relcomm_tui import consent
-from relcomm_tui.checks import Finding, run_checks
+from relcomm_tui.plan import consent
+from relcomm_tui.checks.rules import run_checks
+from relcomm_tui.checks.findings import Finding
 from relcomm_tui.plan import Plan, load_plan
 
 BASE = {

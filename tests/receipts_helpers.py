@@ -158,9 +158,9 @@ def invoke(module, argv: list[str]) -> int:
 async def send_and_report(tmp_path: Path, *, mdn_fraction: float = 1.0):
     """Send the test plan to a loopback server that writes its reports into the plan's receipts
     Maildir, and flush them. Returns (plan path, state dir). The server is stopped afterwards."""
-    from relcomm_tui.delivery import SendEngine
-    from relcomm_tui.ledger import Ledger
-    from relcomm_tui.mailserver import LoopbackMailServer
+    from relcomm_tui.delivery.engine import SendEngine
+    from relcomm_tui.store.ledger import Ledger
+    from relcomm_tui.demo.mailserver import LoopbackMailServer
     from relcomm_tui.plan.loader import load_plan
 
     receipts = tmp_path / "plan" / "receipts"

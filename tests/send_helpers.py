@@ -7,7 +7,7 @@ from email.message import EmailMessage
 from pathlib import Path
 
 from relcomm_tui.channels import DeliveryJob
-from relcomm_tui.ledger import Ledger, LedgerError
+from relcomm_tui.store.ledger import Ledger, LedgerError
 from relcomm_tui.plan.loader import load_plan
 from relcomm_tui.plan.model import Plan
 

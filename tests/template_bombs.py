@@ -72,7 +72,7 @@ BOMBS: list[tuple[str, str]] = [
     ("many texts of 4-byte characters kept at once", "{% set s = '\U0001F600' * 999990 %}" + "".join(
         f"{{% set a{i} = s ~ '{i}' %}}" for i in range(40)) + "done"),
     ("big values held by a deep macro recursion",
-     f"{{% macro m(n, s) %}}{{% set t = s ~ n %}}{{% if n %}}{{{{ m(n - 1, t) }}}}{{% endif %}}{{% endmacro %}}"
+     "{% macro m(n, s) %}{% set t = s ~ n %}{% if n %}{{ m(n - 1, t) }}{% endif %}{% endmacro %}"
      "{{ m(45, 'x' * 900000) }}"),
     ("translate expanding every character", "{{ ('x' * 100000).translate({120: 'y' * 1000}) }}"),
     ("sum of lists", "{{ ([[1]] * 100000)|sum(start=[])|length }}"),

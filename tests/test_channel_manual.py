@@ -14,11 +14,11 @@ import textwrap
 import pytest
 
 from http_receiver import Reply, channel_plan, hang, job_for, receiver  # noqa: F401
-from relcomm_tui import ledger as L
+from relcomm_tui.store import ledger as L
 from relcomm_tui.channels.manual import ManualChannel, ManualError, confirm_manual, task_for
 from relcomm_tui.channels.webhook import default_render
-from relcomm_tui.delivery import SendEngine, dry_run
-from relcomm_tui.ledger import Ledger
+from relcomm_tui.delivery.engine import SendEngine, dry_run
+from relcomm_tui.store.ledger import Ledger
 
 MANUAL = """
     [[communiques]]
@@ -159,8 +159,8 @@ def test_a_webhook_post_killed_before_its_outcome_is_in_doubt_and_never_reposted
     """)
     child = subprocess.Popen([sys.executable, "-c", textwrap.dedent(f"""
         import asyncio
-        from relcomm_tui.delivery import SendEngine
-        from relcomm_tui.ledger import Ledger
+        from relcomm_tui.delivery.engine import SendEngine
+        from relcomm_tui.store.ledger import Ledger
         from relcomm_tui.plan.loader import load_plan
         plan = load_plan({str(plan_dir / "plan.toml")!r})
         asyncio.run(SendEngine(plan, Ledger.open(plan.state_dir)).run())

@@ -102,7 +102,7 @@ async def test_a_failing_rename_leaves_the_old_page_intact(tmp_path, monkeypatch
 
 def test_a_process_killed_between_write_and_rename_leaves_the_old_page(tmp_path):
     plan_dir = tmp_path / "plan"
-    plan = page_plan(plan_dir)
+    page_plan(plan_dir)
     page = plan_dir / "www" / "releases" / "4.2.0.html"
     page.parent.mkdir(parents=True)
     old = '<html><head><meta name="generator" content="relcomm"><title>Old</title></head><body>the old page</body></html>'
@@ -221,7 +221,7 @@ async def test_put_only_publishes_without_a_local_file(tmp_path, receiver):
 from html.parser import HTMLParser  # noqa: E402
 from urllib.parse import unquote, urljoin, urlsplit  # noqa: E402
 
-from relcomm_tui.checks import run_checks  # noqa: E402
+from relcomm_tui.checks.rules import run_checks  # noqa: E402
 
 HOSTILE_NAMES = [
     "javascript:alert(1).html", "JaVaScRiPt:alert(document.cookie).html", "data:text,x.html",
@@ -364,3 +364,14 @@ async def test_a_page_may_not_be_called_index_html(tmp_path):
     assert [f for f in run_checks(plan, gate=False, secrets=False) if f.id == "path-unsafe"]
     outcome, _ = await publish(plan)
     assert outcome.state == "rejected" and "index" in outcome.detail and not (tmp_path / "www").exists()
+
+
+def test_page_and_email_render_markdown_the_same_way():
+    """One Markdown setup: a page body written in Markdown shows strikethrough and tables as the email does."""
+    from relcomm_tui.channels.publish import body_fragment
+    from relcomm_tui.compose.markdown import to_html
+
+    text = "~~old~~ new\n\n| a | b |\n|---|---|\n| 1 | 2 |\n"
+    page = body_fragment(None, text)
+    assert "<s>old</s>" in page and "<table>" in page
+    assert page == to_html(text).strip()

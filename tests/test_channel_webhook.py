@@ -271,9 +271,9 @@ def test_redact_and_mrkdwn():
 
 
 async def test_through_the_engine_one_post_per_communique_and_retry_after_honoured(tmp_path, receiver):
-    from relcomm_tui import ledger as L
-    from relcomm_tui.delivery import SendEngine
-    from relcomm_tui.ledger import Ledger
+    from relcomm_tui.store import ledger as L
+    from relcomm_tui.delivery.engine import SendEngine
+    from relcomm_tui.store.ledger import Ledger
 
     receiver.script("/hook", Reply(429, "slow down", {"Retry-After": "1"}))
     plan = channel_plan(tmp_path, f"""
@@ -299,9 +299,9 @@ async def test_through_the_engine_one_post_per_communique_and_retry_after_honour
 
 @pytest.mark.campaign
 async def test_through_the_engine_a_post_without_answer_is_in_doubt_and_only_resent_on_request(tmp_path, receiver):
-    from relcomm_tui import ledger as L
-    from relcomm_tui.delivery import SendEngine
-    from relcomm_tui.ledger import Ledger
+    from relcomm_tui.store import ledger as L
+    from relcomm_tui.delivery.engine import SendEngine
+    from relcomm_tui.store.ledger import Ledger
 
     receiver.script("/hook", hang(5))
     plan = channel_plan(tmp_path, f"""
@@ -351,10 +351,10 @@ async def test_through_the_engine_a_retry_after_over_the_cap_defers_at_once_with
     """`Retry-After: 999…9` (400 digits) made relcomm send wait: parsed as inf, then waited for
     min(inf, the engine's 60 s backoff cap) per attempt, 4 minutes in all. Now anything over
     RETRY_AFTER_MAX is not waited for. Asserted on the delay the engine announces, not the clock."""
-    from relcomm_tui import ledger as L
+    from relcomm_tui.store import ledger as L
     from relcomm_tui.channels import RETRY_AFTER_MAX
-    from relcomm_tui.delivery import DeliveryChanged, SendEngine
-    from relcomm_tui.ledger import Ledger
+    from relcomm_tui.delivery.engine import DeliveryChanged, SendEngine
+    from relcomm_tui.store.ledger import Ledger
 
     receiver.answer("/hook", Reply(429, "slow down", {"Retry-After": asked}))
     plan = channel_plan(tmp_path, f"""
@@ -389,9 +389,9 @@ async def test_through_the_engine_a_retry_after_over_the_cap_defers_at_once_with
 
 
 async def test_through_the_engine_a_retry_after_under_the_cap_is_waited_as_announced(tmp_path, receiver):
-    from relcomm_tui import ledger as L
-    from relcomm_tui.delivery import DeliveryChanged, SendEngine
-    from relcomm_tui.ledger import Ledger
+    from relcomm_tui.store import ledger as L
+    from relcomm_tui.delivery.engine import DeliveryChanged, SendEngine
+    from relcomm_tui.store.ledger import Ledger
 
     receiver.script("/hook", Reply(429, "slow down", {"Retry-After": "2"}))
     plan = channel_plan(tmp_path, f"""

@@ -9,8 +9,10 @@ from pathlib import Path
 import pytest
 from plan_helpers import base_plan, check, ids, only, write_plan
 
-from relcomm_tui import consent
-from relcomm_tui.checks import RULES, GateResult, run_checks, run_gate
+from relcomm_tui.plan import consent
+from relcomm_tui.checks.rules import run_checks
+from relcomm_tui.checks.findings import RULES
+from relcomm_tui.checks.gate import GateResult, run_gate
 from relcomm_tui.plan import load_plan
 
 DOCS = Path(__file__).resolve().parent.parent / "docs" / "plan-format.md"

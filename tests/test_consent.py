@@ -16,15 +16,15 @@ import campaign
 import pytest
 from plan_helpers import base_plan, write_plan
 
-from relcomm_tui import consent
-from relcomm_tui.mailserver import LoopbackMailServer
+from relcomm_tui.plan import consent
+from relcomm_tui.demo.mailserver import LoopbackMailServer
 from relcomm_tui.plan import load_plan
 
 pytestmark = pytest.mark.campaign
 
 
 def relcomm(*args: str, stdin: str | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "relcomm_tui.cli", *args], capture_output=True, text=True,
+    return subprocess.run([sys.executable, "-m", "relcomm_tui.commands.main", *args], capture_output=True, text=True,
                           timeout=60, input=stdin, stdin=None if stdin is not None else subprocess.DEVNULL)
 
 
@@ -210,7 +210,8 @@ def test_a_script_changed_after_consent_does_not_run_and_asks_again(tmp_path: Pa
 
 def test_the_check_is_made_when_the_command_runs_not_when_the_plan_was_opened(tmp_path: Path) -> None:
     """The app opens the plan (consent found), the script changes, then the checks run: nothing runs."""
-    from relcomm_tui.checks import run_checks, run_gate
+    from relcomm_tui.checks.rules import run_checks
+    from relcomm_tui.checks.gate import run_gate
     from relcomm_tui.plan.secrets import CommandNotAllowed, resolve
 
     old, new, pw = tmp_path / "old-code-ran", tmp_path / "new-code-ran", tmp_path / "pw-ran"
@@ -334,7 +335,7 @@ def test_a_new_file_in_a_named_folder_asks_again_but_an_output_file_does_not(tmp
 
 def test_the_same_command_in_another_folder_is_not_granted_by_this_ones_consent(tmp_path: Path) -> None:
     """One process (the app opening two plans) must not carry a grant from one folder to the other."""
-    from relcomm_tui.checks import run_gate
+    from relcomm_tui.checks.gate import run_gate
 
     script(tmp_path / "a", "scripts/ok.sh", tmp_path / "a-ran")
     script(tmp_path / "b", "scripts/ok.sh", tmp_path / "b-ran")
@@ -371,7 +372,7 @@ def test_a_password_command_runs_the_plans_script_from_the_plans_folder(tmp_path
         pw.chmod(0o755)
     path = plan_with_gate(tmp_path / "plan", "scripts/pw.sh", username="relcomm", password={"command": command})
     consent.allow(load_plan(path))
-    done = subprocess.run([sys.executable, "-m", "relcomm_tui.cli", "validate", "../plan/plan.toml"],
+    done = subprocess.run([sys.executable, "-m", "relcomm_tui.commands.main", "validate", "../plan/plan.toml"],
                           cwd=tmp_path / "other", capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL)
     assert "not-allowed" not in done.stdout and "secret-unresolved" not in done.stdout, done.stdout
     assert not (markers / "other").exists(), "the script of the folder relcomm was started from ran"
@@ -473,7 +474,7 @@ def allow_on_a_terminal(path: Path, answer: str | None, before_answer=None) -> t
     import time
 
     main, child = pty.openpty()
-    process = subprocess.Popen([sys.executable, "-m", "relcomm_tui.cli", "allow", str(path)],
+    process = subprocess.Popen([sys.executable, "-m", "relcomm_tui.commands.main", "allow", str(path)],
                                stdin=child, stdout=child, stderr=child, close_fds=True)
     os.close(child)
     output = b""
@@ -620,7 +621,7 @@ async def test_the_consent_dialog_shows_every_command_whole_and_its_buttons_at_8
             await settle(pilot)
         assert scroll.scroll_y == scroll.max_scroll_y
         assert "".join(f"touch {marker}".split()) in "".join(seen_on_screen.split())
-        assert f"scripts/key.sh --name key-11" in seen_on_screen
+        assert "scripts/key.sh --name key-11" in seen_on_screen
         assert app.focused is dialog.query_one("#no", Button)
 
         await pilot.click("#yes")

@@ -9,7 +9,7 @@ from email.utils import format_datetime
 
 import pytest
 
-from relcomm_tui.ledger import DeliveryIntent, Ledger, delivery_id
+from relcomm_tui.store.ledger import DeliveryIntent, Ledger, delivery_id
 from relcomm_tui.receipts.correlate import (
     AMBIGUOUS, ANOTHER_SEND, BEFORE_SENT, BY_ADDRESS, BY_ENVELOPE_ID, BY_LEGACY_ENVELOPE_ID, BY_MESSAGE_ID, NOT_OURS,
     Correlator, bare_address, normalize_message_id,

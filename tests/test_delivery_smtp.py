@@ -17,14 +17,14 @@ import time
 
 import pytest
 
-from relcomm_tui import ledger as L
-from relcomm_tui.delivery import (
+from relcomm_tui.store import ledger as L
+from relcomm_tui.delivery.engine import (
     WORKERS_PER_CONNECTION, CommuniqueSkipped, DeliveryChanged, Progress, RunFinished, RunStopped, SendEngine, SendError, SendStopped,
     dry_run, send_test_message,
 )
-from relcomm_tui.ledger import Ledger
-from relcomm_tui.lock import SendLock
-from relcomm_tui.mailserver import Delay, DropConnection, LoopbackMailServer, PermFail, TempFail
+from relcomm_tui.store.ledger import Ledger
+from relcomm_tui.store.lock import SendLock
+from faulty_mailserver import Delay, DropConnection, FaultyMailServer, PermFail, TempFail
 
 from send_helpers import load, simple_render, write_plan
 from waits import parked_on_pause, until
@@ -34,9 +34,26 @@ def workers(sender: SendEngine) -> int:
     return WORKERS_PER_CONNECTION * sender.concurrency
 
 
+async def paused_and_quiet(sender: SendEngine, ledger, server, task) -> None:
+    """Wait until the pause has taken effect: workers parked on it, nothing in flight, and no
+    message reaching the server for a while. Not every worker parks on the pause itself (one may
+    wait for the connection a parked worker holds), so quiet is what is waited for; if the pause
+    did not hold, messages keep arriving and this fails at its deadline."""
+    await until(lambda: task.done() or (parked_on_pause(sender) >= 1 and ledger.counts("4.2.0")[L.SENDING] == 0),
+                "a worker parked on the pause and nothing in flight")
+    assert not task.done(), "the run went on to the end while paused"
+    seen, quiet = len(server.messages), 0
+    while quiet < 100:  # 100 looks in a row (at least 0.5 s) with nothing new sent or in flight
+        await asyncio.sleep(0.005)
+        now = len(server.messages)
+        quiet = quiet + 1 if now == seen and ledger.counts("4.2.0")[L.SENDING] == 0 else 0
+        seen = now
+        assert not task.done(), "the run went on to the end while paused"
+
+
 @pytest.fixture
 async def server(tmp_path):
-    server = LoopbackMailServer(maildir=tmp_path / "server-mail")
+    server = FaultyMailServer(maildir=tmp_path / "server-mail")
     await server.start_async()
     yield server
     await server.stop_async()
@@ -207,7 +224,7 @@ async def test_connection_lost_before_the_data_is_retried_once(tmp_path, server)
 
 
 async def test_authentication(tmp_path, monkeypatch):
-    server = LoopbackMailServer(auth=("release-bot", "right horse"))
+    server = FaultyMailServer(auth=("release-bot", "right horse"))
     await server.start_async()
     try:
         monkeypatch.setenv("RELCOMM_TEST_SMTP", "wrong")
@@ -336,9 +353,7 @@ async def test_pause_holds_every_worker_and_resume_and_cancel_take_effect(tmp_pa
     mark = len(events)
     # Messages already under way finish; then every worker waits on the pause, and from then on
     # nothing can start until resume (no time window to watch: the workers are parked).
-    await until(lambda: parked_on_pause(sender) == workers(sender) or task.done(), "every worker parked on the pause")
-    assert not task.done(), "the run went on to the end while paused"
-    await until(lambda: ledger.counts("4.2.0")[L.SENDING] == 0, "the messages in flight to be recorded")
+    await paused_and_quiet(sender, ledger, server, task)
     assert len([e for e in events[mark:] if isinstance(e, DeliveryChanged) and e.state == L.SENDING]) <= workers(sender)
     assert any(isinstance(e, Progress) and e.paused for e in events[mark - 1:])
     paused_counts = ledger.counts("4.2.0")
@@ -436,9 +451,7 @@ async def test_cancel_while_paused_sends_nothing_more_and_leaves_nothing_sending
     task = asyncio.create_task(sender.run())
     await until(lambda: ledger.counts("4.2.0")[L.ACCEPTED] >= 2, "2 messages accepted")
     sender.pause()
-    await until(lambda: parked_on_pause(sender) == workers(sender) or task.done(), "every worker parked on the pause")
-    assert not task.done()
-    await until(lambda: ledger.counts("4.2.0")[L.SENDING] == 0, "the messages in flight to be recorded")
+    await paused_and_quiet(sender, ledger, server, task)
     sent_while_pausing = len(server.messages)
     sender.cancel()
     summary = await asyncio.wait_for(task, 30)
@@ -509,13 +522,14 @@ async def test_starttls_upgrades_then_sends(tmp_path, certificate, monkeypatch):
 
 
 def test_xtext_and_dot_stuffing():
-    from relcomm_tui.channels.smtpclient import dot_stuff, xtext
-    from relcomm_tui.mailserver import xtext_decode
+    from relcomm_tui.demo.mailserver import xtext_decode
+    from relcomm_tui.transport.smtp import dot_stuff
+    from relcomm_tui.transport.xtext import encode
 
     for text in ("ana+releases@example.com", "a=b@example.com", "plain@example.com", "zoë@例え.jp"):
-        encoded = xtext(text)
+        encoded = encode(text)
         assert all(33 <= ord(ch) <= 126 and ch != "=" for ch in encoded)
-        assert xtext_decode(encoded) == text
-    assert xtext("a+b=c") == "a+2Bb+3Dc"
+        assert xtext_decode(encoded) == text  # the demo server's strict decoder accepts what we send
+    assert encode("a+b=c") == "a+2Bb+3Dc"
     assert dot_stuff(b".a\nb\r\n..c\rd") == b"..a\r\nb\r\n...c\r\nd\r\n.\r\n"
     assert dot_stuff(b"ends\r\n") == b"ends\r\n.\r\n"

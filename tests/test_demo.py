@@ -7,7 +7,7 @@ import sys
 def test_demo_sends_everything_and_collects_receipts(tmp_path):
     folder = tmp_path / "demo"
     done = subprocess.run(
-        [sys.executable, "-m", "relcomm_tui.cli", "demo", "--headless", "--dir", str(folder)],
+        [sys.executable, "-m", "relcomm_tui.commands.main", "demo", "--headless", "--dir", str(folder)],
         capture_output=True, text=True, timeout=120,
     )
     assert done.returncode == 0, done.stdout + done.stderr
@@ -28,7 +28,7 @@ def test_demo_sends_everything_and_collects_receipts(tmp_path):
 def test_demo_refuses_a_folder_that_is_not_empty(tmp_path):
     (tmp_path / "something").write_text("x")
     done = subprocess.run(
-        [sys.executable, "-m", "relcomm_tui.cli", "demo", "--headless", "--dir", str(tmp_path)],
+        [sys.executable, "-m", "relcomm_tui.commands.main", "demo", "--headless", "--dir", str(tmp_path)],
         capture_output=True, text=True, timeout=60,
     )
     assert done.returncode != 0

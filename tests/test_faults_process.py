@@ -29,9 +29,9 @@ import time
 import pytest
 
 import campaign
-from relcomm_tui import ledger as L
-from relcomm_tui.ledger import Ledger
-from relcomm_tui.mailserver import Delay, LoopbackMailServer
+from relcomm_tui.store import ledger as L
+from relcomm_tui.store.ledger import Ledger
+from faulty_mailserver import Delay, FaultyMailServer
 
 from send_helpers import load, write_plan
 
@@ -41,14 +41,14 @@ SEED = campaign.seed("KILL_SEED")  # fixed by default; RELCOMM_TEST_SEED or RELC
 
 
 def relcomm_send(plan_file, *extra: str) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", "relcomm_tui.cli", "send", str(plan_file), "--yes", *extra],
+    return subprocess.Popen([sys.executable, "-m", "relcomm_tui.commands.main", "send", str(plan_file), "--yes", *extra],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, text=True)
 
 
 class Watch:
     """Per recipient: RCPTs seen, complete messages seen (end of DATA), copies stored."""
 
-    def __init__(self, server: LoopbackMailServer, addresses: list[str]) -> None:
+    def __init__(self, server: FaultyMailServer, addresses: list[str]) -> None:
         self.server = server
         self.rules = {}
         for address in addresses:
@@ -106,7 +106,7 @@ def test_sigkill_at_random_points_then_resume_sends_each_recipient_once(tmp_path
     chance = random.Random(SEED)
     started = time.monotonic()
     # A small delay before each end-of-DATA reply keeps messages in flight when the kill lands.
-    with LoopbackMailServer(maildir=None, data_delay=0.002) as server:
+    with FaultyMailServer(maildir=None, data_delay=0.002) as server:
         plan_file = write_plan(tmp_path / "plan", server.port, recipients=RECIPIENTS, concurrency=CONCURRENCY)
         plan = load(plan_file)
         watch = Watch(server, [f"customer{i}@example.com" for i in range(RECIPIENTS)])

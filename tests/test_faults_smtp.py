@@ -23,11 +23,11 @@ import email
 
 import pytest
 
-from relcomm_tui import ledger as L
-from relcomm_tui.cli import main
-from relcomm_tui.delivery import DeliveryChanged, SendStopped
-from relcomm_tui.mailserver import (
-    CloseAfter, Delay, DropConnection, Garbage, LoopbackMailServer, PermFail, TempFail,
+from relcomm_tui.store import ledger as L
+from relcomm_tui.commands.main import main
+from relcomm_tui.delivery.engine import DeliveryChanged, SendStopped
+from faulty_mailserver import (
+    CloseAfter, Delay, DropConnection, Garbage, FaultyMailServer, PermFail, TempFail,
 )
 
 import campaign
@@ -45,7 +45,7 @@ SENDER = "receipts@orion.example.com"  # the return path: MAIL FROM faults are k
 
 @pytest.fixture
 async def server(tmp_path):
-    server = LoopbackMailServer(maildir=tmp_path / "server-mail")
+    server = FaultyMailServer(maildir=tmp_path / "server-mail")
     await server.start_async()
     yield server
     await server.stop_async()
@@ -80,7 +80,7 @@ async def test_421_at_greeting_is_busy_retried_and_delivered_once(tmp_path, serv
 
 def test_421_at_greeting_that_persists_defers_everything_with_the_reason(tmp_path, capsys):
     busy = TempFail(at="greeting", code=421, msg="4.3.2 Try again later", times=None)
-    with LoopbackMailServer(connection_faults=[busy]) as server:
+    with FaultyMailServer(connection_faults=[busy]) as server:
         plan_file = write_plan(tmp_path / "plan", server.port, recipients=2, max_attempts=2)
         code = main(["send", str(plan_file), "--yes"])
         captured = capsys.readouterr()
@@ -224,7 +224,7 @@ async def test_connection_reset_mid_short_text_is_in_doubt_and_resent_only_when_
 
 def test_server_that_never_greets_stops_on_the_timeout_without_a_traceback(tmp_path, capsys):
     stall = Delay(at="greeting", seconds=3600, times=None)
-    with LoopbackMailServer(connection_faults=[stall]) as server:
+    with FaultyMailServer(connection_faults=[stall]) as server:
         plan_file = write_plan(tmp_path / "plan", server.port, recipients=3, timeout=1)
         code = main(["send", str(plan_file), "--yes"])
         captured = capsys.readouterr()
@@ -269,7 +269,7 @@ async def test_server_that_stops_answering_after_the_text_is_in_doubt(tmp_path, 
 
 def test_garbage_instead_of_a_greeting_is_one_clear_stop(tmp_path, capsys):
     noise = Garbage(at="greeting", payload=b"\x15\x03\x01\x00\x02\x02\x46\r\n", times=None, close=True)
-    with LoopbackMailServer(connection_faults=[noise]) as server:
+    with FaultyMailServer(connection_faults=[noise]) as server:
         plan_file = write_plan(tmp_path / "plan", server.port, recipients=3)
         code = main(["send", str(plan_file), "--yes"])
         captured = capsys.readouterr()
@@ -327,7 +327,7 @@ async def test_garbage_reply_after_the_text_is_in_doubt_never_twice(tmp_path, se
 async def test_starttls_required_never_falls_back_to_plaintext(tmp_path, monkeypatch, advertised):
     # Not offered at all, or offered and then refused (454): either way no plaintext fallback.
     monkeypatch.setenv("RELCOMM_TEST_SMTP", "horse battery")
-    server = LoopbackMailServer(auth=("bot", "horse battery"), advertise_starttls=advertised)
+    server = FaultyMailServer(auth=("bot", "horse battery"), advertise_starttls=advertised)
     await server.start_async()
     try:
         plan, ledger = setup(tmp_path / "plan", server.port, recipients=N, security="starttls",
@@ -360,7 +360,7 @@ async def test_certificate_that_does_not_verify_is_refused_before_any_credential
         monkeypatch.setenv("SSL_CERT_FILE", str(cert))  # trusted, but issued to mail.example.net
     monkeypatch.setenv("RELCOMM_TEST_SMTP", "horse battery")
     context = server_context(cert, key)
-    server = LoopbackMailServer(auth=("bot", "horse battery"),
+    server = FaultyMailServer(auth=("bot", "horse battery"),
                                 **({"ssl_context": context} if security == "tls" else {"tls_context": context}))
     await server.start_async()
     try:
@@ -384,7 +384,7 @@ async def test_certificate_that_does_not_verify_is_refused_before_any_credential
 
 def test_login_refused_is_one_clear_stop_without_the_password(tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("RELCOMM_TEST_SMTP", "wrong-horse-battery")
-    with LoopbackMailServer(auth=("bot", "right-horse-battery")) as server:
+    with FaultyMailServer(auth=("bot", "right-horse-battery")) as server:
         plan_file = write_plan(tmp_path / "plan", server.port, recipients=N, username="bot",
                                password_env="RELCOMM_TEST_SMTP")
         code = main(["send", str(plan_file), "--yes"])

@@ -15,10 +15,10 @@ import time
 import pytest
 
 import campaign
-from relcomm_tui import ledger as L
-from relcomm_tui.delivery import SendEngine
-from relcomm_tui.ledger import Ledger
-from relcomm_tui.mailserver import DropConnection, LoopbackMailServer, TempFail
+from relcomm_tui.store import ledger as L
+from relcomm_tui.delivery.engine import SendEngine
+from relcomm_tui.store.ledger import Ledger
+from faulty_mailserver import DropConnection, FaultyMailServer, TempFail
 
 from send_helpers import load, simple_render, write_plan
 
@@ -44,7 +44,7 @@ def fault(chance: random.Random):
 async def test_soak_with_one_percent_transient_faults_ledger_and_server_agree(tmp_path):
     chance = random.Random(SEED)
     print(f"\nsoak: seed {SEED} (replay with RELCOMM_CAMPAIGN_SOAK_SEED={SEED}), {RECIPIENTS} recipients")
-    server = LoopbackMailServer(maildir=None)
+    server = FaultyMailServer(maildir=None)
     await server.start_async()
     try:
         kinds: collections.Counter = collections.Counter()

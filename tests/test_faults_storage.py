@@ -26,9 +26,9 @@ from pathlib import Path
 import pytest
 
 import campaign
-from relcomm_tui import ledger as L
-from relcomm_tui.ledger import LEDGER_NAME, Ledger
-from relcomm_tui.mailserver import LoopbackMailServer, TempFail
+from relcomm_tui.store import ledger as L
+from relcomm_tui.store.ledger import LEDGER_NAME, Ledger
+from faulty_mailserver import FaultyMailServer, TempFail
 
 from send_helpers import write_plan
 
@@ -45,7 +45,7 @@ def send(plan_file: Path, state: Path, *, env_extra: dict | None = None, limit_f
             signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a write past the limit fails (EFBIG)
             resource.setrlimit(resource.RLIMIT_FSIZE, (limit_file_size, limit_file_size))
 
-    process = subprocess.Popen([sys.executable, "-m", "relcomm_tui.cli", "send", str(plan_file), "--yes",
+    process = subprocess.Popen([sys.executable, "-m", "relcomm_tui.commands.main", "send", str(plan_file), "--yes",
                                 "--state", str(state)], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                stdin=subprocess.DEVNULL, text=True, env=env, preexec_fn=limits)
     if not wait:
@@ -88,7 +88,7 @@ def unaccounted(server, state: Path) -> list[str]:
     with Ledger.open(state) as ledger:  # a stopped sender's `sending` rows become in doubt
         records = {r.recipient_key: r for r in ledger.deliveries("4.2.0", "news")}
     problems = [f"{key}: {n} copies" for key, n in got.items() if n > 1]
-    for key, n in got.items():
+    for key in got:
         record = records.get(key)
         if record is None or record.state not in (L.ACCEPTED, L.IN_DOUBT):
             problems.append(f"{key}: at the server, ledger says {record.state_label if record else 'nothing'}")
@@ -129,7 +129,7 @@ def finish(server, plan_file: Path, state: Path) -> tuple[int, int, int, list[st
 
 @pytest.fixture
 def server():
-    with LoopbackMailServer(maildir=None) as running:
+    with FaultyMailServer(maildir=None) as running:
         yield running
 
 

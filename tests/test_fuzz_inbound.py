@@ -31,12 +31,12 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from receipts_helpers import add_to_maildir, send_and_report
-from relcomm_tui.ledger import Ledger
+from relcomm_tui.store.ledger import Ledger
 from relcomm_tui.plan.loader import load_plan
 from relcomm_tui.receipts import parse
 from relcomm_tui.receipts.parse import KINDS, parse_message, report_to_json
 from relcomm_tui.receipts.refresh import refresh
-from relcomm_tui.report import collect, render
+from relcomm_tui.audit.report import collect, render
 
 from parse_strict import strict_parsing  # noqa: F401  (autouse: unexpected exceptions fail)
 from test_bounce_corpus import corpus_dir
@@ -572,7 +572,7 @@ def test_receipts_parse_command_on_hostile_files(tmp_path):
     tried = held = 0
     outputs = []
     for as_json in (False, True):
-        done = subprocess.run([sys.executable, "-m", "relcomm_tui.cli", "receipts", "parse", *files,
+        done = subprocess.run([sys.executable, "-m", "relcomm_tui.commands.main", "receipts", "parse", *files,
                                *(["--json"] if as_json else [])], capture_output=True, timeout=120)
         tried += 1
         clean = (done.returncode == 0 and b"Traceback" not in done.stderr

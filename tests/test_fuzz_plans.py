@@ -31,7 +31,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from plan_helpers import FILES, base_plan
 
-from relcomm_tui.checks import Finding, run_checks
+from relcomm_tui.checks.rules import run_checks
+
+from relcomm_tui.checks.findings import Finding
 from relcomm_tui.plan import load_plan
 from relcomm_tui.plan.loader import PlanError
 
@@ -328,7 +330,7 @@ def test_relcomm_validate_survives_the_nastiest_plans(tmp_path: Path) -> None:
     cases = nastiest()
     for number, (label, (text, files)) in enumerate(cases.items()):
         plan_file = write(tmp_path / f"case{number}", text, files)
-        done = subprocess.run([sys.executable, "-m", "relcomm_tui.cli", "validate", "--no-gate", "--no-secrets",
+        done = subprocess.run([sys.executable, "-m", "relcomm_tui.commands.main", "validate", "--no-gate", "--no-secrets",
                                str(plan_file)], capture_output=True, text=True, cwd=tmp_path, timeout=120)
         if "Traceback" in done.stderr or done.returncode not in (1, 2) or not (done.stdout + done.stderr).strip():
             failures.append(f"{label}: exit {done.returncode}: {done.stderr[-600:]}")

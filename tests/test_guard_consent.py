@@ -13,7 +13,7 @@ from pathlib import Path
 
 from plan_helpers import base_plan, write_plan
 
-from relcomm_tui import consent
+from relcomm_tui.plan import consent
 from relcomm_tui.plan import load_plan
 
 

@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import pytest
 
-from relcomm_tui import ledger as L
-from relcomm_tui.ledger import ClaimRefused, DeliveryIntent, Ledger
+from relcomm_tui.store import ledger as L
+from relcomm_tui.store.ledger import ClaimRefused, DeliveryIntent, Ledger
 
 REQUEUED = [L.DEFERRED, L.REJECTED, L.IN_DOUBT]
 NOT_REQUEUED = [L.QUEUED, L.SENDING, L.ACCEPTED, L.MARKED_DELIVERED, L.AWAITING]

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from relcomm_tui.lock import LOCK_NAME, SendLock, SendLockedError, lock_holder, lock_is_free
+from relcomm_tui.store.lock import LOCK_NAME, SendLock, SendLockedError, lock_holder, lock_is_free
 
 DEAD_PID = 2**22 + 12345  # above the default pid_max: never a live process
 

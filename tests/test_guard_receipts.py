@@ -15,7 +15,7 @@ import pytest
 from parse_strict import strict_parsing  # noqa: F401  (autouse: unexpected exceptions fail)
 from test_correlate import dsn, iso, ledger, match_one, news  # noqa: F401  (ledger is a fixture)
 
-from relcomm_tui.ledger import DeliveryIntent
+from relcomm_tui.store.ledger import DeliveryIntent
 from relcomm_tui.receipts.correlate import AMBIGUOUS, BY_ADDRESS, BY_ENVELOPE_ID, BY_MESSAGE_ID
 from relcomm_tui.receipts.parse import parse_message
 

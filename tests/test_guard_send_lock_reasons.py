@@ -15,7 +15,7 @@ from pathlib import Path
 
 from textual.widgets import DataTable, Static
 
-from relcomm_tui import consent
+from relcomm_tui.plan import consent
 from relcomm_tui.plan import load_plan
 from relcomm_tui.tui.app import build_app
 from relcomm_tui.tui.screens.checklist import ChecklistScreen

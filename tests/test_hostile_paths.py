@@ -19,7 +19,7 @@ from plan_helpers import FILES, base_plan, write_plan
 
 from relcomm_tui.channels.publish import PublishChannel
 from relcomm_tui.channels.webhook import RetryPolicy
-from relcomm_tui.checks import run_checks
+from relcomm_tui.checks.rules import run_checks
 from relcomm_tui.plan import load_plan
 from relcomm_tui.plan.loader import PlanError
 from relcomm_tui.plan.locate import find_line
@@ -138,7 +138,7 @@ def test_validate_cli_names_the_key_without_a_traceback(tmp_path: Path) -> None:
     data = base_plan()
     data["stakeholders"][0]["members"] = "../outside/customers.csv"
     plan_file = write_plan(tmp_path / "plan", data)
-    done = subprocess.run([sys.executable, "-m", "relcomm_tui.cli", "validate", str(plan_file)], capture_output=True,
+    done = subprocess.run([sys.executable, "-m", "relcomm_tui.commands.main", "validate", str(plan_file)], capture_output=True,
                           text=True, cwd=ROOT, timeout=60)
     assert done.returncode == 2
     assert "Traceback" not in done.stderr and "stakeholders[0].members" in done.stderr and "hint:" in done.stderr

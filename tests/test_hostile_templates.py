@@ -14,7 +14,7 @@ import campaign
 import pytest
 from plan_helpers import base_plan, write_plan
 
-from relcomm_tui.checks import run_checks
+from relcomm_tui.checks.rules import run_checks
 from relcomm_tui.compose import RenderError, render
 from relcomm_tui.plan import load_plan
 

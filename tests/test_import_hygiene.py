@@ -28,8 +28,8 @@ def headless_modules() -> list[str]:
 
 def test_discovery_finds_the_layers():
     names = headless_modules()
-    for expected in ("relcomm_tui.plan.loader", "relcomm_tui.checks", "relcomm_tui.compose", "relcomm_tui.config",
-                     "relcomm_tui.cli"):
+    for expected in ("relcomm_tui.plan.loader", "relcomm_tui.checks.rules", "relcomm_tui.compose", "relcomm_tui.common.config",
+                     "relcomm_tui.commands.main"):
         assert expected in names
     assert not any(name.startswith("relcomm_tui.tui") for name in names)
 

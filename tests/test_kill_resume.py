@@ -16,10 +16,10 @@ import subprocess
 import sys
 import time
 
-from relcomm_tui import ledger as L
-from relcomm_tui.delivery import WORKERS_PER_CONNECTION
-from relcomm_tui.ledger import Ledger
-from relcomm_tui.mailserver import LoopbackMailServer
+from relcomm_tui.store import ledger as L
+from relcomm_tui.delivery.engine import WORKERS_PER_CONNECTION
+from relcomm_tui.store.ledger import Ledger
+from faulty_mailserver import FaultyMailServer
 
 from send_helpers import load, write_plan
 
@@ -27,7 +27,7 @@ RECIPIENTS = 40
 
 
 def relcomm(*args: str, wait: bool = True, env=None):
-    command = [sys.executable, "-m", "relcomm_tui.cli", *args]
+    command = [sys.executable, "-m", "relcomm_tui.commands.main", *args]
     if not wait:
         return subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL,
                                 text=True, env=env)
@@ -43,7 +43,7 @@ def copies_by_recipient(server) -> dict[str, list[str]]:
 
 
 def test_sigkill_mid_send_then_resume_sends_nothing_twice(tmp_path):
-    with LoopbackMailServer(maildir=tmp_path / "server-mail", data_delay=0.05) as server:
+    with FaultyMailServer(maildir=tmp_path / "server-mail", data_delay=0.05) as server:
         plan_file = write_plan(tmp_path / "plan", server.port, recipients=RECIPIENTS, concurrency=4)
         sender = relcomm("send", str(plan_file), "--yes", wait=False)
         deadline = time.monotonic() + 30

@@ -8,8 +8,8 @@ import stat
 
 import pytest
 
-from relcomm_tui import ledger as L
-from relcomm_tui.ledger import DeliveryIntent, Ledger, LedgerError
+from relcomm_tui.store import ledger as L
+from relcomm_tui.store.ledger import DeliveryIntent, Ledger, LedgerError
 
 
 def intents(n: int, communique: str = "news") -> list[DeliveryIntent]:
@@ -123,7 +123,7 @@ def test_signoffs_are_per_plan_digest(tmp_path):
     assert ledger.reviewed_groups("1.1", "d1") == set()
 
 
-def test_receipts_count_once_and_seen_messages(tmp_path):
+def test_receipts_count_once(tmp_path):
     ledger = Ledger.open(tmp_path)
     ledger.ensure_deliveries("1.0", intents(1), domain="example.com")
     (record,) = ledger.deliveries("1.0")
@@ -131,9 +131,6 @@ def test_receipts_count_once_and_seen_messages(tmp_path):
     assert not ledger.add_receipt("maildir:abc", "dsn", delivery_id=record.id, action="delivered")
     assert len(ledger.receipts(record.id)) == 1
     assert ledger.delivery_by_message_id(record.message_id).id == record.id
-    ledger.mark_seen("maildir:/x", ["1", "2"])
-    ledger.mark_seen("maildir:/x", ["2"])
-    assert ledger.is_seen("maildir:/x", "2") and not ledger.is_seen("maildir:/y", "2")
 
 
 def test_a_ledger_from_before_random_ids_keeps_working(tmp_path):

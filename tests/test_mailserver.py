@@ -1,4 +1,9 @@
-"""The embedded loopback SMTP server, driven by a real aiosmtplib client."""
+"""The embedded loopback SMTP server, driven by a real aiosmtplib client.
+
+The protocol, AUTH and report tests run against the demo's own server
+(:class:`LoopbackMailServer`); the fault tests against the tests' extension of
+it (:class:`FaultyMailServer`, also what the ``mailserver`` fixtures give).
+"""
 
 from __future__ import annotations
 
@@ -11,17 +16,11 @@ import time
 import aiosmtplib
 import pytest
 
+from faulty_mailserver import Delay, DropConnection, FaultyMailServer, PermFail, TempFail
 from fixtures_mailserver import async_mailserver, mailserver, make_message  # noqa: F401
-from relcomm_tui.mailserver import (
-    BounceRule,
-    Delay,
-    DropConnection,
-    LoopbackMailServer,
-    PermFail,
-    TempFail,
-    xtext_decode,
-    xtext_encode,
-)
+from relcomm_tui.demo.esmtp import xtext_decode
+from relcomm_tui.demo.mailserver import BounceRule, LoopbackMailServer
+from relcomm_tui.transport.xtext import encode as xtext_encode
 
 SENDER = "releases@example.org"
 
@@ -168,7 +167,7 @@ async def read_reply(reader: asyncio.StreamReader) -> bytes:
 async def test_pipelined_batch_in_one_write(tmp_path, data_delay):
     # With data_delay the client has half-closed before the DATA reply is
     # due: stock aiosmtpd cancels the session on EOF and loses the message.
-    async with LoopbackMailServer(maildir=tmp_path / "mail", data_delay=data_delay) as server:
+    async with FaultyMailServer(maildir=tmp_path / "mail", data_delay=data_delay) as server:
         reader, writer = await asyncio.open_connection(server.host, server.port)
         assert (await read_reply(reader)).startswith(b"220 ")
         writer.write(b"EHLO client.example\r\n")
@@ -248,7 +247,7 @@ async def test_auth_not_offered_by_default(mailserver):
 
 
 async def test_advertised_starttls_is_refused(tmp_path):
-    with LoopbackMailServer(advertise_starttls=True) as server:
+    with FaultyMailServer(advertise_starttls=True) as server:
         client = await connect(server)
         assert client.supports_extension("starttls")
         response = await client.execute_command(b"STARTTLS")
@@ -335,7 +334,7 @@ async def test_delay_then_tempfail_list_of_rules(mailserver):
 
 
 async def test_global_rcpt_delay(tmp_path):
-    with LoopbackMailServer(rcpt_delay=0.2) as server:
+    with FaultyMailServer(rcpt_delay=0.2) as server:
         started = time.monotonic()
         await send(server)
         assert time.monotonic() - started >= 0.2  # a lower bound (load can only lengthen it)
@@ -508,7 +507,7 @@ async def test_reports_are_written_after_the_delay(tmp_path):
 
 async def test_bounce_mode_smtp_rejects_at_rcpt(tmp_path):
     rules = [BounceRule("gone", "5.1.1", "550 5.1.1 <{rcpt}>: no such user")]
-    with LoopbackMailServer(bounce_mode="smtp", bounce_rules=rules, write_reports_to=tmp_path / "r") as server:
+    with FaultyMailServer(bounce_mode="smtp", bounce_rules=rules, write_reports_to=tmp_path / "r") as server:
         with pytest.raises(aiosmtplib.SMTPRecipientsRefused) as info:
             await send(server, "gone@example.com")
         assert info.value.recipients[0].code == 550

@@ -414,7 +414,7 @@ def test_a_fifo_device_or_symlink_in_a_maildir_is_skipped_without_blocking(tmp_p
 
 
 def test_relcomm_receipts_refresh_finishes_with_a_fifo_in_the_maildir(tmp_path, capsys):
-    from relcomm_tui.cli import main
+    from relcomm_tui.commands.main import main
 
     folder = tmp_path / "plan"
     md = _make_maildir(folder / "receipts")
@@ -449,7 +449,7 @@ body = "Hello"
 
 
 def test_an_mbox_that_is_a_fifo_or_device_is_refused_with_a_clear_problem(tmp_path):
-    from relcomm_tui.errors import UserError
+    from relcomm_tui.common.errors import UserError
 
     fifo = tmp_path / "inbox.mbox"
     os.mkfifo(fifo)

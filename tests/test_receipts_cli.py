@@ -81,13 +81,13 @@ async def test_watch_prints_changes_until_interrupted(tmp_path):
     import sys
 
     from receipts_helpers import reply_from
-    from relcomm_tui.ledger import Ledger
+    from relcomm_tui.store.ledger import Ledger
 
     plan, state = await send_and_report(tmp_path)
     with Ledger.open(state) as ledger:
         dave = next(d for d in ledger.deliveries("4.2.0") if d.recipient_key == "dave@example.com")
     process = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "relcomm_tui.cli", "receipts", str(plan), "--watch", "--every", "0.2",
+        sys.executable, "-m", "relcomm_tui.commands.main", "receipts", str(plan), "--watch", "--every", "0.2",
         "--state", str(state), stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
     try:
         lines = []

@@ -9,9 +9,9 @@ from email.utils import format_datetime
 import pytest
 
 from receipts_helpers import FOREIGN_DSN, add_to_maildir, render, reply_from, write_plan
-from relcomm_tui.delivery import SendEngine
-from relcomm_tui.ledger import Ledger
-from relcomm_tui.mailserver import LoopbackMailServer
+from relcomm_tui.delivery.engine import SendEngine
+from relcomm_tui.store.ledger import Ledger
+from relcomm_tui.demo.mailserver import LoopbackMailServer
 from relcomm_tui.plan.loader import load_plan
 from relcomm_tui.receipts.followup import FollowUpError, follow_up, prepare_follow_up
 from relcomm_tui.receipts.refresh import ConfiguredSource, plan_sources, refresh

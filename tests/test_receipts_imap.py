@@ -9,9 +9,9 @@ import pytest
 
 from imap_server import DovecotServer
 from receipts_helpers import add_to_maildir, render, reply_from, write_plan
-from relcomm_tui.delivery import SendEngine
-from relcomm_tui.ledger import Ledger
-from relcomm_tui.mailserver import LoopbackMailServer
+from relcomm_tui.delivery.engine import SendEngine
+from relcomm_tui.store.ledger import Ledger
+from relcomm_tui.demo.mailserver import LoopbackMailServer
 from relcomm_tui.plan.loader import load_plan
 from relcomm_tui.receipts.refresh import refresh
 from relcomm_tui.receipts.status import BOUNCED, CONFIRMED, REACHED, build_status

@@ -22,8 +22,8 @@ from receipts_helpers import invoke
 from relcomm_tui.commands import receipts as receipts_command
 from relcomm_tui.commands import report as report_command
 from relcomm_tui.commands import status as status_command
-from relcomm_tui.delivery import SendEngine
-from relcomm_tui.ledger import Ledger
+from relcomm_tui.delivery.engine import SendEngine
+from relcomm_tui.store.ledger import Ledger
 from relcomm_tui.plan.loader import load_plan
 from relcomm_tui.receipts.parse import parse_message
 

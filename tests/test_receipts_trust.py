@@ -19,10 +19,10 @@ from receipts_helpers import add_to_maildir, invoke
 from relcomm_tui.commands import receipts as receipts_command
 from relcomm_tui.commands import report as report_command
 from relcomm_tui.commands import status as status_command
-from relcomm_tui.delivery import SendEngine
-from relcomm_tui.ledger import Ledger, delivery_id
-from relcomm_tui.mailserver import LoopbackMailServer
-from relcomm_tui.mailserver_reports import BounceRule, build_dsn
+from relcomm_tui.delivery.engine import SendEngine
+from relcomm_tui.store.ledger import Ledger, delivery_id
+from faulty_mailserver import FaultyMailServer
+from relcomm_tui.demo.reports import BounceRule, build_dsn
 from relcomm_tui.plan.loader import load_plan
 from relcomm_tui.receipts.followup import follow_up
 from relcomm_tui.receipts.refresh import refresh
@@ -92,13 +92,13 @@ body = "Orion {{ release.version }} is out."
     return folder / "plan.toml"
 
 
-def server(tmp_path: Path, receipts: Path | None, name: str, bounce_rules=()) -> LoopbackMailServer:
+def server(tmp_path: Path, receipts: Path | None, name: str, bounce_rules=()) -> FaultyMailServer:
     """A loopback relay writing its DSNs into `receipts` (None: it writes none)."""
-    return LoopbackMailServer(maildir=tmp_path / f"mail-{name}", write_reports_to=receipts, report_delay=(0.0, 0.0),
+    return FaultyMailServer(maildir=tmp_path / f"mail-{name}", write_reports_to=receipts, report_delay=(0.0, 0.0),
                               mdn_fraction=0.0, seed=3, bounce_rules=bounce_rules)
 
 
-async def send(path: Path, smtp: LoopbackMailServer, *, flush: bool = True):
+async def send(path: Path, smtp: FaultyMailServer, *, flush: bool = True):
     plan = load_plan(path)
     with Ledger.open(plan.state_dir) as ledger:
         summary = await SendEngine(plan, ledger).run()
@@ -145,7 +145,7 @@ async def test_every_send_carries_its_own_random_ids_and_a_resend_reuses_them(tm
     assert {r.envelope_id for r in records.values()} <= set(envids)
 
     # A resend (retry of a refused delivery) carries the ids stored for it.
-    refusing = LoopbackMailServer(maildir=tmp_path / "mail-r", bounce_mode="smtp", bounce_rules=BOUNCE_USER2)
+    refusing = FaultyMailServer(maildir=tmp_path / "mail-r", bounce_mode="smtp", bounce_rules=BOUNCE_USER2)
     with refusing:
         plan_path = write_plan(tmp_path / "c", refusing.port, receipts)
         await send(plan_path, refusing, flush=False)
@@ -451,7 +451,7 @@ async def test_coverage_counts_people_and_a_corrected_address_clears_the_bounce(
 
 
 def test_a_person_in_two_groups_counts_once_in_each(tmp_path):
-    from relcomm_tui.ledger import DeliveryIntent
+    from relcomm_tui.store.ledger import DeliveryIntent
 
     path = write_plan(tmp_path / "plan", 2525, tmp_path / "receipts")
     text = path.read_text().replace('[[communiques]]\nid = "news"\n', '''[[stakeholders]]
@@ -482,7 +482,7 @@ def test_receipts_parse_takes_options_before_or_after_the_files(tmp_path, capsys
     import subprocess
     import sys
 
-    from relcomm_tui.cli import main
+    from relcomm_tui.commands.main import main
 
     report = tmp_path / "r.eml"
     report.write_bytes(b"From: MAILER-DAEMON@x.example\nTo: r@example.com\nSubject: failure\nMIME-Version: 1.0\n"
@@ -496,10 +496,10 @@ def test_receipts_parse_takes_options_before_or_after_the_files(tmp_path, capsys
         outputs.append(json.loads(capsys.readouterr().out))
     assert outputs[0] == outputs[1] == outputs[2]
     assert outputs[0][0]["recipients"][0]["action"] == "failed" and outputs[0][0]["envelope_id"] == "relcomm.abc"
-    done = subprocess.run([sys.executable, "-m", "relcomm_tui.cli", "receipts", "parse", "--json", str(report), str(report)],
+    done = subprocess.run([sys.executable, "-m", "relcomm_tui.commands.main", "receipts", "parse", "--json", str(report), str(report)],
                           capture_output=True, text=True, timeout=60)
     assert done.returncode == 0 and len(json.loads(done.stdout)) == 2, done.stderr
-    done = subprocess.run([sys.executable, "-m", "relcomm_tui.cli", "receipts", "parse", "--json"],
+    done = subprocess.run([sys.executable, "-m", "relcomm_tui.commands.main", "receipts", "parse", "--json"],
                           capture_output=True, text=True, timeout=60)
     assert done.returncode == 2 and "FILE" in done.stderr and "Traceback" not in done.stderr
 

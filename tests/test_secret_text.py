@@ -1,4 +1,4 @@
-"""The one function that hides secrets in a peer's words (relcomm_tui.secret_text): every form a
+"""The one function that hides secrets in a peer's words (relcomm_tui.common.secret_text): every form a
 secret is sent or echoed in, and any 8+ character piece of one, becomes "(secret)"; nothing else
 changes; it never raises."""
 
@@ -12,7 +12,7 @@ from urllib.parse import quote, quote_plus
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from relcomm_tui.secret_text import HIDDEN, SecretHider, hide_secrets
+from relcomm_tui.common.secret_text import HIDDEN, SecretHider, hide_secrets
 
 PASSWORD = "Zq7~relcomm-LEAKCHECK-4f9e2b!K"
 USER = "release-bot"

@@ -32,8 +32,8 @@ import pytest
 from textual.widgets import Input
 
 from memory_keyring import MemoryKeyring
-from relcomm_tui import consent
-from relcomm_tui.mailserver import LoopbackMailServer
+from relcomm_tui.plan import consent
+from faulty_mailserver import FaultyMailServer
 from relcomm_tui.plan.loader import load_plan
 from relcomm_tui.tui.app import build_app
 from relcomm_tui.tui.dialogs.password import PasswordDialog
@@ -195,7 +195,7 @@ def relcomm(world: World, places: Places, route: str, *args: str, stdin: str | N
     env = dict(world.env)
     if route == "env":
         env[ENV_VAR] = PASSWORD
-    done = subprocess.run([sys.executable, "-m", "relcomm_tui.cli", *args], env=env, input=stdin,
+    done = subprocess.run([sys.executable, "-m", "relcomm_tui.commands.main", *args], env=env, input=stdin,
                           capture_output=True, text=True, timeout=120, cwd=world.root)
     label = " ".join(a if "/" not in a else Path(a).name for a in args)
     places.look(f"stdout of relcomm {label}", done.stdout)
@@ -233,9 +233,9 @@ def private(root: Path) -> tuple[list[str], list[str]]:
 def test_headless_commands_never_show_or_write_the_password(route: str, world: World):
     places = Places()
     good_dir, refused_dir = world.root / "plan-good", world.root / "plan-refused"
-    with LoopbackMailServer(maildir=world.root / "server-mail", auth=(USER, PASSWORD),
+    with FaultyMailServer(maildir=world.root / "server-mail", auth=(USER, PASSWORD),
                             write_reports_to=good_dir / "receipts", report_delay=(0.0, 0.0)) as server, \
-            LoopbackMailServer(maildir=world.root / "refusing-mail", auth=(USER, "not-" + PASSWORD)) as refusing:
+            FaultyMailServer(maildir=world.root / "refusing-mail", auth=(USER, "not-" + PASSWORD)) as refusing:
         good = write_plan(good_dir, server.port, route, world.vault)
         refused = write_plan(refused_dir, refusing.port, route, world.vault)
         if route == "command":
@@ -287,7 +287,7 @@ def test_headless_commands_never_show_or_write_the_password(route: str, world: W
 @pytest.mark.campaign
 def test_a_failing_password_command_that_prints_the_password_is_never_echoed(world: World):
     places = Places()
-    with LoopbackMailServer(maildir=world.root / "server-mail", auth=(USER, PASSWORD)) as server:
+    with FaultyMailServer(maildir=world.root / "server-mail", auth=(USER, PASSWORD)) as server:
         plan = write_plan(world.root / "plan-failing", server.port, "command", world.vault, failing=True)
         validated = relcomm(world, places, "command", "validate", str(plan), "--allow-commands", expect=None)
         assert "failed (exit 3)" in validated.stdout + validated.stderr
@@ -345,8 +345,8 @@ async def test_the_app_never_shows_the_password(route: str, world: World, monkey
     previous = keyring.get_keyring()
     keyring.set_keyring(MemoryKeyring({tuple(KEYRING_NAME.split(":", 1)): PASSWORD}))
     try:
-        with LoopbackMailServer(maildir=world.root / "server-mail", auth=(USER, PASSWORD)) as server, \
-                LoopbackMailServer(maildir=world.root / "refusing-mail", auth=(USER, "not-" + PASSWORD)) as refusing:
+        with FaultyMailServer(maildir=world.root / "server-mail", auth=(USER, PASSWORD)) as server, \
+                FaultyMailServer(maildir=world.root / "refusing-mail", auth=(USER, "not-" + PASSWORD)) as refusing:
             good = write_plan(world.root / "plan-good", server.port, route, world.vault)
             refused = write_plan(world.root / "plan-refused", refusing.port, route, world.vault)
             consent.grant(load_plan(good))
@@ -382,7 +382,7 @@ async def test_the_app_never_shows_the_password(route: str, world: World, monkey
 # a piece of it.
 
 from echo_smtp import EchoSmtpServer  # noqa: E402
-from relcomm_tui.cli import main as relcomm_main  # noqa: E402
+from relcomm_tui.commands.main import main as relcomm_main  # noqa: E402
 
 ECHOES = [  # (stage, code, form, AUTH methods offered)
     ("auth", 535, "line", "PLAIN LOGIN"),

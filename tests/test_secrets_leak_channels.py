@@ -27,11 +27,11 @@ import keyring  # noqa: F401  (test_secrets_leak's world expects it importable)
 import pytest
 
 from imap_server import DovecotServer
-from relcomm_tui import consent
+from relcomm_tui.plan import consent
 from relcomm_tui.plan.loader import load_plan
 from relcomm_tui.tui.app import build_app
 from relcomm_tui.tui.screens.send import SendScreen
-from relcomm_tui.webhook_receiver import Reply, WebhookReceiver, hang, pagerduty_reply
+from http_receiver import Reply, ScriptedReceiver, hang, pagerduty_reply
 from test_secrets_leak import Places, World, _base64_cores, relcomm, world  # noqa: F401  (world is a fixture)
 from tui_helpers import settle
 
@@ -99,7 +99,7 @@ def url_path(answer: str) -> str:
     return f"/services/T{answer.upper()}/B0/{URL_TOKEN}"
 
 
-def write_channels_plan(folder: Path, receiver: WebhookReceiver, vault: Path, answers=tuple(ANSWERS)) -> Path:
+def write_channels_plan(folder: Path, receiver: ScriptedReceiver, vault: Path, answers=tuple(ANSWERS)) -> Path:
     """Per answer: a chat webhook whose url is { env = ... }, a JSON webhook whose Authorization
     header is { command = ... }, and a PagerDuty page whose routing_key is { env = ... }; and one
     chat webhook (url and header secret) where nothing listens."""
@@ -155,7 +155,7 @@ body = "Orion {{{{ release.version }}}} is out"
     return folder / "plan.toml"
 
 
-def secret_env(receiver: WebhookReceiver) -> dict[str, str]:
+def secret_env(receiver: ScriptedReceiver) -> dict[str, str]:
     env = {f"RELCOMM_LEAKTEST_HOOK_{a.upper()}": receiver.url(url_path(a)) for a in ANSWERS}
     env["RELCOMM_LEAKTEST_ROUTING_KEY"] = ROUTING_KEY
     with socket.socket() as closed:
@@ -165,7 +165,7 @@ def secret_env(receiver: WebhookReceiver) -> dict[str, str]:
     return env
 
 
-def assert_received(receiver: WebhookReceiver, answers=tuple(ANSWERS)) -> int:
+def assert_received(receiver: ScriptedReceiver, answers=tuple(ANSWERS)) -> int:
     """Each secret reached the receiver, once per communique (a hang or a 500 is not re-posted
     within one run). Returns how many requests arrived."""
     for answer in answers:
@@ -184,7 +184,7 @@ def assert_received(receiver: WebhookReceiver, answers=tuple(ANSWERS)) -> int:
 @pytest.mark.slow
 def test_webhook_and_pager_secrets_are_used_and_never_shown_or_written(world: World):
     places = looking_for(URL_TOKEN, HEADER_TOKEN, ROUTING_KEY)
-    with WebhookReceiver() as receiver:
+    with ScriptedReceiver() as receiver:
         world.env.update(secret_env(receiver))
         plan = write_channels_plan(world.root / "plan-hooks", receiver, world.vault)
         relcomm(world, places, "webhook", "validate", str(plan), "--allow-commands", expect=None)
@@ -225,7 +225,7 @@ def test_webhook_and_pager_secrets_are_used_and_never_shown_or_written(world: Wo
 @pytest.mark.slow
 async def test_the_app_never_shows_webhook_or_pager_secrets(world: World, monkeypatch: pytest.MonkeyPatch):
     places = looking_for(URL_TOKEN, HEADER_TOKEN, ROUTING_KEY)
-    with WebhookReceiver() as receiver:
+    with ScriptedReceiver() as receiver:
         for name, value in secret_env(receiver).items():
             monkeypatch.setenv(name, value)
         path = write_channels_plan(world.root / "plan-app", receiver, world.vault)

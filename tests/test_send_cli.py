@@ -10,17 +10,17 @@ import sys
 
 import pytest
 
-from relcomm_tui import ledger as L
-from relcomm_tui.cli import main
-from relcomm_tui.ledger import Ledger
-from relcomm_tui.mailserver import LoopbackMailServer, PermFail
+from relcomm_tui.store import ledger as L
+from relcomm_tui.commands.main import main
+from relcomm_tui.store.ledger import Ledger
+from faulty_mailserver import FaultyMailServer, PermFail
 
 from send_helpers import load, write_plan
 
 
 @pytest.fixture
 def server(tmp_path):
-    with LoopbackMailServer(maildir=tmp_path / "server-mail") as running:
+    with FaultyMailServer(maildir=tmp_path / "server-mail") as running:
         yield running
 
 
@@ -51,7 +51,7 @@ def test_on_a_terminal_it_asks_for_the_version(tmp_path, server):
 
     def run_with_tty(answer: bytes) -> tuple[int, bytes]:
         leader, follower = pty.openpty()
-        process = subprocess.Popen([sys.executable, "-m", "relcomm_tui.cli", "send", str(plan_file)],
+        process = subprocess.Popen([sys.executable, "-m", "relcomm_tui.commands.main", "send", str(plan_file)],
                                    stdin=follower, stdout=follower, stderr=follower)
         os.close(follower)
         output = b""
@@ -103,7 +103,7 @@ def test_an_error_finding_refuses_the_send(tmp_path, server, capsys):
 
 
 def test_auth_failure_is_one_message_and_exit_2(tmp_path, monkeypatch, capsys):
-    with LoopbackMailServer(auth=("bot", "secret")) as server:
+    with FaultyMailServer(auth=("bot", "secret")) as server:
         monkeypatch.setenv("RELCOMM_TEST_SMTP", "nope")
         plan_file = write_plan(tmp_path / "plan", server.port, recipients=20, username="bot",
                                password_env="RELCOMM_TEST_SMTP")
@@ -146,7 +146,7 @@ def test_test_send(tmp_path, server, capsys):
 def test_password_from_stdin_is_used_and_never_printed(tmp_path, monkeypatch, capsys):
     import io
 
-    with LoopbackMailServer(auth=("bot", "s3cret-pw")) as server:
+    with FaultyMailServer(auth=("bot", "s3cret-pw")) as server:
         plan_file = write_plan(tmp_path / "plan", server.port, recipients=2, username="bot")
         monkeypatch.setattr("sys.stdin", io.StringIO("s3cret-pw\n"))
         assert main(["send", str(plan_file), "--yes", "--password-stdin"]) == 0

@@ -17,11 +17,11 @@ from pathlib import Path
 
 import pytest
 
-from relcomm_tui import ledger as L
-from relcomm_tui.delivery import DeliveryChanged, SendEngine
-from relcomm_tui.ledger import ClaimRefused, DeliveryIntent, Ledger
-from relcomm_tui.lock import LOCK_NAME, SendLock, SendLockedError, lock_holder, lock_is_free
-from relcomm_tui.mailserver import LoopbackMailServer
+from relcomm_tui.store import ledger as L
+from relcomm_tui.delivery.engine import DeliveryChanged, SendEngine
+from relcomm_tui.store.ledger import ClaimRefused, DeliveryIntent, Ledger
+from relcomm_tui.store.lock import LOCK_NAME, SendLock, SendLockedError, lock_holder, lock_is_free
+from faulty_mailserver import FaultyMailServer
 
 from send_helpers import load, simple_render, write_plan
 
@@ -33,7 +33,7 @@ def holder(state_dir: Path, *, how: str = "relcomm", spawn: bool = False) -> sub
     caught between taking the lock and writing its name. With `spawn`, the holder also starts a
     long-lived child of its own (a gate or password command left running)."""
     if how == "relcomm":
-        take = f"from relcomm_tui.lock import SendLock\nlock = SendLock({str(state_dir)!r}); lock.acquire()\n"
+        take = f"from relcomm_tui.store.lock import SendLock\nlock = SendLock({str(state_dir)!r}); lock.acquire()\n"
     else:
         take = (f"import fcntl\nos.makedirs({str(state_dir)!r}, mode=0o700, exist_ok=True)\n"
                 f"fd = os.open({str(state_dir / LOCK_NAME)!r}, os.O_RDWR | os.O_CREAT, 0o600)\n"
@@ -235,7 +235,7 @@ def test_a_claim_lost_in_a_batch_leaves_the_others_claimed(tmp_path):
 async def test_a_run_that_loses_the_claim_does_not_send(tmp_path):
     """Another run (a second connection to the ledger, as another process would have) claims the
     last recipient while this run is sending the first: this run must not mail that recipient."""
-    server = LoopbackMailServer(maildir=tmp_path / "server-mail", data_delay=0.02)
+    server = FaultyMailServer(maildir=tmp_path / "server-mail", data_delay=0.02)
     await server.start_async()
     try:
         plan = load(write_plan(tmp_path / "plan", server.port, recipients=10, concurrency=1))

@@ -23,7 +23,7 @@ from pathlib import Path
 import pytest
 
 import campaign
-from relcomm_tui.mailserver import Delay, LoopbackMailServer
+from faulty_mailserver import Delay, FaultyMailServer
 
 from send_helpers import write_plan
 
@@ -46,12 +46,12 @@ class Hold(Delay):
 
 
 def start(plan_file: Path, env: dict) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", "relcomm_tui.cli", "send", str(plan_file), "--yes"],
+    return subprocess.Popen([sys.executable, "-m", "relcomm_tui.commands.main", "send", str(plan_file), "--yes"],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, text=True,
                             env=env)
 
 
-def copies(server: LoopbackMailServer) -> collections.Counter:
+def copies(server: FaultyMailServer) -> collections.Counter:
     return collections.Counter(rcpt.lower() for message in server.messages for rcpt in message.rcpt_tos)
 
 
@@ -78,7 +78,7 @@ def test_pairs_of_simultaneous_senders_never_send_twice(tmp_path):
         if pair % 4 < 2:
             env["RELCOMM_CONFIG_DIR"] = str(tmp_path / f"config-{pair}")  # ...or a new one: both race to make the key
         hold = Hold(seconds=0, at="data", times=1)
-        with LoopbackMailServer(maildir=tmp_path / f"server-{pair}", data_delay=0 if held else 0.2) as server:
+        with FaultyMailServer(maildir=tmp_path / f"server-{pair}", data_delay=0 if held else 0.2) as server:
             if held:
                 server.faults["customer0@example.com"] = hold
             plan_file = write_plan(tmp_path / f"pair-{pair}", server.port, recipients=RECIPIENTS, concurrency=1,

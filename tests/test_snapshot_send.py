@@ -19,10 +19,10 @@ from pathlib import Path
 import campaign
 import pytest
 
-from relcomm_tui import ledger as L
-from relcomm_tui.delivery import SendEngine, SendError, SendStopped, dry_run, send_test_message
-from relcomm_tui.ledger import Ledger
-from relcomm_tui.mailserver import LoopbackMailServer
+from relcomm_tui.store import ledger as L
+from relcomm_tui.delivery.engine import SendEngine, SendError, SendStopped, dry_run, send_test_message
+from relcomm_tui.store.ledger import Ledger
+from relcomm_tui.demo.mailserver import LoopbackMailServer
 from relcomm_tui.plan import load_plan
 from relcomm_tui.plan.files import FileWatch
 

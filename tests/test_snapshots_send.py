@@ -14,10 +14,10 @@ from pathlib import Path
 import pytest
 from textual.widgets import DataTable
 
-from relcomm_tui.ledger import REJECTED
-from relcomm_tui.mailserver import LoopbackMailServer, PermFail
+from relcomm_tui.store.ledger import REJECTED
+from faulty_mailserver import FaultyMailServer, PermFail
 from relcomm_tui.tui.screens.send import SendScreen
-from relcomm_tui.webhook_receiver import WebhookReceiver
+from relcomm_tui.demo.webhook_receiver import WebhookReceiver
 from test_tui_send import copy_orion, hooks, make_app, send_done, server  # noqa: F401
 from tui_helpers import settle, user_config  # noqa: F401
 
@@ -31,7 +31,7 @@ def steady_ids(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 @pytest.mark.parametrize("size", SIZES, ids=lambda size: f"{size[0]}x{size[1]}")
-def test_confirmation_dialog(snap_compare, tmp_path: Path, server: LoopbackMailServer, hooks: WebhookReceiver,
+def test_confirmation_dialog(snap_compare, tmp_path: Path, server: FaultyMailServer, hooks: WebhookReceiver,
                              user_config: Path, size):
     app = make_app(copy_orion(tmp_path, server, hooks), tmp_path)
 
@@ -45,7 +45,7 @@ def test_confirmation_dialog(snap_compare, tmp_path: Path, server: LoopbackMailS
 
 
 @pytest.mark.parametrize("size", SIZES, ids=lambda size: f"{size[0]}x{size[1]}")
-def test_send_finished_with_one_rejected(snap_compare, tmp_path: Path, server: LoopbackMailServer,
+def test_send_finished_with_one_rejected(snap_compare, tmp_path: Path, server: FaultyMailServer,
                                          hooks: WebhookReceiver, user_config: Path, steady_ids, size):
     server.faults["priya.raman@orion.example.com"] = PermFail(msg="5.1.1 Priya has left the company")
     app = make_app(copy_orion(tmp_path, server, hooks), tmp_path)

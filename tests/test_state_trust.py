@@ -21,11 +21,11 @@ from pathlib import Path
 
 import pytest
 
-from relcomm_tui import ledger as L
-from relcomm_tui import state
-from relcomm_tui.cli import main
-from relcomm_tui.ledger import DeliveryIntent, Ledger, LedgerRefused
-from relcomm_tui.mailserver import LoopbackMailServer
+from relcomm_tui.store import ledger as L
+from relcomm_tui.store import state
+from relcomm_tui.commands.main import main
+from relcomm_tui.store.ledger import DeliveryIntent, Ledger, LedgerRefused
+from relcomm_tui.demo.mailserver import LoopbackMailServer
 from relcomm_tui.tui.app import build_app
 from relcomm_tui.tui.screens.checklist import ChecklistScreen
 
@@ -158,7 +158,7 @@ def test_an_untagged_ledger_is_refused_and_adopting_it_is_reviewed_and_recorded(
     # On a terminal, "n" keeps it refused; "y" adopts it.
     def adopt_on_a_terminal(answer: bytes) -> tuple[int, bytes]:
         leader, follower = pty.openpty()
-        process = subprocess.Popen([sys.executable, "-m", "relcomm_tui.cli", "adopt-state", str(plan_file)],
+        process = subprocess.Popen([sys.executable, "-m", "relcomm_tui.commands.main", "adopt-state", str(plan_file)],
                                    stdin=follower, stdout=follower, stderr=follower)
         os.close(follower)
         output = b""

@@ -22,7 +22,7 @@ import pytest
 from plan_helpers import base_plan, write_plan
 from template_bombs import BOMBS
 
-from relcomm_tui.checks import run_checks
+from relcomm_tui.checks.rules import run_checks
 from relcomm_tui.compose import render
 from relcomm_tui.plan import load_plan
 

@@ -18,10 +18,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from plan_helpers import base_plan, write_plan
 
-from relcomm_tui.checks import run_checks
+from relcomm_tui.checks.rules import run_checks
 from relcomm_tui.compose import RenderError, TextRenderer, render
-from relcomm_tui.delivery import dry_run
-from relcomm_tui.ledger import Ledger
+from relcomm_tui.delivery.engine import dry_run
+from relcomm_tui.store.ledger import Ledger
 from relcomm_tui.plan import load_plan
 
 PHISH = "PHISH-CANARY"

@@ -19,14 +19,14 @@ from pathlib import Path
 import pytest
 
 import campaign
-from relcomm_tui import cli
-from relcomm_tui.mailserver import LoopbackMailServer, PermFail
-from relcomm_tui.terminal_text import visible, visible_lines
+from relcomm_tui.commands import main as cli
+from faulty_mailserver import FaultyMailServer, PermFail
+from relcomm_tui.common.terminal_text import visible, visible_lines
 from relcomm_tui.tui.app import build_app
 from relcomm_tui.tui.screens.preview import PreviewScreen
 from relcomm_tui.tui.screens.receipts import ReceiptsScreen
 from relcomm_tui.tui.screens.send import SendScreen
-from relcomm_tui.webhook_receiver import Reply, WebhookReceiver
+from http_receiver import Reply, ScriptedReceiver
 from tui_helpers import settle, user_config  # noqa: F401  (a fixture)
 
 # What a terminal acts on: set the window title, clear the screen, colour, a hyperlink, the
@@ -50,7 +50,7 @@ def toml(text: str) -> str:
     return '"' + "".join(out) + '"'
 
 
-def hostile_plan(folder: Path, smtp_port: int, hooks: WebhookReceiver) -> Path:
+def hostile_plan(folder: Path, smtp_port: int, hooks: ScriptedReceiver) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "receipts" / "new").mkdir(parents=True)
     (folder / "plan.toml").write_text(f"""format = 1
@@ -149,7 +149,7 @@ def run_command(outputs: Outputs, capsys, argv: list[str], *, through_main: bool
 
 @pytest.fixture
 def servers(tmp_path: Path):
-    with LoopbackMailServer(maildir=tmp_path / "server-mail") as smtp, WebhookReceiver() as hooks:
+    with FaultyMailServer(maildir=tmp_path / "server-mail") as smtp, ScriptedReceiver() as hooks:
         smtp.faults["bob@example.com"] = PermFail(msg="5.1.1 \x1b]0;pwned\x07 unknown \x1b[2J\x1b[5m user")
         hooks.answer("/hook-ok", Reply(200, "ok " + HOSTILE))
         hooks.answer("/hook-500", Reply(500, "down " + HOSTILE))

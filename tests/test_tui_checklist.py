@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 from textual.widgets import DataTable, OptionList, Static
 
-from relcomm_tui import consent
-from relcomm_tui.ledger import Ledger
+from relcomm_tui.plan import consent
+from relcomm_tui.store.ledger import Ledger
 from relcomm_tui.plan import load_plan
 from relcomm_tui.tui.app import build_app
 from relcomm_tui.tui.screens import checklist as checklist_module

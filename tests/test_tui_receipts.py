@@ -12,9 +12,9 @@ import pytest
 from textual.widgets import DataTable, Input, Static
 
 from receipts_helpers import FOREIGN_DSN, add_to_maildir, render, reply_from, write_plan
-from relcomm_tui.delivery import SendEngine
-from relcomm_tui.ledger import Ledger, delivery_id
-from relcomm_tui.mailserver import LoopbackMailServer
+from relcomm_tui.delivery.engine import SendEngine
+from relcomm_tui.store.ledger import Ledger, delivery_id
+from relcomm_tui.demo.mailserver import LoopbackMailServer
 from relcomm_tui.plan.loader import load_plan
 from relcomm_tui.tui.app import RelcommApp
 from relcomm_tui.tui.dialogs.confirm_follow_up import ConfirmFollowUpDialog
@@ -165,7 +165,7 @@ async def test_follow_up_can_be_declined_and_sends_nothing(sent_plan, server):
 
 def fixed_ledger(plan_path: Path, state: Path) -> None:
     plan = load_plan(plan_path)
-    from relcomm_tui.ledger import DeliveryIntent
+    from relcomm_tui.store.ledger import DeliveryIntent
 
     with Ledger.open(state) as ledger:
         intents = [DeliveryIntent(c.id, r.key, r.display, g.id, c.channel)

@@ -19,7 +19,7 @@ LARGE = ROOT / "sample_plans" / "large"
 
 
 def relcomm(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "relcomm_tui.cli", *args], capture_output=True, text=True,
+    return subprocess.run([sys.executable, "-m", "relcomm_tui.commands.main", *args], capture_output=True, text=True,
                           cwd=cwd or ROOT, timeout=60)
 
 

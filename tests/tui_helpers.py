@@ -13,7 +13,7 @@ import pytest
 from textual.pilot import Pilot
 from textual.worker import WorkerCancelled
 
-from relcomm_tui import consent
+from relcomm_tui.plan import consent
 from relcomm_tui.plan import load_plan
 
 SAMPLE = Path(__file__).resolve().parent.parent / "sample_plans" / "orion"

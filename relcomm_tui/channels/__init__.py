@@ -21,10 +21,10 @@ import importlib
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Awaitable, Callable, Literal, Protocol
 
-from ..errors import UserError
+from ..common.errors import UserError
 
 if TYPE_CHECKING:
-    from ..plan.model import Communique, Plan, Recipient, StakeholderGroup
+    from ..plan.model import Communique, Recipient, StakeholderGroup
 
 # What a channel can say about one attempt. The engine maps these onto ledger states:
 # "transient" is retried with backoff, then becomes `deferred`. "awaiting" is a manual step

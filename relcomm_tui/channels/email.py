@@ -19,7 +19,7 @@ How an SMTP exchange maps onto an outcome:
 
 The server's words never carry the password: each connection cleans every line it reads of the
 password and the AUTH tokens (see smtpclient), and this channel cleans every outcome and stop
-message once more before the engine keeps or shows it (`relcomm_tui.secret_text`).
+message once more before the engine keeps or shows it (`relcomm_tui.common.secret_text`).
 """
 
 from __future__ import annotations
@@ -32,13 +32,14 @@ from email.message import EmailMessage
 from email.utils import parseaddr
 from typing import Callable
 
-from ..net import is_loopback
+from ..common.net import is_loopback
 from ..plan.model import Plan
-from ..secret_text import SecretHider
-from . import ChannelStopped, DeliveryJob, DeliveryWithdrawn, Outcome
-from .smtpclient import (
+from ..common.secret_text import SecretHider
+from . import ChannelStopped, DeliveryJob, Outcome
+from ..transport import xtext
+from ..transport.smtp import (
     FLUSH_TEXT_FIRST, Reply, SmtpAuthError, SmtpBusy, SmtpCertificateError, SmtpClosed, SmtpConnectError,
-    SmtpConnection, SmtpDisconnected, SmtpTlsError, Transaction, dot_stuff, login_secrets, xtext,
+    SmtpConnection, SmtpDisconnected, SmtpTlsError, Transaction, dot_stuff, login_secrets,
 )
 
 AUTH_CODES = {530, 534, 535, 538}
@@ -207,8 +208,8 @@ class EmailChannel:
         if smtputf8:
             mail_params.append("SMTPUTF8")
         if self.plan.receipts.dsn and connection.supports("dsn"):
-            mail_params += ["RET=HDRS", f"ENVID={xtext(job.envelope_id)}"]
-            rcpt_params += ["NOTIFY=SUCCESS,FAILURE,DELAY", f"ORCPT=rfc822;{xtext(recipient)}"]
+            mail_params += ["RET=HDRS", f"ENVID={xtext.encode(job.envelope_id)}"]
+            rcpt_params += ["NOTIFY=SUCCESS,FAILURE,DELAY", f"ORCPT=rfc822;{xtext.encode(recipient)}"]
         return mail_params, rcpt_params
 
     def message_bytes(self, job: DeliveryJob) -> tuple[bytes, bool]:

@@ -14,12 +14,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from ..errors import UserError
+from ..common.errors import UserError
 from . import DeliveryJob, Outcome
 from .webhook import RenderJob, atomic_write, default_render, outbox_file, render_error_text
 
 if TYPE_CHECKING:
-    from ..ledger import DeliveryRecord, Ledger
+    from ..store.ledger import DeliveryRecord, Ledger
     from ..plan.model import Plan
 
 # The Outcome state a manual step reports; the engine records it as the ledger's `awaiting`.
@@ -113,7 +113,7 @@ def confirm_manual(ledger: "Ledger", delivery_id: str, who: str | None = None, n
     The delivery becomes "marked delivered" (final: never re-issued) and the confirmation is kept
     as a receipt, so the receipts view and the report show who did it, when, and what they noted.
     """
-    from ..ledger import FINAL_STATES, now
+    from ..store.ledger import FINAL_STATES, now
 
     record = ledger.delivery(delivery_id)
     if record is None:

@@ -21,7 +21,7 @@ import json
 import re
 from dataclasses import dataclass, field
 
-from ..errors import UserError
+from ..common.errors import UserError
 
 WEBHOOK_PRESETS = ("slack", "teams", "mattermost", "googlechat", "json", "text")
 PAGER_PRESETS = ("pagerduty", "ntfy")

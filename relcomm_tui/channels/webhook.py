@@ -44,7 +44,7 @@ from .presets import Message, Payload, PresetError, webhook_payload
 
 if TYPE_CHECKING:  # compose and the plan are imported lazily
     from ..compose import Rendered
-    from ..plan.model import Communique, Plan
+    from ..plan.model import Plan
 
 USER_AGENT = "relcomm (release communications)"
 EXCERPT = 200
@@ -369,8 +369,8 @@ class SecretCache:
     def hide(self, text: str, *also: str) -> str:
         """`text` with every resolved secret (and `also`) replaced by "(secret)": a careless receiver
         echoes the request back (Express's default 404 says "Cannot POST /services/T0/B0/<token>"),
-        and its answer becomes the reply relcomm keeps and prints. See `relcomm_tui.secret_text`."""
-        from ..secret_text import hide_secrets as hide_text
+        and its answer becomes the reply relcomm keeps and prints. See `relcomm_tui.common.secret_text`."""
+        from ..common.secret_text import hide_secrets as hide_text
 
         return hide_text(text, (*self._values.values(), *also))
 

@@ -8,13 +8,13 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from .. import consent
-from ..terminal_text import visible, visible_lines
+from ..plan import consent
+from ..common.terminal_text import visible, visible_lines
 
 from ..plan import Plan, PlanError, load_plan
 
 if TYPE_CHECKING:
-    from ..ledger import Ledger
+    from ..store.ledger import Ledger
 
 
 def add_allow_commands(parser: argparse.ArgumentParser) -> None:
@@ -56,7 +56,7 @@ def state_dir(plan: Plan, state: str | None) -> Path:
 def open_ledger_or_explain(folder: Path, prog: str, *, json_for: Plan | None = None) -> "Ledger | None":
     """The ledger in `folder`, or None after printing why it cannot be opened (the caller exits 2);
     `json_for`: the plan of a `--json` command, which gets a JSON error object on stdout instead."""
-    from ..ledger import Ledger, LedgerError
+    from ..store.ledger import Ledger, LedgerError
 
     try:
         return Ledger.open(folder)

@@ -30,7 +30,7 @@ def _fail(message: str, hint: str = "") -> int:
 
 def _shown(text: str) -> str:
     """Text from an untrusted ledger, with control characters made visible (the one rule for output)."""
-    from ..terminal_text import visible
+    from ..common.terminal_text import visible
 
     return visible(text)
 
@@ -43,8 +43,8 @@ def _isatty(stream) -> bool:
 
 
 def run(args: argparse.Namespace) -> int:
-    from .. import state
-    from ..ledger import LEDGER_NAME, Ledger, LedgerError
+    from ..store import state
+    from ..store.ledger import LEDGER_NAME, Ledger, LedgerError
     from . import load_plan_or_explain, state_dir
 
     plan = load_plan_or_explain(args.plan, PROG)

@@ -42,7 +42,7 @@ def _ask(question: str) -> bool:
 
 
 def run(args: argparse.Namespace) -> int:
-    from .. import consent
+    from ..plan import consent
     from . import load_plan_or_explain
 
     plan = load_plan_or_explain(args.plan, "relcomm allow")

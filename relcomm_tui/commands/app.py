@@ -7,7 +7,6 @@ stderr and exit status 2, with no traceback and no half-drawn screen.
 from __future__ import annotations
 
 import argparse
-import sys
 
 from . import add_allow_commands
 

@@ -18,7 +18,7 @@ from pathlib import Path
 
 from platformdirs import user_state_dir
 
-from ..resources import sample_plan
+from ..common.resources import sample_plan
 
 # Demo customers whose mail bounces (the embedded server's rules: "unknown" -> 5.1.1, "full" -> 5.2.2).
 BOUNCING_CUSTOMERS = (
@@ -36,8 +36,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..mailserver import LoopbackMailServer
-    from ..webhook_receiver import WebhookReceiver
+    # Imported here, not at the top: every other command starts without aiosmtpd and the demo
+    # servers (tests/test_import_hygiene_demo.py holds the CLI to that).
+    from ..demo.mailserver import LoopbackMailServer
+    from ..demo.webhook_receiver import WebhookReceiver
 
     folder = prepare_folder(args.dir)
     state = folder / ".relcomm"
@@ -82,7 +84,7 @@ def prepare_folder(wanted: Path | None) -> Path:
 
 def allow_own_gate(plan_path: Path) -> None:
     """The demo plan is relcomm's own sample: its gate script ships with relcomm, so it is allowed."""
-    from .. import consent
+    from ..plan import consent
     from ..plan import load_plan
 
     try:
@@ -104,9 +106,9 @@ def write_plan(folder: Path, *, smtp_port: int, webhook_url: str) -> Path:
 
 
 async def _headless(plan_path: Path, server) -> int:
-    from ..checks import run_checks
-    from ..delivery import DeliveryChanged, SendEngine, SendError
-    from ..ledger import Ledger
+    from ..checks.rules import run_checks
+    from ..delivery.engine import DeliveryChanged, SendEngine, SendError
+    from ..store.ledger import Ledger
     from ..plan import load_plan
     from ..receipts.refresh import refresh
     from . import receipts as receipts_command

@@ -16,7 +16,7 @@ import sys
 import time
 
 from . import add_allow_commands
-from ..terminal_text import visible
+from ..common.terminal_text import visible
 
 PROG = "relcomm receipts"
 SUBCOMMANDS = ("show", "parse")

@@ -1,5 +1,5 @@
 """`relcomm report PLAN [--format md|html|csv] [-o FILE] [--state DIR]`: the audit record of the
-release's communications (relcomm_tui.report), on stdout or into a file."""
+release's communications (relcomm_tui.audit.report), on stdout or into a file."""
 
 from __future__ import annotations
 
@@ -19,9 +19,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..ledger import LEDGER_NAME
+    from ..store.ledger import LEDGER_NAME
     from . import load_plan_or_explain, open_ledger_or_explain, state_dir
-    from ..report import collect, render
+    from ..audit.report import collect, render
 
     fmt = args.format
     if fmt is None and args.output:

@@ -17,8 +17,8 @@ import sys
 from typing import TextIO
 
 from . import add_allow_commands
-from ..ledger import ACCEPTED, DEFERRED, IN_DOUBT, MARKED_DELIVERED, REJECTED, STATE_LABELS, who_am_i
-from ..terminal_text import visible
+from ..store.ledger import ACCEPTED, DEFERRED, IN_DOUBT, MARKED_DELIVERED, REJECTED, STATE_LABELS, who_am_i
+from ..common.terminal_text import visible
 
 OUTCOME_STATES = (ACCEPTED, REJECTED, IN_DOUBT, DEFERRED, MARKED_DELIVERED)
 
@@ -95,7 +95,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _validate(plan) -> int | None:
-    from ..checks import run_checks
+    from ..checks.rules import run_checks
 
     try:
         findings = run_checks(plan, gate=True, secrets=True)
@@ -153,7 +153,7 @@ def _confirm(plan) -> bool:
 
 
 def _dry_run(plan, ledger, only, login) -> int:
-    from ..delivery import SendError, dry_run
+    from ..delivery.engine import SendError, dry_run
 
     try:
         result = dry_run(plan, ledger, only=only or None, who=login)
@@ -168,7 +168,7 @@ def _dry_run(plan, ledger, only, login) -> int:
 
 
 def _test_send(plan, ledger, args, password, login) -> int:
-    from ..delivery import SendError, send_test_message
+    from ..delivery.engine import SendError, send_test_message
 
     only = args.only[0] if args.only else None
     try:
@@ -189,7 +189,7 @@ class _Printer:
         self._line = 0
 
     def __call__(self, event) -> None:
-        from ..delivery import CommuniqueSkipped, DeliveryChanged, Progress, RunStopped
+        from ..delivery.engine import CommuniqueSkipped, DeliveryChanged, Progress, RunStopped
 
         if isinstance(event, DeliveryChanged):
             if not self.tty and event.state in OUTCOME_STATES:
@@ -230,7 +230,7 @@ class _Printer:
 
 
 async def _send(plan, ledger, args, password, login, host) -> int:
-    from ..delivery import SendEngine, SendError, SendStopped
+    from ..delivery.engine import SendEngine, SendError, SendStopped
 
     printer = _Printer(sys.stdout)
     engine = SendEngine(plan, ledger, only=args.only or None, password=password,

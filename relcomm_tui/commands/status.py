@@ -16,8 +16,8 @@ import argparse
 import json
 import sys
 
-from ..ledger import LEDGER_NAME, STATE_LABELS, STATES
-from ..terminal_text import visible
+from ..store.ledger import LEDGER_NAME, STATE_LABELS, STATES
+from ..common.terminal_text import visible
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -28,7 +28,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..lock import lock_holder
+    from ..store.lock import lock_holder
     from . import load_plan_or_explain, open_ledger_or_explain, state_dir
 
     plan = load_plan_or_explain(args.plan, "relcomm status", as_json=args.json)
@@ -58,7 +58,7 @@ def run(args: argparse.Namespace) -> int:
     counts = {state: 0 for state in STATES}
     for record in records:
         counts[record.state] += 1
-    from ..ledger import LedgerError
+    from ..store.ledger import LedgerError
 
     try:
         holder = lock_holder(folder)

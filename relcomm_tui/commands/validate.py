@@ -10,9 +10,10 @@ import json
 import sys
 from pathlib import Path
 
-from .. import consent
-from ..terminal_text import visible, visible_lines
+from ..plan import consent
+from ..common.terminal_text import visible, visible_lines
 from . import add_allow_commands
+from ..common.text import plural
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -23,12 +24,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_allow_commands(parser)
 
 
-def plural(count: int, word: str) -> str:
-    return f"{count} {word}{'' if count == 1 else 's'}"
-
-
 def run(args: argparse.Namespace) -> int:
-    from ..checks import run_checks
+    from ..checks.rules import run_checks
     from ..plan import PlanError, load_plan
 
     try:

@@ -294,7 +294,6 @@ def _fixed_headers(plan: Plan, communique: Communique) -> tuple[tuple, str]:
 
 def _email(plan: Plan, communique: Communique, recipient: Recipient | None, subject: str, text: str,
            message_id: str | None) -> Rendered:
-    spec = communique.spec
     try:
         if recipient is None or not recipient.email:
             where = recipient.location if recipient is not None else communique.location

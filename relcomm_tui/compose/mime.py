@@ -7,6 +7,7 @@ never carry CR or LF: that is header injection, and it is refused, never folded 
 from __future__ import annotations
 
 import email.policy
+import html
 import re
 from email.headerregistry import Address, HeaderRegistry
 from email.message import EmailMessage
@@ -190,8 +191,6 @@ def _phrase(text: str) -> str:
 
 
 def _escape(text: str) -> str:
-    import html
-
     return html.escape(text, quote=False)
 
 

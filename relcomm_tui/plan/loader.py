@@ -443,7 +443,7 @@ def _build(table: schema.PlanFile, plan_file: Path, source: str, raw: bytes) -> 
             members_file = snapshot.path
             members = _members_from_csv(_members_text(snapshot, plan_file, source), members_file, group.id)
         else:
-            members = _inline_members(group.members, group.id, lambda i: where("stakeholders", index, "members", i))
+            members = _inline_members(group.members, group.id, lambda i, index=index: where("stakeholders", index, "members", i))
         groups.append(StakeholderGroup(
             id=group.id, name=group.name or group.id, required=group.required, description=group.description,
             members=tuple(members), members_file=members_file, location=where("stakeholders", index),

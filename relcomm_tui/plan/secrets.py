@@ -11,14 +11,11 @@ import concurrent.futures
 import os
 import shlex
 import subprocess
-from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
-from ..errors import UserError
+from ..common.errors import UserError
+from .consent import ALLOW_HINT, may_run
+from .references import SecretUse, is_reference, secret_uses  # noqa: F401  (the names callers use)
 from .schema import CommandSecret, EnvSecret, KeyringSecret, SecretRef
-
-if TYPE_CHECKING:
-    from .model import Plan
 
 
 class SecretError(UserError):
@@ -27,42 +24,6 @@ class SecretError(UserError):
 
 class CommandNotAllowed(SecretError):
     """A { command = ... } secret in a plan whose commands have no consent on this host."""
-
-
-def is_reference(value: object) -> bool:
-    return isinstance(value, (KeyringSecret, EnvSecret, CommandSecret))
-
-
-@dataclass(frozen=True)
-class SecretUse:
-    """One place a plan holds a secret reference."""
-
-    ref: SecretRef
-    what: str                      # in the user's words: "SMTP password", "url of eng-chat"
-    parts: tuple[str | int, ...]   # where the plan says it, for a Location
-    communique: str | None = None
-
-
-def secret_uses(plan: "Plan") -> list[SecretUse]:
-    """Every secret reference in the plan, in plan order (for the checks and for consent)."""
-    uses: list[SecretUse] = []
-    if is_reference(plan.smtp.password):
-        uses.append(SecretUse(plan.smtp.password, "SMTP password", ("transport", "smtp", "password")))
-    for index, source in enumerate(plan.receipts.sources):
-        password = getattr(source, "password", None)
-        if is_reference(password):
-            uses.append(SecretUse(password, "IMAP password", ("receipts", "sources", index)))
-    for index, communique in enumerate(plan.communiques):
-        spec = communique.spec
-        for key in ("url", "routing_key", "put_url"):
-            value = getattr(spec, key)
-            if is_reference(value):
-                uses.append(SecretUse(value, f"{key} of {communique.id}", ("communiques", index, key), communique.id))
-        for name, value in spec.headers.items():
-            if is_reference(value):
-                uses.append(SecretUse(value, f"header {name} of {communique.id}", ("communiques", index, "headers"),
-                                      communique.id))
-    return uses
 
 
 def describe(ref: SecretRef) -> str:
@@ -91,8 +52,6 @@ def resolve(ref: SecretRef, timeout: float = 10.0) -> str:
 
 def _from_command(ref: CommandSecret, timeout: float) -> str:
     """Run a password command from the plan's folder, only if consent covers it as it is now."""
-    from ..consent import ALLOW_HINT, may_run  # late: consent imports the plan package
-
     command, folder = ref.command, ref._folder
     try:
         argv = shlex.split(command)

@@ -3,6 +3,9 @@
 Nothing here knows about particular files: only general signals that real MTAs
 put in their notifications (sender names, subjects, typical sentences, the
 ``<address>: reason`` layouts, enhanced status codes, ...).
+
+Why one long module: the signals are weighed against each other (a subject, a sender and a
+sentence together make a bounce); kept side by side, a new signal is judged against the rest.
 """
 
 from __future__ import annotations

@@ -37,11 +37,11 @@ from dataclasses import dataclass
 from email.header import decode_header, make_header
 from typing import TYPE_CHECKING, Callable, Iterable, Sequence
 
-from ..ledger import DeliveryRecord, is_legacy_envelope_id, is_relcomm_envelope_id, is_relcomm_message_id
+from ..store.ledger import DeliveryRecord, is_legacy_envelope_id, is_relcomm_envelope_id, is_relcomm_message_id
 from .parse import RecipientOutcome, Report
 
 if TYPE_CHECKING:
-    from ..ledger import Ledger
+    from ..store.ledger import Ledger
 
 # How a match was made, strongest first. Only the first two (and "ledger": recorded first hand,
 # e.g. a manual step ticked in relcomm) are verified; the others never decide a fate alone.

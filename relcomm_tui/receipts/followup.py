@@ -14,9 +14,12 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Callable, Collection, Mapping
 
-from ..errors import UserError
-from ..ledger import Ledger
+from email_validator import EmailNotValidError, validate_email
+
+from ..common.errors import UserError
+from ..delivery.engine import SendEngine
 from ..plan.model import Communique, Plan, Recipient, StakeholderGroup
+from ..store.ledger import Ledger
 
 
 class FollowUpError(UserError):
@@ -46,7 +49,6 @@ def reminder_of(plan: Plan, communique_id: str) -> Communique | None:
 
 def valid_address(text: str) -> str | None:
     """The address, normalised, or None when it is not a usable email address."""
-    from email_validator import EmailNotValidError, validate_email
 
     try:
         return validate_email(text.strip(), check_deliverability=False).normalized
@@ -112,7 +114,6 @@ async def follow_up(plan: Plan, ledger: Ledger, communique_id: str, recipient_ke
                     channels: Mapping | None = None):
     """Send the reminder of `communique_id` to the chosen recipients. Returns the engine's RunSummary;
     raises FollowUpError, or the engine's SendError (locked, stopped) with a message and hint."""
-    from ..delivery import SendEngine
 
     prepared = prepare_follow_up(plan, communique_id, recipient_keys, corrections)
     engine = SendEngine(prepared.plan, ledger, only=[prepared.reminder.id], password=password, render=render,

@@ -10,6 +10,9 @@ charsets, undecodable bytes, malformed MIME: ``MESSAGE_ERRORS``) are expected.
 With ``RELCOMM_PARSE_STRICT=1`` (the tests set it) any other exception is raised
 again, so a bug in the parser fails a test instead of becoming an "unparseable
 message" a user would never question.
+
+Why one long module: the fallbacks for each kind of report are tried in a fixed order, and that
+order is the parser's logic; split apart it would be read out of order.
 """
 
 from __future__ import annotations
@@ -26,9 +29,10 @@ import re
 from dataclasses import dataclass, field
 from email.header import decode_header, make_header
 from email.message import Message
-from email.utils import getaddresses, parseaddr
+from email.utils import getaddresses
 from typing import Iterable
 
+from ..transport import xtext
 from . import bounce_heuristics as bh
 
 __all__ = [
@@ -230,15 +234,6 @@ def _bare_address(value: str) -> str:
             v = m.group(0)
     v = v.strip().strip("<>\"'").rstrip(".,;:)")
     return v.lower()
-
-
-def xtext_decode(value: str) -> str:
-    """RFC 3461 xtext: '+HH' encodes a byte."""
-
-    def rep(m: re.Match) -> str:
-        return chr(int(m.group(1), 16))
-
-    return re.sub(r"\+([0-9A-Fa-f]{2})", rep, value)
 
 
 def _lookup_charset(charset: str) -> codecs.CodecInfo:
@@ -527,7 +522,7 @@ def _dsn_from_fields(texts: Iterable[str], report: Report, weak: set[int] | None
     for text in texts:
         for d in _recipient_groups(_field_blocks(text)):
             if "original-envelope-id" in d and not report.envelope_id:
-                report.envelope_id = xtext_decode(d["original-envelope-id"].strip()) or None
+                report.envelope_id = xtext.decode(d["original-envelope-id"].strip()) or None
             if "final-recipient" not in d and "original-recipient" not in d:
                 continue
             final = d.get("final-recipient", "")
@@ -689,7 +684,7 @@ def _fill_original_ids(report: Report, parts: _Parts, bodytext: str) -> None:
         if not report.envelope_id:
             for key in ("x-envelope-id", "envelope-id"):
                 if hdrs.get(key):
-                    report.envelope_id = xtext_decode(hdrs[key].strip())
+                    report.envelope_id = xtext.decode(hdrs[key].strip())
                     break
     if not report.original_message_id and bodytext:
         m = re.search(r"(?im)^[ \t]*(?:>[ \t]*)?Message-ID:[ \t]*<([^<>\s]+@[^<>\s]+)>", bodytext)
@@ -698,7 +693,7 @@ def _fill_original_ids(report: Report, parts: _Parts, bodytext: str) -> None:
     if not report.envelope_id and bodytext:
         m = re.search(r"(?im)^[ \t]*(?:Original-Envelope-Id|X-Envelope-Id|Envelope-Id):[ \t]*(\S+)", bodytext)
         if m:
-            report.envelope_id = xtext_decode(m.group(1))
+            report.envelope_id = xtext.decode(m.group(1))
 
 
 def _relcomm_headers(parts: _Parts) -> dict[str, str]:

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import imaplib
 import json
 import logging
 import os
@@ -31,9 +32,10 @@ from email.utils import parsedate_to_datetime
 from pathlib import Path
 from typing import Callable, Iterator, Protocol
 
-from ..ledger import Ledger
+from ..plan import secrets
 from ..plan.model import Plan
 from ..plan.schema import ImapSourceTable, MaildirSourceTable, MboxSourceTable
+from ..store.ledger import Ledger
 from .correlate import ANOTHER_SEND, CLOCK_ALLOWANCE, Correlator, normalize_message_id
 from .parse import Report, parse_message
 from .sources import ImapSource, InboundMessage, MaildirSource, MboxSource
@@ -102,13 +104,12 @@ def plan_sources(plan: Plan, *, password_for: Callable[[ImapSourceTable], str] |
         elif isinstance(entry, ImapSourceTable):
             get_password = password_for or imap_password
             result.append(ConfiguredSource(f"imap:{entry.imap}", f"IMAP {entry.imap}",
-                                           lambda e=entry: ImapSource(e.imap, get_password(e))))
+                                           lambda e=entry, get=get_password: ImapSource(e.imap, get(e))))
     return result
 
 
 def imap_password(entry: ImapSourceTable) -> str:
     """The IMAP password from its secret reference (blocking: keyring, command)."""
-    from ..plan import secrets
 
     if entry.password is None:
         raise secrets.SecretError(f"no password for {entry.imap}",
@@ -217,8 +218,6 @@ def _words(error: Exception) -> str:
 
 
 def _hint_for(error: Exception) -> str:
-    import imaplib
-
     if isinstance(error, imaplib.IMAP4.error) and "auth" in _words(error).lower():
         return "check the user in the imap URL and the password reference in [receipts] sources"
     if isinstance(error, ConnectionError | OSError):

@@ -14,7 +14,7 @@ messages whose content was read, so callers and tests can check that a refresh
 only touched new messages.
 
 Anyone can put things in a receipts folder, so only regular files are read
-(``relcomm_tui.regular_files``): a FIFO, device, socket or symlink in a Maildir's
+(``relcomm_tui.common.files``): a FIFO, device, socket or symlink in a Maildir's
 new/ or cur/ is skipped without being opened (a FIFO would hang the refresh, a
 device never end), and an mbox that is not a regular file is refused with a
 problem naming it.
@@ -32,9 +32,9 @@ from pathlib import Path
 from typing import Callable, Iterator
 from urllib.parse import unquote, urlsplit
 
-from ..errors import UserError
-from ..regular_files import NotRegular, read_regular
-from ..secret_text import hide_secrets
+from ..common.errors import UserError
+from ..common.files import NotRegular, read_regular
+from ..common.secret_text import hide_secrets
 from .parse import MAX_RAW_BYTES
 
 __all__ = ["InboundMessage", "MaildirSource", "MboxSource", "ImapSource", "maildir_key"]

@@ -36,7 +36,7 @@ import datetime as dt
 from dataclasses import dataclass, field
 from typing import Callable, Iterable, Sequence
 
-from ..ledger import ACCEPTED, MARKED_DELIVERED, REJECTED, DeliveryRecord, Ledger
+from ..store.ledger import ACCEPTED, MARKED_DELIVERED, REJECTED, DeliveryRecord, Ledger
 from ..plan.model import Plan
 from .correlate import ANOTHER_SEND, BEFORE_SENT, CLOCK_ALLOWANCE, UNVERIFIED_REASONS, dated_before, is_verified
 

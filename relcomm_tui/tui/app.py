@@ -13,10 +13,10 @@ from textual.app import App, SystemCommand
 from textual.binding import Binding
 from textual.screen import Screen
 
-from ..config import load_config, remember_theme
-from ..ledger import Ledger, LedgerError, LedgerRefused, who_am_i
+from ..common.config import load_config, remember_theme
+from ..store.ledger import Ledger, LedgerError, LedgerRefused, who_am_i
 from ..plan import Plan, PlanError, load_plan
-from ..terminal_text import visible, visible_lines
+from ..common.terminal_text import visible, visible_lines
 from .dialogs.help import HelpDialog
 from .screens.checklist import ChecklistScreen
 from .screens.preview import PreviewScreen
@@ -183,7 +183,7 @@ class RelcommApp(App[int]):
             yield SystemCommand("Receipts", "Who received each communique, refreshed from the reports that "
                                 "come back; follow up the unconfirmed", self.action_open_receipts)
         seen: set[str] = set()
-        for key, active in screen.active_bindings.items():
+        for active in screen.active_bindings.values():
             binding = active.binding
             if not binding.description or binding.action in seen or binding.action in ("quit", "command_palette"):
                 continue

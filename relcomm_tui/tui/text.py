@@ -2,7 +2,7 @@
 
 Everything the app shows that came from outside relcomm's own code (group and recipient names,
 the release name, subjects, finding messages, server replies, report reasons, paths) goes through
-`relcomm_tui.terminal_text.visible`, the same function the headless commands use, so a control
+`relcomm_tui.common.terminal_text.visible`, the same function the headless commands use, so a control
 character (ESC, CR, C1, bidi override, zero-width) is shown, never acted on by the terminal.
 Textual passes ESC through to the terminal as it is, so this matters here as much as on stdout.
 
@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from textual.content import Content
 
-from ..terminal_text import visible, visible_lines
+from ..common.terminal_text import visible, visible_lines
 
 __all__ = ["plain", "plain_lines", "visible", "visible_lines"]
 

@@ -11,7 +11,7 @@ from textual.containers import Horizontal, Vertical
 from textual.screen import ModalScreen
 from textual.widgets import Button, Static
 
-from ...terminal_text import visible, visible_lines
+from ...common.terminal_text import visible, visible_lines
 
 
 class AskDialog(ModalScreen[bool]):

@@ -9,11 +9,8 @@ from textual.containers import Vertical
 from textual.screen import ModalScreen
 from textual.widgets import Input, Static
 
-from ...terminal_text import visible
-
-
-def plural(count: int, word: str) -> str:
-    return f"{count} {word}{'' if count == 1 else 's'}"
+from ...common.terminal_text import visible
+from ...common.text import plural
 
 
 class ConfirmSendDialog(ModalScreen[bool]):

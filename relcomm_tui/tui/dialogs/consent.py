@@ -12,7 +12,7 @@ from textual.binding import Binding
 from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.widgets import Button, Static
 
-from ... import consent
+from ...plan import consent
 from ...plan import Plan
 from .ask import AskDialog
 

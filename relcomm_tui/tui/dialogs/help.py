@@ -25,7 +25,7 @@ class HelpDialog(ModalScreen[None]):
         super().__init__()
         keys_for: dict[str, list[str]] = {}
         text_for: dict[str, str] = {}
-        for key, active in screen.active_bindings.items():
+        for active in screen.active_bindings.values():
             binding = active.binding
             if not binding.description or binding.action in SKIPPED_ACTIONS:
                 continue

@@ -13,7 +13,7 @@ from textual.containers import Vertical
 from textual.screen import ModalScreen
 from textual.widgets import Input, Static
 
-from ...terminal_text import visible, visible_lines
+from ...common.terminal_text import visible, visible_lines
 
 
 class PasswordDialog(ModalScreen[str | None]):

@@ -22,12 +22,14 @@ from textual.widgets import DataTable, Footer, OptionList, Static
 from textual.widgets.option_list import Option
 from textual.worker import Worker, WorkerState
 
-from ... import consent
-from ...checks import BLOCKING_WARNINGS, Finding, run_checks
+from ...plan import consent
+from ...checks.rules import run_checks
+from ...checks.findings import BLOCKING_WARNINGS, Finding
 from ...plan import Plan, PlanError
 from ...plan.model import Location
 from ..dialogs.consent import ConsentDialog
 from ..text import plain, plain_lines, visible
+from ...common.text import plural
 
 COLUMNS = (("reviewed", "✓", 3), ("group", "Group", 23), ("required", "Req", 4), ("members", "Members", 8),
            ("communiques", "Communiques", 12), ("channels", "Channels", 17))
@@ -71,10 +73,6 @@ def place(location: Location, root: Path) -> str:
     if location.keypath:
         text += f" {location.keypath}"
     return text
-
-
-def plural(count: int, word: str) -> str:
-    return f"{count} {word}{'' if count == 1 else 's'}"
 
 
 class ChecklistScreen(Screen):

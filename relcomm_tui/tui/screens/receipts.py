@@ -456,7 +456,7 @@ class ReceiptsScreen(Screen):
             except secrets.SecretError as error:
                 self.notify(f"{error.message}. {error.hint}", title="SMTP password", severity="error", timeout=10)
                 return
-        from ...delivery import SendError
+        from ...delivery.engine import SendError
 
         try:
             summary = await follow_up(self.plan, self.app.ledger, communique_id, keys, corrections=corrections,

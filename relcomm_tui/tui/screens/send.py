@@ -18,7 +18,7 @@ from rich.text import Text
 from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
-from textual.containers import Horizontal, Vertical, VerticalScroll
+from textual.containers import Horizontal, VerticalScroll
 from textual.content import Content
 from textual.message import Message
 from textual.reactive import reactive
@@ -26,11 +26,11 @@ from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Label, ProgressBar, Static
 from textual.worker import Worker, WorkerState
 
-from ...delivery import (
+from ...delivery.engine import (
     CommuniqueSkipped, DeliveryChanged, delivery_audience, Progress, RunStopped, RunSummary, SendEngine, SendError, SendStopped,
     select_communiques, send_test_message, sender_domain,
 )
-from ...ledger import (
+from ...store.ledger import (
     ACCEPTED, AWAITING, DEFERRED, FINAL_STATES, IN_DOUBT, MARKED_DELIVERED, QUEUED, REJECTED, SENDING, STATE_LABELS,
     DeliveryIntent, Ledger, delivery_id, who_am_i,
 )
@@ -41,6 +41,7 @@ from ..dialogs.confirm_send import ConfirmSendDialog
 from ..dialogs.manual_done import ManualDoneDialog
 from ..dialogs.password import PasswordDialog
 from ..text import plain, visible
+from ...common.text import plural
 
 FLUSH_SECONDS = 0.1
 COLUMNS = (("state", "State", 9), ("communique", "Communique", 16), ("recipient", "Recipient", 24),
@@ -69,10 +70,6 @@ class Row:
     state: str
     reply: str
     attempts: int
-
-
-def plural(count: int, word: str) -> str:
-    return f"{count} {word}{'' if count == 1 else 's'}"
 
 
 def deliveries(count: int, adjective: str = "") -> str:

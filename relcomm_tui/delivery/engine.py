@@ -38,20 +38,20 @@ import random
 import re
 import secrets
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from email.utils import parseaddr
 from pathlib import Path
 from typing import AsyncIterator, Callable, Iterator, Mapping, Sequence
 
-from .errors import UserError
-from .channels import RETRY_AFTER_MAX, Channel, ChannelStopped, DeliveryJob, DeliveryWithdrawn, Outcome, channel_factory
-from .ledger import (
+from ..common.errors import UserError
+from ..channels import RETRY_AFTER_MAX, Channel, ChannelStopped, DeliveryJob, DeliveryWithdrawn, Outcome, channel_factory
+from ..store.ledger import (
     ACCEPTED, AWAITING, DEFERRED, FINAL_STATES, IN_DOUBT, MARKED_DELIVERED, QUEUED, REJECTED, SENDING, STATES,
-    DeliveryIntent, Ledger, LedgerError, LedgerStorageError, new_envelope_id, new_message_id, who_am_i,
+    DeliveryIntent, Ledger, LedgerError, LedgerStorageError, new_envelope_id, new_message_id,
 )
-from .lock import SendLock, SendLockedError
-from .plan.files import FileChange, FileWatch, changes
-from .plan.model import Communique, Plan, Recipient, StakeholderGroup
+from ..store.lock import SendLock, SendLockedError
+from ..plan.files import FileChange, FileWatch, changes
+from ..plan.model import Communique, Plan, Recipient, StakeholderGroup
 
 # Engine workers per SMTP connection: one message on the wire, one queued to chain behind it
 # (pipelining), one being rendered. Email commits `sending` only for the message whose text is
@@ -726,7 +726,7 @@ def _refuse_changed_files(plan: Plan) -> None:
 
 
 def _default_render(plan: Plan) -> Callable[[DeliveryJob], "object"]:
-    from .channels.email import default_render
+    from ..channels.email import default_render
 
     return default_render(plan)
 
@@ -734,7 +734,7 @@ def _default_render(plan: Plan) -> Callable[[DeliveryJob], "object"]:
 def dry_run(plan: Plan, ledger: Ledger, *, only: Sequence[str] | None = None,
             render: Callable[[DeliveryJob], object] | None = None, who: str | None = None) -> DryRunResult:
     """Render every message into `<state>/outbox` (a Maildir); nothing is recorded as sent."""
-    from .state import check_outbox
+    from ..store.state import check_outbox
 
     _refuse_changed_files(plan)
     build = render or _default_render(plan)
@@ -749,22 +749,22 @@ def dry_run(plan: Plan, ledger: Ledger, *, only: Sequence[str] | None = None,
     domain = sender_domain(plan)
     for communique in select_communiques(plan, only):
         if communique.channel != "email":
-            from .channels.webhook import dry_run_deliveries
-            from .ledger import delivery_id as make_id
+            from ..channels.webhook import dry_run_deliveries
+            from ..store.ledger import delivery_id as make_id
 
             jobs = []
             for group, recipient in delivery_audience(plan, communique):
                 ident = make_id(plan.release.version, communique.id, recipient.key)
                 jobs.append(DeliveryJob(ident, communique, group, recipient, new_message_id(domain), new_envelope_id()))
             # Writes <outbox>/<communique>/<delivery>.json|.html|.txt: what would be posted or published.
-            for job, outcome in zip(jobs, dry_run_deliveries(plan, communique.channel, jobs, outbox)):
+            for _job, outcome in zip(jobs, dry_run_deliveries(plan, communique.channel, jobs, outbox)):
                 if outcome.state == "accepted":
                     written += 1
                 else:
                     failures.append(f"{communique.id}: {outcome.detail or outcome.reply}")
             continue
         for group, recipient in plan.audience(communique):
-            from .ledger import delivery_id as make_id
+            from ..store.ledger import delivery_id as make_id
 
             ident = make_id(plan.release.version, communique.id, recipient.key)
             job = DeliveryJob(ident, communique, group, recipient, new_message_id(domain), new_envelope_id())
@@ -793,7 +793,7 @@ async def send_test_message(plan: Plan, ledger: Ledger, *, communique_id: str | 
                     password: str | None = None, render: Callable[[DeliveryJob], object] | None = None,
                     who: str | None = None) -> SendTestResult:
     """Send one communique to the engineer alone, "[TEST] " before the subject, outside the deliveries."""
-    from .channels.email import EmailChannel
+    from ..channels.email import EmailChannel
 
     _refuse_changed_files(plan)
     address = to or plan.sender.test_to

@@ -18,10 +18,10 @@ import html
 import io
 from dataclasses import dataclass
 
-from .ledger import Ledger
-from .plan.model import Plan
-from .receipts.status import ReceiptStatus, RecipientReceipt, build_status, fate_of
-from .terminal_text import visible as v
+from ..store.ledger import Ledger
+from ..plan.model import Plan
+from ..receipts.status import ReceiptStatus, RecipientReceipt, build_status, fate_of
+from ..common.terminal_text import visible as v
 
 FORMATS = ("md", "html", "csv")
 

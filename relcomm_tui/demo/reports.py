@@ -1,6 +1,6 @@
 """Realistic delivery reports for the embedded demo mail server.
 
-After :class:`relcomm_tui.mailserver.LoopbackMailServer` accepts a message it
+After :class:`relcomm_tui.demo.mailserver.LoopbackMailServer` accepts a message it
 can hand it to a :class:`ReportGenerator`, which decides - like a relay and the
 recipients' mail clients would - which reports come back to the sender:
 
@@ -21,7 +21,6 @@ from __future__ import annotations
 import email
 import email.policy
 import email.utils
-import mailbox
 import os
 import random
 from dataclasses import dataclass
@@ -29,10 +28,9 @@ from email.message import Message
 from email.mime.message import MIMEMessage
 from email.mime.multipart import MIMEMultipart
 from email.mime.text import MIMEText
-from typing import TYPE_CHECKING, Iterable, Optional, Sequence
+from typing import Iterable, Optional, Sequence
 
-if TYPE_CHECKING:  # pragma: no cover
-    from relcomm_tui.mailserver import AcceptedMessage
+from .store import AcceptedMessage, open_maildir
 
 __all__ = [
     "BounceRule",
@@ -42,7 +40,6 @@ __all__ = [
     "build_dsn",
     "build_mdn",
     "find_bounce_rule",
-    "open_maildir",
 ]
 
 
@@ -254,15 +251,6 @@ def build_mdn(
 # generator
 
 
-def open_maildir(path: str | os.PathLike[str]) -> mailbox.Maildir:
-    """Open (creating if needed) a Maildir, also inside an existing empty
-    directory, which ``mailbox.Maildir(create=True)`` leaves incomplete."""
-    path = os.fspath(path)
-    for sub in ("tmp", "new", "cur"):
-        os.makedirs(os.path.join(path, sub), exist_ok=True)
-    return mailbox.Maildir(path, create=False)
-
-
 class ReportGenerator:
     """Decide which reports an accepted message produces and write them.
 
@@ -297,7 +285,7 @@ class ReportGenerator:
         low, high = self.delay
         return self._random.uniform(low, high)
 
-    def reports_for(self, accepted: "AcceptedMessage") -> list[PendingReport]:
+    def reports_for(self, accepted: AcceptedMessage) -> list[PendingReport]:
         """The reports ``accepted`` will produce (not yet written)."""
         reports: list[PendingReport] = []
         arrival = email.utils.formatdate(localtime=True)

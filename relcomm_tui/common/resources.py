@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-_PACKAGE = Path(__file__).resolve().parent
+_PACKAGE = Path(__file__).resolve().parent.parent  # relcomm_tui/ (this module lives in common/)
 
 
 def data_dir(name: str) -> Path:

@@ -40,11 +40,11 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
-from .config import config_dir
-from .plan.locate import keypath_text
-from .plan.model import Plan
-from .plan.schema import CommandSecret
-from .plan.secrets import secret_uses
+from ..common.config import config_dir
+from .locate import keypath_text
+from .model import Plan
+from .schema import CommandSecret
+from .references import secret_uses
 
 ALLOWED_DIR = "allowed"
 ALLOW_HINT = "review them with `relcomm allow PLAN` (it prints them and records your consent), or pass --allow-commands"

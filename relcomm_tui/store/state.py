@@ -34,8 +34,8 @@ import sqlite3
 import stat
 from pathlib import Path
 
-from .config import CONFIG_DIR_ENV, config_dir
-from .ledger import LedgerError, LedgerRefused, now, who_am_i
+from ..common.config import CONFIG_DIR_ENV, config_dir
+from .states import STATE_LABELS, LedgerError, LedgerRefused, now, who_am_i
 
 KEY_FOLDER = "keys"
 KEY_NAME = "ledger.key"
@@ -299,8 +299,6 @@ def summarize(db: sqlite3.Connection) -> list[str]:
     """What a ledger says, in lines for the engineer: runs, deliveries by state, sign-offs.
 
     Reads only the columns of the first schema, so a ledger of any relcomm version can be shown."""
-    from .ledger import STATE_LABELS
-
     tables = _tables(db)
     lines: list[str] = []
     if "runs" in tables:

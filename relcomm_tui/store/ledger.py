@@ -18,63 +18,42 @@ files the database's mode). Nothing here ever stores a password.
 from __future__ import annotations
 
 import contextlib
-import datetime as dt
-import getpass
 import hashlib
 import os
 import re
 import secrets
-import socket
 import sqlite3
 import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterable, Iterator, Sequence
 
-from .errors import UserError
+from . import state
+from .lock import lock_is_free
+
+# The ledger's words, used by its callers as ledger.ACCEPTED etc.
+from .states import (  # noqa: F401
+    ACCEPTED,
+    AWAITING,
+    DEFERRED,
+    FINAL_STATES,
+    IN_DOUBT,
+    MARKED_DELIVERED,
+    QUEUED,
+    REJECTED,
+    RUN_MODES,
+    SENDING,
+    STATE_LABELS,
+    STATES,
+    ClaimRefused,
+    LedgerError,
+    LedgerRefused,
+    LedgerStorageError,
+    now,
+    who_am_i,
+)
 
 LEDGER_NAME = "ledger.sqlite"
-
-# Delivery states. `in_doubt` is shown as "in doubt".
-QUEUED = "queued"
-SENDING = "sending"
-ACCEPTED = "accepted"
-DEFERRED = "deferred"
-REJECTED = "rejected"
-IN_DOUBT = "in_doubt"
-MARKED_DELIVERED = "marked_delivered"
-# A manual step (a call, a briefing) handed to a person: nothing is sent, the engineer confirms it
-# later (channels.manual.confirm_manual marks it delivered). Never re-issued by a re-run.
-AWAITING = "awaiting"
-STATES = (QUEUED, SENDING, ACCEPTED, DEFERRED, REJECTED, IN_DOUBT, MARKED_DELIVERED, AWAITING)
-# A delivery in one of these is done: a re-run never sends it again.
-FINAL_STATES = frozenset({ACCEPTED, MARKED_DELIVERED})
-STATE_LABELS = {
-    QUEUED: "queued", SENDING: "sending", ACCEPTED: "accepted", DEFERRED: "deferred",
-    REJECTED: "rejected", IN_DOUBT: "in doubt", MARKED_DELIVERED: "marked delivered",
-    AWAITING: "awaiting confirmation",
-}
-
-RUN_MODES = ("send", "dry-run", "test", "follow-up")
-
-
-class LedgerError(UserError):
-    """The ledger cannot be opened or used; `hint` says what to do."""
-
-
-class LedgerStorageError(LedgerError):
-    """The ledger's file cannot be read or written (disk full, read-only, locked by another
-    process, I/O error). Nothing can be recorded, so nothing more may be sent."""
-
-
-class LedgerRefused(LedgerError):
-    """The state folder, the ledger or the send lock is not this user's own: a symbolic link,
-    another owner, or a ledger relcomm did not write for them (state.py). Nothing in it is used."""
-
-
-class ClaimRefused(LedgerError):
-    """A delivery could not be claimed for sending (it is not queued or deferred any more): the
-    run that asked does not send it."""
 
 
 # How long a write waits for another process's write transaction (seconds). Long enough for
@@ -99,11 +78,6 @@ def storage_error(error: sqlite3.Error, path: Path, doing: str = "use") -> Ledge
             f"close the other program writing to it (the relcomm app, `relcomm receipts`, an sqlite3 shell), {again}")
     return LedgerStorageError(f"cannot {doing} the ledger {path}: {text}",
                               f"check the disk and the state folder, {again}")
-
-
-def now() -> str:
-    """UTC timestamp text, sortable, with milliseconds."""
-    return dt.datetime.now(dt.timezone.utc).isoformat(timespec="milliseconds")
 
 
 def delivery_id(release_version: str, communique_id: str, recipient_key: str) -> str:
@@ -148,15 +122,6 @@ def is_relcomm_message_id(value: str | None) -> bool:
     """A Message-ID relcomm makes: `<relcomm.…@domain>` (old ones had the same start)."""
     text = (value or "").strip().strip("<>").strip().lower()
     return text.startswith(ID_PREFIX) and "@" in text
-
-
-def who_am_i() -> tuple[str, str]:
-    """(login, host) recorded with every run."""
-    try:
-        login = getpass.getuser()
-    except Exception:  # no login name in some containers
-        login = str(os.getuid())
-    return login, socket.gethostname()
 
 
 @dataclass(frozen=True, slots=True)
@@ -370,8 +335,6 @@ class Ledger:
         With `recover`, deliveries left in `sending` by a dead process become `in doubt`,
         unless a live process holds the send lock (then they are really being sent).
         """
-        from . import state
-
         state_dir = Path(state_dir).expanduser()
         path = state_dir / LEDGER_NAME
         try:
@@ -424,8 +387,6 @@ class Ledger:
     def _create_if_empty(self) -> bool:
         """Make the schema and this user's tag in one transaction when the file holds nothing yet
         (two relcomm processes making the same new ledger: one makes it, the other checks it)."""
-        from . import state
-
         if not state.is_empty(self._db):
             return False
         self._db.execute("BEGIN IMMEDIATE")
@@ -450,8 +411,6 @@ class Ledger:
         inside the write transaction: a sender takes the lock before it claims anything and cannot
         claim while this transaction holds the ledger, so a free lock here means every `sending`
         row is a dead process's."""
-        from .lock import lock_is_free
-
         folder = self.path.parent
         return self._write(lambda db: self._recover_work(db) if lock_is_free(folder) else 0)  # type: ignore[return-value]
 
@@ -461,15 +420,11 @@ class Ledger:
 
     def adopt_summary(self) -> list[str]:
         """What the ledger says (runs, deliveries, sign-offs), for the engineer to judge."""
-        from . import state
-
         with self._reading():
             return state.summarize(self._db)
 
     def adopt(self, summary: Sequence[str]) -> None:
         """Tag the ledger as this user's and record who adopted it, when, and what it said then."""
-        from . import state
-
         with self._reading():
             foreign = state.foreign_objects(self._db)
         if foreign:
@@ -820,17 +775,6 @@ class Ledger:
     def releases(self) -> set[str]:
         with self._reading():
             return {row[0] for row in self._db.execute("SELECT DISTINCT release_version FROM deliveries")}
-
-    def is_seen(self, source: str, key: str) -> bool:
-        with self._reading():
-            return self._db.execute("SELECT 1 FROM seen_messages WHERE source=? AND key=?", (source, key)).fetchone() is not None
-
-    def mark_seen(self, source: str, keys: Iterable[str]) -> None:
-        stamp = now()
-        self._write(lambda db: db.executemany(
-            "INSERT INTO seen_messages (source, key, at) VALUES (?,?,?) ON CONFLICT DO NOTHING",
-            ((source, key, stamp) for key in keys),
-        ))
 
     def seen_keys(self, source: str) -> set[str]:
         """Every key of `source` already read: one query, so a refresh of a big mailbox stays fast."""

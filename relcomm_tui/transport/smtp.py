@@ -10,7 +10,7 @@ A server may echo what it was sent (`535 ... 'AUTH PLAIN <token>'`, the same at 
 DATA, in a later greeting or EHLO): every line a server sends is cleaned of the connection's
 secrets (`secrets`, and the AUTH tokens built from them) the moment it is read, before it can
 become a `Reply`, an error message, a ledger row or a line on screen
-(`relcomm_tui.secret_text.hide_secrets`).
+(`relcomm_tui.common.secret_text.hide_secrets`).
 
 What matters for exactly-once is *where* a transaction stopped. `Transaction.end_sent` says
 whether the final "." of the message reached the socket: a connection lost before it can
@@ -26,7 +26,7 @@ import re
 import ssl
 from dataclasses import dataclass, field
 
-from ..secret_text import SecretHider
+from ..common.secret_text import SecretHider
 
 _LINE_ENDS = re.compile(rb"\r\n|\r|\n")
 _LINE_LIMIT = 2 ** 16  # asyncio's default StreamReader limit, which this client keeps
@@ -119,11 +119,6 @@ class Transaction:
             if reply is not None and not (reply.code == ok or (ok == 250 and 200 <= reply.code < 300)):
                 return reply
         return None
-
-
-def xtext(text: str) -> str:
-    """RFC 3461 xtext: printable ASCII except "+" and "=", the rest as +HH."""
-    return "".join(chr(b) if 33 <= b <= 126 and b not in (0x2B, 0x3D) else f"+{b:02X}" for b in text.encode("utf-8"))
 
 
 def _shown(raw: bytes, cleaned: str, limit: int = 80) -> str:

@@ -1,93 +1,30 @@
-"""Validation: every problem in a plan as a Finding with a stable id, severity, place and hint.
+"""Validation: every problem in a plan as a Finding (checks/findings.py) with a stable id.
 
-Errors block sending; warnings do not. The rules are listed, with their ids, in
-docs/plan-format.md ("Validation rules"); `RULES` below is the same list in code.
 Every communique is rendered for every recipient of its audience, and each distinct problem
 is reported once with how many recipients it affects.
 """
 
 from __future__ import annotations
 
-import os
 import re
-import signal
-import subprocess
-from collections.abc import Iterable
 from dataclasses import dataclass, field
 from email.utils import parseaddr
 from pathlib import Path
-from typing import Literal
 from urllib.parse import parse_qsl, urlsplit
 
-from . import consent
-from .compose.mime import header_injection, header_problem, header_too_long
-from .net import is_loopback
-from .plan.locate import close_match, find_line, keypath_text, shown
-from .plan.model import Communique, Location, Plan, Recipient, StakeholderGroup
+from email_validator import EmailNotValidError, validate_email
 
-Severity = Literal["error", "warning"]
-
-
-@dataclass(frozen=True)
-class Finding:
-    id: str                      # stable rule id, e.g. "group-unreached", "template-undefined"
-    severity: Severity
-    message: str                 # one line, in the user's words
-    hint: str                    # how to fix it
-    location: Location           # file, line where known, key path
-    group_id: str | None = None       # the stakeholder group it concerns, if any (checklist jumps there)
-    communique_id: str | None = None  # the communique it concerns, if any (preview jumps there)
-
-    @property
-    def blocks_sending(self) -> bool:
-        return self.severity == "error" or self.id in BLOCKING_WARNINGS
-
-    def as_dict(self) -> dict:
-        return {
-            "id": self.id, "severity": self.severity, "message": self.message, "hint": self.hint,
-            "file": str(self.location.file), "line": self.location.line, "column": self.location.column,
-            "keypath": self.location.keypath, "group": self.group_id, "communique": self.communique_id,
-        }
-
-
-# id -> (severity, what it means). The docs' rules table is checked against this by a test.
-RULES: dict[str, tuple[Severity, str]] = {
-    "group-unreached": ("error", "a required stakeholder group is reached by no communique"),
-    "group-unused": ("warning", "a stakeholder group that is not required is reached by no communique"),
-    "group-unknown": ("error", "a communique names a stakeholder group that does not exist"),
-    "group-empty": ("error", "a communique goes to a stakeholder group with no members"),
-    "reminder-unknown": ("error", "`reminder_for` names a communique that does not exist"),
-    "template-missing": ("error", "the template file is missing or unreadable"),
-    "template-syntax": ("error", "a template (file, inline body, subject or path) has a Jinja2 syntax error"),
-    "template-undefined": ("error", "a template uses a variable that is undefined for some recipients"),
-    "template-error": ("error", "a template fails while rendering (sandbox refusal, bad expression)"),
-    "template-limit": ("error", "a template goes over a render limit (loop iterations, output size, nesting depth, time)"),
-    "placeholder-left": ("error", "the rendered subject or text still holds TODO/TBD/XXX/FIXME, lorem ipsum or {{ }}"),
-    "header-injection": ("error", "a header value (name, address, subject, custom header) contains a line break or control character"),
-    "header-invalid": ("error", "a custom header has an invalid name or overrides one relcomm sets, or a header value is too long"),
-    "address-invalid": ("error", "a member of a group reached by email has an invalid address"),
-    "address-missing": ("error", "a member of a group reached by email has no email address"),
-    "address-duplicate": ("warning", "the same address appears twice in one group"),
-    "sender-address-invalid": ("error", "sender from, reply_to, receipts_to, test_to or a communique's reply_to is invalid"),
-    "subject-missing": ("error", "an email or publish communique has no subject"),
-    "body-missing": ("error", "a communique has no template, body or instructions"),
-    "path-unsafe": ("error", "a publish `path` uses `..`, leaves the plan's folder, is made absolute by a template value, is not .html, or would replace a file relcomm did not write"),
-    "channel-setting-missing": ("error", "a channel setting is missing: webhook/pager url, publish path, pagerduty routing_key"),
-    "url-invalid": ("error", "a webhook/pager/publish URL is not an http(s) URL with a host"),
-    "preset-unknown": ("error", "a webhook or pager preset is not one relcomm knows"),
-    "url-literal-token": ("warning", "a URL written in the plan looks like it contains a token"),
-    "secret-unresolved": ("error", "a secret reference cannot be resolved (keyring, environment, command)"),
-    "smtp-insecure": ("error", 'SMTP security "none" to a host that is not loopback'),
-    "notes-missing": ("warning", "the release notes file is missing or unreadable"),
-    "notes-section-missing": ("warning", "the release notes have no section for this version"),
-    "gate-failed": ("error", "the release gate exited non-zero or timed out"),
-    "gate-not-found": ("error", "the release gate command does not exist"),
-    "gate-none": ("warning", "no release gate is configured: nothing declares the release a success"),
-    "gate-not-allowed": ("warning", "the release gate was not run: the plan's commands are not allowed on this host yet"),
-    "secret-not-allowed": ("warning", "a { command = ... } secret was not run: the plan's commands are not allowed yet"),
-}
-# Warnings (the plan is fine as written) that still keep sending locked until dealt with.
-BLOCKING_WARNINGS = {"gate-not-allowed", "secret-not-allowed"}
+from ..common.net import is_loopback
+from ..compose import RenderError, TextRenderer, render
+from ..compose.mime import header_injection, header_problem, header_too_long
+from ..compose.notes import notes_section
+from ..compose.pages import page_target
+from ..plan import consent
+from ..plan.locate import close_match, find_line, keypath_text, shown
+from ..plan.model import Communique, Location, Plan, Recipient, StakeholderGroup
+from ..plan.secrets import CommandNotAllowed, SecretError, describe, resolve, secret_uses
+from .findings import RULES, Finding, sort_findings
+from .gate import GateResult, run_gate
 
 WEBHOOK_PRESETS = ("slack", "teams", "mattermost", "googlechat", "json", "text")
 PAGER_PRESETS = ("pagerduty", "ntfy")
@@ -98,19 +35,6 @@ TOKEN_URL = re.compile(r"hooks\.slack\.com/services/|webhook\.office\.com|/api/w
 TOKEN_PARAMS = {"token", "access_token", "api_key", "apikey", "key", "secret", "sig", "signature", "password"}
 SECRET_TIMEOUT = 5.0
 MAX_PER_GROUP = 20  # findings per rule and group before one "and N more" finding
-
-
-@dataclass(frozen=True)
-class GateResult:
-    """The release gate's verdict, for the checklist and `relcomm send`."""
-
-    ok: bool
-    output: str
-    configured: bool
-    returncode: int | None = None
-    timed_out: bool = False
-    missing: bool = False
-    not_allowed: bool = False  # consent for the plan's commands is missing: it was not run
 
 
 def run_checks(plan: Plan, *, gate: bool = True, secrets: bool = True) -> list[Finding]:
@@ -129,46 +53,6 @@ def run_checks(plan: Plan, *, gate: bool = True, secrets: bool = True) -> list[F
     if gate:
         checker.gate(run_gate(plan))
     return sort_findings(checker.findings)
-
-
-def sort_findings(findings: Iterable[Finding]) -> list[Finding]:
-    return sorted(findings, key=lambda f: (f.severity != "error", str(f.location.file), f.location.line or 0, f.id))
-
-
-def run_gate(plan: Plan) -> GateResult:
-    """Run the release gate (shell command, from the plan's folder) and say whether it passed."""
-    command = plan.release.gate
-    if not command:
-        return GateResult(False, "", False)
-    # Consent looks at the files the gate names now (a `git pull` may have changed scripts/ok.sh
-    # since it was given); the process starts right after, so the window is as short as it can be.
-    if not consent.may_run(plan.root, command):
-        return GateResult(False, "", True, not_allowed=True)
-    try:
-        process = subprocess.Popen(
-            command, shell=True, cwd=plan.root, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT, start_new_session=True,  # its own group, so a timeout kills its children too
-        )
-    except OSError as error:
-        return GateResult(False, f"cannot run the gate: {error.strerror}", True, missing=True)
-    try:
-        out, _ = process.communicate(timeout=plan.release.gate_timeout)
-    except subprocess.TimeoutExpired:
-        _kill_group(process)
-        out, _ = process.communicate()
-        text = out.decode("utf-8", errors="replace").strip()
-        return GateResult(False, text, True, returncode=None, timed_out=True)
-    text = out.decode("utf-8", errors="replace").strip()
-    # sh says "not found" and exits 127 (126: found but not executable).
-    missing = process.returncode in (126, 127)
-    return GateResult(process.returncode == 0, text, True, returncode=process.returncode, missing=missing)
-
-
-def _kill_group(process: subprocess.Popen) -> None:
-    try:
-        os.killpg(process.pid, signal.SIGKILL)
-    except (ProcessLookupError, PermissionError):
-        process.kill()
 
 
 # -- the checker -------------------------------------------------------------------------------
@@ -220,7 +104,7 @@ class _Checker:
         plan = self.plan
         known = [g.id for g in plan.groups]
         for index, communique in enumerate(plan.communiques):
-            for position, group_id in enumerate(communique.to):
+            for group_id in communique.to:
                 group = plan.group(group_id)
                 where = self.at("communiques", index, "to")
                 if group is None:
@@ -239,7 +123,7 @@ class _Checker:
                          f"{shown(communique.spec.reminder_for)}, which is no communique",
                          f"did you mean {close!r}?" if close else "name the id of the communique it follows up",
                          self.at("communiques", index, "reminder_for"), communique=communique.id)
-        for index, group in enumerate(plan.groups):
+        for group in plan.groups:
             if plan.communiques_for(group.id):
                 continue
             if group.required:
@@ -299,8 +183,6 @@ class _Checker:
         return any(c.channel == channel for c in self.plan.communiques)
 
     def notes(self) -> None:
-        from .compose.notes import notes_section
-
         release = self.plan.release
         if release.notes_file is None:
             return
@@ -384,8 +266,6 @@ class _Checker:
     # -- rendering, for every recipient --
 
     def rendering(self, index: int, communique: Communique) -> None:
-        from .compose import RenderError, TextRenderer, render
-
         plan = self.plan
         problems: dict[tuple, _Problem] = {}
         cid = communique.id
@@ -447,8 +327,6 @@ class _Checker:
                 except RenderError as error:
                     full_done = from_error(error, who, gid) != "address"  # else try the next recipient
         if communique.channel == "publish" and communique.spec.path:
-            from .channels.publish import page_target
-
             try:
                 page_target(plan, communique)  # renders the path and refuses one that leaves where it may go
             except RenderError as error:
@@ -521,8 +399,6 @@ class _Checker:
     # -- secrets --
 
     def secrets(self) -> None:
-        from .plan.secrets import CommandNotAllowed, SecretError, describe, resolve, secret_uses
-
         resolved: dict[str, str | Exception] = {}
         for use in secret_uses(self.plan):
             ref, where, cid, what = use.ref, self.at(*use.parts), use.communique, use.what
@@ -578,8 +454,6 @@ _PLAIN_LOCAL = re.compile(r"^[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+(\.[A-Za-z0-9!#$%&'*
 
 
 def _validate(address: str) -> str | None:
-    from email_validator import EmailNotValidError, validate_email
-
     try:
         validate_email(address, check_deliverability=False)
     except EmailNotValidError as error:

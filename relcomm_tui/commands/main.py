@@ -62,7 +62,7 @@ def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     # `relcomm PLAN [--theme T]` opens the app; anything else is a subcommand.
     if argv and argv[0] not in SUBCOMMANDS and argv[0] not in ("-h", "--help"):
-        from .commands import app as open_app
+        from . import app as open_app
 
         return open_app.main(argv)
     args = parse_args(argv)
@@ -71,7 +71,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     if args.command in DRAWS_THE_TERMINAL:
         return _run(args)
-    from .terminal_text import PrintableStream
+    from ..common.terminal_text import PrintableStream
 
     stdout, stderr = sys.stdout, sys.stderr
     sys.stdout, sys.stderr = PrintableStream(stdout), PrintableStream(stderr)
