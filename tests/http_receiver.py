@@ -27,7 +27,7 @@ from pathlib import Path
 
 import pytest
 
-from relcomm_tui.channels import DeliveryJob
+from relcomm_tui.channels import DeliveryJob, Intent, Outbox
 from relcomm_tui.compose import Rendered
 from relcomm_tui.store.ledger import delivery_id, new_envelope_id
 from relcomm_tui.plan.loader import load_plan
@@ -206,17 +206,26 @@ def fake_render(subject: str = "Orion 4.2.0 is live", text: str = "**Orion 4.2.0
 
 
 class IntentLog:
-    """Stands in for the engine's commit_intent and remembers that it was awaited before the post."""
+    """Stands in for the engine's intent (the `sending` row) and remembers what the world looked
+    like when it was committed: how many requests the receiver had, and `observe()`'s answer."""
 
-    def __init__(self, receiver: ScriptedReceiver | None = None) -> None:
+    def __init__(self, receiver: ScriptedReceiver | None = None, observe=None) -> None:
         self.calls = 0
         self.requests_before: list[int] = []
+        self.observed: list[object] = []
         self.receiver = receiver
+        self.observe = observe
 
-    def attach(self, job: DeliveryJob) -> DeliveryJob:
-        async def commit_intent() -> None:
+    def intent(self) -> Intent:
+        async def commit() -> None:
             self.calls += 1
             self.requests_before.append(len(self.receiver.requests) if self.receiver else 0)
+            if self.observe is not None:
+                self.observed.append(self.observe())
 
-        job.commit_intent = commit_intent
-        return job
+        return Intent(commit)
+
+
+async def rehearse(channel, job: DeliveryJob, outbox: Path) -> Path:
+    """The dry run of one delivery, as the engine's dry run does it: the channel's rehearsal, written by Outbox."""
+    return Outbox(outbox).write(job, await channel.rehearse(job))

@@ -59,9 +59,12 @@ def migrate(path: Path) -> bool:
     rename: dict[str, str] = {}
     edits: list[tuple[ast.ImportFrom, list[str]]] = []
 
+    # A file that already imports the tests' servers was written knowing both: leave its choice.
+    knows_faulty = bool(imports_from(tree, "faulty_mailserver"))
+    knows_scripted = bool(imports_from(tree, "http_receiver"))
     for node in imports_from(tree, "relcomm_tui.demo.mailserver"):
         items = names(node)
-        faulty = any(n in FAULT_NAMES for n, _ in items) or bool(FAULT_USE.search(source))
+        faulty = not knows_faulty and (any(n in FAULT_NAMES for n, _ in items) or bool(FAULT_USE.search(source)))
         keep, fault, new = [], [], []
         for name, alias in items:
             if name in FAULT_NAMES:
@@ -76,7 +79,7 @@ def migrate(path: Path) -> bool:
                 new.append(spell("relcomm_tui.demo.store", [(name, alias)]))
             else:
                 keep.append((name, alias))
-        if not fault and not new:
+        if not fault and not new:  # nothing moved for this file
             continue
         out = ([spell("faulty_mailserver", fault)] if fault else []) + new
         out += [spell("relcomm_tui.demo.mailserver", keep)] if keep else []
@@ -84,7 +87,7 @@ def migrate(path: Path) -> bool:
 
     for node in imports_from(tree, "relcomm_tui.demo.webhook_receiver"):
         items = names(node)
-        if not (any(n in RECEIVER_NAMES for n, _ in items) or RECEIVER_USE.search(source)):
+        if knows_scripted or not (any(n in RECEIVER_NAMES for n, _ in items) or RECEIVER_USE.search(source)):
             continue
         moved = []
         for name, alias in items:

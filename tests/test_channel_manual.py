@@ -13,10 +13,10 @@ import textwrap
 
 import pytest
 
-from http_receiver import Reply, channel_plan, hang, job_for, receiver  # noqa: F401
+from http_receiver import Reply, channel_plan, hang, job_for, receiver, rehearse  # noqa: F401
 from relcomm_tui.store import ledger as L
 from relcomm_tui.channels.manual import ManualChannel, ManualError, confirm_manual, task_for
-from relcomm_tui.channels.webhook import default_render
+from relcomm_tui.channels.base import post_render as default_render
 from relcomm_tui.delivery.engine import SendEngine, dry_run
 from relcomm_tui.store.ledger import Ledger
 
@@ -105,10 +105,8 @@ async def test_task_text_and_dry_run(tmp_path):
     assert task.contact == "Sam Okafor (CTO), +1 555 0101"
     assert task.title == "Brief the executive staff"
     outbox = tmp_path / "outbox"
-    channel = ManualChannel(plan, outbox=outbox)
-    outcome = await channel.deliver(job)
-    text = (outbox / "exec-briefing" / f"{job.delivery_id}.txt").read_text()
-    assert outcome.state == "accepted" and "dry run" in outcome.reply
+    text = (await rehearse(ManualChannel(plan), job, outbox)).read_text()
+    assert text == (outbox / "exec-briefing" / f"{job.delivery_id}.txt").read_text()
     assert "Person: Sam Okafor (CTO), +1 555 0101" in text and "Call Sam Okafor (CTO, +1 555 0101)" in text
 
 

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import json
 
-from http_receiver import IntentLog, Reply, channel_plan, fake_render, job_for, ntfy_reply, pagerduty_reply, receiver  # noqa: F401
+from http_receiver import IntentLog, Reply, channel_plan, fake_render, job_for, ntfy_reply, pagerduty_reply, receiver, rehearse  # noqa: F401
 from relcomm_tui.channels.pager import PagerChannel
-from relcomm_tui.channels.webhook import RetryPolicy
+from relcomm_tui.transport.http import HttpTimeouts
 
-FAST = RetryPolicy(max_attempts=2, connect_timeout=0.5, total_timeout=1, backoff_base=0.01, backoff_max=0.02)
+FAST = HttpTimeouts(connect=0.5, total=1)
 
 
 def pager_plan(folder, url, preset, extra=""):
@@ -25,14 +25,18 @@ def pager_plan(folder, url, preset, extra=""):
     """)
 
 
+def pager(plan, **options):
+    return PagerChannel(plan, render=fake_render(subject="Orion 4.2.0 deployed", text="Watch the dashboards"),
+                        timeouts=FAST, **options)
+
+
 async def page(plan, **options):
-    channel = PagerChannel(plan, render=fake_render(subject="Orion 4.2.0 deployed", text="Watch the dashboards"),
-                           policy=FAST, **options)
+    channel = pager(plan, **options)
     await channel.open()
     try:
         log = IntentLog()
-        job = log.attach(job_for(plan, "ops-page"))
-        return await channel.deliver(job), job, log
+        job = job_for(plan, "ops-page")
+        return await channel.deliver(job, log.intent()), job, log
     finally:
         await channel.close()
 
@@ -69,10 +73,17 @@ async def test_pagerduty_throttled_then_accepted(tmp_path, receiver, monkeypatch
     receiver.script("/v2/enqueue", Reply(429, {"status": "throttled"}, {"Retry-After": "0"}))
     receiver.answer("/v2/enqueue", Reply(202, pagerduty_reply))
     plan = pager_plan(tmp_path, receiver.url("/v2/enqueue"), "pagerduty", extra='routing_key = { env = "TEST_PD_KEY" }')
-    outcome, job, _ = await page(plan)
-    assert outcome.state == "accepted"
+    from relcomm_tui.delivery.engine import SendEngine
+    from relcomm_tui.store.ledger import Ledger
+
+    ledger = Ledger.open(plan.state_dir)
+    fast = {"pager": lambda plan, **kw: pager(plan, **{k: v for k, v in kw.items() if k != "render"})}
+    await SendEngine(plan, ledger, backoff_base=0.01, channels=fast).run()  # the engine retries, not the channel
+    [record] = ledger.deliveries("4.2.0")
+    assert record.state == "accepted" and record.attempts == 2
     first, second = receiver.requests_for("/v2/enqueue")
-    assert first.json()["dedup_key"] == second.json()["dedup_key"] == job.envelope_id
+    assert first.json()["dedup_key"] == second.json()["dedup_key"] == record.envelope_id
+    ledger.close()
 
 
 async def test_pagerduty_without_routing_key_is_rejected_before_anything_is_sent(tmp_path, receiver):
@@ -105,8 +116,8 @@ async def test_dry_run_masks_the_routing_key(tmp_path, receiver, monkeypatch):
     monkeypatch.setenv("TEST_PD_KEY", "R0UTINGKEY")
     plan = pager_plan(tmp_path, receiver.url("/v2/enqueue"), "pagerduty", extra='routing_key = { env = "TEST_PD_KEY" }')
     outbox = tmp_path / "outbox"
-    outcome, job, _ = await page(plan, outbox=outbox)
-    written = (outbox / "ops-page" / f"{job.delivery_id}.json").read_text()
-    assert outcome.state == "accepted" and receiver.requests == []
+    job = job_for(plan, "ops-page")
+    written = (await rehearse(pager(plan), job, outbox)).read_text()
+    assert receiver.requests == []
     assert json.loads(written)["body"]["routing_key"] == "(secret)"
     assert "R0UTINGKEY" not in written

@@ -15,11 +15,11 @@ import time
 import campaign
 import pytest
 
-from http_receiver import IntentLog, Reply, channel_plan, fake_render, job_for, receiver  # noqa: F401
+from http_receiver import IntentLog, Reply, channel_plan, fake_render, job_for, receiver, rehearse  # noqa: F401
 from relcomm_tui.channels.publish import INDEX, PublishChannel, index_entries
-from relcomm_tui.channels.webhook import RetryPolicy
+from relcomm_tui.transport.http import HttpTimeouts
 
-FAST = RetryPolicy(max_attempts=2, connect_timeout=0.5, total_timeout=1, backoff_base=0.01, backoff_max=0.02)
+FAST = HttpTimeouts(connect=0.5, total=1)
 
 
 def page_plan(folder, extra=""):
@@ -35,12 +35,12 @@ def page_plan(folder, extra=""):
     """)
 
 
-async def publish(plan, render=None, **options):
-    channel = PublishChannel(plan, render=render, policy=FAST, **options)
+async def publish(plan, render=None, log=None, **options):
+    channel = PublishChannel(plan, render=render, timeouts=FAST, **options)
     await channel.open()
     try:
-        job = IntentLog().attach(job_for(plan, "release-page"))
-        return await channel.deliver(job), job
+        job = job_for(plan, "release-page")
+        return await channel.deliver(job, (log or IntentLog()).intent()), job
     finally:
         await channel.close()
 
@@ -95,7 +95,7 @@ async def test_a_failing_rename_leaves_the_old_page_intact(tmp_path, monkeypatch
     outcome, _ = await publish(plan, render=fake_render(subject="New", html="<p>new page</p>"))
     monkeypatch.undo()
     assert outcome.state == "rejected"
-    assert "No space left on device" in outcome.detail and outcome.intent_committed
+    assert "No space left on device" in outcome.detail
     assert page.read_bytes() == before
     assert [p.name for p in page.parent.iterdir() if p.name.endswith(".tmp")] == []
 
@@ -111,6 +111,7 @@ def test_a_process_killed_between_write_and_rename_leaves_the_old_page(tmp_path)
         import asyncio, os, signal, sys
         sys.path.insert(0, {str(os.path.dirname(__file__))!r})
         from http_receiver import channel_plan, fake_render, job_for
+        from relcomm_tui.channels import Intent
         from relcomm_tui.channels.publish import PublishChannel
         from relcomm_tui.plan.loader import load_plan
 
@@ -120,7 +121,7 @@ def test_a_process_killed_between_write_and_rename_leaves_the_old_page(tmp_path)
         os.replace = die
         plan = load_plan({str(plan_dir / "plan.toml")!r})
         channel = PublishChannel(plan, render=fake_render(subject="New", html="<p>new</p>"))
-        asyncio.run(channel.deliver(job_for(plan, "release-page")))
+        asyncio.run(channel.deliver(job_for(plan, "release-page"), Intent.unrecorded()))
     """)
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
     assert done.returncode == -9, done.stderr
@@ -150,7 +151,45 @@ async def test_public_url_that_does_not_serve_the_page_is_transient(tmp_path, re
     assert outcome.state == "transient"
     assert "HTTP 404" in outcome.reply and "does not serve it" in outcome.detail
     assert (tmp_path / "www" / "releases" / "4.2.0.html").exists()
-    assert len(receiver.requests_for("/missing.html")) == 2  # retried within the delivery
+    assert len(receiver.requests_for("/missing.html")) == 1  # one try per delivery: retries are the engine's
+
+
+async def test_through_the_engine_a_page_not_served_yet_is_retried_per_the_plan(tmp_path, receiver):
+    """Publish used to retry 3 times inside one delivery, under the engine's 5 tries: up to 15
+    GETs with two backoffs. Now the engine alone retries, [channels.publish] max_attempts times."""
+    from relcomm_tui.store import ledger as L
+    from relcomm_tui.delivery.engine import SendEngine
+    from relcomm_tui.store.ledger import Ledger
+
+    receiver.script("/site/4.2.0.html", Reply(404, "not synced yet"))
+    receiver.serve_directory("/site", tmp_path / "www" / "releases")
+    plan = page_plan(tmp_path, extra=f'public_url = "{receiver.url("/site/4.2.0.html")}"')
+    ledger = Ledger.open(plan.state_dir)
+    await SendEngine(plan, ledger, backoff_base=0.01).run()
+    [record] = ledger.deliveries("4.2.0")
+    assert record.state == L.ACCEPTED and record.attempts == 2 and "serves this page" in record.reply
+    assert len(receiver.requests_for("/site/4.2.0.html", "GET")) == 2
+
+    ledger.close()
+    receiver.answer("/gone/4.2.0.html", Reply(404, "gone"))
+    plan = channel_plan(tmp_path / "two", f"""
+        [channels.publish]
+        max_attempts = 2
+
+        [[communiques]]
+        id = "release-page"
+        to = ["engineering"]
+        channel = "publish"
+        path = "www/releases/{{{{ release.version }}}}.html"
+        public_url = "{receiver.url("/gone/4.2.0.html")}"
+        body = "# Orion"
+    """)
+    ledger = Ledger.open(plan.state_dir)
+    await SendEngine(plan, ledger, backoff_base=0.01).run()
+    [record] = ledger.deliveries("4.2.0")
+    assert record.state == L.DEFERRED and "gave up after 2 attempt" in record.reply
+    assert len(receiver.requests_for("/gone/4.2.0.html", "GET")) == 2
+    ledger.close()
 
 
 async def test_a_put_refused_is_rejected_with_its_words(tmp_path, receiver):
@@ -191,11 +230,13 @@ async def test_dry_run_writes_the_page_to_the_outbox_only(tmp_path):
     plan = page_plan(tmp_path)
     outbox = tmp_path / "state" / "outbox"
     fixed = dt.datetime(2026, 11, 26, 12, 0, tzinfo=dt.timezone.utc)
-    outcome, job = await publish(plan, render=fake_render(subject="Orion", html="<p>hi</p>"), outbox=outbox,
-                                 now=lambda: fixed)
-    assert outcome.state == "accepted" and "dry run" in outcome.reply
+    job = job_for(plan, "release-page")
+    channel = PublishChannel(plan, render=fake_render(subject="Orion", html="<p>hi</p>"), now=lambda: fixed)
+    rehearsal = await channel.rehearse(job)
+    assert rehearsal.note.endswith("4.2.0.html would be written")
+    written = (await rehearse(channel, job, outbox)).read_text()
     assert not (tmp_path / "www").exists()
-    written = (outbox / "release-page" / f"{job.delivery_id}.html").read_text()
+    assert written == (outbox / "release-page" / f"{job.delivery_id}.html").read_text()
     assert "<p>hi</p>" in written and "2026-11-26 12:00 UTC" in written
 
 

@@ -11,12 +11,12 @@ import time
 import campaign
 import pytest
 
-from http_receiver import IntentLog, Reply, channel_plan, fake_render, hang, job_for, receiver  # noqa: F401
+from http_receiver import IntentLog, Reply, channel_plan, fake_render, hang, job_for, receiver, rehearse  # noqa: F401
 from relcomm_tui.channels.presets import to_mrkdwn
-from relcomm_tui.channels.webhook import RetryPolicy, WebhookChannel, parse_retry_after, redact
+from relcomm_tui.channels.webhook import WebhookChannel
+from relcomm_tui.transport.http import HttpTimeouts, parse_retry_after, redact
 
-FAST = RetryPolicy(max_attempts=3, connect_timeout=0.5, total_timeout=0.5, backoff_base=0.01, backoff_max=0.05,
-                   retry_after_cap=5)
+FAST = HttpTimeouts(connect=0.5, total=0.5)
 
 
 def hook_plan(tmp_path, url, preset="slack", extra=""):
@@ -32,17 +32,29 @@ def hook_plan(tmp_path, url, preset="slack", extra=""):
     """)
 
 
-async def deliver(plan, policy=FAST, render=None, **options):
-    channel = WebhookChannel(plan, render=render or fake_render(), policy=policy, **options)
+async def deliver(plan, timeouts=FAST, render=None, **options):
+    channel = WebhookChannel(plan, render=render or fake_render(), timeouts=timeouts, **options)
     await channel.open()
     try:
         job = job_for(plan, "eng-chat")
-        log = IntentLog(options.get("receiver_for_log"))
-        log.attach(job)
-        outcome = await channel.deliver(job)
+        log = IntentLog()
+        outcome = await channel.deliver(job, log.intent())
         return outcome, job, log
     finally:
         await channel.close()
+
+
+async def send(plan, **options):
+    """Through the engine, with short waits: retries are the engine's, never the channel's."""
+    from relcomm_tui.delivery.engine import SendEngine
+    from relcomm_tui.store.ledger import Ledger
+
+    ledger = Ledger.open(plan.state_dir)
+    fast = {"webhook": lambda plan, **kw: WebhookChannel(plan, timeouts=FAST, **kw)}
+    summary = await SendEngine(plan, ledger, backoff_base=0.01, backoff_max=0.05, channels=fast, **options).run()
+    [record] = ledger.deliveries("4.2.0")
+    ledger.close()
+    return summary, record
 
 
 async def test_200_is_a_receipt_with_status_and_excerpt(tmp_path, receiver):
@@ -52,7 +64,7 @@ async def test_200_is_a_receipt_with_status_and_excerpt(tmp_path, receiver):
     assert outcome.state == "accepted"
     assert outcome.reply.startswith("HTTP 200 OK: ok xxx")
     assert len(outcome.reply) <= len("HTTP 200 OK: ") + 200
-    assert outcome.intent_committed and log.calls == 1
+    assert log.calls == 1
     [request] = receiver.requests_for("/hook")
     assert request.method == "POST"
     assert request.headers["idempotency-key"] == job.envelope_id
@@ -61,53 +73,63 @@ async def test_200_is_a_receipt_with_status_and_excerpt(tmp_path, receiver):
 
 async def test_intent_is_committed_before_the_request_leaves(tmp_path, receiver):
     plan = hook_plan(tmp_path, receiver.url("/hook"))
-    channel = WebhookChannel(plan, render=fake_render(), policy=FAST)
+    channel = WebhookChannel(plan, render=fake_render(), timeouts=FAST)
     await channel.open()
     log = IntentLog(receiver)
-    job = log.attach(job_for(plan, "eng-chat"))
-    await channel.deliver(job)
+    await channel.deliver(job_for(plan, "eng-chat"), log.intent())
     await channel.close()
     assert log.requests_before == [0]
     assert len(receiver.requests) == 1
 
 
 async def test_429_with_retry_after_is_waited_for_then_one_success(tmp_path, receiver):
-    receiver.script("/hook", Reply(429, "slow down", {"Retry-After": "1"}))
+    receiver.script("/hook", Reply(429, "slow down", {"Retry-After": "1"}), Reply(429, "slow down", {"Retry-After": "1"}))
     receiver.answer("/hook", Reply(200, "ok"))
     plan = hook_plan(tmp_path, receiver.url("/hook"))
-    outcome, job, log = await deliver(plan)
-    assert outcome.state == "accepted"
-    first, second = receiver.requests_for("/hook")
-    # A lower bound (load only lengthens it): the receiver saw the retry at least 1 s later.
+    outcome, _, log = await deliver(plan)
+    assert outcome.state == "transient" and outcome.retry_after == 1.0  # the engine waits it, not the channel
+    assert len(receiver.requests_for("/hook")) == 1 and log.calls == 1
+    summary, record = await send(plan)
+    assert record.state == "accepted" and record.attempts == 2
+    first, second = receiver.requests_for("/hook")[1:]
     assert second.at - first.at >= 0.95, "Retry-After: 1 was not honoured"
-    assert first.headers["idempotency-key"] == second.headers["idempotency-key"] == job.envelope_id
-    assert log.calls == 1, "one intent per delivery, whatever the retries"
+    assert first.headers["idempotency-key"] == second.headers["idempotency-key"] == record.envelope_id
 
 
 async def test_500_then_200_is_retried_with_backoff(tmp_path, receiver):
     receiver.script("/hook", Reply(500, "oops"))
     plan = hook_plan(tmp_path, receiver.url("/hook"))
-    outcome, _, _ = await deliver(plan)
-    assert outcome.state == "accepted"
+    summary, record = await send(plan)
+    assert record.state == "accepted" and summary.exit_code == 0
     assert [r.method for r in receiver.requests_for("/hook")] == ["POST", "POST"]
 
 
-async def test_5xx_every_time_is_transient_after_max_attempts(tmp_path, receiver):
+async def test_5xx_every_time_is_deferred_after_max_attempts_from_the_plan(tmp_path, receiver):
     receiver.answer("/hook", Reply(503, "maintenance"))
-    plan = hook_plan(tmp_path, receiver.url("/hook"))
-    outcome, _, _ = await deliver(plan)
-    assert outcome.state == "transient"
-    assert "HTTP 503" in outcome.reply and "maintenance" in outcome.reply
-    assert "after 3 attempt" in outcome.detail
-    assert len(receiver.requests_for("/hook")) == 3
+    plan = channel_plan(tmp_path / "three", f"""
+        [channels.webhook]
+        max_attempts = 3
+
+        [[communiques]]
+        id = "eng-chat"
+        to = ["engineering"]
+        channel = "webhook"
+        url = "{receiver.url('/hook')}"
+        body = "x"
+    """)
+    summary, record = await send(plan)
+    assert record.state == "deferred"
+    assert "HTTP 503" in record.reply and "maintenance" in record.reply
+    assert "gave up after 3 attempt" in record.reply
+    assert len(receiver.requests_for("/hook")) == 3, "[channels.webhook] max_attempts, not [transport.smtp]'s 5"
 
 
 async def test_retry_after_beyond_the_cap_defers_at_once(tmp_path, receiver):
     receiver.answer("/hook", Reply(429, "later", {"Retry-After": "3600"}))
     plan = hook_plan(tmp_path, receiver.url("/hook"))
-    outcome, _, _ = await deliver(plan)
-    assert outcome.state == "transient"
-    assert "3600 s" in outcome.detail
+    summary, record = await send(plan)
+    assert record.state == "deferred"
+    assert "3600 s" in record.reply and "not retried in this run" in record.reply
     assert len(receiver.requests_for("/hook")) == 1
 
 
@@ -124,8 +146,7 @@ async def test_400_is_rejected_with_the_response_text(tmp_path, receiver):
 async def test_a_hanging_receiver_is_bounded_and_left_in_doubt_not_posted_twice(tmp_path, receiver):
     receiver.answer("/hook", hang(10))
     plan = hook_plan(tmp_path, receiver.url("/hook"))
-    policy = RetryPolicy(max_attempts=2, connect_timeout=0.3, total_timeout=0.3, backoff_base=0.01, backoff_max=0.02)
-    outcome, _, _ = await deliver(plan, policy)  # the receiver answers after 10 s: accepted, had it waited
+    outcome, _, _ = await deliver(plan, HttpTimeouts(connect=0.3, total=0.3))  # answers after 10 s: accepted, had it waited
     posts = len(receiver.requests_for("/hook"))
     campaign.record("fault", "webhook: no answer after the post", tried=1, held=int(outcome.state == "in_doubt"),
                     duplicates=posts - 1)
@@ -184,7 +205,7 @@ async def test_missing_secret_rejects_with_a_hint_and_posts_nothing(tmp_path, re
     outcome, _, log = await deliver(plan)
     assert outcome.state == "rejected"
     assert "TEST_HOOK_URL_MISSING is not set" in outcome.detail and "export" in outcome.detail
-    assert log.calls == 0 and not outcome.intent_committed
+    assert log.calls == 0
     assert receiver.requests == []
 
 
@@ -244,10 +265,10 @@ async def test_dry_run_writes_the_outbox_and_posts_nothing(tmp_path, receiver, m
     plan = hook_plan(tmp_path, receiver.url("/hook/T0/SECRETPATH"),
                      extra='headers = { Authorization = { env = "TEST_HOOK_TOKEN" } }')
     outbox = tmp_path / "state" / "outbox"
-    outcome, job, log = await deliver(plan, outbox=outbox)
-    assert outcome.state == "accepted" and "dry run" in outcome.reply
-    assert receiver.requests == [] and log.calls == 0
-    written = outbox / "eng-chat" / f"{job.delivery_id}.json"
+    job = job_for(plan, "eng-chat")
+    written = await rehearse(WebhookChannel(plan, render=fake_render()), job, outbox)
+    assert receiver.requests == []
+    assert written == outbox / "eng-chat" / f"{job.delivery_id}.json"
     document = json.loads(written.read_text())
     assert document["body"]["text"].startswith("*Orion 4.2.0 is live*")
     assert document["url"] == f"http://127.0.0.1:{receiver.port}/…"
@@ -313,8 +334,7 @@ async def test_through_the_engine_a_post_without_answer_is_in_doubt_and_only_res
         url = "{receiver.url('/hook')}"
         body = "{{{{ release.name }}}} is live"
     """)
-    fast = {"webhook": lambda plan, **kw: WebhookChannel(plan, policy=RetryPolicy(
-        max_attempts=3, connect_timeout=0.3, total_timeout=0.3, backoff_base=0.01, backoff_max=0.02), **kw)}
+    fast = {"webhook": lambda plan, **kw: WebhookChannel(plan, timeouts=HttpTimeouts(connect=0.3, total=0.3), **kw)}
     ledger = Ledger.open(plan.state_dir)
     await SendEngine(plan, ledger, backoff_base=0.01, channels=fast).run()
     [record] = ledger.deliveries("4.2.0")
@@ -334,7 +354,7 @@ async def test_through_the_engine_a_post_without_answer_is_in_doubt_and_only_res
 
 
 def test_retry_after_is_read_as_data_never_overflowed_or_crashed_on():
-    from relcomm_tui.channels.webhook import RETRY_AFTER_LONGEST
+    from relcomm_tui.transport.retry import RETRY_AFTER_LONGEST
 
     assert parse_retry_after("9" * 400) == RETRY_AFTER_LONGEST  # was float("9"*400) = inf
     assert parse_retry_after("1" + "0" * 5000) == RETRY_AFTER_LONGEST  # longer than int() takes

@@ -256,7 +256,9 @@ def test_failing_password_command(tmp_path: Path) -> None:
     data = base_plan()
     data["transport"]["smtp"]["password"] = {"command": f"{sys.executable} -c 'import sys; sys.exit(3)'"}
     _, findings = check(tmp_path, data)
-    finding = only(findings, "secret-unresolved")
+    # A warning, not a lock: the app and `relcomm send` ask for the password instead (app.credentials).
+    finding = only(findings, "smtp-password-unresolved")
+    assert finding.severity == "warning" and not finding.blocks_sending
     assert "SMTP password" in finding.message and "exit 3" in finding.message
     assert finding.location.keypath == "transport.smtp.password"
 

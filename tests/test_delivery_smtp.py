@@ -19,7 +19,7 @@ import pytest
 
 from relcomm_tui.store import ledger as L
 from relcomm_tui.delivery.engine import (
-    WORKERS_PER_CONNECTION, CommuniqueSkipped, DeliveryChanged, Progress, RunFinished, RunStopped, SendEngine, SendError, SendStopped,
+    CommuniqueSkipped, DeliveryChanged, Progress, RunFinished, RunStopped, SendEngine, SendError, SendStopped,
     dry_run, send_test_message,
 )
 from relcomm_tui.store.ledger import Ledger
@@ -31,7 +31,8 @@ from waits import parked_on_pause, until
 
 
 def workers(sender: SendEngine) -> int:
-    return WORKERS_PER_CONNECTION * sender.concurrency
+    """How many deliveries the engine may have under way at once: what its channels take in flight."""
+    return sum(pace.settings.in_flight for pace in sender._paces.values())
 
 
 async def paused_and_quiet(sender: SendEngine, ledger, server, task) -> None:

@@ -17,6 +17,8 @@ def test_demo_sends_everything_and_collects_receipts(tmp_path):
     assert "bounced: 5.1.1" in out and "bounced: 5.2.2" in out
     # ...everyone else's mail was reached, and some read receipts confirm it.
     assert "confirmed" in out
+    # The send's summary hides nothing: the two manual steps for the executives are waiting (issue 13).
+    assert "Sent: 37 accepted, 0 deferred, 0 rejected, 0 in doubt, 2 manual step(s) waiting for you" in out
     assert "0 did not" in out  # every report the demo server wrote matched a delivery
     # The plan and its ledger live in the demo folder, so it can be reopened later.
     assert (folder / "plan.toml").is_file() and (folder / ".relcomm" / "ledger.sqlite").is_file()

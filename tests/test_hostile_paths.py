@@ -18,7 +18,7 @@ from http_receiver import IntentLog, job_for
 from plan_helpers import FILES, base_plan, write_plan
 
 from relcomm_tui.channels.publish import PublishChannel
-from relcomm_tui.channels.webhook import RetryPolicy
+from relcomm_tui.transport.http import HttpTimeouts
 from relcomm_tui.checks.rules import run_checks
 from relcomm_tui.plan import load_plan
 from relcomm_tui.plan.loader import PlanError
@@ -147,7 +147,7 @@ def test_validate_cli_names_the_key_without_a_traceback(tmp_path: Path) -> None:
 
 # -- publish ---------------------------------------------------------------------------------------
 
-FAST = RetryPolicy(max_attempts=1, connect_timeout=0.5, total_timeout=1, backoff_base=0.01, backoff_max=0.02)
+FAST = HttpTimeouts(connect=0.5, total=1)
 
 
 def publish_plan(folder: Path, path: str, version: str = "2.0.0") -> Path:
@@ -188,10 +188,10 @@ def snapshot(tmp: Path) -> dict[str, bytes]:
 
 async def deliver(plan_file: Path):
     plan = load_plan(plan_file)
-    channel = PublishChannel(plan, policy=FAST)
+    channel = PublishChannel(plan, timeouts=FAST)
     await channel.open()
     try:
-        return await channel.deliver(IntentLog().attach(job_for(plan, "page")))
+        return await channel.deliver(job_for(plan, "page"), IntentLog().intent())
     finally:
         await channel.close()
 

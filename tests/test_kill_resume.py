@@ -17,7 +17,7 @@ import sys
 import time
 
 from relcomm_tui.store import ledger as L
-from relcomm_tui.delivery.engine import WORKERS_PER_CONNECTION
+from relcomm_tui.channels.email import WORKERS_PER_CONNECTION
 from relcomm_tui.store.ledger import Ledger
 from faulty_mailserver import FaultyMailServer
 

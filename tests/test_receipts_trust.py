@@ -416,7 +416,7 @@ async def test_status_receipts_and_report_show_the_same_fate(tmp_path, capsys):
     import csv
 
     rows = {r["delivery_id"]: r for r in csv.DictReader(csv_out.open(encoding="utf-8"))}
-    assert {ident: (r["outcome"], r["standing"]) for ident, r in rows.items()} == {
+    assert {ident: (r["fate"], r["standing"]) for ident, r in rows.items()} == {
         ident: (f["outcome"], f["standing"]) for ident, f in by_id.items()}
 
 

@@ -35,14 +35,21 @@ async def test_csv_record_one_row_per_delivery(tmp_path, capsys):
     assert invoke(report, [str(plan), "-o", str(out), "--state", str(state)]) == 0  # format from the suffix
     rows = list(csv.DictReader(io.StringIO(out.read_text(encoding="utf-8"))))
     assert len(rows) == 4
-    by_recipient = {r["recipient"]: r for r in rows}
-    bob = by_recipient["Bob Unknown <bob.unknown@example.com>"]
-    assert (bob["group"], bob["communique"], bob["channel"], bob["outcome"]) == ("customers", "news", "email", "bounced")
+    assert list(rows[0])[:9] == ["name", "address", "group", "communique", "channel", "fate", "reason", "sent",
+                                 "fate_time"]
+    by_address = {r["address"]: r for r in rows}
+    bob = by_address["bob.unknown@example.com"]
+    assert bob["name"] == "Bob Unknown"
+    assert (bob["group"], bob["communique"], bob["channel"], bob["fate"]) == ("customers", "news", "email", "bounced")
+    # The relay accepted it; the fate is the bounce, and it is dated by the bounce, not by the send.
+    assert bob["send_state"] == "accepted" and "accepted" not in bob["fate"]
     assert bob["reason"].startswith("5.1.1") and bob["bounced"] and not bob["delivered"]
-    alice = by_recipient["Alice Adams <alice@example.com>"]
-    assert alice["outcome"] == "confirmed" and alice["displayed"] and alice["sent"]
-    dave = by_recipient["Dave Ops <dave@example.com>"]
-    assert (dave["outcome"], dave["standing"]) == ("delivered", "reached") and dave["fate"].startswith("delivered ")
+    assert bob["fate_time"] == bob["bounced"] and bob["sent"]
+    alice = by_address["alice@example.com"]
+    assert (alice["name"], alice["fate"]) == ("Alice Adams", "confirmed") and alice["displayed"] and alice["sent"]
+    assert alice["fate_time"] == alice["displayed"] and alice["reason"] == ""
+    dave = by_address["dave@example.com"]
+    assert (dave["fate"], dave["standing"]) == ("delivered", "reached") and dave["fate_text"].startswith("delivered ")
 
 
 async def test_html_record_escapes_and_marks_outcomes(tmp_path, capsys):

@@ -84,9 +84,11 @@ version = "4.2.0"
 [sender]
 from = "Release Engineering <release@orion.example.com>"
 
-[transport.smtp]
-concurrency = 4
+[channels.webhook]
 max_attempts = 1   # a 500 is deferred at once: the next send would retry it
+
+[channels.pager]
+max_attempts = 1
 
 [[stakeholders]]
 id = "engineering"

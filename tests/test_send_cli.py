@@ -153,6 +153,7 @@ def test_password_from_stdin_is_used_and_never_printed(tmp_path, monkeypatch, ca
         captured = capsys.readouterr()
         assert len(server.messages) == 2 and "s3cret-pw" not in captured.out + captured.err
         # Without a password source and without a terminal: a plain refusal, exit 2.
+        # (A fresh state folder: a send with nothing left to send needs no password.)
         monkeypatch.setattr("sys.stdin", io.StringIO(""))
-        assert main(["send", str(plan_file), "--yes"]) == 2
+        assert main(["send", str(plan_file), "--yes", "--state", str(tmp_path / "fresh")]) == 2
         assert "needs a password" in capsys.readouterr().err

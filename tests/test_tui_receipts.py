@@ -128,17 +128,51 @@ async def test_follow_up_of_a_bounced_recipient_at_a_corrected_address(sent_plan
         field.value = "bob@example.com"
         await pilot.press("enter")
         await wait_for_screen(pilot, ConfirmFollowUpDialog)
-        assert app.screen.people == ["Bob Unknown <bob@example.com>"]
+        # Bob never got `news`: it is `news` itself that goes to him again (issue 13), not the reminder.
+        assert app.screen.reminder_id == "news" and app.screen.subject == "Orion 4.2.0 is out"
+        assert app.screen.people == ["Bob Unknown <bob@example.com> (bounced at bob.unknown@example.com)"]
         await pilot.press("y")
         await settle(pilot)
         assert app.screen is screen
         sent = server.messages[before:]
         assert [m.rcpt_tos for m in sent] == [["bob@example.com"]]
-        assert "Reminder" in sent[0].data.decode()
-        reminder = app.ledger.deliveries("4.2.0", "news-reminder")
-        assert [(d.recipient_key, d.state) for d in reminder] == [("bob@example.com", "accepted")]
+        assert "Reminder" not in sent[0].data.decode()
+        assert app.ledger.deliveries("4.2.0", "news-reminder") == []
+        corrected = app.ledger.delivery(delivery_id("4.2.0", "news", "bob@example.com"))
+        assert (corrected.state, corrected.person_key) == ("accepted", "bob.unknown@example.com")
         assert [r.mode for r in app.ledger.runs()][-1] == "follow-up"
-        assert screen.status.row(reminder[0].id) is not None  # refreshed after the send
+        assert screen.status.row(corrected.id) is not None  # refreshed after the send
+
+        # Again on the same row with the same address: said, and nothing is sent twice.
+        await pilot.press("f")
+        await wait_for_screen(pilot, CorrectAddressDialog)
+        app.screen.query_one(Input).value = "bob@example.com"
+        await pilot.press("enter")
+        await settle(pilot)
+        assert len(server.messages) == before + 1
+
+
+async def test_f_on_a_bounce_without_a_reminder_in_the_plan_sends_the_same_communique(tmp_path, server,
+                                                                                   user_config):  # noqa: F811
+    path = write_plan(tmp_path / "plan", server.port)
+    text = path.read_text(encoding="utf-8")
+    path.write_text(text[: text.index('[[communiques]]\nid = "news-reminder"')], encoding="utf-8")
+    with Ledger.open(tmp_path / "state") as ledger:
+        await SendEngine(load_plan(path), ledger, render=render).run()
+    server.flush_reports()
+    app = RelcommApp(load_plan(path), state_dir=tmp_path / "state")
+    async with app.run_test(size=SIZE) as pilot:
+        await open_receipts(app, pilot)
+        before = len(server.messages)
+        await pilot.press("b", "f")  # today: "the plan has no reminder communique"
+        await wait_for_screen(pilot, CorrectAddressDialog)
+        app.screen.query_one(Input).value = "bob@example.com"
+        await pilot.press("enter")
+        await wait_for_screen(pilot, ConfirmFollowUpDialog)
+        await pilot.press("y")
+        await settle(pilot)
+        assert [m.rcpt_tos for m in server.messages[before:]] == [["bob@example.com"]]
+        assert app.ledger.delivery(delivery_id("4.2.0", "news", "bob@example.com")).state == "accepted"
 
 
 async def test_follow_up_can_be_declined_and_sends_nothing(sent_plan, server):

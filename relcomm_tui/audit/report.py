@@ -25,10 +25,12 @@ from ..common.terminal_text import visible as v
 
 FORMATS = ("md", "html", "csv")
 
+# What a spreadsheet user filters on first, one fact a column (the name apart from the address; the
+# fate the receipts show, never the relay's "accepted" on a bounced row), then the audit detail.
 CSV_COLUMNS = (
-    "group", "recipient", "communique", "channel", "state", "sent", "accepted", "delivered", "displayed",
-    "acknowledged", "bounced", "complained", "auto_replied", "outcome", "reason", "last_update", "delivery_id",
-    "relayed", "delayed", "standing", "fate", "unverified",
+    "name", "address", "group", "communique", "channel", "fate", "reason", "sent", "fate_time",
+    "standing", "fate_text", "send_state", "accepted", "delivered", "relayed", "displayed", "acknowledged",
+    "bounced", "complained", "auto_replied", "delayed", "unverified", "last_update", "correction_of", "delivery_id",
 )
 
 
@@ -206,6 +208,19 @@ def _cell(value: str) -> str:
     return "'" + value if value.startswith(FORMULA_START) else value
 
 
+def name_and_address(row: RecipientReceipt) -> tuple[str, str]:
+    """The person's name and address apart. A post to a channel (webhook, publish, pager) has no
+    address: its "name" is the groups it went to; a manual step for someone without email neither."""
+    from email.utils import parseaddr
+
+    if "@" in row.recipient_key and not row.recipient_key.startswith("name:"):
+        name, address = parseaddr(row.recipient)
+        if address and "@" in address:
+            return name, address
+        return "", row.recipient_key
+    return row.recipient, ""
+
+
 def to_csv(record: AuditRecord) -> str:
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
@@ -213,10 +228,12 @@ def to_csv(record: AuditRecord) -> str:
     for _, _, rows in _rows_by_group(record):
         for r in rows:
             fate = fate_of(r, _when)
+            name, address = name_and_address(r)
             writer.writerow(_cell(v(str(c))) for c in [
-                r.group_id, r.recipient, r.communique_id, r.channel, r.state, r.sent or "", r.accepted or "",
-                r.delivered or "", r.displayed or "", r.acknowledged or "", r.bounced or "", r.complained or "",
-                r.auto_replied or "", fate.outcome, r.reason, r.last_update or "", r.delivery_id,
-                r.relayed or "", r.delayed or "", fate.standing, fate.text, fate.unverified,
+                name, address, r.group_id, r.communique_id, r.channel, fate.outcome, fate.reason or r.reason,
+                r.sent or "", fate.since or "", fate.standing, fate.text, r.state, r.accepted or "",
+                r.delivered or "", r.relayed or "", r.displayed or "", r.acknowledged or "", r.bounced or "",
+                r.complained or "", r.auto_replied or "", r.delayed or "", fate.unverified, r.last_update or "",
+                r.person if r.person != r.recipient_key else "", r.delivery_id,
             ])
     return buffer.getvalue()

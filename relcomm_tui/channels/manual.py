@@ -11,12 +11,10 @@ from __future__ import annotations
 
 import getpass
 from dataclasses import dataclass
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ..common.errors import UserError
-from . import DeliveryJob, Outcome
-from .webhook import RenderJob, atomic_write, default_render, outbox_file, render_error_text
+from .base import ChannelSettings, DeliveryJob, Intent, Outcome, Rehearsal, RenderJob, RetryPolicy, post_render, render_error_text
 
 if TYPE_CHECKING:
     from ..store.ledger import DeliveryRecord, Ledger
@@ -77,11 +75,11 @@ class ManualChannel:
 
     name = "manual"
 
-    def __init__(self, plan: "Plan", *, render: RenderJob | None = None, outbox: Path | None = None,
-                 **_engine_options: object) -> None:
+    def __init__(self, plan: "Plan", *, render: RenderJob | None = None, **_engine_options: object) -> None:
         self.plan = plan
-        self._render = render or default_render(plan)
-        self.outbox = Path(outbox) if outbox is not None else None
+        self._render = render or post_render(plan)
+        # Nothing leaves the machine: no pace to keep, nothing transient to retry.
+        self.settings = ChannelSettings(in_flight=4, rate=None, retry=RetryPolicy(max_attempts=1))
 
     async def open(self) -> None:
         return None
@@ -89,17 +87,17 @@ class ManualChannel:
     async def close(self) -> None:
         return None
 
-    async def deliver(self, job: DeliveryJob) -> Outcome:
+    async def deliver(self, job: DeliveryJob, intent: Intent) -> Outcome:
         try:
             task = task_for(job, self._render)
         except Exception as error:  # RenderError: the instructions cannot be shown as written
             return Outcome("rejected", detail=f"no task: {render_error_text(error)}")
-        if self.outbox is not None:
-            path = outbox_file(self.outbox, job, "txt")
-            atomic_write(path, task.as_text().encode("utf-8"), 0o600)
-            return Outcome("accepted", reply=f"dry run: task written to {path}")
-        # No commit_intent: nothing leaves the process, so there is nothing to be in doubt about.
+        # The intent is never committed: nothing leaves the process, so there is nothing to be in doubt about.
         return Outcome(AWAITING, reply=f"to do by hand: {task.contact}", detail=_one_line(task.instructions))  # type: ignore[arg-type]
+
+    async def rehearse(self, job: DeliveryJob) -> Rehearsal:
+        """The task as the engineer would get it."""
+        return Rehearsal("txt", task_for(job, self._render).as_text().encode("utf-8"))
 
 
 def _one_line(text: str, limit: int = 200) -> str:

@@ -1,7 +1,6 @@
 """The pager channel: a notification to an on-call service through its events API.
 
-Built on the webhook machinery (timeouts, retries, Retry-After, idempotency key, dry run); only
-the request and the receipt differ. Presets:
+The webhook channel with another request and receipt (`[channels.pager]` sets its pace). Presets:
 
 * pagerduty: Events API v2 (`url` defaults to PagerDuty's enqueue endpoint). The body carries
   the `routing_key` (a secret reference), `event_action = "trigger"` and the delivery id as
@@ -16,9 +15,10 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import TYPE_CHECKING
 
-from . import DeliveryJob
+from ..transport.http import HttpAnswer
+from .base import DeliveryJob
 from .presets import PAGER_PRESETS, PAGERDUTY_EVENTS_URL, Message, Payload, PresetError, webhook_payload
-from .webhook import HttpAnswer, WebhookChannel, body_for_outbox
+from .webhook import WebhookChannel, body_for_outbox
 
 if TYPE_CHECKING:
     from ..compose import Rendered

@@ -21,7 +21,10 @@ Rules for the folder, which may be a web site's root that others write too:
 
 Optionally the page is also PUT to `put_url` (a WebDAV folder, an object store); when
 `public_url` is set, a GET of it must answer 2xx before the delivery is accepted. The receipt is
-the file written (path, size, sha256) and the URL check.
+the file written (path, size, sha256) and the URL check. A PUT or GET that fails transiently
+(or a public URL that 404s: the site may not have synced yet) is retried by the engine, with the
+whole delivery (`[channels.publish]` sets concurrency, rate, max_attempts and timeout); writing
+the same page again is harmless.
 """
 
 from __future__ import annotations
@@ -42,11 +45,10 @@ import httpx
 
 from ..compose.markdown import to_html
 from ..compose.pages import GENERATOR, INDEX, NotOurs, not_ours, page_target, read_head
-from . import DeliveryJob, Outcome
-from .webhook import (
-    USER_AGENT, HttpRequest, RenderJob, RetryPolicy, SecretCache, Sleep, atomic_write, check_url, default_render,
-    hidden_result, outbox_file, redact, render_error_text, send_with_retries,
-)
+from ..common.errors import UserError
+from ..common.files import atomic_write
+from ..transport.http import HttpRequest, HttpSession, HttpTimeouts, SecretCache, check_url, redact
+from .base import DeliveryJob, Intent, Outcome, Rehearsal, RenderJob, post_render, render_error_text, settings_from
 
 if TYPE_CHECKING:
     from ..compose import Rendered
@@ -233,34 +235,37 @@ def publish_page(target: Path, page: bytes) -> Written:
     return Written(target, len(page), hashlib.sha256(page).hexdigest())
 
 
+@dataclass(frozen=True)
+class Page:
+    """One delivery's page, ready to go: where it is written and PUT, and which URL must serve it."""
+
+    page: bytes
+    target: Path | None
+    put_url: str | None
+    public_url: str | None
+
+
 class PublishChannel:
     """Write the release page (and the index) into the plan's `path`; optionally PUT it and check it is served."""
 
     name = "publish"
 
-    def __init__(self, plan: "Plan", *, render: RenderJob | None = None, policy: RetryPolicy | None = None,
-                 outbox: Path | None = None, sleep: Sleep = asyncio.sleep,
+    def __init__(self, plan: "Plan", *, render: RenderJob | None = None, timeouts: HttpTimeouts | None = None,
                  transport: httpx.AsyncBaseTransport | None = None, now=None, **_engine_options: object) -> None:
         self.plan = plan
-        self._render = render or default_render(plan)
-        # A PUT or GET of a page is cheap to repeat, so publish retries inside one delivery.
-        self.policy = policy or RetryPolicy(max_attempts=3)
-        self.outbox = Path(outbox) if outbox is not None else None
-        self._sleep = sleep
-        self._transport = transport
-        self._client: httpx.AsyncClient | None = None
+        table = plan.channels.publish
+        self.settings = settings_from(table)
+        self._render = render or post_render(plan)
+        self.http = HttpSession(timeouts or HttpTimeouts(total=float(table.timeout)), follow_redirects=True,
+                                transport=transport)
         self._now = now or (lambda: dt.datetime.now(dt.timezone.utc))
         self.secrets = SecretCache()
 
     async def open(self) -> None:
-        if self._client is None:
-            self._client = httpx.AsyncClient(timeout=self.policy.timeout(), follow_redirects=True,
-                                             headers={"User-Agent": USER_AGENT}, transport=self._transport)
+        await self.http.open()
 
     async def close(self) -> None:
-        client, self._client = self._client, None
-        if client is not None:
-            await client.aclose()
+        await self.http.close()
 
     def page(self, job: DeliveryJob, rendered: "Rendered") -> bytes:
         release = self.plan.release
@@ -269,28 +274,34 @@ class PublishChannel:
         return release_page(title=title, body_html=body, release=f"{release.name} {release.version}",
                             published=self._now()).encode("utf-8")
 
-    async def deliver(self, job: DeliveryJob) -> Outcome:
+    async def prepare(self, job: DeliveryJob) -> Page:
+        """Render the page and check where it goes; raises (RenderError, a UserError) when it cannot be published."""
+        spec = job.communique.spec
+        # Without `path` the page is only PUT (put_url): nothing is written here.
+        target = page_target(self.plan, job.communique) if spec.path else None
+        page = self.page(job, self._render(job))
+        put_url = await self.secrets.value(spec.put_url, "put_url") if spec.put_url else None
+        for url in (put_url, spec.public_url):
+            problem = check_url(url) if url else None
+            if problem:
+                raise UserError(f"{redact(url)}: {problem}", "fix put_url / public_url in the communique")
+        if target is None and not put_url:
+            raise UserError("the communique has neither `path` nor `put_url`", "set path (a file) or put_url")
+        return Page(page, target, put_url, spec.public_url)
+
+    async def rehearse(self, job: DeliveryJob) -> Rehearsal:
+        """The page as it would be published; nothing is written to `path` or PUT."""
+        prepared = await self.prepare(job)
+        where = f"{prepared.target} would be written" if prepared.target else "the page would be PUT"
+        return Rehearsal("html", prepared.page, note=where)
+
+    async def deliver(self, job: DeliveryJob, intent: Intent) -> Outcome:
         try:
-            # Without `path` the page is only PUT (put_url): nothing is written here.
-            target = page_target(self.plan, job.communique) if job.communique.spec.path else None
-            page = self.page(job, self._render(job))
-            put_url = await self.secrets.value(job.communique.spec.put_url, "put_url") if job.communique.spec.put_url else None
-            public_url = job.communique.spec.public_url
-            for url in (put_url, public_url):
-                problem = check_url(url) if url else None
-                if problem:
-                    return Outcome("rejected", detail=f"not published: {redact(url)}: {problem}")
+            prepared = await self.prepare(job)
         except Exception as error:  # RenderError, PresetError: the communique cannot be published as written
             return Outcome("rejected", detail=f"not published: {render_error_text(error)}")
-        if target is None and not put_url:
-            return Outcome("rejected", detail="not published: the communique has neither `path` nor `put_url`")
-        if self.outbox is not None:
-            path = outbox_file(self.outbox, job, "html")
-            atomic_write(path, page, 0o600)
-            where = f"{target} would be written" if target else "the page would be PUT"
-            return Outcome("accepted", reply=f"dry run: {where}; the page is in {path}")
-        if job.commit_intent is not None:
-            await job.commit_intent()
+        await intent.commit()  # the ledger says `sending` before the page is written or PUT
+        page, target, put_url, public_url = prepared.page, prepared.target, prepared.put_url, prepared.public_url
         words = []
         digest = hashlib.sha256(page).hexdigest()
         if target is not None:
@@ -298,38 +309,30 @@ class PublishChannel:
                 # The fsyncs may take a moment on a network file system: keep the loop free.
                 written = await asyncio.to_thread(publish_page, target, page)
             except NotOurs as error:
-                return Outcome("rejected", detail=f"not published: {error.message} ({error.hint})",
-                               intent_committed=True)
+                return Outcome("rejected", detail=f"not published: {error.message} ({error.hint})")
             except OSError as error:
                 return Outcome("rejected", detail=f"cannot write {target}: {error.strerror or error}; "
-                               "check that the folder exists and is writable", intent_committed=True)
+                               "check that the folder exists and is writable")
             words.append(f"wrote {written.path} ({written.size} bytes, sha256 {digest[:16]}…)")
         if put_url:
-            result = await send_with_retries(self.client, HttpRequest(
+            result = await self.http.send(HttpRequest(
                 "PUT", put_url, {"Content-Type": "text/html; charset=utf-8", "Idempotency-Key": job.delivery_id},
-                page), self.policy, self._sleep, idempotent=True)
-            result = hidden_result(result, self.secrets, put_url)  # a receiver may echo the URL's token
+                page), idempotent=True)
+            result = self.secrets.hidden(result, put_url)  # a receiver may echo the URL's token
             words.append(f"PUT {redact(put_url)}: {result.answer.words}"
                          + ("" if target else f" ({len(page)} bytes, sha256 {digest[:16]}…)"))
             if result.state != "accepted":
-                return Outcome(result.state, reply="; ".join(words), detail=result.detail, intent_committed=True)
+                return Outcome(result.state, reply="; ".join(words), detail=result.detail,  # type: ignore[arg-type]
+                               retry_after=result.answer.retry_after)
         if public_url:
-            result = await send_with_retries(self.client, HttpRequest("GET", public_url), self.policy, self._sleep,
-                                           also_retry=frozenset({404}), idempotent=True)
+            result = await self.http.send(HttpRequest("GET", public_url), also_retry=frozenset({404}), idempotent=True)
             words.append(f"GET {public_url}: {result.answer.status_line or result.answer.error}")
             if result.state != "accepted":
                 # The file is written; the site does not serve it (yet): worth another try later.
                 state = "transient" if result.state == "transient" or result.answer.status in (404, None) else "rejected"
                 return Outcome(state, reply="; ".join(words),
                                detail="the page is written but the public URL does not serve it",
-                               intent_committed=True)
+                               retry_after=result.answer.retry_after)
             served = hashlib.sha256(result.answer.body).hexdigest() == digest
             words.append("serves this page" if served else "serves a different page (a cache or a rewrite?)")
-        return Outcome("accepted", reply="; ".join(words), intent_committed=True)
-
-    @property
-    def client(self) -> httpx.AsyncClient:
-        if self._client is None:
-            raise RuntimeError("open() the channel before delivering")
-        return self._client
-
+        return Outcome("accepted", reply="; ".join(words))

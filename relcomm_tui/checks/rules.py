@@ -9,30 +9,20 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 from email.utils import parseaddr
-from pathlib import Path
-from urllib.parse import parse_qsl, urlsplit
 
 from email_validator import EmailNotValidError, validate_email
 
 from ..common.net import is_loopback
-from ..compose import RenderError, TextRenderer, render
-from ..compose.mime import header_injection, header_problem, header_too_long
+from ..compose.mime import header_injection, header_too_long
 from ..compose.notes import notes_section
-from ..compose.pages import page_target
-from ..plan import consent
+from ..plan import addresses, consent
 from ..plan.locate import close_match, find_line, keypath_text, shown
-from ..plan.model import Communique, Location, Plan, Recipient, StakeholderGroup
+from ..plan.model import Location, Plan, Recipient, StakeholderGroup
 from ..plan.secrets import CommandNotAllowed, SecretError, describe, resolve, secret_uses
+from .communiques import CommuniqueChecks
 from .findings import RULES, Finding, sort_findings
 from .gate import GateResult, run_gate
 
-WEBHOOK_PRESETS = ("slack", "teams", "mattermost", "googlechat", "json", "text")
-PAGER_PRESETS = ("pagerduty", "ntfy")
-PLACEHOLDER = re.compile(r"\b(TODO|TBD|XXX|FIXME)\b|(lorem ipsum)|(\{\{|\{%|%\}|\}\})", re.IGNORECASE)
-_UPPER_ONLY = ("TODO", "TBD", "XXX", "FIXME")
-TOKEN_URL = re.compile(r"hooks\.slack\.com/services/|webhook\.office\.com|/api/webhooks/|chat\.googleapis\.com/.*[?&]key=",
-                       re.IGNORECASE)
-TOKEN_PARAMS = {"token", "access_token", "api_key", "apikey", "key", "secret", "sig", "signature", "password"}
 SECRET_TIMEOUT = 5.0
 MAX_PER_GROUP = 20  # findings per rule and group before one "and N more" finding
 
@@ -59,16 +49,7 @@ def run_checks(plan: Plan, *, gate: bool = True, secrets: bool = True) -> list[F
 
 
 @dataclass
-class _Problem:
-    """One distinct rendering problem and how many recipients hit it."""
-
-    finding_args: dict
-    count: int = 0
-    example: str = ""
-
-
-@dataclass
-class _Checker:
+class _Checker(CommuniqueChecks):
     plan: Plan
     findings: list[Finding] = field(default_factory=list)
     _valid: dict[str, str | None] = field(default_factory=dict)
@@ -82,8 +63,16 @@ class _Checker:
     def at(self, *parts: str | int) -> Location:
         return Location(self.plan.path, find_line(self.plan.source, parts), None, keypath_text(parts))
 
-    def address_problem(self, address: str) -> str | None:
+    def address_problem(self, address: str, *, allow_special: bool = False) -> str | None:
         """Why an address is invalid (email-validator, no DNS), or None. Cached: groups overlap."""
+        if allow_special:
+            local, _, domain = address.rpartition("@")
+            # As below: a plain local part needs only its domain checked, once per domain.
+            plain = _PLAIN_LOCAL.match(local) and len(local) <= 64 and len(address) <= 254
+            key = "special:" + ("x@" + domain if plain else address)
+            if key not in self._valid:
+                self._valid[key] = addresses.address_problem(key[len("special:"):], allow_special=True)
+            return self._valid[key]
         if address in self._valid:
             return self._valid[address]
         local, at, domain = address.rpartition("@")
@@ -167,10 +156,28 @@ class _Checker:
         if self.header_value(value, what, where, communique):
             return
         name, address = parseaddr(value)
-        problem = self.address_problem(address) if address else "there is no address in it"
+        hint = 'write "Name <user@example.com>" or "user@example.com"'
+        if address and addresses.special_suffix(address):
+            if addresses.allows(self.plan.sender.allow_special_domains, address):
+                problem = self.address_problem(address, allow_special=True)
+                if not problem:
+                    self.add("address-special-domain",
+                             f"{what} {address} is at {addresses.domain_of(address)}, {self._special_words(address)}",
+                             "make sure your mail servers deliver there", where, communique=communique)
+            else:
+                problem = addresses.special_problem(address)
+                hint = addresses.SPECIAL_HINT.format(domain=addresses.domain_of(address)).replace(
+                    " or to this group", "")
+        else:
+            problem = self.address_problem(address) if address else "there is no address in it"
         if problem:
             self.add("sender-address-invalid", f"{what} {value!r} is not a valid address: {problem}",
-                     'write "Name <user@example.com>" or "user@example.com"', where, communique=communique)
+                     hint, where, communique=communique)
+
+    def _special_words(self, address: str) -> str:
+        suffix = addresses.special_suffix(address) or ""
+        return (f"a special-use name (.{suffix}: {addresses.SPECIAL_USE.get(suffix, 'reserved')}) that only your own "
+                "mail servers can deliver to; allowed by allow_special_domains")
 
     def transport(self) -> None:
         smtp = self.plan.smtp
@@ -201,144 +208,7 @@ class _Checker:
 
     # -- one communique's settings --
 
-    def communique_settings(self, index: int, communique: Communique) -> None:
-        spec, cid, channel = communique.spec, communique.id, communique.channel
-        at = lambda key: self.at("communiques", index, key)  # noqa: E731
-        if channel in ("email", "publish") and not (spec.subject or "").strip():
-            self.add("subject-missing", f"{channel} communique {cid} has no subject",
-                     'add subject = "{{ release.name }} {{ release.version }} ..."', communique.location, communique=cid)
-        has_body = communique.template_file is not None or spec.body is not None
-        if channel == "manual":
-            if not (has_body or spec.instructions):
-                self.add("body-missing", f"manual communique {cid} says nothing to do",
-                         'add instructions = "..." (or a template/body)', communique.location, communique=cid)
-        elif not has_body and not (channel in ("webhook", "pager") and spec.subject):
-            self.add("body-missing", f"{channel} communique {cid} has no template or body",
-                     'add template = "templates/....md.j2" or body = """..."""', communique.location, communique=cid)
-        if channel in ("webhook", "pager"):
-            presets = WEBHOOK_PRESETS if channel == "webhook" else PAGER_PRESETS
-            if spec.preset is not None and spec.preset not in presets:
-                close = close_match(spec.preset.lower(), presets)
-                self.add("preset-unknown", f"{channel} preset {shown(spec.preset)} is unknown",
-                         (f"did you mean {close!r}? " if close else "") + f"known: {', '.join(presets)}",
-                         at("preset"), communique=cid)
-            if spec.url is None:
-                self.add("channel-setting-missing", f"{channel} communique {cid} has no url",
-                         'add url = { env = "RELCOMM_CHAT_WEBHOOK" } (or a literal https:// URL)',
-                         communique.location, communique=cid)
-            elif isinstance(spec.url, str):
-                self.check_url(spec.url, cid, at("url"))
-            if channel == "pager" and spec.preset == "pagerduty" and spec.routing_key is None:
-                self.add("channel-setting-missing", f"pagerduty communique {cid} has no routing_key",
-                         'add routing_key = { env = "PAGERDUTY_ROUTING_KEY" }', communique.location, communique=cid)
-        if channel == "publish":
-            if not spec.path and spec.put_url is None:
-                self.add("channel-setting-missing", f"publish communique {cid} has no path",
-                         'add path = "/srv/www/releases/{{ release.version }}.html" (or put_url)',
-                         communique.location, communique=cid)
-            if isinstance(spec.put_url, str):
-                self.check_url(spec.put_url, cid, at("put_url"))
-        if spec.reply_to is not None:
-            self.check_sender_address(spec.reply_to, f"reply_to of {cid}", at("reply_to"), communique=cid)
-        for name, value in spec.headers.items():
-            unsafe = header_problem(value) if isinstance(value, str) else ""
-            if unsafe:
-                self.add("header-injection", f"header {name} of {cid} contains {unsafe}",
-                         "write header values on one line, without control characters", at("headers"), communique=cid)
-
-    def check_url(self, url: str, cid: str, where: Location, *, shown: str | None = None) -> None:
-        """`shown` replaces the URL in messages when it came from a secret (its value is never printed)."""
-        text = shown if shown is not None else repr(url)
-        try:
-            parts = urlsplit(url.strip())
-            host = parts.hostname
-        except ValueError:
-            parts, host = None, None
-        if parts is None or parts.scheme not in ("http", "https") or not host:
-            self.add("url-invalid", f"the URL of {cid} ({text}) is not an http(s) URL with a host",
-                     "write a full URL such as https://hooks.example.com/...", where, communique=cid)
-            return
-        if shown is None and (TOKEN_URL.search(url) or any(k.lower() in TOKEN_PARAMS for k, _ in parse_qsl(parts.query))):
-            self.add("url-literal-token", f"the URL of {cid} looks like it contains a token",
-                     'keep webhook URLs in a secret reference: url = { env = "RELCOMM_CHAT_WEBHOOK" }',
-                     where, communique=cid)
-
     # -- rendering, for every recipient --
-
-    def rendering(self, index: int, communique: Communique) -> None:
-        plan = self.plan
-        problems: dict[tuple, _Problem] = {}
-        cid = communique.id
-
-        def note(rule: str, message: str, hint: str, where: Location, who: str, group: str | None = None) -> None:
-            key = (rule, message, str(where.file), where.line)
-            problem = problems.get(key)
-            if problem is None:
-                problem = problems[key] = _Problem(dict(rule=rule, message=message, hint=hint, location=where,
-                                                        group=group, communique=cid), example=who)
-            problem.count += 1
-
-        def from_error(error: RenderError, who: str, group: str | None) -> str:
-            if error.kind in ("address", "recipient"):
-                return "address"  # the address rules report it, with the member's or sender's line
-            rule = {"syntax": "template-syntax", "undefined": "template-undefined", "template-missing": "template-missing",
-                    "header-injection": "header-injection", "header-invalid": "header-invalid",
-                    "limit": "template-limit", "path": "path-unsafe"}.get(error.kind, "template-error")
-            file = Path(error.file) if error.file else plan.path
-            where = Location(file, error.line, None, keypath_text(("communiques", index)))
-            note(rule, f"{cid}: {error.message}", error.hint, where, who, group)
-            return rule
-
-        if communique.per_recipient:
-            targets: list[tuple[StakeholderGroup | None, Recipient | None]] = list(plan.audience(communique))
-        else:
-            targets = [(None, None)]
-        if not targets:
-            return  # group-empty / group-unknown already say why
-        full_done = False
-        renderer = TextRenderer(plan, communique)
-        for group, recipient in targets:
-            who = (recipient.email or recipient.name) if recipient is not None else ""
-            gid = group.id if group is not None else None
-            try:
-                subject, text = renderer.render_text(group, recipient)
-            except RenderError as error:
-                if from_error(error, who, gid) in ("template-syntax", "template-missing", "template-limit"):
-                    break  # the same for everyone (a template over a limit is not rendered 10,000 times)
-                continue
-            unsafe = header_injection(subject) if communique.channel == "email" else ""
-            if unsafe:
-                note("header-injection", f"{cid}: header injection: the rendered subject contains {unsafe}",
-                     "remove line breaks and control characters from the subject template and from the data it uses",
-                     self.at("communiques", index, "subject"), who, gid)
-                continue
-            for part, value in (("subject", subject), ("text", text)):
-                found = _placeholder(value, json_like=communique.channel in ("webhook", "pager"))
-                if found:
-                    note("placeholder-left", f"{cid}: the rendered {part} still contains {found!r}",
-                         "finish the text: replace the placeholder in the template (or the data)",
-                         self.at("communiques", index, "subject") if part == "subject" else _body_location(plan, communique, index, value, found),
-                         who, gid)
-            if not full_done and (recipient is None or recipient.email or communique.channel != "email"):
-                # The whole message once (MIME, headers): its problems do not vary by recipient.
-                try:
-                    render(plan, communique, group, recipient)
-                    full_done = True
-                except RenderError as error:
-                    full_done = from_error(error, who, gid) != "address"  # else try the next recipient
-        if communique.channel == "publish" and communique.spec.path:
-            try:
-                page_target(plan, communique)  # renders the path and refuses one that leaves where it may go
-            except RenderError as error:
-                from_error(error, "", None)
-        many = len(targets) > 1 or targets[0][1] is not None
-        for problem in problems.values():
-            args = problem.finding_args
-            message = args["message"]
-            if many and problem.example and args["rule"] not in ("template-missing", "template-syntax"):
-                message += (f" (for {problem.count} recipients, e.g. {problem.example})" if problem.count > 1
-                            else f" (for {problem.example})")
-            self.add(args["rule"], message, args["hint"], args["location"], group=args["group"], communique=cid)
 
     # -- members --
 
@@ -349,9 +219,10 @@ class _Checker:
             if communique.channel == "email":
                 for group_id in communique.to:
                     emailed.setdefault(group_id, communique.id)
-        for group in plan.groups:
+        for group_index, group in enumerate(plan.groups):
             counts: dict[str, int] = {}
             seen: dict[str, Recipient] = {}
+            special: dict[str, list[str]] = {}  # allowed special-use domain -> its addresses in this group
             for member in group.members:
                 if member.email and member.email.strip().lower() in seen:
                     first = seen[member.email.strip().lower()]
@@ -380,11 +251,31 @@ class _Checker:
                                  f"but communique {emailed[group.id]} goes by email",
                                  "add the address, or reach this group by another channel", member.location)
                     continue
-                problem = self.address_problem(member.email)
+                hint = "fix the address in the members list"
+                if addresses.special_suffix(member.email):
+                    if addresses.allows(group.allow_special_domains, member.email) or \
+                            addresses.allows(plan.sender.allow_special_domains, member.email):
+                        problem = self.address_problem(member.email, allow_special=True)
+                        if not problem:
+                            special.setdefault(addresses.domain_of(member.email), []).append(member.email)
+                    else:
+                        problem = addresses.special_problem(member.email)
+                        hint = addresses.SPECIAL_HINT.format(domain=addresses.domain_of(member.email))
+                else:
+                    problem = self.address_problem(member.email)
                 if problem:
                     self._capped(counts, "address-invalid", group,
                                  f"{member.email!r} in group {group.id} is not a valid address: {problem}",
-                                 "fix the address in the members list", member.location)
+                                 hint, member.location)
+            for domain, found in special.items():
+                by = (f"stakeholders[{group_index}].allow_special_domains"
+                      if addresses.allows(group.allow_special_domains, found[0]) else "sender.allow_special_domains")
+                people = f"{len(found)} addresses" if len(found) > 1 else found[0]
+                self.add("address-special-domain",
+                         f"{people} in group {group.id} {'are' if len(found) > 1 else 'is'} at {domain}, "
+                         + self._special_words(found[0]).replace("allow_special_domains", by),
+                         "make sure your relay delivers there; remove the setting to have such addresses refused again",
+                         group.location, group=group.id)
             for rule, count in counts.items():
                 if count > MAX_PER_GROUP:
                     self.add(rule, f"... and {count - MAX_PER_GROUP} more like this in group {group.id}",
@@ -412,6 +303,10 @@ class _Checker:
             if isinstance(value, CommandNotAllowed):
                 self.add("secret-not-allowed", f"the {what} ({key}) was not resolved: {value.message}",
                          value.hint, where, communique=cid)
+            elif isinstance(value, SecretError) and what == "SMTP password":
+                # Not a lock: app.credentials asks for it (masked) when sending, or refuses headless with a hint.
+                self.add("smtp-password-unresolved", f"the {what} ({key}) cannot be looked up here: {value.message}; "
+                         "relcomm will ask for it when sending", value.hint, where, communique=cid)
             elif isinstance(value, SecretError):
                 self.add("secret-unresolved", f"the {what} ({key}) cannot be resolved: {value.message}",
                          value.hint, where, communique=cid)
@@ -446,9 +341,6 @@ class _Checker:
                      "the release is not declared a success yet; run the gate by hand to see why", where)
 
 
-_MARKERS = ("TODO", "TBD", "XXX", "FIXME", "{{", "{%", "%}", "}}")
-
-
 # RFC 5322 dot-atom of ASCII atext: what email-validator accepts as an unquoted local part.
 _PLAIN_LOCAL = re.compile(r"^[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+(\.[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+)*$")
 
@@ -461,29 +353,3 @@ def _validate(address: str) -> str | None:
     return None
 
 
-def _placeholder(text: str, *, json_like: bool = False) -> str:
-    # Most texts hold none of the markers: plain substring tests skip the regex for them.
-    if not any(marker in text for marker in _MARKERS) and "lorem" not in text.lower():
-        return ""
-    for match in PLACEHOLDER.finditer(text):
-        word = match.group(0)
-        if match.group(1) and word not in _UPPER_ONLY:
-            continue  # "todo" in running text is fine; the marker is written in capitals
-        if json_like and word in ("}}", "%}"):
-            continue  # nested JSON objects end in "}}"; an unrendered tag would show "{{" or "{%" too
-        return word
-    return ""
-
-
-def _body_location(plan: Plan, communique: Communique, index: int, text: str, found: str) -> Location:
-    """Where a placeholder is: the template file's line that holds it, when it is literally there."""
-    if communique.template_file is not None:
-        snapshot = plan.file(communique.template_file)
-        source = (snapshot.text if snapshot is not None else None) or ""
-        for number, line in enumerate(source.splitlines(), start=1):
-            if found in line:
-                return Location(communique.template_file, number, None, keypath_text(("communiques", index)))
-        return Location(communique.template_file, None, None, keypath_text(("communiques", index)))
-    key = "body" if communique.spec.body is not None else "instructions"
-    return Location(plan.path, find_line(plan.source, ("communiques", index, key)), None,
-                    keypath_text(("communiques", index, key)))

@@ -18,6 +18,9 @@ def build_parser() -> argparse.ArgumentParser:
                         help="colour theme: dark, light, high-contrast (or any Textual theme); remembered")
     parser.add_argument("--state", metavar="DIR", help="folder for the ledger and review state (default: PLAN/.relcomm)")
     add_allow_commands(parser)
+    from .. import __version__
+
+    parser.add_argument("--version", action="version", version=f"relcomm {__version__}")
     return parser
 
 

@@ -133,7 +133,9 @@ async def _headless(plan_path: Path, server) -> int:
         except SendError as error:
             print(f"relcomm demo: {error.message}", file=sys.stderr)
             return 1
-        print("Sent: " + ", ".join(f"{n} {state}" for state, n in sorted(summary.counts.items()) if n))
+        from .send import summary_parts
+
+        print("Sent: " + ", ".join(summary_parts(summary.counts, len(summary.skipped))))
         print("Collecting the delivery reports and read receipts the demo server wrote back...")
         server.flush_reports()  # no need to wait out the realistic delays here
         result = refresh(plan, ledger)

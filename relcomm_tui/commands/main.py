@@ -15,9 +15,13 @@ import argparse
 import importlib
 import sys
 
+from .. import __version__
+
 SUBCOMMANDS = {
     "validate": "check a plan and list every finding",
     "send": "send the plan's communiques (headless)",
+    "review": "sign off stakeholder groups (every required group when none is named)",
+    "confirm": "tick a manual step done (who, when, a note)",
     "status": "show every delivery and its state",
     "receipts": "show, refresh or parse receipts",
     "report": "write the audit record of the release's communications",
@@ -37,6 +41,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Validate, send and confirm release communications.",
         epilog="Open the app: relcomm PLAN.toml   |   Try it: relcomm demo",
     )
+    parser.add_argument("--version", action="version", version=f"relcomm {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name, help_text in SUBCOMMANDS.items():
         command = sub.add_parser(name, help=help_text, description=help_text)
@@ -61,7 +66,7 @@ def _module(name: str):
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     # `relcomm PLAN [--theme T]` opens the app; anything else is a subcommand.
-    if argv and argv[0] not in SUBCOMMANDS and argv[0] not in ("-h", "--help"):
+    if argv and argv[0] not in SUBCOMMANDS and argv[0] not in ("-h", "--help", "--version"):
         from . import app as open_app
 
         return open_app.main(argv)
@@ -89,6 +94,12 @@ def _run(args: argparse.Namespace) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:
+        # `relcomm status PLAN | head`: the reader has what it wanted; no traceback, no second error at exit.
+        import os
+
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.__stdout__.fileno())
+        return 141
 
 
 if __name__ == "__main__":

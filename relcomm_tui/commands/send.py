@@ -1,8 +1,12 @@
 """`relcomm send PLAN --yes`: send the plan's communiques headless, exactly once.
 
-Validates first and refuses on any error finding (the release gate included). `--yes` stands
-in for typing the release version and for the group review; without it a terminal user is
-asked to type the version, and without a terminal the command refuses. A progress line on a
+Sends only when `app.readiness` says the plan may be sent: the same rule as the app's checklist
+(no error, the plan's commands allowed, every required group signed off for this plan's digest
+with `relcomm review` or in the app, the release gate passed when the plan names one). `--yes`
+stands in for typing the release version, never for the review; without it a terminal user is
+asked to type the version, and without a terminal the command refuses. Nothing left to send is
+said and exits as the deliveries stand. `--dry-run` and `--test` send nothing to the stakeholders
+and need no review, only a plan without errors. A progress line on a
 terminal, one line per outcome otherwise. Exit 0 when every delivery is accepted, 1 when any
 is rejected, deferred or in doubt, 2 for plan or configuration errors.
 """
@@ -11,13 +15,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import getpass
 import signal
 import sys
 from typing import TextIO
 
 from . import add_allow_commands
-from ..store.ledger import ACCEPTED, DEFERRED, IN_DOUBT, MARKED_DELIVERED, REJECTED, STATE_LABELS, who_am_i
+from ..store.ledger import (ACCEPTED, AWAITING, DEFERRED, IN_DOUBT, MARKED_DELIVERED, QUEUED, REJECTED, SENDING,
+                            STATE_LABELS, who_am_i)
 from ..common.terminal_text import visible
 
 OUTCOME_STATES = (ACCEPTED, REJECTED, IN_DOUBT, DEFERRED, MARKED_DELIVERED)
@@ -33,6 +37,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--resend-in-doubt", action="store_true",
                         help="send deliveries that are in doubt again (same Message-ID)")
     parser.add_argument("--retry-failed", action="store_true", help="send rejected deliveries again")
+    parser.add_argument("--resend-to", metavar="OLD=NEW", action="append", default=[],
+                        help="send the communique that bounced at OLD again, to the corrected address NEW "
+                             "(repeatable; every communique that bounced there, or those named by --only)")
     parser.add_argument("--test", metavar="ADDRESS", nargs="?", const="",
                         help="test send: one communique (the first, or --only) to ADDRESS or [sender] test_to")
     parser.add_argument("--state", metavar="DIR", help="folder for the ledger (default: beside the plan, .relcomm)")
@@ -56,15 +63,23 @@ def _fail(message: str, hint: str = "", stream: TextIO | None = None) -> int:
 
 
 def run(args: argparse.Namespace) -> int:
+    from ..app.board import board
+    from ..delivery.engine import SendError
     from . import load_plan_or_explain, open_ledger_or_explain, state_dir
 
     plan = load_plan_or_explain(args.plan, "relcomm send", allow_commands=args.allow_commands)
     if plan is None:
         return 2
 
-    refused = _validate(plan)
-    if refused is not None:
-        return refused
+    if args.resend_to and (args.dry_run or args.test is not None or args.resend_in_doubt or args.retry_failed):
+        return _fail("--resend-to goes alone", "correct addresses in a run of its own, without --dry-run, --test, "
+                     "--resend-in-doubt or --retry-failed")
+    if args.dry_run or args.test is not None or args.resend_to:
+        # Rehearsals send nothing to the stakeholders, and a resend to a corrected address sends what
+        # was already reviewed and sent: they need a plan without errors, not a review.
+        refused = _validate(plan)
+        if refused is not None:
+            return refused
 
     password: str | None = None
     if args.password_stdin:
@@ -73,10 +88,6 @@ def run(args: argparse.Namespace) -> int:
         password = sys.stdin.readline().rstrip("\r\n")
         if not password:
             return _fail("no password on standard input")
-    elif plan.smtp.username and not args.dry_run:
-        password = _password_or_prompt(plan)
-        if isinstance(password, int):
-            return password
 
     ledger = open_ledger_or_explain(state_dir(plan, args.state), "relcomm send")
     if ledger is None:
@@ -85,13 +96,73 @@ def run(args: argparse.Namespace) -> int:
     try:
         if args.dry_run:
             return _dry_run(plan, ledger, args.only, login)
+        try:
+            where = board(plan, ledger, args.only or None)
+        except SendError as error:
+            return _fail(error.message, error.hint)
+        if args.test is None and not args.resend_to:
+            verdict = _readiness(plan, ledger, where, args)
+            if verdict is not None:
+                return verdict
+        if password is None and not args.password_stdin and _needs_email(plan, args):
+            password = _password(plan)
+            if isinstance(password, int):
+                return password
         if args.test is not None:
             return _test_send(plan, ledger, args, password, login)
-        if not args.yes and not _confirm(plan):
+        if args.resend_to:
+            from .resend import resend_to_corrected
+
+            return resend_to_corrected(plan, ledger, args, password, login, host,
+                                       confirm=lambda plan, question=None: _confirm(plan, where, question), fail=_fail,
+                                       printer=_Printer(sys.stdout))
+        if not args.yes and not _confirm(plan, where):
             return 2
         return asyncio.run(_send(plan, ledger, args, password, login, host))
     finally:
         ledger.close()
+
+
+def _readiness(plan, ledger, where, args) -> int | None:
+    """The one rule (app.readiness): None to go on; else the exit code after saying why not."""
+    from ..app.readiness import DONE, LOCKED, check
+    from ..checks.rules import run_checks
+    from ..store.ledger import AWAITING, FINAL_STATES
+
+    try:
+        left = where.left(retry_failed=args.retry_failed, resend_in_doubt=args.resend_in_doubt)
+        findings = run_checks(plan, gate=True, secrets=True) if left else []
+        answer = check(plan, ledger, where, retry_failed=args.retry_failed, resend_in_doubt=args.resend_in_doubt,
+                       findings=findings)
+    except NotImplementedError:
+        return _fail("this build cannot validate plans yet, and relcomm never sends an unvalidated plan")
+    if answer.verdict == DONE:
+        print(visible(f"{plan.release.name} {plan.release.version}: nothing left to send. {where.summary()}"))
+        unfinished = sum(row.in_send and row.state not in FINAL_STATES and row.state != AWAITING for row in where.rows)
+        return 1 if unfinished else 0
+    if answer.verdict == LOCKED:
+        print(f"relcomm send: not sending: {'; '.join(visible(r.text) for r in answer.reasons)}", file=sys.stderr)
+        for reason in answer.reasons:
+            if reason.hint:
+                print(f"  {visible(reason.text)}: {visible(reason.hint)}", file=sys.stderr)
+        for finding in findings:
+            if finding.blocks_sending:
+                print(visible(f"{finding.location}: {finding.severity}: {finding.message} [{finding.id}]"),
+                      file=sys.stderr)
+                if finding.hint:
+                    print(f"  hint: {visible(finding.hint)}", file=sys.stderr)
+        return 2
+    for warning in answer.warnings:
+        print(f"relcomm send: warning: {visible(warning.text)}", file=sys.stderr)
+    return None
+
+
+def _needs_email(plan, args) -> bool:
+    from ..delivery.engine import select_communiques
+
+    if args.test is not None:
+        return bool(plan.smtp.username)
+    return any(c.channel == "email" for c in select_communiques(plan, args.only or None))
 
 
 def _validate(plan) -> int | None:
@@ -113,27 +184,17 @@ def _validate(plan) -> int | None:
     return 2
 
 
-def _password_or_prompt(plan) -> str | int | None:
-    from ..plan.secrets import SecretError, is_reference, resolve
+def _password(plan) -> str | int | None:
+    """The one credentials policy: the plan's reference, else a masked prompt on a terminal, else refuse."""
+    from ..app.credentials import NoPassword, refuse_headless, smtp_password, terminal_prompt
 
-    reference = plan.smtp.password
-    if reference is not None and is_reference(reference):
-        try:
-            return resolve(reference)
-        except SecretError as error:
-            if not _isatty(sys.stdin):
-                return _fail(f"cannot get the SMTP password: {error.message}", error.hint or "use --password-stdin")
-            print(f"relcomm send: {visible(error.message)}", file=sys.stderr)
-    elif not _isatty(sys.stdin):
-        return _fail(f"the SMTP login {plan.smtp.username!r} needs a password",
-                     "set password = { env = ... } in [transport.smtp] or use --password-stdin")
     try:
-        return getpass.getpass(visible(f"SMTP password for {plan.smtp.username}@{plan.smtp.host}") + ": ") or None
-    except (EOFError, KeyboardInterrupt):
-        return _fail("no password given")
+        return smtp_password(plan, terminal_prompt if _isatty(sys.stdin) else refuse_headless)
+    except NoPassword as error:
+        return _fail(error.message, error.hint)
 
 
-def _confirm(plan) -> bool:
+def _confirm(plan, where, question: str | None = None) -> bool:
     if not _isatty(sys.stdin):
         _fail("not confirmed: sending needs --yes when there is no terminal to ask on",
               "review the plan (relcomm validate PLAN), then run again with --yes")
@@ -141,7 +202,7 @@ def _confirm(plan) -> bool:
     version = plan.release.version
     try:
         shown = visible(version)
-        typed = input(visible(f"Send {plan.release.name} {version}'s communiques now?")
+        typed = input(visible(question or where.send_question(plan.release.name, version))
                       + f" Type the version ({shown}) to confirm: ")
     except (EOFError, KeyboardInterrupt):
         print()
@@ -163,7 +224,8 @@ def _dry_run(plan, ledger, only, login) -> int:
         print(f"skipped  {visible(note.communique_id)}: {visible(note.reason)}")
     for failure in result.failures:
         print(f"failed   {visible(failure)}")
-    print(f"dry run: {result.written} message(s) written to {visible(result.outbox)} (Maildir); nothing was sent")
+    # Email goes into the outbox's Maildir (new/), posts, pages and tasks into <outbox>/<communique>/.
+    print(f"dry run: {result.written} message(s) written to {visible(result.outbox)}; nothing was sent")
     return 1 if result.failures else 0
 
 
@@ -266,15 +328,29 @@ async def _send(plan, ledger, args, password, login, host) -> int:
     return summary.exit_code
 
 
+# Beyond the four every summary shows, each other state a delivery can end a run in, in the user's words.
+OTHER_OUTCOMES = {
+    MARKED_DELIVERED: "marked delivered", AWAITING: "manual step(s) waiting for you", QUEUED: "not sent yet",
+    SENDING: "still sending (another process)",
+}
+
+
+def summary_parts(counts, skipped: int = 0) -> list[str]:
+    """Every count of a run's summary: none hidden (a manual step waiting is work left to do)."""
+    parts = [f"{counts.get(state, 0)} {STATE_LABELS[state]}" for state in (ACCEPTED, DEFERRED, REJECTED, IN_DOUBT)]
+    parts += [f"{counts[state]} {words}" for state, words in OTHER_OUTCOMES.items() if counts.get(state)]
+    parts += [f"{n} {state}" for state, n in counts.items()
+              if n and state not in OTHER_OUTCOMES and state not in (ACCEPTED, DEFERRED, REJECTED, IN_DOUBT)]
+    if skipped:
+        parts.append(f"{skipped} communique(s) skipped")
+    return parts
+
+
 def _report(plan, summary) -> None:
     if summary is None:
         return
     counts = summary.counts
-    parts = [f"{counts.get(state, 0)} {STATE_LABELS[state]}" for state in (ACCEPTED, DEFERRED, REJECTED, IN_DOUBT)]
-    if counts.get(MARKED_DELIVERED):
-        parts.append(f"{counts[MARKED_DELIVERED]} marked delivered")
-    if counts.get("queued"):
-        parts.append(f"{counts['queued']} not sent yet")
+    parts = summary_parts(counts, len(summary.skipped))
     ending = " (cancelled)" if summary.cancelled else ""
     print(f"{visible(plan.release.name)} {visible(plan.release.version)}: {', '.join(parts)}; "
           f"{summary.sent_this_run} finished in this run{ending}")
@@ -283,3 +359,6 @@ def _report(plan, summary) -> None:
               "mark them delivered in the app, or send them again with --resend-in-doubt (same Message-ID)")
     if counts.get(DEFERRED):
         print("  deferred deliveries are tried again by the next `relcomm send`")
+    if counts.get(AWAITING):
+        print(f"  {counts[AWAITING]} manual step(s) are yours to do (relcomm status PLAN lists them); when done, "
+              f"tick each in the app: relcomm {visible(plan.path)}, send screen, enter")

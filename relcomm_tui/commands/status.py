@@ -28,6 +28,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from ..app.board import board
+    from ..delivery.engine import SendError
+    from ..store.ledger import LedgerError
     from ..store.lock import lock_holder
     from . import load_plan_or_explain, open_ledger_or_explain, state_dir
 
@@ -36,30 +39,23 @@ def run(args: argparse.Namespace) -> int:
         return 2
     folder = state_dir(plan, args.state)
     version = plan.release.version
-    records = []
-    fates: dict = {}
+    ledger = None
     # A state folder that is a link is opened, so that it is refused (and said so), never followed.
     if (folder / LEDGER_NAME).exists() or folder.is_symlink():
-        from ..receipts.status import build_status, fate_of
-
         ledger = open_ledger_or_explain(folder, "relcomm status", json_for=plan if args.json else None)
         if ledger is None:
             return 2
-        try:
-            records = ledger.deliveries(version)
-            runs = ledger.runs(version)
-            fates = {row.delivery_id: fate_of(row) for row in build_status(plan, ledger).rows}
-        finally:
+    try:
+        # The same rows as the send screen (app.board): deliveries not recorded yet are "not sent yet".
+        where = board(plan, ledger, args.only or None)
+    except SendError as error:
+        print(f"relcomm status: {visible(error.message)}\n  hint: {visible(error.hint)}", file=sys.stderr)
+        return 2
+    finally:
+        if ledger is not None:
             ledger.close()
-    else:
-        runs = []
-    if args.only:
-        records = [r for r in records if r.communique_id in args.only]
     counts = {state: 0 for state in STATES}
-    for record in records:
-        counts[record.state] += 1
-    from ..store.ledger import LedgerError
-
+    counts.update(where.counts())
     try:
         holder = lock_holder(folder)
     except LedgerError as error:  # a state folder or lock that is a link or not the user's
@@ -71,32 +67,64 @@ def run(args: argparse.Namespace) -> int:
             "ledger": str(folder / LEDGER_NAME),
             "sending_now": holder.describe() if holder else None,
             "counts": counts,
-            "deliveries": [r.as_dict() | {"fate": fates[r.id].as_dict() if r.id in fates else None}
-                           for r in records],
+            "total": where.total,
+            "summary": where.summary() if where.started else None,
+            "deliveries": [row.as_dict() for row in where.rows],
             "runs": [{"id": r.id, "started": r.started, "finished": r.finished, "who": r.who, "host": r.host,
-                      "mode": r.mode, "outcome": r.outcome} for r in runs],
+                      "mode": r.mode, "outcome": r.outcome} for r in where.runs],
         }, sys.stdout, indent=2)
         print()
         return 0
     # Names, replies and paths come from the plan and from servers: every one through `visible`.
     release = visible(f"{plan.release.name} {version}")
-    if not records:
-        print(f"{release}: nothing sent yet (no deliveries in {visible(folder / LEDGER_NAME)})")
+    if not where.recorded:
+        print(f"{release}: nothing sent yet (no deliveries in {visible(folder / LEDGER_NAME)}); "
+              f"{where.total} planned over {len(where.send_ids)} communiques")
         return 0
     if holder:
         print(f"note: {visible(holder.describe())}")
-    width = max(len(visible(r.recipient_display)) for r in records)
-    current = None
-    for record in records:
-        if record.communique_id != current:
-            current = record.communique_id
-            print(f"\n{visible(current)}")
-        reply = visible(" ".join((record.reply or "").split()))
-        fate = fates.get(record.id)
-        print(f"  {record.state_label:<16} {visible(record.recipient_display):<{width}}  "
-              f"{record.attempts} attempt(s)  {visible(record.updated[:19])}  {reply}".rstrip())
-        if fate is not None and fate.outcome != record.state_label:
-            print(f"  {'':<16} fate: {visible(fate.describe())}")
+    for line in table_lines(where.rows):
+        print(line)
     summary = ", ".join(f"{n} {STATE_LABELS[s]}" for s, n in counts.items() if n)
-    print(f"\n{release}: {summary}")
+    print(f"\n{release}: {where.total} deliveries: {summary}")
+    print(visible(where.summary()))
     return 0
+
+
+HEADERS = ("recipient", "state", "tries", "updated", "fate", "since", "server's reply")
+
+
+def table_lines(rows, *, limit: int | None | bool = True) -> list[str]:
+    """One block per communique of the board's rows, every column aligned (widths from every row,
+    so the blocks line up too), fitted to the terminal's width when printing to one. A fate with
+    more to say than its label (a bounce's reason, a delay) gets its own line below, never a
+    ragged column."""
+    from .receipts import short_time
+    from .table import fit, lines, terminal_width
+
+    width = terminal_width() if limit is True else (limit or None)
+    cells, details = [], []
+    for row in rows:
+        record, fate = row.record, row.fate if row.record is not None else None
+        cells.append(tuple(visible(cell) for cell in (
+            row.recipient, row.state_label if record else "not sent yet", str(row.attempts),
+            short_time(record.updated) if record else "", fate.outcome if fate is not None else "",
+            short_time(fate.since) if fate is not None else "", " ".join((row.reply or "").split()))))
+        notes = []
+        if fate is not None and (fate.reason or fate.unverified):
+            notes.append(f"fate: {visible(fate.describe())}")
+        if record is not None and record.person_key:  # a resend at a corrected address (relcomm send --resend-to)
+            notes.append(f"corrects: {visible(record.person_key)}")
+        details.append(notes)
+    # Too narrow (80 columns): leave out since, tries, updated, then the reply, before cutting names.
+    widths = fit([HEADERS, *cells], limit=width, indent=2, shrink=0, min_shrink=32, drop=(5, 2, 3, 6))
+    out: list[str] = []
+    current = None
+    for board_row, row, detail in zip(rows, cells, details):
+        if board_row.communique_id != current:
+            current = board_row.communique_id
+            out += ["", visible(current), *lines([HEADERS], widths, indent=2)]
+        out += lines([row], widths, indent=2)
+        for note in detail:
+            out += lines([(note,)], [width - 4 if width else len(note)], indent=4)
+    return out

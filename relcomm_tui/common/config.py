@@ -15,6 +15,8 @@ from pathlib import Path
 import tomli_w
 from platformdirs import user_config_dir
 
+from .files import atomic_write
+
 CONFIG_DIR_ENV = "RELCOMM_CONFIG_DIR"
 KNOWN_KEYS = {"theme"}
 
@@ -66,10 +68,7 @@ def save_config(config: UserConfig, path: Path | None = None) -> ConfigProblem |
     path = path or config_path()
     data = {key: value for key, value in {"theme": config.theme}.items() if value is not None}
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(".toml.tmp")
-        tmp.write_text(tomli_w.dumps(data), encoding="utf-8")
-        tmp.replace(path)  # atomic: a crash mid-write never leaves half a config
+        atomic_write(path, tomli_w.dumps(data).encode("utf-8"))  # a crash mid-write never leaves half a config
     except OSError as error:
         return ConfigProblem(f"could not save settings to {path}: {error}", f"set {CONFIG_DIR_ENV} to a writable folder")
     return None

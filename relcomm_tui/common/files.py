@@ -1,4 +1,5 @@
-"""Reading a file that someone else may have replaced with a FIFO, a device or a symlink.
+"""Files: reading one that someone else may have replaced with a FIFO, a device or a symlink,
+and writing one so that a reader (or a crash) sees the old content or the new, never half.
 
 Folders relcomm reads but does not own (a web site's folder it publishes into, a receipts
 Maildir that anyone can deliver to) may hold entries that are not files: a FIFO blocks whoever
@@ -16,6 +17,7 @@ from __future__ import annotations
 
 import errno
 import os
+import secrets
 import stat
 from pathlib import Path
 
@@ -73,3 +75,36 @@ def read_regular(path: str | os.PathLike, limit: int, *, follow_symlinks: bool =
         return b"".join(chunks), info
     finally:
         os.close(fd)
+
+
+def atomic_write(path: str | os.PathLike, data: bytes, mode: int = 0o644) -> None:
+    """Replace `path` with `data` all at once: a temp file in the same folder (created new, never
+    through a link), written and fsynced, renamed over the old name, then the folder fsynced so
+    the rename survives a power cut. A reader sees the old file or the new one, never half; a
+    symlink at `path` is replaced by the file, never followed. The one way relcomm writes a file
+    it owns (settings, consent records, published pages and the index, dry-run outbox files)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
+    fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0)
+                 | getattr(os, "O_CLOEXEC", 0), mode)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.chmod(temp, mode)  # the umask may have narrowed it; callers ask for 0600 or 0644 on purpose
+        os.replace(temp, path)
+    except BaseException:
+        temp.unlink(missing_ok=True)
+        raise
+    try:
+        folder = os.open(path.parent, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(folder)
+    except OSError:
+        pass  # some file systems cannot fsync a folder; the rename is still atomic
+    finally:
+        os.close(folder)

@@ -41,10 +41,11 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from ..common.config import config_dir
+from ..common.files import atomic_write
 from .locate import keypath_text
 from .model import Plan
-from .schema import CommandSecret
 from .references import secret_uses
+from .schema import CommandSecret
 
 ALLOWED_DIR = "allowed"
 ALLOW_HINT = "review them with `relcomm allow PLAN` (it prints them and records your consent), or pass --allow-commands"
@@ -290,10 +291,8 @@ def allow(plan: Plan | Review) -> Path:
                       "files": [{"name": f.name, "kind": f.kind, "path": f.path, "sha256": f.sha256} for f in c.files]}
                      for c in seen.commands],
     }
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
-    with os.fdopen(fd, "w", encoding="utf-8") as file:
-        json.dump(record, file, indent=1)
-        file.write("\n")
+    # Temp file and rename: a crash never leaves half a record, and a link planted at `path` is replaced, not followed.
+    atomic_write(path, (json.dumps(record, indent=1) + "\n").encode("utf-8"), 0o600)
     grant(seen)
     return path
 

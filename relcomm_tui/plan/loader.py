@@ -19,58 +19,13 @@ from typing import Any
 from pydantic import BaseModel, ValidationError
 
 from . import files, schema
-from .locate import close_match, find_line, keypath_text, shown
+from .errors import PlanError
+from .explain import schema_error, toml_error
+from .locate import find_line, keypath_text, shown
 from .model import Communique, FileSnapshot, Location, Plan, Recipient, Release, StakeholderGroup
 
 PLAN_NAMES = ("plan.toml", "relcomm.toml")
 _CONTROL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f-\x9f\u2028\u2029]")  # as compose.mime: never in a header
-
-# Words people reach for, mapped to the key the format uses.
-SYNONYMS = {
-    "audience": "to", "recipients": "to", "groups": "to", "targets": "to", "target": "to",
-    "type": "channel", "kind": "channel", "medium": "channel", "via": "channel",
-    "title": "subject", "topic": "subject",
-    "text": "body", "content": "body", "message": "body",
-    "file": "template", "template_file": "template",
-    "webhook": "url", "endpoint": "url", "link": "url",
-    "sender": "from", "from_address": "from", "return_path": "receipts_to", "bounce_to": "receipts_to",
-    "server": "host", "hostname": "host", "user": "username", "login": "username",
-    "pass": "password", "secret": "password", "tls": "security", "ssl": "security",
-    "stakeholder": "stakeholders", "communique": "communiques", "messages": "communiques",
-    "emails": "members", "people": "members", "list": "members",
-    "mandatory": "required", "must": "required",
-}
-
-
-class PlanError(Exception):
-    """A plan that cannot be loaded, with where and how to fix it."""
-
-    def __init__(self, message: str, file: Path | str, line: int | None = None, column: int | None = None,
-                 keypath: str = "", hint: str = "") -> None:
-        super().__init__(message)
-        self.message = message
-        self.location = Location(Path(file), line, column, keypath)
-        self.hint = hint
-
-    def __str__(self) -> str:
-        where = str(self.location.file)
-        if self.location.line is not None:
-            where += f":{self.location.line}"
-            if self.location.column is not None:
-                where += f":{self.location.column}"
-        text = f"{where}: "
-        if self.location.keypath:
-            text += f"{self.location.keypath}: "
-        text += self.message
-        if self.hint:
-            text += f"\n  hint: {self.hint}"
-        return text
-
-    def as_dict(self) -> dict[str, Any]:
-        return {
-            "file": str(self.location.file), "line": self.location.line, "column": self.location.column,
-            "keypath": self.location.keypath, "message": self.message, "hint": self.hint,
-        }
 
 
 def find_plan_file(path: Path) -> Path:
@@ -146,7 +101,7 @@ def load_plan(path: str | Path) -> Plan:
     try:
         data = tomllib.loads(source)
     except tomllib.TOMLDecodeError as error:
-        raise _toml_error(error, plan_file) from None
+        raise toml_error(error, plan_file, source) from None
     except RecursionError:
         raise PlanError("TOML nests too deeply (arrays or inline tables inside each other thousands of times)",
                         plan_file, hint="a plan nests a few levels deep; check the brackets") from None
@@ -154,25 +109,11 @@ def load_plan(path: str | Path) -> Plan:
     try:
         table = schema.PlanFile.model_validate(data)
     except ValidationError as error:
-        raise _schema_error(error, plan_file, source) from None
+        raise schema_error(error, plan_file, source) from None
     _check_channel_keys(data, table, plan_file, source)
     _check_unique_ids(table, plan_file, source)
     _check_commands(table, plan_file, source)
     return _build(table, plan_file, source, raw)
-
-
-def _toml_error(error: tomllib.TOMLDecodeError, file: Path) -> PlanError:
-    text = str(error)
-    found = re.search(r"\(at line (\d+), column (\d+)\)", text)
-    line = int(found.group(1)) if found else None
-    column = int(found.group(2)) if found else None
-    message = re.sub(r"\s*\(at line \d+, column \d+\)", "", text) or "invalid TOML"
-    hint = "check quotes, brackets and `key = value` syntax on that line"
-    if "Invalid value" in message or "Expected '=' after a key" in message:
-        hint = 'text values need quotes: key = "value"'
-    elif "Cannot overwrite" in message or "Cannot declare" in message:
-        hint = "a key or table is defined twice; use [[...]] for a list of tables"
-    return PlanError(f"TOML syntax error: {message[0].lower() + message[1:]}", file, line, column, hint=hint)
 
 
 SECRET_KEYS = {("transport", "smtp", "password"), ("communiques", "*", "routing_key"), ("receipts", "sources", "*", "password")}
@@ -201,134 +142,6 @@ def _is_secret_key(parts: tuple) -> bool:
         if len(pattern) == len(parts) and all(p == "*" or p == q for p, q in zip(pattern, parts)):
             return True
     return False
-
-
-def _schema_error(error: ValidationError, file: Path, source: str) -> PlanError:
-    problems = error.errors(include_url=False)
-    first = _most_useful(problems)
-    parts = _clean_loc(first["loc"])
-    line = find_line(source, parts)
-    kind = first["type"]
-    keypath = keypath_text(parts)
-    hint = ""
-    if kind == "extra_forbidden":
-        key = str(parts[-1])
-        message = f"unknown key `{key if len(key) <= 80 else key[:76] + '...'}`"
-        hint = _did_you_mean(key, _allowed_keys(parts[:-1]))
-    elif kind == "missing":
-        message = f"required key `{parts[-1]}` is missing"
-        hint = f"add `{parts[-1]} = ...`; see docs/plan-format.md"
-        line = find_line(source, parts[:-1]) or line
-    elif kind in ("literal_error", "enum"):
-        expected = first.get("ctx", {}).get("expected", "")
-        message = f"{shown(first['input'])} is not allowed here"
-        hint = f"use one of {expected}" if expected else ""
-        if parts and parts[-1] == "channel":
-            given = str(first["input"]).lower()
-            if given in ("slack", "teams", "mattermost", "googlechat", "chat"):
-                hint = f'chat posts use channel = "webhook" with preset = "{given}"'
-            elif given in ("pagerduty", "ntfy", "beeper"):
-                hint = 'use channel = "pager"'
-            elif given in ("phone", "call", "presentation", "meeting"):
-                hint = 'use channel = "manual" with instructions = "..."'
-            else:
-                close = close_match(given, schema.CHANNELS)
-                hint = f'did you mean "{close}"?' if close else f"use one of {expected}"
-    else:
-        message = first["msg"][0].lower() + first["msg"][1:]
-        given = first.get("input")
-        if kind.endswith("_type") and not isinstance(given, (dict, list)):
-            message = f"{message}, got {shown(given)}"
-        hint = _type_hint(parts, kind)
-    # A misnamed key also shows up as the missing one; count it once.
-    others = {
-        tuple(_clean_loc(p["loc"])) for p in problems
-        if not (kind == "extra_forbidden" and p["type"] == "missing" and tuple(_clean_loc(p["loc"]))[:-1] == parts[:-1])
-    }
-    more = len(others - {parts})
-    if more > 0:
-        hint = (hint + "; " if hint else "") + f"{more} more problem{'s' if more > 1 else ''} after this one"
-    return PlanError(message, file, line, None, keypath, hint)
-
-
-def _most_useful(problems: list[dict]) -> dict:
-    # Unions report one failure per alternative; an unknown key or a missing key says the most.
-    for wanted in ("extra_forbidden", "missing", "literal_error"):
-        for problem in problems:
-            if problem["type"] == wanted:
-                return problem
-    return problems[0]
-
-
-MODEL_NAMES = {
-    "KeyringSecret", "EnvSecret", "CommandSecret", "MaildirSourceTable", "MboxSourceTable",
-    "ImapSourceTable", "MemberTable", "str", "list[union[str,MemberTable]]",
-}
-
-
-def _clean_loc(loc: tuple) -> tuple:
-    # pydantic puts the union member's name into the path; the user never wrote it.
-    return tuple(p for p in loc if not (isinstance(p, str) and (p in MODEL_NAMES or p.startswith(("list[", "function-", "union[")))))
-
-
-def _allowed_keys(parts: tuple) -> set[str]:
-    model: Any = schema.PlanFile
-    for part in parts:
-        if isinstance(part, int) or model is None:
-            continue
-        model = _submodel(model, str(part))
-    if model is None:
-        return set()
-    return {f.alias or name for name, f in model.model_fields.items()}
-
-
-def _submodel(model: type[BaseModel], key: str) -> type[BaseModel] | None:
-    for name, field in model.model_fields.items():
-        if (field.alias or name) != key:
-            continue
-        for candidate in _models_in(field.annotation):
-            return candidate
-    return None
-
-
-def _models_in(annotation: Any) -> list[type[BaseModel]]:
-    found = []
-    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
-        return [annotation]
-    for arg in getattr(annotation, "__args__", ()) or ():
-        found.extend(_models_in(arg))
-    return found
-
-
-def _did_you_mean(key: str, allowed: set[str]) -> str:
-    if not allowed:
-        return ""
-    synonym = SYNONYMS.get(key.lower())
-    if synonym in allowed:
-        return f"did you mean `{synonym}`?"
-    close = close_match(key, sorted(allowed))
-    if close:
-        return f"did you mean `{close}`?"
-    return "allowed keys here: " + ", ".join(sorted(allowed))
-
-
-def _type_hint(parts: tuple, kind: str) -> str:
-    last = str(parts[-1]) if parts else ""
-    if last == "members":
-        return 'members is a CSV file name or a list like ["Ada <ada@example.com>"]'
-    if last == "to":
-        return 'to is a list of stakeholder group ids, e.g. to = ["customers"]'
-    if last == "date":
-        return "write a TOML date without quotes: date = 2026-11-26"
-    if last == "rate":
-        return 'write a rate like "120/min" or "5/s"'
-    if kind in ("int_type", "int_parsing"):
-        return "write a whole number without quotes"
-    if kind == "bool_type":
-        return "write true or false without quotes"
-    if kind == "string_type":
-        return 'write text in quotes: "..."'
-    return "see docs/plan-format.md"
 
 
 def _check_channel_keys(data: dict, table: schema.PlanFile, file: Path, source: str) -> None:
@@ -447,6 +260,8 @@ def _build(table: schema.PlanFile, plan_file: Path, source: str, raw: bytes) -> 
         groups.append(StakeholderGroup(
             id=group.id, name=group.name or group.id, required=group.required, description=group.description,
             members=tuple(members), members_file=members_file, location=where("stakeholders", index),
+            allow_special_domains=(group.allow_special_domains if isinstance(group.allow_special_domains, bool)
+                                   else tuple(group.allow_special_domains)),
         ))
 
     communiques = []
@@ -470,7 +285,7 @@ def _build(table: schema.PlanFile, plan_file: Path, source: str, raw: bytes) -> 
     return Plan(
         path=plan_file, root=root, release=release, sender=table.sender, smtp=table.transport.smtp,
         receipts=table.receipts, groups=tuple(groups), communiques=tuple(communiques),
-        digest=digest.hexdigest(), source=source, files=tuple(snapshots),
+        digest=digest.hexdigest(), source=source, files=tuple(snapshots), channels=table.channels,
     )
 
 

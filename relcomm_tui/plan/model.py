@@ -17,7 +17,7 @@ from email.utils import formataddr
 from pathlib import Path
 from typing import Mapping
 
-from .schema import CommuniqueTable, ReceiptsTable, SenderTable, SmtpTable
+from .schema import ChannelsTable, CommuniqueTable, ReceiptsTable, SenderTable, SmtpTable
 
 
 @dataclass(frozen=True)
@@ -104,6 +104,7 @@ class StakeholderGroup:
     members: tuple[Recipient, ...]
     members_file: Path | None
     location: Location
+    allow_special_domains: bool | tuple[str, ...] = False  # see plan/addresses.py
 
 
 @dataclass(frozen=True)
@@ -149,6 +150,7 @@ class Plan:
     digest: str  # of the plan file and every file snapshot: what a review signs off
     source: str  # the plan file's text, for locating findings
     files: tuple[FileSnapshot, ...] = ()  # the plan file first, then every file it uses, as read at load
+    channels: ChannelsTable = field(default_factory=ChannelsTable)  # [channels.NAME]: pace of webhook, pager, publish
 
     def group(self, group_id: str) -> StakeholderGroup | None:
         for group in self.groups:

@@ -11,7 +11,9 @@ import datetime as dt
 from pathlib import Path
 from typing import Literal, Union
 
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, StrictBool, StrictInt, StrictStr
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, StrictBool, StrictInt, StrictStr, field_validator
+
+from .dates import parse_release_date
 
 CHANNELS = ("email", "webhook", "publish", "pager", "manual")
 
@@ -24,6 +26,10 @@ CHANNEL_KEYS: dict[str, frozenset[str]] = {
     "manual": frozenset({"instructions", "subject", "template", "body"}),
 }
 COMMON_KEYS = frozenset({"id", "to", "channel", "description", "reminder_for"})
+
+
+SPECIAL_DOMAINS_HELP = ('addresses at special-use names (.local, .localhost, .test, .invalid, .onion, .arpa) are errors '
+                        'unless allowed: true, or a list such as ["corp.local"]; allowed ones are warnings')
 
 
 class Strict(BaseModel):
@@ -57,10 +63,16 @@ SecretRef = Union[KeyringSecret, EnvSecret, CommandSecret]
 class ReleaseTable(Strict):
     name: StrictStr = Field(min_length=1, description="product or release name")
     version: StrictStr = Field(min_length=1, description="the version being released")
-    date: dt.date | None = Field(None, description="release date (TOML date)")
+    date: dt.date | None = Field(None, description="release date: a TOML date, 2026-12-03 (a quoted \"2026-12-03\" is accepted too)")
     notes: StrictStr | None = Field(None, description="release-notes file; its section for this version is `notes` in templates")
     gate: StrictStr | None = Field(None, description="command that must exit 0 before sending (the release was declared a success)")
     gate_timeout: StrictInt = Field(30, ge=1, le=3600, description="seconds the gate may run")
+
+    @field_validator("date", mode="before")
+    @classmethod
+    def _a_real_day(cls, value: object) -> object:
+        # pydantic alone takes a number as a timestamp and says "input is too short" for "Dec 3".
+        return parse_release_date(value)
 
 
 class SenderTable(Strict):
@@ -69,6 +81,7 @@ class SenderTable(Strict):
     receipts_to: StrictStr | None = Field(None, description="return path: where DSNs, read receipts and replies come back")
     test_to: StrictStr | None = Field(None, description="the engineer's own address for test sends")
     list_id: StrictStr | None = Field(None, description="List-Id header value, e.g. releases.example.com")
+    allow_special_domains: StrictBool | list[StrictStr] = Field(False, description=SPECIAL_DOMAINS_HELP)
 
 
 class SmtpTable(Strict):
@@ -85,6 +98,24 @@ class SmtpTable(Strict):
 
 class TransportTable(Strict):
     smtp: SmtpTable = Field(default_factory=SmtpTable)
+
+
+RATE_PATTERN = r"^\s*\d+(\.\d+)?\s*/\s*(s|sec|second|m|min|minute|h|hour)\s*$"
+
+
+class ChannelTable(Strict):
+    """Pace and retries of one channel that posts over HTTP. Email's are in [transport.smtp]."""
+
+    concurrency: StrictInt = Field(4, ge=1, le=64, description="deliveries of this channel under way at once")
+    rate: StrictStr | None = Field(None, pattern=RATE_PATTERN, description='maximum deliveries per time, e.g. "30/min"')
+    max_attempts: StrictInt = Field(5, ge=1, le=50, description="tries for a transient failure before it is deferred")
+    timeout: StrictInt = Field(15, ge=1, le=600, description="seconds one whole HTTP exchange may take")
+
+
+class ChannelsTable(Strict):
+    webhook: ChannelTable = Field(default_factory=ChannelTable)
+    pager: ChannelTable = Field(default_factory=ChannelTable)
+    publish: ChannelTable = Field(default_factory=ChannelTable)
 
 
 class MaildirSourceTable(Strict):
@@ -123,6 +154,7 @@ class StakeholderTable(Strict):
     required: StrictBool = Field(False, description="must be reached by at least one communique")
     description: StrictStr | None = None
     members: StrictStr | list[StrictStr | MemberTable] = Field(default_factory=list, description='CSV file (name,email,...) or a list of "Name <addr>" / tables')
+    allow_special_domains: StrictBool | list[StrictStr] = Field(False, description=SPECIAL_DOMAINS_HELP)
 
 
 class CommuniqueTable(Strict):
@@ -157,6 +189,7 @@ class PlanFile(Strict):
     release: ReleaseTable
     sender: SenderTable
     transport: TransportTable = Field(default_factory=TransportTable)
+    channels: ChannelsTable = Field(default_factory=ChannelsTable, description="pace and retries of webhook, pager and publish")
     receipts: ReceiptsTable = Field(default_factory=ReceiptsTable)
     stakeholders: list[StakeholderTable] = Field(min_length=1)
     communiques: list[CommuniqueTable] = Field(min_length=1)

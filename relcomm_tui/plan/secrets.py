@@ -111,3 +111,17 @@ def _from_keyring(name: str, timeout: float) -> str:
     if value is None:
         raise SecretError(f"nothing stored in the OS keyring under {name!r}", f"store it with: keyring set {service} {user}")
     return value
+
+
+def login_password(smtp: object, timeout: float = 10.0) -> str:
+    """The SMTP login's password from the plan's reference (blocking: keyring, commands).
+
+    The one lookup: `app.credentials` asks the user when this fails, and the email channel calls it
+    when started without a password. Raises SecretError saying what is missing and how to fix it.
+    """
+    reference = getattr(smtp, "password", None)
+    username = getattr(smtp, "username", None)
+    if reference is None or not is_reference(reference):
+        raise SecretError(f"the SMTP login {username!r} needs a password and the plan names none",
+                          'add password = { env = "RELCOMM_SMTP_PASSWORD" } to [transport.smtp], or give it when asked')
+    return resolve(reference, timeout)

@@ -14,10 +14,9 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Callable, Collection, Mapping
 
-from email_validator import EmailNotValidError, validate_email
-
 from ..common.errors import UserError
 from ..delivery.engine import SendEngine
+from ..plan import addresses
 from ..plan.model import Communique, Plan, Recipient, StakeholderGroup
 from ..store.ledger import Ledger
 
@@ -48,12 +47,8 @@ def reminder_of(plan: Plan, communique_id: str) -> Communique | None:
 
 
 def valid_address(text: str) -> str | None:
-    """The address, normalised, or None when it is not a usable email address."""
-
-    try:
-        return validate_email(text.strip(), check_deliverability=False).normalized
-    except EmailNotValidError:
-        return None
+    """The address, normalised, or None when it is not a usable email address (plan/addresses.py)."""
+    return addresses.valid_address(text)
 
 
 def prepare_follow_up(plan: Plan, communique_id: str, recipient_keys: Collection[str],

@@ -18,18 +18,30 @@ files the database's mode). Nothing here ever stores a password.
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import os
-import re
-import secrets
 import sqlite3
 import threading
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterable, Iterator, Sequence
+from typing import Callable, Iterator, Sequence
 
 from . import state
+from .deliveries import DeliveryBook
+from .inbound import InboundBook
 from .lock import lock_is_free
+from .records import (  # noqa: F401  (callers use ledger.DeliveryIntent, ledger.delivery_id, ...)
+    _DELIVERY_COLUMNS,
+    _RECEIPT_COLUMNS,
+    ID_PREFIX,
+    DeliveryIntent,
+    DeliveryRecord,
+    RunRecord,
+    delivery_id,
+    is_legacy_envelope_id,
+    is_relcomm_envelope_id,
+    is_relcomm_message_id,
+    new_envelope_id,
+    new_message_id,
+)
 
 # The ledger's words, used by its callers as ledger.ACCEPTED etc.
 from .states import (  # noqa: F401
@@ -79,117 +91,6 @@ def storage_error(error: sqlite3.Error, path: Path, doing: str = "use") -> Ledge
     return LedgerStorageError(f"cannot {doing} the ledger {path}: {text}",
                               f"check the disk and the state folder, {again}")
 
-
-def delivery_id(release_version: str, communique_id: str, recipient_key: str) -> str:
-    """Stable id of one (release, communique, recipient): the ledger's own key for it.
-
-    Anyone holding the plan can compute it, so it is never sent in a message (issue 10.7): what
-    goes out is the delivery's random envelope id and Message-ID (new_envelope_id, new_message_id).
-    """
-    text = f"{release_version}\x00{communique_id}\x00{recipient_key.strip().lower()}"
-    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:20]
-
-
-# Identifiers relcomm puts into what it sends start with this, so a report naming one that this
-# ledger does not hold is known to be about another send (another ledger, plan folder or state).
-ID_PREFIX = "relcomm."
-ID_BYTES = 16  # 128 random bits: nobody can guess one, nor compute it from the plan
-_LEGACY_ENVELOPE_ID = re.compile(r"[0-9a-f]{20}")
-
-
-def new_envelope_id() -> str:
-    """A delivery's DSN envelope id (ENVID): random, made once, stored, reused by every resend."""
-    return ID_PREFIX + secrets.token_hex(ID_BYTES)
-
-
-def new_message_id(domain: str) -> str:
-    """A delivery's Message-ID: random, made once, stored, reused by every resend."""
-    return f"<{ID_PREFIX}{secrets.token_hex(ID_BYTES)}@{domain or 'relcomm.invalid'}>"
-
-
-def is_relcomm_envelope_id(value: str | None) -> bool:
-    """An ENVID relcomm makes (or made before ids were random: 20 hex digits of delivery_id)."""
-    text = (value or "").strip().lower()
-    return text.startswith(ID_PREFIX) or bool(_LEGACY_ENVELOPE_ID.fullmatch(text))
-
-
-def is_legacy_envelope_id(value: str | None) -> bool:
-    """An ENVID from before ids were random: computable from the plan, so it proves nothing."""
-    return bool(_LEGACY_ENVELOPE_ID.fullmatch((value or "").strip().lower()))
-
-
-def is_relcomm_message_id(value: str | None) -> bool:
-    """A Message-ID relcomm makes: `<relcomm.…@domain>` (old ones had the same start)."""
-    text = (value or "").strip().strip("<>").strip().lower()
-    return text.startswith(ID_PREFIX) and "@" in text
-
-
-@dataclass(frozen=True, slots=True)
-class DeliveryRecord:
-    id: str
-    release_version: str
-    communique_id: str
-    recipient_key: str
-    recipient_display: str
-    group_id: str | None
-    channel: str
-    state: str
-    attempts: int
-    message_id: str | None
-    envelope_id: str | None
-    reply: str | None          # the server's words (or the error) for the last attempt
-    created: str
-    updated: str
-    accepted_at: str | None
-    run_id: int | None
-    sent_at: str | None = None      # when its text first went out (the first `sending`); None: never
-    person_key: str | None = None   # the plan member it is for, when not recipient_key (a corrected address)
-
-    @property
-    def person(self) -> str:
-        """Who this delivery is for: the plan member's key (a follow-up to a corrected address
-        is still for the member whose address bounced)."""
-        return self.person_key or self.recipient_key
-
-    @property
-    def state_label(self) -> str:
-        return STATE_LABELS.get(self.state, self.state)
-
-    def as_dict(self) -> dict:
-        return {name: getattr(self, name) for name in self.__slots__} | {"state_label": self.state_label}
-
-
-@dataclass(frozen=True, slots=True)
-class RunRecord:
-    id: int
-    started: str
-    finished: str | None
-    who: str
-    host: str
-    mode: str
-    release_version: str
-    plan_digest: str
-    outcome: str | None
-
-
-@dataclass(frozen=True, slots=True)
-class DeliveryIntent:
-    """What the engine wants recorded for one delivery before it exists (ensure_deliveries)."""
-
-    communique_id: str
-    recipient_key: str
-    recipient_display: str
-    group_id: str | None
-    channel: str
-    person_key: str | None = None  # the plan member, when the address is a correction of theirs
-
-
-_DELIVERY_COLUMNS = (
-    "id, release_version, communique_id, recipient_key, recipient_display, group_id, channel, state, attempts, "
-    "message_id, envelope_id, reply, created, updated, accepted_at, run_id, sent_at, person_key"
-)
-_RECEIPT_COLUMNS = ("id", "delivery_id", "source_key", "kind", "action", "status", "diagnostic", "at", "raw_summary",
-                    "matched_by", "note")
 
 # Each migration takes the schema from version i to i+1. Never edit a released one; append.
 MIGRATIONS: list[str] = [
@@ -307,13 +208,9 @@ MIGRATIONS: list[str] = [
     """,
 ]
 
-# A send may start only from these states (one conditional UPDATE claims a delivery): never
-# from `sending` (another run has it), a final state, `awaiting`, `rejected` or `in doubt`
-# (those go back to `queued` only through `requeue`, the engineer's explicit choice).
-CLAIMABLE_STATES = (QUEUED, DEFERRED)
 
 
-class Ledger:
+class Ledger(DeliveryBook, InboundBook):
     """One open ledger file. Thread-safe: one connection guarded by a lock."""
 
     def __init__(self, path: Path, connection: sqlite3.Connection) -> None:
@@ -572,270 +469,10 @@ class Ledger:
 
     # -- deliveries ----------------------------------------------------------------------
 
-    def ensure_deliveries(self, release_version: str, intents: Iterable[DeliveryIntent], *, domain: str) -> int:
-        """Create a `queued` delivery for each intent not yet known, with its own random envelope
-        id and Message-ID (made here, once: a resend reuses them; nobody can compute them).
-
-        Existing deliveries are left alone: their state and ids are history.
-        Returns how many were created.
-        """
-        stamp = now()
-
-        def work(db: sqlite3.Connection) -> int:
-            before = db.total_changes
-            db.executemany(
-                "INSERT INTO deliveries (id, release_version, communique_id, recipient_key, recipient_display, "
-                "group_id, channel, state, attempts, message_id, envelope_id, created, updated, person_key) "
-                "VALUES (?,?,?,?,?,?,?,?,0,?,?,?,?,?) ON CONFLICT DO NOTHING",
-                (
-                    (
-                        delivery_id(release_version, i.communique_id, i.recipient_key),
-                        release_version, i.communique_id, (key := i.recipient_key.strip().lower()),
-                        i.recipient_display, i.group_id, i.channel, QUEUED, new_message_id(domain),
-                        new_envelope_id(), stamp, stamp,
-                        person if (person := (i.person_key or "").strip().lower()) and person != key else None,
-                    )
-                    for i in intents
-                ),
-            )
-            return db.total_changes - before
-
-        return self._write(work)  # type: ignore[return-value]
-
-    def deliveries(self, release_version: str, communique_id: str | None = None) -> list[DeliveryRecord]:
-        query = f"SELECT {_DELIVERY_COLUMNS} FROM deliveries WHERE release_version=?"
-        params: tuple = (release_version,)
-        if communique_id is not None:
-            query += " AND communique_id=?"
-            params += (communique_id,)
-        with self._reading():
-            rows = self._db.execute(query + " ORDER BY rowid", params).fetchall()
-        return [DeliveryRecord(*row) for row in rows]
-
-    def delivery(self, ident: str) -> DeliveryRecord | None:
-        with self._reading():
-            row = self._db.execute(f"SELECT {_DELIVERY_COLUMNS} FROM deliveries WHERE id=?", (ident,)).fetchone()
-        return DeliveryRecord(*row) if row else None
-
-    def pending(self, release_version: str, communique_id: str,
-                states: Iterable[str]) -> list[tuple[str, str, str, int, str, str]]:
-        """(id, recipient_key, message_id, attempts, state, envelope_id) of a communique's deliveries in `states`.
-
-        Small tuples, not records: a 100,000-recipient send keeps only these in memory.
-        """
-        wanted = tuple(states)
-        marks = ",".join("?" * len(wanted))
-        with self._reading():
-            return self._db.execute(
-                f"SELECT id, recipient_key, message_id, attempts, state, envelope_id FROM deliveries WHERE release_version=? "
-                f"AND communique_id=? AND state IN ({marks}) ORDER BY rowid",
-                (release_version, communique_id, *wanted),
-            ).fetchall()
-
-    def counts(self, release_version: str, communique_id: str | None = None) -> dict[str, int]:
-        query = "SELECT state, COUNT(*) FROM deliveries WHERE release_version=?"
-        params: tuple = (release_version,)
-        if communique_id is not None:
-            query += " AND communique_id=?"
-            params += (communique_id,)
-        with self._reading():
-            rows = self._db.execute(query + " GROUP BY state", params).fetchall()
-        counts = {state: 0 for state in STATES}
-        counts.update(dict(rows))
-        return counts
-
     # The engine's writes. Each returns a function for `apply`, so several connections'
     # writes share one transaction; the plain methods commit at once.
 
-    @staticmethod
-    def sending_work(ident: str, run_id: int | None) -> Callable[[sqlite3.Connection], object]:
-        """Claim a delivery for this run: one conditional UPDATE, so of two runs (or two claims in
-        one) only one can move it to `sending`; the other gets ClaimRefused and must not send."""
-        stamp = now()
-
-        def work(db: sqlite3.Connection) -> object:
-            cursor = db.execute(
-                "UPDATE deliveries SET state=?, attempts=attempts+1, updated=?, run_id=COALESCE(?, run_id), "
-                f"sent_at=COALESCE(sent_at, ?) WHERE id=? AND state IN ({','.join('?' * len(CLAIMABLE_STATES))})",
-                (SENDING, stamp, run_id, stamp, ident, *CLAIMABLE_STATES),
-            )
-            if cursor.rowcount != 1:
-                row = db.execute("SELECT state, run_id FROM deliveries WHERE id=?", (ident,)).fetchone()
-                if row is None:
-                    raise ClaimRefused(f"delivery {ident} is not in the ledger; not sending it")
-                if row[0] == SENDING:
-                    raise ClaimRefused(f"delivery {ident} is already being sent (by run #{row[1]}); not sending it again")
-                raise ClaimRefused(f"delivery {ident} is {STATE_LABELS.get(row[0], row[0])}, not queued or deferred; "
-                                   "not sending it")
-            return None
-
-        return work
-
-    @staticmethod
-    def outcome_work(ident: str, state: str, reply: str | None,
-                     attempted: bool = False) -> Callable[[sqlite3.Connection], object]:
-        """`attempted`: an attempt that ended before any `sending` row (e.g. refused at RCPT,
-        before the message text) still counts in `attempts`."""
-        if state not in STATES or state in (SENDING,):
-            raise ValueError(f"not an outcome: {state!r}")
-        stamp = now()
-        accepted_at = stamp if state == ACCEPTED else None
-        # An attempt refused before its `sending` row still went to the server: it counts as sent.
-        return lambda db: db.execute(
-            "UPDATE deliveries SET state=?, reply=?, updated=?, accepted_at=COALESCE(?, accepted_at), "
-            "attempts=attempts+?, sent_at=CASE WHEN ? THEN COALESCE(sent_at, ?) ELSE sent_at END WHERE id=?",
-            (state, reply, stamp, accepted_at, int(attempted), int(attempted), stamp, ident),
-        )
-
-    def mark_sending(self, idents: Sequence[str], run_id: int | None = None) -> None:
-        """Record the intent to send, durably, before any byte goes out."""
-        self.apply([self.sending_work(ident, run_id) for ident in idents])
-
-    def mark_outcome(self, ident: str, state: str, reply: str | None = None) -> None:
-        self.apply([self.outcome_work(ident, state, reply)])
-
-    def mark_delivered(self, ident: str, who: str, note: str = "") -> None:
-        """The engineer says an in-doubt (or any unsent) delivery did arrive; never sent again."""
-        self.mark_outcome(ident, MARKED_DELIVERED, f"marked delivered by {who}" + (f": {note}" if note else ""))
-
-    def requeue(self, idents: Sequence[str]) -> int:
-        """Put deferred/rejected/in-doubt deliveries back in the queue (retry failed, resend in doubt).
-
-        The Message-ID is kept, so a mail client can drop a duplicate of an in-doubt message.
-        """
-        stamp = now()
-
-        def work(db: sqlite3.Connection) -> int:
-            before = db.total_changes
-            db.executemany(
-                "UPDATE deliveries SET state=?, updated=? WHERE id=? AND state IN (?, ?, ?)",
-                ((QUEUED, stamp, ident, DEFERRED, REJECTED, IN_DOUBT) for ident in idents),
-            )
-            return db.total_changes - before
-
-        return self._write(work)  # type: ignore[return-value]
-
-    def recover_in_doubt(self) -> int:
-        """Deliveries left in `sending` by a process that died become `in doubt`. Returns how many.
-        Only for the holder of the send lock (the engine); `open` checks the lock itself."""
-        return self._write(self._recover_work)  # type: ignore[return-value]
-
-    @staticmethod
-    def _recover_work(db: sqlite3.Connection) -> int:
-        return db.execute(
-            "UPDATE deliveries SET state=?, updated=?, reply=COALESCE(reply || ' | ', '') || ? WHERE state=?",
-            (IN_DOUBT, now(), "the sending process stopped before the server's reply was recorded", SENDING),
-        ).rowcount
-
     # -- receipts (recorded by the receipts work) ----------------------------------------
-
-    def add_receipt(self, source_key: str, kind: str, *, delivery_id: str | None = None, action: str | None = None,
-                    status: str | None = None, diagnostic: str | None = None, at: str | None = None,
-                    raw_summary: str | None = None, matched_by: str | None = None, note: str | None = None) -> bool:
-        """Record one receipt; False if this source key was already recorded (a re-read).
-        `matched_by` says how it was tied to its delivery (correlate.BY_*); "ledger" when the
-        caller knows the delivery first hand (a manual step ticked here)."""
-        if delivery_id is not None and matched_by is None:
-            matched_by = "ledger"
-        return bool(self._write(lambda db: db.execute(
-            "INSERT INTO receipts (delivery_id, source_key, kind, action, status, diagnostic, at, raw_summary, "
-            "matched_by, note) VALUES (?,?,?,?,?,?,?,?,?,?) ON CONFLICT (source_key) DO NOTHING",
-            (delivery_id, source_key, kind, action, status, diagnostic, at or now(), raw_summary, matched_by, note),
-        ).rowcount))
-
-    def receipts(self, delivery_id: str | None = None) -> list[dict]:
-        query = f"SELECT {', '.join(_RECEIPT_COLUMNS)} FROM receipts"
-        params: tuple = ()
-        if delivery_id is not None:
-            query += " WHERE delivery_id=?"
-            params = (delivery_id,)
-        with self._reading():
-            rows = self._db.execute(query + " ORDER BY id", params).fetchall()
-        return [dict(zip(_RECEIPT_COLUMNS, row)) for row in rows]
-
-    def delivery_by_message_id(self, message_id: str) -> DeliveryRecord | None:
-        with self._reading():
-            row = self._db.execute(f"SELECT {_DELIVERY_COLUMNS} FROM deliveries WHERE message_id=?",
-                                   (message_id,)).fetchone()
-        return DeliveryRecord(*row) if row else None
-
-    def delivery_by_envelope_id(self, envelope_id: str) -> DeliveryRecord | None:
-        with self._reading():
-            row = self._db.execute(f"SELECT {_DELIVERY_COLUMNS} FROM deliveries WHERE envelope_id=?",
-                                   (envelope_id,)).fetchone()
-        return DeliveryRecord(*row) if row else None
-
-    def deliveries_to(self, recipient_key: str) -> list[DeliveryRecord]:
-        """Every delivery of any release in this ledger to one address (case-folded key)."""
-        with self._reading():
-            rows = self._db.execute(f"SELECT {_DELIVERY_COLUMNS} FROM deliveries WHERE recipient_key=? ORDER BY rowid",
-                                    (recipient_key.strip().lower(),)).fetchall()
-        return [DeliveryRecord(*row) for row in rows]
-
-    def releases(self) -> set[str]:
-        with self._reading():
-            return {row[0] for row in self._db.execute("SELECT DISTINCT release_version FROM deliveries")}
-
-    def seen_keys(self, source: str) -> set[str]:
-        """Every key of `source` already read: one query, so a refresh of a big mailbox stays fast."""
-        with self._lock:
-            return {row[0] for row in self._db.execute("SELECT key FROM seen_messages WHERE source=?", (source,))}
-
-    def report_known(self, key: str) -> bool:
-        """Whether a report with this content key was read before, from any source."""
-        with self._reading():
-            return self._db.execute("SELECT 1 FROM report_keys WHERE key=?", (key,)).fetchone() is not None
-
-    def release_receipts(self, release_version: str) -> list[dict]:
-        """The receipts matched to one release's deliveries (same keys as `receipts`)."""
-        with self._reading():
-            rows = self._db.execute(
-                f"SELECT {', '.join('r.' + c for c in _RECEIPT_COLUMNS)} FROM receipts r JOIN deliveries d "
-                "ON d.id = r.delivery_id WHERE d.release_version=? ORDER BY r.id", (release_version,)).fetchall()
-        return [dict(zip(_RECEIPT_COLUMNS, row)) for row in rows]
-
-    def unmatched_receipt_keys(self) -> list[str]:
-        """Source keys of receipts that matched no delivery (kept so they can be counted and shown)."""
-        with self._lock:
-            return [row[0] for row in self._db.execute("SELECT source_key FROM receipts WHERE delivery_id IS NULL")]
-
-    def uncredited_reports(self) -> dict[str, int]:
-        """Reports (messages, not rows) credited to no delivery, by why (the receipt's note;
-        "" for none): {"another send": 3, "": 1, ...}. Every report has a row for its first
-        recipient (source key ending in "|0"), so counting those counts reports."""
-        with self._reading():
-            rows = self._db.execute(
-                "SELECT COALESCE(note, ''), COUNT(*) FROM receipts WHERE delivery_id IS NULL AND source_key LIKE '%|0' "
-                "GROUP BY 1").fetchall()
-        return dict(rows)
-
-    def record_inbound(self, source: str, keys: Iterable[str], receipts: Sequence[dict],
-                       reports: Sequence[tuple[str, str]] = ()) -> int:
-        """Receipts (add_receipt's keywords plus `source_key` and `kind`), the source keys they
-        came from and the content keys of the reports read, as (content key, source key), in one
-        transaction. Returns how many receipts were new (re-reads add none)."""
-        stamp = now()
-        keys = list(keys)
-
-        def work(db: sqlite3.Connection) -> int:
-            before = db.total_changes
-            db.executemany(
-                "INSERT INTO receipts (delivery_id, source_key, kind, action, status, diagnostic, at, raw_summary, "
-                "matched_by, note) VALUES (?,?,?,?,?,?,?,?,?,?) ON CONFLICT (source_key) DO NOTHING",
-                ((r.get("delivery_id"), r["source_key"], r["kind"], r.get("action"), r.get("status"),
-                  r.get("diagnostic"), r.get("at") or stamp, r.get("raw_summary"),
-                  r.get("matched_by") or ("ledger" if r.get("delivery_id") else None), r.get("note"))
-                 for r in receipts),
-            )
-            added = db.total_changes - before
-            db.executemany("INSERT INTO seen_messages (source, key, at) VALUES (?,?,?) ON CONFLICT DO NOTHING",
-                           ((source, key, stamp) for key in keys))
-            db.executemany("INSERT INTO report_keys (key, source, message_key, at) VALUES (?,?,?,?) "
-                           "ON CONFLICT DO NOTHING", ((key, source, message, stamp) for key, message in reports))
-            return added
-
-        return self._write(work)  # type: ignore[return-value]
-
 
 def _statements(script: str) -> list[str]:
     """Split a migration into statements (executescript would commit behind our back)."""

@@ -146,15 +146,27 @@ class RelcommApp(App[int]):
         self.push_screen(PreviewScreen(communique_id, group_id))
 
     def action_open_send(self) -> None:
-        # The checklist only calls this when unlocked. A release sent before opens on where things
-        # stand (continuing asks for the version there); a first send asks for it now.
-        from .screens.send import SendScreen, confirm_send_dialog, has_history
+        # The checklist calls this when the plan may be sent, or when something was sent before:
+        # then the send screen opens on where things stand (continuing asks for the version
+        # there, under the same rule); a first send asks for it now.
+        from ..app.board import board
+        from .screens.send import SendScreen, confirm_send_dialog
 
-        if has_history(self.ledger, self.plan):
+        where = board(self.plan, self.ledger)
+        if where.started:
             self.push_screen(SendScreen())
             return
-        self.push_screen(confirm_send_dialog(self.plan),
+        self.push_screen(confirm_send_dialog(self.plan, where),
                          lambda yes: self.push_screen(SendScreen(start=True)) if yes else None)
+
+    def readiness(self, **flags: bool):
+        """The send rule as the checklist (home, always at the bottom of the stack) knows it now."""
+        from .screens.checklist import ChecklistScreen
+
+        for screen in self.screen_stack:
+            if isinstance(screen, ChecklistScreen):
+                return screen.readiness(**flags)
+        return None
 
     def action_open_receipts(self) -> None:
         from .screens.receipts import ReceiptsScreen

@@ -19,16 +19,21 @@ class ConfirmSendDialog(ModalScreen[bool]):
     CSS_PATH = "confirm_send.tcss"
     BINDINGS = [Binding("escape", "cancel", "Cancel", id="cancel-send", tooltip="Send nothing")]
 
-    def __init__(self, release_name: str, version: str, recipients: int, communiques: int,
-                 *, deliveries_left: int | None = None) -> None:
+    def __init__(self, release_name: str, version: str, recipients: int = 0, communiques: int = 0,
+                 *, deliveries_left: int | None = None, question: str | None = None, notes: tuple[str, ...] = ()) -> None:
         super().__init__()
         self.release_name, self.version = visible(release_name), version
         self.shown_version = visible(version)  # typed against `version`, shown as this
         self.recipients, self.communiques = recipients, communiques
         self.deliveries_left = deliveries_left
+        # `question`: counted by app.board, as the send screen counts (deliveries, not people).
+        self.question = visible(question) if question else None
+        self.notes = tuple(visible(note) for note in notes if note)
 
     def compose(self) -> ComposeResult:
-        if self.deliveries_left is None:
+        if self.question is not None:
+            question = self.question
+        elif self.deliveries_left is None:
             question = (f"Send {self.release_name} {self.shown_version} to {plural(self.recipients, 'recipient')} "
                         f"over {plural(self.communiques, 'communique')}?")
         else:
@@ -41,6 +46,8 @@ class ConfirmSendDialog(ModalScreen[bool]):
             yield Static(question, id="confirm-question", markup=False)
             yield Static("Messages go out as soon as you confirm. Anything already accepted is never sent again.",
                          id="confirm-detail", markup=False)
+            for note in self.notes:
+                yield Static(note, classes="confirm-note", markup=False)
             yield Static(f"Type the version ({self.shown_version}) to confirm:", id="confirm-prompt", markup=False)
             yield Input(placeholder=self.shown_version, id="confirm-version", select_on_focus=False)
             yield Static("", id="confirm-error", markup=False)

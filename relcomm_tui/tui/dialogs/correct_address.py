@@ -1,4 +1,5 @@
-"""Ask for a corrected address for a recipient whose message bounced (receipts follow-up).
+"""Ask for a corrected address for a recipient whose message bounced (receipts follow-up): the same
+communique is then sent there (receipts/corrections.py).
 
 Returns the address typed (checked as an email address), or None to leave that recipient out.
 """
@@ -12,7 +13,7 @@ from textual.containers import Vertical
 from textual.screen import ModalScreen
 from textual.widgets import Input, Static
 
-from ...receipts.followup import valid_address
+from ...plan.addresses import valid_address
 from ..text import plain
 
 
@@ -27,9 +28,10 @@ class CorrectAddressDialog(ModalScreen[str | None]):
     """
     BINDINGS = [Binding("escape", "skip", "Leave out", id="correct-skip", tooltip="Do not follow up this recipient")]
 
-    def __init__(self, recipient: str, address: str, reason: str) -> None:
+    def __init__(self, recipient: str, address: str, reason: str, *, allowance: bool | tuple[str, ...] = False) -> None:
         super().__init__()
         self.recipient, self.address, self.reason = recipient, address, reason
+        self.allowance = allowance  # the plan's allow_special_domains for this person (corp.local)
 
     def compose(self) -> ComposeResult:
         with Vertical(id="correct-box") as box:
@@ -42,9 +44,12 @@ class CorrectAddressDialog(ModalScreen[str | None]):
 
     @on(Input.Submitted)
     def submitted(self, event: Input.Submitted) -> None:
-        address = valid_address(event.value)
+        address = valid_address(event.value, allowance=self.allowance)
         if address is None:
             self.query_one("#correct-problem", Static).update(plain(f"{event.value!r} is not a valid email address"))
+            return
+        if address.lower() == self.address.strip().lower():
+            self.query_one("#correct-problem", Static).update(plain("that is the address that bounced: type the right one"))
             return
         self.dismiss(address)
 

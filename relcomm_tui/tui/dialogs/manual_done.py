@@ -53,7 +53,7 @@ class ManualDoneDialog(ModalScreen[str | None]):
             yield Static(self.what, id="manual-what", markup=False)
             yield Static(self.instructions, id="manual-instructions", markup=False)
             yield Static("Note (optional: who answered, when):", markup=False)
-            yield Input(placeholder="e.g. spoke to Dana at 17:40", id="manual-note")
+            yield Input(placeholder="e.g. reached by phone at 17:40, passed on to the team", id="manual-note")
 
     @on(Input.Submitted, "#manual-note")
     def submitted(self, event: Input.Submitted) -> None:

@@ -1,13 +1,15 @@
 """The checklist (home screen): the release, its stakeholder groups, every finding, and the send lock.
 
-Sending stays locked until there are no errors, every required group is marked reviewed, and the
-release gate passes. Review marks are stored in the ledger together with the plan's digest, so a
-plan edited after review must be reviewed again.
+Sending stays locked until `app.readiness` says the plan may be sent (the rule `relcomm send`
+applies too): no errors, every required group reviewed, the release gate passed when the plan
+names one. Review marks are stored in the ledger together with the plan's digest, so a plan edited
+after review must be reviewed again. Once anything was sent, the status line is the send's summary
+(`app.board`) and `s` opens the send screen whatever the lock: seeing where things stand and
+ticking manual steps send nothing.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
 
 from textual import on, work
@@ -23,8 +25,11 @@ from textual.widgets.option_list import Option
 from textual.worker import Worker, WorkerState
 
 from ...plan import consent
+from ...app.board import Board, board
+from ...app.readiness import GATE_NOT_ALLOWED, READY, GateStatus, Readiness, Reviews, assess, reviews  # noqa: F401
+from ...app.review import set_reviewed
+from ...checks.findings import Finding
 from ...checks.rules import run_checks
-from ...checks.findings import BLOCKING_WARNINGS, Finding
 from ...plan import Plan, PlanError
 from ...plan.model import Location
 from ..dialogs.consent import ConsentDialog
@@ -33,32 +38,6 @@ from ...common.text import plural
 
 COLUMNS = (("reviewed", "✓", 3), ("group", "Group", 23), ("required", "Req", 4), ("members", "Members", 8),
            ("communiques", "Communiques", 12), ("channels", "Channels", 17))
-
-
-GATE_FAILED = ("gate-failed", "gate-not-found")
-GATE_NONE = "gate-none"
-GATE_NOT_ALLOWED = "gate-not-allowed"
-
-
-@dataclass(frozen=True)
-class GateStatus:
-    """The release gate's verdict, read from the gate findings (so the gate runs once per check)."""
-
-    ok: bool
-    configured: bool
-    output: str
-    allowed: bool = True  # False: not run, the plan's commands have no consent yet
-
-    @classmethod
-    def from_findings(cls, findings: list[Finding]) -> "GateStatus":
-        for finding in findings:
-            if finding.id == GATE_NONE:
-                return cls(False, False, finding.message)
-            if finding.id == GATE_NOT_ALLOWED:
-                return cls(False, True, finding.message, allowed=False)
-            if finding.id in GATE_FAILED:
-                return cls(False, True, finding.message)
-        return cls(True, True, "")
 
 
 def place(location: Location, root: Path) -> str:
@@ -110,6 +89,8 @@ class ChecklistScreen(Screen):
         self.gate: GateStatus | None = None
         self.checks_error: str | None = None
         self.reviewed: set[str] = set()
+        self.stale_review = False
+        self.board: Board | None = None
         self.shown_digest: str | None = None
         self.load_error: PlanError | None = None
         self.rechecked = False  # checked again once after consent was found changed at run time
@@ -146,6 +127,8 @@ class ChecklistScreen(Screen):
         # The preview may have reloaded the plan; review state belongs to the new digest.
         if self.plan.digest != self.shown_digest:
             self.show_plan()
+        else:
+            self.update_lock()  # back from sending: the summary shows where things stand now
 
     # -- plan, groups and review state ----------------------------------------------------
 
@@ -192,18 +175,12 @@ class ChecklistScreen(Screen):
         self.app.push_screen(dialog, answered)
 
     def load_reviews(self, plan: Plan) -> set[str]:
-        ledger = self.app.ledger
         note = self.query_one("#review-note", Static)
-        note.display = False
-        if ledger is None:
-            return set()
-        reviewed = ledger.reviewed_groups(plan.release.version, plan.digest)
-        earlier = {row["group_id"] for row in ledger.signoffs(plan.release.version)
-                   if row["reviewed"] and row["plan_digest"] != plan.digest}
-        if earlier - reviewed:
-            note.update("The plan changed since it was reviewed: review every group again.")
-            note.display = True
-        return reviewed
+        found = reviews(self.app.ledger, plan)
+        self.stale_review = found.stale
+        note.update("The plan changed since it was reviewed: review every group again.")
+        note.display = found.stale
+        return set(found.reviewed)
 
     def fill_groups(self, plan: Plan) -> None:
         table = self.query_one("#groups", DataTable)
@@ -264,7 +241,7 @@ class ChecklistScreen(Screen):
             return
         reviewed = group_id not in self.reviewed
         plan = self.plan
-        ledger.set_reviewed(plan.release.version, plan.digest, group_id, reviewed, self.app.reviewer)
+        set_reviewed(ledger, plan, group_id, reviewed, self.app.reviewer)
         (self.reviewed.add if reviewed else self.reviewed.discard)(group_id)
         table = self.query_one("#groups", DataTable)
         table.update_cell(group_id, "reviewed", self.group_cells(plan, group_id)[0])
@@ -323,7 +300,7 @@ class ChecklistScreen(Screen):
         if gate is None:
             parts.append(("gate: checking…", "dim"))
         elif not gate.configured:
-            parts.append(("gate: none configured", "bold $error"))
+            parts.append(("gate: none (confirming declares success)", "bold $warning"))
         elif not gate.allowed:
             parts.append(("gate not run: press a", "bold $warning"))
         elif gate.ok:
@@ -334,7 +311,7 @@ class ChecklistScreen(Screen):
         widget = self.query_one("#release", Static)
         widget.update(line)
         widget.set_class(gate is not None and gate.configured and gate.ok, "-gate-ok")
-        widget.set_class(gate is not None and not (gate.configured and gate.ok), "-gate-bad")
+        widget.set_class(gate is not None and gate.configured and not gate.ok, "-gate-bad")
         widget.tooltip = plain_lines(gate.output) if gate and gate.output else None
 
     def show_findings(self) -> None:
@@ -393,43 +370,53 @@ class ChecklistScreen(Screen):
 
     # -- the send lock ---------------------------------------------------------------------
 
+    def readiness(self, *, retry_failed: bool = False, resend_in_doubt: bool = False) -> Readiness:
+        """The one rule (app.readiness) on what this screen knows; the send screen asks it too."""
+        left = self.board.left(retry_failed=retry_failed, resend_in_doubt=resend_in_doubt) if self.board else None
+        return assess(self.plan, findings=self.findings, reviewed=Reviews(frozenset(self.reviewed), self.stale_review),
+                      ledger_ok=self.app.ledger is not None, plan_loads=self.load_error is None,
+                      checks_error=self.checks_error, left=left)
+
     def lock_reasons(self) -> list[str]:
-        reasons: list[str] = []
-        if self.app.ledger is None:
-            reasons.append("the ledger cannot be used (see above)")
-        if self.load_error:
-            reasons.append("the plan on disk does not load")
-        if self.checks_error:
-            reasons.append("the checks could not run")
-        elif self.findings is None:
-            reasons.append("checking the plan…")
-        else:
-            errors = sum(f.severity == "error" for f in self.findings)
-            if errors:
-                reasons.append(plural(errors, "error"))
-            if any(f.id in BLOCKING_WARNINGS for f in self.findings):
-                reasons.append("the plan's commands are not allowed (a: review them)")
-        unreviewed = [g for g in self.plan.groups if g.required and g.id not in self.reviewed]
-        if unreviewed:
-            reasons.append(f"{plural(len(unreviewed), 'required group')} not reviewed")
-        if self.gate is not None:
-            if not self.gate.configured:
-                reasons.append("no release gate configured")
-            elif not self.gate.ok and self.gate.allowed:
-                reasons.append("gate not passed")
-        return reasons
+        answer = self.readiness()
+        return [reason.in_app() for reason in answer.reasons]
 
     def update_lock(self) -> None:
-        reasons = self.lock_reasons()
-        self.send_lock = f"Send locked: {' · '.join(reasons)}" if reasons else None
+        self.board = board(self.plan, self.app.ledger) if self.app.ledger is not None else None
+        answer = self.readiness()
+        self.send_lock = answer.locked_text() if answer.reasons else None
+        self.show_send_status(answer)
+
+    def show_send_status(self, answer: Readiness) -> None:
+        status = self.query_one("#send-status", Static)
+        where = self.board
+        if where is not None and where.started:
+            # After a send (here or headless): where it stands, not "ready to send".
+            text = where.summary() + " · c receipts"
+            if answer.verdict == READY:
+                text += " · s continues"
+            elif answer.reasons:
+                text += f" · s shows it (sending more is locked: {' · '.join(r.in_app() for r in answer.reasons)})"
+            else:
+                text += " · s shows it"
+        elif answer.reasons:
+            text = answer.locked_text()
+        elif answer.warnings:
+            text = f"Ready to send: every group reviewed, no errors; {answer.warnings[0].text}. Press s."
+        else:
+            text = "Ready to send: every group reviewed, no errors, gate passed. Press s."
+        status.update(plain(text))
+        status.set_class(answer.verdict == READY or (where is not None and where.started), "-ready")
 
     def watch_send_lock(self, lock: str | None) -> None:
-        status = self.query_one("#send-status", Static)
-        status.update(plain(lock or "Ready to send: every group reviewed, no errors, gate passed. Press s."))
-        status.set_class(lock is None, "-ready")
+        self.refresh_bindings()
+
+    @property
+    def sent_before(self) -> bool:
+        return self.board is not None and self.board.started
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
-        if action == "send" and self.send_lock is not None:
+        if action == "send" and self.send_lock is not None and not self.sent_before:
             return None  # shown greyed in the Footer; the status line says why
         if action == "allow_commands":
             # Only offered while consent is missing: not granted, or refused when a command was to run
@@ -442,7 +429,7 @@ class ChecklistScreen(Screen):
         return self.send_lock or "" if action == "send" else ""
 
     def action_send(self) -> None:
-        if self.send_lock is None:
+        if self.send_lock is None or self.sent_before:
             self.app.action_open_send()
 
     # -- other keys -------------------------------------------------------------------------
