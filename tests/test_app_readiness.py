@@ -78,7 +78,12 @@ async def app_answer(plan_file: Path):
         answer = screen.readiness()
         status = str(screen.query_one("#send-status").render())
         send_key = screen.check_action("send", ())
-    return answer, status, send_key
+        notes = ""
+        if answer.verdict == READY:  # what the confirm dialog says before anything is sent
+            await pilot.press("s")
+            await pilot.pause()
+            notes = " ".join(str(w.render()) for w in app.screen.query(".confirm-note"))
+    return answer, status, send_key, notes
 
 
 async def cli_answer(plan_file: Path, server: LoopbackMailServer, capsys, monkeypatch) -> tuple[str, str, str]:
@@ -104,7 +109,7 @@ async def test_the_app_and_relcomm_send_give_the_same_answer(case: str, tmp_path
     if case == "fully-sent":
         assert await relcomm("send", str(plan_file), "--yes", "--allow-commands") == 0
     capsys.readouterr()
-    app, status, send_key = await app_answer(plan_file)
+    app, status, send_key, notes = await app_answer(plan_file)
     verdict, out, err = await cli_answer(plan_file, server, capsys, monkeypatch)
 
     expected_verdict, expected_codes = EXPECTED[case]
@@ -116,7 +121,7 @@ async def test_the_app_and_relcomm_send_give_the_same_answer(case: str, tmp_path
         assert send_key is None  # greyed: the checklist's `s` does nothing
     if case == "no-gate":  # sent with a warning, the same words in the app and headless
         (warning,) = app.warnings
-        assert warning.text in err and warning.text in status
+        assert warning.text in err and warning.text in status and warning.text in notes
     if case == "fully-sent":
         assert status.startswith("Sent ") and "Ready to send" not in status and send_key
 
@@ -131,6 +136,6 @@ async def test_a_headless_send_after_relcomm_review_reopens_on_the_summary(tmp_p
     assert "1 required group not reviewed" in capsys.readouterr().err
     assert await relcomm("review", str(plan_file)) == 0
     assert await relcomm("send", str(plan_file), "--yes", "--allow-commands") == 0
-    _, status, send_key = await app_answer(plan_file)
+    _, status, send_key, _ = await app_answer(plan_file)
     assert status.startswith("Sent ") and "3/3 accepted" in status and "c receipts" in status
     assert "not reviewed" not in status and "Ready to send" not in status and send_key

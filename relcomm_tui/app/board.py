@@ -29,7 +29,7 @@ from ..store.ledger import (
 )
 from ..common.text import plural
 from ..plan.model import Plan
-from ..receipts.status import BOUNCED, CONFIRMED, REACHED, UNKNOWN, Fate, status_from
+from ..receipts.status import BOUNCED, CONFIRMED, REACHED, UNKNOWN, Fate, apply_receipt, fate_of, row_for
 
 NOT_SENT = Fate("not sent", UNKNOWN, "not sent yet")
 # Finished for this run: nothing more happens to these without the user asking.
@@ -187,13 +187,24 @@ def board(plan: Plan, ledger: Ledger | None, only: Sequence[str] | None = None) 
     """
     release = plan.release.version
     in_send = select_communiques(plan, only)
+    if ledger is not None:
+        # A calendar invitation whose time changed after it went out: its updates are left to send.
+        from ..invitations.send import updates_due
+
+        plan, in_send = updates_due(plan, ledger, in_send)
+        only = [*only, *(c.id for c in in_send if c.id not in only)] if only else None
     send_ids = tuple(c.id for c in in_send)
     records = ledger.deliveries(release) if ledger is not None else []
     fates: dict[str, Fate] = {}
     if records:
         assert ledger is not None
-        status = status_from(plan, records, ledger.release_receipts(release))
-        fates = {row.delivery_id: row.fate for row in status.rows}
+        # The fold status_from makes (receipts.status), without the coverage no row needs.
+        folded = {record.id: row_for(record) for record in records}
+        for receipt in ledger.release_receipts(release):
+            row = folded.get(receipt["delivery_id"]) if receipt["delivery_id"] else None
+            if row is not None:
+                apply_receipt(row, receipt)
+        fates = {ident: fate_of(row) for ident, row in folded.items()}
     by_id = {record.id: record for record in records}
     by_communique: dict[str, list[DeliveryRecord]] = {}
     for record in records:

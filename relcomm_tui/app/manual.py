@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from ..channels.manual import confirm_manual
 from ..delivery.engine import delivery_audience, sender_domain
 from ..common.errors import UserError
 from ..store.ledger import FINAL_STATES, DeliveryIntent, DeliveryRecord, Ledger, delivery_id
@@ -86,9 +87,6 @@ def find_step(plan: Plan, ledger: Ledger | None, communique_id: str, recipient: 
 def tick(plan: Plan, ledger: Ledger, ident: str, who: str, note: str = "") -> DeliveryRecord:
     """Record a manual step done (blocking: the ledger syncs). Raises channels.manual.ManualError
     (a UserError) when it cannot be: already done, not a manual delivery."""
-    # Here, not at the top: the manual channel's module imports httpx, which pulls in Rich when it
-    # is installed, and nothing below tui/ may load Rich just by being imported.
-    from ..channels.manual import confirm_manual
 
     if ledger.delivery(ident) is None:
         # The engine creates deliveries when it runs; a step ticked before that is recorded now.

@@ -54,7 +54,9 @@ class ManualTask:
         if self.email and self.phone:
             lines.append(f"Email: {self.email}")
         lines += ["", self.instructions.strip(), "",
-                  f"When done: tick it in relcomm's send screen (delivery {self.delivery_id})."]
+                  f"When done: tick it in relcomm's send screen, or run "
+                  f"relcomm confirm PLAN {self.communique_id} '{self.email or self.person}' --note '...' "
+                  f"(delivery {self.delivery_id})."]
         return "\n".join(lines) + "\n"
 
 

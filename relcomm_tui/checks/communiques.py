@@ -6,6 +6,7 @@ A part of the checker (checks/rules.py), which holds the findings and the plan.
 
 from __future__ import annotations
 
+import datetime as dt
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -14,6 +15,7 @@ from urllib.parse import parse_qsl, urlsplit
 from ..compose import RenderError, TextRenderer, render
 from ..compose.mime import header_injection, header_problem
 from ..compose.pages import page_target
+from ..plan.invitation import when_of
 from ..plan.locate import close_match, find_line, keypath_text, shown
 from ..plan.model import Communique, Location, Plan, Recipient, StakeholderGroup
 
@@ -66,6 +68,16 @@ class CommuniqueChecks:
                 self.add("header-injection", f"header {name} of {cid} contains {unsafe}",
                          "write header values on one line, without control characters", at("headers"), communique=cid)
 
+    def invitation(self, index: int, communique: Communique) -> None:
+        """A calendar invitation's time, duration and place (plan/invitation.py says what is wrong)."""
+        table = communique.spec.invitation
+        if table is None:
+            return
+        _, problems = when_of(table, now=dt.datetime.now(dt.timezone.utc))
+        for problem in problems:
+            where = self.at("communiques", index, "invitation", *((problem.key,) if problem.key else ()))
+            self.add(problem.rule, f"{communique.id}: {problem.message}", problem.hint, where, communique=communique.id)
+
     def check_url(self, url: str, cid: str, where: Location, *, shown: str | None = None) -> None:
         """`shown` replaces the URL in messages when it came from a secret (its value is never printed)."""
         text = shown if shown is not None else repr(url)
@@ -103,6 +115,8 @@ class CommuniqueChecks:
         def from_error(error: RenderError, who: str, group: str | None) -> str:
             if error.kind in ("address", "recipient"):
                 return "address"  # the address rules report it, with the member's or sender's line
+            if error.kind == "invitation":
+                return "invitation"  # the invitation rules report it, at the invitation's keys
             if error.kind == "undefined" and unknown_group:
                 return "template-undefined"
             rule = {"syntax": "template-syntax", "undefined": "template-undefined", "template-missing": "template-missing",

@@ -76,6 +76,9 @@ RULES: dict[str, tuple[Severity, str]] = {
     "gate-none": ("warning", "no release gate is configured: nothing declares the release a success"),
     "gate-not-allowed": ("warning", "the release gate was not run: the plan's commands are not allowed on this host yet"),
     "secret-not-allowed": ("warning", "a { command = ... } secret was not run: the plan's commands are not allowed yet"),
+    "invitation-incomplete": ("error", "a calendar invitation has no start or duration, or neither a location nor a url"),
+    "invitation-time-zone": ("error", "an invitation's time zone is unknown, missing (start without an offset), or disagrees with start's offset"),
+    "invitation-past": ("warning", "a calendar invitation starts in the past: a send skips it (nothing is sent for a past event)"),
 }
 
 

@@ -36,6 +36,7 @@ def run_checks(plan: Plan, *, gate: bool = True, secrets: bool = True) -> list[F
     checker.notes()
     for index, communique in enumerate(plan.communiques):
         checker.communique_settings(index, communique)
+        checker.invitation(index, communique)
         checker.rendering(index, communique)
     checker.members()
     if secrets:

@@ -29,6 +29,7 @@ SUBCOMMANDS = {
     "schema": "print the plan format's JSON Schema",
     "allow": "show the commands a plan runs (gate, password commands) and allow them on this host",
     "adopt-state": "review a ledger relcomm did not write for you (an older relcomm's) and adopt it as yours",
+    "cancel-invitation": "cancel a calendar invitation that went out (METHOD:CANCEL to everyone invited)",
 }
 
 

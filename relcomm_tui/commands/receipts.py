@@ -129,7 +129,10 @@ def run_status(args: argparse.Namespace) -> int:
                 print(f"{PROG}: {visible(problem.message)}{hint}", file=sys.stderr)
         status = build_status(plan, ledger)
         if args.json:
-            data = {"release": {"name": plan.release.name, "version": plan.release.version}, **status.as_dict()}
+            from ..receipts.itip import answer_counts
+
+            data = {"release": {"name": plan.release.name, "version": plan.release.version}, **status.as_dict(),
+                    "invitation_answers": answer_counts(plan, status.rows)}
             if result is not None:
                 data["refresh"] = refresh_dict(result)
             json.dump(data, sys.stdout, indent=2)
@@ -231,6 +234,14 @@ def render_text(plan, status, result=None) -> str:
         lines.append(title)
         for c in coverages:
             lines.append("  " + coverage_line(c))
+    from ..receipts.itip import answer_counts
+
+    answers = answer_counts(plan, status.rows)
+    if answers:
+        lines.append("")
+        lines.append("calendar invitations (each person's latest answer)")
+        for ident, tally in answers.items():
+            lines.append("  " + visible(ident) + ": " + " · ".join(f"{n} {word}" for word, n in tally.items()))
     lines.append("")
     lines.append("overall  " + coverage_line(status.overall))
     if status.other_send:

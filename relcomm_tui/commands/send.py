@@ -30,7 +30,7 @@ OUTCOME_STATES = (ACCEPTED, REJECTED, IN_DOUBT, DEFERRED, MARKED_DELIVERED)
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("plan", metavar="PLAN", help="the plan: a .toml file or a folder holding plan.toml")
     parser.add_argument("--yes", action="store_true",
-                        help="confirm without typing the version (stands in for the group review too)")
+                        help="confirm without typing the version (never stands in for the review: relcomm review PLAN)")
     parser.add_argument("--only", metavar="ID", action="append", default=[],
                         help="send only this communique (repeatable); names follow-ups explicitly")
     parser.add_argument("--dry-run", action="store_true", help="render every message into STATE/outbox; send nothing")

@@ -1,5 +1,9 @@
 """`relcomm status PLAN [--json]`: every delivery of the plan's release, its send state and its fate.
 
+The rows are `app.board`'s, the send screen's: every delivery the send covers (those not recorded
+yet are "not sent yet"), then the ledger's others (follow-ups, people since removed), counted as
+every view counts them.
+
 The state is what the send did (accepted by the server, refused, in doubt); the fate is what
 became of the message, from the reports already read (receipts.status.fate_of: the one function
 every view asks, so `status`, `receipts`, `report` and the app never disagree). A bounced
@@ -45,9 +49,14 @@ def run(args: argparse.Namespace) -> int:
         ledger = open_ledger_or_explain(folder, "relcomm status", json_for=plan if args.json else None)
         if ledger is None:
             return 2
+    from ..invitations import store as invitation_store
+
+    invitations: dict = {}
     try:
         # The same rows as the send screen (app.board): deliveries not recorded yet are "not sent yet".
         where = board(plan, ledger, args.only or None)
+        if ledger is not None:
+            invitations = invitation_store.released(ledger, version)  # calendar invitations' sequences
     except SendError as error:
         print(f"relcomm status: {visible(error.message)}\n  hint: {visible(error.hint)}", file=sys.stderr)
         return 2
@@ -70,6 +79,7 @@ def run(args: argparse.Namespace) -> int:
             "total": where.total,
             "summary": where.summary() if where.started else None,
             "deliveries": [row.as_dict() for row in where.rows],
+            "invitations": {cid: invitation_store.as_json(known) for cid, known in invitations.items()},
             "runs": [{"id": r.id, "started": r.started, "finished": r.finished, "who": r.who, "host": r.host,
                       "mode": r.mode, "outcome": r.outcome} for r in where.runs],
         }, sys.stdout, indent=2)
@@ -83,7 +93,9 @@ def run(args: argparse.Namespace) -> int:
         return 0
     if holder:
         print(f"note: {visible(holder.describe())}")
-    for line in table_lines(where.rows):
+    # A calendar invitation's line under its communique: which sequence it is at (invitations.store).
+    notes = {ident: invitation_store.summary(known) for ident, known in invitations.items()}
+    for line in table_lines(where.rows, headings=notes):
         print(line)
     summary = ", ".join(f"{n} {STATE_LABELS[s]}" for s, n in counts.items() if n)
     print(f"\n{release}: {where.total} deliveries: {summary}")
@@ -94,7 +106,7 @@ def run(args: argparse.Namespace) -> int:
 HEADERS = ("recipient", "state", "tries", "updated", "fate", "since", "server's reply")
 
 
-def table_lines(rows, *, limit: int | None | bool = True) -> list[str]:
+def table_lines(rows, *, limit: int | None | bool = True, headings: dict[str, str] | None = None) -> list[str]:
     """One block per communique of the board's rows, every column aligned (widths from every row,
     so the blocks line up too), fitted to the terminal's width when printing to one. A fate with
     more to say than its label (a bounce's reason, a delay) gets its own line below, never a
@@ -123,7 +135,10 @@ def table_lines(rows, *, limit: int | None | bool = True) -> list[str]:
     for board_row, row, detail in zip(rows, cells, details):
         if board_row.communique_id != current:
             current = board_row.communique_id
-            out += ["", visible(current), *lines([HEADERS], widths, indent=2)]
+            out += ["", visible(current)]
+            if headings and current in headings:  # e.g. where a calendar invitation stands
+                out.append("  " + visible(headings[current]))
+            out += lines([HEADERS], widths, indent=2)
         out += lines([row], widths, indent=2)
         for note in detail:
             out += lines([(note,)], [width - 4 if width else len(note)], indent=4)

@@ -56,6 +56,7 @@ class Rendered:
     headers: dict[str, str] = field(default_factory=dict)  # the headers as sent (email)
     message: EmailMessage | None = None  # the full MIME message (email only)
     payload: bytes | None = None   # body posted (webhook/pager) or file written (publish)
+    invitation: tuple[str, ...] = ()  # the calendar invitation it carries, as the preview shows it
 
 
 __all__ = ["Rendered", "RenderError", "TextRenderer", "render", "render_text", "render_path", "template_context"]
@@ -64,10 +65,20 @@ __all__ = ["Rendered", "RenderError", "TextRenderer", "render", "render_text", "
 def render(plan: Plan, communique: Communique, group: StakeholderGroup | None, recipient: Recipient | None,
            *, message_id: str | None = None) -> Rendered:
     """Render one communique for one recipient. Raises RenderError."""
-    context = template_context(plan, communique, group, recipient)
-    subject, text = _render_parts(plan, communique, context)
+    from . import invited
+
+    stamp = invited.stamp_for(plan, communique)
+    if stamp is not None and stamp.method == "CANCEL":
+        return invited.cancel(plan, communique, recipient, stamp, message_id)
+    # An update's deliveries (`presentation#2`) say what the plan's communique says.
+    source = (plan.communique(stamp.parent) or communique) if stamp is not None and stamp.parent else communique
+    context = template_context(plan, source, group, recipient)
+    subject, text = _render_parts(plan, source, context)
     channel = communique.channel
     if channel == "email":
+        if stamp is not None:
+            return invited.with_invitation(plan, communique, source, recipient, subject, text, message_id, stamp,
+                                           context)
         return _email(plan, communique, recipient, subject, text, message_id)
     if channel == "publish":
         page = html_document(text, subject or f"{plan.release.name} {plan.release.version}")
@@ -159,7 +170,17 @@ def _base_context(plan: Plan, communique: Communique) -> dict[str, Any]:
                                             "required": g.required}, g.name)
                         for g in (plan.group(gid) for gid in communique.to) if g is not None),
         "notes": notes.text,
+        **_invitation_value(communique),
     }
+
+
+def _invitation_value(communique: Communique) -> dict[str, Any]:
+    """`invitation` in templates, for a communique that carries one: when, where, how to join."""
+    if communique.spec.invitation is None:
+        return {}
+    from .invited import invitation_namespace
+
+    return {"invitation": invitation_namespace(communique)}
 
 
 def _communique_namespace(communique: Communique, subject: str) -> Namespace:

@@ -16,7 +16,7 @@ The exactly-once rule lives in two awaits per delivery:
 * right after the answer: the outcome is committed.
 Writes from all workers are group-committed (one transaction, one fsync, for whatever the
 workers asked for meanwhile), so durability costs little and nothing is claimed early: at
-most the channels' `in_flight` deliveries can ever be in doubt after a crash.
+most `in_flight` deliveries (the busiest channel's count) can ever be in doubt after a crash.
 
 Transient failures (4xx, 5xx over HTTP, a connection lost before the message was complete) are
 retried here, and only here, with the channel's `RetryPolicy`: exponential backoff with jitter up
@@ -112,7 +112,7 @@ class SendEngine:
         self._paces: dict[str, Pace] = {}
         self._files = FileWatch(plan)
         self.run_id: int | None = None
-        self.channel_stats: dict[str, object] = {}
+        self.channel_stats: dict[str, object] = {}  # per channel: e.g. email's SMTP round trips
 
     # -- control ---------------------------------------------------------------------
 
@@ -136,6 +136,12 @@ class SendEngine:
     @property
     def paused(self) -> bool:
         return not self._running.is_set()
+
+    @property
+    def in_flight(self) -> int:
+        """Deliveries under way at once: as many as the busiest of the run's channels takes (each
+        channel is also held to its own count). The bound on `sending` rows."""
+        return max((p.settings.in_flight for p in self._paces.values()), default=1)
 
     def events(self) -> AsyncIterator[Event]:
         """Every event of the run, ending after RunFinished. Subscribe before `run()`."""
@@ -169,6 +175,15 @@ class SendEngine:
         await asyncio.to_thread(ledger.recover_in_doubt)  # we hold the lock: `sending` is a dead process's
         communiques = select_communiques(plan, self.only)
         skipped: list[CommuniqueSkipped] = []
+        # Calendar invitations: each message's UID and SEQUENCE, an update to those invited at an
+        # older time, nothing more for a cancelled or past one (invitations/send.py).
+        from ..invitations.send import for_send
+
+        self.plan, communiques, held = await asyncio.to_thread(for_send, plan, ledger, communiques)
+        plan = self.plan
+        for note in held:
+            skipped.append(CommuniqueSkipped(note.communique_id, "email", note.reason))
+            self._tally.emit(skipped[-1])
         targets: list[Target] = []
         for communique in communiques:
             if self._factory(communique.channel) is None:
@@ -194,11 +209,11 @@ class SendEngine:
                 await self._open_channels(targets)
             if self._stopped is None:
                 jobs = pending_jobs(ledger, plan, targets, self._files, self._tally.states)
-                # As many workers as the channels take deliveries at once (each channel says how many:
+                # As many workers as the busiest channel takes at once (each channel says how many:
                 # email a few per connection, so one is on the wire while the next is ready to chain).
-                # Each worker holds at most one committed intent: that bounds the `sending` rows.
-                workers = sum(p.settings.in_flight for p in self._paces.values()) or 1
-                await asyncio.gather(*(self._worker(jobs) for _ in range(workers)))
+                # Communiques go in plan order: the next one starts as the last of this one's are
+                # under way. Each worker holds at most one committed intent: that bounds the `sending` rows.
+                await asyncio.gather(*(self._worker(jobs) for _ in range(self.in_flight)))
         finally:
             await self._close_channels()
             await self._settle_retries()

@@ -30,6 +30,7 @@ from email.mime.multipart import MIMEMultipart
 from email.mime.text import MIMEText
 from typing import Iterable, Optional, Sequence
 
+from .rsvp import build_rsvp
 from .store import AcceptedMessage, open_maildir
 
 __all__ = [
@@ -82,7 +83,8 @@ def find_bounce_rule(rules: Iterable[BounceRule], address: str) -> Optional[Boun
 @dataclass(frozen=True)
 class PendingReport:
     """A report waiting to be written: ``kind`` is ``"dsn-success"``,
-    ``"dsn-failure"`` or ``"mdn"``; ``delay`` is seconds after acceptance."""
+    ``"dsn-failure"``, ``"mdn"`` or ``"rsvp"`` (an answer to an invitation); ``delay`` is seconds
+    after acceptance."""
 
     kind: str
     recipient: str
@@ -324,6 +326,13 @@ class ReportGenerator:
                 )
                 if mdn is not None:
                     reports.append(PendingReport("mdn", rcpt, dsn_delay + self._delay(), mdn))
+            if b"method=REQUEST" in accepted.data or b'method="REQUEST"' in accepted.data:
+                # a calendar invitation: most invitees answer it (demo/rsvp.py)
+                roll = self._random.random()
+                answer = "ACCEPTED" if roll < 0.5 else "TENTATIVE" if roll < 0.65 else "DECLINED" if roll < 0.8 else ""
+                reply = build_rsvp(accepted.data, rcpt, answer) if answer else None
+                if reply is not None:
+                    reports.append(PendingReport("rsvp", rcpt, dsn_delay + self._delay(), reply))
         return reports
 
     def write(self, report: PendingReport) -> str:

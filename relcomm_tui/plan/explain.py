@@ -32,6 +32,11 @@ SYNONYMS = {
     "stakeholder": "stakeholders", "communique": "communiques", "messages": "communiques",
     "emails": "members", "people": "members", "list": "members",
     "mandatory": "required", "must": "required",
+    # [communiques.invitation]
+    "when": "start", "begins": "start", "starts": "start", "at": "start", "length": "duration", "minutes": "duration",
+    "timezone": "time_zone", "tz": "time_zone", "zone": "time_zone", "place": "location", "room": "location",
+    "where": "location", "meeting_url": "url", "join_url": "url", "summary": "title", "name": "title",
+    "calendar": "invitation", "invite": "invitation", "meeting": "invitation", "event": "invitation",
 }
 
 
@@ -194,6 +199,10 @@ def _type_hint(parts: tuple, kind: str) -> str:
         return 'write true, or a list of domains such as ["corp.local"]'
     if last == "rate":
         return 'write a rate like "120/min" or "5/s"'
+    if last == "duration":
+        return 'write a duration like "45m", "1h" or "1h30m"'
+    if last == "start":
+        return "write a TOML date-time without quotes: start = 2026-12-04T16:00:00 (with time_zone), or 2026-12-04T15:00:00Z"
     if kind in ("int_type", "int_parsing"):
         return "write a whole number without quotes"
     if kind == "bool_type":

@@ -151,6 +151,9 @@ class Plan:
     source: str  # the plan file's text, for locating findings
     files: tuple[FileSnapshot, ...] = ()  # the plan file first, then every file it uses, as read at load
     channels: ChannelsTable = field(default_factory=ChannelsTable)  # [channels.NAME]: pace of webhook, pager, publish
+    # communique id -> compose.invitation.Stamp (UID, SEQUENCE, method) of its calendar invitation,
+    # set only for a send (invitations.send.for_send); the preview and test sends have none.
+    invitations: Mapping[str, object] = field(default_factory=dict, hash=False, compare=False)
 
     def group(self, group_id: str) -> StakeholderGroup | None:
         for group in self.groups:

@@ -19,7 +19,7 @@ CHANNELS = ("email", "webhook", "publish", "pager", "manual")
 
 # Which communique keys make sense on which channel; the loader reports the rest.
 CHANNEL_KEYS: dict[str, frozenset[str]] = {
-    "email": frozenset({"subject", "template", "body", "reply_to", "read_receipt", "headers"}),
+    "email": frozenset({"subject", "template", "body", "reply_to", "read_receipt", "headers", "invitation"}),
     "webhook": frozenset({"url", "method", "preset", "headers", "template", "body", "subject", "format"}),
     "publish": frozenset({"path", "public_url", "put_url", "subject", "template", "body", "headers"}),
     "pager": frozenset({"url", "preset", "routing_key", "severity", "subject", "template", "body", "headers"}),
@@ -84,6 +84,9 @@ class SenderTable(Strict):
     allow_special_domains: StrictBool | list[StrictStr] = Field(False, description=SPECIAL_DOMAINS_HELP)
 
 
+RATE_PATTERN = r"^\s*\d+(\.\d+)?\s*/\s*(s|sec|second|m|min|minute|h|hour)\s*$"
+
+
 class SmtpTable(Strict):
     host: StrictStr = Field("127.0.0.1", min_length=1)
     port: StrictInt = Field(587, ge=1, le=65535)
@@ -91,7 +94,7 @@ class SmtpTable(Strict):
     username: StrictStr | None = None
     password: SecretRef | StrictStr | None = Field(None, description="a secret reference; never the password itself")
     concurrency: StrictInt = Field(4, ge=1, le=64, description="SMTP connections used at once")
-    rate: StrictStr | None = Field(None, pattern=r"^\s*\d+(\.\d+)?\s*/\s*(s|sec|second|m|min|minute|h|hour)\s*$", description='maximum messages per time, e.g. "120/min"')
+    rate: StrictStr | None = Field(None, pattern=RATE_PATTERN, description='maximum messages per time, e.g. "120/min"')
     timeout: StrictInt = Field(30, ge=1, le=600, description="seconds to wait for the server")
     max_attempts: StrictInt = Field(5, ge=1, le=50, description="tries for a transient failure before it is deferred")
 
@@ -99,8 +102,6 @@ class SmtpTable(Strict):
 class TransportTable(Strict):
     smtp: SmtpTable = Field(default_factory=SmtpTable)
 
-
-RATE_PATTERN = r"^\s*\d+(\.\d+)?\s*/\s*(s|sec|second|m|min|minute|h|hour)\s*$"
 
 
 class ChannelTable(Strict):
@@ -157,6 +158,24 @@ class StakeholderTable(Strict):
     allow_special_domains: StrictBool | list[StrictStr] = Field(False, description=SPECIAL_DOMAINS_HELP)
 
 
+# "45m", "1h", "1h30m", "90 min": hours and/or minutes, at least one digit.
+DURATION_PATTERN = r"^\s*(?:(\d{1,4})\s*h(?:\s*(\d{1,5})\s*m(?:in)?)?|(\d{1,5})\s*m(?:in)?)\s*$"
+
+
+class InvitationTable(Strict):
+    """A calendar invitation (iTIP REQUEST) carried by an email communique: the event it invites to.
+
+    Every key is optional here so that a missing `start` or `duration` is a located validation
+    finding (plan/invitation.py) rather than a load error."""
+
+    title: StrictStr | None = Field(None, min_length=1, description="the event's title, a template (default: the communique's subject)")
+    start: dt.datetime | None = Field(None, strict=True, description="when it starts: a TOML date-time without quotes, 2026-12-04T16:00:00 with time_zone, or 2026-12-04T15:00:00Z")
+    time_zone: StrictStr | None = Field(None, description='IANA time zone of `start`, e.g. "Europe/Berlin" (required when start has no offset)')
+    duration: StrictStr | None = Field(None, pattern=DURATION_PATTERN, description='how long: "45m", "1h", "1h30m"')
+    location: StrictStr | None = Field(None, min_length=1, description="where: a room or an address")
+    url: StrictStr | None = Field(None, min_length=1, description="the meeting link, https://...")
+
+
 class CommuniqueTable(Strict):
     id: StrictStr = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
     to: list[StrictStr] = Field(min_length=1, description="stakeholder group ids")
@@ -169,6 +188,7 @@ class CommuniqueTable(Strict):
     reply_to: StrictStr | None = None
     read_receipt: StrictBool | None = None
     headers: dict[str, StrictStr | SecretRef] = Field(default_factory=dict)
+    invitation: InvitationTable | None = Field(None, description="email: a calendar invitation (title, start, time_zone, duration, location, url)")
     # webhook / pager
     url: SecretRef | StrictStr | None = None
     method: Literal["POST", "PUT"] = "POST"

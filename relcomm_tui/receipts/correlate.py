@@ -50,7 +50,8 @@ BY_MESSAGE_ID = "message-id"
 BY_LEGACY_ENVELOPE_ID = "legacy-envelope-id"
 BY_ADDRESS = "address"
 BY_RECIPIENT = BY_ADDRESS  # the name before matches by address were marked unverified
-VERIFIED = frozenset({BY_ENVELOPE_ID, BY_MESSAGE_ID, "ledger"})
+BY_CALENDAR_UID = "calendar-uid"  # a calendar reply: the event's random UID and an invited attendee (receipts.itip)
+VERIFIED = frozenset({BY_ENVELOPE_ID, BY_MESSAGE_ID, BY_CALENDAR_UID, "ledger"})
 UNVERIFIED_REASONS = {
     BY_ADDRESS: "matched by address only",
     BY_LEGACY_ENVELOPE_ID: "matched by an old, guessable envelope id only",
@@ -147,7 +148,8 @@ class Correlator:
                  lookup_envelope_id: Callable[[str], DeliveryRecord | None] | None = None,
                  lookup_message_id: Callable[[str], DeliveryRecord | None] | None = None,
                  lookup_address: Callable[[str], list[DeliveryRecord]] | None = None,
-                 releases: Iterable[str] = ()) -> None:
+                 releases: Iterable[str] = (),
+                 lookup_invitation: Callable[[str], tuple[list, list]] | None = None) -> None:
         # This release's deliveries answer from memory; `lookup_*` reach the rest of the ledger.
         self._by_envelope_id = {d.envelope_id: d for d in release_deliveries if d.envelope_id}
         self._by_message_id = {normalize_message_id(d.message_id): d for d in release_deliveries if d.message_id}
@@ -161,11 +163,14 @@ class Correlator:
         self._lookup_address = lookup_address
         self._address_cache: dict[str, list[DeliveryRecord]] = {}
         self._releases = set(releases) | {d.release_version for d in release_deliveries}
+        self._lookup_invitation = lookup_invitation  # calendar replies: uid -> (versions, deliveries)
 
     @classmethod
     def for_ledger(cls, ledger: "Ledger", release_version: str) -> "Correlator":
+        from . import itip
+
         return cls(ledger.deliveries(release_version), ledger.delivery_by_envelope_id, ledger.delivery_by_message_id,
-                   ledger.deliveries_to, ledger.releases())
+                   ledger.deliveries_to, ledger.releases(), itip.lookup(ledger))
 
     def by_envelope_id(self, envelope_id: str | None) -> DeliveryRecord | None:
         if not envelope_id:
@@ -197,6 +202,10 @@ class Correlator:
     def match(self, report: Report, at: str | None = None) -> list[Match]:
         """One Match per recipient the report names (one with an empty outcome if it names none).
         `at`: the report's date (UTC ISO text), None when it has none."""
+        if report.kind == "rsvp":  # credited by the event's UID and the attendee, never by address alone
+            from . import itip
+
+            return itip.match(report, at, self._lookup_invitation)
         outcomes = report.recipients or [RecipientOutcome(address="")]
         by_ids = self._by_identifiers(report, at)
         if by_ids is not None:

@@ -44,7 +44,7 @@ __all__ = [
     "KINDS",
 ]
 
-KINDS = ("dsn", "mdn", "auto-reply", "complaint", "reply", "none")
+KINDS = ("dsn", "mdn", "auto-reply", "complaint", "reply", "rsvp", "none")
 
 MAX_RAW_BYTES = 4 * 1024 * 1024  # beyond this only the head of the message is parsed
 MAX_TEXT_BYTES = 256 * 1024  # per text part
@@ -103,6 +103,9 @@ class Report:
     problem: str | None = None
     # X-Relcomm-* headers of the returned message (lowercased names): which send it was about
     relcomm_headers: dict[str, str] = field(default_factory=dict)
+    # a calendar reply (kind "rsvp", receipts.itip): the event's UID and the SEQUENCE answered
+    calendar_uid: str | None = None
+    calendar_sequence: int | None = None
 
 
 # --------------------------------------------------------------------------- helpers
@@ -386,6 +389,7 @@ class _Parts:
     original_headers: list[dict[str, str]] = field(default_factory=list)
     original_texts: list[str] = field(default_factory=list)
     texts: list[str] = field(default_factory=list)  # human-readable text of the report
+    calendars: list[str] = field(default_factory=list)  # text/calendar, application/ics (receipts.itip)
     report_type: str = ""
     count: int = 0
     problems: list[str] = field(default_factory=list)
@@ -480,6 +484,11 @@ def _walk(msg: Message, parts: _Parts, depth: int = 0, inside_original: bool = F
                 _walk(sub, parts, depth + 1, inside_original)
         return
     if inside_original:
+        return
+    if ctype in ("text/calendar", "application/ics", "text/x-vcalendar"):
+        # a calendar client's answer (receipts.itip); never text for the bounce heuristics
+        if len(parts.calendars) < 5:
+            parts.calendars.append(_part_text(msg, parts))
         return
     if ctype.startswith("text/") or ctype == "application/json":
         text = _part_text(msg, parts)
@@ -725,7 +734,7 @@ def _safe(value):
 
 def _sanitized(report: Report) -> Report:
     for name in ("original_message_id", "envelope_id", "in_reply_to", "message_id", "subject", "from_address",
-                 "problem"):
+                 "problem", "calendar_uid"):
         setattr(report, name, _safe(getattr(report, name)))
     for r in report.recipients:
         for name in ("address", "final_recipient", "original_recipient", "action", "status", "diagnostic"):
@@ -836,6 +845,19 @@ def _parse(raw: bytes) -> Report:
             _fill_original_ids(report, parts, bodytext)
         return report
 
+    # 3b. A calendar client's answer to an invitation (iTIP REPLY)
+    if parts.calendars:
+        from .itip import reply_of
+
+        reply = reply_of(parts.calendars)
+        if reply is not None:
+            report.kind = "rsvp"
+            report.calendar_uid = reply.uid
+            report.calendar_sequence = reply.sequence
+            report.recipients = [RecipientOutcome(address=a.address, final_recipient=a.address, action=a.partstat,
+                                                  diagnostic=_trim(a.comment or report.subject)) for a in reply.answers]
+            return report
+
     # 4. JSON notifications (Amazon SES via SNS and similar)
     js = bh.json_notification(bodytext)
     if js is not None:
@@ -915,6 +937,8 @@ def report_to_json(file: str, report: Report) -> dict:
         ],
         "original_message_id": report.original_message_id,
         "envelope_id": report.envelope_id,
+        **({"calendar_uid": report.calendar_uid, "calendar_sequence": report.calendar_sequence}
+           if report.kind == "rsvp" else {}),
     }
 
 

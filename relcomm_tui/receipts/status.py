@@ -43,6 +43,10 @@ from .correlate import ANOTHER_SEND, BEFORE_SENT, CLOCK_ALLOWANCE, UNVERIFIED_RE
 REACHED, CONFIRMED, BOUNCED, UNKNOWN = "reached", "confirmed", "bounced", "unknown"
 STANDINGS = (CONFIRMED, REACHED, BOUNCED, UNKNOWN)
 RELAYED_TEXT = "relayed (the next server gives no reports)"
+# A calendar invitation's answer (receipts.itip): accepted confirms; tentative and declined show as
+# such (the person has it: reached).
+RSVP_FATES = {"accepted": ("accepted", CONFIRMED), "tentative": ("tentative", REACHED),
+              "declined": ("declined", REACHED)}
 # Channels whose deliveries are one per person; the others post once to a channel.
 PERSONAL_CHANNELS = ("email", "manual")
 
@@ -111,6 +115,8 @@ class RecipientReceipt:
     person: str = ""         # the plan member it is for (recipient_key unless a corrected address)
     first_sent: str | None = None     # when its text first went out (reports before this are not credited)
     reply: str = ""          # the server's words for the last attempt
+    rsvp: str = ""           # the latest answer to a calendar invitation: accepted, tentative, declined
+    rsvp_at: str | None = None
     _delay_at: str | None = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
@@ -139,6 +145,10 @@ class RecipientReceipt:
 def fate_of(row: RecipientReceipt, when: Callable[[str | None], str] = default_when) -> Fate:
     """The one fate of a delivery; `when` formats times for the view asking."""
     unverified = row.unverified
+    if row.rsvp in RSVP_FATES:  # a person answered the invitation: their latest answer is the fate
+        outcome, standing = RSVP_FATES[row.rsvp]
+        text = f"confirmed: accepted {when(row.rsvp_at)}" if standing == CONFIRMED else f"{outcome} {when(row.rsvp_at)}"
+        return Fate(outcome, standing, text, row.rsvp_at, "", unverified)
     if row.displayed or row.acknowledged or (row.channel == "manual" and row.state == "marked delivered"):
         if row.acknowledged and not (row.displayed and row.displayed < row.acknowledged):
             text, since = f"confirmed: replied {when(row.acknowledged)}", row.acknowledged
@@ -246,6 +256,8 @@ def _says(kind: str, action: str, reason: str) -> str:
         said = "read" if action.startswith("displayed") or action in ("", "processed", "dispatched") else action
     else:
         said = {"reply": "replied", "auto-reply": "auto-replied", "complaint": "complained"}.get(kind, kind)
+        if kind == "rsvp":
+            said = action or "answered the invitation"
     return said + (f" ({reason})" if reason and said in ("bounced", "delayed", "complained") else "")
 
 
@@ -286,6 +298,9 @@ def apply_receipt(row: RecipientReceipt, receipt: dict) -> None:
             row.delivered = _earlier(row.delivered, at)
     elif kind == "reply":
         row.acknowledged = _earlier(row.acknowledged, at)
+    elif kind == "rsvp":
+        if action in RSVP_FATES and (row.rsvp_at is None or (at or "") >= row.rsvp_at):
+            row.rsvp, row.rsvp_at = action, at or ""
     elif kind == "auto-reply":
         row.auto_replied = _earlier(row.auto_replied, at)
     elif kind == "complaint":

@@ -206,6 +206,23 @@ MIGRATIONS: list[str] = [
         summary TEXT NOT NULL
     );
     """,
+    # calendar invitations (invitations/store.py): each sequence of a communique's event as sent,
+    # with its random UID (one per communique and release) and what it said (JSON), so an update
+    # knows the time before and a cancel needs no plan
+    """
+    CREATE TABLE invitations (
+        release_version TEXT NOT NULL,
+        communique_id TEXT NOT NULL,
+        sequence INTEGER NOT NULL CHECK (sequence >= 0),
+        method TEXT NOT NULL CHECK (method IN ('REQUEST', 'CANCEL')),
+        uid TEXT NOT NULL,
+        event TEXT NOT NULL,
+        fingerprint TEXT NOT NULL,
+        created TEXT NOT NULL,
+        PRIMARY KEY (release_version, communique_id, sequence)
+    );
+    CREATE INDEX invitations_by_uid ON invitations (uid);
+    """,
 ]
 
 

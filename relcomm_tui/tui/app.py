@@ -156,10 +156,12 @@ class RelcommApp(App[int]):
         if where.started:
             self.push_screen(SendScreen())
             return
-        self.push_screen(confirm_send_dialog(self.plan, where),
+        answer = self.readiness()
+        warnings = tuple(f"Note: {w.text}." for w in answer.warnings) if answer is not None else ()
+        self.push_screen(confirm_send_dialog(self.plan, where, warnings=warnings),
                          lambda yes: self.push_screen(SendScreen(start=True)) if yes else None)
 
-    def readiness(self, **flags: bool):
+    def readiness(self, **flags):
         """The send rule as the checklist (home, always at the bottom of the stack) knows it now."""
         from .screens.checklist import ChecklistScreen
 

@@ -128,7 +128,8 @@ class ChecklistScreen(Screen):
         if self.plan.digest != self.shown_digest:
             self.show_plan()
         else:
-            self.update_lock()  # back from sending: the summary shows where things stand now
+            self.refresh_board()  # back from sending: the summary shows where things stand now
+            self.update_lock()
 
     # -- plan, groups and review state ----------------------------------------------------
 
@@ -138,6 +139,8 @@ class ChecklistScreen(Screen):
         self.rechecked = False
         self.findings, self.gate, self.checks_error = None, None, None
         self.reviewed = self.load_reviews(plan)
+        self.board = None
+        self.refresh_board()
         self.fill_groups(plan)
         self.show_release()
         self.show_findings()
@@ -370,9 +373,12 @@ class ChecklistScreen(Screen):
 
     # -- the send lock ---------------------------------------------------------------------
 
-    def readiness(self, *, retry_failed: bool = False, resend_in_doubt: bool = False) -> Readiness:
-        """The one rule (app.readiness) on what this screen knows; the send screen asks it too."""
-        left = self.board.left(retry_failed=retry_failed, resend_in_doubt=resend_in_doubt) if self.board else None
+    def readiness(self, *, retry_failed: bool = False, resend_in_doubt: bool = False,
+                  left: int | None = None) -> Readiness:
+        """The one rule (app.readiness) on what this screen knows; the send screen asks it too,
+        with `left` from its own rows (fresher than this screen's board during a send)."""
+        if left is None and self.board is not None:
+            left = self.board.left(retry_failed=retry_failed, resend_in_doubt=resend_in_doubt)
         return assess(self.plan, findings=self.findings, reviewed=Reviews(frozenset(self.reviewed), self.stale_review),
                       ledger_ok=self.app.ledger is not None, plan_loads=self.load_error is None,
                       checks_error=self.checks_error, left=left)
@@ -381,8 +387,25 @@ class ChecklistScreen(Screen):
         answer = self.readiness()
         return [reason.in_app() for reason in answer.reasons]
 
+    @work(thread=True, exclusive=True, exit_on_error=False, group="board")
+    def refresh_board(self) -> None:
+        """Where the send stands (app.board): read when the plan is shown and on coming back, not on
+        every key, and in a thread (10,000 deliveries take a moment to read)."""
+        plan, ledger = self.plan, self.app.ledger
+        if ledger is not None:
+            self.post_message(self.BoardRead(plan.digest, board(plan, ledger)))
+
+    class BoardRead(Message):
+        def __init__(self, digest: str, where: Board) -> None:
+            super().__init__()
+            self.digest, self.where = digest, where
+
+    def on_checklist_screen_board_read(self, message: BoardRead) -> None:
+        if message.digest == self.plan.digest:
+            self.board = message.where
+            self.update_lock()
+
     def update_lock(self) -> None:
-        self.board = board(self.plan, self.app.ledger) if self.app.ledger is not None else None
         answer = self.readiness()
         self.send_lock = answer.locked_text() if answer.reasons else None
         self.show_send_status(answer)

@@ -313,6 +313,11 @@ class PreviewScreen(Screen):
         width = max((len(name) for name, _ in rows if len(name) <= 11), default=0) + 1
         lines = [Content.assemble((f"{visible(name)}:".ljust(width), "bold $accent"), " ", visible(value))
                  for name, value in rows]
+        if rendered.invitation:
+            # The calendar invitation as the recipient's calendar shows it (rendered: never the plan's text).
+            lines.append(Content(""))
+            lines.append(Content.assemble((visible(rendered.invitation[0]), "bold $accent")))
+            lines += [Content(visible(line)) for line in rendered.invitation[1:]]
         return Content("\n").join(lines)
 
     def channel_rows(self, communique: Communique | None) -> list[tuple[str, str]]:

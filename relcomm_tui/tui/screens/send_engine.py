@@ -26,7 +26,7 @@ from ...delivery.engine import (
     select_communiques, send_test_message,
 )
 from ...plan.model import Communique, Plan
-from ...store.ledger import ACCEPTED, MARKED_DELIVERED, SENDING, Ledger, who_am_i
+from ...store.ledger import ACCEPTED, DEFERRED, IN_DOUBT, MARKED_DELIVERED, QUEUED, REJECTED, SENDING, Ledger, who_am_i
 from ..dialogs.confirm_quit import ConfirmQuitDialog
 from ..dialogs.password import PasswordDialog
 
@@ -193,7 +193,10 @@ class SendEngineScreen(Screen):
     def begin_run(self, *, retry_failed: bool = False, resend_in_doubt: bool = False) -> None:
         if self.running or self.ledger is None:
             return
-        answer = self.app.readiness(retry_failed=retry_failed, resend_in_doubt=resend_in_doubt)
+        counts = self.counts
+        left = counts[QUEUED] + counts[DEFERRED] + (counts[REJECTED] if retry_failed else 0) \
+            + (counts[IN_DOUBT] if resend_in_doubt else 0)
+        answer = self.app.readiness(retry_failed=retry_failed, resend_in_doubt=resend_in_doubt, left=left)
         if answer is None or answer.reasons:
             why = answer.locked_text() if answer is not None else "the checklist's checks are not known"
             self.notify(f"{why}. Back on the checklist (escape) you can clear it.", title="Not sending",

@@ -1,0 +1,48 @@
+"""The preview shows a communique's calendar invitation as it will be sent: the rendered title, the
+time in its zone and in UTC, the place and the link; never the plan's template text."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from textual.widgets import Static
+
+from relcomm_tui.tui.app import build_app
+from tui_helpers import orion, settle, text_of, user_config  # noqa: F401
+
+PRESENTATION = '''
+[[communiques]]
+id = "exec-presentation"
+to = ["exec"]
+subject = "{{ release.name }} {{ release.version }} presented"
+body = "Hello {{ recipient.name }}, the release is presented {{ invitation.start }}."
+
+[communiques.invitation]
+title = "{{ release.name }} {{ release.version }}: the presentation"
+start = 2031-03-04T16:00:00
+time_zone = "Europe/Berlin"
+duration = "1h30m"
+location = "Auditorium B"
+url = "https://meet.example.com/orion"
+'''
+
+
+async def test_the_preview_shows_the_invitation_rendered(orion: Path):
+    with open(orion, "a", encoding="utf-8") as handle:
+        handle.write(PRESENTATION)
+    app = build_app(orion)
+    async with app.run_test(size=(100, 40)) as pilot:
+        await settle(pilot)
+        await pilot.press("p")
+        await settle(pilot)
+        screen = pilot.app.screen
+        screen.select_communique("exec-presentation")
+        await settle(pilot)
+        assert screen.rendered is not None and screen.rendered.communique_id == "exec-presentation"
+        shown = text_of(screen.query_one("#headers", Static))
+        assert "Calendar invitation (REQUEST, sequence 0): Orion 4.2.0: the presentation" in shown
+        assert "Tue 4 Mar 2031 16:00-17:30 Europe/Berlin (15:00 UTC), 1 hour 30 minutes" in shown
+        assert "Auditorium B" in shown and "https://meet.example.com/orion" in shown
+        assert "made at the first send" in shown
+        assert "{{" not in shown
+        assert "presented Tue 4 Mar 2031 16:00-17:30" in screen.rendered.text
