@@ -26,6 +26,7 @@ CASES = [
     (row(acknowledged=T2), Fate("confirmed", CONFIRMED, f"confirmed: replied {W2}", T2, "", "")),
     (row(displayed=T3, acknowledged=T2), Fate("confirmed", CONFIRMED, f"confirmed: replied {W2}", T2, "", "")),
     (row(displayed=T1, acknowledged=T2), Fate("confirmed", CONFIRMED, f"confirmed: read {W1}", T1, "", "")),
+    (row(displayed=T2, acknowledged=T2), Fate("confirmed", CONFIRMED, f"confirmed: replied {W2}", T2, "", "")),
     (row("manual", "marked delivered", last_update=T2),
      Fate("confirmed", CONFIRMED, "confirmed: done", T2, "", "")),
     (row(displayed=T1, bounced=T3, reason="5.1.1 gone"), Fate("confirmed", CONFIRMED, f"confirmed: read {W1}", T1, "", "")),
