@@ -144,3 +144,15 @@ def test_marked_delivered_without_a_note_says_only_who(tmp_path):
     ledger, bob = one_delivery(tmp_path)
     ledger.mark_delivered(bob, "alice")
     assert ledger.delivery(bob).reply == "marked delivered by alice"
+
+
+def test_recovery_says_why_a_delivery_is_in_doubt_after_the_servers_words(tmp_path):
+    ledger, bob = one_delivery(tmp_path)
+    ledger.mark_sending([bob])
+    assert ledger.recover_in_doubt() == 1
+    assert ledger.delivery(bob).reply == "the sending process stopped before the server's reply was recorded"
+    ledger.mark_outcome(bob, L.DEFERRED, "451 later")
+    ledger.requeue([bob])
+    ledger.mark_sending([bob])
+    ledger.recover_in_doubt()
+    assert ledger.delivery(bob).reply == "451 later | the sending process stopped before the server's reply was recorded"
