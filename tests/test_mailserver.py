@@ -316,12 +316,13 @@ async def test_drop_connection_at_rcpt(mailserver):
 
 async def test_delay_before_data_reply(mailserver):
     mailserver.faults["bob@example.com"] = Delay(0.3)
-    started = time.monotonic()
+    delay = mailserver.faults["bob@example.com"]
     await send(mailserver, "carol@example.com")
-    fast = time.monotonic() - started
+    assert delay.fired == 0  # Carol's reply is not held back: the rule is Bob's alone
     started = time.monotonic()
     await send(mailserver, "bob@example.com")
-    assert time.monotonic() - started >= 0.3 > fast
+    assert delay.fired == 1
+    assert time.monotonic() - started >= 0.3  # a lower bound (load can only lengthen it)
 
 
 async def test_delay_then_tempfail_list_of_rules(mailserver):
@@ -336,7 +337,7 @@ async def test_global_rcpt_delay(tmp_path):
     with FaultyMailServer(rcpt_delay=0.2) as server:
         started = time.monotonic()
         await send(server)
-        assert time.monotonic() - started >= 0.2
+        assert time.monotonic() - started >= 0.2  # a lower bound (load can only lengthen it)
 
 
 # --------------------------------------------------------------------------

@@ -1,4 +1,5 @@
-"""Snapshots of the send screen at 80x24 and 120x40: the typed confirmation, and a finished send
+"""Snapshots of the send screen at 80x24 and 120x40: the typed confirmation (reached as a user
+reaches it: every group reviewed on the checklist, then s), and a finished send
 with one rejected recipient (pytest --snapshot-update to refresh).
 
 Deterministic by construction: rate and ETA are hidden (show_rate=False), accepted rows show no
@@ -16,6 +17,8 @@ from textual.widgets import DataTable
 
 from relcomm_tui.store.ledger import REJECTED
 from faulty_mailserver import FaultyMailServer, PermFail
+from relcomm_tui.tui.dialogs.confirm_send import ConfirmSendDialog
+from relcomm_tui.tui.screens.checklist import ChecklistScreen
 from relcomm_tui.tui.screens.send import SendScreen
 from relcomm_tui.demo.webhook_receiver import WebhookReceiver
 from test_tui_send import copy_orion, hooks, make_app, send_done, server  # noqa: F401
@@ -36,9 +39,20 @@ def test_confirmation_dialog(snap_compare, tmp_path: Path, server: FaultyMailSer
     app = make_app(copy_orion(tmp_path, server, hooks), tmp_path)
 
     async def open_send(pilot):
+        # As a user does: review every group on the checklist (space marks a row and moves down),
+        # see Send unlock, press s, start typing the version.
         await settle(pilot)
-        app.action_open_send()
+        checklist = app.screen
+        assert isinstance(checklist, ChecklistScreen)
+        table = checklist.query_one("#groups", DataTable)
+        table.focus()
+        for _ in range(table.row_count):
+            await pilot.press("space")
+        await settle(pilot)
+        assert checklist.send_lock is None, checklist.send_lock
+        await pilot.press("s")
         await pilot.pause()
+        assert isinstance(app.screen, ConfirmSendDialog)
         await pilot.press(*"4.2")
 
     assert snap_compare(app, terminal_size=size, run_before=open_send)

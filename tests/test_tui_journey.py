@@ -5,6 +5,8 @@ text, never template source (issue 13: `Call {{ recipient.name }}`, `Reminder: {
 
 from __future__ import annotations
 
+import pytest
+
 from pathlib import Path
 
 from textual.screen import ModalScreen
@@ -38,6 +40,7 @@ def footer_fits(app, where: str) -> None:
     assert "? Help" in footer and "q Quit" in footer, f"{where}: {footer!r}"
 
 
+@pytest.mark.timeout(600)  # the whole demo journey, every screen: minutes on a loaded 2-core machine
 async def test_every_screen_of_the_demo_shows_rendered_text(demo_plan, tmp_path: Path):
     app = demo_plan.app()
     seen: list[str] = []

@@ -26,6 +26,7 @@ from relcomm_tui.tui.dialogs.password import PasswordDialog
 from relcomm_tui.tui.screens.send import SendScreen
 from relcomm_tui.demo.webhook_receiver import WebhookReceiver
 from tui_helpers import SAMPLE, text_of, user_config, without_script  # noqa: F401
+from waits import parked_on_pause
 
 VERSION = "4.2.0"
 
@@ -228,8 +229,15 @@ async def test_pause_stops_progress_and_resume_continues(tmp_path: Path, hooks: 
             await until(pilot, lambda: screen.counts[SENDING] == 0 and not screen._pending)
             held = server.messages_accepted
             assert held < 33
-            await pilot.pause(0.4)
-            assert server.messages_accepted == held
+            # The pause took effect: a worker waits on it (an engine ignoring the pause has none),
+            # and the server then stays quiet for 100 looks in a row (not a fixed sleep).
+            engine = screen.engine
+            await until(pilot, lambda: parked_on_pause(engine) >= 1, seconds=30)
+            quiet = 0
+            while quiet < 100:
+                await pilot.pause(0.005)
+                quiet = quiet + 1 if server.messages_accepted == held and screen.counts[SENDING] == 0 else 0
+                assert server.messages_accepted == held, "a message went out while paused"
             assert "Paused" in text_of(screen.query_one("#send-status"))
             await pilot.press("space")
             assert not screen.paused
