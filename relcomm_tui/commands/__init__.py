@@ -1,4 +1,9 @@
-"""Headless subcommands of `relcomm`, one module each."""
+"""Headless subcommands of `relcomm`, one module each.
+
+Each subcommand imports the layers it uses inside its `run()`: `relcomm --help` or `relcomm
+status` then loads no Textual, Jinja or HTTP client (start-up time over SSH). That is the one
+place imports sit inside functions on purpose; elsewhere they are at the top of the module.
+"""
 
 from __future__ import annotations
 

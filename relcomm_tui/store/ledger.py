@@ -13,6 +13,10 @@ per batch, not per message.
 
 Files are private: the folder is 0700 and the database 0600 (SQLite gives the -wal/-shm
 files the database's mode). Nothing here ever stores a password.
+
+Why over 500 lines: the schema's migrations are kept here as SQL text, in order, never edited
+(about 150 lines); the class itself is the opening, trust and write discipline (deliveries and
+inbound reports are its parts in deliveries.py and inbound.py).
 """
 
 from __future__ import annotations
