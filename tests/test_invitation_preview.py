@@ -12,7 +12,7 @@ from tui_helpers import orion, settle, text_of, user_config  # noqa: F401
 
 PRESENTATION = '''
 [[communiques]]
-id = "exec-presentation"
+id = "exec-invitation"
 to = ["exec"]
 subject = "{{ release.name }} {{ release.version }} presented"
 body = "Hello {{ recipient.name }}, the release is presented {{ invitation.start }}."
@@ -36,9 +36,9 @@ async def test_the_preview_shows_the_invitation_rendered(orion: Path):
         await pilot.press("p")
         await settle(pilot)
         screen = pilot.app.screen
-        screen.select_communique("exec-presentation")
+        screen.select_communique("exec-invitation")
         await settle(pilot)
-        assert screen.rendered is not None and screen.rendered.communique_id == "exec-presentation"
+        assert screen.rendered is not None and screen.rendered.communique_id == "exec-invitation"
         shown = text_of(screen.query_one("#headers", Static))
         assert "Calendar invitation (REQUEST, sequence 0): Orion 4.2.0: the presentation" in shown
         assert "Tue 4 Mar 2031 16:00-17:30 Europe/Berlin (15:00 UTC), 1 hour 30 minutes" in shown
