@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import pty
+import signal
 import subprocess
 import sys
 
@@ -157,3 +158,27 @@ def test_password_from_stdin_is_used_and_never_printed(tmp_path, monkeypatch, ca
         monkeypatch.setattr("sys.stdin", io.StringIO(""))
         assert main(["send", str(plan_file), "--yes", "--state", str(tmp_path / "fresh")]) == 2
         assert "needs a password" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "sigterm"])
+def test_ctrl_c_or_sigterm_stops_cleanly_and_a_second_send_finishes_the_rest_once(tmp_path, server, sig):
+    """The first Ctrl-C (or a SIGTERM from a deploy tool) lets the messages in flight get their replies
+    recorded and says so; nothing is left "sending"; the next send sends the rest, each person once."""
+    recipients = 12
+    plan_file = write_plan(tmp_path / "plan", server.port, recipients=recipients, rate="4/s", concurrency=1)
+    process = subprocess.Popen([sys.executable, "-m", "relcomm_tui.commands.main", "send", str(plan_file), "--yes"],
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, text=True)
+    first = process.stdout.readline()  # the first outcome: the send is under way
+    assert first.startswith("accepted "), first
+    process.send_signal(sig)
+    out, err = process.communicate(timeout=60)
+    assert "stopping: waiting for the messages in flight (Ctrl-C again to stop at once)" in err
+    assert "Traceback" not in err and process.returncode != 0
+    with Ledger.open(tmp_path / "plan" / ".relcomm") as ledger:
+        states = [d.state for d in ledger.deliveries("4.2.0") if d.communique_id == "news"]
+    assert L.SENDING not in states and 0 < states.count(L.ACCEPTED) < recipients
+    assert len(server.messages) == states.count(L.ACCEPTED)
+
+    assert main(["send", str(plan_file), "--yes"]) == 0
+    received = sorted(rcpt for message in server.messages for rcpt in message.rcpt_tos)
+    assert received == sorted(f"customer{i}@example.com" for i in range(recipients))

@@ -11,7 +11,7 @@ import argparse
 import json
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Callable, TextIO
 
 from ..plan import consent
 from ..common.terminal_text import visible, visible_lines
@@ -73,3 +73,36 @@ def open_ledger_or_explain(folder: Path, prog: str, *, json_for: Plan | None = N
         print(f"{prog}: {visible(error.message)}" + (f"\n  hint: {visible(error.hint)}" if error.hint else ""),
               file=sys.stderr)
         return None
+
+
+def fail(prog: str, message: str, hint: str = "", stream: TextIO | None = None) -> int:
+    """A command's refusal on stderr: what is wrong and, when known, how to fix it; exit code 2.
+    Messages quote plans and servers, so they are shown with control characters made visible."""
+    stream = stream or sys.stderr
+    print(f"{prog}: {visible(message)}", file=stream)
+    if hint:
+        print(f"  hint: {visible(hint)}", file=stream)
+    return 2
+
+
+def stop_on_signals(cancel: Callable[[], None], saying: str) -> None:
+    """The first Ctrl-C or SIGTERM stops cleanly (`cancel`: what is in flight gets its reply
+    recorded) after printing `saying`; a second one stops at once."""
+    import asyncio
+    import signal
+
+    interrupted: list[bool] = []
+
+    def stop() -> None:
+        if interrupted:
+            raise KeyboardInterrupt
+        interrupted.append(True)
+        print(f"\nstopping: {saying} (Ctrl-C again to stop at once)", file=sys.stderr)
+        cancel()
+
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        try:
+            loop.add_signal_handler(sig, stop)
+        except (NotImplementedError, RuntimeError):  # not the main thread, or no signals here
+            pass

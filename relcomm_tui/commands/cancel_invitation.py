@@ -16,7 +16,7 @@ import argparse
 import asyncio
 import sys
 
-from . import add_allow_commands
+from . import add_allow_commands, fail
 from ..common.terminal_text import visible
 
 
@@ -29,11 +29,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_allow_commands(parser)
 
 
+PROG = "relcomm cancel-invitation"
+
+
 def _fail(message: str, hint: str = "") -> int:
-    print(f"relcomm cancel-invitation: {visible(message)}", file=sys.stderr)
-    if hint:
-        print(f"  hint: {visible(hint)}", file=sys.stderr)
-    return 2
+    return fail(PROG, message, hint)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -81,10 +81,10 @@ def run(args: argparse.Namespace) -> int:
 
 
 async def _cancel(plan, ledger, communique_id: str, password: str | None) -> int:
-    from ..delivery.engine import SendEngine, SendError, SendStopped
+    from ..delivery.engine import SendEngine
     from ..invitations.send import CancelError, cancel_plan
     from ..store.ledger import who_am_i
-    from .send import _Printer, _report
+    from .send import _Printer, run_engine
 
     try:
         widened, ident, people = await asyncio.to_thread(cancel_plan, plan, ledger, communique_id)
@@ -93,15 +93,8 @@ async def _cancel(plan, ledger, communique_id: str, password: str | None) -> int
     login, host = who_am_i()
     printer = _Printer(sys.stdout)
     engine = SendEngine(widened, ledger, only=[ident], password=password, on_event=printer, who=login, host=host)
-    try:
-        summary = await engine.run()
-    except SendStopped as error:
-        printer.done()
-        _report(plan, error.summary)
-        return _fail(f"stopped: {error.message}", error.hint)
-    except SendError as error:
-        printer.done()
-        return _fail(error.message, error.hint)
-    printer.done()
-    print(visible(f"cancellation of {communique_id}: {summary.counts.get('accepted', 0)} of {people} accepted by the relay"))
-    return summary.exit_code
+    summary, code = await run_engine(plan, engine, printer, PROG)
+    if summary is not None:
+        accepted = summary.counts.get("accepted", 0)
+        print(visible(f"cancellation of {communique_id}: {accepted} of {people} accepted by the relay"))
+    return code

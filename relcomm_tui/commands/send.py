@@ -15,11 +15,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import signal
 import sys
 from typing import TextIO
 
-from . import add_allow_commands
+from . import add_allow_commands, fail, stop_on_signals
 from ..store.ledger import (ACCEPTED, AWAITING, DEFERRED, IN_DOUBT, MARKED_DELIVERED, QUEUED, REJECTED, SENDING,
                             STATE_LABELS, who_am_i)
 from ..common.terminal_text import visible
@@ -59,11 +58,7 @@ def _isatty(stream) -> bool:
 
 
 def _fail(message: str, hint: str = "", stream: TextIO | None = None) -> int:
-    stream = stream or sys.stderr
-    print(f"relcomm send: {visible(message)}", file=stream)  # messages quote plans and servers
-    if hint:
-        print(f"  hint: {visible(hint)}", file=stream)
-    return 2
+    return fail("relcomm send", message, hint, stream)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -303,40 +298,35 @@ class _Printer:
 
 
 async def _send(plan, ledger, args, password, login, host) -> int:
-    from ..delivery.engine import SendEngine, SendError, SendStopped
+    from ..delivery.engine import SendEngine
 
     printer = _Printer(sys.stdout)
     engine = SendEngine(plan, ledger, only=args.only or None, password=password,
                         resend_in_doubt=args.resend_in_doubt, retry_failed=args.retry_failed,
                         on_event=printer, who=login, host=host)
-    loop = asyncio.get_running_loop()
-    interrupted = []
+    stop_on_signals(engine.cancel, "waiting for the messages in flight")
+    summary, code = await run_engine(plan, engine, printer)
+    if summary is not None:
+        _report(plan, summary)
+    return code
 
-    def stop() -> None:
-        # First Ctrl-C stops cleanly (messages in flight get their replies recorded); a second one kills.
-        if interrupted:
-            raise KeyboardInterrupt
-        interrupted.append(True)
-        print("\nstopping: waiting for the messages in flight (Ctrl-C again to stop at once)", file=sys.stderr)
-        engine.cancel()
 
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        try:
-            loop.add_signal_handler(sig, stop)
-        except (NotImplementedError, RuntimeError):
-            pass
+async def run_engine(plan, engine, printer: "_Printer", prog: str = "relcomm send"):
+    """Run `engine` with its progress line closed after: (summary, exit code), or (None, 2) after
+    saying why it stopped (a stop also reports what had been sent by then)."""
+    from ..delivery.engine import SendError, SendStopped
+
     try:
         summary = await engine.run()
     except SendStopped as error:
         printer.done()
         _report(plan, error.summary)
-        return _fail(f"stopped: {error.message}", error.hint)
+        return None, fail(prog, f"stopped: {error.message}", error.hint)
     except SendError as error:
         printer.done()
-        return _fail(error.message, error.hint)
+        return None, fail(prog, error.message, error.hint)
     printer.done()
-    _report(plan, summary)
-    return summary.exit_code
+    return summary, summary.exit_code
 
 
 # Beyond the four every summary shows, each other state a delivery can end a run in, in the user's words.

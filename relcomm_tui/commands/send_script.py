@@ -13,13 +13,12 @@ Ctrl-C stops cleanly: what is in flight finishes, waits keep counting in the led
 
 from __future__ import annotations
 
-import asyncio
 import json
 import os
-import signal
 import sys
 from typing import TextIO
 
+from . import fail, stop_on_signals
 from ..common.terminal_text import visible
 from ..store.ledger import ACCEPTED, DEFERRED, IN_DOUBT, MARKED_DELIVERED, REJECTED, STATE_LABELS
 
@@ -162,22 +161,7 @@ async def send_scripted(plan, ledger, args, password, login, host) -> int:
                           resend_in_doubt=args.resend_in_doubt, retry_failed=args.retry_failed)
     if clock.scale != 1 and not as_json:
         printer._say(f"time compressed {clock.scale:g}x: a wait of {clock.scale:g} seconds takes one second")
-    loop = asyncio.get_running_loop()
-    interrupted: list[bool] = []
-
-    def stop() -> None:
-        if interrupted:
-            raise KeyboardInterrupt
-        interrupted.append(True)
-        print("\nstopping: messages in flight finish; waits keep counting (Ctrl-C again to stop at once)",
-              file=sys.stderr)
-        runner.cancel()
-
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        try:
-            loop.add_signal_handler(sig, stop)
-        except (NotImplementedError, RuntimeError):
-            pass
+    stop_on_signals(runner.cancel, "messages in flight finish; waits keep counting")
     try:
         result = await runner.run()
     except SendStopped as error:
@@ -225,7 +209,4 @@ def _counts(plan, ledger, state) -> dict[str, int]:
 def _fail(message: str, hint: str, as_json: bool) -> int:
     if as_json:
         print(json.dumps({"event": "error", "message": message, "hint": hint}, ensure_ascii=False), flush=True)
-    print(f"relcomm send: {visible(message)}", file=sys.stderr)
-    if hint:
-        print(f"  hint: {visible(hint)}", file=sys.stderr)
-    return 2
+    return fail("relcomm send", message, hint)
