@@ -61,7 +61,7 @@ def visible(text: object, *, tabs: bool = False, newlines: bool = False) -> str:
     if text is None:
         return ""
     text = text if isinstance(text, str) else str(text)
-    if all(ord(c) in _SAFE_ASCII for c in text):  # the usual case, without a copy
+    if text.isascii() and text.isprintable():  # the usual case (all in _SAFE_ASCII), in C, without a copy
         return text
     if newlines:
         text = text.replace("\r\n", "\n")

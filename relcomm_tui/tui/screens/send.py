@@ -25,6 +25,7 @@ from ..dialogs.ask import AskDialog
 from ..dialogs.confirm_send import ConfirmSendDialog
 from ..dialogs.manual_done import ManualDoneDialog
 from ..text import plain, visible
+from ..widgets.line import Line
 from ..widgets.delivery_table import STATE_COLOURS, DeliveryTable, Row, one_line
 from ..widgets.filter_bar import FilterBar
 from ..widgets.send_progress import clock, compose_bars, counts_line, status_text, update_bars
@@ -55,6 +56,7 @@ class SendScreen(ScriptControls, SendEngineScreen):
     HELP_TITLE = "Send"
     AUTO_FOCUS = "#deliveries"
     HORIZONTAL_BREAKPOINTS = [(0, "-narrow"), (120, "-wide")]
+    _table: DeliveryTable | None = None
     BINDINGS = [
         Binding("space", "pause", "Pause", id="pause", tooltip="Start no new message until resumed"),
         Binding("space", "resume", "Resume", id="resume", tooltip="Carry on sending"),
@@ -81,7 +83,10 @@ class SendScreen(ScriptControls, SendEngineScreen):
 
     @property
     def table(self) -> DeliveryTable:
-        return self.query_one("#deliveries", DeliveryTable)
+        # Kept from compose, not queried: the footer asks check_action for every key on every
+        # refresh, also while the screen is being taken down and its widgets are already gone.
+        assert self._table is not None, "the send screen's table is made in compose"
+        return self._table
 
     @property
     def rows(self) -> dict[str, Row]:
@@ -95,16 +100,17 @@ class SendScreen(ScriptControls, SendEngineScreen):
 
     def compose(self) -> ComposeResult:
         self.board = board(self.plan, self.ledger, self.only or None)
-        yield Static(id="send-head")
+        self._table = DeliveryTable(id="deliveries")
+        yield Line(id="send-head")
         yield Static(id="banner", markup=False)
         if self.scripted:
             yield self.compose_timeline()  # the script's steps stand in for the per-communique bars
         yield from compose_bars(self.board.communique_ids)
-        yield Static(id="counts")
+        yield Line(id="counts")
         yield FilterBar(id="deliveries-find", target="#deliveries")
-        yield DeliveryTable(id="deliveries")
+        yield self._table
         yield Static(id="detail")
-        yield Static(id="send-status")
+        yield Line(id="send-status")
         yield Footer(compact=True, show_command_palette=False)  # ctrl+p is in the help: keys fit 80 columns
 
     def on_mount(self) -> None:
@@ -163,7 +169,7 @@ class SendScreen(ScriptControls, SendEngineScreen):
                 (self.phase(), "bold $accent"), f"  {done}/{len(self.rows)} done"]
         if self.show_rate and self.running and self.progress is not None:
             head.append(f"  {self.progress.rate:.1f} msg/s  ETA {clock(self.progress.eta_seconds)}")
-        self.query_one("#send-head", Static).update(Content.assemble(*head))
+        self.query_one("#send-head", Line).update(Content.assemble(*head))
         update_bars(self, counts, self.table.per_communique, self.skipped)
         self.query_one("#counts", Static).update(counts_line(counts))
         if self.scripted:
@@ -188,7 +194,7 @@ class SendScreen(ScriptControls, SendEngineScreen):
                            stopped=self.stopped)
 
     def update_status(self) -> None:
-        status = self.query_one("#send-status", Static)
+        status = self.query_one("#send-status", Line)
         status.update(plain(self.status_text()))
         trouble = self.counts[DEFERRED] + self.counts[REJECTED] + self.counts[IN_DOUBT]
         status.set_class(bool(self.stopped) and not self.running, "-error")
@@ -249,6 +255,8 @@ class SendScreen(ScriptControls, SendEngineScreen):
         # columns); None greys one that applies to other rows than the highlighted one.
         if action in SCRIPT_ACTIONS:
             return self.check_script_action(action)
+        if self._table is None:  # not composed yet: no row to act on
+            return False
         counts, row, idle = self.counts, self.highlighted_row(), not self.running
         if action in ("pause", "resume"):
             return self.running and self.paused == (action == "resume") and not self._cancelling

@@ -20,6 +20,7 @@ from ...script.scheduler import HALTED as STEP_HALTED
 from ...store.ledger import who_am_i
 from ..dialogs.ask import AskDialog
 from ..widgets.timeline import ScriptTimeline
+from .send_engine import spare_the_rows
 
 SCRIPT_BINDINGS = [
     Binding("r", "release_checkpoint", "Release", id="release-checkpoint",
@@ -111,6 +112,7 @@ class ScriptControls:
             return
         self.stopped, self.progress, self._cancelling = None, None, False  # type: ignore[attr-defined]
         self.paused, self.running = False, True  # type: ignore[attr-defined]
+        spare_the_rows()
         self.show_banner("")  # type: ignore[attr-defined]
         self._flush_timer.resume()  # type: ignore[attr-defined]
         self.refresh_summary()  # type: ignore[attr-defined]

@@ -88,7 +88,7 @@ class DeliveryTable(ListTable):
             self.add_row(*self.cells(self.deliveries[ident]), key=ident)
         self.to_add = idents[FIRST_ROWS:]
         if self.to_add:
-            self.set_timer(0.01, self.fill_more)
+            self.call_after_refresh(self.set_timer, 0.01, self.fill_more)  # the first screenful is drawn first
         self.fit()
 
     def fill_more(self) -> None:

@@ -20,6 +20,7 @@ from ...store.ledger import (
 )
 from ..text import plain, visible
 from .delivery_table import STATE_COLOURS
+from .line import Line
 
 COUNT_ORDER = (ACCEPTED, MARKED_DELIVERED, REJECTED, IN_DOUBT, DEFERRED, AWAITING, SENDING, QUEUED)
 
@@ -28,13 +29,13 @@ def compose_bars(communique_ids: Iterable[str]) -> ComposeResult:
     with Horizontal(id="overall"):
         yield Label("All", classes="bar-name")
         yield ProgressBar(total=1, show_eta=False, show_percentage=False, id="overall-bar")
-        yield Label("", id="overall-count", classes="bar-count")
+        yield Line("", id="overall-count", classes="bar-count")
     with VerticalScroll(id="communiques"):
         for ident in communique_ids:
             with Horizontal(classes="communique", id=f"c-{ident}"):
                 yield Label(visible(ident), classes="bar-name", markup=False)
                 yield ProgressBar(total=1, show_eta=False, show_percentage=False)
-                yield Label("", classes="bar-count", markup=False)
+                yield Line("", classes="bar-count", markup=False)
 
 
 def update_bars(screen: DOMNode, counts: Counter[str], per_communique: Mapping[str, Counter[str]],
@@ -42,14 +43,14 @@ def update_bars(screen: DOMNode, counts: Counter[str], per_communique: Mapping[s
     total = sum(counts.values())
     done = sum(counts[s] for s in DONE_STATES)
     screen.query_one("#overall-bar", ProgressBar).update(total=max(total, 1), progress=done)
-    screen.query_one("#overall-count", Label).update(f"{done}/{total}")
+    screen.query_one("#overall-count", Line).update(f"{done}/{total}")
     for box in screen.query(".communique"):
         ident = (box.id or "").removeprefix("c-")
         per = per_communique.get(ident, Counter())
         size = sum(per.values())
         finished = sum(per[s] for s in DONE_STATES)
         bar = box.query_one(ProgressBar)
-        count = box.query_one(".bar-count", Label)
+        count = box.query_one(".bar-count", Line)
         if ident in skipped and size == 0:
             bar.display = False
             count.update(plain(skipped[ident]))

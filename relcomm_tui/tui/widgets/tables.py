@@ -56,6 +56,17 @@ class ListTable(DataTable):
         self._data[row_key][column_key] = value  # keys compare equal to their strings
         self._unseen_changes = True
 
+    def _update_dimensions(self, new_rows) -> None:
+        # Textual measures every cell of every new row to size auto-width columns. Ours get their
+        # widths set (add_fit_columns, apply_widths), so with 10,000 rows that measuring was most of
+        # the table's fill time and changed nothing. Labelled or auto-height rows are still measured.
+        # (A private hook of the pinned Textual: tests/test_tui_table_fill.py holds it to account.)
+        if self.columns and not any(column.auto_width for column in self.columns.values()):
+            rows = self.rows
+            new_rows = [key for key in new_rows
+                        if (row := rows.get(key)) is not None and (row.label is not None or row.auto_height)]
+        super()._update_dimensions(new_rows)
+
     def watch_scroll_y(self, old_value: float, new_value: float) -> None:
         if self._unseen_changes:
             # Rows drawn before may have changed while out of view: drop what was drawn.
