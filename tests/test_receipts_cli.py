@@ -101,3 +101,41 @@ async def test_watch_prints_changes_until_interrupted(tmp_path):
         code = await asyncio.wait_for(process.wait(), 20)
     assert code == 0
     assert "stopped watching" in (await process.stderr.read()).decode()
+
+
+async def test_on_an_80_column_terminal_the_table_fits_and_a_bounce_reason_is_whole(tmp_path):
+    """Over SSH at 80 columns: every line fits, one block per communique, the bounce's reason whole
+    on its own line; piped, the same command keeps its one-row-per-delivery table (scripts grep it)."""
+    import os
+    import pty
+    import subprocess
+    import sys
+
+    plan, state = await send_and_report(tmp_path)
+    argv = [sys.executable, "-m", "relcomm_tui.commands.main", "receipts", str(plan), "--refresh", "--state", str(state)]
+    leader, follower = pty.openpty()
+    process = subprocess.Popen(argv, stdout=follower, stderr=follower, stdin=subprocess.DEVNULL,
+                               env={**os.environ, "COLUMNS": "80", "LINES": "24"})
+    os.close(follower)
+    chunks = []
+    while True:
+        try:
+            chunk = os.read(leader, 4096)
+        except OSError:  # the child closed the terminal
+            break
+        if not chunk:
+            break
+        chunks.append(chunk)
+    assert process.wait(30) == 0
+    shown = b"".join(chunks).decode().replace("\r\n", "\n").splitlines()
+    too_wide = [line for line in shown if len(line) > 80]
+    assert not too_wide, too_wide
+    assert "news" in shown and "ops-notice" in shown  # the communiques head their blocks
+    start = next(i for i, line in enumerate(shown) if line.startswith("      bounced: 5.1.1"))
+    reason = " ".join(line.strip() for line in shown[start:start + 3] if line.startswith("      "))
+    assert "<bob.unknown@example.com>: Recipient address rejected: User unknown" in reason  # whole, wrapped
+
+    piped = subprocess.run(argv[:-3] + ["--state", str(state)], capture_output=True, text=True,
+                           env={**os.environ, "COLUMNS": "80"}, timeout=30)
+    bob = next(line for line in piped.stdout.splitlines() if "bob.unknown@example.com" in line)
+    assert "bounced: 5.1.1" in bob and "User unknown" in bob and bob.startswith("news")

@@ -16,6 +16,7 @@ import sys
 import time
 
 from . import add_allow_commands
+from .table import terminal_width
 from ..common.terminal_text import visible
 from ..common.times import short_time as common_short_time
 
@@ -220,16 +221,15 @@ def render_text(plan, status, result=None) -> str:
         table.append(tuple(visible(cell) for cell in (
             row.communique_id, row.group_id, row.recipient, short_time(row.sent), short_time(row.delivered),
             short_time(row.displayed), short_time(row.acknowledged), describe(row))))
-    widths = [max(len(r[i]) for r in table) for i in range(len(headers) - 1)]
+    width = terminal_width()
     lines.append("")
-    for r in table:
-        lines.append("  ".join(cell.ljust(w) for cell, w in zip(r, widths)) + "  " + r[-1])
+    lines += table_lines(table, width)
     for title, coverages in (("by stakeholder group (people)", status.by_group),
                              ("by communique (deliveries)", status.by_communique)):
         lines.append("")
         lines.append(title)
         for c in coverages:
-            lines.append("  " + coverage_line(c))
+            lines.append("  " + coverage_line(c, compact=width is not None))
     from ..receipts.itip import answer_counts
 
     answers = answer_counts(plan, status.rows)
@@ -239,7 +239,7 @@ def render_text(plan, status, result=None) -> str:
         for ident, tally in answers.items():
             lines.append("  " + visible(ident) + ": " + " · ".join(f"{n} {word}" for word, n in tally.items()))
     lines.append("")
-    lines.append("overall  " + coverage_line(status.overall))
+    lines.append("overall  " + coverage_line(status.overall, compact=width is not None))
     if status.other_send:
         lines.append(f"{status.other_send} report(s) for another send (not counted here)")
     if status.unmatched:
@@ -247,8 +247,43 @@ def render_text(plan, status, result=None) -> str:
     return "\n".join(lines)
 
 
-def coverage_line(c) -> str:
-    return (f"{visible(c.id)}: {c.total} · reached {c.reached} ({c.percent(c.reached):.0f}%) · "
-            f"confirmed {c.confirmed} "
-            f"({c.percent(c.confirmed):.0f}%) · bounced {c.bounced} ({c.percent(c.bounced):.0f}%) · unknown "
-            f"{c.unknown} ({c.percent(c.unknown):.0f}%)")
+def table_lines(table: list[tuple[str, ...]], width: int | None) -> list[str]:
+    """The receipts table. Piped (`width` None): one aligned row per delivery, every character kept.
+    On a terminal: one block per communique (its id as the heading), the columns fitted to `width`;
+    too narrow (80 columns), displayed, acknowledged, delivered and group are left out first (the
+    outcome says what they would), then recipients are cut; an outcome that still does not fit (a
+    bounce's reason) is shown whole below its row, wrapped, never cut."""
+    import textwrap
+
+    from .table import cell_width, fit
+    from .table import lines as padded
+
+    if width is None:
+        return padded(table, fit(table, limit=None))
+    header, rows = table[0][1:], [row[1:] for row in table[1:]]
+    # recipient (0) gives way first, down to 24; the outcome keeps at least "confirmed: read 12-02 04:17"
+    widths = fit([header, *rows], limit=width, indent=2, shrink=1, min_shrink=24, drop=(4, 5, 3, 0), min_last=27)
+    out: list[str] = []
+    current = None
+    for communique, row in zip((r[0] for r in table[1:]), rows):
+        if communique != current:
+            current = communique
+            out += ([""] if out else []) + [communique] + padded([header], widths, indent=2)
+        out += padded([row], widths, indent=2)
+        if cell_width(row[-1]) > widths[-1]:
+            out += textwrap.wrap(row[-1], width - 1, initial_indent="      ", subsequent_indent="      ",
+                                 break_on_hyphens=False)
+    return out
+
+
+def coverage_line(c, *, compact: bool = False) -> str:
+    """One coverage as a line; `compact` (a terminal) leaves out bounced and unknown when none and
+    their shares otherwise, so the line fits 80 columns."""
+    parts = [f"{visible(c.id)}: {c.total}", f"reached {c.reached} ({c.percent(c.reached):.0f}%)",
+             f"confirmed {c.confirmed} ({c.percent(c.confirmed):.0f}%)"]
+    for word, n in (("bounced", c.bounced), ("unknown", c.unknown)):
+        if not compact:
+            parts.append(f"{word} {n} ({c.percent(n):.0f}%)")
+        elif n:
+            parts.append(f"{word} {n}")
+    return " · ".join(parts)
