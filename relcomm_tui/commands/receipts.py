@@ -261,7 +261,7 @@ def table_lines(table: list[tuple[str, ...]], width: int | None) -> list[str]:
     if width is None:
         return padded(table, fit(table, limit=None))
     header, rows = table[0][1:], [row[1:] for row in table[1:]]
-    # recipient (0) gives way first, down to 24; the outcome keeps at least "confirmed: read 12-02 04:17"
+    # recipient (1) gives way first, down to 24; the outcome keeps at least "confirmed: read 12-02 04:17"
     widths = fit([header, *rows], limit=width, indent=2, shrink=1, min_shrink=24, drop=(4, 5, 3, 0), min_last=27)
     out: list[str] = []
     current = None

@@ -171,7 +171,7 @@ class SendScreen(ScriptControls, SendEngineScreen):
             head.append(f"  {self.progress.rate:.1f} msg/s  ETA {clock(self.progress.eta_seconds)}")
         self.query_one("#send-head", Line).update(Content.assemble(*head))
         update_bars(self, counts, self.table.per_communique, self.skipped)
-        self.query_one("#counts", Static).update(counts_line(counts))
+        self.query_one("#counts", Line).update(counts_line(counts))
         if self.scripted:
             self.live_counts()
         self.update_status()

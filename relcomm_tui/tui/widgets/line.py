@@ -1,4 +1,4 @@
-"""A line of text the screen updates often (ten times a second while sending) whose size its CSS
+"""A line of text the screen updates often (at every flush while sending) whose size its CSS
 fixes. Textual's `Static.update` re-lays-out the whole screen by default; on the send screen with
 10,000 rows that was most of the UI thread's time (bench/send_screen.py). A `Line` redraws only
 itself, and not at all when the text is the same as shown."""
