@@ -21,10 +21,12 @@ def test_demo_sends_everything_and_collects_receipts(tmp_path):
     assert "bounced: 5.1.1" in out and "bounced: 5.2.2" in out
     # ...everyone else's mail was reached, and some read receipts confirm it.
     assert "confirmed" in out
-    # The send's summary hides nothing: the two manual steps for the executives are waiting (issue 13).
-    # (Issue 14: the demo follows the sample's script and plays the engineer, ticking the four manual
-    # steps, the executives' calls and the presentation, as `relcomm confirm` would.)
-    assert "Sent: 38 accepted, 0 deferred, 0 rejected, 0 in doubt, 4 marked delivered" in out
+    # The send's summary hides nothing (issue 13). The demo follows the sample's script and plays the
+    # engineer, ticking the two manual steps (the executives' calls) as `relcomm confirm` would; the
+    # presentation is an email with a calendar invitation (issue 14), and the executives' answers come back.
+    assert "Sent: 40 accepted, 0 deferred, 0 rejected, 0 in doubt, 2 marked delivered" in out
+    assert "calendar invitations (each person's latest answer)" in out
+    assert "exec-presentation: 2 invited" in out
     assert "0 did not" in out  # every report the demo server wrote matched a delivery
     # The plan and its ledger live in the demo folder, so it can be reopened later.
     assert (folder / "plan.toml").is_file() and (folder / ".relcomm" / "ledger.sqlite").is_file()

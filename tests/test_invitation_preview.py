@@ -48,25 +48,35 @@ async def test_the_preview_shows_the_invitation_rendered(orion: Path):
         assert "presented Tue 4 Mar 2031 16:00-17:30" in screen.rendered.text
 
 
-def test_a_plan_without_invitations_never_imports_icalendar():
+def test_a_plan_without_invitations_never_imports_icalendar(tmp_path: Path):
     """icalendar takes a while to import; rendering, checking, the board and the receipts of a plan
     without an invitation must not pay for it (some of them run on the app's UI thread)."""
+    import re
+    import shutil
     import subprocess
     import sys
 
+    root = Path(__file__).resolve().parent.parent
+    # The sample without its one invitation: the presentation's communique and its step.
+    folder = tmp_path / "orion"
+    shutil.copytree(root / "sample_plans" / "orion", folder, ignore=shutil.ignore_patterns(".relcomm"))
+    text = (folder / "plan.toml").read_text(encoding="utf-8")
+    text = re.sub(r'(?s)\[\[communiques\]\]\nid = "exec-presentation".*?(?=\[\[communiques\]\])', "", text)
+    text = re.sub(r'(?s)\[\[steps\]\]\nid = "presentation".*', "", text)
+    assert "invitation" not in text
+    (folder / "plan.toml").write_text(text, encoding="utf-8")
     code = (
         "import sys\n"
         "from relcomm_tui.plan import load_plan\n"
         "from relcomm_tui.compose import render\n"
         "from relcomm_tui.checks.rules import run_checks\n"
         "import relcomm_tui.app.board, relcomm_tui.delivery.engine, relcomm_tui.receipts.refresh, relcomm_tui.demo.mailserver\n"
-        "p = load_plan('sample_plans/orion/plan.toml')\n"
+        f"p = load_plan({str(folder / 'plan.toml')!r})\n"
         "c = p.communiques[0]\n"
         "g, r = p.audience(c)[0]\n"
         "render(p, c, g, r)\n"
         "run_checks(p, gate=False, secrets=False)\n"
         "print('icalendar' in sys.modules)\n"
     )
-    root = Path(__file__).resolve().parent.parent
     out = subprocess.run([sys.executable, "-c", code], cwd=root, capture_output=True, text=True, timeout=120)
     assert out.stdout.strip() == "False", out.stderr

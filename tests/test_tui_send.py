@@ -136,7 +136,7 @@ async def test_confirmation_needs_the_exact_version_then_everything_is_accepted_
         await send_done(pilot)
 
         addresses = email_addresses(app)
-        assert len(addresses) == 33  # 24 customers + 7 support and sales + 2 operations
+        assert len(addresses) == 35  # 24 customers + 7 support and sales + 2 operations + 2 invited executives
         assert all(state_cell(screen, ident) == "accepted" for ident in addresses)
         assert screen.counts[ACCEPTED] >= len(addresses)
         # Exactly one copy per delivery at the server (ENVID = delivery id).
@@ -144,12 +144,11 @@ async def test_confirmation_needs_the_exact_version_then_everything_is_accepted_
         envelope_ids = {app.ledger.delivery(ident).envelope_id for ident in addresses}
         assert set(received) == envelope_ids and set(received.values()) == {1}
         assert "finished" in text_of(screen.query_one("#send-head"))
-        # The four manual steps (calls to the executives, then the presentation: issue 14's sample)
-        # wait for the engineer to tick them.
+        # The two manual steps (calls to the executives) wait for the engineer to tick them.
         overall = screen.query_one("#overall-bar")
         manual = [ident for ident, row in screen.rows.items() if row.channel == "manual"]
-        assert len(manual) == 4 and overall.total == len(screen.rows)
-        assert overall.progress == len(screen.rows) - 4
+        assert len(manual) == 2 and overall.total == len(screen.rows)
+        assert overall.progress == len(screen.rows) - 2
         table = screen.query_one("#deliveries", DataTable)
         for number, ident in enumerate(manual):
             table.move_cursor(row=table.get_row_index(ident))
@@ -157,7 +156,7 @@ async def test_confirmation_needs_the_exact_version_then_everything_is_accepted_
             await pilot.press("enter" if number == 0 else "o")
             await pilot.pause()
             instructions = text_of(app.screen.query_one("#manual-instructions"))
-            assert "Call " in instructions or "Present " in instructions
+            assert "Call " in instructions
             await pilot.press(*"spoke at 17:40", "enter")
             await pilot.pause()
             assert screen.rows[ident].state in FINAL
@@ -196,7 +195,7 @@ async def test_a_permanent_failure_shows_rejected_with_the_servers_words(
         assert state_cell(screen, ident) == "rejected"
         assert "Priya has left the company" in table.get_cell(ident, "reply").plain
         assert all(table.get_cell(i, "reply").plain == "" for i, row in screen.rows.items() if row.state == ACCEPTED)
-        assert sum(row.state == ACCEPTED for row in screen.rows.values() if row.channel == "email") == 32
+        assert sum(row.state == ACCEPTED for row in screen.rows.values() if row.channel == "email") == 34
         # The detail pane names the server's words for the highlighted row.
         table.move_cursor(row=table.get_row_index(ident))
         await pilot.pause()
@@ -228,7 +227,7 @@ async def test_pause_stops_progress_and_resume_continues(tmp_path: Path, hooks: 
             # Messages already talking to the server finish; then nothing more goes out.
             await until(pilot, lambda: screen.counts[SENDING] == 0 and not screen._pending)
             held = server.messages_accepted
-            assert held < 33
+            assert held < 35
             # The pause took effect: a worker waits on it (an engine ignoring the pause has none),
             # and the server then stays quiet for 100 looks in a row (not a fixed sleep).
             engine = screen.engine
@@ -242,7 +241,7 @@ async def test_pause_stops_progress_and_resume_continues(tmp_path: Path, hooks: 
             await pilot.press("space")
             assert not screen.paused
             await send_done(pilot)
-            assert server.messages_accepted == 33
+            assert server.messages_accepted == 35
             assert set(Counter(m.envid for m in server.messages).values()) == {1}
 
 
@@ -269,7 +268,7 @@ async def test_quitting_mid_send_asks_then_stops_cleanly_and_reopening_shows_whe
             await send_done(pilot)
         assert not app.is_running  # the app exited once the engine had stopped
         sent = server.messages_accepted
-        assert 2 <= sent < 33
+        assert 2 <= sent < 35
 
         # The ledger knows exactly what happened: nothing left `sending`, each accepted one at the server once.
         # (Email only: the webhook, page and pager deliveries run alongside and are not at this server.)
@@ -299,7 +298,7 @@ async def test_quitting_mid_send_asks_then_stops_cleanly_and_reopening_shows_whe
             await pilot.pause()
             await confirm(pilot)
             await send_done(pilot)
-            assert server.messages_accepted == 33
+            assert server.messages_accepted == 35
             assert set(Counter(m.envid for m in server.messages).values()) == {1}
 
 
@@ -384,7 +383,7 @@ async def test_an_unresolvable_password_is_asked_for_masked_and_used(
             await pilot.press(*"s3cret", "enter")
             await send_done(pilot)
             assert isinstance(app.screen, SendScreen)
-            assert server.messages_accepted == 33
+            assert server.messages_accepted == 35
         # Never written down: not in the ledger, not in the plan folder.
         for file in list((tmp_path / "state").rglob("*")) + list(plan.parent.rglob("*")):
             if file.is_file():

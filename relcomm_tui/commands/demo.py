@@ -117,6 +117,9 @@ def write_plan(folder: Path, *, smtp_port: int, webhook_url: str, not_before_in:
     text = re.sub(r'(?m)^url = "http://127\.0\.0\.1:8765(/[^"]*)"', lambda m: f'url = "{base}{m.group(1)}"', text)
     soon = dt.datetime.now(dt.timezone.utc) + dt.timedelta(seconds=not_before_in)
     text = re.sub(r'(?m)^not_before = "[^"]*"', f'not_before = "{soon:%H:%M:%S} UTC"', text)
+    # The presentation's invitation is for tomorrow, at the time of day the sample gives.
+    tomorrow = dt.date.today() + dt.timedelta(days=1)
+    text = re.sub(r"(?m)^start = \d{4}-\d\d-\d\d", f"start = {tomorrow:%Y-%m-%d}", text)
     plan_path.write_text(text, encoding="utf-8")
     return plan_path
 
