@@ -119,6 +119,10 @@ async def test_every_screen_of_the_demo_shows_rendered_text(demo_plan, tmp_path:
         await follow_script(pilot, send, seen)
         assert any("Manual step: Call Dana Chief" in text for text in seen)
         assert any("Call Dana Chief" in text for text in seen if "Manual step done" in text)
+        # The script is done: nothing to release or skip, so the footer offers the receipts instead.
+        await pilot.pause()
+        footer = screen_text(app).splitlines()[-1]
+        assert "c Receipts" in footer and "Release" not in footer and "Skip wait" not in footer, footer
 
         demo_plan.server.flush_reports()
         await pilot.press("escape", "c")

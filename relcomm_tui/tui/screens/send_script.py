@@ -198,6 +198,8 @@ class ScriptControls:
         if not self.scripted or self.ledger is None:  # type: ignore[attr-defined]
             return False
         state = self.script
+        if state is not None and state.complete:  # nothing left to release or skip: room for c Receipts
+            return False
         if action == "release_checkpoint":
             return True if state is not None and (state.halted is not None or any(
                 v.checkpoint_open and v.status != DONE for v in state.steps)) else None
