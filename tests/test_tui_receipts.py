@@ -347,6 +347,10 @@ async def test_delays_relays_unverified_and_other_sends_are_shown(snapshot_plan)
         table = screen.query_one("#receipts", DataTable)
         carol = delivery_id("4.2.0", "news", "carol@example.com")
         dave = delivery_id("4.2.0", "ops-notice", "dave@example.com")
+        # The detail beside the outcome does not repeat it: at 80 columns its 16 cells say what matters.
+        alice = delivery_id("4.2.0", "news", "alice@example.com")
+        assert table.get_cell(alice, "outcome").plain == "confirmed" and table.get_cell(alice, "reason") == "read 10:05"
+        assert str(table.get_cell(bob, "reason")).startswith("550 5.1.1 ")
         assert table.get_cell(carol, "outcome").plain == "delayed"
         assert table.get_cell(carol, "reason") == "delayed since 09:45: 4.4.1 connect to mx.example.com: Connection timed out"
         assert table.get_cell(dave, "outcome").plain == "relayed"

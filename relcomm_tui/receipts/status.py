@@ -81,6 +81,12 @@ class Fate:
             return f"{self.text} · unverified report: {self.unverified}"
         return self.text
 
+    def detail(self) -> str:
+        """The sentence without the outcome it opens with ("confirmed: read 10:05" -> "read 10:05"),
+        for a view that shows the outcome in the column beside it."""
+        text, head = self.describe(), f"{self.outcome}: "
+        return text[len(head):] if text.startswith(head) else text
+
     def as_dict(self) -> dict:
         return {"outcome": self.outcome, "standing": self.standing, "text": self.text, "since": self.since,
                 "reason": self.reason, "unverified": self.unverified or None}

@@ -42,12 +42,13 @@ from .delivery_detail import DeliveryDetailScreen
 from .receipts_filters import Filters
 from .receipts_follow_up import FollowUp
 
-# What fits 80 columns first (the fate's reason starts there and grows with the terminal); the
-# rest is a scroll to the right, and enter opens the whole story of the highlighted row.
+# What fits 80 columns first: who, the outcome and its detail (the reason of a bounce, when it was
+# read), which grows with the terminal; then the report times. The rest is a scroll to the right,
+# and enter opens the whole story of the highlighted row.
 COLUMNS = [
     Fit("sel", " ", 1), Fit("communique", "Communique", 12, weight=2), Fit("recipient", "Recipient", 18, weight=3),
-    Fit("outcome", "Outcome", 10), Fit("delivered", "Deliv", 5), Fit("displayed", "Read", 5),
-    Fit("acknowledged", "Ack", 5), Fit("reason", "Fate", 16, flex=True),
+    Fit("outcome", "Outcome", 10), Fit("reason", "Detail", 16, flex=True),
+    Fit("delivered", "Deliv", 5), Fit("displayed", "Read", 5), Fit("acknowledged", "Ack", 5),
     Fit("sent", "Sent", 5, extra=True), Fit("group", "Group", 10, extra=True), Fit("channel", "Channel", 7, extra=True),
     Fit("accepted", "Accepted", 8, extra=True), Fit("complained", "Complaint", 11, extra=True),
     Fit("auto_replied", "Auto-reply", 11, extra=True), Fit("last_update", "Updated", 11, extra=True),
@@ -277,8 +278,8 @@ class ReceiptsScreen(FollowUp, Filters, Screen):
         fate = fate_of(row, self.when)  # the one fate every view shows (receipts.status)
         outcome = Content.styled(visible(fate.outcome), STANDING_STYLE.get(fate.standing, ""))
         mark = Content.styled("●", "bold $accent") if row.delivery_id in self.selected else " "
-        return [mark, plain(row.communique_id), plain(row.recipient), outcome, self.when(row.delivered),
-                self.when(row.displayed), self.when(row.acknowledged), plain(fate.describe()), self.when(row.sent),
+        return [mark, plain(row.communique_id), plain(row.recipient), outcome, plain(fate.detail()),
+                self.when(row.delivered), self.when(row.displayed), self.when(row.acknowledged), self.when(row.sent),
                 plain(row.group_id), plain(row.channel), self.when(row.accepted), self.when(row.complained, long=True),
                 self.when(row.auto_replied, long=True), self.when(row.last_update, long=True)]
 
