@@ -125,6 +125,9 @@ async def test_confirmation_needs_the_exact_version_then_everything_is_accepted_
         # Deliveries, counted as the send screen counts them (app.board); the follow-up is named apart.
         assert question == "Send Orion 4.2.0: 40 deliveries over 8 communiques?"
         assert "customer-reminder" in text_of(dialog.query_one(".confirm-note"))
+        # The empty field must not look filled in (over SSH a dim placeholder reads like typed text).
+        field = dialog.query_one("#confirm-version", Input)
+        assert field.value == "" and field.placeholder == "type 4.2.0 here"
         for wrong in ("", "4.2", "4.2.0 ", "v4.2.0"):
             await confirm(pilot, wrong)
             assert app.screen is dialog, f"{wrong!r} must not confirm"

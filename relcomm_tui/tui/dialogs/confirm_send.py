@@ -49,7 +49,7 @@ class ConfirmSendDialog(ModalScreen[bool]):
             for note in self.notes:
                 yield Static(note, classes="confirm-note", markup=False)
             yield Static(f"Type the version ({self.shown_version}) to confirm:", id="confirm-prompt", markup=False)
-            yield Input(placeholder=self.shown_version, id="confirm-version", select_on_focus=False)
+            yield Input(placeholder=f"type {self.shown_version} here", id="confirm-version", select_on_focus=False)
             yield Static("", id="confirm-error", markup=False)
 
     @on(Input.Submitted, "#confirm-version")
