@@ -68,6 +68,9 @@ def prepare(name: str, module: dict) -> Path:
     text = text.split("\n[tool.mutmut]")[0]
     text += ("\n[tool.mutmut]\n"
              'source_paths = ["relcomm_tui"]\n'
+             # mutmut runs the tests from its mutants/ copy, which holds only the code and tests:
+             # the tests that load the sample plan (readiness, headers, consent) need it there too.
+             'also_copy = ["sample_plans", "themes"]\n'
              f"only_mutate = {json.dumps([module['file']])}\n"
              f"pytest_add_cli_args_test_selection = {json.dumps(module['tests'])}\n"
              'pytest_add_cli_args = ["-p", "no:cacheprovider", "-q", "-x"]\n')

@@ -105,3 +105,52 @@ def test_unreviewed_lists_required_groups_in_plan_order(plan):
     assert unreviewed(plan, set()) == REQUIRED
     assert unreviewed(plan, {"sales", "engineering"}) == ["customers", "support", "operations", "exec"]
     assert Reason("x", "t", key="k").in_app() == "t (k)" and Reason("x", "t").in_app() == "t"
+
+
+@pytest.mark.parametrize(("change", "expected"), [
+    (dict(ledger_ok=False), {"code": "ledger", "text": "the ledger cannot be used", "hint": "see the message above"}),
+    (dict(plan_loads=False), {"code": "plan-unloadable", "text": "the plan on disk does not load",
+                              "hint": "relcomm validate PLAN says where"}),
+    (dict(findings=[finding("address-invalid")]), {"code": "errors", "text": "1 error",
+                                                    "hint": "relcomm validate PLAN lists them"}),
+    (dict(findings=[finding("secret-not-allowed", "warning")]), {
+        "code": "commands-not-allowed", "text": "the plan's commands are not allowed",
+        "hint": "relcomm allow PLAN shows them and asks; or --allow-commands for one run"}),
+])
+def test_each_reason_says_how_to_fix_it(plan, change, expected):
+    """The headless commands print a reason's hint as the way out: each is the command to run."""
+    options = dict(findings=[], reviewed=reviewed(), left=36) | change
+    assert assess(plan, **options).as_dict()["reasons"] == [expected]
+
+
+def test_the_no_gate_warning_says_how_to_add_one(plan):
+    result = assess(plan, findings=[finding("gate-none", "warning")], reviewed=reviewed(), left=3)
+    assert result.as_dict()["warnings"] == [{
+        "code": "no-gate", "text": "no release gate: confirming declares the release a success",
+        "hint": 'add gate = "scripts/release-ok.sh" to [release] to have a script decide'}]
+
+
+def test_reviews_are_this_plans_sign_offs_and_stale_only_for_an_earlier_reviewed_plan(plan, tmp_path):
+    from dataclasses import replace
+
+    from relcomm_tui.app.readiness import reviews
+    from relcomm_tui.store.ledger import Ledger
+
+    assert reviews(None, plan) == Reviews(frozenset(), False)  # no ledger: nothing reviewed, nothing stale
+    version = plan.release.version
+    with Ledger.open(tmp_path / "state") as ledger:
+        assert reviews(ledger, plan) == Reviews(frozenset(), False)
+        # A group reviewed, then taken back, for an earlier plan: not a stale review.
+        ledger.set_reviewed(version, "earlier-digest", "sales", True, "ann")
+        ledger.set_reviewed(version, "earlier-digest", "sales", False, "ann")
+        assert reviews(ledger, plan) == Reviews(frozenset(), False)
+        # Reviewed for this plan: counted, never stale.
+        ledger.set_reviewed(version, plan.digest, "support", True, "ann")
+        assert reviews(ledger, plan) == Reviews(frozenset({"support"}), False)
+        # Reviewed for an earlier plan and not for this one: stale.
+        ledger.set_reviewed(version, "earlier-digest", "exec", True, "ann")
+        assert reviews(ledger, plan) == Reviews(frozenset({"support"}), True)
+        # Reviewed again for this plan: no longer stale.
+        ledger.set_reviewed(version, plan.digest, "exec", True, "ann")
+        assert reviews(ledger, plan) == Reviews(frozenset({"support", "exec"}), False)
+        assert reviews(ledger, replace(plan, digest="another")) == Reviews(frozenset(), True)
