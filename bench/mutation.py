@@ -83,8 +83,10 @@ def run(name: str, module: dict) -> float:
     started = time.monotonic()
     patterns = [f"{dotted(module['file'])}.{pattern}" for pattern in module["mutants"]]
     env = dict(os.environ, RELCOMM_TEST_SEED=os.environ.get("RELCOMM_TEST_SEED", ""))
-    subprocess.run([sys.executable, "-m", "mutmut", "run", "--max-children", "1", *patterns], cwd=folder, env=env,
-                   stdout=subprocess.DEVNULL, check=False)
+    # mutmut's own output (why it stopped, when it does) goes to the work folder's mutmut.log.
+    with open(folder / "mutmut.log", "wb") as log:
+        subprocess.run([sys.executable, "-m", "mutmut", "run", "--max-children", "1", *patterns], cwd=folder, env=env,
+                       stdout=log, stderr=subprocess.STDOUT, check=False)
     return time.monotonic() - started
 
 

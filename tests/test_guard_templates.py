@@ -12,6 +12,7 @@ from __future__ import annotations
 import tracemalloc
 
 import pytest
+from sandbox_helpers import fresh_sandbox  # noqa: F401  (every test renders in a sandbox made for it)
 
 from relcomm_tui.compose.templates import MAX_INT_BITS, MAX_ITEMS, MAX_TEXT, Source, TemplateProblem, render_source
 
@@ -66,3 +67,42 @@ def test_a_huge_power_is_refused_before_it_is_computed(template):
 ])
 def test_repeating_within_the_limits_still_renders(template, expected):
     assert render_source(Source(template, "announce.md.j2"), {}) == expected
+
+
+@pytest.mark.parametrize("template", [
+    # a long separator between many small items (the filter and the str method)
+    "{{ range(50000)|list|join('x' * 100) }}", "{{ ('y' * 100).join(range(50000)|map('string')|list) }}",
+    # a few long items and a separator that tips them over
+    "{% set s = 'x' * 300000 %}{{ [s, s, s]|join('y' * 40000) }}",
+    "{% set s = 'x' * 300000 %}{{ ('y' * 40000).join([s, s, s]) }}",
+])
+def test_a_join_is_refused_before_it_is_built(template):
+    problem = refused(template)
+    assert problem.message.endswith(f"joining these makes a text over {MAX_TEXT:,} characters")
+
+
+def test_a_join_at_exactly_the_limit_is_allowed():
+    # 3,937 items of "ab" weigh 15,750 as a list; 3,937 separators of 250 make it 1,000,000 exactly.
+    text = render_source(Source("{{ (['ab'] * 3937)|join('x' * 250) }}", "announce.md.j2"), {})
+    assert len(text) == 2 * 3937 + 250 * 3936
+    refused("{{ (['ab'] * 3937)|join('x' * 251) }}")
+
+
+@pytest.mark.parametrize(("template", "expected"), [
+    ("{% for i in range(3) %}{{ i }}{% endfor %}", "012"),        # the loop budget's hook
+    ("{{ 'a' ~ 'b' }}", "ab"),                                      # concatenation
+    ("{{ [1, 2, 3][0:2] }}", "[1, 2]"),                             # slices and list literals
+    ("{{ 7 - 2 }}", "5"),                                           # the guarded subtraction
+    ("{% set c = cycler(1, 2) %}{{ c.next() }}{{ c.next() }}{{ c.next() }}", "121"),
+    ("{% set j = joiner('|') %}{{ j() }}a{{ j() }}b", "a|b"),
+    ("{{ 'abc'|length }} {{ 'abc' is string }}", "3 True"),        # filters and tests, guarded
+])
+def test_the_sandbox_keeps_what_templates_use_working(template, expected):
+    assert render_source(Source(template, "announce.md.j2"), {}) == expected
+
+
+def test_the_sandbox_has_no_random_and_a_bounded_lipsum():
+    with pytest.raises(TemplateProblem) as caught:  # it would render one text when validating, another when sending
+        render_source(Source("{{ [1, 2]|random }}", "announce.md.j2"), {})
+    assert "No filter named 'random'" in caught.value.message
+    assert "lipsum() is limited to 100 paragraphs" in refused("{{ lipsum(100000) }}").message

@@ -13,6 +13,7 @@ from pathlib import Path
 import campaign
 import pytest
 from plan_helpers import base_plan, write_plan
+from sandbox_helpers import fresh_sandbox  # noqa: F401  (every test renders in a sandbox made for it)
 
 from relcomm_tui.checks.rules import run_checks
 from relcomm_tui.compose import RenderError, render

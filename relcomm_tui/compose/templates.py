@@ -790,14 +790,20 @@ def _finalize(value: Any) -> Any:
     return "" if value is None else value
 
 
-ENVIRONMENT = _Sandbox(
-    undefined=_Undefined,
-    autoescape=False,  # the source is Markdown/text; the Markdown -> HTML step escapes
-    keep_trailing_newline=True,
-    finalize=_finalize,
-    loader=_NoFiles(),
-    cache_size=0,
-)
+def new_environment() -> _Sandbox:
+    """The sandbox templates render in: made once, below; the guard tests make their own, so that
+    a mutation run (which switches a mutant on after import) reaches `_Sandbox.__init__` too."""
+    return _Sandbox(
+        undefined=_Undefined,
+        autoescape=False,  # the source is Markdown/text; the Markdown -> HTML step escapes
+        keep_trailing_newline=True,
+        finalize=_finalize,
+        loader=_NoFiles(),
+        cache_size=0,
+    )
+
+
+ENVIRONMENT = new_environment()
 
 _LOCK = threading.Lock()
 _COMPILED: dict[tuple[str, str], Any] = {}
