@@ -138,7 +138,8 @@ wait = "30m"
         assert "25:00" in timeline(app)
 
 
-def test_timeline_snapshot_at_80x24(snap_compare, tmp_path, server, hooks, user_config, monkeypatch):
+@pytest.mark.parametrize("size", [(80, 24), (120, 40)], ids=["80x24", "120x40"])
+def test_timeline_snapshot(snap_compare, tmp_path, server, hooks, user_config, monkeypatch, size):
     """The send screen of a script waiting for its next step: the timeline with a countdown."""
     import itertools
     import secrets
@@ -163,7 +164,7 @@ def test_timeline_snapshot_at_80x24(snap_compare, tmp_path, server, hooks, user_
         screen.update_status()
         await pilot.pause()
 
-    assert snap_compare(app, terminal_size=(80, 24), run_before=waiting)
+    assert snap_compare(app, terminal_size=size, run_before=waiting)
 
 
 async def test_compressed_time_is_said_on_the_timeline(tmp_path, server, hooks, user_config):
