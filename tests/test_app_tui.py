@@ -28,6 +28,7 @@ from relcomm_tui.tui.screens.checklist import ChecklistScreen
 from relcomm_tui.tui.screens.receipts import ReceiptsScreen
 from relcomm_tui.tui.screens.send import SendScreen
 from tui_helpers import SAMPLE, without_script, settle, text_of, user_config  # noqa: F401
+from demo_journey import screen_text
 
 
 async def wait_for(pilot, condition, steps: int = 300) -> None:
@@ -103,6 +104,23 @@ async def test_after_a_send_manual_steps_are_ticked_without_review_and_nothing_i
     with Ledger.open(load_plan(plan_file).state_dir) as ledger:
         record = ledger.delivery(step)
         assert record.state == MARKED_DELIVERED and "spoke at 17:40" in (record.reply or "")
+
+
+async def test_reopened_at_80_columns_the_whole_send_status_shows(tmp_path: Path, user_config):
+    """Reopening after a send, the status line says where things stand and what locks more sending:
+    longer than 80 columns, it wraps instead of being cut (seen in tmux: "... · 2 bounced · c")."""
+    with FaultyMailServer(maildir=tmp_path / "maildir") as server, WebhookReceiver() as hooks:
+        server.faults["priya.raman@orion.example.com"] = PermFail(msg="5.1.1 gone")
+        plan_file = await asyncio.to_thread(orion_sent_then_edited, tmp_path, server, hooks)
+        app = RelcommApp(load_plan(plan_file), allow_commands=True)
+        async with app.run_test(size=(80, 24)) as pilot:
+            await settle(pilot)
+            widget = app.screen.query_one("#send-status")
+            status = text_of(widget)
+            assert len(status) > 78 and status.endswith("· c receipts · s shows it")
+            shown = " ".join(line.strip() for line in screen_text(app).splitlines()[widget.region.y:widget.region.bottom])
+            assert " ".join(status.split()) == " ".join(shown.split())
+            assert app.screen.query_one("#findings-box").region.height >= 3  # the rest still fits
 
 
 async def test_a_follow_up_asks_for_the_smtp_password_as_a_send_does(tmp_path: Path, user_config,
