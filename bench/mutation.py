@@ -34,7 +34,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 WORK = ROOT / "bench" / ".mutation"
 EQUIVALENTS = ROOT / "tests" / "mutation_equivalents.txt"
-COPIED = ("relcomm_tui", "tests", "sample_plans", "themes")
+COPIED = ("relcomm_tui", "tests", "sample_plans", "themes", "docs")
 KILLED = {1, 3, -24, 24, 36, 152, 255}  # a test failed, or the tests hung (mutmut's timeout)
 SURVIVED = {0}
 NO_TESTS = {5, 33}
@@ -69,8 +69,8 @@ def prepare(name: str, module: dict) -> Path:
     text += ("\n[tool.mutmut]\n"
              'source_paths = ["relcomm_tui"]\n'
              # mutmut runs the tests from its mutants/ copy, which holds only the code and tests:
-             # the tests that load the sample plan (readiness, headers, consent) need it there too.
-             'also_copy = ["sample_plans", "themes"]\n'
+             # the tests that load the sample plan or read the docs (readiness, headers, consent) need them too.
+             'also_copy = ["sample_plans", "themes", "docs"]\n'
              f"only_mutate = {json.dumps([module['file']])}\n"
              f"pytest_add_cli_args_test_selection = {json.dumps(module['tests'])}\n"
              'pytest_add_cli_args = ["-p", "no:cacheprovider", "-q", "-x"]\n')

@@ -188,3 +188,19 @@ def test_an_encoded_word_that_decodes_to_plain_text_is_still_allowed(tmp_path: P
     communique = plan.communique("announce")
     message = render(plan, communique, *plan.audience(communique)[0]).message
     assert str(message["Subject"]) == "News from the Café"
+
+
+def test_a_control_character_as_written_is_named_as_written_even_beside_an_encoded_word():
+    from relcomm_tui.compose.mime import header_injection
+
+    assert header_injection("a\r\nb =?utf-8?q?x?=") == "a line break (CR)"
+    assert header_injection("=?utf-8?q?a=0D=0ABcc:x?=") == "an encoded word that decodes to a line break (CR)"
+    assert header_injection("=?utf-8?q?plain?=") == ""
+
+
+def test_a_header_may_be_exactly_the_longest_line_smtp_allows():
+    from relcomm_tui.compose.mime import MAX_HEADER, header_too_long
+
+    assert MAX_HEADER == 998  # RFC 5322 2.1.1
+    assert header_too_long("x" * MAX_HEADER) == ""
+    assert header_too_long("x" * (MAX_HEADER + 1)) == "999 characters (at most 998)"
