@@ -598,3 +598,78 @@ def test_a_version_number_in_the_subject_is_not_a_status_code():
     raw = _report("delivery-status", "failed", fields, "delivery-status")
     r = _one(raw.replace(b"Orion 2.4 released", b"Orion 5.1.1 released"))  # in the Subject and the diagnostic
     assert (r.status, r.diagnostic) == ("5.7.1", "550 5.7.1 Message Orion 5.1.1 released blocked as spam")
+
+
+# --------------------------------------------------------------------------- each field of an MDN, a DSN's
+# action from its status, a local-less recipient (issue 15: mutants that survived the tests above)
+
+from relcomm_tui.receipts.parse import RecipientOutcome  # noqa: E402
+
+
+def _mdn(fields: str) -> Report:
+    return parse_message(_report("disposition-notification", "x", fields, "disposition-notification",
+                                 attach_headers_only=True))
+
+
+@pytest.mark.parametrize(("fields", "expected", "message_id"), [
+    # the original recipient is the address; the final one is kept beside it
+    ("Original-Recipient: rfc822;Alice@Example.org\nFinal-Recipient: rfc822;Alice.Box@MX.example.org\n"
+     "Original-Message-ID: <m@x>\nDisposition: manual-action/MDN-sent-manually; displayed\n",
+     RecipientOutcome("alice@example.org", "alice.box@mx.example.org", "alice@example.org", "displayed", "",
+                      "manual-action/MDN-sent-manually; displayed"), "m@x"),
+    # an original recipient without a domain gives way to the final one; the type is lower-cased, no modifier
+    ("Original-Recipient: rfc822;alice\nFinal-Recipient: rfc822;alice.box@mx.example.org\n"
+     "Disposition: automatic-action/MDN-sent-automatically; Deleted/Error\n",
+     RecipientOutcome("alice.box@mx.example.org", "alice.box@mx.example.org", "alice", "deleted", "",
+                      "automatic-action/MDN-sent-automatically; Deleted/Error"), "orion-2.4.1234@example.com"),
+    # no recipient fields: the MDN's sender; a disposition without modes is its own type
+    ("Reporting-UA: x\nDisposition: displayed\n",
+     RecipientOutcome("mailer-daemon@mx.example.org", "", "", "displayed", "", "displayed"),
+     "orion-2.4.1234@example.com"),
+    # no disposition at all: read as displayed (it is a read receipt), nothing to quote
+    ("Reporting-UA: x\n", RecipientOutcome("mailer-daemon@mx.example.org", "", "", "displayed", "", ""),
+     "orion-2.4.1234@example.com"),
+])
+def test_each_field_of_a_read_receipt_is_read(fields, expected, message_id):
+    report = _mdn(fields)
+    assert report.kind == "mdn" and report.recipients == [expected]
+    assert report.original_message_id == message_id  # the field first, else the returned headers
+
+
+def _dsn(fields: str, to: str | None = None) -> Report:
+    raw = _report("delivery-status", "x", "Reporting-MTA: dns;mx.example.org\n\n" + fields, "delivery-status")
+    if to is not None:  # the returned message's To (the outer report's is releases@example.com)
+        raw = raw.replace(b"To: alice@example.org, bob@example.net", b"To: " + to.encode())
+    return parse_message(raw)
+
+
+@pytest.mark.parametrize(("fields", "action"), [
+    ("Final-Recipient: rfc822;a@x.org\nStatus: 2.0.0\n", "delivered"),
+    ("Final-Recipient: rfc822;a@x.org\nStatus: 4.2.0\n", "delayed"),
+    ("Final-Recipient: rfc822;a@x.org\nStatus: 5.1.1\n", "failed"),
+    ("Final-Recipient: rfc822;a@x.org\nAction: bogus\nStatus: 2.0.0\n", "delivered"),
+    ("Final-Recipient: rfc822;a@x.org\nAction: bogus\nStatus: 4.4.1\n", "delayed"),
+])
+def test_a_missing_or_unknown_action_follows_the_status(fields, action):
+    assert [(r.address, r.action) for r in _dsn(fields).recipients] == [("a@x.org", action)]
+
+
+@pytest.mark.parametrize(("fields", "to", "expected"), [
+    # "@host" or a bare local part, alone in the report: the returned message's single To, lower-cased
+    ("Final-Recipient: rfc822;@mx.example.org\nAction: failed\nStatus: 5.1.1\n", "Carol@Example.org",
+     [("carol@example.org", "carol@example.org")]),
+    ("Final-Recipient: rfc822;carol\nAction: failed\nStatus: 5.1.1\n", "Carol <carol@example.org>",
+     [("carol@example.org", "carol@example.org")]),
+    # the returned message had two recipients: which one is unknown, so nothing is guessed
+    ("Final-Recipient: rfc822;carol\nAction: failed\nStatus: 5.1.1\n", "carol@example.org, dave@example.org",
+     [("carol", "carol")]),
+    # two recipients in the report: nothing is guessed either
+    ("Final-Recipient: rfc822;carol\nAction: failed\nStatus: 5.1.1\n\n"
+     "Final-Recipient: rfc822;dave@example.org\nAction: failed\nStatus: 5.1.1\n", "carol@example.org",
+     [("carol", "carol"), ("dave@example.org", "dave@example.org")]),
+    # a whole address is never replaced by the To
+    ("Final-Recipient: rfc822;erin@example.org\nAction: failed\nStatus: 5.1.1\n", "carol@example.org",
+     [("erin@example.org", "erin@example.org")]),
+])
+def test_a_recipient_without_a_local_part_is_taken_from_the_single_to(fields, to, expected):
+    assert [(r.address, r.final_recipient) for r in _dsn(fields, to).recipients] == expected
