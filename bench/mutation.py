@@ -101,8 +101,8 @@ def verdicts(name: str, module: dict) -> dict[str, int | None]:
     try:
         codes = json.loads(meta.read_text(encoding="utf-8"))["exit_code_by_key"]
     except (ValueError, KeyError):  # a run stopped while mutmut was writing it: start that module afresh
-        print(f"{name}: {meta} is unreadable (a run was stopped while writing it); delete it and run again",
-              file=sys.stderr)
+        print(f"{name}: {meta} is unreadable (a run was stopped while writing it): delete {WORK / name / 'mutants'}"
+              " and run again", file=sys.stderr)
         return {}
     wanted = [f"{dotted(module['file'])}.{pattern}" for pattern in module["mutants"]]
     return {key: code for key, code in codes.items() if any(fnmatch.fnmatch(key, w) for w in wanted)}
