@@ -673,3 +673,71 @@ def test_a_missing_or_unknown_action_follows_the_status(fields, action):
 ])
 def test_a_recipient_without_a_local_part_is_taken_from_the_single_to(fields, to, expected):
     assert [(r.address, r.final_recipient) for r in _dsn(fields, to).recipients] == expected
+
+
+def _dsn_rows(fields: str) -> list[tuple[str, str, str, str, str, str]]:
+    return [(r.address, r.final_recipient, r.original_recipient, r.action, r.status, r.diagnostic)
+            for r in _dsn(fields).recipients]
+
+
+F = "Final-Recipient: rfc822;a@x.org\n"
+
+
+@pytest.mark.parametrize(("fields", "status"), [
+    # the server's own code in Diagnostic-Code wins when it is of the same class...
+    (F + "Action: failed\nStatus: 2.1.5\nDiagnostic-Code: smtp; 250 2.6.0 queued\n", "2.6.0"),
+    # ...when Status is only a class (x.0.0)...
+    (F + "Action: failed\nStatus: 2.0.0\nDiagnostic-Code: smtp; 550 5.1.1 unknown\n", "5.1.1"),
+    # ...when both are failures of some kind (4 or 5)...
+    (F + "Action: failed\nStatus: 4.4.7\nDiagnostic-Code: smtp; 550 5.1.1 unknown\n", "5.1.1"),
+    # ...or when there is no Status at all
+    (F + "Action: failed\nDiagnostic-Code: smtp; 550 5.7.1 blocked\n", "5.7.1"),
+    # a precise success is not overridden by a failure's words
+    (F + "Action: failed\nStatus: 2.1.5\nDiagnostic-Code: smtp; 550 5.1.1 unknown\n", "2.1.5"),
+])
+def test_the_status_is_the_servers_own_code_when_it_is_more_precise(fields, status):
+    assert [row[4] for row in _dsn_rows(fields)] == [status]
+
+
+@pytest.mark.parametrize(("fields", "action"), [
+    (F + "Action: Deliverable\nStatus: 2.1.5\n", "delivered"),      # sendmail -bv
+    (F + "Action: Delay\nStatus: 4.4.1\n", "delayed"),
+    (F + "Action: deferred\n", "delayed"),
+    (F + "Action: retrying\nStatus: 5.0.0\n", "delayed"),            # the words win over the status
+    (F + "Action: bogus\n", "failed"),                                # unknown, no status: a failure
+    (F + "Action: failed (permanent)\nStatus: 5.1.1\n", "failed"),    # the first word
+])
+def test_an_action_in_other_words_is_read_as_the_standard_one(fields, action):
+    assert [row[3] for row in _dsn_rows(fields)] == [action]
+
+
+@pytest.mark.parametrize(("fields", "address", "final", "original"), [
+    # an Original-Recipient that is not an address type is not the address
+    ("Original-Recipient: x400;/c=us/a=x/\n" + F, "a@x.org", "a@x.org", "/c=us/a=x/"),
+    ("Original-Recipient: utf-8;Bé@x.org\nFinal-Recipient: rfc822;b@mx.x.org\n", "bé@x.org", "b@mx.x.org", "bé@x.org"),
+    ("Original-Recipient: c@x.org\nFinal-Recipient: rfc822;c@mx.x.org\n", "c@x.org", "c@mx.x.org", "c@x.org"),
+    ("Original-Recipient: rfc822;d@x.org\n", "d@x.org", "", "d@x.org"),   # no Final-Recipient
+    # a final recipient at a bare internal host name is where it was handed on, not the mailbox...
+    ("Original-Recipient: rfc822;kijitora@neko.example.jp\nFinal-Recipient: rfc822;kijitora@server\n",
+     "kijitora@neko.example.jp", "kijitora@neko.example.jp", "kijitora@neko.example.jp"),
+    # ...unless the original one is internal too
+    ("Original-Recipient: rfc822;kijitora@host\nFinal-Recipient: rfc822;kijitora@server\n",
+     "kijitora@host", "kijitora@server", "kijitora@host"),
+])
+def test_the_recipient_is_the_original_address_when_there_is_one(fields, address, final, original):
+    rows = _dsn_rows(fields + "Action: failed\nStatus: 5.1.1\n")
+    assert [row[:3] for row in rows] == [(address, final, original)]
+
+
+@pytest.mark.parametrize("fields", [
+    # bare CR line ends, and a Diagnostic-Code folded over two lines (space or tab)
+    F.replace("\n", "\r") + "Action: failed\rStatus: 5.1.1\rDiagnostic-Code: smtp; 550 5.1.1\r  mailbox unknown\r",
+    F + "Action: failed\nStatus: 5.1.1\nDiagnostic-Code: smtp; 550 5.1.1\n\tmailbox unknown\n",
+])
+def test_line_ends_and_folded_fields_are_read(fields):
+    assert _dsn_rows(fields) == [("a@x.org", "a@x.org", "", "failed", "5.1.1", "550 5.1.1 mailbox unknown")]
+
+
+def test_a_message_id_without_a_domain_is_kept_without_its_brackets():
+    report = _mdn("Original-Message-ID:   <local-only>  \nDisposition: manual-action/MDN-sent-manually; displayed\n")
+    assert report.original_message_id == "local-only"

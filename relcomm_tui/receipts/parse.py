@@ -560,8 +560,6 @@ def _dsn_from_fields(texts: Iterable[str], report: Report, weak: set[int] | None
             elif action not in _DSN_ACTIONS:
                 action = "delayed" if action in ("delay", "deferred", "retrying") else (
                     _action_from_status(status) if status else "failed")
-            if not action:
-                action = _action_from_status(status)
             final_addr = _bare_address(final)
             if orig and _internal(final_addr) and not _internal(addr):
                 # "@smtp.example.net:kijitora@server": a source route to an internal host name says
