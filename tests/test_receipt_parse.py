@@ -741,3 +741,28 @@ def test_line_ends_and_folded_fields_are_read(fields):
 def test_a_message_id_without_a_domain_is_kept_without_its_brackets():
     report = _mdn("Original-Message-ID:   <local-only>  \nDisposition: manual-action/MDN-sent-manually; displayed\n")
     assert report.original_message_id == "local-only"
+
+
+def test_more_corners_of_a_delivery_report():
+    # an rfc822 Original-Recipient without a domain gives way to the final one
+    assert _dsn_rows("Original-Recipient: rfc822;alice\nFinal-Recipient: rfc822;alice@x.org\n"
+                     "Action: failed\nStatus: 5.1.1\n")[0][:3] == ("alice@x.org", "alice@x.org", "alice")
+    # a recipient group naming nobody is skipped, and the next one is still read
+    assert [row[0] for row in _dsn_rows("Final-Recipient: rfc822;\nAction: failed\nStatus: 5.1.1\n\n"
+                                        + F + "Action: failed\nStatus: 5.1.1\n")] == ["a@x.org"]
+    # "deliverable" (sendmail -bv) and "delay" are read as such whatever the status says, or without one
+    assert [row[3] for row in _dsn_rows(F + "Action: deliverable\n")] == ["delivered"]
+    assert [row[3] for row in _dsn_rows(F + "Action: delay\nStatus: 5.0.0\n")] == ["delayed"]
+
+
+def test_a_local_less_recipient_stays_as_it_is_when_the_returned_message_has_no_to():
+    raw = _report("delivery-status", "x", "Reporting-MTA: dns;mx\n\nFinal-Recipient: rfc822;carol\n"
+                  "Action: failed\nStatus: 5.1.1\n", "delivery-status")
+    raw = raw.replace(b"To: alice@example.org, bob@example.net\n", b"")
+    assert [(r.address, r.final_recipient) for r in parse_message(raw).recipients] == [("carol", "carol")]
+
+
+@pytest.mark.parametrize(("value", "expected"), [("<m@x> (sent by x)", "m@x"), ("<Xmas-list>", "Xmas-list")])
+def test_an_original_message_id_is_the_id_alone(value, expected):
+    report = _mdn(f"Original-Message-ID: {value}\nDisposition: manual-action/MDN-sent-manually; displayed\n")
+    assert report.original_message_id == expected
