@@ -766,3 +766,16 @@ def test_a_local_less_recipient_stays_as_it_is_when_the_returned_message_has_no_
 def test_an_original_message_id_is_the_id_alone(value, expected):
     report = _mdn(f"Original-Message-ID: {value}\nDisposition: manual-action/MDN-sent-manually; displayed\n")
     assert report.original_message_id == expected
+
+
+@pytest.mark.parametrize(("diagnostic", "status"), [
+    ("smtp; mailbox is full", "5.2.2"),      # no code from the server: the human part's code for it counts
+    ("smtp; 550 5.0.0 refused", "5.0.0"),    # the server's own code stands, even a vague one
+])
+def test_a_class_only_status_takes_the_code_quoted_beside_the_recipient_only_when_the_server_gave_none(
+        diagnostic, status):
+    human = "Delivery failed.\n\n<a@x.org>: host mx.x.org said: 552 5.2.2 mailbox full\n"
+    fields = ("Reporting-MTA: dns;mx\n\nFinal-Recipient: rfc822;a@x.org\nAction: failed\nStatus: 5.0.0\n"
+              f"Diagnostic-Code: {diagnostic}\n")
+    report = parse_message(_report("delivery-status", human, fields, "delivery-status"))
+    assert [(r.address, r.status) for r in report.recipients] == [("a@x.org", status)]
