@@ -79,3 +79,31 @@ def test_a_changed_script_or_command_needs_consent_again(tmp_path: Path):
     assert consent.apply(load_plan(path)) is False
     path.write_text(path.read_text().replace("scripts/ok.sh", "scripts/ok.sh --other"))
     assert consent.needs_consent(load_plan(path))
+
+
+def test_a_record_file_is_read_only_when_it_is_one(tmp_path: Path):
+    """The records folder is the user's, but a record is read defensively: only a regular file, a
+    bounded read, JSON holding an object, or the older 'plan PATH' first line."""
+    import json
+
+    read = consent._read_record
+    (tmp_path / "ok").write_text(json.dumps({"folder": "/p", "x": 1}), encoding="utf-8")
+    assert read(tmp_path / "ok") == {"folder": "/p", "x": 1}
+    (tmp_path / "list").write_text("[1, 2]", encoding="utf-8")
+    assert read(tmp_path / "list") is None
+    (tmp_path / "legacy").write_bytes(b"plan /srv/plan.toml\nsha 123\n")
+    assert read(tmp_path / "legacy") == {"plan": "/srv/plan.toml"}
+    (tmp_path / "legacy-bytes").write_bytes(b"plan /srv/pl\xffan.toml\n")
+    assert read(tmp_path / "legacy-bytes") == {"plan": "/srv/pl\ufffdan.toml"}
+    (tmp_path / "planx").write_bytes(b"planx /srv\n")
+    assert read(tmp_path / "planx") is None
+    # a file beyond the limit is cut there, so it is not a whole record
+    (tmp_path / "huge").write_bytes(b'{"folder": "' + b"a" * consent.RECORD_LIMIT + b'"}')
+    assert read(tmp_path / "huge") is None
+    os.symlink(tmp_path / "ok", tmp_path / "link")  # a link to a record is not followed
+    assert read(tmp_path / "link") is None
+    (tmp_path / "dir").mkdir()
+    assert read(tmp_path / "dir") is None
+    os.mkfifo(tmp_path / "fifo")  # opened without blocking: nobody writes to it
+    assert read(tmp_path / "fifo") is None
+    assert read(tmp_path / "missing") is None
