@@ -107,3 +107,56 @@ def test_a_record_file_is_read_only_when_it_is_one(tmp_path: Path):
     os.mkfifo(tmp_path / "fifo")  # opened without blocking: nobody writes to it
     assert read(tmp_path / "fifo") is None
     assert read(tmp_path / "missing") is None
+
+
+def test_allow_writes_a_private_record_of_what_was_seen(tmp_path: Path):
+    import datetime as dt
+    import hashlib
+    import json
+    import stat
+
+    plan = load_plan(plan_with_gate(tmp_path / "plan"))
+    written = consent.allow(plan)
+    assert stat.S_IMODE(written.parent.stat().st_mode) == 0o700 and stat.S_IMODE(written.stat().st_mode) == 0o600
+    text = written.read_text(encoding="utf-8")
+    assert text.startswith('{\n "plan": ') and text.endswith("}\n")  # indented by one: readable with cat
+    record = json.loads(text)
+    allowed_at = dt.datetime.fromisoformat(record.pop("allowed_at"))
+    assert allowed_at.utcoffset() == dt.timedelta(0) and allowed_at.microsecond == 0
+    assert abs(dt.datetime.now(dt.timezone.utc) - allowed_at) < dt.timedelta(minutes=5)
+    script = tmp_path / "plan" / "scripts" / "ok.sh"
+    assert record == {
+        "plan": str(plan.path), "folder": str(plan.root),
+        "commands": [{"keypath": "release.gate", "command": "scripts/ok.sh", "files": [{
+            "name": "scripts/ok.sh", "kind": "file", "path": str(script),
+            "sha256": hashlib.sha256(script.read_bytes()).hexdigest()}]}],
+    }
+
+
+def test_what_changed_since_the_latest_consent_is_said_file_by_file(tmp_path: Path, monkeypatch):
+    import json
+
+    folder = tmp_path / "plan"
+    plan_file = plan_with_gate(folder, gate="scripts/ok.sh scripts/data.txt scripts/old.txt scripts/later.txt")
+    (folder / "scripts" / "data.txt").write_text("one\n", encoding="utf-8")
+    (folder / "scripts" / "old.txt").write_text("old\n", encoding="utf-8")
+    plan = load_plan(plan_file)
+    assert consent.changed_since_allowed(consent.review(plan)) == []  # never allowed: nothing to compare
+    written = consent.allow(plan)
+    assert consent.changed_since_allowed(consent.review(plan)) == []
+    # An older record of the same folder, with other contents, does not count: the latest does.
+    older = json.loads(written.read_text(encoding="utf-8"))
+    older["allowed_at"], older["commands"] = "2000-01-01T00:00:00+00:00", []
+    (written.parent / ("0" * 64)).write_text(json.dumps(older), encoding="utf-8")
+    assert consent.changed_since_allowed(consent.review(plan)) == []
+
+    (folder / "scripts" / "data.txt").write_text("two\n", encoding="utf-8")   # changed
+    (folder / "scripts" / "old.txt").unlink()                                  # gone
+    (folder / "scripts" / "later.txt").write_text("now\n", encoding="utf-8")  # named before, there now
+    assert consent.changed_since_allowed(consent.review(load_plan(plan_file))) == [
+        "scripts/data.txt: changed since you allowed", "scripts/later.txt: new since you allowed",
+        "scripts/old.txt: gone since you allowed"]
+    # The command's own text changed: a new command, whatever its files.
+    plan_file.write_text(plan_file.read_text(encoding="utf-8").replace("scripts/old.txt", "scripts/x.txt"),
+                         encoding="utf-8")
+    assert consent.changed_since_allowed(consent.review(load_plan(plan_file))) == ["release.gate: a new command"]
