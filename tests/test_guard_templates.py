@@ -107,3 +107,24 @@ def test_the_sandbox_has_no_random_and_a_bounded_lipsum():
         render_source(Source("{{ [1, 2]|random }}", "announce.md.j2"), {})
     assert "No filter named 'random'" in caught.value.message
     assert "lipsum() is limited to 100 paragraphs" in refused("{{ lipsum(100000) }}").message
+
+
+@pytest.mark.parametrize("method", ["center", "ljust", "rjust", "zfill"])
+def test_padding_to_a_huge_width_is_refused_and_to_the_limit_allowed(method):
+    assert refused(f"{{{{ 'x'.{method}(10**7) }}}}").message.endswith(f"{method}() to a width over {MAX_TEXT:,}")
+    text = render_source(Source(f"{{{{ 'x'.{method}({MAX_TEXT})|length }}}}", "announce.md.j2"), {})
+    assert text == str(MAX_TEXT)
+
+
+def test_expandtabs_is_refused_over_the_limit_and_allowed_up_to_it():
+    # the check counts each tab at the full tab size plus the text's length: 1,000 tabs of 999 is 1,000,000
+    assert render_source(Source("{{ ('\\t' * 1000).expandtabs(999)|length }}", "a.md.j2"), {}) == "999000"
+    assert render_source(Source("{{ ('\\t' * 111111).expandtabs()|length }}", "a.md.j2"), {}) == "888888"  # size 8
+    assert refused("{{ ('\\t' * 999).expandtabs(1001) }}").message.endswith(
+        f"expandtabs(1,001) goes over {MAX_TEXT:,} characters")
+
+
+def test_str_replace_is_refused_before_it_is_built_and_allowed_up_to_the_limit():
+    assert refused("{{ ('a' * 10000).replace('a', 'b' * 1000) }}").message.endswith(
+        f"this replace makes a text over {MAX_TEXT:,} characters")
+    assert render_source(Source("{{ ('a' * 1000).replace('a', 'b' * 1000)|length }}", "a.md.j2"), {}) == "1000000"
