@@ -70,7 +70,7 @@ def prepare(name: str, module: dict) -> Path:
              'source_paths = ["relcomm_tui"]\n'
              # mutmut runs the tests from its mutants/ copy, which holds only the code and tests:
              # the tests that load the sample plan or read the docs (readiness, headers, consent) need them too.
-             'also_copy = ["sample_plans", "themes", "docs"]\n'
+             f"also_copy = {json.dumps([part for part in COPIED if part not in ('relcomm_tui', 'tests')])}\n"
              f"only_mutate = {json.dumps([module['file']])}\n"
              f"pytest_add_cli_args_test_selection = {json.dumps(module['tests'])}\n"
              'pytest_add_cli_args = ["-p", "no:cacheprovider", "-q", "-x"]\n')
