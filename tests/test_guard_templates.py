@@ -19,11 +19,15 @@ from relcomm_tui.compose.templates import MAX_INT_BITS, MAX_ITEMS, MAX_TEXT, Sou
 PEAK_MIB = 16  # the refused results are 95 MiB to 1 GB; the checks allocate next to nothing
 
 
+def rendered(template: str) -> str:
+    return render_source(Source(template, "announce.md.j2"), {})
+
+
 def refused(template: str) -> TemplateProblem:
     tracemalloc.start()
     try:
         with pytest.raises(TemplateProblem) as caught:
-            render_source(Source(template, "announce.md.j2"), {})
+            rendered(template)
         _, peak = tracemalloc.get_traced_memory()
     finally:
         tracemalloc.stop()
@@ -66,7 +70,7 @@ def test_a_huge_power_is_refused_before_it_is_computed(template):
     ("{{ (" + str(MAX_TEXT) + " * 'x') | length }}", str(MAX_TEXT)),
 ])
 def test_repeating_within_the_limits_still_renders(template, expected):
-    assert render_source(Source(template, "announce.md.j2"), {}) == expected
+    assert rendered(template) == expected
 
 
 @pytest.mark.parametrize("template", [
@@ -84,7 +88,7 @@ def test_a_join_is_refused_before_it_is_built(template):
 
 def test_a_join_at_exactly_the_limit_is_allowed():
     # 3,937 items of "ab" weigh 15,750 as a list; 3,937 separators of 250 make it 1,000,000 exactly.
-    text = render_source(Source("{{ (['ab'] * 3937)|join('x' * 250) }}", "announce.md.j2"), {})
+    text = rendered("{{ (['ab'] * 3937)|join('x' * 250) }}")
     assert len(text) == 2 * 3937 + 250 * 3936
     refused("{{ (['ab'] * 3937)|join('x' * 251) }}")
 
@@ -99,12 +103,12 @@ def test_a_join_at_exactly_the_limit_is_allowed():
     ("{{ 'abc'|length }} {{ 'abc' is string }}", "3 True"),        # filters and tests, guarded
 ])
 def test_the_sandbox_keeps_what_templates_use_working(template, expected):
-    assert render_source(Source(template, "announce.md.j2"), {}) == expected
+    assert rendered(template) == expected
 
 
 def test_the_sandbox_has_no_random_and_a_bounded_lipsum():
     with pytest.raises(TemplateProblem) as caught:  # it would render one text when validating, another when sending
-        render_source(Source("{{ [1, 2]|random }}", "announce.md.j2"), {})
+        rendered("{{ [1, 2]|random }}")
     assert "No filter named 'random'" in caught.value.message
     assert "lipsum() is limited to 100 paragraphs" in refused("{{ lipsum(100000) }}").message
 
@@ -112,14 +116,14 @@ def test_the_sandbox_has_no_random_and_a_bounded_lipsum():
 @pytest.mark.parametrize("method", ["center", "ljust", "rjust", "zfill"])
 def test_padding_to_a_huge_width_is_refused_and_to_the_limit_allowed(method):
     assert refused(f"{{{{ 'x'.{method}(10**7) }}}}").message.endswith(f"{method}() to a width over {MAX_TEXT:,}")
-    text = render_source(Source(f"{{{{ 'x'.{method}({MAX_TEXT})|length }}}}", "announce.md.j2"), {})
+    text = rendered(f"{{{{ 'x'.{method}({MAX_TEXT})|length }}}}")
     assert text == str(MAX_TEXT)
 
 
 def test_expandtabs_is_refused_over_the_limit_and_allowed_up_to_it():
     # the check counts each tab at the full tab size plus the text's length: 1,000 tabs of 999 is 1,000,000
-    assert render_source(Source("{{ ('\\t' * 1000).expandtabs(999)|length }}", "a.md.j2"), {}) == "999000"
-    assert render_source(Source("{{ ('\\t' * 111111).expandtabs()|length }}", "a.md.j2"), {}) == "888888"  # size 8
+    assert rendered("{{ ('\\t' * 1000).expandtabs(999)|length }}") == "999000"
+    assert rendered("{{ ('\\t' * 111111).expandtabs()|length }}") == "888888"  # size 8
     assert refused("{{ ('\\t' * 999).expandtabs(1001) }}").message.endswith(
         f"expandtabs(1,001) goes over {MAX_TEXT:,} characters")
 
@@ -127,4 +131,4 @@ def test_expandtabs_is_refused_over_the_limit_and_allowed_up_to_it():
 def test_str_replace_is_refused_before_it_is_built_and_allowed_up_to_the_limit():
     assert refused("{{ ('a' * 10000).replace('a', 'b' * 1000) }}").message.endswith(
         f"this replace makes a text over {MAX_TEXT:,} characters")
-    assert render_source(Source("{{ ('a' * 1000).replace('a', 'b' * 1000)|length }}", "a.md.j2"), {}) == "1000000"
+    assert rendered("{{ ('a' * 1000).replace('a', 'b' * 1000)|length }}") == "1000000"
