@@ -10,7 +10,7 @@ from email.mime.text import MIMEText
 
 import pytest
 
-from relcomm_tui.receipts.parse import Report, parse_message, report_to_json
+from relcomm_tui.receipts.parse import RecipientOutcome, Report, parse_message, report_to_json
 
 from parse_strict import strict_parsing  # noqa: F401  (autouse: unexpected exceptions fail)
 
@@ -602,8 +602,6 @@ def test_a_version_number_in_the_subject_is_not_a_status_code():
 
 # --------------------------------------------------------------------------- each field of an MDN, a DSN's
 # action from its status, a local-less recipient (issue 15: mutants that survived the tests above)
-
-from relcomm_tui.receipts.parse import RecipientOutcome  # noqa: E402
 
 
 def _mdn(fields: str) -> Report:
