@@ -160,3 +160,122 @@ def test_what_changed_since_the_latest_consent_is_said_file_by_file(tmp_path: Pa
     plan_file.write_text(plan_file.read_text(encoding="utf-8").replace("scripts/old.txt", "scripts/x.txt"),
                          encoding="utf-8")
     assert consent.changed_since_allowed(consent.review(load_plan(plan_file))) == ["release.gate: a new command"]
+
+
+# -- what a named file is recorded by (mutation survivors of _file_digest) ------------------------
+
+
+def test_a_file_of_exactly_the_hash_limit_is_hashed_by_content_and_one_byte_more_by_its_inode(tmp_path: Path):
+    import hashlib
+
+    at_limit = tmp_path / "at-limit.bin"
+    at_limit.write_bytes(b"a" * consent.HASH_LIMIT)  # more than one read chunk, so the sum of reads counts
+    assert consent._file_digest(str(at_limit)) == hashlib.sha256(at_limit.read_bytes()).hexdigest()
+    over = tmp_path / "over.bin"
+    over.write_bytes(b"a" * (consent.HASH_LIMIT + 1))
+    info = over.stat()
+    assert consent._file_digest(str(over)) == (
+        f"stat:{info.st_dev}:{info.st_ino}:{info.st_size}:{info.st_mtime_ns}:{info.st_ctime_ns}")
+
+
+def test_a_file_that_reads_longer_than_it_says_is_recorded_by_its_inode_not_a_partial_hash(monkeypatch):
+    """/proc files say they are empty and then read as text: the same shape as a file that grows
+    while it is hashed. Past the limit, the record is the kernel's description, never a hash of part."""
+    monkeypatch.setattr(consent, "HASH_LIMIT", 100)
+    digest = consent._file_digest("/proc/self/status")
+    assert os.stat("/proc/self/status").st_size == 0 and isinstance(digest, str) and digest.startswith("stat:")
+
+
+def test_what_cannot_be_hashed_gives_an_empty_digest_and_never_blocks(tmp_path: Path):
+    import threading
+
+    assert consent._file_digest(str(tmp_path / "missing")) == ""        # cannot be opened
+    assert consent._file_digest("/proc/self/mem") == ""                  # a regular file whose read fails
+    (tmp_path / "dir").mkdir()
+    assert consent._file_digest(str(tmp_path / "dir")) == ""             # not a regular file
+    # A FIFO swapped in after the look: opened without blocking, so nobody writing to it cannot hang us.
+    os.mkfifo(tmp_path / "fifo")
+    result: list[str] = []
+    worker = threading.Thread(target=lambda: result.append(consent._file_digest(str(tmp_path / "fifo"))), daemon=True)
+    worker.start()
+    worker.join(10)
+    assert result == [""], "hashing a FIFO blocked"
+
+
+# -- which records belong to a plan (mutation survivors of _records_for) --------------------------
+
+
+def test_a_record_is_the_plans_when_its_folder_or_its_plan_file_matches(tmp_path: Path):
+    import json
+
+    path = plan_with_gate(tmp_path / "plan")
+    plan = load_plan(path)
+    folder = Path(os.environ["RELCOMM_CONFIG_DIR"]) / consent.ALLOWED_DIR
+    folder.mkdir(parents=True, exist_ok=True)
+    # Written before consent covered files: only the plan file's path, no folder.
+    (folder / ("1" * 64)).write_bytes(f"plan {plan.path}\nsha 123\n".encode())
+    # This folder's record for another plan file in it (the plan was renamed since).
+    (folder / ("2" * 64)).write_text(json.dumps({"plan": str(plan.root / "old.toml"), "folder": str(plan.root)}))
+    # Neither: another folder's plan.
+    (folder / ("3" * 64)).write_text(json.dumps({"plan": str(tmp_path / "x" / "plan.toml"), "folder": str(tmp_path / "x")}))
+    assert sorted(p.name[0] for p, _ in consent._records_for(consent.review(plan))) == ["1", "2"]
+    assert consent.revoke(plan) is True
+    assert [p.name for p in records()] == ["3" * 64]
+
+
+def test_allow_makes_the_settings_folder_when_none_exists_yet(tmp_path: Path, monkeypatch):
+    monkeypatch.setenv("RELCOMM_CONFIG_DIR", str(tmp_path / "home" / "config" / "relcomm"))
+    plan = load_plan(plan_with_gate(tmp_path / "plan"))
+    written = consent.allow(plan)
+    assert written.is_file() and not consent.needs_consent(load_plan(plan.path))
+
+
+# -- the latest record, whatever the order on disk (mutation survivors of changed_since_allowed) --
+
+
+def test_the_latest_record_counts_whichever_name_sorts_first(tmp_path: Path):
+    import json
+
+    path = plan_with_gate(tmp_path / "plan")
+    plan = load_plan(path)
+    latest = json.loads(consent.allow(plan).read_text(encoding="utf-8"))
+    folder = Path(os.environ["RELCOMM_CONFIG_DIR"]) / consent.ALLOWED_DIR
+    older = dict(latest, allowed_at="2000-01-01T00:00:00+00:00", commands=[])
+    undated = dict(latest, commands=[])
+    undated.pop("allowed_at")   # a hand-made record without a time is never the latest
+    for older_name, latest_name in (("0" * 64, "f" * 64), ("f" * 64, "0" * 64)):
+        for record in folder.iterdir():
+            record.unlink()
+        (folder / older_name).write_text(json.dumps(older), encoding="utf-8")
+        (folder / latest_name).write_text(json.dumps(latest), encoding="utf-8")
+        (folder / ("8" * 64)).write_text(json.dumps(undated), encoding="utf-8")
+        assert consent.changed_since_allowed(consent.review(plan)) == [], (older_name, latest_name)
+
+
+def test_every_change_is_said_even_after_a_new_command_and_for_a_record_without_files(tmp_path: Path):
+    import json
+
+    folder = tmp_path / "plan"
+    path = plan_with_gate(folder)
+    data = base_plan()
+    data["release"]["gate"] = "scripts/ok.sh"
+    data["transport"]["smtp"].update(username="releases", password={"command": "scripts/pw.sh"})
+    (folder / "scripts" / "pw.sh").write_text("#!/bin/sh\necho pw\n", encoding="utf-8")
+    write_plan(folder, data)
+    plan = load_plan(path)
+    written = consent.allow(plan)
+    record = json.loads(written.read_text(encoding="utf-8"))
+    # The gate is new to the record; the secret's command was recorded without its files (hand-made).
+    record["commands"] = [{"keypath": "transport.smtp.password", "command": "scripts/pw.sh"}]
+    written.write_text(json.dumps(record), encoding="utf-8")
+    assert consent.changed_since_allowed(consent.review(plan)) == [
+        "release.gate: a new command", "scripts/pw.sh: new since you allowed"]
+
+
+def test_grant_takes_a_plan_and_revoke_takes_a_review(tmp_path: Path):
+    plan = load_plan(plan_with_gate(tmp_path / "plan"))
+    consent.grant(plan)                                   # a Plan: looked at now
+    assert consent.may_run(plan.root, "scripts/ok.sh")
+    consent.allow(plan)
+    assert consent.revoke(consent.review(plan)) is True   # a Review: what was looked at
+    assert not consent.has_grant(plan) and records() == []
