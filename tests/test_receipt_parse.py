@@ -514,6 +514,9 @@ def _one(raw: bytes):
     "X-Postfix; delivery time expired",
     "smtp; 421 4.4.2 Connection timed out; giving up on this message",
     "x-local; retry timeout exceeded",
+    "smtp; 451 4.4.7 delivery time expiry reached",
+    "x-unix; message expiry exceeded, removed from the queue",
+    "smtp; 451 4.4.7 Queue expiry",
 ])
 def test_a_delay_whose_server_words_say_it_is_over_is_a_failure(diagnostic):
     fields = (f"Reporting-MTA: dns; mx.example.org\n\nFinal-Recipient: rfc822; bob@example.net\n"
@@ -529,6 +532,8 @@ def test_a_delay_whose_server_words_say_it_is_over_is_a_failure(diagnostic):
     "smtp; 450 4.2.0 <bob@example.net>: Recipient address rejected: Greylisted",
     "smtp; 451 4.7.1 Password expired for relay account, try again later",
     "smtp; 451 4.4.7 We are not giving up yet",
+    "smtp; 451 4.4.7 Message delayed, queue expiry in 3 days",
+    "smtp; 451 4.4.7 not expired yet, retrying",
 ])
 def test_a_real_delay_stays_a_delay(diagnostic):
     fields = (f"Reporting-MTA: dns; mx.example.org\n\nFinal-Recipient: rfc822; bob@example.net\n"

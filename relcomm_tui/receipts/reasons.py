@@ -468,8 +468,9 @@ _GAVE_UP_RE = re.compile(
 _EXPIRED_MESSAGE_RE = re.compile(
     r"(?i)\b(?:(?:envelope|message|mail|delivery time|queue lifetime|lifetime|ttl|time to live)(?: has)? expired|"
     r"expired (?:in|from|on) (?:the )?queue|queue\.expired|retry time(?:out)? (?:exceeded|expired)|"
-    r"retry timeout exceeded)")
-_EXPIRY_RE = re.compile(r"(?i)(?<!not )(?<!not yet )\bexpired\b")  # "will expire in 2 days" is a delay
+    r"retry timeout exceeded|(?:message|envelope|queue|delivery time|delivery|retry) expiry (?:reached|exceeded|time reached))")
+# "will expire in 2 days" is a delay; "expired", "expiry reached" or "expiry exceeded" is not
+_EXPIRY_RE = re.compile(r"(?i)(?<!not )(?<!not yet )\b(?:expired\b|expiry\b(?!\s+(?:in|on|at|will|date)\b))")
 # something else that expired: a certificate, a password, an account, a domain
 _OTHER_EXPIRY_RE = re.compile(
     r"(?i)\b(?:certificat\w*|cert|password|passwd|account|subscription|licen[cs]e|key|credentials?|token|"
