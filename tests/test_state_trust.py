@@ -365,3 +365,70 @@ def test_a_new_state_folder_is_private_ignored_by_git_and_tagged_with_a_private_
     key.write_text("0" * 64 + "\n")
     with pytest.raises(LedgerRefused, match="not written by relcomm for you"):
         Ledger.open(folder)
+
+
+# -- the campaign row: every way a plan can ship state, tried on one plan -------------------------
+
+
+def _shipped_ledger(folder: Path, plan_file: Path, elsewhere: Path, monkeypatch) -> None:
+    forge(folder, load(plan_file), key_folder=elsewhere.parent / "mallory-config", monkeypatch=monkeypatch)
+
+
+def _link(name: str):
+    def make(folder: Path, plan_file: Path, elsewhere: Path, monkeypatch) -> None:
+        if name == ".":
+            folder.symlink_to(elsewhere)
+            return
+        Ledger.open(folder).close() if name in ("send.lock", "outbox") else folder.mkdir()
+        (folder / name).symlink_to(elsewhere if name == "outbox" else elsewhere / "precious.txt")
+    return make
+
+
+def _fifo(name: str):
+    def make(folder: Path, plan_file: Path, elsewhere: Path, monkeypatch) -> None:
+        Ledger.open(folder).close() if name == "send.lock" else folder.mkdir()
+        os.mkfifo(folder / name)
+    return make
+
+
+def _hard_link(folder: Path, plan_file: Path, elsewhere: Path, monkeypatch) -> None:
+    folder.mkdir()
+    os.link(elsewhere / "precious.txt", folder / L.LEDGER_NAME)
+
+
+SHIPPED_STATE = {
+    "a ledger written under another key (sent to Bob, every group signed off)": _shipped_ledger,
+    "the state folder a link": _link("."),
+    "the ledger a link": _link(L.LEDGER_NAME),
+    "the ledger's -wal a link": _link(L.LEDGER_NAME + "-wal"),
+    "the ledger's -journal a link": _link(L.LEDGER_NAME + "-journal"),
+    "the send lock a link": _link("send.lock"),
+    "the dry-run outbox a link": _link("outbox"),
+    "a FIFO for the ledger": _fifo(L.LEDGER_NAME),
+    "a FIFO for the send lock": _fifo("send.lock"),
+    "the ledger a hard link to another file": _hard_link,
+}
+
+
+@pytest.mark.campaign
+def test_campaign_state_shipped_with_a_plan_is_never_trusted(tmp_path, server, elsewhere, monkeypatch, capsys):
+    """Each way a plan folder can ship its own state: `send` and `send --dry-run` (only it writes the outbox) refuse
+    with a hint naming --state DIR, mails nobody and leaves the link's target as it was."""
+    import campaign
+
+    held, failed = 0, []
+    for number, (what, make) in enumerate(SHIPPED_STATE.items()):
+        plan_file = write_plan(tmp_path / f"plan{number}", server.port, recipients=2)
+        make(plan_file.parent / ".relcomm", plan_file, elsewhere, monkeypatch)
+        before, sent_before = snapshot(elsewhere), len(server.messages)
+        # The outbox is only written by a dry run; everything else is refused by both.
+        modes = (["--dry-run"],) if "outbox" in what else (["--yes"], ["--dry-run"])
+        codes = [main(["send", str(plan_file), *mode]) for mode in modes]
+        err = capsys.readouterr().err
+        ok = (set(codes) == {2} and "--state DIR" in err and "Traceback" not in err
+              and len(server.messages) == sent_before and snapshot(elsewhere) == before)
+        held += ok
+        if not ok:
+            failed.append((what, codes, err[-300:]))
+    campaign.record("input", "state: a ledger, lock or folder the plan shipped", tried=len(SHIPPED_STATE), held=held)
+    assert failed == [] and server.messages == []
