@@ -14,7 +14,6 @@ not hold, or a test failed.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import subprocess
 import sys
@@ -59,7 +58,7 @@ def main() -> int:
         started = time.monotonic()
         tests = subprocess.run(command, cwd=ROOT, env=env)
         elapsed = time.monotonic() - started
-        tallies = [campaign.Tally(**json.loads(line)) for line in out.read_text().splitlines()] if out.exists() else []
+        tallies = campaign.read(out)
 
     print()
     print(campaign.table(tallies) if tallies else "no campaign figures were recorded")

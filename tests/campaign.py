@@ -42,6 +42,15 @@ def record(kind: str, area: str, *, tried: int, held: int, duplicates: int = 0, 
     return tally
 
 
+def read(path: str | os.PathLike | None) -> list[Tally]:
+    """The figures appended to RELCOMM_CAMPAIGN_OUT (by this process or pytest-xdist's workers)."""
+    try:
+        with open(path, encoding="utf-8") as file:  # type: ignore[arg-type]
+            return [Tally(**json.loads(line)) for line in file if line.strip()]
+    except (OSError, TypeError):
+        return []
+
+
 def scale(name: str, default: int) -> int:
     """A campaign size: RELCOMM_CAMPAIGN_<NAME> overrides the default CI size."""
     value = os.environ.get(f"RELCOMM_CAMPAIGN_{name.upper()}")

@@ -3,7 +3,9 @@ crashes fail tests, and the hardening campaign's figures are printed at the end 
 
 from __future__ import annotations
 
+import contextlib
 import os
+import tempfile
 
 import campaign
 import pytest
@@ -21,6 +23,20 @@ settings.load_profile(HYPOTHESIS_PROFILE)
 def pytest_configure(config) -> None:
     config.addinivalue_line("markers", "slow: a long campaign test (still run in CI)")
     config.addinivalue_line("markers", "campaign: part of the hardening campaign that bench/faults.py runs")
+    # Under pytest-xdist each worker is a process of its own: they append their figures to one file
+    # (the workers inherit this variable), which the main process reads for the table at the end.
+    if not hasattr(config, "workerinput") and not os.environ.get("RELCOMM_CAMPAIGN_OUT"):
+        out = tempfile.NamedTemporaryFile(prefix="relcomm-campaign-", suffix=".jsonl", delete=False)
+        out.close()
+        os.environ["RELCOMM_CAMPAIGN_OUT"] = config._relcomm_campaign_out = out.name
+
+
+def pytest_unconfigure(config) -> None:
+    out = getattr(config, "_relcomm_campaign_out", None)
+    if out:
+        os.environ.pop("RELCOMM_CAMPAIGN_OUT", None)
+        with contextlib.suppress(OSError):
+            os.unlink(out)
 
 
 def pytest_report_header(config) -> str:
@@ -29,9 +45,10 @@ def pytest_report_header(config) -> str:
 
 
 def pytest_terminal_summary(terminalreporter, exitstatus, config) -> None:
-    if campaign.TALLIES:
+    tallies = campaign.read(os.environ.get("RELCOMM_CAMPAIGN_OUT")) or campaign.TALLIES
+    if tallies:
         terminalreporter.section("hardening campaign")
-        terminalreporter.write_line(campaign.table(campaign.TALLIES))
+        terminalreporter.write_line(campaign.table(tallies))
 
 
 @pytest.fixture(autouse=True)
