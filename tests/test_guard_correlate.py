@@ -8,7 +8,7 @@ from __future__ import annotations
 import datetime as dt
 
 import pytest
-from test_correlate import dsn, iso, ledger, match_one, news  # noqa: F401  (ledger is a fixture)
+from test_correlate import dsn, iso, ledger, match_one, news, rfc_date  # noqa: F401  (ledger is a fixture)
 
 from relcomm_tui.receipts.correlate import (
     ADDRESS_ALLOWANCE, BY_ADDRESS, BY_ENVELOPE_ID, BY_MESSAGE_ID, NOT_OURS, Correlator, bare_address, dated_before,
@@ -103,3 +103,82 @@ def test_a_match_keeps_its_outcome_and_says_why_it_credits_nothing(ledger):
     report = parse_message(dsn(final="carol@example.com"))
     [match] = Correlator.for_ledger(ledger, "4.2.0").match(report, iso(-dt.timedelta(days=1)))
     assert match.outcome is report.recipients[0] and match.delivery is None and match.note == "dated before it was sent"
+
+
+# -- the second mutation run's survivors (issue 15) ------------------------------------------------
+
+
+@pytest.mark.parametrize(("value", "expected"), [
+    ("rfc822; <x;y@example.com>", "x;y@example.com"),   # only the first ";" ends the type
+    ("rfc822; Xavier@Example.COM", "xavier@example.com"),
+])
+def test_bare_address_keeps_what_follows_the_type_whole(value, expected):
+    assert bare_address(value) == expected
+
+
+def test_header_text_folds_whitespace_to_one_space():
+    from relcomm_tui.receipts.correlate import header_text
+
+    assert header_text("4.2.0\n\t rc1  ") == "4.2.0 rc1"
+    assert header_text("=?utf-8?q?4.2.0-=CE=B2?=") == "4.2.0-β"
+
+
+@pytest.mark.parametrize(("value", "expected"), [
+    ("<A@B.example> (added by a relay)", "a@b.example"),   # the bracketed id, not what is around it
+    ("<Truncated@b.example", "truncated@b.example"),        # a cut header: the bracket left is dropped
+    ("<X1@b.example", "x1@b.example"),
+])
+def test_normalize_message_id_takes_the_id_from_its_brackets(value, expected):
+    from relcomm_tui.receipts.correlate import normalize_message_id
+
+    assert normalize_message_id(value) == expected
+
+
+def test_an_address_nobody_was_sent_to_matches_nothing_from_memory(ledger):
+    memory = Correlator(ledger.deliveries("4.2.0"))  # no ledger lookups: the in-memory address index
+    assert memory.deliveries_to("nobody@example.com") == []
+    [match] = memory.match(parse_message(dsn(final="nobody@example.com")), iso())
+    assert (match.delivery, match.how, match.note) == (None, None, NOT_OURS)
+
+
+def test_releases_named_by_the_caller_are_added_to_this_releases(ledger):
+    """A report whose returned headers name an earlier release of this ledger is not 'another send'."""
+    from relcomm_tui.receipts.correlate import ANOTHER_SEND
+
+    old = news(ledger, "old@example.com", "4.1.0")
+    memory = Correlator(ledger.deliveries("4.2.0"), lookup_address=ledger.deliveries_to, releases=["4.1.0"])
+    [match] = memory.match(parse_message(dsn(final="old@example.com", headers="X-Relcomm-Release: 4.1.0\n")), iso())
+    assert (match.delivery.id, match.how) == (old.id, BY_ADDRESS)
+    [match] = memory.match(parse_message(dsn(final="old@example.com", headers="X-Relcomm-Release: 3.0.0\n")), iso())
+    assert (match.delivery, match.note) == (None, ANOTHER_SEND)
+
+
+def test_a_reply_credits_by_in_reply_to_when_it_has_no_original_message_id(ledger):
+    bob = news(ledger, "bob@example.com")
+    reply = (f"From: Bob <bob@example.com>\nTo: receipts@orion.example.com\nSubject: Re: news\n"
+             f"Date: {rfc_date()}\nIn-Reply-To: {bob.message_id}\n\nThanks!\n").encode()
+    match = match_one(ledger, reply)
+    assert (match.delivery.id, match.how, match.note) == (bob.id, BY_MESSAGE_ID, "")
+
+
+def test_the_envelope_id_stays_how_a_report_was_credited_when_its_message_id_agrees(ledger):
+    carol = news(ledger, "carol@example.com")
+    match = match_one(ledger, dsn(envid=carol.envelope_id, final="carol@example.com",
+                                  headers=f"Message-ID: {carol.message_id}\n"))
+    assert (match.delivery.id, match.how, match.note) == (carol.id, BY_ENVELOPE_ID, "")
+
+
+def test_a_report_naming_no_recipient_gives_one_empty_outcome(ledger):
+    carol = news(ledger, "carol@example.com")
+    raw = dsn(envid=carol.envelope_id, final="carol@example.com").replace(
+        b"Final-Recipient: rfc822; carol@example.com\nAction: failed\nStatus: 5.1.1\n", b"")
+    report = parse_message(raw)
+    assert report.recipients == []
+    [match] = Correlator.for_ledger(ledger, "4.2.0").match(report, iso())
+    assert match.outcome.address == "" and (match.delivery.id, match.how) == (carol.id, BY_ENVELOPE_ID)
+
+
+def test_a_report_naming_only_an_address_of_an_earlier_release_is_found_through_the_ledger(ledger):
+    old = news(ledger, "old@example.com", "4.1.0")  # not in this release's deliveries: only the ledger knows it
+    match = match_one(ledger, dsn(final="old@example.com"))
+    assert (match.delivery.id, match.how) == (old.id, BY_ADDRESS)
