@@ -14,10 +14,12 @@ from __future__ import annotations
 
 import asyncio
 import getpass
+import sys
 from dataclasses import dataclass
 from typing import Awaitable, Callable
 
 from ..common.errors import UserError
+from ..common.terminal_text import visible
 from ..plan.model import Plan
 from ..plan.secrets import SecretError, describe, is_reference, login_password
 
@@ -96,10 +98,6 @@ def refuse_headless(question: Ask) -> str | None:
 
 def terminal_prompt(question: Ask) -> str | None:
     """A masked prompt on the terminal (getpass), after saying why the lookup failed."""
-    import sys
-
-    from ..common.terminal_text import visible
-
     if question.why:
         print(visible(question.why), file=sys.stderr)
     try:

@@ -17,6 +17,7 @@ import datetime as dt
 import html
 import io
 from dataclasses import dataclass
+from email.utils import parseaddr
 
 from ..store.ledger import Ledger
 from ..plan.model import Plan
@@ -231,8 +232,6 @@ def _cell(value: str) -> str:
 def name_and_address(row: RecipientReceipt) -> tuple[str, str]:
     """The person's name and address apart. A post to a channel (webhook, publish, pager) has no
     address: its "name" is the groups it went to; a manual step for someone without email neither."""
-    from email.utils import parseaddr
-
     if "@" in row.recipient_key and not row.recipient_key.startswith("name:"):
         name, address = parseaddr(row.recipient)
         if address and "@" in address:

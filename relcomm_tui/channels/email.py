@@ -35,6 +35,7 @@ from typing import Callable
 
 from ..common.net import is_loopback
 from ..plan.model import Plan
+from ..plan.secrets import SecretError, login_password
 from ..common.secret_text import SecretHider
 from .base import ChannelSettings, ChannelStopped, DeliveryJob, Intent, Outcome, Rehearsal, settings_from
 from ..transport import xtext
@@ -61,6 +62,7 @@ def address_of(text: str | None) -> str:
 
 def default_render(plan: Plan) -> RenderMessage:
     """Messages from the compose layer, carrying the delivery's Message-ID."""
+    # here, not at the top: compose loads Jinja2 and Markdown, which `relcomm status` (engine, channels) never needs
     from ..compose import render
 
     def build(job: DeliveryJob) -> EmailMessage:
@@ -131,8 +133,6 @@ class EmailChannel(PipelinedSender):
         return login_secrets(self.smtp.username or "", self._password) if self._password else ()
 
     async def _resolve_password(self) -> str:
-        from ..plan.secrets import SecretError, login_password
-
         try:
             # keyring and password commands block; keep the event loop free.
             return await asyncio.to_thread(login_password, self.smtp, 10.0)

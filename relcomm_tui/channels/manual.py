@@ -10,10 +10,12 @@ the time and an optional note such as who answered. A re-run never re-issues a t
 from __future__ import annotations
 
 import getpass
+import os
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from ..common.errors import UserError
+from ..store.ledger import FINAL_STATES, now
 from .base import ChannelSettings, DeliveryJob, Intent, Outcome, Rehearsal, RenderJob, RetryPolicy, post_render, render_error_text
 
 if TYPE_CHECKING:
@@ -113,8 +115,6 @@ def confirm_manual(ledger: "Ledger", delivery_id: str, who: str | None = None, n
     The delivery becomes "marked delivered" (final: never re-issued) and the confirmation is kept
     as a receipt, so the receipts view and the report show who did it, when, and what they noted.
     """
-    from ..store.ledger import FINAL_STATES, now
-
     record = ledger.delivery(delivery_id)
     if record is None:
         raise ManualError(f"no delivery {delivery_id} in the ledger", "run the send first, or check the id")
@@ -139,6 +139,4 @@ def _login() -> str:
     try:
         return getpass.getuser()
     except Exception:  # no login name in some containers
-        import os
-
         return str(os.getuid())

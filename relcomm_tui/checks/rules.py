@@ -22,6 +22,7 @@ from ..plan.secrets import CommandNotAllowed, SecretError, describe, resolve, se
 from .communiques import CommuniqueChecks
 from .findings import RULES, Finding, sort_findings
 from .gate import GateResult, run_gate
+from .script import script_findings
 
 SECRET_TIMEOUT = 5.0
 MAX_PER_GROUP = 20  # findings per rule and group before one "and N more" finding
@@ -39,8 +40,6 @@ def run_checks(plan: Plan, *, gate: bool = True, secrets: bool = True) -> list[F
         checker.invitation(index, communique)
         checker.rendering(index, communique)
     checker.members()
-    from .script import script_findings
-
     checker.findings.extend(script_findings(plan))
     if secrets:
         checker.secrets()

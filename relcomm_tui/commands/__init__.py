@@ -1,14 +1,25 @@
 """Headless subcommands of `relcomm`, one module each.
 
-Each subcommand imports the layers it uses inside its `run()`: `relcomm --help` or `relcomm
-status` then loads no Textual, Jinja or HTTP client (start-up time over SSH). That is the one
-place imports sit inside functions on purpose; elsewhere they are at the top of the module.
+`relcomm --help` imports every subcommand module (to list its arguments), so what a module imports
+at its top every command pays for at start-up (over SSH too). At the top: the standard library,
+`common`, `plan`, `store`, a few small modules (app.review, app.credentials, script.clock,
+plan.invitation) and the other command modules. Inside the function that uses them, under a
+`# heavy` comment: the layers that take tens to hundreds of milliseconds to import (app.board and
+app.readiness, delivery and the channels, checks and compose with Jinja2 and Markdown, receipts,
+invitations with icalendar, the script's progress, scheduler and runner, the audit report, the demo
+servers, the Textual app), so `relcomm --help` loads none of them and a subcommand only those it
+uses. This package itself also leaves the ledger (sqlite3) and asyncio out of its top: `relcomm
+--version`, `schema`, `allow` and `validate` need neither.
+
+Elsewhere in relcomm_tui an import sits inside a function only for start-up time or to break an
+import cycle, and its comment says which.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import signal
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable, TextIO
@@ -61,6 +72,7 @@ def state_dir(plan: Plan, state: str | None) -> Path:
 def open_ledger_or_explain(folder: Path, prog: str, *, json_for: Plan | None = None) -> "Ledger | None":
     """The ledger in `folder`, or None after printing why it cannot be opened (the caller exits 2);
     `json_for`: the plan of a `--json` command, which gets a JSON error object on stdout instead."""
+    # here, not at the top: the ledger (sqlite3) is not needed by `--version`, `schema`, `validate` or `allow`
     from ..store.ledger import Ledger, LedgerError
 
     try:
@@ -88,8 +100,7 @@ def fail(prog: str, message: str, hint: str = "", stream: TextIO | None = None) 
 def stop_on_signals(cancel: Callable[[], None], saying: str) -> None:
     """The first Ctrl-C or SIGTERM stops cleanly (`cancel`: what is in flight gets its reply
     recorded) after printing `saying`; a second one stops at once."""
-    import asyncio
-    import signal
+    import asyncio  # here, not at the top: ~20 ms to import, and only the sending commands need it
 
     interrupted: list[bool] = []
 

@@ -14,6 +14,11 @@ from __future__ import annotations
 import argparse
 import sys
 
+from . import load_plan_or_explain, state_dir
+from ..common.terminal_text import visible
+from ..store import state
+from ..store.ledger import LEDGER_NAME, Ledger, LedgerError
+
 PROG = "relcomm adopt-state"
 
 
@@ -30,8 +35,6 @@ def _fail(message: str, hint: str = "") -> int:
 
 def _shown(text: str) -> str:
     """Text from an untrusted ledger, with control characters made visible (the one rule for output)."""
-    from ..common.terminal_text import visible
-
     return visible(text)
 
 
@@ -43,10 +46,6 @@ def _isatty(stream) -> bool:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..store import state
-    from ..store.ledger import LEDGER_NAME, Ledger, LedgerError
-    from . import load_plan_or_explain, state_dir
-
     plan = load_plan_or_explain(args.plan, PROG)
     if plan is None:
         return 2

@@ -16,6 +16,9 @@ from __future__ import annotations
 import argparse
 import sys
 
+from . import load_plan_or_explain
+from ..plan import consent
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("plan", metavar="PLAN", help="the plan: a .toml file or a folder holding plan.toml")
@@ -42,9 +45,6 @@ def _ask(question: str) -> bool:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..plan import consent
-    from . import load_plan_or_explain
-
     plan = load_plan_or_explain(args.plan, "relcomm allow")
     if plan is None:
         return 2

@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import argparse
 
-from . import add_allow_commands
+from . import add_allow_commands, load_plan_or_explain
+from .. import __version__
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -18,8 +19,6 @@ def build_parser() -> argparse.ArgumentParser:
                         help="colour theme: dark, light, high-contrast (or any Textual theme); remembered")
     parser.add_argument("--state", metavar="DIR", help="folder for the ledger and review state (default: PLAN/.relcomm)")
     add_allow_commands(parser)
-    from .. import __version__
-
     parser.add_argument("--version", action="version", version=f"relcomm {__version__}")
     # `relcomm demo` only: the script's waits last 1/N as long (the timeline says so). Never from the plan.
     parser.add_argument("--time-scale", type=float, default=1.0, help=argparse.SUPPRESS)
@@ -28,8 +27,6 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str]) -> int:
     args = build_parser().parse_args(argv)
-    from . import load_plan_or_explain
-
     plan = load_plan_or_explain(args.plan, "relcomm")
     if plan is None:
         return 2
@@ -38,6 +35,7 @@ def main(argv: list[str]) -> int:
 
     app = RelcommApp(plan, theme=args.theme, state_dir=args.state, allow_commands=args.allow_commands)
     if args.time_scale != 1.0:
+        # here, not at the top: `relcomm demo` only, and script.clock loads asyncio (a broken plan fails before it)
         from ..script.clock import Clock
 
         app.script_clock = Clock(args.time_scale)

@@ -16,8 +16,11 @@ import argparse
 import asyncio
 import sys
 
-from . import add_allow_commands, fail
+from . import add_allow_commands, fail, load_plan_or_explain, open_ledger_or_explain, state_dir
+from .send import _isatty, _password, _Printer, run_engine
 from ..common.terminal_text import visible
+from ..plan.invitation import describe
+from ..store.ledger import who_am_i
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -37,9 +40,6 @@ def _fail(message: str, hint: str = "") -> int:
 
 
 def run(args: argparse.Namespace) -> int:
-    from . import load_plan_or_explain, open_ledger_or_explain, state_dir
-    from .send import _isatty, _password
-
     plan = load_plan_or_explain(args.plan, "relcomm cancel-invitation", allow_commands=args.allow_commands)
     if plan is None:
         return 2
@@ -47,15 +47,13 @@ def run(args: argparse.Namespace) -> int:
     if ledger is None:
         return 2
     try:
-        from ..invitations import store
+        from ..invitations import store  # heavy: loaded only when needed (start-up time, see commands/__init__)
 
         known = store.versions(ledger, plan.release.version, args.communique)
         if not known:
             sent = ", ".join(sorted(store.released(ledger, plan.release.version))) or "none"
             return _fail(f"no invitation of {args.communique!r} was sent for {plan.release.name} {plan.release.version}",
                          f"invitations sent for this release: {sent}")
-        from ..plan.invitation import describe
-
         event = known[-1].event
         print(visible(f"Cancel {event.title!r}, {describe(event.when)}: everyone who holds the invitation gets "
                       "a cancellation (METHOD:CANCEL)."))
@@ -81,10 +79,9 @@ def run(args: argparse.Namespace) -> int:
 
 
 async def _cancel(plan, ledger, communique_id: str, password: str | None) -> int:
+    # heavy: loaded only when needed (start-up time, see commands/__init__)
     from ..delivery.engine import SendEngine
     from ..invitations.send import CancelError, cancel_plan
-    from ..store.ledger import who_am_i
-    from .send import _Printer, run_engine
 
     try:
         widened, ident, people = await asyncio.to_thread(cancel_plan, plan, ledger, communique_id)

@@ -14,7 +14,10 @@ import argparse
 import json
 import sys
 
+from . import load_plan_or_explain, open_ledger_or_explain, state_dir
 from ..common.terminal_text import visible
+from ..script.clock import utc_now
+from ..store.ledger import who_am_i
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -37,11 +40,9 @@ def _isatty(stream) -> bool:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..script.clock import utc_now
+    # heavy: loaded only when needed (start-up time, see commands/__init__)
     from ..script.progress import ScriptError, release_checkpoint, script_state, skip_wait
     from ..script.scheduler import HALTED
-    from ..store.ledger import who_am_i
-    from . import load_plan_or_explain, open_ledger_or_explain, state_dir
 
     prog = "relcomm checkpoint"
     plan = load_plan_or_explain(args.plan, prog, as_json=args.json)
@@ -123,7 +124,7 @@ MARKS = {"done": "✓", "running": "▶", "ready": "▶", "waiting": "…", "che
 
 def step_lines(state, now) -> list[str]:
     """The script, one line per step: mark, id, status, what it waits for; shared with `relcomm status`."""
-    from ..script.scheduler import countdown
+    from ..script.scheduler import countdown  # heavy: loaded only when needed (start-up time, see commands/__init__)
 
     width = max((len(v.id) for v in state.steps), default=4)
     lines = []

@@ -15,6 +15,9 @@ import argparse
 import json
 import sys
 
+from . import load_plan_or_explain, open_ledger_or_explain, print_json_error, state_dir
+from ..app.review import reviewer
+from ..common.errors import UserError
 from ..common.terminal_text import visible
 
 
@@ -30,8 +33,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def _fail(args, plan_path, message: str, hint: str) -> int:
     if args.json:
-        from . import print_json_error
-
         print_json_error(plan_path, "error", {"message": message, "hint": hint})
     else:
         print(f"relcomm confirm: {visible(message)}" + (f"\n  hint: {visible(hint)}" if hint else ""), file=sys.stderr)
@@ -39,10 +40,7 @@ def _fail(args, plan_path, message: str, hint: str) -> int:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..app.manual import find_step, tick
-    from ..common.errors import UserError
-    from ..app.review import reviewer
-    from . import load_plan_or_explain, open_ledger_or_explain, state_dir
+    from ..app.manual import find_step, tick  # heavy: loaded only when needed (start-up time, see commands/__init__)
 
     plan = load_plan_or_explain(args.plan, "relcomm confirm", as_json=args.json)
     if plan is None:

@@ -24,7 +24,13 @@ from pathlib import Path
 
 from platformdirs import user_state_dir
 
+from . import app
+from . import receipts as receipts_command
+from .send import summary_parts
 from ..common.resources import sample_plan
+from ..plan import consent, load_plan
+from ..script.clock import Clock
+from ..store.ledger import AWAITING, Ledger
 
 TIME_SCALE = 60           # the app: a 15-minute wait takes 15 seconds
 HEADLESS_TIME_SCALE = 300  # headless: 3 seconds
@@ -69,8 +75,6 @@ def run(args: argparse.Namespace) -> int:
         print(f"Embedded mail server on {server.host}:{server.port}; delivery reports go to {state / 'receipts'}")
         if args.headless:
             return asyncio.run(_headless(plan_path, server))
-        from . import app
-
         print(f"Time is compressed {TIME_SCALE}x in the demo: the script's waits of minutes run in seconds.")
         argv = [str(plan_path), "--time-scale", str(TIME_SCALE)] + (["--theme", args.theme] if args.theme else [])
         code = app.main(argv)
@@ -96,9 +100,6 @@ def prepare_folder(wanted: Path | None) -> Path:
 
 def allow_own_gate(plan_path: Path) -> None:
     """The demo plan is relcomm's own sample: its gate script ships with relcomm, so it is allowed."""
-    from ..plan import consent
-    from ..plan import load_plan
-
     try:
         consent.allow(load_plan(plan_path))
     except OSError as error:  # cannot remember it: the app will ask instead
@@ -125,12 +126,10 @@ def write_plan(folder: Path, *, smtp_port: int, webhook_url: str, not_before_in:
 
 
 async def _headless(plan_path: Path, server) -> int:
+    # heavy: loaded only when needed (start-up time, see commands/__init__)
     from ..checks.rules import run_checks
     from ..delivery.engine import DeliveryChanged, SendError
-    from ..store.ledger import Ledger
-    from ..plan import load_plan
     from ..receipts.refresh import refresh
-    from . import receipts as receipts_command
 
     plan = load_plan(plan_path)
     errors = [f for f in run_checks(plan) if f.blocks_sending]
@@ -151,8 +150,6 @@ async def _headless(plan_path: Path, server) -> int:
         except SendError as error:
             print(f"relcomm demo: {error.message}", file=sys.stderr)
             return 1
-        from .send import summary_parts
-
         print("Sent: " + ", ".join(summary_parts(counts, 0)))
         print("Collecting the delivery reports and read receipts the demo server wrote back...")
         server.flush_reports()  # no need to wait out the realistic delays here
@@ -170,10 +167,9 @@ async def _headless(plan_path: Path, server) -> int:
 async def _follow_script(plan, ledger, show) -> dict[str, int]:
     """Run the sample's script with time compressed, playing the engineer: release the checkpoint,
     tick the manual tasks. Returns the deliveries per state."""
+    # heavy: loaded only when needed (start-up time, see commands/__init__)
     from ..channels.manual import confirm_manual
-    from ..script.clock import Clock
     from ..script.runner import ScriptRunner
-    from ..store.ledger import AWAITING
 
     clock = Clock(HEADLESS_TIME_SCALE)
     print(f"Following the plan's script, time compressed {HEADLESS_TIME_SCALE:g}x (a 15-minute wait takes 3 seconds):")

@@ -13,9 +13,12 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 
+from . import app as open_app
 from .. import __version__
+from ..common.terminal_text import PrintableStream
 
 SUBCOMMANDS = {
     "validate": "check a plan and list every finding",
@@ -69,8 +72,6 @@ def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     # `relcomm PLAN [--theme T]` opens the app; anything else is a subcommand.
     if argv and argv[0] not in SUBCOMMANDS and argv[0] not in ("-h", "--help", "--version"):
-        from . import app as open_app
-
         return open_app.main(argv)
     args = parse_args(argv)
     if args.command is None:
@@ -78,8 +79,6 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     if args.command in DRAWS_THE_TERMINAL:
         return _run(args)
-    from ..common.terminal_text import PrintableStream
-
     stdout, stderr = sys.stdout, sys.stderr
     sys.stdout, sys.stderr = PrintableStream(stdout), PrintableStream(stderr)
     try:
@@ -98,8 +97,6 @@ def _run(args: argparse.Namespace) -> int:
         return 130
     except BrokenPipeError:
         # `relcomm status PLAN | head`: the reader has what it wanted; no traceback, no second error at exit.
-        import os
-
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.__stdout__.fileno())
         return 141
 

@@ -13,10 +13,13 @@ import argparse
 import datetime as dt
 import json
 import sys
+import textwrap
 import time
 
 from . import add_allow_commands
-from .table import terminal_width
+from . import load_plan_or_explain, open_ledger_or_explain, state_dir
+from .table import cell_width, fit, terminal_width
+from .table import lines as padded
 from ..common.terminal_text import visible
 from ..common.times import short_time as common_short_time
 
@@ -79,7 +82,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def run_parse(files: list[str], *, as_json: bool) -> int:
-    from ..receipts.parse import MAX_RAW_BYTES, parse_message, report_to_json
+    from ..receipts.parse import MAX_RAW_BYTES, parse_message, report_to_json  # heavy: loaded only when needed (start-up time, see commands/__init__)
 
     results = []
     failed = 0
@@ -112,7 +115,7 @@ def run_parse(files: list[str], *, as_json: bool) -> int:
 
 
 def run_status(args: argparse.Namespace) -> int:
-    from . import load_plan_or_explain, open_ledger_or_explain, state_dir
+    # heavy: loaded only when needed (start-up time, see commands/__init__)
     from ..receipts.refresh import refresh
     from ..receipts.status import build_status
 
@@ -131,7 +134,7 @@ def run_status(args: argparse.Namespace) -> int:
                 print(f"{PROG}: {visible(problem.message)}{hint}", file=sys.stderr)
         status = build_status(plan, ledger)
         if args.json:
-            from ..receipts.itip import answer_counts
+            from ..receipts.itip import answer_counts  # heavy: loaded only when needed (start-up time, see commands/__init__)
 
             data = {"release": {"name": plan.release.name, "version": plan.release.version}, **status.as_dict(),
                     "invitation_answers": answer_counts(plan, status.rows)}
@@ -149,6 +152,7 @@ def run_status(args: argparse.Namespace) -> int:
 
 
 def watch(plan, ledger, status, *, as_json: bool, every: float) -> int:
+    # heavy: loaded only when needed (start-up time, see commands/__init__)
     from ..receipts.refresh import refresh
     from ..receipts.status import build_status
 
@@ -203,7 +207,7 @@ def short_time(stamp: str | None) -> str:
 
 def describe(row) -> str:
     """The recipient's fate in one phrase, as the table's last column (receipts.status.fate_of)."""
-    from ..receipts.status import fate_of
+    from ..receipts.status import fate_of  # heavy: loaded only when needed (start-up time, see commands/__init__)
 
     return fate_of(row, short_time).describe()
 
@@ -230,7 +234,7 @@ def render_text(plan, status, result=None) -> str:
         lines.append(title)
         for c in coverages:
             lines.append("  " + coverage_line(c, compact=width is not None))
-    from ..receipts.itip import answer_counts
+    from ..receipts.itip import answer_counts  # heavy: loaded only when needed (start-up time, see commands/__init__)
 
     answers = answer_counts(plan, status.rows)
     if answers:
@@ -253,11 +257,6 @@ def table_lines(table: list[tuple[str, ...]], width: int | None) -> list[str]:
     too narrow (80 columns), displayed, acknowledged, delivered and group are left out first (the
     outcome says what they would), then recipients are cut; an outcome that still does not fit (a
     bounce's reason) is shown whole below its row, wrapped, never cut."""
-    import textwrap
-
-    from .table import cell_width, fit
-    from .table import lines as padded
-
     if width is None:
         return padded(table, fit(table, limit=None))
     header, rows = table[0][1:], [row[1:] for row in table[1:]]

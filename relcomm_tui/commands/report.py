@@ -7,6 +7,9 @@ import argparse
 import sys
 from pathlib import Path
 
+from . import load_plan_or_explain, open_ledger_or_explain, state_dir
+from ..store.ledger import LEDGER_NAME
+
 PROG = "relcomm report"
 
 
@@ -19,9 +22,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..store.ledger import LEDGER_NAME
-    from . import load_plan_or_explain, open_ledger_or_explain, state_dir
-    from ..audit.report import collect, render
+    from ..audit.report import collect, render  # heavy: loaded only when needed (start-up time, see commands/__init__)
 
     fmt = args.format
     if fmt is None and args.output:

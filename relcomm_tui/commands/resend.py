@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 
 from ..common.terminal_text import visible
+from ..store.ledger import FINAL_STATES, STATE_LABELS
 
 
 def parse_pairs(values: list[str]) -> list[tuple[str, str]] | str:
@@ -27,7 +28,7 @@ def parse_pairs(values: list[str]) -> list[tuple[str, str]] | str:
 
 
 def resend_to_corrected(plan, ledger, args, password, login, host, *, confirm, fail, printer) -> int:
-    from ..receipts.corrections import CorrectionError, bounced_communiques, prepare_corrections
+    from ..receipts.corrections import CorrectionError, bounced_communiques, prepare_corrections  # heavy: loaded only when needed (start-up time, see commands/__init__)
 
     pairs = parse_pairs(args.resend_to)
     if isinstance(pairs, str):
@@ -62,9 +63,9 @@ def resend_to_corrected(plan, ledger, args, password, login, host, *, confirm, f
 
 
 async def _send(plan, ledger, batches, password, login, host, printer, fail) -> int:
+    # heavy: loaded only when needed (start-up time, see commands/__init__)
     from ..receipts.corrections import outcome, resend_corrected
     from ..delivery.engine import SendError, SendStopped
-    from ..store.ledger import FINAL_STATES, STATE_LABELS
 
     code = 0
     for batch in batches:

@@ -14,6 +14,8 @@ import argparse
 import json
 import sys
 
+from . import load_plan_or_explain, open_ledger_or_explain, print_json_error, state_dir
+from ..app.review import UnknownGroup, groups_to_review, sign_off
 from ..common.terminal_text import visible
 
 
@@ -26,9 +28,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..app.readiness import reviews, unreviewed
-    from ..app.review import UnknownGroup, groups_to_review, sign_off
-    from . import load_plan_or_explain, open_ledger_or_explain, print_json_error, state_dir
+    from ..app.readiness import reviews, unreviewed  # heavy: loaded only when needed (start-up time, see commands/__init__)
 
     plan = load_plan_or_explain(args.plan, "relcomm review", as_json=args.json)
     if plan is None:

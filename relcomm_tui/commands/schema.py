@@ -7,14 +7,14 @@ import json
 import sys
 from pathlib import Path
 
+from ..plan.schema import json_schema
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--output", "-o", metavar="FILE", help="write it to FILE instead of printing it")
 
 
 def schema_text() -> str:
-    from ..plan.schema import json_schema
-
     return json.dumps(json_schema(), indent=2, ensure_ascii=False) + "\n"
 
 

@@ -18,9 +18,12 @@ import asyncio
 import sys
 from typing import TextIO
 
-from . import add_allow_commands, fail, stop_on_signals
-from ..store.ledger import (ACCEPTED, AWAITING, DEFERRED, IN_DOUBT, MARKED_DELIVERED, QUEUED, REJECTED, SENDING,
-                            STATE_LABELS, who_am_i)
+from . import add_allow_commands, fail, load_plan_or_explain, open_ledger_or_explain, state_dir, stop_on_signals
+from .resend import resend_to_corrected
+from .send_script import send_scripted
+from ..app.credentials import NoPassword, refuse_headless, smtp_password, terminal_prompt
+from ..store.ledger import (ACCEPTED, AWAITING, DEFERRED, FINAL_STATES, IN_DOUBT, MARKED_DELIVERED, QUEUED, REJECTED,
+                            SENDING, STATE_LABELS, who_am_i)
 from ..common.terminal_text import visible
 
 OUTCOME_STATES = (ACCEPTED, REJECTED, IN_DOUBT, DEFERRED, MARKED_DELIVERED)
@@ -62,9 +65,9 @@ def _fail(message: str, hint: str = "", stream: TextIO | None = None) -> int:
 
 
 def run(args: argparse.Namespace) -> int:
+    # heavy: loaded only when needed (start-up time, see commands/__init__)
     from ..app.board import board
     from ..delivery.engine import SendError
-    from . import load_plan_or_explain, open_ledger_or_explain, state_dir
 
     plan = load_plan_or_explain(args.plan, "relcomm send", allow_commands=args.allow_commands)
     if plan is None:
@@ -110,8 +113,6 @@ def run(args: argparse.Namespace) -> int:
         if args.test is not None:
             return _test_send(plan, ledger, args, password, login)
         if args.resend_to:
-            from .resend import resend_to_corrected
-
             return resend_to_corrected(plan, ledger, args, password, login, host,
                                        confirm=lambda plan, question=None: _confirm(plan, where, question), fail=_fail,
                                        printer=_Printer(sys.stdout))
@@ -119,8 +120,6 @@ def run(args: argparse.Namespace) -> int:
             return 2
         if plan.steps and not args.only:
             # The plan's script: steps in order, waits, checkpoints, halts (issue 14).
-            from .send_script import send_scripted
-
             return asyncio.run(send_scripted(plan, ledger, args, password, login, host))
         if plan.steps:
             print("note: --only sends the communiques named now, outside the script's order", file=sys.stderr)
@@ -131,9 +130,9 @@ def run(args: argparse.Namespace) -> int:
 
 def _readiness(plan, ledger, where, args) -> int | None:
     """The one rule (app.readiness): None to go on; else the exit code after saying why not."""
+    # heavy: loaded only when needed (start-up time, see commands/__init__)
     from ..app.readiness import DONE, LOCKED, check
     from ..checks.rules import run_checks
-    from ..store.ledger import AWAITING, FINAL_STATES
 
     try:
         left = where.left(retry_failed=args.retry_failed, resend_in_doubt=args.resend_in_doubt)
@@ -164,7 +163,7 @@ def _readiness(plan, ledger, where, args) -> int | None:
 
 
 def _needs_email(plan, args) -> bool:
-    from ..delivery.engine import select_communiques
+    from ..delivery.engine import select_communiques  # heavy: loaded only when needed (start-up time, see commands/__init__)
 
     if args.test is not None:
         return bool(plan.smtp.username)
@@ -172,7 +171,7 @@ def _needs_email(plan, args) -> bool:
 
 
 def _validate(plan) -> int | None:
-    from ..checks.rules import run_checks
+    from ..checks.rules import run_checks  # heavy: loaded only when needed (start-up time, see commands/__init__)
 
     try:
         findings = run_checks(plan, gate=True, secrets=True)
@@ -192,8 +191,6 @@ def _validate(plan) -> int | None:
 
 def _password(plan) -> str | int | None:
     """The one credentials policy: the plan's reference, else a masked prompt on a terminal, else refuse."""
-    from ..app.credentials import NoPassword, refuse_headless, smtp_password, terminal_prompt
-
     try:
         return smtp_password(plan, terminal_prompt if _isatty(sys.stdin) else refuse_headless)
     except NoPassword as error:
@@ -220,7 +217,7 @@ def _confirm(plan, where, question: str | None = None) -> bool:
 
 
 def _dry_run(plan, ledger, only, login) -> int:
-    from ..delivery.engine import SendError, dry_run
+    from ..delivery.engine import SendError, dry_run  # heavy: loaded only when needed (start-up time, see commands/__init__)
 
     try:
         result = dry_run(plan, ledger, only=only or None, who=login)
@@ -236,7 +233,7 @@ def _dry_run(plan, ledger, only, login) -> int:
 
 
 def _test_send(plan, ledger, args, password, login) -> int:
-    from ..delivery.engine import SendError, send_test_message
+    from ..delivery.engine import SendError, send_test_message  # heavy: loaded only when needed (start-up time, see commands/__init__)
 
     only = args.only[0] if args.only else None
     try:
@@ -257,7 +254,7 @@ class _Printer:
         self._line = 0
 
     def __call__(self, event) -> None:
-        from ..delivery.engine import CommuniqueSkipped, DeliveryChanged, Progress, RunStopped
+        from ..delivery.engine import CommuniqueSkipped, DeliveryChanged, Progress, RunStopped  # heavy: loaded only when needed (start-up time, see commands/__init__)
 
         if isinstance(event, DeliveryChanged):
             if not self.tty and event.state in OUTCOME_STATES:
@@ -298,7 +295,7 @@ class _Printer:
 
 
 async def _send(plan, ledger, args, password, login, host) -> int:
-    from ..delivery.engine import SendEngine
+    from ..delivery.engine import SendEngine  # heavy: loaded only when needed (start-up time, see commands/__init__)
 
     printer = _Printer(sys.stdout)
     engine = SendEngine(plan, ledger, only=args.only or None, password=password,
@@ -314,7 +311,7 @@ async def _send(plan, ledger, args, password, login, host) -> int:
 async def run_engine(plan, engine, printer: "_Printer", prog: str = "relcomm send"):
     """Run `engine` with its progress line closed after: (summary, exit code), or (None, 2) after
     saying why it stopped (a stop also reports what had been sent by then)."""
-    from ..delivery.engine import SendError, SendStopped
+    from ..delivery.engine import SendError, SendStopped  # heavy: loaded only when needed (start-up time, see commands/__init__)
 
     try:
         summary = await engine.run()

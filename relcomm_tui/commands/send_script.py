@@ -20,6 +20,7 @@ from typing import TextIO
 
 from . import fail, stop_on_signals
 from ..common.terminal_text import visible
+from ..script.clock import Clock
 from ..store.ledger import ACCEPTED, DEFERRED, IN_DOUBT, MARKED_DELIVERED, REJECTED, STATE_LABELS
 
 OUTCOMES = (ACCEPTED, REJECTED, IN_DOUBT, DEFERRED, MARKED_DELIVERED, "awaiting")
@@ -79,7 +80,7 @@ class ScriptPrinter:
     # -- script states --
 
     def on_state(self, state) -> None:
-        from ..script.scheduler import countdown
+        from ..script.scheduler import countdown  # heavy: loaded only when needed (start-up time, see commands/__init__)
 
         self._state = state
         now = self.clock.now()
@@ -124,7 +125,7 @@ class ScriptPrinter:
     # -- engine events --
 
     def on_event(self, event) -> None:
-        from ..delivery.engine import CommuniqueSkipped, DeliveryChanged, Progress
+        from ..delivery.engine import CommuniqueSkipped, DeliveryChanged, Progress  # heavy: loaded only when needed (start-up time, see commands/__init__)
 
         if isinstance(event, DeliveryChanged):
             if event.state not in OUTCOMES:
@@ -149,8 +150,8 @@ class ScriptPrinter:
 
 
 async def send_scripted(plan, ledger, args, password, login, host) -> int:
+    # heavy: loaded only when needed (start-up time, see commands/__init__)
     from ..delivery.engine import SendError, SendStopped
-    from ..script.clock import Clock
     from ..script.runner import COMPLETE, HALTED, SENDING_OVER, ScriptRunner
 
     clock = Clock(getattr(args, "time_scale", 1.0) or 1.0)

@@ -20,7 +20,13 @@ import argparse
 import json
 import sys
 
-from ..store.ledger import LEDGER_NAME, STATE_LABELS, STATES
+from . import load_plan_or_explain, open_ledger_or_explain, state_dir
+from .checkpoint import step_lines
+from .receipts import short_time
+from .table import fit, lines, terminal_width
+from ..script.clock import utc_now
+from ..store.ledger import LEDGER_NAME, STATE_LABELS, STATES, LedgerError
+from ..store.lock import lock_holder
 from ..common.terminal_text import visible
 
 
@@ -32,11 +38,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    # heavy: loaded only when needed (start-up time, see commands/__init__)
     from ..app.board import board
     from ..delivery.engine import SendError
-    from ..store.ledger import LedgerError
-    from ..store.lock import lock_holder
-    from . import load_plan_or_explain, open_ledger_or_explain, state_dir
 
     plan = load_plan_or_explain(args.plan, "relcomm status", as_json=args.json)
     if plan is None:
@@ -49,7 +53,7 @@ def run(args: argparse.Namespace) -> int:
         ledger = open_ledger_or_explain(folder, "relcomm status", json_for=plan if args.json else None)
         if ledger is None:
             return 2
-    from ..invitations import store as invitation_store
+    from ..invitations import store as invitation_store  # heavy: loaded only when needed (start-up time, see commands/__init__)
 
     invitations: dict = {}
     try:
@@ -91,8 +95,6 @@ def run(args: argparse.Namespace) -> int:
     # Names, replies and paths come from the plan and from servers: every one through `visible`.
     release = visible(f"{plan.release.name} {version}")
     if script:
-        from .checkpoint import step_lines
-
         print(visible(f"{release}: {script[0].summary}"))
         for line in step_lines(*script):
             print(visible(line))
@@ -120,9 +122,6 @@ def table_lines(rows, *, limit: int | None | bool = True, headings: dict[str, st
     so the blocks line up too), fitted to the terminal's width when printing to one. A fate with
     more to say than its label (a bounce's reason, a delay) gets its own line below, never a
     ragged column."""
-    from .receipts import short_time
-    from .table import fit, lines, terminal_width
-
     width = terminal_width() if limit is True else (limit or None)
     cells, details = [], []
     for row in rows:
@@ -158,7 +157,7 @@ def _script(plan, ledger):
     """(where the plan's script stands, now), or None for a plan without steps (issue 14)."""
     if not plan.steps:
         return None
-    from ..script.clock import utc_now
+    # heavy: loaded only when needed (start-up time, see commands/__init__)
     from ..script.progress import expected_deliveries, gather_facts, load_events
     from ..script.scheduler import CommuniqueFacts, evaluate
 

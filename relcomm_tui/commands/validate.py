@@ -14,6 +14,7 @@ from ..plan import consent
 from ..common.terminal_text import visible, visible_lines
 from . import add_allow_commands
 from ..common.text import plural
+from ..plan import PlanError, load_plan
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -25,8 +26,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..checks.rules import run_checks
-    from ..plan import PlanError, load_plan
+    from ..checks.rules import run_checks  # heavy: loaded only when needed (start-up time, see commands/__init__)
 
     try:
         plan = load_plan(args.plan)

@@ -67,7 +67,8 @@ def render(plan: Plan, communique: Communique, group: StakeholderGroup | None, r
     """Render one communique for one recipient. Raises RenderError."""
     stamp = None
     if communique.spec.invitation is not None or communique.id in plan.invitations:
-        from . import invited  # only then: icalendar is slow to import (and may be on the UI thread)
+        # only then: icalendar is slow to import (and may be on the UI thread); and compose.invited imports compose
+        from . import invited
 
         stamp = invited.stamp_for(plan, communique)
     if stamp is not None and stamp.method == "CANCEL":
@@ -78,9 +79,7 @@ def render(plan: Plan, communique: Communique, group: StakeholderGroup | None, r
     subject, text = _render_parts(plan, source, context)
     channel = communique.channel
     if channel == "email":
-        if stamp is not None:
-            from . import invited
-
+        if stamp is not None:  # `invited` was imported above
             return invited.with_invitation(plan, communique, source, recipient, subject, text, message_id, stamp,
                                            context)
         return _email(plan, communique, recipient, subject, text, message_id)
@@ -182,7 +181,7 @@ def _invitation_value(communique: Communique) -> dict[str, Any]:
     """`invitation` in templates, for a communique that carries one: when, where, how to join."""
     if communique.spec.invitation is None:
         return {}
-    from .invited import invitation_namespace
+    from .invited import invitation_namespace  # only then, as in render(): icalendar is slow to import
 
     return {"invitation": invitation_namespace(communique)}
 

@@ -17,6 +17,7 @@ from typing import Any
 from ..plan.invitation import describe, duration_text, when_of
 from ..plan.locate import find_line
 from ..plan.model import Communique, Plan, Recipient
+from . import RenderError, _email, _plan_source, _run, template_context  # compose imports this module only lazily
 from .invitation import PREVIEW, Event, Stamp, attach, calendar_text, cancel_text, description_for, summary_lines, update_note
 from .templates import Namespace, Source, TemplateProblem, render_source
 
@@ -48,8 +49,6 @@ def invitation_namespace(communique: Communique) -> Namespace:
 def event_for(plan: Plan, communique: Communique, subject: str, context: dict[str, Any] | None) -> Event:
     """The event a communique invites to, its title rendered (for a recipient when `context` has one).
     Raises RenderError (kind "invitation": the invitation rules report it) when the plan's time is unusable."""
-    from . import RenderError
-
     table = communique.spec.invitation
     if table is None:
         raise RenderError(f"communique {communique.id} has no invitation", file=str(plan.path), kind="invitation")
@@ -64,8 +63,6 @@ def event_for(plan: Plan, communique: Communique, subject: str, context: dict[st
 
 def _render_title(plan: Plan, communique: Communique, context: dict[str, Any] | None) -> str:
     """`invitation.title` rendered (errors point at its line in plan.toml). Raises RenderError."""
-    from . import RenderError
-
     table = communique.spec.invitation
     assert table is not None and table.title is not None
     index = plan.communiques.index(communique) if communique in plan.communiques else -1
@@ -82,8 +79,6 @@ def plan_event(plan: Plan, communique: Communique) -> Event | None:
     """The event for the ledger's record, for nobody in particular: None when the plan's time is
     unusable. A title that names a recipient gives way to the subject, then to release and id (a
     cancel must not carry one person's name, nor a template)."""
-    from . import RenderError, _plan_source, _run, template_context
-
     table = communique.spec.invitation
     when, _ = when_of(table) if table is not None else (None, [])
     if table is None or when is None:
@@ -117,8 +112,6 @@ def with_invitation(plan: Plan, communique: Communique, source: Communique, reci
 
 def cancel(plan: Plan, communique: Communique, recipient: Recipient | None, stamp: Stamp, message_id: str | None):
     """METHOD:CANCEL for one person, from the event as the ledger recorded it."""
-    from . import RenderError
-
     if stamp.event is None:
         raise RenderError(f"no record of the invitation {communique.id} to cancel", file=str(plan.path),
                           kind="invitation")
@@ -128,8 +121,6 @@ def cancel(plan: Plan, communique: Communique, recipient: Recipient | None, stam
 
 def _finish(plan: Plan, communique: Communique, recipient: Recipient | None, subject: str, text: str,
             message_id: str | None, stamp: Stamp, event: Event):
-    from . import _email
-
     rendered = _email(plan, communique, recipient, subject, text, message_id)
     assert rendered.message is not None and recipient is not None and recipient.email
     sent = stamp

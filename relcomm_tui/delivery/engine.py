@@ -68,7 +68,7 @@ Render = Callable[[DeliveryJob], object]
 def _invitations_for_send(plan: Plan, ledger: Ledger, communiques: list):
     """invitations.send.for_send, imported in the worker thread: icalendar is slow to import and the
     app's event loop must not wait for it."""
-    from ..invitations.send import for_send
+    from ..invitations.send import for_send  # icalendar: slow to import, see above
 
     return for_send(plan, ledger, communiques)
 

@@ -39,7 +39,7 @@ def invitation_of(original: bytes):
 
 def build_rsvp(original: bytes, recipient: str, answer: str, *, now: dt.datetime | None = None) -> bytes | None:
     """The REPLY `recipient` sends to an invitation (answer: ACCEPTED, TENTATIVE or DECLINED), or None."""
-    import icalendar
+    import icalendar  # here: slow to import, as above
     event = invitation_of(original)
     if event is None or answer not in SUBJECTS:
         return None

@@ -16,6 +16,7 @@ import sqlite3
 from dataclasses import dataclass
 
 from ..compose.invitation import Event
+from ..plan.invitation import describe
 from ..store.ledger import Ledger
 from ..store.records import ID_BYTES, ID_PREFIX, DeliveryRecord
 from ..store.states import now
@@ -126,8 +127,6 @@ def sequence_of(delivery: DeliveryRecord, known: list[Version]) -> int | None:
 
 def summary(known: list[Version]) -> str:
     """One line for `relcomm status`: where the invitation stands."""
-    from ..plan.invitation import describe
-
     last = known[-1]
     if last.method == "CANCEL":
         return f"invitation cancelled (sequence {last.sequence}): {last.event.title}, {describe(last.event.when)}"

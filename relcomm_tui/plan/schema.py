@@ -11,6 +11,7 @@ import datetime as dt
 import re
 from pathlib import Path
 from typing import Literal, Union
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, StrictBool, StrictInt, StrictStr, field_validator
 
@@ -230,8 +231,6 @@ def time_of_day(text: str) -> dt.time:
         offset = dt.timedelta(hours=int(digits[:2]), minutes=int(digits[2:]))
         tz = dt.timezone(-offset if zone[0] == "-" else offset)
     else:
-        from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
-
         try:
             tz = ZoneInfo(zone)
         except (ZoneInfoNotFoundError, ValueError):

@@ -38,6 +38,7 @@ from email.header import decode_header, make_header
 from typing import TYPE_CHECKING, Callable, Iterable, Sequence
 
 from ..store.ledger import DeliveryRecord, is_legacy_envelope_id, is_relcomm_envelope_id, is_relcomm_message_id
+from . import itip
 from .parse import RecipientOutcome, Report
 
 if TYPE_CHECKING:
@@ -167,8 +168,6 @@ class Correlator:
 
     @classmethod
     def for_ledger(cls, ledger: "Ledger", release_version: str) -> "Correlator":
-        from . import itip
-
         return cls(ledger.deliveries(release_version), ledger.delivery_by_envelope_id, ledger.delivery_by_message_id,
                    ledger.deliveries_to, ledger.releases(), itip.lookup(ledger))
 
@@ -203,8 +202,6 @@ class Correlator:
         """One Match per recipient the report names (one with an empty outcome if it names none).
         `at`: the report's date (UTC ISO text), None when it has none."""
         if report.kind == "rsvp":  # credited by the event's UID and the attendee, never by address alone
-            from . import itip
-
             return itip.match(report, at, self._lookup_invitation)
         outcomes = report.recipients or [RecipientOutcome(address="")]
         by_ids = self._by_identifiers(report, at)

@@ -23,6 +23,8 @@ import re
 from dataclasses import dataclass, field
 from typing import Callable
 
+from ..store.records import is_relcomm_message_id
+
 MAX_CALENDAR_CHARS = 256 * 1024  # one invitation is a few kB; a bigger one is not a reply we sent for
 MAX_ANSWERS = 20  # a reply speaks for its sender (and a delegate or two): never a receipt row per line of a flood
 # PARTSTAT values (RFC 5545 3.2.12) a VEVENT reply can carry, as the receipts store them
@@ -96,7 +98,7 @@ NOT_INVITED = "from someone not invited"  # a forwarded invitation answered by s
 
 def lookup(ledger) -> "Callable[[str], tuple[list, list]]":
     """uid -> (the ledger's versions of that event, the deliveries of its communique), cached per refresh."""
-    from ..invitations import store
+    from ..invitations import store  # here, not at the top: it loads icalendar and compose (slow to import)
 
     cache: dict[str, tuple[list, list]] = {}
 
@@ -116,7 +118,7 @@ def lookup(ledger) -> "Callable[[str], tuple[list, list]]":
 
 def match(report, at: str | None, find) -> list:
     """One correlate.Match per answer of a calendar reply (see the module's docstring)."""
-    from ..store.records import is_relcomm_message_id
+    # here, not at the top: parse and correlate import this module (reply_of, lookup and match)
     from .correlate import ANOTHER_SEND, BEFORE_SENT, BY_CALENDAR_UID, CLOCK_ALLOWANCE, NOT_OURS, Match, dated_before
     from .parse import RecipientOutcome
 

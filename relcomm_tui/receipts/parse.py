@@ -34,6 +34,7 @@ from typing import Iterable
 
 from ..transport import xtext
 from . import bounce_heuristics as bh
+from .itip import reply_of
 
 __all__ = [
     "MESSAGE_ERRORS",
@@ -845,8 +846,6 @@ def _parse(raw: bytes) -> Report:
 
     # 3b. A calendar client's answer to an invitation (iTIP REPLY)
     if parts.calendars:
-        from .itip import reply_of
-
         reply = reply_of(parts.calendars)
         if reply is not None:
             report.kind = "rsvp"

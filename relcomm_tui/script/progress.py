@@ -47,6 +47,7 @@ class FactsCache:
 
 
 def _fate_counts(plan: Plan, ledger: Ledger) -> tuple[dict[str, int], dict[str, int]]:
+    # here, not at the top: only plans that wait on receipts need the receipt parsers (`relcomm checkpoint`)
     from ..receipts.status import BOUNCED, CONFIRMED, build_status
 
     confirmed: dict[str, int] = {}

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from typing import Callable
 
 from ..delivery.engine import RunSummary, SendEngine, SendError
+from ..receipts.refresh import refresh
 from ..store.ledger import Ledger
 from ..plan.model import Plan
 from .clock import Clock
@@ -199,7 +200,5 @@ class ScriptRunner:
         if self._last_refresh is not None and (now - self._last_refresh).total_seconds() < self.plan.receipts.refresh:
             return False
         self._last_refresh = now
-        from ..receipts.refresh import refresh
-
         result = await asyncio.to_thread(refresh, self.plan, self.ledger)
         return bool(result.read)

@@ -13,6 +13,7 @@ from textual.app import App, SystemCommand
 from textual.binding import Binding
 from textual.screen import Screen
 
+from ..app.board import board
 from ..common.config import load_config, remember_theme
 from ..store.ledger import Ledger, LedgerError, LedgerRefused, who_am_i
 from ..plan import Plan, PlanError, load_plan
@@ -149,8 +150,7 @@ class RelcommApp(App[int]):
         # The checklist calls this when the plan may be sent, or when something was sent before:
         # then the send screen opens on where things stand (continuing asks for the version
         # there, under the same rule); a first send asks for it now.
-        from ..app.board import board
-        from .screens.send import SendScreen, confirm_send_dialog
+        from .screens.send import SendScreen, confirm_send_dialog  # loaded when first opened (app start-up time)
 
         where = board(self.plan, self.ledger)
         if where.started:
@@ -163,21 +163,20 @@ class RelcommApp(App[int]):
 
     def readiness(self, **flags):
         """The send rule as the checklist (home, always at the bottom of the stack) knows it now."""
-        from .screens.checklist import ChecklistScreen
-
         for screen in self.screen_stack:
             if isinstance(screen, ChecklistScreen):
                 return screen.readiness(**flags)
         return None
 
     def action_open_receipts(self) -> None:
-        from .screens.receipts import ReceiptsScreen
+        from .screens.receipts import ReceiptsScreen  # loaded when first opened (app start-up time)
 
         if not isinstance(self.screen, ReceiptsScreen):
             self.push_screen(ReceiptsScreen())
 
     async def action_quit(self) -> None:
-        # A running send asks first and stops cleanly before the app exits.
+        # A running send asks first and stops cleanly before the app exits. (Not imported at the top:
+        # the send screen is loaded when first opened, and if it never was, none is running.)
         from .screens.send import SendScreen
 
         for screen in self.screen_stack:

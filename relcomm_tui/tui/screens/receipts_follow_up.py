@@ -13,7 +13,9 @@ from textual.widgets import DataTable
 
 from ...app import credentials
 from ...compose.shown import subject_for
+from ...delivery.engine import SendError
 from ...plan import addresses
+from ...receipts.corrections import CorrectionError, prepare_corrections, resend_corrected
 from ...receipts.followup import FollowUpError, follow_up, prepare_follow_up, reminder_of
 from ...receipts.status import (
     BOUNCED,
@@ -108,9 +110,6 @@ class FollowUp:
 
     async def resend_corrected_flow(self, communique_id: str, rows: list[RecipientReceipt]) -> bool:
         """Ask each bounced row's corrected address, confirm, send the same communique there once."""
-        from ...delivery.engine import SendError
-        from ...receipts.corrections import CorrectionError, prepare_corrections, resend_corrected
-
         corrections: dict[str, str] = {}
         for row in rows:
             group = self.plan.group(row.group_id)
@@ -172,8 +171,6 @@ class FollowUp:
         options = await self._send_options()
         if options is None:
             return False
-        from ...delivery.engine import SendError
-
         try:
             summary = await follow_up(self.plan, self.app.ledger, communique_id, keys,
                                       who=getattr(self.app, "reviewer", None), **options)
