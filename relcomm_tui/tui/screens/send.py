@@ -17,8 +17,6 @@ from textual.content import Content
 from textual.widgets import Footer, Static
 
 from ...app.board import DONE_STATES, Board, board, deliveries, follow_up_note
-from ...common.text import plural
-from ...compose.shown import text_for
 from ...plan.model import Plan
 from ...store.ledger import DEFERRED, FINAL_STATES, IN_DOUBT, QUEUED, REJECTED, SENDING, STATE_LABELS
 from ..dialogs.ask import AskDialog
@@ -26,7 +24,8 @@ from ..dialogs.confirm_send import ConfirmSendDialog
 from ..dialogs.manual_done import ManualDoneDialog
 from ..text import plain, visible
 from ..widgets.line import Line
-from ..widgets.delivery_table import STATE_COLOURS, DeliveryTable, Row, one_line
+from ..widgets.delivery_table import DeliveryTable, Row, one_line
+from ..widgets.detail_pane import DetailPane
 from ..widgets.filter_bar import FilterBar
 from ..widgets.send_progress import clock, compose_bars, counts_line, status_text, update_bars
 from .send_engine import FLUSH_SECONDS, SendEngineScreen
@@ -35,8 +34,6 @@ from .send_script import SCRIPT_ACTIONS, SCRIPT_BINDINGS, ScriptControls
 FAILED_STATES = frozenset({DEFERRED, REJECTED})
 KEY_ACTIONS = ("pause", "resume", "continue", "cancel", "retry_failed", "resend_in_doubt", "mark_delivered",
                "tick_manual", "test_send") + SCRIPT_ACTIONS
-IN_DOUBT_EXPLAINED = ("in doubt: the connection ended after the whole message was sent, before the server "
-                      "answered, so it may have arrived")
 __all__ = ["SendScreen", "confirm_send_dialog", "one_line"]
 
 
@@ -109,7 +106,7 @@ class SendScreen(ScriptControls, SendEngineScreen):
         yield Line(id="counts")
         yield FilterBar(id="deliveries-find", target="#deliveries")
         yield self._table
-        yield Static(id="detail")
+        yield DetailPane(id="detail")
         yield Line(id="send-status")
         yield Footer(compact=True, show_command_palette=False)  # ctrl+p is in the help: keys fit 80 columns
 
@@ -227,26 +224,13 @@ class SendScreen(ScriptControls, SendEngineScreen):
             self.action_tick_manual()
 
     def update_detail(self) -> None:
-        detail = self.query_one("#detail", Static)
         ident, row = self.highlighted_id(), self.highlighted_row()
-        if ident is None or row is None:
-            detail.update("")
-            return
-        record = self.ledger.delivery(ident) if self.ledger else None
-        label = STATE_LABELS.get(row.state, row.state)
-        lines = [Content.assemble((visible(row.recipient), "bold"), visible(f"  {row.communique_id} ({row.channel})  "),
-                                  (label, f"bold ${STATE_COLOURS.get(row.state, 'foreground')}"),
-                                  f"  {plural(row.attempts, 'attempt')}")]
-        if row.state == IN_DOUBT:
-            lines.append(Content.styled(IN_DOUBT_EXPLAINED + ". d resends (same Message-ID), m marks it delivered.",
-                                        "$warning"))
-        if row.channel == "manual" and row.state not in FINAL_STATES:
-            lines.append(Content(f"Manual step: {one_line(self.instructions(row))}  (enter ticks it done)"))
-        if row.reply:
-            lines.append(Content.assemble(("Reply: ", "bold"), one_line(row.reply)))
-        if record is not None and record.message_id and row.channel == "email":
-            lines.append(Content.assemble(("Message-ID: ", "bold"), visible(record.message_id)))
-        detail.update(Content("\n").join(lines))
+        record = self.ledger.delivery(ident) if self.ledger and ident is not None and row is not None else None
+        self.detail.show(self.plan, row, record.message_id if record is not None else None)
+
+    @property
+    def detail(self) -> DetailPane:
+        return self.query_one("#detail", DetailPane)
 
     # -- keys -----------------------------------------------------------------------------
 
@@ -285,17 +269,6 @@ class SendScreen(ScriptControls, SendEngineScreen):
         manual = [c.id for c in self.communiques if c.channel == "manual"]
         per = self.table.per_communique
         return sum(n for ident in manual for state, n in per.get(ident, {}).items() if state not in FINAL_STATES)
-
-    def instructions(self, row: Row) -> str:
-        """A manual step's instructions as rendered for its person (never the template source)."""
-        communique = self.plan.communique(row.communique_id)
-        if communique is None:
-            return ""
-        cache = self.__dict__.setdefault("_instructions", {})
-        key = (self.plan.digest, row.communique_id, row.recipient_key)
-        if key not in cache:
-            cache[key] = text_for(self.plan, communique, row.recipient_key)
-        return cache[key]
 
     def disabled_reason(self, action: str) -> str:
         """Why a key is greyed out (the command palette shows this)."""
@@ -359,7 +332,7 @@ class SendScreen(ScriptControls, SendEngineScreen):
         ident, row = self.highlighted_id(), self.highlighted_row()
         if ident is None or row is None or row.channel != "manual" or row.state in FINAL_STATES:
             return
-        instructions = self.instructions(row)
+        instructions = self.detail.instructions(self.plan, row)
         self.app.push_screen(ManualDoneDialog(f"{row.communique_id}: {row.recipient}", instructions,
                                               title="Manual step done"),
                              lambda note: self.record(ident, f"{row.recipient}: done", note)
