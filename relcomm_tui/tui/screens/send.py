@@ -29,11 +29,10 @@ from ..widgets.detail_pane import DetailPane
 from ..widgets.filter_bar import FilterBar
 from ..widgets.send_progress import clock, compose_bars, counts_line, status_text, update_bars
 from .send_engine import FLUSH_SECONDS, SendEngineScreen
-from .send_script import SCRIPT_ACTIONS, SCRIPT_BINDINGS, ScriptControls
+from .send_keys import GREYED_BECAUSE, KEY_ACTIONS, KeyState, offered
+from .send_script import SCRIPT_BINDINGS, ScriptControls
 
 FAILED_STATES = frozenset({DEFERRED, REJECTED})
-KEY_ACTIONS = ("pause", "resume", "continue", "cancel", "retry_failed", "resend_in_doubt", "mark_delivered",
-               "tick_manual", "test_send") + SCRIPT_ACTIONS
 __all__ = ["SendScreen", "confirm_send_dialog", "one_line"]
 
 
@@ -151,7 +150,8 @@ class SendScreen(ScriptControls, SendEngineScreen):
     def refresh_keys(self) -> None:
         """Refresh the footer only when a key's availability changed: the footer rebuilds itself
         on every refresh, which at ten flushes a second would eat the send's time."""
-        signature = tuple(self.check_action(action, ()) for action in KEY_ACTIONS)
+        now = self.key_state()
+        signature = tuple(offered(action, now) for action in KEY_ACTIONS)
         if signature != getattr(self, "_keys_signature", None):
             self._keys_signature = signature
             self.refresh_bindings()
@@ -235,51 +235,25 @@ class SendScreen(ScriptControls, SendEngineScreen):
     # -- keys -----------------------------------------------------------------------------
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
-        # False hides a key that cannot apply now (the footer keeps to what matters and fits 80
-        # columns); None greys one that applies to other rows than the highlighted one.
-        if action in SCRIPT_ACTIONS:
-            return self.check_script_action(action)
-        if self._table is None:  # not composed yet: no row to act on
-            return False
-        counts, row, idle = self.counts, self.highlighted_row(), not self.running
-        if action in ("pause", "resume"):
-            return self.running and self.paused == (action == "resume") and not self._cancelling
-        if action == "continue":
-            return idle and self.ledger is not None and counts[QUEUED] + counts[DEFERRED] > 0
-        if action == "cancel":
-            return self.running and not self._cancelling
-        if action == "retry_failed":
-            return idle and counts[DEFERRED] + counts[REJECTED] > 0
-        if action == "resend_in_doubt":
-            return idle and counts[IN_DOUBT] > 0
-        if action == "mark_delivered":
-            return (True if row is not None and row.state == IN_DOUBT else None) if counts[IN_DOUBT] else False
-        if action == "tick_manual":
-            if not self.open_manual_steps() or isinstance(self.focused, FilterBar):  # enter while filtering
-                return False
-            return True if row is not None and row.channel == "manual" and row.state not in FINAL_STATES else None
-        if action == "test_send":
-            emails = any(c.channel == "email" for c in self.plan.communiques)
-            return True if idle and self.ledger is not None and emails else None
-        if action == "receipts":
-            return idle
-        return True
+        return offered(action, self.key_state())  # send_keys.py: which keys apply, and why not
 
-    def open_manual_steps(self) -> int:
+    def key_state(self) -> KeyState:
+        """What the keys depend on, read off the screen now."""
+        table, ledger_open = self._table, self.ledger is not None
+        if table is None:  # not composed yet: no row to act on
+            return KeyState(composed=False, ledger_open=ledger_open, scripted=self.scripted, script=self.script)
         manual = [c.id for c in self.communiques if c.channel == "manual"]
-        per = self.table.per_communique
-        return sum(n for ident in manual for state, n in per.get(ident, {}).items() if state not in FINAL_STATES)
+        per = table.per_communique
+        open_steps = sum(n for ident in manual for state, n in per.get(ident, {}).items() if state not in FINAL_STATES)
+        return KeyState(running=self.running, paused=self.paused, cancelling=self._cancelling, ledger_open=ledger_open,
+                        counts=table.counts, highlighted=table.highlighted(), open_manual_steps=open_steps,
+                        filtering=isinstance(self.focused, FilterBar),  # enter while filtering is the filter's
+                        emails=any(c.channel == "email" for c in self.plan.communiques),
+                        scripted=self.scripted, script=self.script)
 
     def disabled_reason(self, action: str) -> str:
         """Why a key is greyed out (the command palette shows this)."""
-        return {
-            "continue": "nothing left to send", "cancel": "no send is running",
-            "retry_failed": "nothing deferred or rejected, or a send is running",
-            "resend_in_doubt": "nothing in doubt, or a send is running",
-            "mark_delivered": "the highlighted delivery is not in doubt",
-            "tick_manual": "the highlighted delivery is not an open manual step",
-            "test_send": "a send is running",
-        }.get(action, "")
+        return GREYED_BECAUSE.get(action, "")
 
     def action_pause(self) -> None:
         if self.engine is not None and self.running:

@@ -27,7 +27,6 @@ SCRIPT_BINDINGS = [
             tooltip="Release the checkpoint the script is at, or go on after a halt (asks first)"),
     Binding("w", "skip_wait", "Skip wait", id="skip-wait", tooltip="Start the waiting step now (asks first)"),
 ]
-SCRIPT_ACTIONS = ("release_checkpoint", "skip_wait")
 
 
 class ScriptControls:
@@ -192,20 +191,7 @@ class ScriptControls:
             return f"Waiting: {timed.id} in {left}. w starts it now · x stops"
         return None
 
-    # -- keys --
-
-    def check_script_action(self, action: str) -> bool | None:
-        if not self.scripted or self.ledger is None:  # type: ignore[attr-defined]
-            return False
-        state = self.script
-        if state is not None and state.complete:  # nothing left to release or skip: room for c Receipts
-            return False
-        if action == "release_checkpoint":
-            return True if state is not None and (state.halted is not None or any(
-                v.checkpoint_open and v.status != DONE for v in state.steps)) else None
-        if action == "skip_wait":
-            return True if state is not None and any(v.wait_open for v in state.steps) else None
-        return None
+    # -- keys (which apply: send_keys.script_key) --
 
     def _done_so_far(self) -> str:
         state = self.script
@@ -282,4 +268,4 @@ class ScriptControls:
         self.refresh_script()
 
 
-__all__ = ["ScriptControls", "SCRIPT_BINDINGS", "SCRIPT_ACTIONS", "HALTED", "SENDING_OVER", "STEP_HALTED"]
+__all__ = ["ScriptControls", "SCRIPT_BINDINGS", "HALTED", "SENDING_OVER", "STEP_HALTED"]
