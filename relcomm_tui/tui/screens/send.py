@@ -18,7 +18,7 @@ from textual.widgets import Footer, Static
 
 from ...app.board import DONE_STATES, Board, board, deliveries, follow_up_note
 from ...plan.model import Plan
-from ...store.ledger import DEFERRED, FINAL_STATES, IN_DOUBT, QUEUED, REJECTED, SENDING, STATE_LABELS
+from ...store.ledger import DEFERRED, FINAL_STATES, IN_DOUBT, QUEUED, REJECTED, STATE_LABELS
 from ..dialogs.ask import AskDialog
 from ..dialogs.confirm_send import ConfirmSendDialog
 from ..dialogs.manual_done import ManualDoneDialog
@@ -133,15 +133,7 @@ class SendScreen(ScriptControls, SendEngineScreen):
         """Apply every delivery's latest state at once."""
         pending, self._pending = self._pending, {}
         if pending:
-            table = self.table
-            for ident, event in pending.items():
-                row = self.rows.get(ident)
-                if row is None:
-                    communique = self.plan.communique(event.communique_id)
-                    table.add(ident, Row(event.communique_id, communique.channel if communique else "",
-                                         event.recipient, event.state, event.detail, 1 if event.state == SENDING else 0))
-                    continue
-                table.set(ident, event.state, event.detail or row.reply)
+            self.table.apply(pending, self.plan)
             if self.highlighted_id() in pending:
                 self.update_detail()
             self.refresh_keys()
