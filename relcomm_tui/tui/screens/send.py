@@ -5,7 +5,8 @@ so reopening after a quit or a crash shows exactly where things stand, in-doubt 
 The engine runs in an async worker (group "send"); its events land in a dict of latest state per
 delivery and are applied together on a 100 ms timer, so a burst of events costs one repaint.
 Driving the engine (the rules a run starts under, its events, leaving while it runs) is the base
-class's, in send_engine.py; this module is what the screen shows and its keys.
+class's, in send_engine.py; the script's part is send_script.py; which keys apply now is decided in
+send_keys.py (no Textual). This module is what the screen shows and what its keys do.
 """
 
 from __future__ import annotations
