@@ -10,49 +10,30 @@ ticking manual steps send nothing.
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
-from textual.containers import Vertical
 from textual.content import Content
 from textual.message import Message
 from textual.reactive import reactive
 from textual.screen import Screen
 from textual.widgets import DataTable, Footer, OptionList, Static
-from textual.widgets.option_list import Option
 from textual.worker import Worker, WorkerState
 
 from ...app.board import Board
 from ...app.readiness import GATE_NOT_ALLOWED, READY, GateStatus, Readiness, Reviews, assess, reviews  # noqa: F401
 from ...checks.findings import Finding
 from ...checks.rules import run_checks
-from ...common.text import plural
 from ...plan import Plan, PlanError, consent
-from ...plan.model import Location
 from ..text import plain, plain_lines, visible
-from ..widgets.tables import Fit, ListOptions, ListTable, add_fit_columns, apply_widths
+from ..widgets.findings_box import FindingsBox, place
+from ..widgets.tables import Fit, ListTable, add_fit_columns, apply_widths
 from .checklist_lock import SendLock
 from .checklist_review import Review
 from .preview import POLL_SECONDS, file_state, watched_files
 
 COLUMNS = [Fit("reviewed", "✓", 1), Fit("group", "Group", 20, weight=1), Fit("required", "Req", 3),
            Fit("members", "Members", 7), Fit("communiques", "Communiques", 11), Fit("channels", "Channels", 16, flex=True)]
-
-
-def place(location: Location, root: Path) -> str:
-    """A location relative to the plan folder: short, and the same on every machine."""
-    try:
-        file = location.file.resolve().relative_to(root.resolve())
-    except (ValueError, OSError):
-        file = Path(location.file.name)
-    text = str(file)
-    if location.line is not None:
-        text += f":{location.line}"
-    if location.keypath:
-        text += f" {location.keypath}"
-    return text
 
 
 class ChecklistScreen(SendLock, Review, Screen):
@@ -111,8 +92,7 @@ class ChecklistScreen(SendLock, Review, Screen):
         table.border_title = "Stakeholder groups"
         yield table
         yield Static(id="group-detail")
-        with Vertical(id="findings-box"):
-            yield ListOptions(id="findings")
+        yield FindingsBox(id="findings-box")
         yield Static(id="below-findings")
         yield Static(id="send-status")
         yield Footer(show_command_palette=False)  # ctrl+p is in the help: the screen's keys fit 80 columns
@@ -274,38 +254,8 @@ class ChecklistScreen(SendLock, Review, Screen):
         self.update_lock()
 
     def show_findings(self) -> None:
-        options = self.query_one("#findings", OptionList)
-        box = self.query_one("#findings-box")
-        highlighted = options.highlighted
-        options.clear_options()
-        if self.checks_error:
-            box.border_title = "Findings: the checks could not run"
-            options.add_option(Option(Content.assemble(("✗ ", "bold $error"), self.checks_error,
-                                                        "\n  press r to try again"),
-                                      id="checks-error", disabled=True))
-            return
-        if self.findings is None:
-            box.border_title = "Findings: checking…"
-            return
-        errors = sum(f.severity == "error" for f in self.findings)
-        warnings = len(self.findings) - errors
-        box.border_title = f"Findings: {plural(errors, 'error')}, {plural(warnings, 'warning')}"
-        if not self.findings:
-            options.add_option(Option("No problems found.", id="clean", disabled=True))
-            return
-        for index, finding in enumerate(self.findings):
-            options.add_option(Option(self.finding_text(finding), id=f"finding-{index}"))
-        options.highlighted = min(highlighted or 0, options.option_count - 1)
-        self.call_after_refresh(self.fit_findings)
-
-    def finding_text(self, finding: Finding) -> Content:
-        error = finding.severity == "error"
-        mark = ("✗ error  ", "bold $error") if error else ("! warning", "bold $warning")
-        parts: list = [mark, " ", (visible(finding.id), "bold"), " ", visible(finding.message),
-                       (f"\n  {visible(place(finding.location, self.plan.root))}", "$text-muted")]
-        if finding.hint:
-            parts.append((f"\n  hint: {visible(finding.hint)}", "italic"))
-        return Content.assemble(*parts)
+        if self.query_one("#findings-box", FindingsBox).show(self.findings, self.checks_error, self.plan.root):
+            self.call_after_refresh(self.fit_findings)
 
     @on(OptionList.OptionSelected, "#findings")
     def jump_to_finding(self, event: OptionList.OptionSelected) -> None:

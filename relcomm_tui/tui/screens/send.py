@@ -5,7 +5,8 @@ so reopening after a quit or a crash shows exactly where things stand, in-doubt 
 The engine runs in an async worker (group "send"); its events land in a dict of latest state per
 delivery and are applied together on a 100 ms timer, so a burst of events costs one repaint.
 Driving the engine (the rules a run starts under, its events, leaving while it runs) is the base
-class's, in send_engine.py; this module is what the screen shows and its keys.
+class's, in send_engine.py; the script's part is send_script.py; which keys apply now is decided in
+send_keys.py (no Textual). This module is what the screen shows and what its keys do.
 """
 
 from __future__ import annotations
@@ -17,26 +18,22 @@ from textual.content import Content
 from textual.widgets import Footer, Static
 
 from ...app.board import DONE_STATES, Board, board, deliveries, follow_up_note
-from ...common.text import plural
-from ...compose.shown import text_for
 from ...plan.model import Plan
-from ...store.ledger import DEFERRED, FINAL_STATES, IN_DOUBT, QUEUED, REJECTED, SENDING, STATE_LABELS
+from ...store.ledger import DEFERRED, FINAL_STATES, IN_DOUBT, QUEUED, REJECTED, STATE_LABELS
 from ..dialogs.ask import AskDialog
 from ..dialogs.confirm_send import ConfirmSendDialog
 from ..dialogs.manual_done import ManualDoneDialog
 from ..text import plain, visible
 from ..widgets.line import Line
-from ..widgets.delivery_table import STATE_COLOURS, DeliveryTable, Row, one_line
+from ..widgets.delivery_table import DeliveryTable, Row, one_line
+from ..widgets.detail_pane import DetailPane
 from ..widgets.filter_bar import FilterBar
 from ..widgets.send_progress import clock, compose_bars, counts_line, status_text, update_bars
 from .send_engine import FLUSH_SECONDS, SendEngineScreen
-from .send_script import SCRIPT_ACTIONS, SCRIPT_BINDINGS, ScriptControls
+from .send_keys import GREYED_BECAUSE, KEY_ACTIONS, KeyState, offered
+from .send_script import SCRIPT_BINDINGS, ScriptControls
 
 FAILED_STATES = frozenset({DEFERRED, REJECTED})
-KEY_ACTIONS = ("pause", "resume", "continue", "cancel", "retry_failed", "resend_in_doubt", "mark_delivered",
-               "tick_manual", "test_send") + SCRIPT_ACTIONS
-IN_DOUBT_EXPLAINED = ("in doubt: the connection ended after the whole message was sent, before the server "
-                      "answered, so it may have arrived")
 __all__ = ["SendScreen", "confirm_send_dialog", "one_line"]
 
 
@@ -109,7 +106,7 @@ class SendScreen(ScriptControls, SendEngineScreen):
         yield Line(id="counts")
         yield FilterBar(id="deliveries-find", target="#deliveries")
         yield self._table
-        yield Static(id="detail")
+        yield DetailPane(id="detail")
         yield Line(id="send-status")
         yield Footer(compact=True, show_command_palette=False)  # ctrl+p is in the help: keys fit 80 columns
 
@@ -137,15 +134,7 @@ class SendScreen(ScriptControls, SendEngineScreen):
         """Apply every delivery's latest state at once."""
         pending, self._pending = self._pending, {}
         if pending:
-            table = self.table
-            for ident, event in pending.items():
-                row = self.rows.get(ident)
-                if row is None:
-                    communique = self.plan.communique(event.communique_id)
-                    table.add(ident, Row(event.communique_id, communique.channel if communique else "",
-                                         event.recipient, event.state, event.detail, 1 if event.state == SENDING else 0))
-                    continue
-                table.set(ident, event.state, event.detail or row.reply)
+            self.table.apply(pending, self.plan)
             if self.highlighted_id() in pending:
                 self.update_detail()
             self.refresh_keys()
@@ -154,7 +143,8 @@ class SendScreen(ScriptControls, SendEngineScreen):
     def refresh_keys(self) -> None:
         """Refresh the footer only when a key's availability changed: the footer rebuilds itself
         on every refresh, which at ten flushes a second would eat the send's time."""
-        signature = tuple(self.check_action(action, ()) for action in KEY_ACTIONS)
+        now = self.key_state()
+        signature = tuple(offered(action, now) for action in KEY_ACTIONS)
         if signature != getattr(self, "_keys_signature", None):
             self._keys_signature = signature
             self.refresh_bindings()
@@ -227,86 +217,36 @@ class SendScreen(ScriptControls, SendEngineScreen):
             self.action_tick_manual()
 
     def update_detail(self) -> None:
-        detail = self.query_one("#detail", Static)
         ident, row = self.highlighted_id(), self.highlighted_row()
-        if ident is None or row is None:
-            detail.update("")
-            return
-        record = self.ledger.delivery(ident) if self.ledger else None
-        label = STATE_LABELS.get(row.state, row.state)
-        lines = [Content.assemble((visible(row.recipient), "bold"), visible(f"  {row.communique_id} ({row.channel})  "),
-                                  (label, f"bold ${STATE_COLOURS.get(row.state, 'foreground')}"),
-                                  f"  {plural(row.attempts, 'attempt')}")]
-        if row.state == IN_DOUBT:
-            lines.append(Content.styled(IN_DOUBT_EXPLAINED + ". d resends (same Message-ID), m marks it delivered.",
-                                        "$warning"))
-        if row.channel == "manual" and row.state not in FINAL_STATES:
-            lines.append(Content(f"Manual step: {one_line(self.instructions(row))}  (enter ticks it done)"))
-        if row.reply:
-            lines.append(Content.assemble(("Reply: ", "bold"), one_line(row.reply)))
-        if record is not None and record.message_id and row.channel == "email":
-            lines.append(Content.assemble(("Message-ID: ", "bold"), visible(record.message_id)))
-        detail.update(Content("\n").join(lines))
+        record = self.ledger.delivery(ident) if self.ledger and ident is not None and row is not None else None
+        self.detail.show(self.plan, row, record.message_id if record is not None else None)
+
+    @property
+    def detail(self) -> DetailPane:
+        return self.query_one("#detail", DetailPane)
 
     # -- keys -----------------------------------------------------------------------------
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
-        # False hides a key that cannot apply now (the footer keeps to what matters and fits 80
-        # columns); None greys one that applies to other rows than the highlighted one.
-        if action in SCRIPT_ACTIONS:
-            return self.check_script_action(action)
-        if self._table is None:  # not composed yet: no row to act on
-            return False
-        counts, row, idle = self.counts, self.highlighted_row(), not self.running
-        if action in ("pause", "resume"):
-            return self.running and self.paused == (action == "resume") and not self._cancelling
-        if action == "continue":
-            return idle and self.ledger is not None and counts[QUEUED] + counts[DEFERRED] > 0
-        if action == "cancel":
-            return self.running and not self._cancelling
-        if action == "retry_failed":
-            return idle and counts[DEFERRED] + counts[REJECTED] > 0
-        if action == "resend_in_doubt":
-            return idle and counts[IN_DOUBT] > 0
-        if action == "mark_delivered":
-            return (True if row is not None and row.state == IN_DOUBT else None) if counts[IN_DOUBT] else False
-        if action == "tick_manual":
-            if not self.open_manual_steps() or isinstance(self.focused, FilterBar):  # enter while filtering
-                return False
-            return True if row is not None and row.channel == "manual" and row.state not in FINAL_STATES else None
-        if action == "test_send":
-            emails = any(c.channel == "email" for c in self.plan.communiques)
-            return True if idle and self.ledger is not None and emails else None
-        if action == "receipts":
-            return idle
-        return True
+        return offered(action, self.key_state())  # send_keys.py: which keys apply, and why not
 
-    def open_manual_steps(self) -> int:
+    def key_state(self) -> KeyState:
+        """What the keys depend on, read off the screen now."""
+        table, ledger_open = self._table, self.ledger is not None
+        if table is None:  # not composed yet: no row to act on
+            return KeyState(composed=False, ledger_open=ledger_open, scripted=self.scripted, script=self.script)
         manual = [c.id for c in self.communiques if c.channel == "manual"]
-        per = self.table.per_communique
-        return sum(n for ident in manual for state, n in per.get(ident, {}).items() if state not in FINAL_STATES)
-
-    def instructions(self, row: Row) -> str:
-        """A manual step's instructions as rendered for its person (never the template source)."""
-        communique = self.plan.communique(row.communique_id)
-        if communique is None:
-            return ""
-        cache = self.__dict__.setdefault("_instructions", {})
-        key = (self.plan.digest, row.communique_id, row.recipient_key)
-        if key not in cache:
-            cache[key] = text_for(self.plan, communique, row.recipient_key)
-        return cache[key]
+        per = table.per_communique
+        open_steps = sum(n for ident in manual for state, n in per.get(ident, {}).items() if state not in FINAL_STATES)
+        return KeyState(running=self.running, paused=self.paused, cancelling=self._cancelling, ledger_open=ledger_open,
+                        counts=table.counts, highlighted=table.highlighted(), open_manual_steps=open_steps,
+                        filtering=isinstance(self.focused, FilterBar),  # enter while filtering is the filter's
+                        emails=any(c.channel == "email" for c in self.plan.communiques),
+                        scripted=self.scripted, script=self.script)
 
     def disabled_reason(self, action: str) -> str:
         """Why a key is greyed out (the command palette shows this)."""
-        return {
-            "continue": "nothing left to send", "cancel": "no send is running",
-            "retry_failed": "nothing deferred or rejected, or a send is running",
-            "resend_in_doubt": "nothing in doubt, or a send is running",
-            "mark_delivered": "the highlighted delivery is not in doubt",
-            "tick_manual": "the highlighted delivery is not an open manual step",
-            "test_send": "a send is running",
-        }.get(action, "")
+        return GREYED_BECAUSE.get(action, "")
 
     def action_pause(self) -> None:
         if self.engine is not None and self.running:
@@ -359,7 +299,7 @@ class SendScreen(ScriptControls, SendEngineScreen):
         ident, row = self.highlighted_id(), self.highlighted_row()
         if ident is None or row is None or row.channel != "manual" or row.state in FINAL_STATES:
             return
-        instructions = self.instructions(row)
+        instructions = self.detail.instructions(self.plan, row)
         self.app.push_screen(ManualDoneDialog(f"{row.communique_id}: {row.recipient}", instructions,
                                               title="Manual step done"),
                              lambda note: self.record(ident, f"{row.recipient}: done", note)

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import gc
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 from textual import on, work
 from textual.message import Message
@@ -38,6 +38,9 @@ from ...plan.model import Communique, Plan
 from ...store.ledger import ACCEPTED, DEFERRED, IN_DOUBT, MARKED_DELIVERED, QUEUED, REJECTED, SENDING, Ledger, who_am_i
 from ..dialogs.confirm_quit import ConfirmQuitDialog
 from ..dialogs.password import PasswordDialog
+
+if TYPE_CHECKING:
+    from ...script.runner import ScriptRunner
 
 FLUSH_SECONDS = 0.2
 
@@ -76,7 +79,7 @@ class SendEngineScreen(Screen):
         self.show_rate = show_rate  # snapshot tests turn this off: rate and ETA come from the wall clock
         self.board: Board | None = None
         self.skipped: dict[str, str] = {}
-        self.engine: SendEngine | None = None
+        self.engine: SendEngine | ScriptRunner | None = None  # with a script, its runner (send_script.py)
         self.progress: Progress | None = None
         self.stopped: tuple[str, str] | None = None
         self.last_summary: RunSummary | None = None

@@ -9,16 +9,20 @@ from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass
-from typing import Iterable
+from typing import TYPE_CHECKING, Iterable, Mapping
 
 from rich.text import Text
 
 from ...app.board import BoardRow
+from ...plan.model import Plan
 from ...store.ledger import (
     ACCEPTED, AWAITING, DEFERRED, FINAL_STATES, IN_DOUBT, MARKED_DELIVERED, QUEUED, REJECTED, SENDING, STATE_LABELS,
 )
 from ..text import visible
 from .tables import Cell, Fit, ListTable, add_fit_columns, apply_widths
+
+if TYPE_CHECKING:
+    from ...delivery.engine import DeliveryChanged
 
 # The recipient and communique grow towards their longest text with the terminal; the problem takes the rest.
 COLUMNS = [Fit("state", "State", 9), Fit("communique", "Communique", 12, weight=2),
@@ -123,6 +127,17 @@ class DeliveryTable(ListTable):
     def add(self, ident: str, row: Row) -> None:
         self.register(ident, row)
         self.add_row(*self.cells(row), key=ident)
+
+    def apply(self, changes: Mapping[str, DeliveryChanged], plan: Plan) -> None:
+        """Each delivery's latest state from the engine; one the table has no row for yet gets one."""
+        for ident, event in changes.items():
+            row = self.deliveries.get(ident)
+            if row is None:
+                communique = plan.communique(event.communique_id)
+                self.add(ident, Row(event.communique_id, communique.channel if communique else "",
+                                    event.recipient, event.state, event.detail, 1 if event.state == SENDING else 0))
+            else:
+                self.set(ident, event.state, event.detail or row.reply)
 
     def narrow(self, matches) -> None:
         """Show only the deliveries `matches(row)` accepts (None: all of them again)."""
