@@ -15,9 +15,10 @@ from textual.binding import Binding
 from textual.message import Message
 
 from ...script.clock import Clock
-from ...script.progress import ScriptError, script_state
+from ...delivery.engine import SendError, SendStopped
+from ...script.progress import ScriptError, record, release_checkpoint, script_state, skip_wait
 from ...script.runner import COMPLETE, HALTED, SENDING_OVER, ScriptRunner
-from ...script.scheduler import CHECKPOINT, DONE, ScriptState, countdown
+from ...script.scheduler import CHECKPOINT, DONE, OUTCOME_STATES, ScriptState, countdown
 from ...script.scheduler import HALTED as STEP_HALTED
 from ...store.ledger import who_am_i
 from ..dialogs.ask import AskDialog
@@ -92,7 +93,6 @@ class ScriptControls(SendScreenBase):
         if self.runner is not None:
             self.runner.wake()
             return
-        from ...script.progress import record
 
         plan, ledger, now = self.plan, self.ledger, self.clock.now()
         state = script_state(plan, ledger, now, scale=self.clock.scale)
@@ -111,7 +111,6 @@ class ScriptControls(SendScreenBase):
         """While a step sends, its count on the timeline follows the send's events (every flush)."""
         if self.script is None or not self.running:
             return
-        from ...script.scheduler import OUTCOME_STATES
 
         timeline = self.query_one("#timeline", ScriptTimeline)
         per = self.table.per_communique
@@ -153,7 +152,6 @@ class ScriptControls(SendScreenBase):
                         name="send")
 
     async def run_script(self, runner: ScriptRunner) -> None:
-        from ...delivery.engine import SendError, SendStopped
 
         try:
             result = await runner.run()
@@ -265,7 +263,6 @@ class ScriptControls(SendScreenBase):
             yes="Skip the wait", no="Keep waiting", title="Skip wait"), answered)
 
     def _release(self, step_id: str) -> str:
-        from ...script.progress import release_checkpoint
 
         if self.runner is not None:
             return self.runner.release(step_id)
@@ -273,7 +270,6 @@ class ScriptControls(SendScreenBase):
                                   who=self.app.reviewer, scale=self.clock.scale)
 
     def _skip(self, step_id: str) -> str:
-        from ...script.progress import skip_wait
 
         if self.runner is not None:
             return self.runner.skip_wait(step_id)
