@@ -782,3 +782,41 @@ def test_a_class_only_status_takes_the_code_quoted_beside_the_recipient_only_whe
               f"Diagnostic-Code: {diagnostic}\n")
     report = parse_message(_report("delivery-status", human, fields, "delivery-status"))
     assert [(r.address, r.status) for r in report.recipients] == [("a@x.org", status)]
+
+
+def _summary(report: Report) -> tuple:
+    return (report.kind, report.original_message_id,
+            [(r.address, r.action, r.status, r.diagnostic) for r in report.recipients])
+
+
+PLAIN_BOUNCE = (
+    b"From MAILER-DAEMON  Mon Jan  1 10:00:00 2024\n"
+    b"Return-Path: <>\nFrom: Mail Delivery Subsystem <MAILER-DAEMON@mx.example.org>\n"
+    b"To: releases@example.com\nSubject: Returned mail: see transcript for details\n\n"
+    b"   ----- The following addresses had permanent fatal errors -----\n<alice@example.org>\n"
+    b"    (reason: 550 5.1.1 User unknown)\n\n   ----- Original message follows -----\n"
+    b"From: releases@example.com\nTo: alice@example.org\nMessage-ID: <orion-2.4.1234@example.com>\n"
+    b"Subject: Orion 2.4 released\n\nOrion 2.4 is out.\n"
+)
+
+
+@pytest.mark.parametrize("raw", [
+    PLAIN_BOUNCE,
+    _report("delivery-status", "Delivery failed.\n",
+            "Reporting-MTA: dns;mx.example.org\n\nFinal-Recipient: rfc822;alice@example.org\n"
+            "Action: failed\nStatus: 5.1.1\nDiagnostic-Code: smtp; 550 5.1.1\n  user unknown\n", "delivery-status"),
+])
+def test_a_whole_message_with_bare_cr_line_ends_reads_as_with_lf(raw):
+    """Issue 11.7: a report stored with old-Mac line ends (CR alone) is the same report; before,
+    the headers were read but the body stayed one long line where no field or address was found
+    (and an mbox "From " line swallowed the whole message)."""
+    want = _summary(parse_message(raw))
+    assert want[0] == "dsn" and want[2][0][:3] == ("alice@example.org", "failed", "5.1.1")
+    assert _summary(parse_message(raw.replace(b"\n", b"\r"))) == want
+    assert _summary(parse_message(raw.replace(b"\n", b"\r\n"))) == want
+
+
+def test_a_stray_cr_inside_lines_of_an_lf_message_is_not_a_line_end():
+    # the majority decides: a few CRs inside lines of an LF message are left to the email package
+    raw = PLAIN_BOUNCE.replace(b"Orion 2.4 is out.", b"Orion\r2.4\ris\rout.")
+    assert _summary(parse_message(raw)) == _summary(parse_message(PLAIN_BOUNCE))

@@ -758,6 +758,21 @@ def parse_message(raw: bytes) -> Report:
         return Report(kind="none", problem=f"unparseable message ({type(exc).__name__})")
 
 
+def _cr_line_ends_to_lf(raw: bytes) -> bytes:
+    """A message whose lines end in a bare CR (old Mac mail clients and stores, a CRLF message
+    whose LFs a transfer dropped) is read with LF line ends: the email package would take the CRs
+    as line breaks in the headers but leave the body one long line, where no report field, status
+    or address on its own line can be found. Decided by the majority, so a CR inside a line of
+    an otherwise LF or CRLF message is left alone."""
+    crs = raw.count(b"\r")
+    if not crs:
+        return raw
+    lfs = raw.count(b"\n")
+    if crs - raw.count(b"\r\n") <= lfs:
+        return raw
+    return raw.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
+
+
 def _parse(raw: bytes) -> Report:
     if not isinstance(raw, (bytes, bytearray, memoryview)):
         return Report(kind="none", problem="input is not bytes")
@@ -767,6 +782,7 @@ def _parse(raw: bytes) -> Report:
     truncated = len(raw) > MAX_RAW_BYTES
     if truncated:
         raw = raw[:MAX_RAW_BYTES]
+    raw = _cr_line_ends_to_lf(raw)
     # mbox "From " line in front of the headers confuses the parser
     if raw.startswith(b"From "):
         nl = raw.find(b"\n")
