@@ -101,11 +101,18 @@ def compare(raw: bytes, entries: list[dict], report: Report) -> str | None:
     return None
 
 
-def run_corpus(corpus: Path) -> tuple[float, list[tuple[str, str]], int]:
+def with_line_ends(raw: bytes, eol: bytes | None) -> bytes:
+    """The message as stored with other line ends (None: as it is)."""
+    if eol is None:
+        return raw
+    return raw.replace(b"\r\n", b"\n").replace(b"\n", eol)
+
+
+def run_corpus(corpus: Path, eol: bytes | None = None) -> tuple[float, list[tuple[str, str]], int]:
     expected = json.loads((corpus / "expected.json").read_text())
     bad: list[tuple[str, str]] = []
     for name in sorted(expected):
-        raw = (corpus / "emails" / name).read_bytes()
+        raw = with_line_ends((corpus / "emails" / name).read_bytes(), eol)
         report = parse_message(raw)
         why = compare(raw, expected[name], report)
         if why:
@@ -133,6 +140,19 @@ def test_bounce_corpus_agreement(capsys):
     assert not new_ones, f"new disagreements (fix the parser, never the expectation): {new_ones}"
     assert not fixed, f"these now agree: remove them from {KNOWN_FILE.name} and raise AGREEMENT_FLOOR: {fixed}"
     assert rate >= AGREEMENT_FLOOR, f"agreement {rate:.2%} below {AGREEMENT_FLOOR:.2%}"
+
+
+@pytest.mark.parametrize("eol", [b"\r\n", b"\r"], ids=["crlf", "cr"])
+def test_the_corpus_with_other_line_ends_agrees_the_same(eol):
+    """The same reports stored with CRLF (Windows, SMTP) or bare CR (old Mac) line ends, as real
+    mailboxes hold them: the parser must find exactly the same things (issue 11.7; with CR it
+    agreed on 280/419 before)."""
+    corpus = corpus_dir()
+    if corpus is None:
+        pytest.fail("bounce corpus not found (see test_bounce_corpus_agreement)")
+    _, bad_lf, _ = run_corpus(corpus)
+    _, bad_other, _ = run_corpus(corpus, eol)
+    assert bad_other == bad_lf
 
 
 if __name__ == "__main__":  # pragma: no cover - handy for development
