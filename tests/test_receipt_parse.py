@@ -820,3 +820,27 @@ def test_a_stray_cr_inside_lines_of_an_lf_message_is_not_a_line_end():
     # the majority decides: a few CRs inside lines of an LF message are left to the email package
     raw = PLAIN_BOUNCE.replace(b"Orion 2.4 is out.", b"Orion\r2.4\ris\rout.")
     assert _summary(parse_message(raw)) == _summary(parse_message(PLAIN_BOUNCE))
+
+
+QP_BOUNCE = (
+    b"From: Mail Delivery System <MAILER-DAEMON@mx.example.org>\nTo: releases@example.com\n"
+    b"Subject: Undelivered Mail Returned to Sender\nMIME-Version: 1.0\n"
+    b"Content-Type: text/plain; charset=us-ascii\nContent-Transfer-Encoding: quoted-printable\n\n"
+    b"This is the mail system at host mx.example.org.\n\n"
+    b"<alice@exam=\nple.org>: host mx.example.org said: 550 5.1.1 User un=\nknown (in reply to RCPT=\n TO command)\n"
+)
+
+
+@pytest.mark.parametrize("pad", [b" ", b"\t ", b"  \r"])
+def test_quoted_printable_soft_breaks_with_spaces_added_on_the_way_still_join_lines(pad):
+    """Issue 11.7: RFC 2045 6.7 says spaces at the end of a quoted-printable line were added in
+    transport and must be deleted before decoding; the email package keeps them, so '= ' was no
+    soft line break and the recipient, status and diagnostic were cut in two (no report at all)."""
+    want = [("alice@example.org", "failed", "5.1.1",
+             "host mx.example.org said: 550 5.1.1 User unknown (in reply to RCPT TO command)")]
+    for raw in (QP_BOUNCE, QP_BOUNCE.replace(b"=\n", b"=" + pad + b"\n")):
+        report = parse_message(raw)
+        assert report.kind == "dsn"
+        assert [(r.address, r.action, r.status, r.diagnostic) for r in report.recipients] == want
+    # a space that was encoded (=20) is data and stays
+    assert "User un known" in parse_message(QP_BOUNCE.replace(b"un=\nknown", b"un=20=\nknown")).recipients[0].diagnostic

@@ -25,6 +25,7 @@ import email.policy
 import itertools
 import json
 import os
+import quopri
 import re
 from dataclasses import dataclass, field
 from email.header import decode_header, make_header
@@ -259,10 +260,34 @@ def _decode_bytes(data: bytes, charset: str | None) -> str:
     return data.decode("latin-1", errors="replace")
 
 
+_QP_LINE_END_SPACE_RE = re.compile(r"(?m)[ \t]+(?=\r?$)")
+
+
+def _qp_payload(part: Message) -> bytes | None:
+    """A quoted-printable part decoded after deleting the spaces and tabs at the end of its lines
+    (RFC 2045 6.7: an encoder never leaves them, so they were added on the way, and a decoder must
+    delete them). The email package keeps them: a soft line break '= ' then stays an '=' and a
+    space in the middle of a word, a field name or a status code. None when the part is not a
+    quoted-printable text."""
+    if str(part.get("Content-Transfer-Encoding", "")).strip().lower() != "quoted-printable":
+        return None
+    raw = part.get_payload()
+    if not isinstance(raw, str):
+        return None
+    raw = _QP_LINE_END_SPACE_RE.sub("", raw[: 4 * MAX_TEXT_BYTES])
+    try:
+        data = raw.encode("ascii", "surrogateescape")  # 8-bit bytes kept as surrogates by the parser
+    except UnicodeEncodeError:
+        data = raw.encode("raw-unicode-escape")
+    return quopri.decodestring(data)
+
+
 def _part_text(part: Message, problems: "_Parts | None" = None) -> str:
     """Decoded text of a non-multipart part, capped."""
     try:
-        payload = part.get_payload(decode=True)
+        payload = _qp_payload(part)
+        if payload is None:
+            payload = part.get_payload(decode=True)
     except Exception as exc:
         _tolerate(exc)
         payload = None
