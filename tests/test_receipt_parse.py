@@ -844,3 +844,32 @@ def test_quoted_printable_soft_breaks_with_spaces_added_on_the_way_still_join_li
         assert [(r.address, r.action, r.status, r.diagnostic) for r in report.recipients] == want
     # a space that was encoded (=20) is data and stays
     assert "User un known" in parse_message(QP_BOUNCE.replace(b"un=\nknown", b"un=20=\nknown")).recipients[0].diagnostic
+
+
+def _recipientless_dsn(extra_headers: bytes = b"") -> bytes:
+    return (
+        b"From: MAILER-DAEMON@mx.example.org (Mail Delivery System)\nTo: releases@example.com\n"
+        b"Subject: Undelivered Mail Returned to Sender\nAuto-Submitted: auto-replied\n" + extra_headers +
+        b"MIME-Version: 1.0\nContent-Type: multipart/report; report-type=delivery-status; boundary=\"B\"\n\n"
+        b"--B\nContent-Type: text/plain\n\nYour message could not be delivered.\n\n"
+        b"\t--- Delivery report unavailable ---\n\n"
+        b"--B\nContent-Type: message/delivery-status\n\nReporting-MTA: dns; mx.example.org\n"
+        b"Arrival-Date: Mon, 1 Jan 2024 10:00:00 +0000\n\n--B--\n"
+    )
+
+
+@pytest.mark.parametrize("extra", [b"", b"In-Reply-To: <orion-2.4.1234@example.com>\n"])
+def test_a_delivery_report_naming_no_recipient_is_never_an_auto_reply_or_a_reply(extra):
+    """Issue 11.7: a multipart/report of delivery-status whose recipient cannot be found (Postfix's
+    'Delivery report unavailable' without the returned message) was taken for an auto-reply from
+    MAILER-DAEMON because Postfix marks its bounces 'Auto-Submitted: auto-replied' (or for a
+    person's reply, with In-Reply-To). It is a report the parser could not read: it says so."""
+    report = parse_message(_recipientless_dsn(extra))
+    assert (report.kind, report.recipients) == ("none", [])
+    assert "names no recipient" in (report.problem or "")
+
+
+def test_an_auto_reply_that_is_not_a_delivery_report_is_still_one():
+    raw = (b"From: Alice <alice@example.org>\nTo: releases@example.com\nSubject: Out of office\n"
+           b"Auto-Submitted: auto-replied\nIn-Reply-To: <orion-2.4.1234@example.com>\n\nBack on Monday.\n")
+    assert parse_message(raw).kind == "auto-reply"

@@ -931,6 +931,15 @@ def _parse(raw: bytes) -> Report:
             _fill_original_ids(report, parts, bodytext)
             return report
 
+    # A delivery report by its own declaration (multipart/report; report-type=delivery-status) whose
+    # recipient could not be found is still a delivery report: never an auto-reply (MTAs put
+    # "Auto-Submitted: auto-replied" on their bounces) nor a person's reply (some set In-Reply-To).
+    if parts.report_type == "delivery-status":
+        report.kind = "none"
+        report.problem = "a delivery status report that names no recipient"
+        _fill_original_ids(report, parts, bodytext)
+        return report
+
     # 8. Auto reply
     if bh.looks_like_auto_reply(headers, report.subject):
         report.kind = "auto-reply"
