@@ -877,3 +877,14 @@ def test_an_auto_reply_that_is_not_a_delivery_report_is_still_one():
     raw = (b"From: Alice <alice@example.org>\nTo: releases@example.com\nSubject: Out of office\n"
            b"Auto-Submitted: auto-replied\nIn-Reply-To: <orion-2.4.1234@example.com>\n\nBack on Monday.\n")
     assert parse_message(raw).kind == "auto-reply"
+
+
+@pytest.mark.parametrize("prefix", [b"\xef\xbb\xbf", b"\n", b"\r\n\r\n", b"\xef\xbb\xbf\n"])
+def test_a_byte_order_mark_or_empty_lines_before_the_headers_are_skipped(prefix):
+    """Issue 11.7: a report saved with a UTF-8 byte order mark (Windows editors) or empty lines in
+    front (mbox exporters, pasted text) had no headers for the email package: the whole report was
+    a body and nothing was found."""
+    want = _summary(parse_message(PLAIN_BOUNCE))
+    assert want[0] == "dsn"
+    assert _summary(parse_message(prefix + PLAIN_BOUNCE)) == want
+    assert _summary(parse_message(prefix + PLAIN_BOUNCE.split(b"\n", 1)[1])) == want  # without the From_ line

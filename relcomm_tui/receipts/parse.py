@@ -808,6 +808,13 @@ def _parse(raw: bytes) -> Report:
     if truncated:
         raw = raw[:MAX_RAW_BYTES]
     raw = _cr_line_ends_to_lf(raw)
+    # what a file may hold before the first header line is no part of the message: a UTF-8 byte order
+    # mark (Windows editors) and empty lines (mbox exporters, pasted text); without headers first
+    # the email package would read the whole report as a body
+    if raw.startswith(b"\xef\xbb\xbf"):
+        raw = raw[3:]
+    if raw[:1] in (b"\r", b"\n"):
+        raw = raw.lstrip(b"\r\n")
     # mbox "From " line in front of the headers confuses the parser
     if raw.startswith(b"From "):
         nl = raw.find(b"\n")
