@@ -888,3 +888,12 @@ def test_a_byte_order_mark_or_empty_lines_before_the_headers_are_skipped(prefix)
     assert want[0] == "dsn"
     assert _summary(parse_message(prefix + PLAIN_BOUNCE)) == want
     assert _summary(parse_message(prefix + PLAIN_BOUNCE.split(b"\n", 1)[1])) == want  # without the From_ line
+
+
+@pytest.mark.parametrize("value", ['rfc822; "john..doe"@example.org', 'rfc822; <"john..doe"@example.org>',
+                                   'rfc822;<"John..Doe"@Example.org> ', '<"john..doe"@example.org>'])
+def test_a_quoted_local_part_keeps_its_quotes_with_or_without_angle_brackets(value):
+    """Issue 11.7: in angle brackets the opening quote of a quoted local part was stripped with the
+    bracket, leaving 'john..doe"@example.org', an address nobody was sent to."""
+    rows = _dsn_rows(f"Final-Recipient: {value}\nAction: failed\nStatus: 5.1.1\n")
+    assert [row[:2] for row in rows] == [('"john..doe"@example.org', '"john..doe"@example.org')]

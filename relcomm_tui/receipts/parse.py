@@ -217,6 +217,9 @@ def _limit_lines(raw: bytes) -> tuple[bytes, bool]:
     return raw[:pos + 1], True
 
 
+_QUOTED_ADDR_RE = re.compile(r'"[^"\r\n]{1,64}"@[A-Za-z0-9.\-\[\]:]+')
+
+
 def _bare_address(value: str) -> str:
     """Lowercased bare address out of 'rfc822; <a@b>' or 'Name <a@b>'."""
     if not value:
@@ -226,12 +229,16 @@ def _bare_address(value: str) -> str:
         typ, _, rest = v.partition(";")
         if "@" in rest or typ.strip().lower() in ("rfc822", "utf-8", "x400", "unknown"):
             v = rest.strip()
-    q = re.search(r'"[^"\r\n]{1,64}"@[A-Za-z0-9.\-\[\]:]+', v)
+    q = _QUOTED_ADDR_RE.search(v)
     m = re.search(r"<([^<>]*@[^<>]*)>", v)
     if q and not m:
         return q.group(0).lower()
     if m:
         v = m.group(1)
+        # <"local part"@domain>: the quotes belong to the address (RFC 5321 quoted local part)
+        q = _QUOTED_ADDR_RE.fullmatch(v.strip())
+        if q:
+            return q.group(0).lower()
     else:
         m = _ADDR_RE.search(v)
         if m:
