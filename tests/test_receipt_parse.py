@@ -472,6 +472,10 @@ def test_a_report_followed_by_a_flood_of_short_lines_is_still_read():
     assert [(x.address, x.action) for x in r.recipients] == [("carol@example.net", "failed")]
     flood = b"From: someone@example.org\nSubject: hi\n\n" + b"\n" * (parse.MAX_LINES * 2)
     assert "lines: only the first ones were parsed" in (parse_message(flood).problem or "")
+    # bare CR line ends count as lines too (issue 11.7): the email package splits on them, and
+    # before they were not counted (4 MB of CRs: 4 million line objects, 80 MB)
+    cr_flood = flood.replace(b"\n", b"\r")
+    assert "lines: only the first ones were parsed" in (parse_message(cr_flood).problem or "")
 
 
 @pytest.mark.parametrize("line", [b"|", b"#", b"-", b"\t", b"\n"])
@@ -782,3 +786,114 @@ def test_a_class_only_status_takes_the_code_quoted_beside_the_recipient_only_whe
               f"Diagnostic-Code: {diagnostic}\n")
     report = parse_message(_report("delivery-status", human, fields, "delivery-status"))
     assert [(r.address, r.status) for r in report.recipients] == [("a@x.org", status)]
+
+
+def _summary(report: Report) -> tuple:
+    return (report.kind, report.original_message_id,
+            [(r.address, r.action, r.status, r.diagnostic) for r in report.recipients])
+
+
+PLAIN_BOUNCE = (
+    b"From MAILER-DAEMON  Mon Jan  1 10:00:00 2024\n"
+    b"Return-Path: <>\nFrom: Mail Delivery Subsystem <MAILER-DAEMON@mx.example.org>\n"
+    b"To: releases@example.com\nSubject: Returned mail: see transcript for details\n\n"
+    b"   ----- The following addresses had permanent fatal errors -----\n<alice@example.org>\n"
+    b"    (reason: 550 5.1.1 User unknown)\n\n   ----- Original message follows -----\n"
+    b"From: releases@example.com\nTo: alice@example.org\nMessage-ID: <orion-2.4.1234@example.com>\n"
+    b"Subject: Orion 2.4 released\n\nOrion 2.4 is out.\n"
+)
+
+
+@pytest.mark.parametrize("raw", [
+    PLAIN_BOUNCE,
+    _report("delivery-status", "Delivery failed.\n",
+            "Reporting-MTA: dns;mx.example.org\n\nFinal-Recipient: rfc822;alice@example.org\n"
+            "Action: failed\nStatus: 5.1.1\nDiagnostic-Code: smtp; 550 5.1.1\n  user unknown\n", "delivery-status"),
+])
+def test_a_whole_message_with_bare_cr_line_ends_reads_as_with_lf(raw):
+    """Issue 11.7: a report stored with old-Mac line ends (CR alone) is the same report; before,
+    the headers were read but the body stayed one long line where no field or address was found
+    (and an mbox "From " line swallowed the whole message)."""
+    want = _summary(parse_message(raw))
+    assert want[0] == "dsn" and want[2][0][:3] == ("alice@example.org", "failed", "5.1.1")
+    assert _summary(parse_message(raw.replace(b"\n", b"\r"))) == want
+    assert _summary(parse_message(raw.replace(b"\n", b"\r\n"))) == want
+
+
+def test_a_stray_cr_inside_lines_of_an_lf_message_is_not_a_line_end():
+    # the majority decides: a few CRs inside lines of an LF message are left to the email package
+    raw = PLAIN_BOUNCE.replace(b"Orion 2.4 is out.", b"Orion\r2.4\ris\rout.")
+    assert _summary(parse_message(raw)) == _summary(parse_message(PLAIN_BOUNCE))
+
+
+QP_BOUNCE = (
+    b"From: Mail Delivery System <MAILER-DAEMON@mx.example.org>\nTo: releases@example.com\n"
+    b"Subject: Undelivered Mail Returned to Sender\nMIME-Version: 1.0\n"
+    b"Content-Type: text/plain; charset=us-ascii\nContent-Transfer-Encoding: quoted-printable\n\n"
+    b"This is the mail system at host mx.example.org.\n\n"
+    b"<alice@exam=\nple.org>: host mx.example.org said: 550 5.1.1 User un=\nknown (in reply to RCPT=\n TO command)\n"
+)
+
+
+@pytest.mark.parametrize("pad", [b" ", b"\t ", b"  \r"])
+def test_quoted_printable_soft_breaks_with_spaces_added_on_the_way_still_join_lines(pad):
+    """Issue 11.7: RFC 2045 6.7 says spaces at the end of a quoted-printable line were added in
+    transport and must be deleted before decoding; the email package keeps them, so '= ' was no
+    soft line break and the recipient, status and diagnostic were cut in two (no report at all)."""
+    want = [("alice@example.org", "failed", "5.1.1",
+             "host mx.example.org said: 550 5.1.1 User unknown (in reply to RCPT TO command)")]
+    for raw in (QP_BOUNCE, QP_BOUNCE.replace(b"=\n", b"=" + pad + b"\n")):
+        report = parse_message(raw)
+        assert report.kind == "dsn"
+        assert [(r.address, r.action, r.status, r.diagnostic) for r in report.recipients] == want
+    # a space that was encoded (=20) is data and stays
+    assert "User un known" in parse_message(QP_BOUNCE.replace(b"un=\nknown", b"un=20=\nknown")).recipients[0].diagnostic
+
+
+def _recipientless_dsn(extra_headers: bytes = b"") -> bytes:
+    return (
+        b"From: MAILER-DAEMON@mx.example.org (Mail Delivery System)\nTo: releases@example.com\n"
+        b"Subject: Undelivered Mail Returned to Sender\nAuto-Submitted: auto-replied\n" + extra_headers +
+        b"MIME-Version: 1.0\nContent-Type: multipart/report; report-type=delivery-status; boundary=\"B\"\n\n"
+        b"--B\nContent-Type: text/plain\n\nYour message could not be delivered.\n\n"
+        b"\t--- Delivery report unavailable ---\n\n"
+        b"--B\nContent-Type: message/delivery-status\n\nReporting-MTA: dns; mx.example.org\n"
+        b"Arrival-Date: Mon, 1 Jan 2024 10:00:00 +0000\n\n--B--\n"
+    )
+
+
+@pytest.mark.parametrize("extra", [b"", b"In-Reply-To: <orion-2.4.1234@example.com>\n"])
+def test_a_delivery_report_naming_no_recipient_is_never_an_auto_reply_or_a_reply(extra):
+    """Issue 11.7: a multipart/report of delivery-status whose recipient cannot be found (Postfix's
+    'Delivery report unavailable' without the returned message) was taken for an auto-reply from
+    MAILER-DAEMON because Postfix marks its bounces 'Auto-Submitted: auto-replied' (or for a
+    person's reply, with In-Reply-To). It is a report the parser could not read: it says so."""
+    report = parse_message(_recipientless_dsn(extra))
+    assert (report.kind, report.recipients) == ("none", [])
+    assert "names no recipient" in (report.problem or "")
+
+
+def test_an_auto_reply_that_is_not_a_delivery_report_is_still_one():
+    raw = (b"From: Alice <alice@example.org>\nTo: releases@example.com\nSubject: Out of office\n"
+           b"Auto-Submitted: auto-replied\nIn-Reply-To: <orion-2.4.1234@example.com>\n\nBack on Monday.\n")
+    assert parse_message(raw).kind == "auto-reply"
+
+
+@pytest.mark.parametrize("prefix", [b"\xef\xbb\xbf", b"\n", b"\r\n\r\n", b"\xef\xbb\xbf\n"])
+def test_a_byte_order_mark_or_empty_lines_before_the_headers_are_skipped(prefix):
+    """Issue 11.7: a report saved with a UTF-8 byte order mark (Windows editors) or empty lines in
+    front (mbox exporters, pasted text) had no headers for the email package: the whole report was
+    a body and nothing was found."""
+    want = _summary(parse_message(PLAIN_BOUNCE))
+    assert want[0] == "dsn"
+    assert _summary(parse_message(prefix + PLAIN_BOUNCE)) == want
+    assert _summary(parse_message(prefix + PLAIN_BOUNCE.split(b"\n", 1)[1])) == want  # without the From_ line
+
+
+@pytest.mark.parametrize("value", ['rfc822; "john..doe"@example.org', 'rfc822; <"john..doe"@example.org>',
+                                   'rfc822;<"John..Doe"@Example.org> ', '<"john..doe"@example.org>'])
+def test_a_quoted_local_part_keeps_its_quotes_with_or_without_angle_brackets(value):
+    """Issue 11.7: in angle brackets the opening quote of a quoted local part was stripped with the
+    bracket, leaving 'john..doe"@example.org', an address nobody was sent to."""
+    rows = _dsn_rows(f"Final-Recipient: {value}\nAction: failed\nStatus: 5.1.1\n")
+    assert [row[:2] for row in rows] == [('"john..doe"@example.org', '"john..doe"@example.org')]

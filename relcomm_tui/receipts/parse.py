@@ -25,6 +25,7 @@ import email.policy
 import itertools
 import json
 import os
+import quopri
 import re
 from dataclasses import dataclass, field
 from email.header import decode_header, make_header
@@ -217,6 +218,9 @@ def _limit_lines(raw: bytes) -> tuple[bytes, bool]:
     return raw[:pos + 1], True
 
 
+_QUOTED_ADDR_RE = re.compile(r'"[^"\r\n]{1,64}"@[A-Za-z0-9.\-\[\]:]+')
+
+
 def _bare_address(value: str) -> str:
     """Lowercased bare address out of 'rfc822; <a@b>' or 'Name <a@b>'."""
     if not value:
@@ -226,12 +230,16 @@ def _bare_address(value: str) -> str:
         typ, _, rest = v.partition(";")
         if "@" in rest or typ.strip().lower() in ("rfc822", "utf-8", "x400", "unknown"):
             v = rest.strip()
-    q = re.search(r'"[^"\r\n]{1,64}"@[A-Za-z0-9.\-\[\]:]+', v)
+    q = _QUOTED_ADDR_RE.search(v)
     m = re.search(r"<([^<>]*@[^<>]*)>", v)
     if q and not m:
         return q.group(0).lower()
     if m:
         v = m.group(1)
+        # <"local part"@domain>: the quotes belong to the address (RFC 5321 quoted local part)
+        q = _QUOTED_ADDR_RE.fullmatch(v.strip())
+        if q:
+            return q.group(0).lower()
     else:
         m = _ADDR_RE.search(v)
         if m:
@@ -260,10 +268,34 @@ def _decode_bytes(data: bytes, charset: str | None) -> str:
     return data.decode("latin-1", errors="replace")
 
 
+_QP_LINE_END_SPACE_RE = re.compile(r"(?m)[ \t]+(?=\r?$)")
+
+
+def _qp_payload(part: Message) -> bytes | None:
+    """A quoted-printable part decoded after deleting the spaces and tabs at the end of its lines
+    (RFC 2045 6.7: an encoder never leaves them, so they were added on the way, and a decoder must
+    delete them). The email package keeps them: a soft line break '= ' then stays an '=' and a
+    space in the middle of a word, a field name or a status code. None when the part is not a
+    quoted-printable text."""
+    if str(part.get("Content-Transfer-Encoding", "")).strip().lower() != "quoted-printable":
+        return None
+    raw = part.get_payload()
+    if not isinstance(raw, str):
+        return None
+    raw = _QP_LINE_END_SPACE_RE.sub("", raw[: 4 * MAX_TEXT_BYTES])
+    try:
+        data = raw.encode("ascii", "surrogateescape")  # 8-bit bytes kept as surrogates by the parser
+    except UnicodeEncodeError:
+        data = raw.encode("raw-unicode-escape")
+    return quopri.decodestring(data)
+
+
 def _part_text(part: Message, problems: "_Parts | None" = None) -> str:
     """Decoded text of a non-multipart part, capped."""
     try:
-        payload = part.get_payload(decode=True)
+        payload = _qp_payload(part)
+        if payload is None:
+            payload = part.get_payload(decode=True)
     except Exception as exc:
         _tolerate(exc)
         payload = None
@@ -759,6 +791,21 @@ def parse_message(raw: bytes) -> Report:
         return Report(kind="none", problem=f"unparseable message ({type(exc).__name__})")
 
 
+def _cr_line_ends_to_lf(raw: bytes) -> bytes:
+    """A message whose lines end in a bare CR (old Mac mail clients and stores, a CRLF message
+    whose LFs a transfer dropped) is read with LF line ends: the email package would take the CRs
+    as line breaks in the headers but leave the body one long line, where no report field, status
+    or address on its own line can be found. Decided by the majority, so a CR inside a line of
+    an otherwise LF or CRLF message is left alone."""
+    crs = raw.count(b"\r")
+    if not crs:
+        return raw
+    lfs = raw.count(b"\n")
+    if crs - raw.count(b"\r\n") <= lfs:
+        return raw
+    return raw.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
+
+
 def _parse(raw: bytes) -> Report:
     if not isinstance(raw, (bytes, bytearray, memoryview)):
         return Report(kind="none", problem="input is not bytes")
@@ -768,6 +815,14 @@ def _parse(raw: bytes) -> Report:
     truncated = len(raw) > MAX_RAW_BYTES
     if truncated:
         raw = raw[:MAX_RAW_BYTES]
+    raw = _cr_line_ends_to_lf(raw)
+    # what a file may hold before the first header line is no part of the message: a UTF-8 byte order
+    # mark (Windows editors) and empty lines (mbox exporters, pasted text); without headers first
+    # the email package would read the whole report as a body
+    if raw.startswith(b"\xef\xbb\xbf"):
+        raw = raw[3:]
+    if raw[:1] in (b"\r", b"\n"):
+        raw = raw.lstrip(b"\r\n")
     # mbox "From " line in front of the headers confuses the parser
     if raw.startswith(b"From "):
         nl = raw.find(b"\n")
@@ -888,6 +943,15 @@ def _parse(raw: bytes) -> Report:
             report.recipients = [RecipientOutcome(**r) for r in recs]
             _fill_original_ids(report, parts, bodytext)
             return report
+
+    # A delivery report by its own declaration (multipart/report; report-type=delivery-status) whose
+    # recipient could not be found is still a delivery report: never an auto-reply (MTAs put
+    # "Auto-Submitted: auto-replied" on their bounces) nor a person's reply (some set In-Reply-To).
+    if parts.report_type == "delivery-status":
+        report.kind = "none"
+        report.problem = "a delivery status report that names no recipient"
+        _fill_original_ids(report, parts, bodytext)
+        return report
 
     # 8. Auto reply
     if bh.looks_like_auto_reply(headers, report.subject):
