@@ -89,16 +89,21 @@ async def test_watch_prints_changes_until_interrupted(tmp_path):
     process = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "relcomm_tui.commands.main", "receipts", str(plan), "--watch", "--every", "0.2",
         "--state", str(state), stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+    # Generous deadlines: they only bound a failure (this ran 4 workers beside mutation runs, load 7).
     try:
         lines = []
         while not any(line.startswith("overall") for line in lines):
-            lines.append((await asyncio.wait_for(process.stdout.readline(), 20)).decode())
+            lines.append((await asyncio.wait_for(process.stdout.readline(), 90)).decode())
         add_to_maildir(plan.parent / "receipts", reply_from("dave@example.com", dave.message_id))
-        change = (await asyncio.wait_for(process.stdout.readline(), 20)).decode()
+        change = (await asyncio.wait_for(process.stdout.readline(), 90)).decode()
         assert "ops-notice  Dave Ops <dave@example.com>: confirmed" in change
     finally:
         process.send_signal(signal.SIGINT)
-        code = await asyncio.wait_for(process.wait(), 20)
+        try:
+            code = await asyncio.wait_for(process.wait(), 90)
+        except TimeoutError:
+            process.kill()
+            raise AssertionError(f"--watch did not stop on SIGINT; stderr: {(await process.stderr.read())[-2000:]!r}") from None
     assert code == 0
     assert "stopped watching" in (await process.stderr.read()).decode()
 
