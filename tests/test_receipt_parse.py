@@ -809,7 +809,7 @@ PLAIN_BOUNCE = (
     _report("delivery-status", "Delivery failed.\n",
             "Reporting-MTA: dns;mx.example.org\n\nFinal-Recipient: rfc822;alice@example.org\n"
             "Action: failed\nStatus: 5.1.1\nDiagnostic-Code: smtp; 550 5.1.1\n  user unknown\n", "delivery-status"),
-])
+], ids=["plain-bounce", "dsn"])  # named: the DSN's MIME boundary is random, and pytest-xdist's workers must collect the same ids
 def test_a_whole_message_with_bare_cr_line_ends_reads_as_with_lf(raw):
     """Issue 11.7: a report stored with old-Mac line ends (CR alone) is the same report; before,
     the headers were read but the body stayed one long line where no field or address was found
