@@ -182,3 +182,16 @@ def test_a_report_naming_only_an_address_of_an_earlier_release_is_found_through_
     old = news(ledger, "old@example.com", "4.1.0")  # not in this release's deliveries: only the ledger knows it
     match = match_one(ledger, dsn(final="old@example.com"))
     assert (match.delivery.id, match.how) == (old.id, BY_ADDRESS)
+
+
+def test_in_reply_to_ids_count_even_when_the_report_has_no_original_message_id(ledger):
+    """The parser usually copies the first In-Reply-To id into original_message_id; a report built
+    without it (a References-only reply) is still credited by the ids it has."""
+    from relcomm_tui.receipts.parse import RecipientOutcome, Report
+
+    bob = news(ledger, "bob@example.com")
+    report = Report(kind="reply", recipients=[RecipientOutcome("bob@example.com", action="replied")],
+                    original_message_id=None, in_reply_to=["<someone-else@mail.example>", bob.message_id])
+    [match] = Correlator.for_ledger(ledger, "4.2.0").match(report, iso())
+    # someone else's id beside ours: credited by ours, not turned away as "not ours"
+    assert (match.delivery.id, match.how) == (bob.id, BY_MESSAGE_ID)
