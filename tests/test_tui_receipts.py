@@ -417,6 +417,16 @@ async def test_slash_filters_the_table_by_words_and_escape_clears(sent_plan):
         await pilot.press("slash", "escape")
         await settle(pilot)
         assert table.row_count == 4 and table.has_focus
+        # Kept with enter, escape in the table clears the filter first, then goes back.
+        await pilot.press("slash", *"bounced", "enter")
+        await settle(pilot)
+        assert table.has_focus and table.row_count == 1
+        await pilot.press("escape")
+        await settle(pilot)
+        assert app.screen is screen and table.row_count == 4
+        await pilot.press("escape")
+        await settle(pilot)
+        assert app.screen is not screen
 
 
 @pytest.mark.parametrize("size", [(80, 24), (120, 40)], ids=lambda s: f"{s[0]}x{s[1]}")

@@ -35,3 +35,16 @@ async def test_slash_narrows_the_deliveries_and_escape_brings_them_back(orion_pl
         await pilot.pause(0.3)
         await settle(pilot)
         assert table.row_count == everyone
+        # Kept with enter, the filter narrows the table; escape there clears it and stays on the
+        # send screen (a tired engineer clearing a filter must not land in "stop the send?").
+        await pilot.press("slash", *"exec-briefing", "enter")
+        await pilot.pause(0.3)
+        await settle(pilot)
+        assert table.has_focus and table.row_count < everyone
+        await pilot.press("escape")
+        await pilot.pause(0.3)
+        await settle(pilot)
+        assert app.screen is screen and table.row_count == everyone
+        await pilot.press("escape")  # no filter left: now escape goes back
+        await settle(pilot)
+        assert app.screen is not screen

@@ -327,6 +327,8 @@ class ReceiptsScreen(FollowUp, Filters, Screen):
             self.app.push_screen(DeliveryDetailScreen(ident, clock=self.clock, tz=self.tz))
 
     def action_back(self) -> None:
+        if self.query_one("#receipts-find", FilterBar).clear_if_kept():
+            return  # escape first undoes the filter the table shows, as in lazygit
         if len(self.app.screen_stack) > 1:
             self.app.pop_screen()
 

@@ -333,6 +333,8 @@ class SendScreen(ScriptControls, SendEngineScreen):
         self.refresh_bindings()
 
     def action_back(self) -> None:
+        if self.query_one("#deliveries-find", FilterBar).clear_if_kept():
+            return  # escape first undoes the filter the table shows, as in lazygit
         if not self.confirm_leave(self.dismiss_screen, leaving="go back"):
             self.dismiss_screen()
 

@@ -1,5 +1,6 @@
 """`/` filters a table by text, as in mutt, aerc and lazygit: type to narrow, enter keeps the
-filter and goes back to the table, escape clears it."""
+filter and goes back to the table, escape clears it (in the bar, or in the table while a kept
+filter narrows it: the screen's escape clears the filter before it goes back)."""
 
 from __future__ import annotations
 
@@ -54,6 +55,13 @@ class FilterBar(Input):
         if not self.value:
             self.remove_class("-open")
         self._back()
+
+    def clear_if_kept(self) -> bool:
+        """Clear a filter kept with enter; True if there was one (escape then means "clear", not "back")."""
+        if not self.value:
+            return False
+        self.action_clear()
+        return True
 
     def action_clear(self) -> None:
         self.value = ""
