@@ -46,15 +46,17 @@ class AppRun:
     worst_lag: float     # s: the longest the event loop was late while sending
     filled: float | None  # s after the send began until every row was in the table
     flushes: list[float]
+    cpu_per_message: float  # s of this process's CPU per accepted message (load on other processes aside)
 
 
-async def engine_alone(plan_path: Path, state: Path) -> float:
-    """Messages/s of the engine with no app: what the app must keep up with."""
+async def engine_alone(plan_path: Path, state: Path) -> tuple[float, float]:
+    """Messages/s of the engine with no app (what the app must keep up with), and its CPU s per message."""
     with Ledger.open(state) as ledger:
-        start = time.perf_counter()
+        start, cpu = time.perf_counter(), time.process_time()
         summary = await SendEngine(load_plan(plan_path), ledger, only=["news"]).run()
-        took = time.perf_counter() - start
-    return summary.counts["accepted"] / took
+        took, cpu = time.perf_counter() - start, time.process_time() - cpu
+    accepted = summary.counts["accepted"]
+    return accepted / took, cpu / accepted
 
 
 async def through_the_app(plan_path: Path, state: Path) -> AppRun:
@@ -98,18 +100,18 @@ async def through_the_app(plan_path: Path, state: Path) -> AppRun:
                     worst_lag = max(worst_lag, time.perf_counter() - before - beat)
 
             ticker = asyncio.create_task(heartbeat())
-            start = time.perf_counter()
+            start, cpu = time.perf_counter(), time.process_time()
             screen.begin_run()  # at once, as "send" in the confirm dialog does: the table still fills meanwhile
             await pilot.pause()
             await app.workers.wait_for_complete([w for w in app.workers if w.group == "send"])
             await pilot.pause()
-            took = time.perf_counter() - start
+            took, cpu = time.perf_counter() - start, time.process_time() - cpu
             ticker.cancel()
             accepted = screen.counts["accepted"]
     finally:
         SendScreen.flush, DeliveryTable.fill_more = original_flush, original_fill  # type: ignore[method-assign]
     filled = filled_at[0] - start if filled_at else None
-    return AppRun(opened, accepted / took, worst_lag, filled, flushes)
+    return AppRun(opened, accepted / took, worst_lag, filled, flushes, cpu / accepted)
 
 
 async def run(recipients: int, concurrency: int, rounds: int) -> None:
@@ -120,6 +122,7 @@ async def run(recipients: int, concurrency: int, rounds: int) -> None:
 
     email_channel.default_render = lambda plan: simple_render  # the bench measures the screen, not compose
     engine_rates: list[float] = []
+    engine_cpu: list[float] = []
     app_runs: list[AppRun] = []
     # Rounds alternate which goes first (engine, app; app, engine; ...), each send against a fresh
     # server process: on a shared machine the load changes from minute to minute, and a ratio of
@@ -131,12 +134,15 @@ async def run(recipients: int, concurrency: int, rounds: int) -> None:
                 plan_path = write_plan(folder / f"plan{number}-{which}", port, recipients, concurrency=concurrency)
                 state = folder / f"state{number}-{which}"
                 if which == "engine":
-                    engine_rates.append(await engine_alone(plan_path, state))
+                    rate, cpu = await engine_alone(plan_path, state)
+                    engine_rates.append(rate)
+                    engine_cpu.append(cpu)
                 else:
                     app_runs.append(await through_the_app(plan_path, state))
         app, engine = app_runs[-1], engine_rates[-1]
         print(f"round {number + 1}: engine {engine:.0f} msg/s, app {app.rate:.0f} msg/s = {app.rate / engine * 100:.0f}%, "
-              f"opened {app.opened * 1000:.0f} ms, worst stall {app.worst_lag * 1000:.0f} ms", flush=True)
+              f"opened {app.opened * 1000:.0f} ms, worst stall {app.worst_lag * 1000:.0f} ms; "
+              f"CPU per message: engine {engine_cpu[-1] * 1000:.2f} ms, app {app.cpu_per_message * 1000:.2f} ms", flush=True)
 
     share = statistics.median(a.rate / e for a, e in zip(app_runs, engine_rates))
     opened = statistics.median(a.opened for a in app_runs)
@@ -153,6 +159,11 @@ async def run(recipients: int, concurrency: int, rounds: int) -> None:
           f"median share of the same round's engine {share * 100:.0f}%   target >= 90%: {'met' if share >= 0.9 else 'NOT met'}")
     print(f"worst event-loop stall {worst_lag * 1000:.0f} ms over all rounds (a keypress waits at most this long)"
           f"   target <= 100 ms: {'met' if worst_lag <= 0.1 else 'NOT met'}")
+    engine_ms, app_ms = statistics.median(engine_cpu) * 1000, statistics.median(a.cpu_per_message for a in app_runs) * 1000
+    # CPU per message hardly depends on what else the machine runs: it says what the app costs even
+    # when the wall-clock share is noise. On a free core, app/engine throughput tends to engine/app CPU.
+    print(f"CPU per message        engine {engine_ms:.2f} ms, app {app_ms:.2f} ms (median): "
+          f"the app costs {app_ms / engine_ms * 100 - 100:.0f}% more; engine/app {engine_ms / app_ms * 100:.0f}%")
     if flushes:
         print(f"table update (flush)   mean {sum(flushes) / len(flushes) * 1000:.1f} ms, "
               f"worst {max(flushes) * 1000:.1f} ms over {len(flushes)} flushes")
