@@ -182,3 +182,19 @@ async def test_compressed_time_is_said_on_the_timeline(tmp_path, server, hooks, 
         assert "time compressed 60x (demo): a wait of minutes runs in seconds" in timeline(app)
         app.screen.cancel_run()
         await until(pilot, lambda: not app.screen.running)
+
+
+async def test_rate_and_eta_are_shown_only_while_messages_go_out(tmp_path, server, hooks, user_config):
+    """At a checkpoint (or a wait) the last rate and an "ETA 0:00" would say "almost done" while the
+    script may wait an hour: the head line leaves them out then."""
+    app, clock = scripted_app(tmp_path, server, hooks)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await settle(pilot)
+        app.push_screen(SendScreen(start=True, show_rate=True))
+        await until(pilot, lambda: app.screen.script is not None
+                    and app.screen.script.view("briefed").status == "checkpoint")
+        screen = app.screen
+        assert screen.progress is not None and screen.running  # the rate is known; the script runs on
+        screen.refresh_summary()
+        head = text_of(screen.query_one("#send-head"))
+        assert "at checkpoint" in head and "msg/s" not in head and "ETA" not in head

@@ -155,9 +155,12 @@ class SendScreen(ScriptControls, SendEngineScreen):
         counts = self.counts
         done = sum(counts[s] for s in DONE_STATES)
         release = self.plan.release
+        phase = self.phase()
         head = [(visible(f"{release.name} {release.version}"), "bold"), "  ",
-                (self.phase(), "bold $accent"), f"  {done}/{len(self.rows)} done"]
-        if self.show_rate and self.running and self.progress is not None:
+                (phase, "bold $accent"), f"  {done}/{len(self.rows)} done"]
+        # Rate and ETA only while messages go out: at a script's wait or checkpoint they are stale
+        # ("ETA 0:00" while the script waits an hour reads as "almost done").
+        if self.show_rate and self.running and self.progress is not None and phase == "sending":
             head.append(f"  {self.progress.rate:.1f} msg/s  ETA {clock(self.progress.eta_seconds)}")
         self.query_one("#send-head", Line).update(Content.assemble(*head))
         update_bars(self, counts, self.table.per_communique, self.skipped)
