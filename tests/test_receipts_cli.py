@@ -86,9 +86,12 @@ async def test_watch_prints_changes_until_interrupted(tmp_path):
     plan, state = await send_and_report(tmp_path)
     with Ledger.open(state) as ledger:
         dave = next(d for d in ledger.deliveries("4.2.0") if d.recipient_key == "dave@example.com")
+    # As from a terminal: SIGINT at its default even when the test run was started in the background
+    # (which ignores it, and children inherit that); faulthandler so a hang can say where it is.
     process = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "relcomm_tui.commands.main", "receipts", str(plan), "--watch", "--every", "0.2",
-        "--state", str(state), stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+        sys.executable, "-X", "faulthandler", "-m", "relcomm_tui.commands.main", "receipts", str(plan), "--watch",
+        "--every", "0.2", "--state", str(state), stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     # Generous deadlines: they only bound a failure (this ran 4 workers beside mutation runs, load 7).
     try:
         lines = []
@@ -102,8 +105,9 @@ async def test_watch_prints_changes_until_interrupted(tmp_path):
         try:
             code = await asyncio.wait_for(process.wait(), 90)
         except TimeoutError:
-            process.kill()
-            raise AssertionError(f"--watch did not stop on SIGINT; stderr: {(await process.stderr.read())[-2000:]!r}") from None
+            process.send_signal(signal.SIGABRT)  # faulthandler prints every thread's stack on stderr
+            await asyncio.wait_for(process.wait(), 30)
+            raise AssertionError(f"--watch did not stop on SIGINT; stderr: {(await process.stderr.read())[-4000:]!r}") from None
     assert code == 0
     assert "stopped watching" in (await process.stderr.read()).decode()
 
