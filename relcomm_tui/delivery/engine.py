@@ -40,16 +40,16 @@ from __future__ import annotations
 
 import asyncio
 import time
-from dataclasses import replace
 from typing import AsyncIterator, Callable, Iterator, Mapping, Sequence
 
-from ..channels import Channel, ChannelStopped, DeliveryJob, DeliveryWithdrawn, Intent, Outcome, channel_factory
+from ..channels import Channel, ChannelStopped, DeliveryJob, DeliveryWithdrawn, Intent, Outcome
 from ..plan.files import FileWatch
 from ..plan.model import Plan
 from ..store.ledger import (
     ACCEPTED, AWAITING, DEFERRED, IN_DOUBT, QUEUED, REJECTED, SENDING, Ledger, LedgerError, LedgerStorageError,
 )
 from ..store.lock import SendLock, SendLockedError
+from .channel_set import ChannelSet
 from .committer import Committer
 from .events import (  # noqa: F401  (re-exported: the events are the engine's API)
     CommuniqueSkipped, DeliveryChanged, Event, Progress, RunFinished, RunStopped, RunSummary, SendError, SendStopped,
@@ -108,16 +108,15 @@ class SendEngine:
         # Overrides of every channel's retry policy (tests shrink the waits); None: the channel's own.
         self._retry_overrides = {k: v for k, v in (("backoff_base", backoff_base), ("backoff_max", backoff_max),
                                                    ("retry_after_max", retry_after_max)) if v is not None}
-        self._channel_overrides = dict(channels or {})
-        self._render = render  # for every channel, or per channel name; default: each channel's own (compose)
+        # render: for every channel, or per channel name; default: each channel's own (compose)
+        self._channels = ChannelSet(plan, password=password, render=render, overrides=channels or {},
+                                    retry_overrides=self._retry_overrides)
         self._running = asyncio.Event()
         self._running.set()
         self._cancel = asyncio.Event()
         self._stopped: tuple[str, str] | None = None
         self._tally = Tally(on_event, progress_interval, lambda: self.paused)
         self._retries = RetryQueue()
-        self._channels: dict[str, Channel] = {}
-        self._paces: dict[str, Pace] = {}
         self._files = FileWatch(plan)
         self.run_id: int | None = None
         self.channel_stats: dict[str, object] = {}  # per channel: e.g. email's SMTP round trips
@@ -149,7 +148,7 @@ class SendEngine:
     def in_flight(self) -> int:
         """Deliveries under way at once: as many as the busiest of the run's channels takes (each
         channel is also held to its own count). The bound on `sending` rows."""
-        return max((p.settings.in_flight for p in self._paces.values()), default=1)
+        return max((p.settings.in_flight for p in self._channels.paces.values()), default=1)
 
     def events(self) -> AsyncIterator[Event]:
         """Every event of the run, ending after RunFinished. Subscribe before `run()`."""
@@ -192,7 +191,7 @@ class SendEngine:
             self._tally.emit(skipped[-1])
         targets: list[Target] = []
         for communique in communiques:
-            if self._factory(communique.channel) is None:
+            if self._channels.factory(communique.channel) is None:
                 skipped.append(CommuniqueSkipped(communique.id, communique.channel,
                                                  f"not sent: channel {communique.channel} not available yet"))
                 self._tally.emit(skipped[-1])
@@ -211,8 +210,8 @@ class SendEngine:
             changed = await asyncio.to_thread(self._files.full)
             if changed is not None:
                 self._stop(changed.message, changed.hint)
-            else:
-                await self._open_channels(targets)
+            elif (cannot := await self._channels.open(t.communique.channel for t in targets)) is not None:
+                self._stop(*cannot)
             if self._stopped is None:
                 jobs = pending_jobs(ledger, plan, targets, self._files, self._tally.states)
                 # As many workers as the busiest channel takes at once (each channel says how many:
@@ -221,7 +220,7 @@ class SendEngine:
                 # under way. Each worker holds at most one committed intent: that bounds the `sending` rows.
                 await asyncio.gather(*(self._worker(jobs) for _ in range(self.in_flight)))
         finally:
-            await self._close_channels()
+            self.channel_stats = await self._channels.close()
             await self._settle_retries()
             await self._committer.close()
         return await self._finish(targets, skipped)
@@ -246,35 +245,11 @@ class SendEngine:
             raise SendStopped(self._stopped[0], self._stopped[1], summary)
         return summary
 
-    def _factory(self, name: str) -> Callable[..., Channel] | None:
-        return self._channel_overrides.get(name) or channel_factory(name)
-
-    async def _open_channels(self, targets: list[Target]) -> None:
-        for name in dict.fromkeys(t.communique.channel for t in targets):
-            factory = self._factory(name)
-            assert factory is not None
-            channel = self._channels[name] = factory(self.plan, **channel_options(name, self.password, self._render))
-            # The channel says how many at once, how fast and how often retried; the engine keeps to it.
-            self._paces[name] = Pace(channel.settings, replace(channel.settings.retry, **self._retry_overrides))
-            try:
-                await channel.open()
-            except ChannelStopped as error:
-                self._stopped = (error.message, error.hint)
-                return
-
-    async def _close_channels(self) -> None:
-        for name, channel in self._channels.items():
-            self.channel_stats[name] = {"round_trips": getattr(channel, "round_trips", None)}
-            try:
-                await channel.close()
-            except Exception:
-                pass  # closing politely is best effort; every outcome is already recorded
-
     # -- the workers -----------------------------------------------------------------
 
     async def _worker(self, jobs: Iterator[DeliveryJob]) -> None:
         while (job := await self._next_job(jobs)) is not None:
-            pace = self._paces[job.communique.channel]
+            pace = self._channels.paces[job.communique.channel]
             async with pace.slots:  # no more of this channel's deliveries at once than it takes
                 if not await pace.wait_for_slot(self._cancel):
                     return self._retries.hold(job, "not started: the run was cancelled")
@@ -371,7 +346,7 @@ class SendEngine:
             return await self._record(job, final, outcome.reply if final == ACCEPTED else words, attempted)
         if outcome.state == "awaiting":
             return await self._record(job, AWAITING, words)  # a manual step: nothing was attempted yet
-        retry = self._paces[job.communique.channel].retry  # transient: retried with the channel's policy
+        retry = self._channels.paces[job.communique.channel].retry  # transient: retried with the channel's policy
         if retry.gives_up(job.attempt) or self._cancel.is_set():
             return await self._record(job, DEFERRED, f"gave up after {job.attempt} attempt(s): {words}", attempted)
         refused = retry.refuses_wait(outcome.retry_after)
