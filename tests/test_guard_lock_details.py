@@ -151,3 +151,46 @@ async def test_the_async_acquire_also_waits_out_a_sender_that_ends_within_the_gr
     finally:
         child.kill()
         child.wait()
+
+
+# -- a lock or state folder that is not the user's own, as each entry point words it ---------------
+
+
+def _refusal(call) -> tuple[str, str]:
+    from relcomm_tui.store.states import LedgerRefused
+
+    with pytest.raises(LedgerRefused) as caught:
+        call()
+    return str(caught.value), caught.value.hint
+
+
+@pytest.mark.parametrize("look", ["lock_is_free", "lock_holder", "try_acquire"])
+def test_a_linked_send_lock_is_refused_by_name_with_the_way_on(tmp_path: Path, look: str):
+    import shlex
+
+    state_dir = tmp_path / "state"
+    state_dir.mkdir(mode=0o700)
+    (tmp_path / "elsewhere").write_text("precious\n")
+    (state_dir / LOCK_NAME).symlink_to(tmp_path / "elsewhere")
+    call = {"lock_is_free": lambda: lock_is_free(state_dir), "lock_holder": lambda: lock_holder(state_dir),
+            "try_acquire": lambda: SendLock(state_dir).try_acquire()}[look]
+    message, hint = _refusal(call)
+    assert message.startswith(f"the send lock {state_dir / LOCK_NAME} is a symbolic link")
+    assert f"mv {shlex.quote(str(state_dir))} " in hint and "--state DIR" in hint   # the state folder, named
+    assert (tmp_path / "elsewhere").read_text() == "precious\n"
+
+
+@pytest.mark.parametrize("look", ["lock_is_free", "lock_holder"])
+def test_a_linked_state_folder_is_refused_by_name_when_the_lock_is_looked_at(tmp_path: Path, look: str):
+    (tmp_path / "real").mkdir(mode=0o700)
+    (tmp_path / "state").symlink_to(tmp_path / "real")
+    call = {"lock_is_free": lambda: lock_is_free(tmp_path / "state"), "lock_holder": lambda: lock_holder(tmp_path / "state")}[look]
+    message, hint = _refusal(call)
+    assert message.startswith(f"the state folder {tmp_path / 'state'} is a symbolic link") and "--state DIR" in hint
+
+
+def test_taking_a_lock_already_held_by_this_sendlock_says_yes(tmp_path: Path):
+    lock = SendLock(tmp_path)
+    assert lock.try_acquire() is True and lock.try_acquire() is True and lock.held
+    lock.release()
+    assert not lock.held and lock_is_free(tmp_path)
