@@ -13,9 +13,9 @@ from .jobs import Pace, channel_options
 
 
 class ChannelSet:
-    def __init__(self, plan: Plan, *, password: str | None, render: object,
+    def __init__(self, *, password: str | None, render: object,
                  overrides: Mapping[str, Callable[..., Channel]], retry_overrides: Mapping[str, float]) -> None:
-        self.plan, self.password, self.render = plan, password, render
+        self.password, self.render = password, render
         self._overrides, self._retry_overrides = dict(overrides), dict(retry_overrides)
         self._channels: dict[str, Channel] = {}
         self.paces: dict[str, Pace] = {}
@@ -27,12 +27,13 @@ class ChannelSet:
     def __getitem__(self, name: str) -> Channel:
         return self._channels[name]
 
-    async def open(self, names: Iterable[str]) -> tuple[str, str] | None:
-        """Open each channel once; (message, hint) of the first that cannot be used, else None."""
+    async def open(self, plan: Plan, names: Iterable[str]) -> tuple[str, str] | None:
+        """Open each channel once for `plan` as this send has it (its invitations' UIDs and sequences
+        filled in); (message, hint) of the first that cannot be used, else None."""
         for name in dict.fromkeys(names):
             factory = self.factory(name)
             assert factory is not None
-            channel = self._channels[name] = factory(self.plan, **channel_options(name, self.password, self.render))
+            channel = self._channels[name] = factory(plan, **channel_options(name, self.password, self.render))
             # The channel says how many at once, how fast and how often retried; the engine keeps to it.
             self.paces[name] = Pace(channel.settings, replace(channel.settings.retry, **self._retry_overrides))
             try:

@@ -109,7 +109,7 @@ class SendEngine:
         self._retry_overrides = {k: v for k, v in (("backoff_base", backoff_base), ("backoff_max", backoff_max),
                                                    ("retry_after_max", retry_after_max)) if v is not None}
         # render: for every channel, or per channel name; default: each channel's own (compose)
-        self._channels = ChannelSet(plan, password=password, render=render, overrides=channels or {},
+        self._channels = ChannelSet(password=password, render=render, overrides=channels or {},
                                     retry_overrides=self._retry_overrides)
         self._running = asyncio.Event()
         self._running.set()
@@ -210,7 +210,7 @@ class SendEngine:
             changed = await asyncio.to_thread(self._files.full)
             if changed is not None:
                 self._stop(changed.message, changed.hint)
-            elif (cannot := await self._channels.open(t.communique.channel for t in targets)) is not None:
+            elif (cannot := await self._channels.open(plan, (t.communique.channel for t in targets))) is not None:
                 self._stop(*cannot)
             if self._stopped is None:
                 jobs = pending_jobs(ledger, plan, targets, self._files, self._tally.states)
