@@ -187,6 +187,7 @@ def test_a_linked_state_folder_is_refused_by_name_when_the_lock_is_looked_at(tmp
     call = {"lock_is_free": lambda: lock_is_free(tmp_path / "state"), "lock_holder": lambda: lock_holder(tmp_path / "state")}[look]
     message, hint = _refusal(call)
     assert message.startswith(f"the state folder {tmp_path / 'state'} is a symbolic link") and "--state DIR" in hint
+    assert f"mv {tmp_path / 'state'} {tmp_path / 'state'}.untrusted" in hint  # the way on names this folder
 
 
 def test_taking_a_lock_already_held_by_this_sendlock_says_yes(tmp_path: Path):
