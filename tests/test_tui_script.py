@@ -57,14 +57,19 @@ async def until(pilot, condition, rounds: int = 500) -> None:
     assert condition(), "not reached"
 
 
+async def send_until_checkpoint(app, pilot, *, show_rate: bool = False) -> SendScreen:
+    """Open the send screen on a started script and wait until it stops at the `briefed` checkpoint."""
+    await settle(pilot)
+    app.push_screen(SendScreen(start=True, show_rate=show_rate))
+    await until(pilot, lambda: app.screen.script is not None
+                and app.screen.script.view("briefed").status == "checkpoint")
+    return app.screen
+
+
 async def test_checkpoint_release_wait_skip_and_tick_in_the_app(tmp_path, server, hooks, user_config):
     app, clock = scripted_app(tmp_path, server, hooks)
     async with app.run_test(size=(80, 24)) as pilot:
-        await settle(pilot)
-        app.push_screen(SendScreen(start=True, show_rate=False))
-        await until(pilot, lambda: app.screen.script is not None
-                    and app.screen.script.view("briefed").status == "checkpoint")
-        screen = app.screen
+        screen = await send_until_checkpoint(app, pilot)
         assert len(server.messages) == 2 and "⏸ briefed" in timeline(app) and "at checkpoint" in timeline(app)
         assert "At checkpoint briefed: r releases it" in text_of(screen.query_one("#send-status"))
         assert "Support confirmed the briefing" in timeline(app)
@@ -149,10 +154,7 @@ def test_timeline_snapshot(snap_compare, tmp_path, server, hooks, user_config, m
     app, clock = scripted_app(tmp_path, server, hooks, not_before=T0 + dt.timedelta(minutes=45))
 
     async def waiting(pilot):
-        await settle(pilot)
-        app.push_screen(SendScreen(start=True, show_rate=False))
-        await until(pilot, lambda: app.screen.script is not None
-                    and app.screen.script.view("briefed").status == "checkpoint")
+        await send_until_checkpoint(app, pilot)
         app.screen.runner.release("briefed")
         await until(pilot, lambda: app.screen.script.view("customers").until is not None)
         await clock.advance(12 * 60 + 34)
@@ -189,11 +191,7 @@ async def test_rate_and_eta_are_shown_only_while_messages_go_out(tmp_path, serve
     script may wait an hour: the head line leaves them out then."""
     app, clock = scripted_app(tmp_path, server, hooks)
     async with app.run_test(size=(80, 24)) as pilot:
-        await settle(pilot)
-        app.push_screen(SendScreen(start=True, show_rate=True))
-        await until(pilot, lambda: app.screen.script is not None
-                    and app.screen.script.view("briefed").status == "checkpoint")
-        screen = app.screen
+        screen = await send_until_checkpoint(app, pilot, show_rate=True)
         assert screen.progress is not None and screen.running  # the rate is known; the script runs on
         screen.refresh_summary()
         head = text_of(screen.query_one("#send-head"))
