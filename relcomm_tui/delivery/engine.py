@@ -102,15 +102,15 @@ class SendEngine:
         # receipts count people, and the corrected address's delivery is still that person's.
         self.person_keys = {k.strip().lower(): v.strip().lower() for k, v in (person_keys or {}).items()}
         self.only = list(only or [])
-        self.password = password  # the transport's login (email's SMTP password); channels without one ignore it
         self.resend_in_doubt, self.retry_failed = resend_in_doubt, retry_failed
         self.who, self.host, self.mode = who, host, mode
         # Overrides of every channel's retry policy (tests shrink the waits); None: the channel's own.
-        self._retry_overrides = {k: v for k, v in (("backoff_base", backoff_base), ("backoff_max", backoff_max),
-                                                   ("retry_after_max", retry_after_max)) if v is not None}
+        retry_overrides = {k: v for k, v in (("backoff_base", backoff_base), ("backoff_max", backoff_max),
+                                             ("retry_after_max", retry_after_max)) if v is not None}
+        # password: the transport's login (email's SMTP password), channels without one ignore it;
         # render: for every channel, or per channel name; default: each channel's own (compose)
         self._channels = ChannelSet(password=password, render=render, overrides=channels or {},
-                                    retry_overrides=self._retry_overrides)
+                                    retry_overrides=retry_overrides)
         self._running = asyncio.Event()
         self._running.set()
         self._cancel = asyncio.Event()
