@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 from test_guard_lock import bare_holder
+from test_send_lock import holder, stop, wait_held
 
 from relcomm_tui.store.lock import LOCK_NAME, LockHolder, SendLock, SendLockedError, lock_holder, lock_is_free
 
@@ -118,39 +119,30 @@ async def test_the_async_acquire_waits_out_a_look_without_refusing(tmp_path: Pat
 # -- a sender that finishes within the grace (mutation survivors of acquire / acquire_async) ------
 
 
-def _holder_for_a_moment(state_dir: Path):
-    """A real process holding the send lock until its stdin closes: a send about to finish."""
-    take = f"from relcomm_tui.store.lock import SendLock\nlock = SendLock({str(state_dir)!r}); lock.acquire()\n"
-    child = subprocess.Popen([sys.executable, "-c", "import sys\n" + take + "print('held', flush=True)\nsys.stdin.read()"],
-                             stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
-    assert child.stdout.readline().strip() == "held"
-    return child
-
-
 def test_a_send_that_ends_within_the_grace_lets_the_next_sender_go_instead_of_refusing_it(tmp_path: Path):
-    child = _holder_for_a_moment(tmp_path)
+    child = holder(tmp_path)  # a real sender, about to finish
     try:
+        wait_held(child)
         threading.Timer(0.3, child.stdin.close).start()  # the holder's send ends in 0.3 s, well inside the grace
         lock = SendLock(tmp_path)
         lock.acquire(grace=60)  # refused at once if the grace were not waited out
         assert lock.held
         lock.release()
     finally:
-        child.kill()
-        child.wait()
+        stop(child)
 
 
 async def test_the_async_acquire_also_waits_out_a_sender_that_ends_within_the_grace(tmp_path: Path):
-    child = _holder_for_a_moment(tmp_path)
+    child = holder(tmp_path)
     try:
+        wait_held(child)
         threading.Timer(0.3, child.stdin.close).start()
         lock = SendLock(tmp_path)
         await asyncio.wait_for(lock.acquire_async(grace=60), 60)
         assert lock.held
         lock.release()
     finally:
-        child.kill()
-        child.wait()
+        stop(child)
 
 
 # -- a lock or state folder that is not the user's own, as each entry point words it ---------------
