@@ -1,6 +1,6 @@
 """Mutation testing of the core (issue 15): the score per module and the mutants that survive.
 
-    pip install -e '.[test,mutation]'
+    python3 -m venv .venv-mutation && .venv-mutation/bin/pip install -e '.[test,mutation]'   # its own venv: see the README
     python bench/mutation.py                 # every module in [tool.relcomm.mutation]
     python bench/mutation.py lock correlate  # some of them
     python bench/mutation.py --report        # only print what earlier runs found
