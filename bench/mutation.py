@@ -6,8 +6,8 @@
     python bench/mutation.py --report        # only print what earlier runs found
 
 Each module runs mutmut 3 in its own work folder (bench/.mutation/NAME: a copy of the package, the
-tests and a pyproject.toml whose [tool.mutmut] names that one file and its tests), with ONE worker:
-the machine is shared. mutmut caches every verdict there, so a run stopped half-way resumes where
+tests and a pyproject.toml whose [tool.mutmut] names that one file and its tests), with two workers
+(`--workers 1` on a machine someone else is using). mutmut caches every verdict there, so a run stopped half-way resumes where
 it was, and a module whose code and tests did not change is not run again. A mutant counts as
 killed when a test failed (or it timed out: the change made the tests hang); listed equivalents
 (tests/mutation_equivalents.txt: `mutant-name  reason`) are left out of the score.
@@ -78,14 +78,14 @@ def prepare(name: str, module: dict) -> Path:
     return folder
 
 
-def run(name: str, module: dict) -> float:
+def run(name: str, module: dict, workers: int) -> float:
     folder = prepare(name, module)
     started = time.monotonic()
     patterns = [f"{dotted(module['file'])}.{pattern}" for pattern in module["mutants"]]
     env = dict(os.environ, RELCOMM_TEST_SEED=os.environ.get("RELCOMM_TEST_SEED", ""))
     # mutmut's own output (why it stopped, when it does) goes to the work folder's mutmut.log.
     with open(folder / "mutmut.log", "wb") as log:
-        subprocess.run([sys.executable, "-m", "mutmut", "run", "--max-children", "1", *patterns], cwd=folder, env=env,
+        subprocess.run([sys.executable, "-m", "mutmut", "run", "--max-children", str(workers), *patterns], cwd=folder, env=env,
                        stdout=log, stderr=subprocess.STDOUT, check=False)
     return time.monotonic() - started
 
@@ -129,6 +129,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("names", nargs="*", help="modules from [tool.relcomm.mutation.modules] (default: all)")
     parser.add_argument("--report", action="store_true", help="print earlier results without running")
+    parser.add_argument("--workers", type=int, default=2, help="mutants run at once (default 2: the issue's 2 cores)")
     options = parser.parse_args()
     table = modules()
     names = options.names or list(table)
@@ -137,7 +138,7 @@ def main() -> int:
         print(f"unknown module(s): {', '.join(unknown)}; known: {', '.join(table)}", file=sys.stderr)
         return 2
     for name in names:
-        seconds = None if options.report else run(name, table[name])
+        seconds = None if options.report else run(name, table[name], options.workers)
         report(name, table[name], seconds)
         sys.stdout.flush()
     return 0

@@ -182,6 +182,18 @@ def test_inline_bodies_and_subjects_get_the_same_limits(tmp_path: Path) -> None:
         next(line for line in plan.source.splitlines() if line.startswith("subject = \"{% for"))) + 1
 
 
+def test_a_copy_of_the_plan_in_another_folder_is_blamed_on_its_own_file(tmp_path: Path) -> None:
+    """Next release's plan often starts as a copy of this one: an inline body's error must name the
+    file being checked, not the first copy this process happened to read (same content, same digest)."""
+    data = base_plan()
+    data["communiques"][0].pop("template")
+    data["communiques"][0]["body"] = "{{ 'x' * 10**9 }}"
+    for copy in ("first", "second"):
+        plan = load_plan(write_plan(tmp_path / copy, data))
+        findings = [f for f in run_checks(plan, gate=False, secrets=False) if f.id == "template-limit"]
+        assert [f.location.file for f in findings] == [plan.path]
+
+
 def test_ordinary_templates_stay_well_inside_the_limits(tmp_path: Path) -> None:
     """The limits must not refuse what real release notes do: loops over a few thousand items, macros, format."""
     template = ("{% macro item(n) %}- item {{ '%04d'|format(n) }} {{ '{:>8}'.format(n) }}{% endmacro %}"

@@ -264,7 +264,8 @@ _SOURCES: dict[tuple, Source] = {}
 
 def _plan_source(plan: Plan, communique: Communique, key: str, text: str) -> Source:
     """An inline template written in plan.toml; its line numbers count from the key's line."""
-    cache_key = (plan.digest, communique.id, key, text)
+    # The path too: a copy of the plan in another folder has the same digest, and its errors must name its own file.
+    cache_key = (plan.digest, str(plan.path), communique.id, key, text)
     cached = _SOURCES.get(cache_key)
     if cached is not None:
         return cached
