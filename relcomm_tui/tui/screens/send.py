@@ -123,7 +123,7 @@ class SendScreen(ScriptControls, SendEngineScreen):
                 "was recorded, so they may have arrived. d resends them with the same Message-ID; m marks the "
                 "highlighted one delivered.", "warning")
         self.update_detail()
-        self._flush_timer = self.set_interval(FLUSH_SECONDS, self.flush, pause=True)
+        self._flush_timer = self.set_interval(FLUSH_SECONDS, self.tick, pause=True)
         self.refresh_script()
         if self.ledger is None:
             self.show_banner(self.app.ledger_problem or "The ledger cannot be opened, so nothing can be sent.", "error")

@@ -132,7 +132,7 @@ class ScriptControls(SendScreenBase):
             return
         self.stopped, self.progress, self._cancelling = None, None, False
         self.paused, self.running = False, True
-        spare_the_rows()
+        spare_the_rows(young_first=False)
         self.show_banner("")
         self._flush_timer.resume()
         self.refresh_summary()
