@@ -7,8 +7,8 @@
 
 Each module runs mutmut 3 in its own work folder (bench/.mutation/NAME: a copy of the package, the
 tests and a pyproject.toml whose [tool.mutmut] names that one file and its tests), with two workers
-(`--workers 1` on a machine someone else is using). mutmut caches every verdict there, so a run stopped half-way resumes where
-it was, and a module whose code and tests did not change is not run again. A mutant counts as
+(`--workers 1` on a machine someone else is using). Every mutant the module's patterns name is run
+again each time (mutmut re-runs mutants it is given by name); `--report` reads the last verdicts. A mutant counts as
 killed when a test failed (or it timed out: the change made the tests hang); listed equivalents
 (tests/mutation_equivalents.txt: `mutant-name  reason`) are left out of the score.
 
@@ -73,7 +73,10 @@ def prepare(name: str, module: dict) -> Path:
              f"also_copy = {json.dumps([part for part in COPIED if part not in ('relcomm_tui', 'tests')])}\n"
              f"only_mutate = {json.dumps([module['file']])}\n"
              f"pytest_add_cli_args_test_selection = {json.dumps(module['tests'])}\n"
-             'pytest_add_cli_args = ["-p", "no:cacheprovider", "-q", "-x"]\n')
+             'pytest_add_cli_args = ["-p", "no:cacheprovider", "-q", "-x"]\n'
+             # A mutant that makes the tests hang is stopped at 4x their CPU time (+4 s), not mutmut's 30x:
+             # CPU time, so a loaded machine does not turn a slow run into a false "killed".
+             "timeout_multiplier = 2.0\n")
     (folder / "pyproject.toml").write_text(text, encoding="utf-8")
     return folder
 
