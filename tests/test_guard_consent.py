@@ -279,3 +279,11 @@ def test_grant_takes_a_plan_and_revoke_takes_a_review(tmp_path: Path):
     consent.allow(plan)
     assert consent.revoke(consent.review(plan)) is True   # a Review: what was looked at
     assert not consent.has_grant(plan) and records() == []
+
+
+def test_a_file_that_says_it_is_empty_but_reads_on_without_end_is_recorded_by_its_inode():
+    """A command may name a /proc file: it says it holds 0 bytes and then reads on (pagemap: gigabytes).
+    The hash stops past HASH_LIMIT and records the file by inode and times instead of reading on
+    (seen hang without the running total). Called directly: a plan reaches it only through a command."""
+    assert os.stat("/proc/self/pagemap").st_size == 0
+    assert consent._file_digest("/proc/self/pagemap").startswith("stat:")
