@@ -73,3 +73,39 @@ def test_with_two_deliveries_to_one_address_an_address_alone_credits_only_the_on
     # Dated between the two: only the older had been sent.
     match = match_one(ledger, dsn(final="bob@example.com"), iso(-dt.timedelta(minutes=30)))
     assert (match.delivery.id, match.how, match.verified) == (older.id, BY_ADDRESS, False)
+
+
+def report_for(fields: str) -> bytes:
+    """A delivery-status report with one recipient block made of `fields` (header lines)."""
+    return (b"From: MAILER-DAEMON@mx.example.org\nTo: receipts@orion.example.com\nSubject: failure\n"
+            b"MIME-Version: 1.0\nContent-Type: multipart/report; report-type=delivery-status; boundary=\"B\"\n\n"
+            b"--B\nContent-Type: text/plain\n\nfailed\n\n--B\nContent-Type: message/delivery-status\n\n"
+            b"Reporting-MTA: dns; mx.example.org\n\n" + fields.encode() + b"\n\n--B--\n")
+
+
+def test_an_original_recipient_of_another_address_type_is_not_read_as_a_mailbox():
+    """`Original-Recipient: x400; ...` names no Internet mailbox: the report is about the final
+    recipient (seen to fail with the type test dropped, or `and` loosened to `or`)."""
+    [outcome] = parse_message(report_for("Original-Recipient: x400; c=us;a=mail;s=bob@x400.example\n"
+                                         "Final-Recipient: rfc822; bob@example.net\nAction: failed\nStatus: 5.1.1")).recipients
+    assert outcome.address == "bob@example.net"
+    [outcome] = parse_message(report_for("Original-Recipient: utf-8; bob@example.org\n"
+                                         "Final-Recipient: rfc822; bob@example.net\nAction: failed\nStatus: 5.1.1")).recipients
+    assert outcome.address == "bob@example.org"  # the address as sent, when its type is a mailbox
+
+
+def test_the_address_type_ends_at_the_first_semicolon():
+    # a quoted local part may hold a semicolon: the type is what comes before the first one
+    [outcome] = parse_message(report_for('Original-Recipient: rfc822; "bob;ops"@example.org\n'
+                                         "Final-Recipient: rfc822; relay@example.net\nAction: failed\nStatus: 5.1.1")).recipients
+    assert outcome.address == '"bob;ops"@example.org'
+
+
+@pytest.mark.parametrize(("diagnostic", "kept"), [
+    ("x-mail-system-type; 550 5.1.1 no such user", "550 5.1.1 no such user"),  # type of 18: the type is dropped
+    ("x-mail-system-typeab; 550 5.1.1 no such user", "x-mail-system-typeab; 550 5.1.1 no such user"),  # ';' at 20: words
+])
+def test_a_diagnostic_type_is_read_only_within_its_first_twenty_characters(diagnostic, kept):
+    [outcome] = parse_message(report_for("Final-Recipient: rfc822; bob@example.net\nAction: failed\nStatus: 5.0.0\n"
+                                         f"Diagnostic-Code: {diagnostic}")).recipients
+    assert outcome.diagnostic.strip() == kept and outcome.status == "5.1.1"
