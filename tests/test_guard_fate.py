@@ -83,6 +83,13 @@ CASES = [
      Fate("marked delivered", REACHED, "marked delivered", T2, "", "u")),
     (row("webhook", accepted=T1, unverified="u"), Fate("accepted", REACHED, "accepted by the webhook receiver", T1,
                                                        "", "u")),
+    # an answer to a calendar invitation is the fate, whatever else arrived (its time, not the read's)
+    (row(rsvp="accepted", rsvp_at=T2, displayed=T1, unverified="u"),
+     Fate("accepted", CONFIRMED, f"confirmed: accepted {W2}", T2, "", "u")),
+    (row(rsvp="tentative", rsvp_at=T3, delivered=T1), Fate("tentative", REACHED, f"tentative {W3}", T3, "", "")),
+    (row(rsvp="declined", rsvp_at=T2, bounced=T3, reason="5.1.1 gone"),
+     Fate("declined", REACHED, f"declined {W2}", T2, "", "")),
+    (row(rsvp="maybe", delivered=T2), Fate("delivered", REACHED, f"delivered {W2}", T2, "", "")),  # not an answer
 ]
 
 
