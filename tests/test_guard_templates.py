@@ -132,3 +132,13 @@ def test_str_replace_is_refused_before_it_is_built_and_allowed_up_to_the_limit()
     assert refused("{{ ('a' * 10000).replace('a', 'b' * 1000) }}").message.endswith(
         f"this replace makes a text over {MAX_TEXT:,} characters")
     assert rendered("{{ ('a' * 1000).replace('a', 'b' * 1000)|length }}") == "1000000"
+
+
+def test_a_template_of_exactly_the_most_tags_compiles_and_one_more_is_refused():
+    from relcomm_tui.compose.templates import MAX_NODES
+
+    # one output node holding one constant per `{{ 1 }}`: MAX_NODES nodes in all, the most allowed
+    assert rendered("{{ 1 }}" * (MAX_NODES - 1)) == "1" * (MAX_NODES - 1)
+    problem = refused("{{ 1 }}" * MAX_NODES)
+    assert problem.message == (f"template too large: the template has {MAX_NODES + 1:,} tags, variables and operators "
+                               f"(the limit is {MAX_NODES:,}); compiling it would take too long")
