@@ -214,9 +214,11 @@ class SendEngineScreen(Screen):
         self._asking_password = asyncio.get_running_loop().create_task(obtain())
 
     def tick(self) -> None:
-        """The table's update, every FLUSH_SECONDS while a run goes on."""
+        """The table's update, every FLUSH_SECONDS while a run goes on. Only while messages go out:
+        at a script's hour-long wait nothing new is frozen, and the collector keeps its usual pace."""
+        busy = bool(self._pending)
         self.flush()
-        if self.running:
+        if self.running and busy:
             spare_the_rows()
 
     def flush(self) -> None:
