@@ -8,32 +8,11 @@ Each limit is tried at exactly the boundary: allowed at the limit, refused one p
 
 from __future__ import annotations
 
-import tracemalloc
 
 import pytest
-from sandbox_helpers import fresh_sandbox  # noqa: F401  (every test renders in a sandbox made for it)
+from sandbox_helpers import fresh_sandbox, refused, rendered  # noqa: F401  (fresh_sandbox: every test renders in a sandbox made for it)
 
-from relcomm_tui.compose.templates import MAX_BUILT, MAX_TEXT, Source, TemplateProblem, render_source
-
-PEAK_MIB = 16  # the checks allocate next to nothing; a refused result would be bigger
-
-
-def rendered(template: str, context: dict | None = None) -> str:
-    return render_source(Source(template, "announce.md.j2"), context or {})
-
-
-def refused(template: str, context: dict | None = None, kind: str = "limit") -> TemplateProblem:
-    tracemalloc.start()
-    try:
-        with pytest.raises(TemplateProblem) as caught:
-            rendered(template, context)
-        _, peak = tracemalloc.get_traced_memory()
-    finally:
-        tracemalloc.stop()
-    assert caught.value.kind == kind, caught.value.message
-    assert peak < PEAK_MIB * 2**20, f"{template}: allocated {peak / 2**20:.0f} MiB before refusing"
-    return caught.value
-
+from relcomm_tui.compose.templates import MAX_BUILT, MAX_TEXT, TemplateProblem
 
 OVER = f"over {MAX_TEXT:,} characters"
 

@@ -12,33 +12,14 @@ The arithmetic in the comments: a text weighs its length; a number about a third
 
 from __future__ import annotations
 
-import tracemalloc
 
 import pytest
-from sandbox_helpers import fresh_sandbox  # noqa: F401  (every test renders in a sandbox made for it)
+from sandbox_helpers import fresh_sandbox, refused, rendered  # noqa: F401  (fresh_sandbox: every test renders in a sandbox made for it)
 
-from relcomm_tui.compose.templates import MAX_DEPTH, MAX_TEXT, Source, TemplateProblem, render_source
+from relcomm_tui.compose.templates import MAX_DEPTH, MAX_TEXT, TemplateProblem
 
-PEAK_MIB = 16  # a refused format would be megabytes to gigabytes; the checks allocate next to nothing
 
 PERCENT_TOO_BIG = f"this % format makes a text over {MAX_TEXT:,} characters"
-
-
-def rendered(template: str, context: dict | None = None) -> str:
-    return render_source(Source(template, "announce.md.j2"), context or {})
-
-
-def refused(template: str, context: dict | None = None) -> TemplateProblem:
-    tracemalloc.start()
-    try:
-        with pytest.raises(TemplateProblem) as caught:
-            rendered(template, context)
-        _, peak = tracemalloc.get_traced_memory()
-    finally:
-        tracemalloc.stop()
-    assert caught.value.kind == "limit", caught.value.message
-    assert peak < PEAK_MIB * 2**20, f"{template}: allocated {peak / 2**20:.0f} MiB before refusing"
-    return caught.value
 
 
 def failed(template: str) -> TemplateProblem:

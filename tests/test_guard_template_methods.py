@@ -10,34 +10,12 @@ subtraction and tests, and its `_` attribute rule. Every test renders in a sandb
 
 from __future__ import annotations
 
-import tracemalloc
 
 import pytest
-from sandbox_helpers import fresh_sandbox  # noqa: F401  (every test renders in a sandbox made for it)
+from sandbox_helpers import fresh_sandbox, refused, rendered  # noqa: F401  (fresh_sandbox: every test renders in a sandbox made for it)
 
 from relcomm_tui.compose import templates
-from relcomm_tui.compose.templates import (MAX_BUILT, MAX_INT_BITS, MAX_ITEMS, MAX_TEXT, Source, TemplateProblem,
-                                           render_source)
-
-PEAK_MIB = 16  # refusals happen before the big value is built: the checks allocate next to nothing
-
-
-def rendered(template: str, **context) -> str:
-    return render_source(Source(template, "announce.md.j2"), context)
-
-
-def refused(template: str, **context) -> TemplateProblem:
-    tracemalloc.start()
-    try:
-        with pytest.raises(TemplateProblem) as caught:
-            rendered(template, **context)
-        _, peak = tracemalloc.get_traced_memory()
-    finally:
-        tracemalloc.stop()
-    assert caught.value.kind == "limit", caught.value.message
-    assert peak < PEAK_MIB * 2**20, f"{template}: allocated {peak / 2**20:.0f} MiB before refusing"
-    return caught.value
-
+from relcomm_tui.compose.templates import MAX_BUILT, MAX_INT_BITS, MAX_ITEMS, MAX_TEXT, TemplateProblem
 
 def failed(template: str, **context) -> TemplateProblem:
     with pytest.raises(TemplateProblem) as caught:

@@ -9,32 +9,11 @@ at (left, right) only, and with the list-items branch removed.
 
 from __future__ import annotations
 
-import tracemalloc
 
 import pytest
-from sandbox_helpers import fresh_sandbox  # noqa: F401  (every test renders in a sandbox made for it)
+from sandbox_helpers import fresh_sandbox, refused, rendered  # noqa: F401  (fresh_sandbox: every test renders in a sandbox made for it)
 
-from relcomm_tui.compose.templates import MAX_INT_BITS, MAX_ITEMS, MAX_TEXT, Source, TemplateProblem, render_source
-
-PEAK_MIB = 16  # the refused results are 95 MiB to 1 GB; the checks allocate next to nothing
-
-
-def rendered(template: str) -> str:
-    return render_source(Source(template, "announce.md.j2"), {})
-
-
-def refused(template: str) -> TemplateProblem:
-    tracemalloc.start()
-    try:
-        with pytest.raises(TemplateProblem) as caught:
-            rendered(template)
-        _, peak = tracemalloc.get_traced_memory()
-    finally:
-        tracemalloc.stop()
-    assert caught.value.kind == "limit", caught.value.message
-    assert peak < PEAK_MIB * 2**20, f"{template}: allocated {peak / 2**20:.0f} MiB before refusing"
-    return caught.value
-
+from relcomm_tui.compose.templates import MAX_INT_BITS, MAX_ITEMS, MAX_TEXT, TemplateProblem
 
 @pytest.mark.parametrize("template", [
     "{{ 'x' * 10**8 }}", "{{ 10**8 * 'x' }}", "{{ [1] * 10**7 }}", "{{ 10**7 * [1] }}",
